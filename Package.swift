@@ -1,0 +1,189 @@
+// swift-tools-version: 6.1
+// Fledge: a progressive canary rollout controller for Istio.
+//
+// The targets follow the architecture in docs/architecture.md:
+//   CCurl ─ FledgeHTTP ─┬─ FledgePrometheus
+//                       └─ FledgeKubernetes
+//   FledgeJSON ─ FledgeCore (pure decisions) ─ FledgeLint
+//   FledgeSandbox (in-process Kubernetes API server), LocalPrometheus (runs a real Prometheus)
+//   FledgeCLI ─ fledge (the executable), FledgeBench ─ fledge-bench
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "fledge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fledge", targets: ["fledge"]),
+        .executable(name: "fledge-bench", targets: ["FledgeBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        // libcurl, with a small shim for its variadic setopt/getinfo.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // The one HTTP client of the project (Prometheus, Kubernetes API, webhooks).
+        .target(
+            name: "FledgeHTTP",
+            dependencies: [
+                "CCurl",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FledgePrometheus",
+            dependencies: [
+                "FledgeHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // An order-preserving JSON value: Kubernetes objects round-trip unknown fields exactly.
+        .target(
+            name: "FledgeJSON",
+            dependencies: [.product(name: "Collections", package: "swift-collections")],
+            swiftSettings: strict
+        ),
+        // The pure decision core: no IO, no clock reads.
+        .target(
+            name: "FledgeCore",
+            dependencies: [
+                "FledgeJSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FledgeLint",
+            dependencies: ["FledgeCore", "FledgeJSON", "Yams"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FledgeKubernetes",
+            dependencies: [
+                "FledgeHTTP", "FledgeJSON", "Yams",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // An in-process Kubernetes API server for tests and the local demo.
+        .target(
+            name: "FledgeSandbox",
+            dependencies: [
+                "FledgeJSON", "Yams",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Starts a real Prometheus (Debian's package) with backfilled or scraped data.
+        .target(
+            name: "LocalPrometheus",
+            dependencies: [
+                "FledgeHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Every `fledge` subcommand, one per file.
+        .target(
+            name: "FledgeCLI",
+            dependencies: [
+                "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "fledge",
+            dependencies: ["FledgeCLI"],
+            swiftSettings: strict
+        ),
+        // Benchmarks: a separate command, never timed assertions in tests.
+        .executableTarget(
+            name: "FledgeBench",
+            dependencies: [
+                "FledgeHTTP", "FledgePrometheus", "LocalPrometheus", "FledgeCore",
+                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared test helpers: free ports, temporary folders, certificates, processes.
+        .target(
+            name: "TestSupport",
+            dependencies: ["FledgeHTTP", "LocalPrometheus"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeHTTPTests",
+            dependencies: [
+                "FledgeHTTP", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgePrometheusTests",
+            dependencies: ["FledgePrometheus", "LocalPrometheus", "TestSupport", "FledgeCLI"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeJSONTests",
+            dependencies: ["FledgeJSON"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeCoreTests",
+            dependencies: [
+                "FledgeCore", "FledgeJSON",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeLintTests",
+            dependencies: ["FledgeLint", "FledgeCore", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeKubernetesTests",
+            dependencies: ["FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeSandboxTests",
+            dependencies: ["FledgeSandbox", "FledgeJSON", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeCLITests",
+            dependencies: ["FledgeCLI", "TestSupport"],
+            swiftSettings: strict
+        ),
+    ]
+)

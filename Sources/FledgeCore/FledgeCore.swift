@@ -1,0 +1,1 @@
+// FledgeCore: see Package.swift for this target's role.

@@ -1,0 +1,1 @@
+// FledgeKubernetes: see Package.swift for this target's role.

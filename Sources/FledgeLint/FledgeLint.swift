@@ -1,0 +1,1 @@
+// FledgeLint: see Package.swift for this target's role.

@@ -1,0 +1,1 @@
+// FledgePrometheus: see Package.swift for this target's role.

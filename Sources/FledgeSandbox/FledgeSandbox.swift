@@ -1,0 +1,1 @@
+// FledgeSandbox: see Package.swift for this target's role.

@@ -1,0 +1,1 @@
+// LocalPrometheus: see Package.swift for this target's role.

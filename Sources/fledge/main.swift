@@ -1,0 +1,3 @@
+import FledgeCLI
+
+await Fledge.main()
