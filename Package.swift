@@ -61,6 +61,11 @@ let package = Package(
             dependencies: [.product(name: "Collections", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // The statistical judge: anytime-valid tests on canary vs stable counts. Pure, no dependencies.
+        .target(
+            name: "FledgeJudge",
+            swiftSettings: strict
+        ),
         // The pure decision core: no IO, no clock reads.
         .target(
             name: "FledgeCore",
@@ -125,7 +130,7 @@ let package = Package(
             name: "FledgeBench",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "LocalPrometheus", "FledgeCore",
-                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON",
+                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "FledgeJudge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -163,6 +168,11 @@ let package = Package(
                 "FledgeCore", "FledgeJSON",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeJudgeTests",
+            dependencies: ["FledgeJudge"],
             swiftSettings: strict
         ),
         .testTarget(

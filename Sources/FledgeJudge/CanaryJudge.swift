@@ -1,0 +1,269 @@
+// The statistical judge: one call per analysis interval, counts in, verdict and new state out.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Decides, after every analysis interval, whether a canary is harmful (roll back), shown
+/// acceptable at the next weight (advance) or not yet known (hold).
+///
+/// Two comparisons, each with the same sequential discipline:
+/// - **errors**: 5xx / requests;
+/// - **latency**: the share of requests slower than one histogram boundary near p99.
+///
+/// *Roll back* when a harm e-process (a mixture over rate ratios ρ ≥ the ratio margin of the
+/// conditional likelihood ratio, see `JudgeStatistics`) reaches 2/`falseRollbackRate`: a
+/// canary no worse than stable is rolled back with probability at most `falseRollbackRate`
+/// however often the judge looks. Overwhelming evidence crosses the threshold in the first
+/// interval.
+///
+/// *Advance* when, for both comparisons, the anytime-valid upper bound on the canary's rate
+/// is at most the allowed rate: stable's lower bound plus the margin (the larger of the ratio
+/// and the absolute margin) divided by the next weight — the margin is a budget of excess
+/// bad requests at full traffic, so the step to 25 % may tolerate 4× what promotion does.
+/// A canary worse than the margin is promoted with probability at most `falsePromotionRate`.
+/// Without enough requests the bounds stay wide and the judge holds: thin evidence never
+/// advances.
+public struct CanaryJudge: Sendable {
+    public let configuration: JudgeConfiguration
+
+    public init(configuration: JudgeConfiguration = .default) throws(JudgeError) {
+        try configuration.validate()
+        self.configuration = configuration
+    }
+
+    /// The state before the first interval.
+    public func initialState() -> JudgeState {
+        JudgeState(
+            version: 1, intervals: 0,
+            errors: JudgeComparisonState(harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.errorRateRatioMargin)),
+            latency: JudgeLatencyState(
+                boundary: nil, pooled: nil,
+                comparison: JudgeComparisonState(
+                    harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.latencyTailRatioMargin))))
+    }
+
+    /// Judges one interval.
+    /// - Parameters:
+    ///   - canary, stable: each side's increases over the interval just ended.
+    ///   - nextWeight: the canary weight (percent, in (0, 100]) that `advance` would move to;
+    ///     100 means promotion.
+    ///   - state: what the previous call returned (or `initialState()`).
+    public func judge(
+        canary: JudgeSample, stable: JudgeSample, nextWeight: Double, state: JudgeState
+    ) throws(JudgeError) -> (verdict: JudgeVerdict, state: JudgeState) {
+        guard nextWeight.isFinite, nextWeight > 0, nextWeight <= 100 else {
+            throw JudgeError(field: "nextWeight", problem: "must be a percentage in (0, 100], got \(nextWeight)")
+        }
+        guard state.version == 1 else {
+            throw JudgeError(field: "state.version", problem: "is \(state.version); this judge reads version 1")
+        }
+        try Self.checkCounts(canary, side: "canary")
+        try Self.checkCounts(stable, side: "stable")
+        let exposure = nextWeight / 100
+        var next = state
+        next.intervals += 1
+
+        // Errors.
+        next.errors = Self.accumulate(
+            next.errors,
+            canary: JudgeCounts(requests: canary.requests.rounded(), events: canary.errors.rounded()),
+            stable: JudgeCounts(requests: stable.requests.rounded(), events: stable.errors.rounded()))
+        let errorEvidence = evidence(
+            of: next.errors, metric: "5xx rate", ratioMargin: configuration.errorRateRatioMargin,
+            absoluteMargin: configuration.errorRateAbsoluteMargin, exposure: exposure)
+
+        // Latency.
+        var latencyEvidence: JudgeEvidence?
+        if let canaryHistogram = canary.latency, let stableHistogram = stable.latency {
+            let c = try canaryHistogram.normalised(field: "canary.latency")
+            let s = try stableHistogram.normalised(field: "stable.latency")
+            guard c.bounds == s.bounds else {
+                throw JudgeError(field: "canary.latency.bounds", problem: "differ from stable.latency.bounds (\(c.bounds) vs \(s.bounds))")
+            }
+            next.latency = try Self.accumulateLatency(next.latency, canary: c, stable: s, configuration: configuration)
+        }
+        if let boundary = next.latency.boundary {
+            latencyEvidence = evidence(
+                of: next.latency.comparison, metric: "share slower than \(JudgeFormat.number(boundary)) ms",
+                ratioMargin: configuration.latencyTailRatioMargin,
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, exposure: exposure)
+        }
+        let latencyExpected = next.latency.boundary != nil || next.latency.pooled != nil
+
+        // Decide.
+        let decision: JudgeDecision
+        let explanation: String
+        let harmful = [errorEvidence, latencyEvidence].compactMap { $0 }.filter(\.harmful)
+        let target = nextWeight >= 100 ? "promote" : "advance to \(JudgeFormat.number(nextWeight))%"
+        if !harmful.isEmpty {
+            decision = .rollback
+            explanation = "Roll back: " + harmful.map(\.summary).joined(separator: "; ")
+        } else if errorEvidence.acceptable && (latencyEvidence?.acceptable ?? !latencyExpected) {
+            decision = .advance
+            explanation = "Canary not worse than the margins, \(target): "
+                + [errorEvidence, latencyEvidence].compactMap { $0?.summary }.joined(separator: "; ")
+        } else {
+            decision = .hold
+            var parts = [errorEvidence, latencyEvidence].compactMap { $0 }.filter { !$0.acceptable }.map(\.summary)
+            if latencyExpected && latencyEvidence == nil {
+                let seen = next.latency.pooled?.total ?? 0
+                parts.append(
+                    "latency: \(JudgeFormat.number(seen)) of \(JudgeFormat.number(configuration.latencyBoundarySamples)) requests needed to choose a boundary")
+            }
+            explanation = "Inconclusive, holding (not enough evidence to \(target)): " + parts.joined(separator: "; ")
+        }
+        return (JudgeVerdict(decision: decision, errors: errorEvidence, latency: latencyEvidence, explanation: explanation), next)
+    }
+
+    // MARK: - Pieces
+
+    static func checkCounts(_ sample: JudgeSample, side: String) throws(JudgeError) {
+        guard sample.requests.isFinite, sample.requests >= 0 else {
+            throw JudgeError(field: "\(side).requests", problem: "must be a non-negative number, got \(sample.requests)")
+        }
+        guard sample.errors.isFinite, sample.errors >= 0 else {
+            throw JudgeError(field: "\(side).errors", problem: "must be a non-negative number, got \(sample.errors)")
+        }
+        // increase() extrapolates, so a few hundredths of a request either way are normal.
+        guard sample.errors.rounded() <= sample.requests.rounded() else {
+            throw JudgeError(
+                field: "\(side).errors",
+                problem: "\(sample.errors) errors is more than the \(sample.requests) requests of the same interval")
+        }
+    }
+
+    static func accumulate(_ state: JudgeComparisonState, canary: JudgeCounts, stable: JudgeCounts) -> JudgeComparisonState {
+        var next = state
+        next.canary.requests += canary.requests
+        next.canary.events += canary.events
+        next.stable.requests += stable.requests
+        next.stable.events += stable.events
+        for (i, ratio) in state.harmRatios.enumerated() {
+            next.harmLogLikelihoodRatios[i] += JudgeStatistics.conditionalLogLikelihoodRatio(
+                ratio: ratio, canaryTrials: canary.requests, canaryEvents: canary.events,
+                stableTrials: stable.requests, stableEvents: stable.events)
+        }
+        return next
+    }
+
+    static func accumulateLatency(
+        _ state: JudgeLatencyState, canary: JudgeHistogram, stable: JudgeHistogram, configuration: JudgeConfiguration
+    ) throws(JudgeError) -> JudgeLatencyState {
+        var next = state
+        if let boundary = state.boundary {
+            guard canary.bounds.contains(boundary) else {
+                throw JudgeError(
+                    field: "canary.latency.bounds",
+                    problem: "no longer contain the boundary \(boundary) ms chosen earlier; the histogram's buckets changed during the analysis")
+            }
+            next.comparison = accumulate(
+                state.comparison,
+                canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
+                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)))
+            return next
+        }
+        // Pool both sides until enough requests were seen, then choose the boundary from the
+        // pooled histogram only: which side a request came from plays no part in the choice,
+        // so the tests that follow keep their guarantees.
+        var pooled = JudgeHistogram(
+            bounds: canary.bounds,
+            cumulativeCounts: zip(canary.cumulativeCounts, stable.cumulativeCounts).map { $0 + $1 },
+            total: canary.total + stable.total)
+        if let previous = state.pooled {
+            guard previous.bounds == pooled.bounds else {
+                throw JudgeError(
+                    field: "canary.latency.bounds",
+                    problem: "differ from the earlier intervals' bounds (\(pooled.bounds) vs \(previous.bounds))")
+            }
+            pooled.cumulativeCounts = zip(previous.cumulativeCounts, pooled.cumulativeCounts).map { $0 + $1 }
+            pooled.total += previous.total
+        }
+        if pooled.total >= configuration.latencyBoundarySamples {
+            let share = configuration.latencyTailShare
+            next.boundary = pooled.bounds.last { pooled.slower(than: $0) >= share * pooled.total } ?? pooled.bounds[0]
+            next.pooled = nil
+        } else {
+            next.pooled = pooled
+        }
+        return next
+    }
+
+    func evidence(
+        of state: JudgeComparisonState, metric: String, ratioMargin: Double, absoluteMargin: Double, exposure: Double
+    ) -> JudgeEvidence {
+        let alphaHarm = configuration.falseRollbackRate / 2
+        let alphaSide = configuration.falsePromotionRate / 4
+        let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
+        let eValue = min(exp(min(logE, 690)), 1e300)
+        let threshold = 1 / alphaHarm
+        let harmful = logE >= log(threshold)
+        let upper = JudgeStatistics.upperConfidenceBound(
+            events: state.canary.events, trials: state.canary.requests, alpha: alphaSide)
+        let lower = JudgeStatistics.lowerConfidenceBound(
+            events: state.stable.events, trials: state.stable.requests, alpha: alphaSide)
+        let allowed = min(1, lower + max(absoluteMargin, (ratioMargin - 1) * lower) / exposure)
+        let acceptable = state.canary.requests > 0 && upper <= allowed
+        var ratio: Double?
+        if let c = state.canary.rate, let s = state.stable.rate, s > 0 { ratio = c / s }
+
+        let c = state.canary, s = state.stable
+        let sides = "canary \(JudgeFormat.rate(c)) vs stable \(JudgeFormat.rate(s))"
+            + (ratio.map { ", ratio \(JudgeFormat.number($0))×" } ?? "")
+        let summary: String
+        if harmful {
+            summary = "\(metric) \(sides); harm e-value \(JudgeFormat.number(eValue)) ≥ \(JudgeFormat.number(threshold))"
+        } else if acceptable {
+            summary = "\(metric) \(sides); canary bound \(JudgeFormat.percent(upper)) ≤ allowed \(JudgeFormat.percent(allowed))"
+        } else if c.requests == 0 {
+            summary = "\(metric): the canary served no requests yet"
+        } else {
+            summary = "\(metric) \(sides); canary bound \(JudgeFormat.percent(upper)) > allowed \(JudgeFormat.percent(allowed))"
+                + " after \(JudgeFormat.number(c.requests)) canary requests, harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
+        }
+        return JudgeEvidence(
+            metric: metric, canary: c, stable: s, ratio: ratio, canaryUpperBound: upper, stableLowerBound: lower,
+            allowedRate: allowed, harmEValue: eValue, harmThreshold: threshold, harmful: harmful,
+            acceptable: acceptable, summary: summary)
+    }
+}
+
+/// Number formatting for explanations, without Foundation.
+enum JudgeFormat {
+    /// Up to three significant digits, scientific above 1e5.
+    static func number(_ value: Double) -> String {
+        guard value.isFinite else { return value > 0 ? "∞" : (value < 0 ? "-∞" : "NaN") }
+        let magnitude = abs(value)
+        if magnitude >= 1e5 {
+            let exponent = Int(floor(log10(magnitude)))
+            let mantissa = value / pow(10, Double(exponent))
+            return fixed(mantissa, decimals: 1) + "e\(exponent)"
+        }
+        if value == value.rounded() { return String(Int(value)) }
+        let decimals = magnitude >= 100 ? 0 : magnitude >= 10 ? 1 : magnitude >= 1 ? 2 : max(2, 2 - Int(floor(log10(magnitude))))
+        return fixed(value, decimals: min(decimals, 8))
+    }
+
+    static func percent(_ rate: Double) -> String { number(rate * 100) + "%" }
+
+    static func rate(_ counts: JudgeCounts) -> String {
+        guard let r = counts.rate else { return "– (0 requests)" }
+        return "\(percent(r)) (\(number(counts.events))/\(number(counts.requests)))"
+    }
+
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        let scale = pow(10.0, Double(decimals))
+        let scaled = (abs(value) * scale).rounded()
+        let whole = Int(scaled / scale)
+        let fraction = Int(scaled - Double(whole) * scale)
+        let sign = value < 0 && scaled > 0 ? "-" : ""
+        guard decimals > 0 else { return sign + String(whole) }
+        var digits = String(fraction)
+        while digits.count < decimals { digits = "0" + digits }
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return sign + String(whole) + (digits.isEmpty ? "" : "." + digits)
+    }
+}

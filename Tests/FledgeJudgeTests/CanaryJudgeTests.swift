@@ -1,0 +1,273 @@
+import Foundation
+import Testing
+
+@testable import FledgeJudge
+
+@Suite struct CanaryJudgeTests {
+    let judge = try! CanaryJudge()
+
+    @Test func overwhelmingHarmRollsBackInTheFirstInterval() throws {
+        // 20× the errors on 10 % of 1,000 req/s over 30 s.
+        let (verdict, state) = try judge.judge(
+            canary: JudgeSample(requests: 3000, errors: 60),
+            stable: JudgeSample(requests: 27000, errors: 27),
+            nextWeight: 25, state: judge.initialState())
+        #expect(verdict.decision == .rollback)
+        #expect(verdict.errors.harmful)
+        #expect(verdict.errors.harmEValue >= 200)
+        #expect(verdict.errors.harmThreshold == 200)
+        #expect(verdict.errors.canary == JudgeCounts(requests: 3000, events: 60))
+        #expect(abs((verdict.errors.ratio ?? 0) - 20) < 1e-9)
+        #expect(verdict.explanation.hasPrefix("Roll back: 5xx rate canary 2% (60/3000) vs stable 0.1% (27/27000), ratio 20×"))
+        #expect(state.intervals == 1)
+    }
+
+    @Test func thinEvidenceHolds() throws {
+        // 1 req/s at 10 %: three canary requests, nothing wrong, and still no promotion.
+        let (verdict, _) = try judge.judge(
+            canary: JudgeSample(requests: 3, errors: 0), stable: JudgeSample(requests: 27, errors: 0),
+            nextWeight: 100, state: judge.initialState())
+        #expect(verdict.decision == .hold)
+        #expect(!verdict.errors.acceptable && !verdict.errors.harmful)
+        #expect(verdict.explanation.hasPrefix("Inconclusive, holding (not enough evidence to promote)"))
+        #expect(verdict.explanation.contains("after 3 canary requests"))
+    }
+
+    @Test func noCanaryTrafficHoldsAndSaysSo() throws {
+        let (verdict, _) = try judge.judge(
+            canary: JudgeSample(requests: 0, errors: 0), stable: JudgeSample(requests: 500, errors: 3),
+            nextWeight: 25, state: judge.initialState())
+        #expect(verdict.decision == .hold)
+        #expect(verdict.explanation.contains("the canary served no requests yet"))
+    }
+
+    @Test func plentyOfCleanTrafficAdvancesAndTheMarginTightensWithWeight() throws {
+        let canary = JudgeSample(requests: 20000, errors: 20)
+        let stable = JudgeSample(requests: 180_000, errors: 180)
+        let toQuarter = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
+        #expect(toQuarter.verdict.decision == .advance)
+        #expect(toQuarter.verdict.explanation.hasPrefix("Canary not worse than the margins, advance to 25%"))
+        // The same evidence is not enough to promote: the allowed excess is 4× smaller at 100 %.
+        let toFull = try judge.judge(canary: canary, stable: stable, nextWeight: 100, state: judge.initialState())
+        #expect(toFull.verdict.errors.allowedRate < toQuarter.verdict.errors.allowedRate)
+        let lower = toFull.verdict.errors.stableLowerBound
+        #expect(abs(toFull.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower))) < 1e-15)
+        #expect(abs(toQuarter.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower)) * 1 / 1) > 0)
+    }
+
+    @Test func evidenceAccumulatesAcrossIntervals() throws {
+        // Each interval alone is too little to roll back a 5× canary; together they are enough.
+        var state = judge.initialState()
+        var decisions: [JudgeDecision] = []
+        for _ in 0..<6 {
+            let result = try judge.judge(
+                canary: JudgeSample(requests: 1000, errors: 5), stable: JudgeSample(requests: 9000, errors: 9),
+                nextWeight: 25, state: state)
+            decisions.append(result.verdict.decision)
+            state = result.state
+        }
+        #expect(decisions.first == .hold)
+        #expect(decisions.last == .rollback)
+        #expect(state.errors.canary == JudgeCounts(requests: 6000, events: 30))
+    }
+
+    @Test func stateSurvivesARestartExactly() throws {
+        // Encoding the state to JSON and back between every interval (as the Rollout status does)
+        // gives exactly the verdicts of an uninterrupted run.
+        let intervals: [(JudgeSample, JudgeSample)] = (0..<8).map { i in
+            let latency = JudgeHistogram(bounds: [50, 100, 250], bucketCounts: [Double(400 + i), 80, 15, 5])
+            return (
+                JudgeSample(requests: 500, errors: Double(i % 3), latency: latency),
+                JudgeSample(requests: 4500, errors: Double(5 + i), latency: latency)
+            )
+        }
+        var plain = judge.initialState()
+        var restarted = judge.initialState()
+        for (canary, stable) in intervals {
+            let a = try judge.judge(canary: canary, stable: stable, nextWeight: 50, state: plain)
+            let data = try JSONEncoder().encode(restarted)
+            let decoded = try JSONDecoder().decode(JudgeState.self, from: data)
+            let b = try judge.judge(canary: canary, stable: stable, nextWeight: 50, state: decoded)
+            #expect(a.verdict == b.verdict)
+            plain = a.state
+            restarted = b.state
+        }
+        #expect(plain == restarted)
+        // And the verdict itself is Codable, for status and Events.
+        let verdict = try judge.judge(canary: intervals[0].0, stable: intervals[0].1, nextWeight: 50, state: plain).verdict
+        let round = try JSONDecoder().decode(JudgeVerdict.self, from: JSONEncoder().encode(verdict))
+        #expect(round == verdict)
+    }
+
+    @Test func slowerCanaryIsRolledBackOnLatency() throws {
+        let bounds = [25.0, 50, 100, 250, 500]
+        // Stable: 2 % slower than 250 ms. Canary: 20 %.
+        let stable = JudgeSample(
+            requests: 9000, errors: 0, latency: JudgeHistogram(bounds: bounds, bucketCounts: [2000, 3000, 3000, 820, 150, 30]))
+        let canary = JudgeSample(
+            requests: 1000, errors: 0, latency: JudgeHistogram(bounds: bounds, bucketCounts: [100, 200, 300, 200, 150, 50]))
+        let (verdict, state) = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
+        // The pooled share slower than 250 ms is 380/10000 ≥ 1 %, slower than 500 ms 80/10000 < 1 %... no:
+        // 80 / 10000 = 0.8 %, so the boundary is 250 ms.
+        #expect(state.latency.boundary == 250)
+        #expect(verdict.decision == .rollback)
+        let latency = try #require(verdict.latency)
+        #expect(latency.metric == "share slower than 250 ms")
+        #expect(latency.canary == JudgeCounts(requests: 1000, events: 200))
+        #expect(latency.stable == JudgeCounts(requests: 9000, events: 180))
+        #expect(latency.harmful && !verdict.errors.harmful)
+        #expect(verdict.explanation.contains("share slower than 250 ms canary 20% (200/1000)"))
+    }
+
+    @Test func latencyWaitsForEnoughRequestsToChooseItsBoundary() throws {
+        let bounds = [50.0, 100, 250]
+        let histogram = JudgeHistogram(bounds: bounds, bucketCounts: [20, 5, 1, 0])
+        var state = judge.initialState()
+        let first = try judge.judge(
+            canary: JudgeSample(requests: 26, errors: 0, latency: histogram),
+            stable: JudgeSample(requests: 26, errors: 0, latency: histogram), nextWeight: 25, state: state)
+        state = first.state
+        #expect(state.latency.boundary == nil)
+        #expect(state.latency.pooled?.total == 52)
+        #expect(first.verdict.latency == nil)
+        #expect(first.verdict.decision == .hold)
+        #expect(first.verdict.explanation.contains("latency: 52 of 200 requests needed to choose a boundary"))
+    }
+
+    @Test func histogramQuantileInterpolatesLikePrometheus() {
+        // 100 requests: 50 ≤ 10 ms, 40 in (10, 20], 10 in (20, 40].
+        let histogram = JudgeHistogram(bounds: [10, 20, 40], cumulativeCounts: [50, 90, 100], total: 100)
+        #expect(histogram.quantile(0.5) == 10)
+        #expect(histogram.quantile(0.7) == 15)
+        #expect(histogram.quantile(0.99) == 38)
+        #expect(histogram.quantile(0.25) == 5)
+        // Quantiles in the +Inf bucket report the last finite bound.
+        let overflow = JudgeHistogram(bounds: [10, 20], cumulativeCounts: [50, 60], total: 100)
+        #expect(overflow.quantile(0.99) == 20)
+        #expect(JudgeHistogram(bounds: [10], cumulativeCounts: [0], total: 0).quantile(0.99) == nil)
+    }
+
+    @Test func extrapolatedCountsAreRepaired() throws {
+        let bounds = [10.0, 20, 40]
+        let wobbly = JudgeHistogram(bounds: bounds, cumulativeCounts: [50.2, 49.9, 100.4], total: 99.8)
+        let repaired = try wobbly.normalised(field: "canary.latency")
+        #expect(repaired.cumulativeCounts == [50, 50, 100])
+        #expect(repaired.total == 100)
+    }
+
+    @Test func badInputNamesTheField() {
+        let state = judge.initialState()
+        let ok = JudgeSample(requests: 10, errors: 0)
+        func error(_ body: () throws -> Void) -> JudgeError? {
+            do { try body() } catch let e as JudgeError { return e } catch { return nil }
+            return nil
+        }
+        #expect(error { _ = try judge.judge(canary: JudgeSample(requests: 10, errors: 12), stable: ok, nextWeight: 25, state: state) }?.field == "canary.errors")
+        #expect(error { _ = try judge.judge(canary: ok, stable: JudgeSample(requests: -1, errors: 0), nextWeight: 25, state: state) }?.field == "stable.requests")
+        #expect(error { _ = try judge.judge(canary: JudgeSample(requests: .nan, errors: 0), stable: ok, nextWeight: 25, state: state) }?.field == "canary.requests")
+        #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 0, state: state) }?.field == "nextWeight")
+        #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 120, state: state) }?.field == "nextWeight")
+        var future = state
+        future.version = 2
+        #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 25, state: future) }?.field == "state.version")
+        let a = JudgeHistogram(bounds: [10, 20], cumulativeCounts: [5, 10], total: 10)
+        let b = JudgeHistogram(bounds: [10, 30], cumulativeCounts: [5, 10], total: 10)
+        let mismatch = error {
+            _ = try judge.judge(
+                canary: JudgeSample(requests: 10, errors: 0, latency: a), stable: JudgeSample(requests: 10, errors: 0, latency: b),
+                nextWeight: 25, state: state)
+        }
+        #expect(mismatch?.field == "canary.latency.bounds")
+        let unordered = JudgeHistogram(bounds: [20, 10], cumulativeCounts: [5, 10], total: 10)
+        let unorderedError = error {
+            _ = try judge.judge(
+                canary: JudgeSample(requests: 10, errors: 0, latency: unordered),
+                stable: JudgeSample(requests: 10, errors: 0, latency: unordered), nextWeight: 25, state: state)
+        }
+        #expect(unorderedError?.field == "canary.latency.bounds[1]")
+        #expect(unorderedError?.description.contains("greater than the previous bound") == true)
+        let short = JudgeHistogram(bounds: [10, 20], cumulativeCounts: [5], total: 10)
+        #expect(error {
+            _ = try judge.judge(
+                canary: JudgeSample(requests: 10, errors: 0, latency: short),
+                stable: JudgeSample(requests: 10, errors: 0, latency: a), nextWeight: 25, state: state)
+        }?.field == "canary.latency")
+    }
+
+    @Test func configurationIsValidatedAndDecodesWithDefaults() throws {
+        #expect(throws: JudgeError(field: "falseRollbackRate", problem: "must be a probability strictly between 0 and 1, got 0.0")) {
+            _ = try CanaryJudge(configuration: JudgeConfiguration(falseRollbackRate: 0))
+        }
+        #expect(throws: JudgeError.self) { _ = try CanaryJudge(configuration: JudgeConfiguration(errorRateRatioMargin: 1)) }
+        #expect(throws: JudgeError.self) { _ = try CanaryJudge(configuration: JudgeConfiguration(errorRateAbsoluteMargin: -0.1)) }
+        let partial = try JSONDecoder().decode(JudgeConfiguration.self, from: Data(#"{"falseRollbackRate": 0.001}"#.utf8))
+        #expect(partial.falseRollbackRate == 0.001)
+        #expect(partial.errorRateRatioMargin == JudgeConfiguration.default.errorRateRatioMargin)
+        let strict = try CanaryJudge(configuration: partial)
+        #expect(strict.initialState().errors.harmRatios.count == 8)
+    }
+}
+
+/// The false-rollback guarantee, checked by simulation with a fixed seed.
+@Suite struct JudgeGuaranteeTests {
+    /// Replays a rollout driven by the judge on simulated traffic; returns the last decision.
+    static func rollout(
+        simulator: TrafficSimulator, judge: CanaryJudge, intervals: Int, rng: inout SplitMix64
+    ) throws -> (decision: JudgeDecision, interval: Int) {
+        let stages: [Double] = [10, 25, 50]
+        var stage = 0
+        var state = judge.initialState()
+        for interval in 1...intervals {
+            let tick = simulator.tick(seconds: 30, using: &rng)
+            let (c, s) = tick.observe(weight: stages[stage])
+            let next = stage + 1 < stages.count ? stages[stage + 1] : 100
+            let result = try judge.judge(
+                canary: c.sample(bounds: simulator.bounds), stable: s.sample(bounds: simulator.bounds),
+                nextWeight: next, state: state)
+            state = result.state
+            switch result.verdict.decision {
+            case .rollback: return (.rollback, interval)
+            case .advance:
+                if stage + 1 == stages.count { return (.advance, interval) }
+                stage += 1
+            case .hold: continue
+            }
+        }
+        return (.hold, intervals)
+    }
+
+    @Test(arguments: [0.001, 0.01])
+    func goodCanariesAreRarelyRolledBack(baseline: Double) throws {
+        // A canary identical to stable, watched every 30 s for up to 30 minutes at 200 req/s.
+        let judge = try CanaryJudge()
+        let version = SimulatedVersion(errorRate: baseline, latency: SimulatedLatency(median: 50, sigma: 0.6))
+        let simulator = TrafficSimulator(requestsPerSecond: 200, canary: version, stable: version, weights: [10, 25, 50])
+        let root = SplitMix64(seed: 2026)
+        var rollbacks = 0
+        let runs = 600
+        for run in 0..<runs {
+            var rng = root.split(UInt64(run))
+            if try Self.rollout(simulator: simulator, judge: judge, intervals: 60, rng: &rng).decision == .rollback {
+                rollbacks += 1
+            }
+        }
+        #expect(Double(rollbacks) / Double(runs) <= 0.01, "\(rollbacks) of \(runs) good canaries rolled back")
+    }
+
+    @Test func aTwentyTimesErrorCanaryIsRolledBackInTheFirstInterval() throws {
+        let judge = try CanaryJudge()
+        let latency = SimulatedLatency(median: 50, sigma: 0.6)
+        let simulator = TrafficSimulator(
+            requestsPerSecond: 100, canary: SimulatedVersion(errorRate: 0.02, latency: latency),
+            stable: SimulatedVersion(errorRate: 0.001, latency: latency), weights: [10, 25, 50])
+        let root = SplitMix64(seed: 20)
+        var first = 0
+        for run in 0..<200 {
+            var rng = root.split(UInt64(run))
+            let outcome = try Self.rollout(simulator: simulator, judge: judge, intervals: 20, rng: &rng)
+            #expect(outcome.decision == .rollback)
+            if outcome.interval == 1 { first += 1 }
+        }
+        #expect(first >= 150, "only \(first) of 200 rolled back in the first interval")
+    }
+}
