@@ -184,8 +184,15 @@ public struct CanaryJudge: Sendable {
         }
         if pooled.total >= configuration.latencyBoundarySamples {
             let share = configuration.latencyTailShare
-            next.boundary = pooled.bounds.last { pooled.slower(than: $0) >= share * pooled.total } ?? pooled.bounds[0]
+            let boundary = pooled.bounds.last { pooled.slower(than: $0) >= share * pooled.total } ?? pooled.bounds[0]
+            next.boundary = boundary
             next.pooled = nil
+            // This interval counts: given the pooled histogram, which side each request came
+            // from is independent of the choice when the sides do not differ.
+            next.comparison = accumulate(
+                state.comparison,
+                canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
+                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)))
         } else {
             next.pooled = pooled
         }

@@ -52,7 +52,7 @@ import Testing
         #expect(toFull.verdict.errors.allowedRate < toQuarter.verdict.errors.allowedRate)
         let lower = toFull.verdict.errors.stableLowerBound
         #expect(abs(toFull.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower))) < 1e-15)
-        #expect(abs(toQuarter.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower)) * 1 / 1) > 0)
+        #expect(abs(toQuarter.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower) / 0.25)) < 1e-15)
     }
 
     @Test func evidenceAccumulatesAcrossIntervals() throws {
@@ -107,8 +107,8 @@ import Testing
         let canary = JudgeSample(
             requests: 1000, errors: 0, latency: JudgeHistogram(bounds: bounds, bucketCounts: [100, 200, 300, 200, 150, 50]))
         let (verdict, state) = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
-        // The pooled share slower than 250 ms is 380/10000 ≥ 1 %, slower than 500 ms 80/10000 < 1 %... no:
-        // 80 / 10000 = 0.8 %, so the boundary is 250 ms.
+        // Pooled, 80 of 10,000 requests (0.8 %) are slower than 500 ms and 380 (3.8 %) slower than
+        // 250 ms: the highest boundary that at least 1 % exceed is 250 ms.
         #expect(state.latency.boundary == 250)
         #expect(verdict.decision == .rollback)
         let latency = try #require(verdict.latency)
@@ -254,11 +254,11 @@ import Testing
         #expect(Double(rollbacks) / Double(runs) <= 0.01, "\(rollbacks) of \(runs) good canaries rolled back")
     }
 
-    @Test func aTwentyTimesErrorCanaryIsRolledBackInTheFirstInterval() throws {
+    @Test func aTwentyTimesErrorCanaryAtHighTrafficIsRolledBackInTheFirstInterval() throws {
         let judge = try CanaryJudge()
         let latency = SimulatedLatency(median: 50, sigma: 0.6)
         let simulator = TrafficSimulator(
-            requestsPerSecond: 100, canary: SimulatedVersion(errorRate: 0.02, latency: latency),
+            requestsPerSecond: 1000, canary: SimulatedVersion(errorRate: 0.02, latency: latency),
             stable: SimulatedVersion(errorRate: 0.001, latency: latency), weights: [10, 25, 50])
         let root = SplitMix64(seed: 20)
         var first = 0
@@ -268,6 +268,6 @@ import Testing
             #expect(outcome.decision == .rollback)
             if outcome.interval == 1 { first += 1 }
         }
-        #expect(first >= 150, "only \(first) of 200 rolled back in the first interval")
+        #expect(first >= 198, "only \(first) of 200 rolled back in the first interval")
     }
 }
