@@ -20,13 +20,18 @@ import Darwin
 /// however often the judge looks. Overwhelming evidence crosses the threshold in the first
 /// interval.
 ///
-/// *Advance* when, for both comparisons, the anytime-valid upper bound on the canary's rate
-/// is at most the allowed rate: stable's lower bound plus the margin (the larger of the ratio
-/// and the absolute margin) divided by the next weight — the margin is a budget of excess
-/// bad requests at full traffic, so the step to 25 % may tolerate 4× what promotion does.
-/// A canary worse than the margin is promoted with probability at most `falsePromotionRate`.
-/// Without enough requests the bounds stay wide and the judge holds: thin evidence never
-/// advances.
+/// *Advance* when, for both comparisons, the canary is shown not worse than the margin at the
+/// next weight, in either of two ways:
+/// - relative: an e-process for "canary rate ≥ ρ × stable's" (the conditional likelihood
+///   ratio of equal rates against ρ) reaches 4/`falsePromotionRate`;
+/// - absolute: the anytime-valid upper bound on the canary's rate is at most stable's lower
+///   bound plus the absolute margin (this is what proves anything when events are too rare
+///   for a ratio).
+/// The margin is a budget of excess bad requests at full traffic, so it is divided by the next
+/// weight: the step to 25 % tolerates 4× the excess that promotion does (ρ = 1 + (margin −
+/// 1) ÷ 0.25). A canary worse than both margins is promoted with probability at most
+/// `falsePromotionRate`. Without enough requests nothing is shown and the judge holds: thin
+/// evidence never advances.
 public struct CanaryJudge: Sendable {
     public let configuration: JudgeConfiguration
 
@@ -39,11 +44,14 @@ public struct CanaryJudge: Sendable {
     public func initialState() -> JudgeState {
         JudgeState(
             version: 1, intervals: 0,
-            errors: JudgeComparisonState(harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.errorRateRatioMargin)),
+            errors: JudgeComparisonState(
+                harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.errorRateRatioMargin),
+                acceptRatios: Self.acceptGrid(configuration.errorRateRatioMargin)),
             latency: JudgeLatencyState(
                 boundary: nil, pooled: nil,
                 comparison: JudgeComparisonState(
-                    harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.latencyTailRatioMargin))))
+                    harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.latencyTailRatioMargin),
+                    acceptRatios: Self.acceptGrid(configuration.latencyTailRatioMargin))))
     }
 
     /// Judges one interval.
@@ -121,6 +129,14 @@ public struct CanaryJudge: Sendable {
 
     // MARK: - Pieces
 
+    /// The exposures (fractions of traffic) whose relative margins are tested: for a next
+    /// weight w the judge uses the largest tested margin not above 1 + (margin − 1) / w.
+    static let acceptExposures: [Double] = [1, 0.75, 0.5, 1.0 / 3, 0.25, 0.2, 0.1, 0.05]
+
+    static func acceptGrid(_ ratioMargin: Double) -> [Double] {
+        acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
+    }
+
     static func checkCounts(_ sample: JudgeSample, side: String) throws(JudgeError) {
         guard sample.requests.isFinite, sample.requests >= 0 else {
             throw JudgeError(field: "\(side).requests", problem: "must be a non-negative number, got \(sample.requests)")
@@ -144,6 +160,12 @@ public struct CanaryJudge: Sendable {
         next.stable.events += stable.events
         for (i, ratio) in state.harmRatios.enumerated() {
             next.harmLogLikelihoodRatios[i] += JudgeStatistics.conditionalLogLikelihoodRatio(
+                ratio: ratio, canaryTrials: canary.requests, canaryEvents: canary.events,
+                stableTrials: stable.requests, stableEvents: stable.events)
+        }
+        // Equal rates against ρ_k: the reverse of the ratio-ρ_k likelihood ratio.
+        for (i, ratio) in state.acceptRatios.enumerated() {
+            next.acceptLogLikelihoodRatios[i] -= JudgeStatistics.conditionalLogLikelihoodRatio(
                 ratio: ratio, canaryTrials: canary.requests, canaryEvents: canary.events,
                 stableTrials: stable.requests, stableEvents: stable.events)
         }
@@ -203,38 +225,56 @@ public struct CanaryJudge: Sendable {
         of state: JudgeComparisonState, metric: String, ratioMargin: Double, absoluteMargin: Double, exposure: Double
     ) -> JudgeEvidence {
         let alphaHarm = configuration.falseRollbackRate / 2
-        let alphaSide = configuration.falsePromotionRate / 4
+        // The false-promotion rate is shared by errors and latency, and within each by the
+        // relative test and the absolute one (whose two bounds share its part).
+        let alphaRelative = configuration.falsePromotionRate / 4
+        let alphaBound = configuration.falsePromotionRate / 8
         let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
         let eValue = min(exp(min(logE, 690)), 1e300)
         let threshold = 1 / alphaHarm
         let harmful = logE >= log(threshold)
+
         let upper = JudgeStatistics.upperConfidenceBound(
-            events: state.canary.events, trials: state.canary.requests, alpha: alphaSide)
+            events: state.canary.events, trials: state.canary.requests, alpha: alphaBound)
         let lower = JudgeStatistics.lowerConfidenceBound(
-            events: state.stable.events, trials: state.stable.requests, alpha: alphaSide)
-        let allowed = min(1, lower + max(absoluteMargin, (ratioMargin - 1) * lower) / exposure)
-        let acceptable = state.canary.requests > 0 && upper <= allowed
+            events: state.stable.events, trials: state.stable.requests, alpha: alphaBound)
+        let allowed = min(1, lower + absoluteMargin / exposure)
+        let boundShown = state.canary.requests > 0 && upper <= allowed
+
+        let wanted = 1 + (ratioMargin - 1) / exposure
+        let index = state.acceptRatios.indices.last { state.acceptRatios[$0] <= wanted * (1 + 1e-12) } ?? 0
+        let allowedRatio = state.acceptRatios[index]
+        let acceptLog = state.acceptLogLikelihoodRatios[index]
+        let acceptE = min(exp(min(acceptLog, 690)), 1e300)
+        let acceptThreshold = 1 / alphaRelative
+        let ratioShown = acceptLog >= log(acceptThreshold)
+        let acceptable = boundShown || ratioShown
+
         var ratio: Double?
         if let c = state.canary.rate, let s = state.stable.rate, s > 0 { ratio = c / s }
 
         let c = state.canary, s = state.stable
         let sides = "canary \(JudgeFormat.rate(c)) vs stable \(JudgeFormat.rate(s))"
             + (ratio.map { ", ratio \(JudgeFormat.number($0))×" } ?? "")
+        let relative = "below \(JudgeFormat.number(allowedRatio))× stable: e-value \(JudgeFormat.number(acceptE))"
+        let absolute = "canary bound \(JudgeFormat.percent(upper))"
         let summary: String
         if harmful {
             summary = "\(metric) \(sides); harm e-value \(JudgeFormat.number(eValue)) ≥ \(JudgeFormat.number(threshold))"
-        } else if acceptable {
-            summary = "\(metric) \(sides); canary bound \(JudgeFormat.percent(upper)) ≤ allowed \(JudgeFormat.percent(allowed))"
+        } else if ratioShown {
+            summary = "\(metric) \(sides); \(relative) ≥ \(JudgeFormat.number(acceptThreshold))"
+        } else if boundShown {
+            summary = "\(metric) \(sides); \(absolute) ≤ allowed \(JudgeFormat.percent(allowed))"
         } else if c.requests == 0 {
             summary = "\(metric): the canary served no requests yet"
         } else {
-            summary = "\(metric) \(sides); canary bound \(JudgeFormat.percent(upper)) > allowed \(JudgeFormat.percent(allowed))"
-                + " after \(JudgeFormat.number(c.requests)) canary requests, harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
+            summary = "\(metric) \(sides) after \(JudgeFormat.number(c.requests)) canary requests; not yet \(relative) < \(JudgeFormat.number(acceptThreshold)), "
+                + "\(absolute) > allowed \(JudgeFormat.percent(allowed)); harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
         }
         return JudgeEvidence(
             metric: metric, canary: c, stable: s, ratio: ratio, canaryUpperBound: upper, stableLowerBound: lower,
-            allowedRate: allowed, harmEValue: eValue, harmThreshold: threshold, harmful: harmful,
-            acceptable: acceptable, summary: summary)
+            allowedRate: allowed, allowedRatio: allowedRatio, acceptEValue: acceptE, acceptThreshold: acceptThreshold,
+            harmEValue: eValue, harmThreshold: threshold, harmful: harmful, acceptable: acceptable, summary: summary)
     }
 }
 

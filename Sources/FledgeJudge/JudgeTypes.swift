@@ -239,12 +239,18 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
     /// ratio of each against equal rates.
     public var harmRatios: [Double]
     public var harmLogLikelihoodRatios: [Double]
+    /// The rate ratios ρ_k that "canary not worse than ρ_k × stable" is tested against, and
+    /// the accumulated log-likelihood ratio of equal rates against each.
+    public var acceptRatios: [Double]
+    public var acceptLogLikelihoodRatios: [Double]
 
-    public init(harmRatios: [Double]) {
+    public init(harmRatios: [Double], acceptRatios: [Double]) {
         canary = JudgeCounts(requests: 0, events: 0)
         stable = JudgeCounts(requests: 0, events: 0)
         self.harmRatios = harmRatios
         harmLogLikelihoodRatios = Array(repeating: 0, count: harmRatios.count)
+        self.acceptRatios = acceptRatios
+        acceptLogLikelihoodRatios = Array(repeating: 0, count: acceptRatios.count)
     }
 }
 
@@ -291,14 +297,21 @@ public struct JudgeEvidence: Codable, Sendable, Equatable {
     /// Anytime-valid upper bound on the canary's rate and lower bound on stable's.
     public var canaryUpperBound: Double
     public var stableLowerBound: Double
-    /// The highest canary rate the margins allow at the next weight, from the bounds.
+    /// The highest canary rate the absolute margin allows at the next weight: stable's lower
+    /// bound + the absolute margin ÷ the next weight.
     public var allowedRate: Double
+    /// The rate ratio the relative margin allows at the next weight (1 + (ratio margin − 1) ÷
+    /// the next weight, rounded down to the tested grid), its e-value and threshold.
+    public var allowedRatio: Double
+    public var acceptEValue: Double
+    public var acceptThreshold: Double
     /// The harm e-value (capped at 1e300) and the value that makes harm conclusive.
     public var harmEValue: Double
     public var harmThreshold: Double
     /// Harm is conclusive (e-value ≥ threshold).
     public var harmful: Bool
-    /// The canary is shown not worse than the margin (upper bound ≤ allowed rate).
+    /// The canary is shown not worse than a margin: its upper bound ≤ the allowed rate, or the
+    /// ratio e-value ≥ its threshold.
     public var acceptable: Bool
     /// One line for people.
     public var summary: String

@@ -42,17 +42,46 @@ import Testing
     }
 
     @Test func plentyOfCleanTrafficAdvancesAndTheMarginTightensWithWeight() throws {
+        // Errors too rare for a ratio to be shown: the absolute margin decides.
         let canary = JudgeSample(requests: 20000, errors: 20)
         let stable = JudgeSample(requests: 180_000, errors: 180)
         let toQuarter = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
         #expect(toQuarter.verdict.decision == .advance)
         #expect(toQuarter.verdict.explanation.hasPrefix("Canary not worse than the margins, advance to 25%"))
+        let lower = toQuarter.verdict.errors.stableLowerBound
+        // The allowed excess is the absolute margin divided by the next weight …
+        #expect(abs(toQuarter.verdict.errors.allowedRate - (lower + 0.001 / 0.25)) < 1e-15)
+        // … and the relative margin is 1 + 0.5 / 0.25 = 3× stable.
+        #expect(abs(toQuarter.verdict.errors.allowedRatio - 3) < 1e-12)
         // The same evidence is not enough to promote: the allowed excess is 4× smaller at 100 %.
         let toFull = try judge.judge(canary: canary, stable: stable, nextWeight: 100, state: judge.initialState())
-        #expect(toFull.verdict.errors.allowedRate < toQuarter.verdict.errors.allowedRate)
-        let lower = toFull.verdict.errors.stableLowerBound
-        #expect(abs(toFull.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower))) < 1e-15)
-        #expect(abs(toQuarter.verdict.errors.allowedRate - (lower + max(0.001, 0.5 * lower) / 0.25)) < 1e-15)
+        #expect(abs(toFull.verdict.errors.allowedRate - (lower + 0.001)) < 1e-15)
+        #expect(abs(toFull.verdict.errors.allowedRatio - 1.5) < 1e-12)
+        #expect(toFull.verdict.decision == .hold)
+        // Weights between tested margins use the next stricter one: 40 % → the 50 % margin, 2×.
+        let toForty = try judge.judge(canary: canary, stable: stable, nextWeight: 40, state: judge.initialState())
+        #expect(abs(toForty.verdict.errors.allowedRatio - 2) < 1e-12)
+    }
+
+    @Test func relativeMarginIsShownByTheAcceptanceEValue() throws {
+        // Equal traffic, equal error rates: the e-value of "equal" against "1.5× stable" is
+        // ∏ over intervals of (1/2)^x_c (1/2)^x_s / ((0.6)^x_c (0.4)^x_s) (θ0 = 1/2, θ(1.5) = 0.6).
+        var state = judge.initialState()
+        var verdict: JudgeVerdict?
+        for _ in 0..<3 {
+            let result = try judge.judge(
+                canary: JudgeSample(requests: 10000, errors: 100), stable: JudgeSample(requests: 10000, errors: 100),
+                nextWeight: 100, state: state)
+            state = result.state
+            verdict = result.verdict
+        }
+        let expected = 3 * (100 * log(0.5 / 0.6) + 100 * log(0.5 / 0.4))
+        let promotion = state.errors.acceptRatios.firstIndex(of: 1.5)!
+        #expect(abs(state.errors.acceptLogLikelihoodRatios[promotion] - expected) < 1e-9)
+        #expect(abs(log(verdict!.errors.acceptEValue) - expected) < 1e-9)
+        #expect(verdict!.errors.acceptThreshold == 80)
+        #expect(verdict!.decision == .advance)
+        #expect(verdict!.explanation.contains("below 1.5× stable: e-value"))
     }
 
     @Test func evidenceAccumulatesAcrossIntervals() throws {
@@ -252,6 +281,25 @@ import Testing
             }
         }
         #expect(Double(rollbacks) / Double(runs) <= 0.01, "\(rollbacks) of \(runs) good canaries rolled back")
+    }
+
+    @Test func canariesJustWorseThanTheMarginAreRarelyPromoted() throws {
+        // 1.6× stable's 1 % error rate: worse than both margins (×1.5 and +0.1 pp) at full traffic.
+        let judge = try CanaryJudge()
+        let latency = SimulatedLatency(median: 50, sigma: 0.6)
+        let simulator = TrafficSimulator(
+            requestsPerSecond: 200, canary: SimulatedVersion(errorRate: 0.016, latency: latency),
+            stable: SimulatedVersion(errorRate: 0.01, latency: latency), weights: [10, 25, 50])
+        let root = SplitMix64(seed: 16)
+        var promoted = 0
+        let runs = 400
+        for run in 0..<runs {
+            var rng = root.split(UInt64(run))
+            if try Self.rollout(simulator: simulator, judge: judge, intervals: 60, rng: &rng).decision == .advance {
+                promoted += 1
+            }
+        }
+        #expect(Double(promoted) / Double(runs) <= 0.05, "\(promoted) of \(runs) bad canaries promoted")
     }
 
     @Test func aTwentyTimesErrorCanaryAtHighTrafficIsRolledBackInTheFirstInterval() throws {

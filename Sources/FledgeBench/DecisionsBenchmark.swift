@@ -1,0 +1,366 @@
+// `fledge-bench decisions`: Fledge's statistical judge against Flagger's fixed-threshold rule,
+// on the same simulated request streams.
+import ArgumentParser
+import FledgeJudge
+import Foundation
+import Synchronization
+
+struct DecisionsBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decisions",
+        abstract: "Simulate canary rollouts and compare Fledge's judge with Flagger's rule (writes Markdown, CSV, SVG).",
+        discussion: """
+            Every run draws one stream of requests (Poisson arrivals, Bernoulli errors, latencies from a \
+            distribution counted into Istio's buckets) and replays it through every policy with the same \
+            stages (10 %, 25 %, 50 %, then promotion). Same seed, same numbers.
+            """)
+
+    @Option(help: "Seed of the random streams.") var seed: UInt64 = 1
+    @Option(help: "Simulated rollouts per scenario.") var runs: Int = 1000
+    @Option(help: "Folder to write README.md, decisions.csv and decisions.svg into.") var out: String = "docs/decisions"
+    @Option(help: "The judge's analysis interval in seconds.") var judgeInterval: Int = 15
+    @Option(help: "How long a rollout is followed, in minutes (exposure of a promoted bad canary counts until then).")
+    var horizonMinutes: Int = 30
+    @Option(parsing: .upToNextOption, help: "Request rates (req/s) to simulate.") var traffic: [Double] = [1, 10, 100, 1000]
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        guard judgeInterval >= 1 else { throw ValidationError("--judge-interval must be at least 1 second, got \(judgeInterval)") }
+        guard horizonMinutes >= 1 else { throw ValidationError("--horizon-minutes must be at least 1, got \(horizonMinutes)") }
+        guard !traffic.isEmpty, traffic.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ValidationError("--traffic needs one or more positive request rates, got \(traffic)")
+        }
+    }
+
+    func run() throws {
+        let judge = try CanaryJudge()
+        let policies = [
+            DecisionPolicy(name: "Fledge judge", intervalSeconds: judgeInterval, rule: .judge(judge)),
+            DecisionPolicy(name: "Flagger 1m/5", intervalSeconds: 60, rule: .flagger(threshold: 5, successRateMin: 99, latencyP99Max: 500)),
+            DecisionPolicy(name: "Flagger 30s/3", intervalSeconds: 30, rule: .flagger(threshold: 3, successRateMin: 99, latencyP99Max: 500)),
+        ]
+        let stages: [Double] = [10, 25, 50]
+        let scenarios = DecisionScenario.all(traffic: traffic)
+        let horizon = horizonMinutes * 60
+        let root = SplitMix64(seed: seed)
+        let started = ContinuousClock.now
+        // Scenarios are independent and each run has its own random stream, so they can be
+        // simulated in parallel without changing a single number.
+        let results = Mutex<[Int: Result<[PolicySummary], any Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: scenarios.count) { index in
+            let scenario = scenarios[index]
+            let streams = root.split(UInt64(index) &* 0x1_0000_0001)
+            let outcome = Result {
+                try simulate(scenario, policies: policies, stages: stages, runs: runs, seed: streams, horizonSeconds: horizon)
+                    .map { PolicySummary($0, horizon: horizon) }
+            }
+            let count = results.withLock {
+                $0[index] = outcome
+                return $0.count
+            }
+            FileHandle.standardError.write(Data("[\(count)/\(scenarios.count)] \(scenario.label)\n".utf8))
+        }
+        let summaries = try results.withLock { done in try scenarios.indices.map { try done[$0]!.get() } }
+        let report = DecisionReport(
+            scenarios: scenarios, policies: policies.map(\.name), summaries: summaries, runs: runs, seed: seed,
+            judgeInterval: judgeInterval, horizon: horizon, traffic: traffic)
+        let folder = URL(fileURLWithPath: out, isDirectory: true)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try report.markdown().write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        try report.csv().write(to: folder.appendingPathComponent("decisions.csv"), atomically: true, encoding: .utf8)
+        try report.svg().write(to: folder.appendingPathComponent("decisions.svg"), atomically: true, encoding: .utf8)
+        print(report.targetSummary().joined(separator: "\n"))
+        print("Wrote \(out)/README.md, decisions.csv, decisions.svg in \(started.duration(to: .now)).")
+    }
+}
+
+/// One policy's results over the runs of one scenario.
+struct PolicySummary: Sendable {
+    var runs: Int
+    var rolledBack: Int
+    var promoted: Int
+    /// Median time until the canary stopped getting traffic by a rollback; the horizon when
+    /// it did not in at least half of the runs.
+    var medianRollback: Int
+    /// Median time to promotion; the horizon when it did not promote in at least half.
+    var medianPromotion: Int
+    var meanExposure: Double
+    let horizon: Int
+
+    init(_ results: [RunResult], horizon: Int) {
+        self.horizon = horizon
+        runs = results.count
+        var rollbackTimes: [Int] = [], promotionTimes: [Int] = []
+        var rolledBack = 0, promoted = 0
+        for result in results {
+            switch result.outcome {
+            case .rolledBack(let t):
+                rolledBack += 1
+                rollbackTimes.append(t)
+                promotionTimes.append(horizon)
+            case .promoted(let t):
+                promoted += 1
+                promotionTimes.append(t)
+                rollbackTimes.append(horizon)
+            case .running:
+                rollbackTimes.append(horizon)
+                promotionTimes.append(horizon)
+            }
+        }
+        self.rolledBack = rolledBack
+        self.promoted = promoted
+        medianRollback = rollbackTimes.sorted()[(runs - 1) / 2]
+        medianPromotion = promotionTimes.sorted()[(runs - 1) / 2]
+        meanExposure = results.reduce(0) { $0 + $1.exposure } / Double(runs)
+    }
+
+    var held: Int { runs - rolledBack - promoted }
+    var rollbackRate: Double { Double(rolledBack) / Double(runs) }
+    var promotionRate: Double { Double(promoted) / Double(runs) }
+}
+
+/// Formats the results.
+struct DecisionReport {
+    var scenarios: [DecisionScenario]
+    var policies: [String]
+    var summaries: [[PolicySummary]]
+    var runs: Int
+    var seed: UInt64
+    var judgeInterval: Int
+    var horizon: Int
+    var traffic: [Double]
+
+    struct BadCheck {
+        var exposureRatio: Double
+        var timeRatio: Double
+        var met: Bool
+    }
+
+    /// Judge (index 0) against a Flagger policy for a bad scenario.
+    func badCheck(_ s: [PolicySummary], against flagger: Int) -> BadCheck {
+        let exposureRatio = s[flagger].meanExposure > 0 ? s[0].meanExposure / s[flagger].meanExposure : .infinity
+        let timeRatio = Double(s[0].medianRollback) / Double(s[flagger].medianRollback)
+        // A median at the horizon means "never" for that policy: the judge meets the time target
+        // only by actually rolling back, in at most half of Flagger's time.
+        let timeMet = s[0].medianRollback < horizon && timeRatio <= 0.5
+        return BadCheck(exposureRatio: exposureRatio, timeRatio: timeRatio, met: exposureRatio <= 0.25 && timeMet)
+    }
+
+    func promoteMet(_ s: [PolicySummary], against flagger: Int) -> Bool {
+        s[0].medianPromotion < horizon && s[0].medianPromotion <= s[flagger].medianPromotion
+    }
+
+    var indicesBad: [Int] { scenarios.indices.filter { !scenarios[$0].isGood && scenarios[$0].requestsPerSecond >= 10 } }
+    var indicesGood: [Int] { scenarios.indices.filter { scenarios[$0].isGood } }
+
+    func targetSummary() -> [String] {
+        var lines: [String] = []
+        for flagger in 1..<policies.count {
+            let met = indicesBad.filter { badCheck(summaries[$0], against: flagger).met }.count
+            lines.append("Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met) of \(indicesBad.count) scenarios.")
+        }
+        let goodTraffic = indicesGood.filter { scenarios[$0].requestsPerSecond >= 10 }
+        let falseOK = indicesGood.filter { summaries[$0][0].rollbackRate <= 0.01 }.count
+        lines.append("Good canaries: false rollbacks ≤ 1 % in \(falseOK) of \(indicesGood.count) scenarios (worst \(pct(indicesGood.map { summaries[$0][0].rollbackRate }.max() ?? 0))).")
+        for flagger in 1..<policies.count {
+            let met = goodTraffic.filter { promoteMet(summaries[$0], against: flagger) }.count
+            lines.append("Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) scenarios.")
+        }
+        let slow = scenarios.indices.filter { scenarios[$0].requestsPerSecond < 10 }
+        let promotedSlow = slow.reduce(0) { $0 + summaries[$1][0].promoted }
+        lines.append("Below 10 req/s the judge promoted \(promotedSlow) of \(slow.count * runs) rollouts (good and bad) and held the rest as inconclusive or rolled back.")
+        return lines
+    }
+
+    func markdown() -> String {
+        var md = """
+            # Decisions: Fledge's judge against Flagger's rule
+
+            Generated by `fledge-bench decisions --seed \(seed) --runs \(runs)\(judgeInterval == 15 ? "" : " --judge-interval \(judgeInterval)")\(horizon == 1800 ? "" : " --horizon-minutes \(horizon / 60)")\(traffic == [1, 10, 100, 1000] ? "" : " --traffic " + traffic.map(num).joined(separator: " "))`. Same seed, same numbers.
+
+            Each run draws one stream of requests and replays it through every policy with the same stages
+            (canary weight 10 %, 25 %, 50 %, then promotion): Poisson arrivals at the scenario's rate, each request
+            routed to the canary when its routing number is below the policy's current weight, Bernoulli 5xx errors,
+            latencies counted into Istio's default histogram buckets. Stable: lognormal latency (median 50 ms,
+            σ 0.6, p99 ≈ 202 ms). "p99 +50%": the canary's σ grows so its p99 is 1.5× stable's, median unchanged.
+            "heavy tail": 5 % of the canary's requests come from a Pareto tail (scale 100 ms, shape 1.2).
+
+            - **Fledge judge** (`FledgeJudge.CanaryJudge`, defaults: false-rollback rate 1 %, false-promotion rate
+              5 %, error margin max(×1.5, +0.1 pp), latency margin on the share slower than the boundary near p99
+              max(×1.5, +0.5 pp)), looking every \(judgeInterval) s; it advances a stage only when it has shown the
+              canary acceptable at the next weight, holds when the evidence is thin, and rolls back when harm is
+              conclusive.
+            - **Flagger 1m/5** and **Flagger 30s/3**: Flagger's documented rule: every interval the canary's
+              success rate must be ≥ 99 % and its histogram p99 ≤ 500 ms (no data is a failed check); a passed
+              check moves one stage on, the 5th (3rd) failed check rolls back.
+
+            Exposure = expected excess bad requests (5xx, or slower than stable's p99) served by the canary; a
+            promoted bad canary keeps serving everyone until the \(horizon / 60)-minute horizon. Times are medians
+            over the runs; "≥ \(horizon / 60)m" means it did not happen in at least half of them.
+
+            ## Targets
+
+            \(targetSummary().map { "- " + $0 }.joined(separator: "\n"))
+
+            ## Bad canaries
+
+            Rolled back % · median time to rollback · mean exposure. Target (issue 8, ≥ 10 req/s): exposure
+            ≤ 0.25× and time to rollback ≤ 0.5× Flagger's; the last columns give judge/Flagger ratios (exposure,
+            time) and ✓ or ✗.
+
+            | scenario | \(policies.joined(separator: " | ")) | vs \(policies[1]) | vs \(policies[2]) |
+            |---|\(policies.map { _ in "---|" }.joined())---|---|
+
+            """
+        for i in scenarios.indices where !scenarios[i].isGood {
+            let s = summaries[i]
+            let cells = s.map { "\(pct($0.rollbackRate)) · \(time($0.medianRollback)) · \(num($0.meanExposure))" }
+            let checks = (1..<policies.count).map { f -> String in
+                let c = badCheck(s, against: f)
+                let mark = scenarios[i].requestsPerSecond >= 10 ? (c.met ? " ✓" : " ✗") : ""
+                return "\(ratio(c.exposureRatio)), \(ratio(c.timeRatio))\(mark)"
+            }
+            md += "| \(scenarios[i].label) | \(cells.joined(separator: " | ")) | \(checks.joined(separator: " | ")) |\n"
+        }
+        md += """
+
+            ## Good canaries
+
+            False rollbacks % · promoted % · median time to promote. Targets: false rollbacks ≤ 1 %, time to promote
+            no worse than Flagger's (✓/✗ per Flagger setting, ≥ 10 req/s); at 1 req/s the judge holds rather than
+            promoting on thin evidence.
+
+            | scenario | \(policies.joined(separator: " | ")) | false rollbacks ≤ 1 % | promote vs \(policies[1]) | promote vs \(policies[2]) |
+            |---|\(policies.map { _ in "---|" }.joined())---|---|---|
+
+            """
+        for i in indicesGood {
+            let s = summaries[i]
+            let cells = s.map { "\(pct($0.rollbackRate)) · \(pct($0.promotionRate)) · \(time($0.medianPromotion))" }
+            let fr = s[0].rollbackRate <= 0.01 ? "✓" : "✗"
+            let promote = (1..<policies.count).map { f -> String in
+                if scenarios[i].requestsPerSecond < 10 { return s[0].promoted == 0 ? "holds ✓" : "promoted \(s[0].promoted) ✗" }
+                return promoteMet(s, against: f) ? "✓" : "✗"
+            }
+            md += "| \(scenarios[i].label) | \(cells.joined(separator: " | ")) | \(fr) | \(promote.joined(separator: " | ")) |\n"
+        }
+        md += """
+
+            ![exposure and time ratios](decisions.svg)
+
+            Raw numbers: [decisions.csv](decisions.csv).
+            """
+        return md + "\n"
+    }
+
+    func csv() -> String {
+        var lines = ["baseline_error_rate,error_multiplier,latency,requests_per_second,good,policy,runs,rolled_back,promoted,held,median_seconds_to_rollback,median_seconds_to_promote,mean_exposure,horizon_seconds"]
+        for (i, scenario) in scenarios.enumerated() {
+            for (p, s) in summaries[i].enumerated() {
+                lines.append([
+                    "\(scenario.baselineErrorRate)", num(scenario.errorMultiplier), "\"\(scenario.latency.rawValue)\"",
+                    num(scenario.requestsPerSecond), scenario.isGood ? "true" : "false", "\"\(policies[p])\"", "\(s.runs)",
+                    "\(s.rolledBack)", "\(s.promoted)", "\(s.held)", "\(s.medianRollback)", "\(s.medianPromotion)",
+                    String(format: "%.4f", s.meanExposure), "\(horizon)",
+                ].joined(separator: ","))
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Two panels: judge/Flagger exposure ratio and time-to-rollback ratio per bad scenario
+    /// (log scale, target lines), and time to promote per good scenario.
+    func svg() -> String {
+        let bad = scenarios.indices.filter { !scenarios[$0].isGood }
+        let good = indicesGood
+        let width = 60 + bad.count * 18 + 40
+        let panel = 220, top = 40
+        var out = """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(top + 3 * (panel + 60) + 40)" font-family="sans-serif" font-size="11">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="10" y="20" font-size="14">Fledge judge vs Flagger (seed \(seed), \(runs) runs per scenario)</text>
+
+            """
+        let colors = ["#1f77b4", "#d62728"]
+        func y(_ ratio: Double, _ base: Int) -> Double {
+            // log10 from 1e-3 (bottom) to 1e1 (top), clamped.
+            let v = min(1, max(-3, log10(max(ratio, 1e-9))))
+            return Double(base) + Double(panel) * (1 - (v + 3) / 4)
+        }
+        for (p, (title, target)) in [("exposure: judge ÷ Flagger (target ≤ 0.25)", 0.25), ("time to rollback: judge ÷ Flagger (target ≤ 0.5)", 0.5)].enumerated() {
+            let base = top + 20 + p * (panel + 60)
+            out += "<text x=\"60\" y=\"\(base - 8)\" font-size=\"12\">\(title); ● vs 1m/5, ▲ vs 30s/3; bad scenarios (grey: below 10 req/s)</text>\n"
+            out += "<rect x=\"60\" y=\"\(base)\" width=\"\(bad.count * 18)\" height=\"\(panel)\" fill=\"none\" stroke=\"#999\"/>\n"
+            for tick in [-3, -2, -1, 0, 1] {
+                let ty = y(pow(10, Double(tick)), base)
+                out += "<line x1=\"60\" x2=\"\(60 + bad.count * 18)\" y1=\"\(ty)\" y2=\"\(ty)\" stroke=\"#eee\"/><text x=\"55\" y=\"\(ty + 4)\" text-anchor=\"end\">1e\(tick)</text>\n"
+            }
+            let ty = y(target, base)
+            out += "<line x1=\"60\" x2=\"\(60 + bad.count * 18)\" y1=\"\(ty)\" y2=\"\(ty)\" stroke=\"green\" stroke-dasharray=\"4 3\"/>\n"
+            for (k, i) in bad.enumerated() {
+                let x = 60 + k * 18 + 9
+                if scenarios[i].requestsPerSecond < 10 {
+                    out += "<rect x=\"\(x - 9)\" y=\"\(base)\" width=\"18\" height=\"\(panel)\" fill=\"#f4f4f4\"/>\n"
+                }
+                for f in 1..<policies.count {
+                    let c = badCheck(summaries[i], against: f)
+                    let v = p == 0 ? c.exposureRatio : c.timeRatio
+                    let cy = y(v, base)
+                    if f == 1 {
+                        out += "<circle cx=\"\(x)\" cy=\"\(cy)\" r=\"3.5\" fill=\"\(colors[0])\"><title>\(scenarios[i].label): \(ratio(v))</title></circle>\n"
+                    } else {
+                        out += "<path d=\"M\(x) \(cy - 4) L\(x + 4) \(cy + 3) L\(x - 4) \(cy + 3) Z\" fill=\"\(colors[1])\"><title>\(scenarios[i].label): \(ratio(v))</title></path>\n"
+                    }
+                }
+            }
+            for (k, i) in bad.enumerated() where k % 6 == 0 {
+                let s = scenarios[i]
+                out += "<text x=\"\(60 + k * 18)\" y=\"\(base + panel + 14)\">\(pct(s.baselineErrorRate)) \(num(s.requestsPerSecond))/s</text>\n"
+            }
+        }
+        // Time to promote, good canaries.
+        let base = top + 20 + 2 * (panel + 60)
+        out += "<text x=\"60\" y=\"\(base - 8)\" font-size=\"12\">good canaries: median minutes to promote (bars: judge, Flagger 1m/5, Flagger 30s/3; full height = not promoted by the horizon)</text>\n"
+        out += "<rect x=\"60\" y=\"\(base)\" width=\"\(good.count * 70)\" height=\"\(panel)\" fill=\"none\" stroke=\"#999\"/>\n"
+        let barColors = ["#2ca02c", "#1f77b4", "#d62728"]
+        for (k, i) in good.enumerated() {
+            for p in 0..<policies.count {
+                let s = summaries[i][p]
+                let h = Double(panel) * Double(s.medianPromotion) / Double(horizon)
+                let x = 60 + k * 70 + 8 + p * 18
+                out += "<rect x=\"\(x)\" y=\"\(Double(base + panel) - h)\" width=\"16\" height=\"\(h)\" fill=\"\(barColors[p])\"><title>\(policies[p]) \(scenarios[i].label): \(time(s.medianPromotion)), false rollbacks \(pct(s.rollbackRate))</title></rect>\n"
+            }
+            let s = scenarios[i]
+            out += "<text x=\"\(60 + k * 70 + 4)\" y=\"\(base + panel + 14)\">\(pct(s.baselineErrorRate)) \(num(s.requestsPerSecond))/s</text>\n"
+        }
+        return out + "</svg>\n"
+    }
+}
+
+func num(_ value: Double) -> String {
+    if value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
+    if abs(value) >= 100 { return String(format: "%.0f", value) }
+    if abs(value) >= 1 { return String(format: "%.1f", value) }
+    return String(format: "%.2g", value)
+}
+
+func number(_ value: Double) -> String { num(value) }
+
+func pct(_ rate: Double) -> String {
+    let p = rate * 100
+    if p == p.rounded() { return "\(Int(p))%" }
+    return (p >= 1 ? String(format: "%.1f", p) : String(format: "%.2g", p)) + "%"
+}
+
+func percent(_ rate: Double) -> String { pct(rate) }
+
+func ratio(_ value: Double) -> String {
+    guard value.isFinite else { return "∞" }
+    return value >= 10 ? String(format: "%.0f×", value) : String(format: "%.2g×", value)
+}
+
+func time(_ seconds: Int) -> String {
+    if seconds >= 60 && seconds % 60 == 0 { return "\(seconds / 60)m" }
+    if seconds >= 60 { return "\(seconds / 60)m\(seconds % 60)s" }
+    return "\(seconds)s"
+}
