@@ -56,7 +56,7 @@ public enum JudgeStatistics {
         let threshold = log(1 / alpha)
         var low = x / n, high = 1.0
         if logMixtureMartingale(events: x, trials: n, rate: low) >= threshold { return low }
-        for _ in 0..<100 {
+        for _ in 0..<64 {
             let mid = (low + high) / 2
             if logMixtureMartingale(events: x, trials: n, rate: mid) < threshold { low = mid } else { high = mid }
         }
@@ -70,7 +70,7 @@ public enum JudgeStatistics {
         let threshold = log(1 / alpha)
         var low = 0.0, high = x / n
         if logMixtureMartingale(events: x, trials: n, rate: high) >= threshold { return high }
-        for _ in 0..<100 {
+        for _ in 0..<64 {
             let mid = (low + high) / 2
             if logMixtureMartingale(events: x, trials: n, rate: mid) < threshold { high = mid } else { low = mid }
         }
