@@ -29,7 +29,7 @@ public struct PrometheusError: Error, Sendable, CustomStringConvertible {
         case .transport(let error):
             var text = "\(subject): \(error.summary)"
             if !error.message.isEmpty { text += " (\(error.message))" }
-            return text + about
+            return text
         case .api(let errorType, let message):
             return "\(subject) rejected the query: \(errorType): \(message)\(about)"
         case .malformedResponse(let detail):
