@@ -22,6 +22,31 @@ struct DecisionsBenchmark: ParsableCommand {
     @Option(help: "How long a rollout is followed, in minutes (exposure of a promoted bad canary counts until then).")
     var horizonMinutes: Int = 30
     @Option(parsing: .upToNextOption, help: "Request rates (req/s) to simulate.") var traffic: [Double] = [1, 10, 100, 1000]
+    @Option(help: "Judge: target chance of rolling back a good canary.") var falseRollbackRate: Double = 0.01
+    @Option(help: "Judge: error-rate margin relative to stable.") var errorRatioMargin: Double = 1.5
+    @Option(help: "Judge: error-rate margin in absolute terms (0.001 = 0.1 percentage point).")
+    var errorAbsoluteMargin: Double = 0.001
+    @Option(help: "Judge: margin on the share of requests slower than the latency boundary, relative to stable.")
+    var latencyRatioMargin: Double = 1.5
+
+    var judgeConfiguration: JudgeConfiguration {
+        JudgeConfiguration(
+            falseRollbackRate: falseRollbackRate, errorRateRatioMargin: errorRatioMargin,
+            errorRateAbsoluteMargin: errorAbsoluteMargin, latencyTailRatioMargin: latencyRatioMargin)
+    }
+
+    /// The flags that differ from the defaults, to print the command that reproduces a report.
+    var nonDefaultFlags: String {
+        var flags: [String] = []
+        if judgeInterval != 15 { flags.append("--judge-interval \(judgeInterval)") }
+        if horizonMinutes != 30 { flags.append("--horizon-minutes \(horizonMinutes)") }
+        if traffic != [1, 10, 100, 1000] { flags.append("--traffic " + traffic.map(num).joined(separator: " ")) }
+        if falseRollbackRate != 0.01 { flags.append("--false-rollback-rate \(falseRollbackRate)") }
+        if errorRatioMargin != 1.5 { flags.append("--error-ratio-margin \(errorRatioMargin)") }
+        if errorAbsoluteMargin != 0.001 { flags.append("--error-absolute-margin \(errorAbsoluteMargin)") }
+        if latencyRatioMargin != 1.5 { flags.append("--latency-ratio-margin \(latencyRatioMargin)") }
+        return flags.map { " " + $0 }.joined()
+    }
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
@@ -30,10 +55,15 @@ struct DecisionsBenchmark: ParsableCommand {
         guard !traffic.isEmpty, traffic.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw ValidationError("--traffic needs one or more positive request rates, got \(traffic)")
         }
+        do {
+            try judgeConfiguration.validate()
+        } catch {
+            throw ValidationError("judge option \(error)")
+        }
     }
 
     func run() throws {
-        let judge = try CanaryJudge()
+        let judge = try CanaryJudge(configuration: judgeConfiguration)
         let policies = [
             DecisionPolicy(name: "Fledge judge", intervalSeconds: judgeInterval, rule: .judge(judge)),
             DecisionPolicy(name: "Flagger 1m/5", intervalSeconds: 60, rule: .flagger(threshold: 5, successRateMin: 99, latencyP99Max: 500)),
@@ -63,12 +93,16 @@ struct DecisionsBenchmark: ParsableCommand {
         let summaries = try results.withLock { done in try scenarios.indices.map { try done[$0]!.get() } }
         let report = DecisionReport(
             scenarios: scenarios, policies: policies.map(\.name), summaries: summaries, runs: runs, seed: seed,
-            judgeInterval: judgeInterval, horizon: horizon, traffic: traffic)
+            judgeInterval: judgeInterval, horizon: horizon, flags: nonDefaultFlags, judge: judgeConfiguration)
         let folder = URL(fileURLWithPath: out, isDirectory: true)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try report.markdown().write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
-        try report.csv().write(to: folder.appendingPathComponent("decisions.csv"), atomically: true, encoding: .utf8)
-        try report.svg().write(to: folder.appendingPathComponent("decisions.svg"), atomically: true, encoding: .utf8)
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try report.markdown().write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+            try report.csv().write(to: folder.appendingPathComponent("decisions.csv"), atomically: true, encoding: .utf8)
+            try report.svg().write(to: folder.appendingPathComponent("decisions.svg"), atomically: true, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot write the report into --out \(out): \(error.localizedDescription)")
+        }
         print(report.targetSummary().joined(separator: "\n"))
         print("Wrote \(out)/README.md, decisions.csv, decisions.svg in \(started.duration(to: .now)).")
     }
@@ -128,7 +162,8 @@ struct DecisionReport {
     var seed: UInt64
     var judgeInterval: Int
     var horizon: Int
-    var traffic: [Double]
+    var flags: String
+    var judge: JudgeConfiguration
 
     struct BadCheck {
         var exposureRatio: Double
@@ -176,7 +211,7 @@ struct DecisionReport {
         var md = """
             # Decisions: Fledge's judge against Flagger's rule
 
-            Generated by `fledge-bench decisions --seed \(seed) --runs \(runs)\(judgeInterval == 15 ? "" : " --judge-interval \(judgeInterval)")\(horizon == 1800 ? "" : " --horizon-minutes \(horizon / 60)")\(traffic == [1, 10, 100, 1000] ? "" : " --traffic " + traffic.map(num).joined(separator: " "))`. Same seed, same numbers.
+            Generated by `fledge-bench decisions --seed \(seed) --runs \(runs)\(flags)`. Same seed, same numbers.
 
             Each run draws one stream of requests and replays it through every policy with the same stages
             (canary weight 10 %, 25 %, 50 %, then promotion): Poisson arrivals at the scenario's rate, each request
@@ -185,11 +220,13 @@ struct DecisionReport {
             σ 0.6, p99 ≈ 202 ms). "p99 +50%": the canary's σ grows so its p99 is 1.5× stable's, median unchanged.
             "heavy tail": 5 % of the canary's requests come from a Pareto tail (scale 100 ms, shape 1.2).
 
-            - **Fledge judge** (`FledgeJudge.CanaryJudge`, defaults: false-rollback rate 1 %, false-promotion rate
-              5 %, error margin max(×1.5, +0.1 pp), latency margin on the share slower than the boundary near p99
-              max(×1.5, +0.5 pp)), looking every \(judgeInterval) s; it advances a stage only when it has shown the
-              canary acceptable at the next weight, holds when the evidence is thin, and rolls back when harm is
-              conclusive.
+            - **Fledge judge** (`FledgeJudge.CanaryJudge`: false-rollback rate \(pct(judge.falseRollbackRate)),
+              false-promotion rate \(pct(judge.falsePromotionRate)), error margin ×\(num(judge.errorRateRatioMargin)) or
+              +\(pct(judge.errorRateAbsoluteMargin)), latency margin ×\(num(judge.latencyTailRatioMargin)) or
+              +\(pct(judge.latencyTailAbsoluteMargin)) on the share of requests slower than the boundary near p99;
+              see [../judge.md](../judge.md)), looking every \(judgeInterval) s (a common Prometheus scrape
+              interval): it rolls back when harm is conclusive, advances a stage only when it has shown the canary
+              acceptable at the next weight, and otherwise holds.
             - **Flagger 1m/5** and **Flagger 30s/3**: Flagger's documented rule: every interval the canary's
               success rate must be ≥ 99 % and its histogram p99 ≤ 500 ms (no data is a failed check); a passed
               check moves one stage on, the 5th (3rd) failed check rolls back.
