@@ -310,7 +310,7 @@ struct DecisionReport {
     func svg() -> String {
         let bad = scenarios.indices.filter { !scenarios[$0].isGood }
         let good = indicesGood
-        let width = 60 + bad.count * 18 + 40
+        let width = max(60 + bad.count * 18 + 40, 60 + indicesGood.count * 100 + 40)
         let panel = 220, top = 40
         var out = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(top + 3 * (panel + 60) + 40)" font-family="sans-serif" font-size="11">
@@ -357,19 +357,26 @@ struct DecisionReport {
         }
         // Time to promote, good canaries.
         let base = top + 20 + 2 * (panel + 60)
-        out += "<text x=\"60\" y=\"\(base - 8)\" font-size=\"12\">good canaries: median minutes to promote (bars: judge, Flagger 1m/5, Flagger 30s/3; full height = not promoted by the horizon)</text>\n"
-        out += "<rect x=\"60\" y=\"\(base)\" width=\"\(good.count * 70)\" height=\"\(panel)\" fill=\"none\" stroke=\"#999\"/>\n"
+        let group = 100
+        out += "<text x=\"60\" y=\"\(base - 8)\" font-size=\"12\">good canaries: median time to promote (bars: judge, Flagger 1m/5, Flagger 30s/3); top = not promoted in \(horizon / 60) min</text>\n"
+        out += "<rect x=\"60\" y=\"\(base)\" width=\"\(good.count * group)\" height=\"\(panel)\" fill=\"none\" stroke=\"#999\"/>\n"
+        for minutes in stride(from: 0, through: horizon / 60, by: max(1, horizon / 60 / 3)) {
+            let ty = Double(base + panel) - Double(panel) * Double(minutes * 60) / Double(horizon)
+            out += "<line x1=\"60\" x2=\"\(60 + good.count * group)\" y1=\"\(ty)\" y2=\"\(ty)\" stroke=\"#eee\"/><text x=\"55\" y=\"\(ty + 4)\" text-anchor=\"end\">\(minutes)m</text>\n"
+        }
         let barColors = ["#2ca02c", "#1f77b4", "#d62728"]
         for (k, i) in good.enumerated() {
             for p in 0..<policies.count {
                 let s = summaries[i][p]
                 let h = Double(panel) * Double(s.medianPromotion) / Double(horizon)
-                let x = 60 + k * 70 + 8 + p * 18
-                out += "<rect x=\"\(x)\" y=\"\(Double(base + panel) - h)\" width=\"16\" height=\"\(h)\" fill=\"\(barColors[p])\"><title>\(policies[p]) \(scenarios[i].label): \(time(s.medianPromotion)), false rollbacks \(pct(s.rollbackRate))</title></rect>\n"
+                let x = 60 + k * group + 16 + p * 22
+                out += "<rect x=\"\(x)\" y=\"\(Double(base + panel) - h)\" width=\"20\" height=\"\(h)\" fill=\"\(barColors[p])\"><title>\(policies[p]) \(scenarios[i].label): \(time(s.medianPromotion)), false rollbacks \(pct(s.rollbackRate))</title></rect>\n"
+                out += "<text x=\"\(x + 10)\" y=\"\(Double(base + panel) - h - 3)\" text-anchor=\"middle\" font-size=\"9\">\(pct(s.rollbackRate))</text>\n"
             }
             let s = scenarios[i]
-            out += "<text x=\"\(60 + k * 70 + 4)\" y=\"\(base + panel + 14)\">\(pct(s.baselineErrorRate)) \(num(s.requestsPerSecond))/s</text>\n"
+            out += "<text x=\"\(60 + k * group + group / 2)\" y=\"\(base + panel + 14)\" text-anchor=\"middle\">\(pct(s.baselineErrorRate)) \(num(s.requestsPerSecond))/s</text>\n"
         }
+        out += "<text x=\"60\" y=\"\(base + panel + 30)\" font-size=\"10\">numbers above the bars: false rollbacks</text>\n"
         return out + "</svg>\n"
     }
 }
