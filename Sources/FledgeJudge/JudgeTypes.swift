@@ -130,8 +130,12 @@ public struct JudgeHistogram: Codable, Sendable, Equatable {
 
     /// Builds a histogram from per-bucket (non-cumulative) counts; `counts` has one more
     /// entry than `bounds`, the last being the requests slower than the last bound.
-    public init(bounds: [Double], bucketCounts counts: [Double]) {
-        precondition(counts.count == bounds.count + 1, "bucketCounts needs bounds.count + 1 entries")
+    public init(bounds: [Double], bucketCounts counts: [Double]) throws(JudgeError) {
+        guard counts.count == bounds.count + 1 else {
+            throw JudgeError(
+                field: "bucketCounts",
+                problem: "needs one more entry than bounds (\(bounds.count + 1)), got \(counts.count)")
+        }
         var running = 0.0
         var cumulative: [Double] = []
         cumulative.reserveCapacity(bounds.count)

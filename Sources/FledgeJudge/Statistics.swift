@@ -107,9 +107,9 @@ public enum JudgeStatistics {
     }
 
     /// The standard normal quantile Φ⁻¹(p), Wichura's algorithm AS 241 (PPND16), accurate to
-    /// about 1e-16. Used by the simulator to draw normal variates by inversion.
+    /// about 1e-16. −∞ at 0, +∞ at 1, NaN outside [0, 1].
     public static func normalQuantile(_ p: Double) -> Double {
-        precondition(p > 0 && p < 1, "normalQuantile needs 0 < p < 1")
+        guard p > 0, p < 1 else { return p == 0 ? -.infinity : p == 1 ? .infinity : .nan }
         let q = p - 0.5
         if abs(q) <= 0.425 {
             let r = 0.180625 - q * q

@@ -104,7 +104,7 @@ import Testing
         // Encoding the state to JSON and back between every interval (as the Rollout status does)
         // gives exactly the verdicts of an uninterrupted run.
         let intervals: [(JudgeSample, JudgeSample)] = (0..<8).map { i in
-            let latency = JudgeHistogram(bounds: [50, 100, 250], bucketCounts: [Double(400 + i), 80, 15, 5])
+            let latency = try! JudgeHistogram(bounds: [50, 100, 250], bucketCounts: [Double(400 + i), 80, 15, 5])
             return (
                 JudgeSample(requests: 500, errors: Double(i % 3), latency: latency),
                 JudgeSample(requests: 4500, errors: Double(5 + i), latency: latency)
@@ -132,9 +132,9 @@ import Testing
         let bounds = [25.0, 50, 100, 250, 500]
         // Stable: 2 % slower than 250 ms. Canary: 20 %.
         let stable = JudgeSample(
-            requests: 9000, errors: 0, latency: JudgeHistogram(bounds: bounds, bucketCounts: [2000, 3000, 3000, 820, 150, 30]))
+            requests: 9000, errors: 0, latency: try JudgeHistogram(bounds: bounds, bucketCounts: [2000, 3000, 3000, 820, 150, 30]))
         let canary = JudgeSample(
-            requests: 1000, errors: 0, latency: JudgeHistogram(bounds: bounds, bucketCounts: [100, 200, 300, 200, 150, 50]))
+            requests: 1000, errors: 0, latency: try JudgeHistogram(bounds: bounds, bucketCounts: [100, 200, 300, 200, 150, 50]))
         let (verdict, state) = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
         // Pooled, 80 of 10,000 requests (0.8 %) are slower than 500 ms and 380 (3.8 %) slower than
         // 250 ms: the highest boundary that at least 1 % exceed is 250 ms.
@@ -150,7 +150,7 @@ import Testing
 
     @Test func latencyWaitsForEnoughRequestsToChooseItsBoundary() throws {
         let bounds = [50.0, 100, 250]
-        let histogram = JudgeHistogram(bounds: bounds, bucketCounts: [20, 5, 1, 0])
+        let histogram = try JudgeHistogram(bounds: bounds, bucketCounts: [20, 5, 1, 0])
         var state = judge.initialState()
         let first = try judge.judge(
             canary: JudgeSample(requests: 26, errors: 0, latency: histogram),
@@ -174,6 +174,14 @@ import Testing
         let overflow = JudgeHistogram(bounds: [10, 20], cumulativeCounts: [50, 60], total: 100)
         #expect(overflow.quantile(0.99) == 20)
         #expect(JudgeHistogram(bounds: [10], cumulativeCounts: [0], total: 0).quantile(0.99) == nil)
+    }
+
+    @Test func histogramFromBucketCountsChecksItsLength() throws {
+        let histogram = try JudgeHistogram(bounds: [10, 20], bucketCounts: [5, 3, 2])
+        #expect(histogram == JudgeHistogram(bounds: [10, 20], cumulativeCounts: [5, 8], total: 10))
+        #expect(throws: JudgeError(field: "bucketCounts", problem: "needs one more entry than bounds (3), got 2")) {
+            _ = try JudgeHistogram(bounds: [10, 20], bucketCounts: [5, 3])
+        }
     }
 
     @Test func extrapolatedCountsAreRepaired() throws {
@@ -251,7 +259,7 @@ import Testing
             let (c, s) = tick.observe(weight: stages[stage])
             let next = stage + 1 < stages.count ? stages[stage + 1] : 100
             let result = try judge.judge(
-                canary: c.sample(bounds: simulator.bounds), stable: s.sample(bounds: simulator.bounds),
+                canary: try c.sample(bounds: simulator.bounds), stable: try s.sample(bounds: simulator.bounds),
                 nextWeight: next, state: state)
             state = result.state
             switch result.verdict.decision {

@@ -19,6 +19,13 @@ import Testing
         #expect(abs(JudgeStatistics.normalQuantile(p) - z) < 1e-12)
     }
 
+    @Test func normalQuantileOutsideTheOpenInterval() {
+        #expect(JudgeStatistics.normalQuantile(0) == -.infinity)
+        #expect(JudgeStatistics.normalQuantile(1) == .infinity)
+        #expect(JudgeStatistics.normalQuantile(1.5).isNaN)
+        #expect(JudgeStatistics.normalQuantile(-0.1).isNaN)
+    }
+
     @Test func normalQuantileInvertsTheDistributionFunction() {
         for p in stride(from: 0.001, to: 1, by: 0.037) {
             #expect(abs(JudgeStatistics.normalCDF(JudgeStatistics.normalQuantile(p)) - p) < 1e-13)

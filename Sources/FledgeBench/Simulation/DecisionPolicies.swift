@@ -83,7 +83,7 @@ struct PolicyRun: Sendable {
             var passed = intervalCanary.requests > 0
             if passed {
                 let successRate = 100 * Double(intervalCanary.requests - intervalCanary.errors) / Double(intervalCanary.requests)
-                let p99 = intervalCanary.sample(bounds: bounds).latency?.quantile(0.99) ?? .infinity
+                let p99 = try intervalCanary.sample(bounds: bounds).latency?.quantile(0.99) ?? .infinity
                 passed = successRate >= successRateMin && p99 <= latencyP99Max
             }
             if passed {

@@ -93,10 +93,10 @@ public struct SimulatedCounts: Sendable, Equatable {
     }
 
     /// The counts as the judge's input.
-    public func sample(bounds: [Double]) -> JudgeSample {
+    public func sample(bounds: [Double]) throws(JudgeError) -> JudgeSample {
         JudgeSample(
             requests: Double(requests), errors: Double(errors),
-            latency: JudgeHistogram(bounds: bounds, bucketCounts: buckets.map(Double.init)))
+            latency: try JudgeHistogram(bounds: bounds, bucketCounts: buckets.map(Double.init)))
     }
 }
 
