@@ -207,6 +207,28 @@ struct DecisionReport {
         return lines
     }
 
+    /// Context computed from this run's numbers, so the notes stay true for any seed.
+    func readingNotes() -> [String] {
+        var notes: [String] = []
+        let flaggerFalse = indicesGood.flatMap { i in (1..<policies.count).map { summaries[i][$0].rollbackRate } }
+        let judgeFalse = indicesGood.map { summaries[$0][0].rollbackRate }
+        notes.append(
+            "- False rollbacks of good canaries: judge at most \(pct(judgeFalse.max() ?? 0)), Flagger's rule up to "
+                + "\(pct(flaggerFalse.max() ?? 0)): with a 1 % baseline the 99 % success threshold sits on the good "
+                + "canary's own error rate, so each check is close to a coin toss. Flagger's fast rollbacks of "
+                + "mildly bad canaries at that baseline come from the same trigger.")
+        notes.append(
+            "- The judge's guarantees cost evidence: to roll back with at most 1 % false rollbacks, or to show a "
+                + "canary within ×1.5 / +0.1 pp of stable, it needs enough bad requests on both sides. At 10 req/s "
+                + "a 10 % stage sends the canary one request a second; at a 0.1 % error rate that is one error "
+                + "every ~17 minutes. There the judge holds (and says why) where Flagger promotes on a clean "
+                + "success rate, and it rolls back mild degradations later than the targets ask.")
+        notes.append(
+            "- Promoted bad canaries dominate exposure: Flagger's rule cannot see an error rate below 1 % or a "
+                + "latency change under its 500 ms p99 limit, and promotes those canaries to everyone.")
+        return notes
+    }
+
     func markdown() -> String {
         var md = """
             # Decisions: Fledge's judge against Flagger's rule
@@ -238,6 +260,10 @@ struct DecisionReport {
             ## Targets
 
             \(targetSummary().map { "- " + $0 }.joined(separator: "\n"))
+
+            ## Reading the results
+
+            \(readingNotes().joined(separator: "\n"))
 
             ## Bad canaries
 
