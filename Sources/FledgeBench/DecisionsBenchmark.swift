@@ -219,7 +219,7 @@ struct DecisionReport {
                 + "mildly bad canaries at that baseline come from the same trigger.")
         notes.append(
             "- The judge's guarantees cost evidence: to roll back with at most 1 % false rollbacks, or to show a "
-                + "canary within ×1.5 / +0.1 pp of stable, it needs enough bad requests on both sides. At 10 req/s "
+                + "canary within its margins of stable, it needs enough bad requests on both sides. At 10 req/s "
                 + "a 10 % stage sends the canary one request a second; at a 0.1 % error rate that is one error "
                 + "every ~17 minutes. There the judge holds (and says why) where Flagger promotes on a clean "
                 + "success rate, and it rolls back mild degradations later than the targets ask.")
@@ -244,8 +244,8 @@ struct DecisionReport {
 
             - **Fledge judge** (`FledgeJudge.CanaryJudge`: false-rollback rate \(pct(judge.falseRollbackRate)),
               false-promotion rate \(pct(judge.falsePromotionRate)), error margin ×\(num(judge.errorRateRatioMargin)) or
-              +\(pct(judge.errorRateAbsoluteMargin)), latency margin ×\(num(judge.latencyTailRatioMargin)) or
-              +\(pct(judge.latencyTailAbsoluteMargin)) on the share of requests slower than the boundary near p99;
+              +\(num(judge.errorRateAbsoluteMargin * 100)) pp, latency margin ×\(num(judge.latencyTailRatioMargin)) or
+              +\(num(judge.latencyTailAbsoluteMargin * 100)) pp on the share of requests slower than the boundary near p99;
               see [../judge.md](../judge.md)), looking every \(judgeInterval) s (a common Prometheus scrape
               interval): it rolls back when harm is conclusive, advances a stage only when it has shown the canary
               acceptable at the next weight, and otherwise holds.
