@@ -277,7 +277,7 @@ struct DecisionReport {
             """
         for i in scenarios.indices where !scenarios[i].isGood {
             let s = summaries[i]
-            let cells = s.map { "\(pct($0.rollbackRate)) · \(time($0.medianRollback)) · \(num($0.meanExposure))" }
+            let cells = s.map { "\(pct($0.rollbackRate)) · \(censored($0.medianRollback)) · \(num($0.meanExposure))" }
             let checks = (1..<policies.count).map { f -> String in
                 let c = badCheck(s, against: f)
                 let mark = scenarios[i].requestsPerSecond >= 10 ? (c.met ? " ✓" : " ✗") : ""
@@ -299,7 +299,7 @@ struct DecisionReport {
             """
         for i in indicesGood {
             let s = summaries[i]
-            let cells = s.map { "\(pct($0.rollbackRate)) · \(pct($0.promotionRate)) · \(time($0.medianPromotion))" }
+            let cells = s.map { "\(pct($0.rollbackRate)) · \(pct($0.promotionRate)) · \(censored($0.medianPromotion))" }
             let fr = s[0].rollbackRate <= 0.01 ? "✓" : "✗"
             let promote = (1..<policies.count).map { f -> String in
                 if scenarios[i].requestsPerSecond < 10 { return s[0].promoted == 0 ? "holds ✓" : "promoted \(s[0].promoted) ✗" }
@@ -315,6 +315,9 @@ struct DecisionReport {
             """
         return md + "\n"
     }
+
+    /// A median time, or "≥ horizon" when it did not happen in at least half of the runs.
+    func censored(_ seconds: Int) -> String { seconds >= horizon ? "≥ \(time(horizon))" : time(seconds) }
 
     func csv() -> String {
         var lines = ["baseline_error_rate,error_multiplier,latency,requests_per_second,good,policy,runs,rolled_back,promoted,held,median_seconds_to_rollback,median_seconds_to_promote,mean_exposure,horizon_seconds"]
