@@ -14,8 +14,7 @@ extension JSONValue {
     public static let maximumDepth = 512
 
     public init(parsing text: String) throws(JSONParseError) {
-        var text = text
-        self = try text.withUTF8 { bytes throws(JSONParseError) in try JSONValue(parsingBytes: bytes) }
+        self = try JSONValue(parsing: Array(text.utf8))
     }
 
     public init(parsing bytes: [UInt8]) throws(JSONParseError) {
