@@ -164,6 +164,7 @@ struct Engine {
         record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
         event(.normal, "NewRevision", "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
         if wanted == stableRevision {
+            status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
             start()

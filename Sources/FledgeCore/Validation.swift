@@ -36,6 +36,11 @@ public struct CanaryPlan: Sendable, Equatable {
     public var templatePatch: JSONValue?
     public var images: [ImageChange]
     public var replicas: Int?
+    public init(templatePatch: JSONValue? = nil, images: [ImageChange] = [], replicas: Int? = nil) {
+        self.templatePatch = templatePatch
+        self.images = images
+        self.replicas = replicas
+    }
     /// True when the spec asks for no change at all.
     public var isEmpty: Bool { templatePatch == nil && images.isEmpty }
 }

@@ -1,0 +1,65 @@
+import FledgeCore
+import FledgeJSON
+import Testing
+
+/// Golden revisions: these hashes must never change (docs/revision.md). A failure here means an upgrade would
+/// redeploy every rollout.
+@Suite("revision: canonical JSON and SHA-256")
+struct RevisionTests {
+    @Test func canonicalForm() throws {
+        let value = try JSONValue(parsing: #"{"b": [1, 2.5, true, null], "a": {"z": null, "y": "q\"\\\n"}, "é": 1.0, "B": -3}"#)
+        let text = String(decoding: canonicalJSON(value), as: UTF8.self)
+        #expect(text == #"{"B":-3,"a":{"y":"q\"\\\u000a"},"b":[1,2.5,true,null],"é":1}"#)
+    }
+
+    @Test func keyOrderAndNullsDoNotMatter() throws {
+        let a = try JSONValue(parsing: #"{"metadata":{"labels":{"app":"x","version":"v1"},"creationTimestamp":null},"spec":{"containers":[{"name":"app","image":"i:1"}]}}"#)
+        let b = try JSONValue(parsing: #"{"spec":{"containers":[{"image":"i:1","name":"app"}]},"metadata":{"labels":{"version":"v1","app":"x"}}}"#)
+        #expect(revision(of: a) == revision(of: b))
+        let c = try JSONValue(parsing: #"{"spec":{"containers":[{"image":"i:2","name":"app"}]},"metadata":{"labels":{"version":"v1","app":"x"}}}"#)
+        #expect(revision(of: a) != revision(of: c))
+    }
+
+    // Expected values computed independently: printf '%s' "$canonical" | sha256sum | cut -c1-16
+    @Test func goldenEmptyObject() {
+        #expect(revision(of: .object([:])) == "44136fa355b3678a")
+    }
+
+    @Test func goldenSeedTemplate() {
+        // canonical: {"metadata":{"labels":{"app":"product-service","version":"v1"}},"spec":{"containers":[{"image":"registry.example/product-service:1.0.0","name":"app","ports":[{"containerPort":8080}]}]}}
+        #expect(revision(of: podTemplate()) == "c4822706c308fd5f")
+        #expect(revision(of: podTemplate(image: "registry.example/product-service:2.0.0")) == "34014f885fee0e10")
+    }
+
+    @Test func effectiveTemplateAppliesPatchImagesAndStableLabels() throws {
+        let patch: JSONValue = ["metadata": ["labels": ["version": "v9", "track": "x"], "annotations": ["a": "b"]], "spec": ["terminationGracePeriodSeconds": 5]]
+        let plan = CanaryPlan(templatePatch: patch, images: [ImageChange(container: "app", image: "i:2")], replicas: nil)
+        let t = try effectiveTemplate(stable: podTemplate(), change: plan, stableLabels: ["version": "v1"])
+        #expect(t[path: ["metadata", "labels"]] == ["app": "product-service", "version": "v1", "track": "x"])
+        #expect(t[path: ["spec", "containers"]]?[0]?["image"] == "i:2")
+        #expect(t[path: ["spec", "terminationGracePeriodSeconds"]] == 5)
+        // Idempotent: applying the change to its own result changes nothing (promotion keeps the revision).
+        let again = try effectiveTemplate(stable: t, change: plan, stableLabels: ["version": "v1"])
+        #expect(revision(of: again) == revision(of: t))
+        let canary = canaryTemplate(effective: t, stableLabels: ["version": "v1"], canaryLabels: ["version": "v2"])
+        #expect(canary[path: ["metadata", "labels"]] == ["app": "product-service", "version": "v2", "track": "x"])
+    }
+
+    @Test func imageErrors() {
+        var twoContainers = podTemplate()
+        twoContainers[path: ["spec", "containers"]] = [["name": "app", "image": "a"], ["name": "proxy", "image": "p"]]
+        #expect(throws: TemplateError.self) {
+            try effectiveTemplate(stable: twoContainers, change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: nil, image: "x")]), stableLabels: [:])
+        }
+        #expect {
+            try effectiveTemplate(stable: podTemplate(), change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: "web", image: "x")]), stableLabels: [:])
+        } throws: { "\($0)".contains("container 'web' is not in the pod template (it has 'app')") }
+    }
+
+    @Test func mergePatchFollowsRFC7386() throws {
+        let target = try JSONValue(parsing: #"{"a":"b","c":{"d":"e","f":"g"}}"#)
+        let patch = try JSONValue(parsing: #"{"a":"z","c":{"f":null}}"#)
+        #expect(mergePatch(target, patch) == (try JSONValue(parsing: #"{"a":"z","c":{"d":"e"}}"#)))
+        #expect(mergePatch(["a": [1, 2]], ["a": [3]]) == ["a": [3]])
+    }
+}
