@@ -73,7 +73,7 @@ public struct Rollout: Codable, Sendable, Equatable {
         }
         if let specJSON = json["spec"], !specJSON.isNull {
             do {
-                spec = try specJSON.decode(RolloutSpec.self)
+                spec = try Rollout.durationsAsText(specJSON).decode(RolloutSpec.self)
             } catch {
                 spec = RolloutSpec()
                 specDecodingIssues = [ValidationIssue(path: "spec" + codingPathText(error), message: decodingMessage(error))]
@@ -86,6 +86,28 @@ public struct Rollout: Codable, Sendable, Equatable {
         } else {
             status = nil
         }
+    }
+
+    /// YAML turns `interval: 10` into a number; keep it as text so validation can say what is wrong with it
+    /// (`'10' has no unit`) instead of failing the whole decode.
+    static func durationsAsText(_ spec: JSONValue) -> JSONValue {
+        func text(_ v: JSONValue?) -> JSONValue? {
+            switch v {
+            case .int(let i)?: return .string(String(i))
+            case .double(let d)?: return .string(fmt(d))
+            default: return v
+            }
+        }
+        var s = spec
+        if s["progressDeadline"] != nil { s["progressDeadline"] = text(s["progressDeadline"]) }
+        if s[path: ["analysis", "interval"]] != nil { s[path: ["analysis", "interval"]] = text(s[path: ["analysis", "interval"]]) }
+        for (list, field) in [("stages", "hold"), ("webhooks", "timeout")] {
+            if case .array(var items)? = s[list] {
+                for i in items.indices where items[i][field] != nil { items[i][field] = text(items[i][field]) }
+                s[list] = .array(items)
+            }
+        }
+        return s
     }
 
     /// Manual requests whose annotation token differs from the one last recorded in status, in the order

@@ -157,9 +157,14 @@ struct Checker {
     mutating func run() {
         var rolloutSubsets: [(dr: String, namespace: String?, stable: String, canary: String, vs: String, routes: [String])] = []
         for doc in objects("Rollout") {
-            if let plan = checkRollout(doc) {
-                rolloutSubsets.append((plan.traffic.destinationRule, doc.namespace, plan.traffic.stableSubset, plan.traffic.canarySubset, plan.traffic.virtualService, plan.traffic.routes))
-            }
+            _ = checkRollout(doc)
+            // Even an invalid Rollout says which objects it manages; use that so the other checks know.
+            let target = doc.json[path: ["spec", "target", "deployment"]]?.stringValue ?? ""
+            let traffic = doc.json[path: ["spec", "traffic"]]
+            rolloutSubsets.append(
+                (traffic?["destinationRule"]?.stringValue ?? target, doc.namespace, traffic?["stableSubset"]?.stringValue ?? Defaults.stableSubset,
+                    traffic?["canarySubset"]?.stringValue ?? Defaults.canarySubset, traffic?["virtualService"]?.stringValue ?? target,
+                    (traffic?["routes"]?.arrayValue ?? []).compactMap(\.stringValue)))
         }
         for doc in objects("Deployment") { checkDeployment(doc) }
         for doc in objects("VirtualService") {
