@@ -16,15 +16,11 @@ struct LintCommand: ParsableCommand {
             subset whose pods nothing provides. Exit status 1 when any finding is an error.
             """)
 
-    enum Format: String, ExpressibleByArgument, CaseIterable {
-        case table, json
-    }
-
     @Argument(help: "YAML files or folders.")
     var paths: [String]
 
     @Option(name: [.short, .customLong("output")], help: "Output format: table or json.")
-    var output: Format = .table
+    var output: OutputFormat = .table
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("give at least one file or folder") }
@@ -56,17 +52,11 @@ struct LintCommand: ParsableCommand {
     static func table(_ report: LintReport) -> String {
         var lines: [String] = []
         if !report.findings.isEmpty {
-            let rows = report.findings.map { f in
+            var table = Table(headers: ["SEVERITY", "LOCATION", "OBJECT", "FIELD", "MESSAGE"])
+            table.rows = report.findings.map { f in
                 [f.severity.rawValue.uppercased(), f.line.map { "\(f.file):\($0)" } ?? f.file, f.object ?? "-", f.path ?? "-", f.message]
             }
-            let header = ["SEVERITY", "LOCATION", "OBJECT", "FIELD", "MESSAGE"]
-            var widths = header.map(\.count)
-            for row in rows { for i in 0..<4 { widths[i] = max(widths[i], row[i].count) } }
-            func render(_ row: [String]) -> String {
-                (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "  " + row[4]
-            }
-            lines.append(render(header))
-            lines += rows.map(render)
+            lines.append(table.render())
             lines.append("")
         }
         lines.append("\(report.files.count) file(s): \(report.errors) error(s), \(report.warnings) warning(s)")

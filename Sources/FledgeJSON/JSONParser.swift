@@ -14,11 +14,14 @@ extension JSONValue {
     public static let maximumDepth = 512
 
     public init(parsing text: String) throws(JSONParseError) {
-        self = try JSONValue(parsing: Array(text.utf8))
+        var text = text
+        let result = text.withUTF8 { bytes in Result { () throws(JSONParseError) in try JSONValue(parsingBytes: bytes) } }
+        self = try result.get()
     }
 
     public init(parsing bytes: [UInt8]) throws(JSONParseError) {
-        self = try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONValue(parsingBytes: buffer) }
+        let result = bytes.withUnsafeBufferPointer { buffer in Result { () throws(JSONParseError) in try JSONValue(parsingBytes: buffer) } }
+        self = try result.get()
     }
 
     public init(parsingBytes bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) {
