@@ -331,7 +331,9 @@ struct Checker {
                 let what = route.hasMatch ? "requests matching route \(route.id)" : "\(share)% of route \(route.id)'s traffic"
                 if canarySubsets.contains(subset) {
                     add(.warning, doc, "\(base).route[\(i)]",
-                        "\(what) go\(route.hasMatch ? "" : "es") to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides until a rollout starts; those requests fail. Fledge sends it to stable when nothing is in flight")
+                        route.hasMatch
+                            ? "\(what) go to subset '\(subset)' (\(labelList(s.labels))), whose pods exist only while a rollout runs; until then those requests fail"
+                            : "\(what) goes to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides until a rollout starts; those requests fail. Fledge moves it to stable while nothing is in flight")
                 } else {
                     add(.error, doc, "\(base).route[\(i)]",
                         "\(what) go\(route.hasMatch ? "" : "es") to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides; those requests fail")
@@ -364,7 +366,10 @@ struct Checker {
             if canaryNames.contains(s.name) {
                 // Provided by the rollout's canary Deployment; its label keys must match the stable subset's.
                 for pair in rolloutSubsets where pair.canary == s.name {
-                    guard let stable = all.first(where: { $0.name == pair.stable }) else { continue }
+                    // Compare label keys with a stable subset that works; a broken stable subset has its own finding.
+                    guard let stable = all.first(where: { $0.name == pair.stable }),
+                        deployments.contains(where: { selects(stable.labels, podLabels($0)) })
+                    else { continue }
                     let extra = Set(s.labels.keys).subtracting(stable.labels.keys).sorted()
                     let missing = Set(stable.labels.keys).subtracting(s.labels.keys).sorted()
                     if let key = extra.first {

@@ -55,6 +55,8 @@ struct LintTests {
         #expect(finding?.object == "DestinationRule shop/product-service")
         #expect(finding?.line == 20)
         #expect(finding?.message.contains("no label verison") == true)
+        // The working canary subset is not blamed for the stable subset's typo.
+        #expect(!e.contains { $0.path?.hasPrefix("spec.subsets[1]") == true }, "\(e)")
     }
 
     @Test func stableSubsetLabelValueTypo() throws {
