@@ -74,7 +74,9 @@ struct Engine {
 
     mutating func run() {
         status.observedGeneration = generation
-        let issues = rollout.specDecodingIssues + rollout.spec.validate()
+        let planned = rollout.spec.plan()
+        var issues = rollout.specDecodingIssues
+        if case .failure(let errors) = planned { issues += errors.issues }
         if !issues.isEmpty {
             let message = issues.map(\.description).joined(separator: "; ")
             let before = status.condition(ConditionType.specValid)
@@ -84,7 +86,7 @@ struct Engine {
             }
             return
         }
-        guard case .success(let plan) = rollout.spec.plan() else { return }
+        guard case .success(let plan) = planned else { return }
         self.plan = plan
         if status.condition(ConditionType.specValid)?.status == .false {
             event(.normal, "SpecValid", "the spec is valid again")

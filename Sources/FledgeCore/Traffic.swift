@@ -92,7 +92,8 @@ public func managedRoutes(of virtualService: JSONValue, traffic: TrafficPlan) ->
 
 /// The VirtualService with every managed route sending `100 - canaryWeight` to the stable subset and
 /// `canaryWeight` to the canary subset. Everything else (other routes, matches, retries, timeouts, hosts,
-/// unknown fields, key order) is kept. A missing canary destination is added as a copy of the stable one.
+/// unknown fields, key order) is kept. A missing canary destination is added as a copy of the stable one; a
+/// second destination for the same subset is dropped.
 public func settingWeights(of virtualService: JSONValue, routes: [HTTPRouteView], traffic: TrafficPlan, canaryWeight: Int) -> JSONValue {
     let w = Int64(min(100, max(0, canaryWeight)))
     var vs = virtualService
@@ -108,6 +109,11 @@ public func settingWeights(of virtualService: JSONValue, routes: [HTTPRouteView]
             var copy = destinations[stableIndex]
             copy[path: ["destination", "subset"]] = .string(traffic.canarySubset)
             destinations.append(copy)
+        }
+        // Exactly one destination per subset, so the weights sum to 100 (Rule 1): later duplicates are dropped.
+        var seenSubsets: Set<String> = []
+        destinations = destinations.filter { d in
+            seenSubsets.insert(d[path: ["destination", "subset"]]?.stringValue ?? "").inserted
         }
         for i in destinations.indices {
             let subset = destinations[i][path: ["destination", "subset"]]?.stringValue

@@ -91,6 +91,14 @@ public struct TrafficPlan: Sendable, Equatable {
     public var destinationRule: String
     public var stableSubset: String
     public var canarySubset: String
+
+    public init(virtualService: String, routes: [String] = [], destinationRule: String, stableSubset: String, canarySubset: String) {
+        self.virtualService = virtualService
+        self.routes = routes
+        self.destinationRule = destinationRule
+        self.stableSubset = stableSubset
+        self.canarySubset = canarySubset
+    }
 }
 
 public struct StagePlan: Sendable, Equatable {

@@ -63,3 +63,55 @@ struct RevisionTests {
         #expect(mergePatch(["a": [1, 2]], ["a": [3]]) == ["a": [3]])
     }
 }
+
+@Suite("traffic: managed routes and weights")
+struct TrafficTests {
+    let traffic = TrafficPlan(virtualService: "product-service", routes: [], destinationRule: "product-service", stableSubset: "stable", canarySubset: "canary")
+
+    @Test func seedRoutes() throws {
+        let vs = seedVirtualService()
+        let routes = try managedRoutes(of: vs, traffic: traffic).get()
+        #expect(routes.map(\.id) == ["http[1]"])
+        #expect(routes[0].canaryWeight(stableSubset: "stable", canarySubset: "canary") == 10)
+        let written = settingWeights(of: vs, routes: routes, traffic: traffic, canaryWeight: 35)
+        var expected = vs
+        expected[path: ["spec", "http"]] = .array(
+            vs[path: ["spec", "http"]]!.arrayValue!.enumerated().map { i, r in
+                guard i == 1 else { return r }
+                var r = r
+                r["route"] = [
+                    ["destination": ["host": "product-service", "subset": "stable"], "weight": 65],
+                    ["destination": ["host": "product-service", "subset": "canary"], "weight": 35],
+                ]
+                return r
+            })
+        #expect(written == expected)
+        // Key order and unknown fields survive byte for byte.
+        #expect(written.serializedString().replacingOccurrences(of: "\"weight\":65", with: "\"weight\":90").replacingOccurrences(of: "\"weight\":35", with: "\"weight\":10") == vs.serializedString())
+    }
+
+    @Test func stableOnlyRouteGetsACanaryDestinationAndDuplicatesGo() throws {
+        let vs: JSONValue = [
+            "spec": ["http": [["route": [
+                ["destination": ["host": "a", "subset": "stable"], "weight": 60],
+                ["destination": ["host": "a", "subset": "stable", "port": ["number": 81]], "weight": 40],
+            ]]]]
+        ]
+        let routes = try managedRoutes(of: vs, traffic: traffic).get()
+        #expect(routes[0].canaryWeight(stableSubset: "stable", canarySubset: "canary") == nil)
+        let written = settingWeights(of: vs, routes: routes, traffic: traffic, canaryWeight: 0)
+        let after = httpRoutes(of: written)[0]
+        #expect(after.destinations.map(\.subset) == ["stable", "canary"])
+        #expect(after.canaryWeight(stableSubset: "stable", canarySubset: "canary") == 0)
+    }
+
+    @Test func namedRoutes() {
+        var vs = seedVirtualService()
+        vs[path: ["spec", "http"]] = [["name": "primary", "route": [["destination": ["host": "x", "subset": "other"]]]]]
+        var named = traffic
+        named.routes = ["primary"]
+        #expect(throws: TrafficError.self) { try managedRoutes(of: vs, traffic: named).get() }
+        named.routes = ["missing"]
+        #expect { try managedRoutes(of: vs, traffic: named).get() } throws: { "\($0)".contains("no HTTP route named 'missing'") }
+    }
+}
