@@ -21,18 +21,20 @@ struct DecideBenchmark: ParsableCommand {
         let progressing = (0..<count).map { world.rollout(index: $0, phase: .progressing) }
         let objects = try idle.map { try JSONValue(encoding: $0) }
         let now = Timestamp(seconds: 1_800_000_100)
+        let observedIdle = world.observed(weight: 0)
+        let observedBusy = world.observed(weight: 10)
 
         var sink = 0
         let baseline = best(passes) {
             for o in objects { if let r = try? Rollout(json: o) { sink &+= r.metadata.name.count } }
         }
         let idleTime = best(passes) {
-            for r in idle { sink &+= decide(rollout: r, observed: world.observed(weight: 0), analysis: .none, now: now).actions.count }
+            for r in idle { sink &+= decide(rollout: r, observed: observedIdle, analysis: .none, now: now).actions.count }
         }
         let busyTime = best(passes) {
-            for r in progressing { sink &+= decide(rollout: r, observed: world.observed(weight: 10), analysis: .none, now: now).actions.count }
+            for r in progressing { sink &+= decide(rollout: r, observed: observedBusy, analysis: .none, now: now).actions.count }
         }
-        let idleWrites = idle.prefix(100).map { decide(rollout: $0, observed: world.observed(weight: 0), analysis: .none, now: now).writes.count }.reduce(0, +)
+        let idleWrites = idle.prefix(100).map { decide(rollout: $0, observed: observedIdle, analysis: .none, now: now).writes.count }.reduce(0, +)
         print("rollouts: \(count) (best of \(passes) passes, CPU time)")
         print(String(format: "baseline  Rollout(json:) read: %8.1f ms  (%5.1f µs each)", baseline * 1000, baseline / Double(count) * 1e6))
         print(String(format: "decide    idle (Healthy):     %8.1f ms  (%5.1f µs each, %.2f× baseline)", idleTime * 1000, idleTime / Double(count) * 1e6, idleTime / baseline))

@@ -138,8 +138,8 @@ struct Engine {
             safetyWeightsToStable()
             return false
         }
-        wanted = revision(of: effective)
         stableRevision = revision(of: stable.template)
+        wanted = effective == stable.template ? stableRevision : revision(of: effective)
         status.stableRevision = stableRevision
         return true
     }

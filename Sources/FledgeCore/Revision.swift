@@ -15,6 +15,7 @@ import FledgeJSON
 /// - `true`, `false`, `null` (inside arrays only).
 public func canonicalJSON(_ value: JSONValue) -> [UInt8] {
     var out: [UInt8] = []
+    out.reserveCapacity(1024)
     writeCanonical(value, into: &out)
     return out
 }
@@ -40,21 +41,34 @@ private func writeCanonical(_ value: JSONValue, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "]"))
     case .object(let o):
         out.append(UInt8(ascii: "{"))
-        let keys = o.keys.filter { !(o[$0]!.isNull) }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-        for (i, key) in keys.enumerated() {
+        var members: [(key: [UInt8], value: JSONValue)] = []
+        members.reserveCapacity(o.count)
+        for (key, value) in o where !value.isNull { members.append((Array(key.utf8), value)) }
+        members.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        for (i, member) in members.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            writeCanonicalString(key, into: &out)
+            writeCanonicalBytes(member.key, into: &out)
             out.append(UInt8(ascii: ":"))
-            writeCanonical(o[key]!, into: &out)
+            writeCanonical(member.value, into: &out)
         }
         out.append(UInt8(ascii: "}"))
     }
 }
 
 private func writeCanonicalString(_ s: String, into out: inout [UInt8]) {
-    let hex = Array("0123456789abcdef".utf8)
+    writeCanonicalBytes(s.utf8, into: &out)
+}
+
+private func writeCanonicalBytes(_ bytes: some Collection<UInt8>, into out: inout [UInt8]) {
+    if !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: bytes)
+        out.append(UInt8(ascii: "\""))
+        return
+    }
+    let hex: [UInt8] = Array("0123456789abcdef".utf8)
     out.append(UInt8(ascii: "\""))
-    for byte in s.utf8 {
+    for byte in bytes {
         switch byte {
         case UInt8(ascii: "\""), UInt8(ascii: "\\"):
             out.append(UInt8(ascii: "\\"))
