@@ -192,7 +192,7 @@ final class CurlEngine: @unchecked Sendable {
         setLong(CURLOPT_NOSIGNAL, 1, "no signals")
         setString(CURLOPT_PROTOCOLS_STR, "http,https", "protocols")
         setLong(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), "HTTP version")
-        setString(CURLOPT_ACCEPT_ENCODING, "", "accept encoding")
+        if config.acceptCompression { setString(CURLOPT_ACCEPT_ENCODING, "", "accept encoding") }
         setLong(CURLOPT_TCP_KEEPALIVE, 1, "TCP keep-alive")
         setLong(CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(config.connectTimeout.milliseconds)), "connect timeout")
         let total = request.timeout ?? config.timeout

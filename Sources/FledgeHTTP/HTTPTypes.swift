@@ -179,13 +179,17 @@ public struct HTTPClientConfiguration: Sendable {
     public var userAgent: String
     /// Added to every request that does not set the same field.
     public var defaultHeaders: HTTPHeaders
+    /// Ask for gzip/deflate/br bodies. Off by default: on loopback and in-cluster
+    /// links compression costs both sides more CPU than it saves.
+    public var acceptCompression: Bool
 
     public init(
         tls: TLSOptions = TLSOptions(), authorization: HTTPAuthorization? = nil,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(30),
         maxResponseBytes: Int = 64 << 20, userAgent: String = "fledge",
-        defaultHeaders: HTTPHeaders = [:]
+        defaultHeaders: HTTPHeaders = [:], acceptCompression: Bool = false
     ) {
+        self.acceptCompression = acceptCompression
         self.tls = tls
         self.authorization = authorization
         self.connectTimeout = connectTimeout

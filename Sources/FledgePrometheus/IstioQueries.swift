@@ -46,6 +46,7 @@ public enum IstioQueries {
 public enum PromQLTemplate {
     public struct Error: Swift.Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
+        public init(message: String) { self.message = message }
         public var description: String { message }
     }
 

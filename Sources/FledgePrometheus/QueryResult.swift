@@ -23,6 +23,11 @@ public struct InstantSample: Sendable, Equatable {
 public struct RangeSeries: Sendable, Equatable {
     public var labels: [String: String]
     public var points: [SamplePoint]
+
+    public init(labels: [String: String], points: [SamplePoint]) {
+        self.labels = labels
+        self.points = points
+    }
 }
 
 /// The `data` of a successful `/api/v1/query` answer.

@@ -1,12 +1,14 @@
 import ArgumentParser
 
 /// `fledge-bench`: benchmarks, run as a separate command and never as tests.
+@main
 struct FledgeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fledge-bench",
         abstract: "Fledge's benchmarks; each reports against a baseline measured in the same run.",
-        subcommands: [DecideBenchmark.self]
+        subcommands: [
+            PrometheusClientBenchmark.self,
+            DecideBenchmark.self,
+        ]
     )
 }
-
-await FledgeBench.main()

@@ -1,0 +1,109 @@
+import FledgeJSON
+import Foundation
+import Testing
+
+@Suite("JSONValue")
+struct JSONValueTests {
+    @Test func roundTripKeepsKeyOrderAndExactIntegers() throws {
+        let text = #"{"spec":{"http":[{"match":[{"headers":{"x-canary":{"exact":"true"}}}],"route":[{"destination":{"host":"product-service","subset":"canary"}}]}],"hosts":["product-service"]},"big":9007199254740993,"neg":-5,"f":0.1,"e":1.5e-07,"t":true,"n":null,"apiVersion":"networking.istio.io/v1"}"#
+        let value = try JSONValue(parsing: text)
+        #expect(value.serializedString() == text)
+        #expect(value["big"] == .int(9_007_199_254_740_993))
+        #expect(value.objectValue.map { Array($0.keys) } == ["spec", "big", "neg", "f", "e", "t", "n", "apiVersion"])
+    }
+
+    @Test func stringsEscapesAndUnicode() throws {
+        let value = try JSONValue(parsing: #"["a\"b\\c\/d\n\t\u00e9\ud83d\ude00", "ü€"]"#)
+        #expect(value[0] == .string("a\"b\\c/d\n\té😀"))
+        #expect(value[1] == .string("ü€"))
+        #expect(value.serializedString() == #"["a\"b\\c/d\n\té😀","ü€"]"#)
+        #expect(JSONValue.string("\u{01}").serializedString() == #""\u0001""#)
+    }
+
+    @Test func equalityFollowsJSONMeaning() throws {
+        #expect(try JSONValue(parsing: #"{"a":1,"b":2}"#) == JSONValue(parsing: #"{"b":2,"a":1.0}"#))
+        #expect(try JSONValue(parsing: #"{"a":1}"#) != JSONValue(parsing: #"{"a":1,"b":null}"#))
+        #expect(try JSONValue(parsing: "[1,2]") != JSONValue(parsing: "[2,1]"))
+        let set: Set<JSONValue> = [try JSONValue(parsing: #"{"a":1,"b":2}"#), try JSONValue(parsing: #"{"b":2,"a":1}"#)]
+        #expect(set.count == 1)
+    }
+
+    @Test func pathsReadAndWrite() throws {
+        var value = try JSONValue(parsing: #"{"spec":{"template":{"metadata":{"labels":{"app":"a"}}}},"z":1}"#)
+        #expect(value[path: ["spec", "template", "metadata", "labels", "app"]] == "a")
+        value[path: ["spec", "template", "metadata", "labels", "version"]] = "v2"
+        value[path: ["status", "phase"]] = "Progressing"
+        #expect(value.serializedString() == #"{"spec":{"template":{"metadata":{"labels":{"app":"a","version":"v2"}}}},"z":1,"status":{"phase":"Progressing"}}"#)
+        value["z"] = nil
+        #expect(value["z"] == nil)
+    }
+
+    @Test(arguments: [
+        ("", "unexpected end of input"),
+        ("{", "expected a string key"),
+        (#"{"a" 1}"#, "expected ':'"),
+        (#"{"a":1,}"#, "expected a string key"),
+        ("[1,2", "unexpected end of input"),
+        ("[1 2]", "expected ',' or ']'"),
+        ("01", "leading zero"),
+        ("1.", "no digit after '.'"),
+        ("1e", "no digit in the exponent"),
+        ("-", "invalid number"),
+        ("tru", "unexpected end of input"),
+        ("nul!", "invalid literal"),
+        (#""abc"#, "unterminated string"),
+        ("\"a\u{01}b\"", "control character"),
+        (#""\x""#, "invalid escape"),
+        (#""\u12G4""#, "invalid hex digit"),
+        ("1 2", "unexpected content after the JSON value"),
+        ("<html>", "unexpected character '<'"),
+        ("1e999", "number out of range"),
+    ])
+    func syntaxErrorsSayWhatAndWhere(input: String, expected: String) {
+        #expect {
+            _ = try JSONValue(parsing: input)
+        } throws: { error in
+            (error as? JSONParseError)?.message.contains(expected) == true
+        }
+    }
+
+    @Test func errorPositionsHaveLineAndColumn() {
+        #expect {
+            _ = try JSONValue(parsing: "{\n  \"a\": 1,\n  \"b\": ?\n}")
+        } throws: { error in
+            guard let error = error as? JSONParseError else { return false }
+            return error.line == 3 && error.column == 8
+        }
+    }
+
+    @Test func hostileNestingIsRefusedNotACrash() {
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: String(repeating: "[", count: 1_000_000)) }
+        let deepButAllowed = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+        #expect(throws: Never.self) { try JSONValue(parsing: deepButAllowed) }
+    }
+
+    @Test func prettyPrinting() throws {
+        let value = try JSONValue(parsing: #"{"a":[1,{"b":null}],"c":{}}"#)
+        #expect(value.serializedString(pretty: true) == """
+            {
+              "a": [
+                1,
+                {
+                  "b": null
+                }
+              ],
+              "c": {}
+            }
+            """)
+        #expect(value.serializedString(sortedKeys: true) == #"{"a":[1,{"b":null}],"c":{}}"#)
+    }
+
+    @Test func codableBridge() throws {
+        struct Weight: Codable, Equatable { var subset: String; var weight: Int }
+        let value = try JSONValue(encoding: Weight(subset: "stable", weight: 90))
+        #expect(value["weight"] == 90)
+        #expect(try value.decode(Weight.self) == Weight(subset: "stable", weight: 90))
+        let decoded = try JSONDecoder().decode(JSONValue.self, from: Data(#"{"x":[1,2.5,"s",null,true]}"#.utf8))
+        #expect(decoded == ["x": [1, 2.5, "s", nil, true]])
+    }
+}

@@ -1,0 +1,48 @@
+@testable import FledgeCLI
+import FledgePrometheus
+import Foundation
+import Testing
+
+@Suite("fledge query")
+struct QueryCommandTests {
+    @Test func jsonHasExactlyTheDocumentedKeysInOrder() {
+        let metrics = WorkloadMetrics(namespace: "shop", workload: "product-service-canary", window: "1m", successRate: 95.83, latencyP99Ms: 2206.98, requests: 840)
+        #expect(QueryCommand.json(metrics).serializedString()
+            == #"{"namespace":"shop","workload":"product-service-canary","window":"1m","successRate":95.83,"latencyP99Ms":2206.98,"requests":840}"#)
+        let empty = WorkloadMetrics(namespace: "shop", workload: "x", window: "5m", successRate: nil, latencyP99Ms: nil, requests: nil)
+        #expect(QueryCommand.json(empty).serializedString()
+            == #"{"namespace":"shop","workload":"x","window":"5m","successRate":null,"latencyP99Ms":null,"requests":null}"#)
+    }
+
+    @Test func tableShowsDashesForNoData() {
+        let table = QueryCommand.table([WorkloadMetrics(namespace: "shop", workload: "x", window: "1m", successRate: nil, latencyP99Ms: 12.3456, requests: 0)])
+        #expect(table == """
+            NAMESPACE  WORKLOAD  WINDOW  SUCCESS RATE  P99 LATENCY  REQUESTS
+            shop       x         1m      -             12.35 ms     0
+            """)
+    }
+
+    @Test(arguments: [
+        (["--prometheus", "localhost:9090", "-n", "shop", "--workload", "w"], "--prometheus"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--window", "1 minute"], "--window"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--at", "noon"], "--at"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--reporter", "mesh"], "--reporter"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "-o", "yaml"], "yaml"),
+        (["--prometheus", "http://p", "-n", "shop"], "--workload"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--prometheus-header", "novalue"], "--prometheus-header"),
+    ])
+    func badFlagsNameTheFlag(arguments: [String], expected: String) {
+        #expect {
+            _ = try QueryCommand.parse(arguments)
+        } throws: { error in
+            QueryCommand.message(for: error).contains(expected)
+        }
+    }
+
+    @Test func goodFlagsParse() throws {
+        let command = try QueryCommand.parse(["--prometheus", "http://127.0.0.1:9090", "-n", "shop", "--workload", "w", "--at", "2026-11-26T14:02:00Z", "-o", "json"])
+        #expect(command.output == .json)
+        #expect(command.window == "1m")
+        #expect(command.reporter == "destination")
+    }
+}
