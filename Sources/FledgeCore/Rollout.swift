@@ -159,3 +159,32 @@ func decodingMessage(_ error: any Error) -> String {
     default: return "\(error)"
     }
 }
+
+/// The objects a Rollout reads and writes, in its namespace.
+public struct RolloutReferences: Sendable, Hashable {
+    public var namespace: String
+    public var stableDeployment: String
+    /// `<stableDeployment>-canary`, owned by Fledge.
+    public var canaryDeployment: String
+    public var virtualService: String
+    public var destinationRule: String
+
+    public init(namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String) {
+        self.namespace = namespace
+        self.stableDeployment = stableDeployment
+        self.canaryDeployment = canaryDeployment
+        self.virtualService = virtualService
+        self.destinationRule = destinationRule
+    }
+}
+
+extension Rollout {
+    /// What to watch for this Rollout, with the spec's defaults, also when the rest of the spec is invalid;
+    /// nil without `spec.target.deployment`.
+    public var references: RolloutReferences? {
+        guard let target = spec.target?.deployment, !target.isEmpty else { return nil }
+        return RolloutReferences(
+            namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: target + "-canary",
+            virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target)
+    }
+}

@@ -148,3 +148,40 @@ struct ValidationTests {
         #expect(Timestamp(rfc3339: "2024-13-01T00:00:00Z") == nil)
     }
 }
+
+@Suite("Rollout objects")
+struct RolloutObjectTests {
+    @Test func referencesUseDefaults() {
+        var rollout = seedRollout(spec: RolloutSpec(target: TargetSpec(deployment: "web")))
+        #expect(
+            rollout.references
+                == RolloutReferences(namespace: "shop", stableDeployment: "web", canaryDeployment: "web-canary", virtualService: "web", destinationRule: "web"))
+        rollout.spec.target = nil
+        #expect(rollout.references == nil)
+    }
+
+    @Test func pendingRequestsComeFromAnnotationsUntilSeen() {
+        var rollout = seedRollout()
+        rollout.metadata.annotations = ["fledge.dev/abort": "t1", "fledge.dev/promote": "t2", "other": "x"]
+        #expect(rollout.pendingRequests.map(\.kind) == [.abort, .promote])
+        var status = RolloutStatus()
+        status.requests = [RequestRecord(kind: .abort, token: "t1", seenAt: Timestamp(seconds: 0), accepted: false, message: "")]
+        rollout.status = status
+        #expect(rollout.pendingRequests.map(\.kind) == [.promote])
+        rollout.metadata.annotations?["fledge.dev/abort"] = "t3"
+        #expect(rollout.pendingRequests.map(\.kind) == [.abort, .promote])
+    }
+
+    @Test func notARollout() throws {
+        #expect(throws: RolloutDecodingError.self) { try Rollout(json: ["kind": "Deployment", "metadata": ["name": "x"]]) }
+        #expect(throws: RolloutDecodingError.self) { try Rollout(json: ["kind": "Rollout", "metadata": ["generation": "x"]]) }
+        #expect(throws: RolloutDecodingError.self) { try Rollout(json: "text") }
+    }
+
+    @Test func brokenStatusIsDroppedNotFatal() throws {
+        var json = try JSONValue(encoding: seedRollout())
+        json["status"] = ["phase": "Exploded"]
+        let rollout = try Rollout(json: json)
+        #expect(rollout.status == nil)
+    }
+}
