@@ -310,7 +310,9 @@ struct Checker {
                 let host = dest.host ?? ""
                 let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
                 guard !hostDRs.isEmpty else {
-                    add(.error, doc, "\(path).subset", "subset '\(subset)' of host \(host): no DestinationRule for this host among the linted manifests")
+                    let known = drs.compactMap { $0.json[path: ["spec", "host"]]?.stringValue }.map(shortHost)
+                    add(.error, doc, "\(path).host",
+                        "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
                     continue
                 }
                 guard let (dr, s, si) = hostDRs.lazy.compactMap({ dr -> (LintDocument, Subset, Int)? in

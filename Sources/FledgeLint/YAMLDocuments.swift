@@ -72,7 +72,8 @@ enum YAMLReader {
             return YAMLProblem(message: "invalid YAML: \(problem)\(ctx)", line: mark.line)
         case .reader(let problem, _, _, _): return YAMLProblem(message: "unreadable YAML: \(problem)", line: nil)
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return YAMLProblem(message: "duplicate keys \(duplicates.joined(separator: ", "))", line: context.mark.line)
+            let names = Array(Set(duplicates)).sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return YAMLProblem(message: "invalid YAML: key \(names) appears more than once in one mapping (first here)", line: context.mark.line)
         default: return YAMLProblem(message: "invalid YAML: \(y)", line: nil)
         }
     }

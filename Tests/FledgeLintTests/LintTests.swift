@@ -217,3 +217,25 @@ struct LintTests {
         #expect(errors(report).first?.message == "no such file or directory")
     }
 }
+
+@Suite("fledge lint: more broken variants")
+struct MoreLintTests {
+    @Test func hostTypo() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "        host: product-service\n        subset: stable", "        host: product-servce\n        subset: stable"))
+        let finding = errors(report).first { $0.path == "spec.http[1].route[0].destination.host" }
+        #expect(finding?.message.contains("did you mean 'product-service'") == true, "\(report.findings)")
+    }
+
+    @Test func deploymentLabelTypo() throws {
+        let report = Linter.lint(sources: try variant("deployment.yaml", "      labels:\n        app: product-service\n        version: v1", "      labels:\n        app: product-service\n        verison: v1"))
+        let e = errors(report)
+        #expect(e.contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels.version" }, "\(e)")
+        #expect(e.contains { $0.path == "spec.subsets[0].labels.version" })
+    }
+
+    @Test func duplicateKeyIsBrokenYAML() {
+        let report = Linter.lint(sources: [("d.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  name: b\n")])
+        #expect(errors(report).first?.line == 4, "\(report.findings)")
+        #expect(errors(report).first?.message.contains("key 'name' appears more than once") == true, "\(report.findings)")
+    }
+}
