@@ -131,7 +131,8 @@ struct Engine {
             return false
         }
         do {
-            effective = try effectiveTemplate(stable: stable.template, change: plan.change, stableLabels: stableLabels ?? [:])
+            effective = try effectiveTemplate(
+                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union((stableLabels ?? [:]).keys))
         } catch {
             status.setCondition(ConditionType.progressing, .false, reason: "InvalidCanary", message: error.message, generation: generation, now: now)
             status.message = error.message
@@ -253,10 +254,13 @@ struct Engine {
             start()
             return true
         }
-        checkTraffic(canary: false)
-        // Nothing in flight: everything to stable, canary scaled down.
+        let stableOK = checkTraffic(canary: false)
+        // Nothing in flight: everything to stable, canary scaled down. Healthy and Succeeded move weight only to a
+        // stable subset that selects ready pods (Rule 2); Failed and Aborted take it off the canary regardless (Rule 4).
         if observedWeight != 0, !managed.isEmpty {
-            setWeights(0, because: "nothing is in flight")
+            if stableOK || status.phase == .failed || status.phase == .aborted {
+                setWeights(0, because: "nothing is in flight")
+            }
             return false
         }
         if observedWeight == 0, let canary = observed.canary, canary.replicas > 0 {

@@ -83,7 +83,7 @@ private func writeCanonicalBytes(_ bytes: some Collection<UInt8>, into out: inou
 
 /// The revision of a pod template: the first 16 lowercase hex digits (64 bits) of the SHA-256 of
 /// `canonicalJSON(template)`. For a rollout, `template` is the canary's effective pod template in the stable
-/// slot's form (see `effectiveTemplate(stable:change:stableLabels:)`), so after promotion the stable
+/// slot's form (see `effectiveTemplate(stable:change:keepingLabels:)`), so after promotion the stable
 /// Deployment's template has the same revision. Golden-tested; see docs/revision.md.
 public func revision(of template: JSONValue) -> String {
     let digest = SHA256.hash(data: canonicalJSON(template))
@@ -118,10 +118,11 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
 }
 
 /// The canary's effective pod template in the stable slot's form: the stable Deployment's `spec.template`
-/// with the template patch merged in, then the images set, then the stable subset's labels put back (a patch
-/// may not move the template out of the stable slot). This is what promotion writes into the stable
+/// with the template patch merged in, then the images set, then the labels named in `keepingLabels` (the
+/// stable subset's label keys and the stable selector's keys) put back to the stable template's values, so a
+/// patch cannot move the template out of the stable slot. This is what promotion writes into the stable
 /// Deployment and what the revision hashes.
-public func effectiveTemplate(stable: JSONValue, change: CanaryPlan, stableLabels: [String: String]) throws(TemplateError) -> JSONValue {
+public func effectiveTemplate(stable: JSONValue, change: CanaryPlan, keepingLabels keys: some Collection<String>) throws(TemplateError) -> JSONValue {
     guard case .object = stable else { throw TemplateError(message: "the stable Deployment has no spec.template") }
     var template = stable
     if let patch = change.templatePatch {
@@ -152,8 +153,15 @@ public func effectiveTemplate(stable: JSONValue, change: CanaryPlan, stableLabel
         }
         template[path: ["spec", "containers"]] = .array(containers)
     }
-    for (key, value) in stableLabels.sorted(by: { $0.key < $1.key }) {
-        template[path: ["metadata", "labels", key]] = .string(value)
+    let original = stable[path: ["metadata", "labels"]]?.objectValue ?? [:]
+    if template[path: ["metadata", "labels"]]?.objectValue != nil || !original.isEmpty {
+        var labels = template[path: ["metadata", "labels"]]?.objectValue ?? [:]
+        for key in Set(keys).sorted() {
+            if let value = original[key] { labels[key] = value } else { labels.removeValue(forKey: key) }
+        }
+        if labels != (template[path: ["metadata", "labels"]]?.objectValue ?? [:]) {
+            template[path: ["metadata", "labels"]] = .object(labels)
+        }
     }
     return template
 }

@@ -34,12 +34,12 @@ struct RevisionTests {
     @Test func effectiveTemplateAppliesPatchImagesAndStableLabels() throws {
         let patch: JSONValue = ["metadata": ["labels": ["version": "v9", "track": "x"], "annotations": ["a": "b"]], "spec": ["terminationGracePeriodSeconds": 5]]
         let plan = CanaryPlan(templatePatch: patch, images: [ImageChange(container: "app", image: "i:2")], replicas: nil)
-        let t = try effectiveTemplate(stable: podTemplate(), change: plan, stableLabels: ["version": "v1"])
+        let t = try effectiveTemplate(stable: podTemplate(), change: plan, keepingLabels: ["version"])
         #expect(t[path: ["metadata", "labels"]] == ["app": "product-service", "version": "v1", "track": "x"])
         #expect(t[path: ["spec", "containers"]]?[0]?["image"] == "i:2")
         #expect(t[path: ["spec", "terminationGracePeriodSeconds"]] == 5)
         // Idempotent: applying the change to its own result changes nothing (promotion keeps the revision).
-        let again = try effectiveTemplate(stable: t, change: plan, stableLabels: ["version": "v1"])
+        let again = try effectiveTemplate(stable: t, change: plan, keepingLabels: ["version"])
         #expect(revision(of: again) == revision(of: t))
         let canary = canaryTemplate(effective: t, stableLabels: ["version": "v1"], canaryLabels: ["version": "v2"])
         #expect(canary[path: ["metadata", "labels"]] == ["app": "product-service", "version": "v2", "track": "x"])
@@ -49,10 +49,10 @@ struct RevisionTests {
         var twoContainers = podTemplate()
         twoContainers[path: ["spec", "containers"]] = [["name": "app", "image": "a"], ["name": "proxy", "image": "p"]]
         #expect(throws: TemplateError.self) {
-            try effectiveTemplate(stable: twoContainers, change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: nil, image: "x")]), stableLabels: [:])
+            try effectiveTemplate(stable: twoContainers, change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: nil, image: "x")]), keepingLabels: [String]())
         }
         #expect {
-            try effectiveTemplate(stable: podTemplate(), change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: "web", image: "x")]), stableLabels: [:])
+            try effectiveTemplate(stable: podTemplate(), change: CanaryPlan(templatePatch: nil, images: [ImageChange(container: "web", image: "x")]), keepingLabels: [String]())
         } throws: { "\($0)".contains("container 'web' is not in the pod template (it has 'app')") }
     }
 

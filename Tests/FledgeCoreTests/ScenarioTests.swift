@@ -249,6 +249,16 @@ struct ScenarioTests {
         #expect(sim.reconcile().writes.isEmpty)
     }
 
+    @Test func adoptionDoesNotMoveWeightOntoABrokenStableSubset() {
+        var sim = Sim(spec: seedSpec(image: nil), seedWeight: 10, destinationRule: seedDestinationRule(stableLabels: ["version": "v11"]))
+        let d = sim.reconcile()
+        #expect(d.weightChanges.isEmpty)
+        #expect(d.status.condition(ConditionType.trafficReady)?.reason == "SubsetSelectsNoPods")
+        // Once the DestinationRule is fixed, the split is moved.
+        sim.observed.destinationRule = seedDestinationRule()
+        #expect(sim.reconcile().weightChanges.map(\.canaryWeight) == [0])
+    }
+
     @Test func stableSubsetLabelTypoHoldsBeforeAnyTraffic() {
         var sim = Sim(destinationRule: seedDestinationRule(stableLabels: ["version": "v11"]))
         sim.run(maxSteps: 200) { _ in false }
