@@ -26,6 +26,21 @@ struct ScenarioTests {
         #expect(d.writes.isEmpty)
     }
 
+    @Test func templatePatchRolloutIsPromoted() {
+        var spec = seedSpec(image: nil)
+        spec.canary = CanaryChange(
+            images: ["app=registry.example/product-service:2.1.0"],
+            templatePatch: ["spec": ["containers": [["name": "app", "image": "ignored", "env": [["name": "FEATURE", "value": "on"]]]]]])
+        var sim = Sim(spec: spec)
+        sim.run(untilPhase: .succeeded)
+        let container = sim.observed.stable!.template[path: ["spec", "containers"]]?[0]
+        #expect(container?["image"] == "registry.example/product-service:2.1.0")
+        #expect(container?["env"] == [["name": "FEATURE", "value": "on"]])
+        #expect(sim.status.revision == sim.status.stableRevision)
+        // The change is already live: nothing more to roll out.
+        #expect(sim.reconcile().writes.isEmpty)
+    }
+
     @Test func canaryIsBuiltWithTheCanarySubsetsLabelsAndItsOwnSelector() {
         var sim = Sim()
         sim.run { $0.observed.canary != nil }
