@@ -185,7 +185,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeLintTests",
-            dependencies: ["FledgeLint", "FledgeCore", "TestSupport"],
+            dependencies: ["FledgeLint", "FledgeCore", "FledgeJSON", "Yams", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

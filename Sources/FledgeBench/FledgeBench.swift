@@ -9,6 +9,7 @@ struct FledgeBench: AsyncParsableCommand {
         subcommands: [
             PrometheusClientBenchmark.self,
             DecisionsBenchmark.self,
+            DecideBenchmark.self,
         ]
     )
 }

@@ -9,6 +9,7 @@ public struct Fledge: AsyncParsableCommand {
         subcommands: [
             QueryCommand.self,
             DemoCommand.self,
+            LintCommand.self,
         ]
     )
 

@@ -1,0 +1,93 @@
+import FledgeJSON
+
+/// What `decide` asks the controller to do. Actions are data; the controller executes them in order.
+public enum Action: Sendable, Equatable {
+    /// Create or update `<target>-canary` so it matches (template, selector, replicas, revision annotation).
+    case ensureCanaryDeployment(CanaryDeploymentSpec)
+    /// Write the managed routes' weights. Carries the whole VirtualService as it should be: the observed one
+    /// with only the managed routes' weights changed (write it with the observed resourceVersion, read it back).
+    case setWeights(WeightChange)
+    /// Promotion: write this pod template into the stable Deployment's `spec.template`.
+    case writeStableTemplate(deployment: String, template: JSONValue, revision: String)
+    /// Set the canary Deployment's `spec.replicas`.
+    case scaleCanary(deployment: String, replicas: Int)
+    /// POST `body` to the webhook; report the answer back in `Analysis.webhooks[call.id]`. The same id may be
+    /// asked for again while the call is in flight: run it once.
+    case callWebhook(WebhookCall)
+    /// A Kubernetes Event on the Rollout.
+    case emitEvent(RolloutEvent)
+    /// Measure the canary (a read) and call `decide` again with the result in `Analysis.latest`.
+    case runAnalysis(AnalysisRequest)
+    /// Call `decide` again after this long, even if nothing changes.
+    case requeue(after: RolloutDuration)
+
+    /// True for actions that change something outside (the cluster, a webhook, an event). `runAnalysis` and
+    /// `requeue` are not writes.
+    public var isWrite: Bool {
+        switch self {
+        case .runAnalysis, .requeue: return false
+        default: return true
+        }
+    }
+}
+
+public struct CanaryDeploymentSpec: Sendable, Equatable {
+    public var name: String
+    /// Pod template: the effective template with the canary subset's labels.
+    public var template: JSONValue
+    /// `spec.selector.matchLabels`.
+    public var selector: [String: String]
+    public var replicas: Int
+    /// Put into the Deployment's `fledge.dev/revision` annotation.
+    public var revision: String
+}
+
+public struct WeightChange: Sendable, Equatable {
+    public var stableWeight: Int
+    public var canaryWeight: Int
+    /// Ids of the managed routes (`name` or `http[INDEX]`).
+    public var routes: [String]
+    /// The VirtualService to write.
+    public var virtualService: JSONValue
+}
+
+public struct WebhookCall: Sendable, Equatable {
+    /// `TYPE/NAME/REVISION[/STAGE]`; answers are matched by it.
+    public var id: String
+    public var name: String
+    public var type: WebhookType
+    public var url: String
+    public var timeout: RolloutDuration
+    /// The JSON body to POST.
+    public var body: JSONValue
+}
+
+public struct RolloutEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable { case normal = "Normal", warning = "Warning" }
+    public var type: Kind
+    public var reason: String
+    public var message: String
+}
+
+/// What to measure for a rollout.
+public struct AnalysisRequest: Sendable, Equatable {
+    public var namespace: String
+    /// `destination_workload` of the canary (`<target>-canary`) and of stable (`<target>`).
+    public var canaryWorkload: String
+    public var stableWorkload: String
+    /// The window of every query (`rate(…[interval])`).
+    public var window: RolloutDuration
+    public var metrics: [MetricPlan]
+    /// Stable's side is needed for metrics with a comparison.
+    public var needsStable: Bool
+    public var prometheusAddress: String?
+}
+
+/// `decide`'s answer: the status to write (when it differs from the current one) and the actions to run.
+public struct Decision: Sendable, Equatable {
+    public var status: RolloutStatus
+    public var actions: [Action]
+
+    /// The actions that change something outside.
+    public var writes: [Action] { actions.filter(\.isWrite) }
+}

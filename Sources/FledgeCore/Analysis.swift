@@ -1,0 +1,157 @@
+import FledgeJSON
+
+/// What a metric provider returned for one metric in one window.
+public enum MetricOutcome: Sendable, Equatable {
+    case value(Double)
+    /// The query returned no series (e.g. no requests at all).
+    case noData
+    /// The provider could not answer (down, timeout, bad query); its message.
+    case providerError(String)
+}
+
+/// One metric measured for the canary, with the stable side of the same window when asked for.
+public struct MetricSample: Sendable, Equatable {
+    public var outcome: MetricOutcome
+    /// Canary requests in the window behind this value, when known.
+    public var requests: Int64?
+    /// Stable's value in the same window, when a comparison is configured.
+    public var stableValue: Double?
+
+    public init(_ outcome: MetricOutcome, requests: Int64? = nil, stableValue: Double? = nil) {
+        self.outcome = outcome
+        self.requests = requests
+        self.stableValue = stableValue
+    }
+}
+
+/// The latest measurement of one analysis interval.
+public struct IntervalResult: Sendable, Equatable {
+    /// End of the measured window (`[time - interval, time]`).
+    public var time: Timestamp
+    /// Canary requests in the window; used for `minRequests` when a metric has no count of its own.
+    public var requests: Int64?
+    /// By metric name. A configured metric that is missing counts as no data.
+    public var metrics: [String: MetricSample]
+
+    public init(time: Timestamp, requests: Int64?, metrics: [String: MetricSample]) {
+        self.time = time
+        self.requests = requests
+        self.metrics = metrics
+    }
+}
+
+/// The answer to a `callWebhook` action.
+public struct WebhookOutcome: Sendable, Equatable {
+    public var passed: Bool
+    /// The HTTP status and body excerpt, or the transport error.
+    public var message: String
+    public var time: Timestamp
+
+    public init(passed: Bool, message: String, time: Timestamp) {
+        self.passed = passed
+        self.message = message
+        self.time = time
+    }
+}
+
+/// Everything measured outside the cluster: the latest interval's metrics and webhook answers by call id.
+public struct Analysis: Sendable, Equatable {
+    public var latest: IntervalResult?
+    public var webhooks: [String: WebhookOutcome]
+
+    public init(latest: IntervalResult? = nil, webhooks: [String: WebhookOutcome] = [:]) {
+        self.latest = latest
+        self.webhooks = webhooks
+    }
+
+    public static let none = Analysis()
+}
+
+/// Judges one metric. Order: provider error, no data (by `noData`), too few requests (inconclusive), the
+/// fixed thresholds, then the comparison with stable (inconclusive when stable's value is missing).
+public func judge(
+    metric: MetricPlan, sample: MetricSample?, intervalRequests: Int64?, minRequests: Int, noData: NoDataPolicy, time: Timestamp
+) -> MetricResult {
+    var thresholds: [String] = []
+    if let min = metric.min { thresholds.append(">= \(fmt(min))") }
+    if let max = metric.max { thresholds.append("<= \(fmt(max))") }
+    if let d = metric.maxDecreaseFromStable { thresholds.append(">= stable - \(fmt(d))") }
+    if let r = metric.maxRatioToStable { thresholds.append("<= \(fmt(r)) × stable") }
+    let threshold = thresholds.joined(separator: ", ")
+    let requests = sample?.requests ?? intervalRequests
+    func result(_ verdict: Verdict, _ value: Double?, _ message: String?) -> MetricResult {
+        MetricResult(
+            name: metric.name, value: value, stableValue: sample?.stableValue, threshold: threshold, verdict: verdict, message: message,
+            requests: requests, time: time)
+    }
+    guard let sample else {
+        return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+    }
+    let value: Double
+    switch sample.outcome {
+    case .providerError(let message): return result(.error, nil, "metric provider error: \(message)")
+    case .noData: return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+    case .value(let v):
+        guard v.isFinite else { return result(noData == .fail ? .failed : .inconclusive, nil, "no data (value is \(v))") }
+        value = v
+    }
+    guard let requests else { return result(.inconclusive, value, "request count unknown; minRequests \(minRequests) not shown") }
+    guard requests >= Int64(minRequests) else {
+        return result(.inconclusive, value, "\(requests) requests < minRequests \(minRequests)")
+    }
+    if let min = metric.min, value < min { return result(.failed, value, "\(fmt2(value)) < min \(fmt(min))") }
+    if let max = metric.max, value > max { return result(.failed, value, "\(fmt2(value)) > max \(fmt(max))") }
+    if metric.maxDecreaseFromStable != nil || metric.maxRatioToStable != nil {
+        guard let stable = sample.stableValue, stable.isFinite else {
+            return result(.inconclusive, value, "stable's value is not available for the comparison")
+        }
+        if let d = metric.maxDecreaseFromStable, value < stable - d {
+            return result(.failed, value, "\(fmt2(value)) is more than \(fmt(d)) below stable's \(fmt2(stable))")
+        }
+        if let r = metric.maxRatioToStable, value > stable * r {
+            return result(.failed, value, "\(fmt2(value)) is above \(fmt(r)) × stable's \(fmt2(stable))")
+        }
+    }
+    return result(.passed, value, nil)
+}
+
+/// Judges an interval: Failed if any metric failed, else Error if the provider erred, else Inconclusive if any
+/// metric (or the request volume) was inconclusive, else Passed. With no metrics, the request volume alone
+/// decides (a canary that gets no traffic never passes).
+public func judgeInterval(_ plan: AnalysisPlan, _ result: IntervalResult) -> (verdict: Verdict, metrics: [MetricResult], summary: String) {
+    var metrics = plan.metrics.map {
+        judge(
+            metric: $0, sample: result.metrics[$0.name], intervalRequests: result.requests, minRequests: plan.minRequests,
+            noData: plan.noData, time: result.time)
+    }
+    if plan.metrics.isEmpty {
+        let ok = (result.requests ?? 0) >= Int64(plan.minRequests)
+        metrics.append(
+            MetricResult(
+                name: "requests", value: result.requests.map(Double.init), stableValue: nil, threshold: ">= \(plan.minRequests)",
+                verdict: ok ? .passed : .inconclusive,
+                message: ok ? nil : "\(result.requests.map(String.init) ?? "unknown") requests < minRequests \(plan.minRequests)",
+                requests: result.requests, time: result.time))
+    }
+    let verdict: Verdict
+    if metrics.contains(where: { $0.verdict == .failed }) {
+        verdict = .failed
+    } else if metrics.contains(where: { $0.verdict == .error }) {
+        verdict = .error
+    } else if metrics.contains(where: { $0.verdict == .inconclusive }) {
+        verdict = .inconclusive
+    } else {
+        verdict = .passed
+    }
+    let summary = metrics.map { m in
+        let value = m.value.map(fmt2) ?? "-"
+        return "\(m.name)=\(value) (\(m.threshold)): \(m.verdict.rawValue)\(m.message.map { ", \($0)" } ?? "")"
+    }.joined(separator: "; ")
+    return (verdict, metrics, summary)
+}
+
+/// Two decimals at most: `99.25`, `480`.
+func fmt2(_ d: Double) -> String {
+    let r = (d * 100).rounded() / 100
+    return fmt(r)
+}

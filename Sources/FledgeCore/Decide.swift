@@ -1,0 +1,740 @@
+import FledgeJSON
+
+/// Decides what a Rollout needs next. Pure and deterministic: the same inputs give the same decision; no IO,
+/// no clock (time comes in as `now`).
+///
+/// ## Phases
+///
+/// ```
+///            spec.canary changes (revision ≠ stable's)
+///  Healthy ───────────────────────────────▶ Initializing ──canary ready, traffic checks,──▶ Progressing
+///  Succeeded                                 │  ▲           pre-rollout hooks pass          │ stage i: set weight,
+///  Failed/Aborted (other revision)          │  │                                         │ read it back, hold,
+///                                             │  └── a new revision (any in-flight phase):    │ analyse every interval
+///                                             │      weight back to 0, then start over       │
+///                                             │                                 manual stage ▼      ▲ promote
+///                                             │                                           Paused ─────┘
+///                                             │                 after the last stage (or promote-full)
+///                                             │                              ▼
+///                                             │   Promoting: write the canary template into stable, wait ready
+///                                             │                              ▼
+///                                             │   Finalising: weight 0, canary scaled to 0 ──▶ Succeeded
+///                                             ▼
+///  failureLimit failed checks, providerErrorLimit provider errors in a row, progressDeadline passed,
+///  canary pods gone, pre-rollout hook failed ──▶ RollingBack (weight 0 first, then canary to 0) ──▶ Failed
+///  abort request ──▶ RollingBack ──▶ Aborted
+/// ```
+///
+/// The rules of docs/design.md hold: only managed routes' weights change and always sum to 100 (1); weight goes to
+/// the canary only when both subsets exist, select the right pods and the canary's pods are ready (2); the
+/// weight in status is the one `observed` shows (3); Failed and Aborted send nothing to the canary (4); no
+/// data is never a pass and no stage passes without `minRequests` (5); provider errors hold up to
+/// `providerErrorLimit` (6); everything lives in status (7); with nothing changed no write is asked for (8).
+///
+/// An invalid spec sets condition `SpecValid=False` (reason `InvalidSpec`) with every error and changes nothing else.
+public func decide(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) -> Decision {
+    var engine = Engine(rollout: rollout, observed: observed, analysis: analysis, now: now)
+    engine.run()
+    return Decision(status: engine.status, actions: engine.actions)
+}
+
+struct Engine {
+    let rollout: Rollout
+    let observed: Observed
+    let analysis: Analysis
+    let now: Timestamp
+    let generation: Int64?
+    var status: RolloutStatus
+    var actions: [Action] = []
+    /// The weight the previous status recorded, before this reconcile.
+    let previousWeight: Int
+
+    // Filled by prepare().
+    var plan: RolloutPlan!
+    var managed: [HTTPRouteView] = []
+    var trafficError: TrafficError?
+    var observedWeight: Int?
+    var stableLabels: [String: String]?
+    var canaryLabels: [String: String]?
+    var effective: JSONValue = .null
+    var wanted = ""
+    var stableRevision = ""
+
+    init(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) {
+        self.rollout = rollout
+        self.observed = observed
+        self.analysis = analysis
+        self.now = now
+        generation = rollout.metadata.generation
+        status = rollout.status ?? RolloutStatus()
+        previousWeight = status.canaryWeight
+    }
+
+    // MARK: - Entry
+
+    mutating func run() {
+        status.observedGeneration = generation
+        let planned = rollout.spec.plan()
+        var issues = rollout.specDecodingIssues
+        if case .failure(let errors) = planned { issues += errors.issues }
+        if !issues.isEmpty {
+            let message = issues.map(\.description).joined(separator: "; ")
+            let before = status.condition(ConditionType.specValid)
+            status.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: message, generation: generation, now: now)
+            if before?.status != .false || before?.message != message {
+                event(.warning, "InvalidSpec", message)
+            }
+            return
+        }
+        guard case .success(let plan) = planned else { return }
+        self.plan = plan
+        if status.condition(ConditionType.specValid)?.status == .false {
+            event(.normal, "SpecValid", "the spec is valid again")
+        }
+        status.setCondition(ConditionType.specValid, .true, reason: "Valid", message: "the spec is valid", generation: generation, now: now)
+
+        guard prepare() else { return }
+        handleNewRevision()
+        handleRequests()
+        for _ in 0..<12 {
+            let before = (status.phase, status.stage)
+            let proceed = step()
+            if !proceed || (status.phase, status.stage) == before { break }
+        }
+        scheduleWakeUp()
+    }
+
+    /// Reads the observations. False when nothing can be decided (stable Deployment missing, template error).
+    mutating func prepare() -> Bool {
+        if let vs = observed.virtualService {
+            switch managedRoutes(of: vs, traffic: plan.traffic) {
+            case .success(let routes):
+                managed = routes
+                let weights = routes.map { $0.canaryWeight(stableSubset: plan.traffic.stableSubset, canarySubset: plan.traffic.canarySubset) }
+                if let first = weights.first, let w = first, weights.allSatisfy({ $0 == w }) { observedWeight = w }
+            case .failure(let error): trafficError = error
+            }
+        } else {
+            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(plan.traffic.virtualService) not found")
+        }
+        if let w = observedWeight { status.canaryWeight = w }
+        if let dr = observed.destinationRule {
+            let all = subsets(of: dr)
+            stableLabels = all.first { $0.name == plan.traffic.stableSubset }?.labels
+            canaryLabels = all.first { $0.name == plan.traffic.canarySubset }?.labels
+        }
+
+        guard let stable = observed.stable else {
+            setTraffic(false, "StableNotFound", "Deployment \(plan.target) not found")
+            hold("Deployment \(plan.target) not found")
+            safetyWeightsToStable()
+            return false
+        }
+        do {
+            effective = try effectiveTemplate(
+                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union((stableLabels ?? [:]).keys))
+        } catch {
+            status.setCondition(ConditionType.progressing, .false, reason: "InvalidCanary", message: error.message, generation: generation, now: now)
+            status.message = error.message
+            safetyWeightsToStable()
+            return false
+        }
+        stableRevision = revision(of: stable.template)
+        wanted = effective == stable.template ? stableRevision : revision(of: effective)
+        status.stableRevision = stableRevision
+        return true
+    }
+
+    /// In phases that must send nothing to the canary, moves the weight back even when little else is known.
+    mutating func safetyWeightsToStable() {
+        if [.failed, .aborted, .rollingBack, .healthy, .succeeded].contains(status.phase), observedWeight != 0, !managed.isEmpty {
+            setWeights(0)
+        }
+    }
+
+    // MARK: - New revisions and manual requests
+
+    mutating func handleNewRevision() {
+        guard !status.phase.isIdle, let current = status.revision, current != wanted else {
+            if !status.phase.isIdle, status.revision == nil { status.revision = wanted }
+            return
+        }
+        if status.phase == .promoting || status.phase == .finalising, wanted == stableRevision {
+            // The stable Deployment already has the wanted template (as the API server normalised it).
+            status.revision = wanted
+            return
+        }
+        record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
+        event(.normal, "NewRevision", "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
+        if wanted == stableRevision {
+            status.revision = wanted
+            beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
+        } else {
+            start()
+        }
+    }
+
+    mutating func handleRequests() {
+        for (kind, token) in rollout.pendingRequests {
+            let (accepted, message) = apply(kind)
+            status.requests.removeAll { $0.kind == kind }
+            status.requests.append(RequestRecord(kind: kind, token: token, seenAt: now, accepted: accepted, message: message))
+            status.requests.sort { $0.kind.rawValue < $1.kind.rawValue }
+            event(accepted ? .normal : .warning, accepted ? "RequestAccepted" : "RequestRefused", "\(kind.rawValue): \(message)")
+        }
+    }
+
+    mutating func apply(_ kind: ManualRequest) -> (Bool, String) {
+        let phase = status.phase
+        switch kind {
+        case .abort:
+            switch phase {
+            case .initializing, .progressing, .paused:
+                beginRollback(to: .aborted, reason: "Aborted", message: "aborted by request")
+                return (true, "rolling back revision \(status.revision ?? wanted)")
+            case .promoting, .finalising:
+                return (false, "the canary is already being promoted (\(phase.rawValue)); change spec.canary to roll back")
+            case .rollingBack: return (false, "already rolling back")
+            default: return (false, "no rollout in progress (\(phase.rawValue))")
+            }
+        case .retry:
+            guard phase == .failed || phase == .aborted else {
+                return (false, "only a Failed or Aborted rollout can be retried (phase \(phase.rawValue))")
+            }
+            guard wanted != stableRevision else {
+                return (false, "nothing to retry: the stable Deployment already runs revision \(wanted)")
+            }
+            start()
+            return (true, "retrying revision \(wanted)")
+        case .promote:
+            switch phase {
+            case .progressing, .paused:
+                let stage = status.stage ?? 0
+                status.approvedStage = stage
+                return (true, "stage \(stage + 1) of \(plan.stages.count) (\(plan.stages[stage].weight)%) promoted")
+            case .initializing: return (false, "the canary is not serving yet; no stage to promote")
+            default: return (false, "no stage to promote (\(phase.rawValue))")
+            }
+        case .promoteFull:
+            switch phase {
+            case .progressing, .paused:
+                enter(.promoting)
+                status.message = "promote-full requested: promoting revision \(wanted)"
+                return (true, "skipping the remaining stages; promoting revision \(wanted)")
+            case .initializing: return (false, "the canary is not serving yet; wait for Progressing")
+            default: return (false, "nothing to promote (\(phase.rawValue))")
+            }
+        }
+    }
+
+    // MARK: - Phases
+
+    /// One step of the machine. Returns false when it asked for a write or must wait.
+    mutating func step() -> Bool {
+        switch status.phase {
+        case .healthy, .succeeded, .failed, .aborted: return idle()
+        case .initializing: return initializing()
+        case .progressing, .paused: return progressing()
+        case .promoting: return promoting()
+        case .finalising: return finalising()
+        case .rollingBack: return rollingBack()
+        }
+    }
+
+    mutating func idle() -> Bool {
+        if wanted == stableRevision {
+            if status.phase == .failed || status.phase == .aborted {
+                enter(.healthy)
+            }
+            if status.phase == .healthy {
+                status.revision = wanted
+                status.message = "stable runs revision \(wanted)"
+            }
+        } else if !((status.phase == .failed || status.phase == .aborted) && status.revision == wanted) {
+            start()
+            return true
+        }
+        let stableOK = checkTraffic(canary: false)
+        // Nothing in flight: everything to stable, canary scaled down. Healthy and Succeeded move weight only to a
+        // stable subset that selects ready pods (Rule 2); Failed and Aborted take it off the canary regardless (Rule 4).
+        if observedWeight != 0, !managed.isEmpty {
+            if stableOK || status.phase == .failed || status.phase == .aborted {
+                setWeights(0, because: "nothing is in flight")
+            }
+            return false
+        }
+        if observedWeight == 0, let canary = observed.canary, canary.replicas > 0 {
+            actions.append(.scaleCanary(deployment: plan.canaryDeployment, replicas: 0))
+        }
+        return false
+    }
+
+    mutating func initializing() -> Bool {
+        if deadlinePassed() { return true }
+        if observedWeight != 0 {
+            guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            setWeights(0, because: "a new revision starts from stable")
+            return false
+        }
+        guard let stableLabels, let canaryLabels else {
+            checkTraffic(canary: false)
+            return false
+        }
+        let stable = observed.stable!
+        let replicas = plan.change.replicas ?? max(1, stable.replicas)
+        let desired = CanaryDeploymentSpec(
+            name: plan.canaryDeployment,
+            template: canaryTemplate(effective: effective, stableLabels: stableLabels, canaryLabels: canaryLabels),
+            selector: canarySelector(stable: stable.selector, stableLabels: stableLabels, canaryLabels: canaryLabels),
+            replicas: replicas, revision: wanted)
+        if let canary = observed.canary, canary.revisionAnnotation == wanted, canary.replicas == replicas {
+            // up to date
+        } else {
+            actions.append(.ensureCanaryDeployment(desired))
+            status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
+            setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)")
+            return false
+        }
+        guard checkTraffic(canary: true) else { return false }
+        // Pre-rollout hooks, once per revision.
+        for hook in plan.webhooks where hook.type == .preRollout {
+            switch gate(hook, stage: nil) {
+            case .passed: continue
+            case .waiting: return false
+            case .failed(let message):
+                beginRollback(to: .failed, reason: "PreRolloutWebhookFailed", message: "pre-rollout webhook \(hook.name) failed: \(message)")
+                return true
+            }
+        }
+        enterStage(0)
+        return true
+    }
+
+    mutating func progressing() -> Bool {
+        let index = min(status.stage ?? 0, plan.stages.count - 1)
+        status.stage = index
+        let stage = plan.stages[index]
+        if status.phase == .progressing, deadlinePassed() { return true }
+
+        if observedWeight != stage.weight {
+            // Weight not (yet) where this stage wants it.
+            if (observedWeight ?? 0) > 0, observed.canary.map({ $0.readyReplicas == 0 }) ?? true {
+                beginRollback(to: .failed, reason: "CanaryUnavailable", message: "canary Deployment \(plan.canaryDeployment) has no ready pods")
+                return true
+            }
+            guard checkTraffic(canary: true) else { return false }
+            if previousWeight == stage.weight, status.stageStartedAt != nil {
+                event(.warning, "WeightsRestored", "managed routes were changed to \(observedWeight.map { "\($0)%" } ?? "an irregular split") outside Fledge; restoring \(stage.weight)%")
+            }
+            setWeights(stage.weight)
+            status.message = "stage \(index + 1)/\(plan.stages.count): setting canary weight \(stage.weight)%"
+            return false
+        }
+        // The weight is confirmed by the observation.
+        if status.stageStartedAt == nil {
+            status.stageStartedAt = now
+            status.lastProgressAt = now
+            event(.normal, "StageStarted", "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
+        }
+        guard checkTraffic(canary: true) else {
+            // The canary serves but no longer passes Rule 2 (pods gone, subset edited): take its traffic away.
+            let message = status.condition(ConditionType.trafficReady)?.message ?? "traffic checks failed"
+            beginRollback(to: .failed, reason: "CanaryUnavailable", message: message)
+            return true
+        }
+        if judgeLatest() { return true }
+
+        let approved = status.approvedStage == index
+        let started = status.stageStartedAt!
+        let holdDone = now >= started + stage.hold
+        let required = max(1, Int(stage.hold.milliseconds / plan.analysis.interval.milliseconds))
+        if !approved {
+            guard holdDone, status.passedChecks >= required else {
+                status.message =
+                    "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(status.passedChecks)/\(required) passing checks, hold \(stage.hold)"
+                if status.phase == .paused { status.phase = .progressing }
+                setProgressing(true, "Analysing", status.message!)
+                requestAnalysisIfDue()
+                return false
+            }
+            for hook in plan.webhooks where hook.type == .stageGate {
+                switch gate(hook, stage: index) {
+                case .passed: continue
+                case .waiting:
+                    requestAnalysisIfDue()
+                    return false
+                case .failed(let message):
+                    status.message = "stage gate \(hook.name) holds stage \(index + 1): \(message)"
+                    setProgressing(true, "StageGateHolding", status.message!)
+                    requestAnalysisIfDue()
+                    return false
+                }
+            }
+            if stage.manualApproval {
+                if status.phase != .paused {
+                    status.phase = .paused
+                    event(.normal, "AwaitingApproval", "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)% passed; waiting for `fledge promote`")
+                }
+                status.message = "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)% waits for approval (fledge promote)"
+                setProgressing(true, "AwaitingApproval", status.message!)
+                requestAnalysisIfDue()
+                return false
+            }
+        }
+        if index + 1 < plan.stages.count {
+            enterStage(index + 1)
+        } else {
+            enter(.promoting)
+            event(.normal, "Promoting", "all \(plan.stages.count) stages passed; promoting revision \(wanted) into Deployment \(plan.target)")
+        }
+        return true
+    }
+
+    mutating func promoting() -> Bool {
+        let stable = observed.stable!
+        if stableRevision != wanted {
+            actions.append(.writeStableTemplate(deployment: plan.target, template: effective, revision: wanted))
+            status.message = "writing revision \(wanted) into Deployment \(plan.target)"
+            setProgressing(true, "Promoting", status.message!)
+            return false
+        }
+        guard stable.isRolledOut else {
+            status.message = "waiting for Deployment \(plan.target): \(stable.readyReplicas)/\(stable.replicas) ready on revision \(wanted)"
+            setProgressing(true, "Promoting", status.message!)
+            return false
+        }
+        enter(.finalising)
+        return true
+    }
+
+    mutating func finalising() -> Bool {
+        if observedWeight != 0 {
+            guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            setWeights(0)
+            status.message = "moving all traffic back to Deployment \(plan.target)"
+            return false
+        }
+        if let canary = observed.canary, canary.replicas > 0 {
+            actions.append(.scaleCanary(deployment: plan.canaryDeployment, replicas: 0))
+            status.message = "scaling canary Deployment \(plan.canaryDeployment) to zero"
+            return false
+        }
+        finish(.succeeded, reason: "Promoted", message: "revision \(wanted) promoted into Deployment \(plan.target)")
+        return true
+    }
+
+    mutating func rollingBack() -> Bool {
+        if observedWeight != 0 {
+            guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            setWeights(0)
+            return false
+        }
+        if let canary = observed.canary, canary.replicas > 0 {
+            actions.append(.scaleCanary(deployment: plan.canaryDeployment, replicas: 0))
+            return false
+        }
+        let end = status.rollbackTo ?? .failed
+        let reason = status.condition(ConditionType.progressing)?.reason ?? "RolledBack"
+        let message = status.message ?? "rolled back"
+        finish(end, reason: reason, message: message)
+        return true
+    }
+
+    // MARK: - Transitions
+
+    mutating func start() {
+        status.phase = .initializing
+        status.revision = wanted
+        status.stage = nil
+        status.startedAt = now
+        status.stageStartedAt = nil
+        status.lastProgressAt = now
+        status.lastAnalysisAt = nil
+        status.passedChecks = 0
+        status.failedChecks = 0
+        status.inconclusiveChecks = 0
+        status.errorChecks = 0
+        status.lastAnalysis = nil
+        status.rollbackTo = nil
+        status.approvedStage = nil
+        status.passedWebhooks = []
+        status.message = "starting revision \(wanted) (stable runs \(stableRevision))"
+        status.removeCondition(ConditionType.analysis)
+        setProgressing(true, "NewRevision", status.message!)
+        event(.normal, "RolloutStarted", "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
+    }
+
+    mutating func enterStage(_ index: Int) {
+        status.phase = .progressing
+        status.stage = index
+        status.stageStartedAt = nil
+        status.passedChecks = 0
+        status.lastProgressAt = now
+        status.message = "stage \(index + 1)/\(plan.stages.count): setting canary weight \(plan.stages[index].weight)%"
+        setProgressing(true, "StageAdvanced", status.message!)
+    }
+
+    mutating func enter(_ phase: Phase) {
+        status.phase = phase
+        if phase != .progressing && phase != .paused { status.stageStartedAt = nil }
+        status.lastProgressAt = now
+        setProgressing(!phase.isIdle, phase.rawValue, "phase \(phase.rawValue)")
+    }
+
+    mutating func beginRollback(to end: Phase, reason: String, message: String) {
+        status.phase = .rollingBack
+        status.rollbackTo = end
+        status.stageStartedAt = nil
+        status.message = message
+        setProgressing(false, reason, message)
+        event(end == .healthy ? .normal : .warning, "RollingBack", "\(reason): \(message)")
+    }
+
+    mutating func finish(_ phase: Phase, reason: String, message: String) {
+        status.phase = phase
+        status.stage = nil
+        status.stageStartedAt = nil
+        status.rollbackTo = nil
+        status.approvedStage = nil
+        status.message = message
+        if phase != .healthy {
+            record(outcome: phase.rawValue, reason: reason, message: message)
+        }
+        setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
+        event(phase == .succeeded || phase == .healthy ? .normal : .warning, "Rollout\(phase.rawValue)", message)
+        for hook in plan.webhooks where hook.type == .postRollout {
+            actions.append(.callWebhook(webhookCall(hook, id: "post-rollout/\(hook.name)/\(wanted)/\(phase.rawValue)", stage: nil)))
+        }
+    }
+
+    mutating func record(outcome: String, reason: String, message: String) {
+        let rev = status.revision ?? wanted
+        status.history.append(
+            HistoryEntry(revision: rev, outcome: outcome, reason: reason, message: message, startedAt: status.startedAt, finishedAt: now))
+        if status.history.count > RolloutStatus.historyLimit {
+            status.history.removeFirst(status.history.count - RolloutStatus.historyLimit)
+        }
+    }
+
+    // MARK: - Analysis
+
+    /// Judges `analysis.latest` when it is new and measured inside the current stage. True when it rolled back.
+    mutating func judgeLatest() -> Bool {
+        guard let latest = analysis.latest, let started = status.stageStartedAt else { return false }
+        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)) else {
+            return false
+        }
+        let (verdict, metrics, summary) = judgeInterval(plan.analysis, latest)
+        status.lastAnalysis = metrics
+        status.lastAnalysisAt = latest.time
+        status.setCondition(
+            ConditionType.analysis, verdict == .passed ? .true : .false, reason: verdict.rawValue, message: summary, generation: generation,
+            now: now)
+        switch verdict {
+        case .passed:
+            status.passedChecks += 1
+            status.errorChecks = 0
+            status.lastProgressAt = now
+        case .failed:
+            status.failedChecks += 1
+            status.errorChecks = 0
+            event(.warning, "AnalysisFailed", "check failed (\(status.failedChecks)/\(plan.analysis.failureLimit)): \(summary)")
+            if status.failedChecks >= plan.analysis.failureLimit {
+                beginRollback(
+                    to: .failed, reason: "AnalysisFailed",
+                    message: "\(status.failedChecks) failed checks (failureLimit \(plan.analysis.failureLimit)); last: \(summary)")
+                return true
+            }
+        case .inconclusive:
+            status.inconclusiveChecks += 1
+            status.errorChecks = 0
+        case .error:
+            status.errorChecks += 1
+            event(.warning, "MetricProviderError", "provider error (\(status.errorChecks)/\(plan.analysis.providerErrorLimit) in a row): \(summary)")
+            if status.errorChecks >= plan.analysis.providerErrorLimit {
+                beginRollback(
+                    to: .failed, reason: "MetricProviderUnavailable",
+                    message: "\(status.errorChecks) analysis intervals in a row without metrics (providerErrorLimit \(plan.analysis.providerErrorLimit)); last: \(summary)")
+                return true
+            }
+        }
+        return false
+    }
+
+    var nextAnalysisAt: Timestamp? {
+        guard let started = status.stageStartedAt else { return nil }
+        let first = started + plan.analysis.interval
+        guard let last = status.lastAnalysisAt, last >= first else { return first }
+        return last + plan.analysis.interval
+    }
+
+    mutating func requestAnalysisIfDue() {
+        guard let due = nextAnalysisAt, now >= due else { return }
+        actions.append(
+            .runAnalysis(
+                AnalysisRequest(
+                    namespace: rollout.metadata.namespace ?? "default", canaryWorkload: plan.canaryDeployment, stableWorkload: plan.target,
+                    window: plan.analysis.interval, metrics: plan.analysis.metrics,
+                    needsStable: plan.analysis.metrics.contains { $0.maxDecreaseFromStable != nil || $0.maxRatioToStable != nil },
+                    prometheusAddress: plan.analysis.prometheusAddress)))
+    }
+
+    /// A requeue for the earliest time-driven change: the next analysis, the end of a hold, the progress deadline.
+    mutating func scheduleWakeUp() {
+        guard !status.phase.isIdle else { return }
+        var times: [Timestamp] = []
+        if status.phase == .progressing || status.phase == .paused, let stage = status.stage, stage < plan.stages.count {
+            if let due = nextAnalysisAt { times.append(due) }
+            if let started = status.stageStartedAt { times.append(started + plan.stages[stage].hold) }
+        }
+        if [.initializing, .progressing].contains(status.phase), let last = status.lastProgressAt {
+            times.append(last + plan.progressDeadline + .seconds(1))
+        }
+        // Webhook gates that failed are retried every interval.
+        if actions.contains(where: { if case .callWebhook = $0 { return true } else { return false } }) == false,
+            status.message?.hasPrefix("stage gate") == true
+        {
+            times.append(now + plan.analysis.interval)
+        }
+        guard let next = times.filter({ $0 > now }).min() else { return }
+        actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
+    }
+
+    mutating func deadlinePassed() -> Bool {
+        guard let last = status.lastProgressAt, now.milliseconds(since: last) > plan.progressDeadline.milliseconds else { return false }
+        beginRollback(
+            to: .failed, reason: "ProgressDeadlineExceeded",
+            message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")
+        return true
+    }
+
+    // MARK: - Webhooks
+
+    enum GateResult { case passed, waiting, failed(String) }
+
+    mutating func gate(_ hook: WebhookPlan, stage: Int?) -> GateResult {
+        let id = "\(hook.type.rawValue)/\(hook.name)/\(wanted)" + (stage.map { "/\($0)" } ?? "")
+        if status.passedWebhooks.contains(id) { return .passed }
+        guard let outcome = analysis.webhooks[id] else {
+            actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
+            status.message = "waiting for \(hook.type.rawValue) webhook \(hook.name)"
+            return .waiting
+        }
+        if outcome.passed {
+            status.passedWebhooks.append(id)
+            return .passed
+        }
+        if hook.type == .stageGate, now >= outcome.time + plan.analysis.interval {
+            actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
+        }
+        return .failed(outcome.message)
+    }
+
+    func webhookCall(_ hook: WebhookPlan, id: String, stage: Int?) -> WebhookCall {
+        var body: JSONValue = [
+            "name": .string(rollout.metadata.name), "namespace": .string(rollout.metadata.namespace ?? "default"),
+            "type": .string(hook.type.rawValue), "phase": .string(status.phase.rawValue), "revision": .string(wanted),
+            "stableRevision": .string(stableRevision), "canaryWeight": .int(Int64(status.canaryWeight)),
+        ]
+        if let stage { body["stage"] = .int(Int64(stage)) }
+        return WebhookCall(id: id, name: hook.name, type: hook.type, url: hook.url, timeout: hook.timeout, body: body)
+    }
+
+    // MARK: - Traffic
+
+    /// Rule 2. With `canary: false` only the stable side is checked. Sets the TrafficReady condition.
+    @discardableResult
+    mutating func checkTraffic(canary checkCanary: Bool) -> Bool {
+        if let trafficError { return setTraffic(false, trafficError.reason, trafficError.message) }
+        guard observed.destinationRule != nil else {
+            return setTraffic(false, "DestinationRuleNotFound", "DestinationRule \(plan.traffic.destinationRule) not found")
+        }
+        guard let stableLabels else {
+            return setTraffic(false, "SubsetNotFound", "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)'")
+        }
+        guard let canaryLabels else {
+            return setTraffic(false, "SubsetNotFound", "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
+        }
+        let dr = plan.traffic.destinationRule
+        let stable = observed.stable!
+        if let miss = firstMismatch(stableLabels, stable.podLabels) {
+            return setTraffic(
+                false, "SubsetSelectsNoPods",
+                "subset '\(plan.traffic.stableSubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
+        }
+        if stableLabels.isEmpty || canaryLabels.isEmpty {
+            return setTraffic(false, "SubsetWithoutLabels", "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) both need labels")
+        }
+        if Set(stableLabels.keys) != Set(canaryLabels.keys) {
+            let odd = Set(canaryLabels.keys).symmetricDifference(Set(stableLabels.keys)).sorted()
+            return setTraffic(
+                false, "SubsetLabelMismatch",
+                "subset '\(plan.traffic.canarySubset)' selects on labels [\(canaryLabels.keys.sorted().joined(separator: ", "))] but subset '\(plan.traffic.stableSubset)' on [\(stableLabels.keys.sorted().joined(separator: ", "))] (check label \(odd.joined(separator: ", ")) of DestinationRule \(dr) for a typo)")
+        }
+        if stableLabels == canaryLabels {
+            return setTraffic(false, "SubsetsIdentical", "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels")
+        }
+        if stable.readyReplicas < 1 {
+            return setTraffic(false, "StableNotReady", "Deployment \(plan.target) has no ready pods")
+        }
+        if checkCanary {
+            guard let canary = observed.canary, canary.revisionAnnotation == wanted else {
+                return setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is not yet at revision \(wanted)")
+            }
+            if let miss = firstMismatch(canaryLabels, canary.podLabels) {
+                return setTraffic(
+                    false, "SubsetSelectsNoPods",
+                    "subset '\(plan.traffic.canarySubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the canary pods have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
+            }
+            if selects(stable.selector, canary.podLabels) {
+                return setTraffic(
+                    false, "SelectorOverlap", "the selector of Deployment \(plan.target) (\(labelText(stable.selector))) also selects the canary's pods")
+            }
+            let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
+            if !ready {
+                return setTraffic(
+                    false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready")
+            }
+        }
+        return setTraffic(
+            true, "Ready",
+            checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
+    }
+
+    @discardableResult
+    mutating func setTraffic(_ ok: Bool, _ reason: String, _ message: String) -> Bool {
+        let before = status.condition(ConditionType.trafficReady)
+        status.setCondition(ConditionType.trafficReady, ok ? .true : .false, reason: reason, message: message, generation: generation, now: now)
+        if !ok, before?.message != message { event(.warning, reason, message) }
+        if !ok, !status.phase.isIdle, status.phase != .rollingBack { status.message = "holding: \(message)" }
+        return ok
+    }
+
+    mutating func setWeights(_ canaryWeight: Int, because reason: String? = nil) {
+        guard let vs = observed.virtualService, !managed.isEmpty else { return }
+        let change = WeightChange(
+            stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id),
+            virtualService: settingWeights(of: vs, routes: managed, traffic: plan.traffic, canaryWeight: canaryWeight))
+        actions.removeAll { if case .setWeights = $0 { return true } else { return false } }
+        actions.append(.setWeights(change))
+        if let reason {
+            event(
+                .normal, "WeightsReset",
+                "routes \(managed.map(\.id).joined(separator: ", ")) sent \(observedWeight.map { "\($0)%" } ?? "an irregular split") to subset \(plan.traffic.canarySubset); moving it to \(canaryWeight)% because \(reason)")
+        }
+    }
+
+    mutating func setProgressing(_ ok: Bool, _ reason: String, _ message: String) {
+        status.setCondition(ConditionType.progressing, ok ? .true : .false, reason: reason, message: message, generation: generation, now: now)
+    }
+
+    @discardableResult
+    mutating func hold(_ message: String) -> Bool {
+        if !status.phase.isIdle { status.message = "holding: \(message)" }
+        return false
+    }
+
+    mutating func event(_ type: RolloutEvent.Kind, _ reason: String, _ message: String) {
+        actions.append(.emitEvent(RolloutEvent(type: type, reason: reason, message: message)))
+    }
+}

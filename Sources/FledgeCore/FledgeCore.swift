@@ -1,1 +1,0 @@
-// FledgeCore: see Package.swift for this target's role.

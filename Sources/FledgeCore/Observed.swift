@@ -1,0 +1,96 @@
+import FledgeJSON
+
+/// What Fledge needs to know about a Deployment.
+public struct ObservedDeployment: Sendable, Equatable {
+    public var name: String
+    /// `spec.template`.
+    public var template: JSONValue
+    /// `spec.selector.matchLabels`.
+    public var selector: [String: String]
+    /// `spec.replicas` (Kubernetes' default 1 when absent).
+    public var replicas: Int
+    public var readyReplicas: Int
+    public var updatedReplicas: Int
+    public var availableReplicas: Int
+    public var generation: Int64
+    public var observedGeneration: Int64
+    /// The `fledge.dev/revision` annotation Fledge puts on the canary Deployment.
+    public var revisionAnnotation: String?
+
+    public init(
+        name: String, template: JSONValue, selector: [String: String] = [:], replicas: Int = 1, readyReplicas: Int = 0,
+        updatedReplicas: Int = 0, availableReplicas: Int = 0, generation: Int64 = 1, observedGeneration: Int64 = 1,
+        revisionAnnotation: String? = nil
+    ) {
+        self.name = name
+        self.template = template
+        self.selector = selector
+        self.replicas = replicas
+        self.readyReplicas = readyReplicas
+        self.updatedReplicas = updatedReplicas
+        self.availableReplicas = availableReplicas
+        self.generation = generation
+        self.observedGeneration = observedGeneration
+        self.revisionAnnotation = revisionAnnotation
+    }
+
+    /// Reads a Deployment object as the API server returns it.
+    public init(json d: JSONValue) {
+        name = d[path: ["metadata", "name"]]?.stringValue ?? ""
+        template = d[path: ["spec", "template"]] ?? .object([:])
+        var selector: [String: String] = [:]
+        for (k, v) in d[path: ["spec", "selector", "matchLabels"]]?.objectValue ?? [:] { selector[k] = v.stringValue }
+        self.selector = selector
+        replicas = Int(d[path: ["spec", "replicas"]]?.intValue ?? 1)
+        readyReplicas = Int(d[path: ["status", "readyReplicas"]]?.intValue ?? 0)
+        updatedReplicas = Int(d[path: ["status", "updatedReplicas"]]?.intValue ?? 0)
+        availableReplicas = Int(d[path: ["status", "availableReplicas"]]?.intValue ?? 0)
+        generation = d[path: ["metadata", "generation"]]?.intValue ?? 1
+        observedGeneration = d[path: ["status", "observedGeneration"]]?.intValue ?? 0
+        revisionAnnotation = d[path: ["metadata", "annotations", Annotations.revision]]?.stringValue
+    }
+
+    /// The pod template's labels.
+    public var podLabels: [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in template[path: ["metadata", "labels"]]?.objectValue ?? [:] { out[k] = v.stringValue }
+        return out
+    }
+
+    /// The Deployment controller has seen the latest spec and every replica runs it and is ready.
+    public var isRolledOut: Bool {
+        observedGeneration >= generation && updatedReplicas >= replicas && readyReplicas >= replicas && availableReplicas >= replicas
+    }
+}
+
+public enum Annotations {
+    /// On the canary Deployment: the revision its template was built for.
+    public static let revision = "fledge.dev/revision"
+}
+
+/// What the cluster has, as the controller's watch caches see it. The controller passes the objects; the core
+/// reads the managed routes and subsets itself.
+public struct Observed: Sendable, Equatable {
+    /// The target Deployment; nil when it does not exist.
+    public var stable: ObservedDeployment?
+    /// `<target>-canary`; nil when it does not exist.
+    public var canary: ObservedDeployment?
+    /// The VirtualService object; nil when it does not exist.
+    public var virtualService: JSONValue?
+    /// The DestinationRule object; nil when it does not exist.
+    public var destinationRule: JSONValue?
+
+    public init(stable: ObservedDeployment?, canary: ObservedDeployment?, virtualService: JSONValue?, destinationRule: JSONValue?) {
+        self.stable = stable
+        self.canary = canary
+        self.virtualService = virtualService
+        self.destinationRule = destinationRule
+    }
+
+    /// From the objects as the API server returns them.
+    public init(stableDeployment: JSONValue?, canaryDeployment: JSONValue?, virtualService: JSONValue?, destinationRule: JSONValue?) {
+        self.init(
+            stable: stableDeployment.map(ObservedDeployment.init(json:)), canary: canaryDeployment.map(ObservedDeployment.init(json:)),
+            virtualService: virtualService, destinationRule: destinationRule)
+    }
+}

@@ -1,0 +1,190 @@
+import FledgeJSON
+
+/// The parts of `metadata` Fledge reads.
+public struct ObjectMeta: Codable, Sendable, Equatable {
+    public var name: String
+    public var namespace: String?
+    public var uid: String?
+    public var generation: Int64?
+    public var labels: [String: String]?
+    public var annotations: [String: String]?
+
+    public init(
+        name: String, namespace: String? = nil, uid: String? = nil, generation: Int64? = nil,
+        labels: [String: String]? = nil, annotations: [String: String]? = nil
+    ) {
+        self.name = name
+        self.namespace = namespace
+        self.uid = uid
+        self.generation = generation
+        self.labels = labels
+        self.annotations = annotations
+    }
+}
+
+/// A Rollout object: `apiVersion: fledge.dev/v1alpha1`, `kind: Rollout`.
+public struct Rollout: Codable, Sendable, Equatable {
+    public static let apiVersion = "fledge.dev/v1alpha1"
+    public static let kind = "Rollout"
+
+    public var metadata: ObjectMeta
+    public var spec: RolloutSpec
+    public var status: RolloutStatus?
+    /// Problems met while decoding `spec` from JSON (a string where a number belongs…). When not empty, `spec`
+    /// is empty and `decide` reports these as an invalid spec. Not encoded.
+    public var specDecodingIssues: [ValidationIssue] = []
+
+    public init(metadata: ObjectMeta, spec: RolloutSpec, status: RolloutStatus? = nil) {
+        self.metadata = metadata
+        self.spec = spec
+        self.status = status
+    }
+
+    enum CodingKeys: String, CodingKey { case apiVersion, kind, metadata, spec, status }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        spec = try c.decodeIfPresent(RolloutSpec.self, forKey: .spec) ?? RolloutSpec()
+        status = try c.decodeIfPresent(RolloutStatus.self, forKey: .status)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(Rollout.apiVersion, forKey: .apiVersion)
+        try c.encode(Rollout.kind, forKey: .kind)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(spec, forKey: .spec)
+        try c.encodeIfPresent(status, forKey: .status)
+    }
+
+    /// Reads a Rollout object. Throws only when `metadata` is unusable; a spec that does not decode is kept
+    /// as `specDecodingIssues` (so the controller can report it), and a status that does not decode is
+    /// dropped (the controller starts over from the cluster's state).
+    public init(json: JSONValue) throws(RolloutDecodingError) {
+        guard case .object = json else { throw RolloutDecodingError(path: "", message: "expected an object, found \(json.typeName)") }
+        if let kind = json["kind"]?.stringValue, kind != Rollout.kind {
+            throw RolloutDecodingError(path: "kind", message: "expected Rollout, found \(kind)")
+        }
+        do {
+            metadata = try (json["metadata"] ?? .null).decode(ObjectMeta.self)
+        } catch {
+            throw RolloutDecodingError(path: "metadata" + codingPathText(error), message: decodingMessage(error))
+        }
+        if let specJSON = json["spec"], !specJSON.isNull {
+            do {
+                spec = try Rollout.durationsAsText(specJSON).decode(RolloutSpec.self)
+            } catch {
+                spec = RolloutSpec()
+                specDecodingIssues = [ValidationIssue(path: "spec" + codingPathText(error), message: decodingMessage(error))]
+            }
+        } else {
+            spec = RolloutSpec()
+        }
+        if let statusJSON = json["status"], !statusJSON.isNull {
+            status = try? statusJSON.decode(RolloutStatus.self)
+        } else {
+            status = nil
+        }
+    }
+
+    /// YAML turns `interval: 10` into a number; keep it as text so validation can say what is wrong with it
+    /// (`'10' has no unit`) instead of failing the whole decode.
+    static func durationsAsText(_ spec: JSONValue) -> JSONValue {
+        func text(_ v: JSONValue?) -> JSONValue? {
+            switch v {
+            case .int(let i)?: return .string(String(i))
+            case .double(let d)?: return .string(fmt(d))
+            default: return v
+            }
+        }
+        var s = spec
+        if s["progressDeadline"] != nil { s["progressDeadline"] = text(s["progressDeadline"]) }
+        if s[path: ["analysis", "interval"]] != nil { s[path: ["analysis", "interval"]] = text(s[path: ["analysis", "interval"]]) }
+        for (list, field) in [("stages", "hold"), ("webhooks", "timeout")] {
+            if case .array(var items)? = s[list] {
+                for i in items.indices where items[i][field] != nil { items[i][field] = text(items[i][field]) }
+                s[list] = .array(items)
+            }
+        }
+        return s
+    }
+
+    /// Manual requests whose annotation token differs from the one last recorded in status, in the order
+    /// abort, retry, promote-full, promote.
+    public var pendingRequests: [(kind: ManualRequest, token: String)] {
+        let annotations = metadata.annotations ?? [:]
+        let seen = status?.requests ?? []
+        return [ManualRequest.abort, .retry, .promoteFull, .promote].compactMap { kind in
+            guard let token = annotations[kind.annotation], !token.isEmpty else { return nil }
+            if seen.contains(where: { $0.kind == kind && $0.token == token }) { return nil }
+            return (kind, token)
+        }
+    }
+}
+
+public struct RolloutDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { path.isEmpty ? "Rollout: \(message)" : "\(path): \(message)" }
+}
+
+/// `.stages[2].weight` from a DecodingError's coding path.
+func codingPathText(_ error: any Error) -> String {
+    let path: [any CodingKey]
+    switch error as? DecodingError {
+    case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx), .dataCorrupted(let ctx): path = ctx.codingPath
+    case .keyNotFound(let key, let ctx): path = ctx.codingPath + [key]
+    default: path = []
+    }
+    return path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
+}
+
+func decodingMessage(_ error: any Error) -> String {
+    switch error as? DecodingError {
+    case .typeMismatch(let type, let ctx):
+        let wanted: String
+        switch type {
+        case is Int.Type, is Int64.Type: wanted = "an integer"
+        case is Double.Type: wanted = "a number"
+        case is String.Type: wanted = "a string"
+        case is Bool.Type: wanted = "a boolean"
+        default: wanted = String(describing: type).hasPrefix("Array") ? "a list" : "an object"
+        }
+        if ctx.debugDescription.contains("but found a string") { return "expected \(wanted), found a string" }
+        return "expected \(wanted)"
+    case .valueNotFound: return "must not be null"
+    case .keyNotFound: return "is required"
+    case .dataCorrupted(let ctx): return ctx.debugDescription
+    default: return "\(error)"
+    }
+}
+
+/// The objects a Rollout reads and writes, in its namespace.
+public struct RolloutReferences: Sendable, Hashable {
+    public var namespace: String
+    public var stableDeployment: String
+    /// `<stableDeployment>-canary`, owned by Fledge.
+    public var canaryDeployment: String
+    public var virtualService: String
+    public var destinationRule: String
+
+    public init(namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String) {
+        self.namespace = namespace
+        self.stableDeployment = stableDeployment
+        self.canaryDeployment = canaryDeployment
+        self.virtualService = virtualService
+        self.destinationRule = destinationRule
+    }
+}
+
+extension Rollout {
+    /// What to watch for this Rollout, with the spec's defaults, also when the rest of the spec is invalid;
+    /// nil without `spec.target.deployment`.
+    public var references: RolloutReferences? {
+        guard let target = spec.target?.deployment, !target.isEmpty else { return nil }
+        return RolloutReferences(
+            namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: target + "-canary",
+            virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target)
+    }
+}

@@ -1,0 +1,268 @@
+/// The phase of a Rollout. See docs/phases.md and `decide(rollout:observed:analysis:now:)` for the machine.
+public enum Phase: String, Codable, Sendable, CaseIterable {
+    /// Nothing in flight: the stable Deployment runs the wanted revision, all traffic on stable.
+    case healthy = "Healthy"
+    /// A new revision: traffic back to stable, the canary Deployment created and waited for, pre-rollout hooks.
+    case initializing = "Initializing"
+    /// Stepping through the stages, analysing every interval.
+    case progressing = "Progressing"
+    /// A manual-approval stage finished its hold and waits for a promote request.
+    case paused = "Paused"
+    /// The canary template is written into the stable Deployment; waiting until it is ready.
+    case promoting = "Promoting"
+    /// Traffic back to stable, canary scaled to zero.
+    case finalising = "Finalising"
+    case succeeded = "Succeeded"
+    /// Canary weight to 0 first, then the canary scaled to zero; ends Failed or Aborted.
+    case rollingBack = "RollingBack"
+    case failed = "Failed"
+    case aborted = "Aborted"
+
+    /// No rollout in flight.
+    public var isIdle: Bool { [.healthy, .succeeded, .failed, .aborted].contains(self) }
+}
+
+/// `status` of a Rollout. Every bit of progress lives here, so a restarted controller resumes where it stopped.
+public struct RolloutStatus: Codable, Sendable, Equatable {
+    public var phase: Phase
+    /// `metadata.generation` of the spec this status was computed from.
+    public var observedGeneration: Int64?
+    /// Revision (see `revision(of:)`) of the canary template in flight, or of the last rollout.
+    public var revision: String?
+    /// Revision of the stable Deployment's current pod template.
+    public var stableRevision: String?
+    /// Index into `spec.stages` while Progressing or Paused.
+    public var stage: Int?
+    /// The canary weight the managed routes were last read back with (Rule 3).
+    public var canaryWeight: Int
+    /// A one-line summary of why the rollout is where it is.
+    public var message: String?
+    public var startedAt: Timestamp?
+    /// When the current stage's weight was confirmed by reading it back; the hold counts from here.
+    public var stageStartedAt: Timestamp?
+    /// The last progress (phase or stage entered, a passing check), for `progressDeadline`.
+    public var lastProgressAt: Timestamp?
+    /// Time of the last analysis result that was judged.
+    public var lastAnalysisAt: Timestamp?
+    /// Passing checks in the current stage.
+    public var passedChecks: Int
+    /// Failed checks in this rollout (rolls back at `failureLimit`).
+    public var failedChecks: Int
+    /// Inconclusive checks in this rollout (no data, too few requests).
+    public var inconclusiveChecks: Int
+    /// Consecutive checks with a metric-provider error (rolls back at `providerErrorLimit`).
+    public var errorChecks: Int
+    public var lastAnalysis: [MetricResult]?
+    public var conditions: [Condition]
+    /// Finished rollouts, oldest first, at most `RolloutStatus.historyLimit`.
+    public var history: [HistoryEntry]
+    /// Manual requests seen (see `ManualRequest`).
+    public var requests: [RequestRecord]
+    /// While RollingBack: the phase it ends in (Failed or Aborted).
+    public var rollbackTo: Phase?
+    /// Stage whose manual approval was given.
+    public var approvedStage: Int?
+    /// Webhook calls that passed in this rollout (their `WebhookCall.id`s).
+    public var passedWebhooks: [String]
+
+    public static let historyLimit = 10
+
+    public init(phase: Phase = .healthy) {
+        self.phase = phase
+        canaryWeight = 0
+        passedChecks = 0
+        failedChecks = 0
+        inconclusiveChecks = 0
+        errorChecks = 0
+        conditions = []
+        history = []
+        requests = []
+        passedWebhooks = []
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case phase, observedGeneration, revision, stableRevision, stage, canaryWeight, message, startedAt, stageStartedAt
+        case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
+        case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        phase = try c.decodeIfPresent(Phase.self, forKey: .phase) ?? .healthy
+        observedGeneration = try c.decodeIfPresent(Int64.self, forKey: .observedGeneration)
+        revision = try c.decodeIfPresent(String.self, forKey: .revision)
+        stableRevision = try c.decodeIfPresent(String.self, forKey: .stableRevision)
+        stage = try c.decodeIfPresent(Int.self, forKey: .stage)
+        canaryWeight = try c.decodeIfPresent(Int.self, forKey: .canaryWeight) ?? 0
+        message = try c.decodeIfPresent(String.self, forKey: .message)
+        startedAt = try c.decodeIfPresent(Timestamp.self, forKey: .startedAt)
+        stageStartedAt = try c.decodeIfPresent(Timestamp.self, forKey: .stageStartedAt)
+        lastProgressAt = try c.decodeIfPresent(Timestamp.self, forKey: .lastProgressAt)
+        lastAnalysisAt = try c.decodeIfPresent(Timestamp.self, forKey: .lastAnalysisAt)
+        passedChecks = try c.decodeIfPresent(Int.self, forKey: .passedChecks) ?? 0
+        failedChecks = try c.decodeIfPresent(Int.self, forKey: .failedChecks) ?? 0
+        inconclusiveChecks = try c.decodeIfPresent(Int.self, forKey: .inconclusiveChecks) ?? 0
+        errorChecks = try c.decodeIfPresent(Int.self, forKey: .errorChecks) ?? 0
+        lastAnalysis = try c.decodeIfPresent([MetricResult].self, forKey: .lastAnalysis)
+        conditions = try c.decodeIfPresent([Condition].self, forKey: .conditions) ?? []
+        history = try c.decodeIfPresent([HistoryEntry].self, forKey: .history) ?? []
+        requests = try c.decodeIfPresent([RequestRecord].self, forKey: .requests) ?? []
+        rollbackTo = try c.decodeIfPresent(Phase.self, forKey: .rollbackTo)
+        approvedStage = try c.decodeIfPresent(Int.self, forKey: .approvedStage)
+        passedWebhooks = try c.decodeIfPresent([String].self, forKey: .passedWebhooks) ?? []
+    }
+
+    public func condition(_ type: String) -> Condition? { conditions.first { $0.type == type } }
+
+    /// Sets a condition; `lastTransitionTime` only moves when `status` flips.
+    public mutating func setCondition(
+        _ type: String, _ status: ConditionStatus, reason: String, message: String, generation: Int64?, now: Timestamp
+    ) {
+        if let i = conditions.firstIndex(where: { $0.type == type }) {
+            var c = conditions[i]
+            if c.status != status { c.lastTransitionTime = now }
+            c.status = status
+            c.reason = reason
+            c.message = message
+            c.observedGeneration = generation
+            conditions[i] = c
+        } else {
+            conditions.append(
+                Condition(type: type, status: status, reason: reason, message: message, lastTransitionTime: now, observedGeneration: generation))
+        }
+    }
+
+    public mutating func removeCondition(_ type: String) { conditions.removeAll { $0.type == type } }
+}
+
+public enum ConditionStatus: String, Codable, Sendable {
+    case `true` = "True"
+    case `false` = "False"
+    case unknown = "Unknown"
+}
+
+/// A Kubernetes-style condition. Types Fledge sets: see `ConditionType`.
+public struct Condition: Codable, Sendable, Equatable {
+    public var type: String
+    public var status: ConditionStatus
+    public var reason: String
+    public var message: String
+    public var lastTransitionTime: Timestamp
+    public var observedGeneration: Int64?
+
+    public init(
+        type: String, status: ConditionStatus, reason: String, message: String, lastTransitionTime: Timestamp,
+        observedGeneration: Int64?
+    ) {
+        self.type = type
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.lastTransitionTime = lastTransitionTime
+        self.observedGeneration = observedGeneration
+    }
+}
+
+public enum ConditionType {
+    /// False with reason `InvalidSpec` and every validation error when the spec is invalid.
+    public static let specValid = "SpecValid"
+    /// Whether weight may go to the canary (Rule 2): subsets exist, select the right pods, pods ready.
+    public static let trafficReady = "TrafficReady"
+    /// True while a rollout moves; False with the reason it stopped (deadline, failure, waiting).
+    public static let progressing = "Progressing"
+    /// The last analysis interval's verdict, with the numbers.
+    public static let analysis = "Analysis"
+}
+
+/// The judgement of one metric in one analysis interval.
+public struct MetricResult: Codable, Sendable, Equatable {
+    public var name: String
+    public var value: Double?
+    public var stableValue: Double?
+    /// The rule it was judged by, e.g. `>= 99`, `<= 500`, `<= 1.2 × stable`.
+    public var threshold: String
+    public var verdict: Verdict
+    /// Why, for anything but a pass: `no data`, `12 requests < minRequests 50`, the provider's error.
+    public var message: String?
+    public var requests: Int64?
+    public var time: Timestamp
+
+    public init(
+        name: String, value: Double?, stableValue: Double?, threshold: String, verdict: Verdict, message: String?,
+        requests: Int64?, time: Timestamp
+    ) {
+        self.name = name
+        self.value = value
+        self.stableValue = stableValue
+        self.threshold = threshold
+        self.verdict = verdict
+        self.message = message
+        self.requests = requests
+        self.time = time
+    }
+}
+
+public enum Verdict: String, Codable, Sendable {
+    case passed = "Passed"
+    case failed = "Failed"
+    case inconclusive = "Inconclusive"
+    case error = "Error"
+}
+
+/// A finished (or superseded) rollout.
+public struct HistoryEntry: Codable, Sendable, Equatable {
+    public var revision: String
+    /// `Succeeded`, `Failed`, `Aborted` or `Superseded`.
+    public var outcome: String
+    public var reason: String
+    public var message: String?
+    public var startedAt: Timestamp?
+    public var finishedAt: Timestamp
+
+    public init(revision: String, outcome: String, reason: String, message: String?, startedAt: Timestamp?, finishedAt: Timestamp) {
+        self.revision = revision
+        self.outcome = outcome
+        self.reason = reason
+        self.message = message
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// A manual request the controller has seen, and what it did with it.
+public struct RequestRecord: Codable, Sendable, Equatable {
+    public var kind: ManualRequest
+    /// The annotation's value when it was seen.
+    public var token: String
+    public var seenAt: Timestamp
+    public var accepted: Bool
+    public var message: String
+
+    public init(kind: ManualRequest, token: String, seenAt: Timestamp, accepted: Bool, message: String) {
+        self.kind = kind
+        self.token = token
+        self.seenAt = seenAt
+        self.accepted = accepted
+        self.message = message
+    }
+}
+
+/// Manual requests. The CLI writes one as an annotation on the Rollout, `fledge.dev/<kind>: <token>`, with a
+/// fresh token each time (the CLI uses the current RFC 3339 time). Annotations do not bump
+/// `metadata.generation` and need no status write access. The controller acts on a request when its token
+/// differs from the one recorded in `status.requests` for that kind, and records it (accepted or refused with
+/// a reason) there.
+///
+/// - `promote`: approve a Paused stage, or end the current stage now and go to the next.
+/// - `promote-full`: skip the remaining stages and analysis and promote now.
+/// - `abort`: roll back now and end `Aborted`.
+/// - `retry`: start a Failed or Aborted rollout of the same revision again.
+public enum ManualRequest: String, Codable, Sendable, CaseIterable {
+    case promote
+    case promoteFull = "promote-full"
+    case abort
+    case retry
+
+    /// The annotation the CLI writes: `fledge.dev/promote`, `fledge.dev/promote-full`, `fledge.dev/abort`, `fledge.dev/retry`.
+    public var annotation: String { "fledge.dev/\(rawValue)" }
+}

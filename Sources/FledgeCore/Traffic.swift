@@ -1,0 +1,162 @@
+import FledgeJSON
+
+/// One destination of an Istio HTTP route.
+public struct RouteDestination: Sendable, Equatable {
+    public var host: String?
+    public var subset: String?
+    /// As written; Istio treats a missing weight of a single destination as 100.
+    public var weight: Int?
+}
+
+/// One entry of a VirtualService's `spec.http`.
+public struct HTTPRouteView: Sendable, Equatable {
+    public var index: Int
+    public var name: String?
+    /// True when the route has a non-empty `match` (only some requests reach it).
+    public var hasMatch: Bool
+    public var destinations: [RouteDestination]
+    /// The route's name, or `http[INDEX]` when it has none.
+    public var id: String { name ?? "http[\(index)]" }
+
+    /// The canary weight when this route sends only to the two subsets and its weights sum to 100; nil otherwise.
+    public func canaryWeight(stableSubset: String, canarySubset: String) -> Int? {
+        let stable = destinations.filter { $0.subset == stableSubset }
+        let canary = destinations.filter { $0.subset == canarySubset }
+        guard stable.count + canary.count == destinations.count, stable.count == 1, canary.count <= 1 else { return nil }
+        if canary.isEmpty { return (stable[0].weight ?? 100) == 100 ? 0 : nil }
+        let s = stable[0].weight ?? 0
+        let c = canary[0].weight ?? 0
+        guard s + c == 100, s >= 0, c >= 0 else { return nil }
+        return c
+    }
+}
+
+/// The HTTP routes of a VirtualService object (or of its `spec`).
+public func httpRoutes(of virtualService: JSONValue) -> [HTTPRouteView] {
+    let spec = virtualService["spec"] ?? virtualService
+    guard let http = spec["http"]?.arrayValue else { return [] }
+    return http.enumerated().map { index, route in
+        let match = route["match"]
+        let hasMatch = match.map { !($0.isNull || $0.arrayValue?.isEmpty == true) } ?? false
+        let destinations = (route["route"]?.arrayValue ?? []).map { d in
+            RouteDestination(
+                host: d[path: ["destination", "host"]]?.stringValue,
+                subset: d[path: ["destination", "subset"]]?.stringValue,
+                weight: d["weight"]?.intValue.map { Int($0) })
+        }
+        return HTTPRouteView(index: index, name: route["name"]?.stringValue, hasMatch: hasMatch, destinations: destinations)
+    }
+}
+
+/// Why the managed routes cannot be found.
+public struct TrafficError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public var message: String
+    public var description: String { message }
+}
+
+/// The routes whose weights Fledge manages: the routes named in `spec.traffic.routes`, or by default every
+/// route whose destinations all name the stable or canary subset and include the stable one (the seed's
+/// `x-canary` header route sends only to canary, so it is left alone).
+public func managedRoutes(of virtualService: JSONValue, traffic: TrafficPlan) -> Result<[HTTPRouteView], TrafficError> {
+    let routes = httpRoutes(of: virtualService)
+    if !traffic.routes.isEmpty {
+        var out: [HTTPRouteView] = []
+        for name in traffic.routes {
+            guard let route = routes.first(where: { $0.name == name }) else {
+                return .failure(TrafficError(reason: "RouteNotFound", message: "VirtualService \(traffic.virtualService) has no HTTP route named '\(name)'"))
+            }
+            if route.destinations.contains(where: { $0.subset != traffic.stableSubset && $0.subset != traffic.canarySubset }) {
+                return .failure(
+                    TrafficError(
+                        reason: "RouteNotManageable",
+                        message: "route '\(name)' of VirtualService \(traffic.virtualService) sends to a destination other than subsets \(traffic.stableSubset) and \(traffic.canarySubset)"))
+            }
+            out.append(route)
+        }
+        return .success(out)
+    }
+    let found = routes.filter { route in
+        !route.destinations.isEmpty
+            && route.destinations.allSatisfy { $0.subset == traffic.stableSubset || $0.subset == traffic.canarySubset }
+            && route.destinations.contains { $0.subset == traffic.stableSubset }
+    }
+    if found.isEmpty {
+        return .failure(
+            TrafficError(
+                reason: "RouteNotFound",
+                message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"))
+    }
+    return .success(found)
+}
+
+/// The VirtualService with every managed route sending `100 - canaryWeight` to the stable subset and
+/// `canaryWeight` to the canary subset. Everything else (other routes, matches, retries, timeouts, hosts,
+/// unknown fields, key order) is kept. A missing canary destination is added as a copy of the stable one; a
+/// second destination for the same subset is dropped.
+public func settingWeights(of virtualService: JSONValue, routes: [HTTPRouteView], traffic: TrafficPlan, canaryWeight: Int) -> JSONValue {
+    let w = Int64(min(100, max(0, canaryWeight)))
+    var vs = virtualService
+    let hasSpec = vs["spec"] != nil
+    var http = (hasSpec ? vs[path: ["spec", "http"]] : vs["http"])?.arrayValue ?? []
+    for route in routes where http.indices.contains(route.index) {
+        var entry = http[route.index]
+        var destinations = entry["route"]?.arrayValue ?? []
+        guard let stableIndex = destinations.firstIndex(where: { $0[path: ["destination", "subset"]]?.stringValue == traffic.stableSubset }) else {
+            continue
+        }
+        if !destinations.contains(where: { $0[path: ["destination", "subset"]]?.stringValue == traffic.canarySubset }) {
+            var copy = destinations[stableIndex]
+            copy[path: ["destination", "subset"]] = .string(traffic.canarySubset)
+            destinations.append(copy)
+        }
+        // Exactly one destination per subset, so the weights sum to 100 (Rule 1): later duplicates are dropped.
+        var seenSubsets: Set<String> = []
+        destinations = destinations.filter { d in
+            seenSubsets.insert(d[path: ["destination", "subset"]]?.stringValue ?? "").inserted
+        }
+        for i in destinations.indices {
+            let subset = destinations[i][path: ["destination", "subset"]]?.stringValue
+            destinations[i]["weight"] = .int(subset == traffic.stableSubset ? 100 - w : w)
+        }
+        entry["route"] = .array(destinations)
+        http[route.index] = entry
+    }
+    if hasSpec { vs[path: ["spec", "http"]] = .array(http) } else { vs["http"] = .array(http) }
+    return vs
+}
+
+/// A DestinationRule subset.
+public struct Subset: Sendable, Equatable {
+    public var name: String
+    public var labels: [String: String]
+}
+
+/// The subsets of a DestinationRule object (or of its `spec`).
+public func subsets(of destinationRule: JSONValue) -> [Subset] {
+    let spec = destinationRule["spec"] ?? destinationRule
+    return (spec["subsets"]?.arrayValue ?? []).compactMap { s in
+        guard let name = s["name"]?.stringValue else { return nil }
+        var labels: [String: String] = [:]
+        for (k, v) in s["labels"]?.objectValue ?? [:] { if let v = v.stringValue { labels[k] = v } }
+        return Subset(name: name, labels: labels)
+    }
+}
+
+/// True when every label of `selector` is in `labels` with the same value (an empty selector selects all).
+public func selects(_ selector: [String: String], _ labels: [String: String]) -> Bool {
+    selector.allSatisfy { labels[$0.key] == $0.value }
+}
+
+/// The first label of `selector` that `labels` does not have, for messages: `version=v1 (pods have version=v2)`.
+public func firstMismatch(_ selector: [String: String], _ labels: [String: String]) -> (key: String, wanted: String, actual: String?)? {
+    for key in selector.keys.sorted() where labels[key] != selector[key] {
+        return (key, selector[key]!, labels[key])
+    }
+    return nil
+}
+
+/// `a=1, b=2`
+func labelText(_ labels: [String: String]) -> String {
+    labels.isEmpty ? "(none)" : labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+}

@@ -1,1 +1,0 @@
-// FledgeLint: see Package.swift for this target's role.

@@ -1,0 +1,437 @@
+import FledgeCore
+import FledgeJSON
+import Foundation
+
+/// How bad a finding is. Any error makes `fledge lint` exit 1.
+public enum Severity: String, Sendable, Codable, Comparable {
+    case warning, error
+    public static func < (a: Severity, b: Severity) -> Bool { a == .warning && b == .error }
+}
+
+/// One problem found: where (file, line, object, field path), what, how bad.
+public struct Finding: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var severity: Severity
+    public var file: String
+    public var line: Int?
+    /// `Rollout shop/product-service`; nil for problems of a whole file.
+    public var object: String?
+    /// Field path inside the object, e.g. `spec.subsets[0].labels.version`.
+    public var path: String?
+    public var message: String
+
+    public init(severity: Severity, file: String, line: Int?, object: String?, path: String?, message: String) {
+        self.severity = severity
+        self.file = file
+        self.line = line
+        self.object = object
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String {
+        let location = line.map { "\(file):\($0)" } ?? file
+        let what = [object, path].compactMap { $0 }.joined(separator: " ")
+        return "\(severity.rawValue): \(location): \(what.isEmpty ? "" : "\(what): ")\(message)"
+    }
+}
+
+/// The result of linting a set of files.
+public struct LintReport: Sendable, Equatable, Codable {
+    public var files: [String]
+    public var findings: [Finding]
+    public var errors: Int { findings.filter { $0.severity == .error }.count }
+    public var warnings: Int { findings.filter { $0.severity == .warning }.count }
+    public var hasErrors: Bool { errors > 0 }
+}
+
+/// Lints Rollouts together with the Kubernetes and Istio manifests found with them.
+public enum Linter {
+    /// Reads files and folders (recursively: `*.yaml`, `*.yml`, `*.json`) and lints everything found together.
+    public static func lint(paths: [String]) -> LintReport {
+        var sources: [(String, String)] = []
+        var findings: [Finding] = []
+        let fm = FileManager.default
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                findings.append(Finding(severity: .error, file: path, line: nil, object: nil, path: nil, message: "no such file or directory"))
+                continue
+            }
+            var files: [String] = []
+            if isDirectory.boolValue {
+                let base = URL(fileURLWithPath: path)
+                if let walker = fm.enumerator(at: base, includingPropertiesForKeys: nil) {
+                    for case let url as URL in walker where ["yaml", "yml", "json"].contains(url.pathExtension.lowercased()) {
+                        files.append(path.hasSuffix("/") ? path + relative(url.path, to: base.path) : path + "/" + relative(url.path, to: base.path))
+                    }
+                }
+                files.sort()
+                if files.isEmpty {
+                    findings.append(Finding(severity: .error, file: path, line: nil, object: nil, path: nil, message: "no YAML files in this folder"))
+                }
+            } else {
+                files = [path]
+            }
+            for file in files {
+                guard let data = fm.contents(atPath: file) else {
+                    findings.append(Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "cannot be read"))
+                    continue
+                }
+                guard let text = String(data: data, encoding: .utf8) else {
+                    findings.append(Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "is not UTF-8 text"))
+                    continue
+                }
+                sources.append((file, text))
+            }
+        }
+        var report = lint(sources: sources)
+        report.findings = findings + report.findings
+        return report
+    }
+
+    /// Lints in-memory sources: (file name, YAML text).
+    public static func lint(sources: [(file: String, text: String)]) -> LintReport {
+        var documents: [LintDocument] = []
+        var findings: [Finding] = []
+        for (file, text) in sources {
+            let (docs, problem) = YAMLReader.documents(of: text, file: file)
+            if let problem {
+                findings.append(Finding(severity: .error, file: file, line: problem.line, object: nil, path: nil, message: problem.message))
+            }
+            for doc in docs {
+                if doc.json.isNull { continue }
+                guard case .object = doc.json else {
+                    findings.append(
+                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is a \(doc.json.typeName), not a Kubernetes object"))
+                    continue
+                }
+                if doc.kind == nil || doc.apiVersion == nil || doc.name == nil {
+                    let missing = [doc.apiVersion == nil ? "apiVersion" : nil, doc.kind == nil ? "kind" : nil, doc.name == nil ? "metadata.name" : nil].compactMap { $0 }
+                    findings.append(
+                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: doc.kind.map { "\($0) \(doc.name ?? "?")" }, path: nil,
+                            message: "document \(doc.index + 1) has no \(missing.joined(separator: ", ")); not a Kubernetes object"))
+                    continue
+                }
+                documents.append(doc)
+            }
+        }
+        var checker = Checker(documents: documents)
+        checker.run()
+        findings += checker.findings
+        return LintReport(files: sources.map(\.file), findings: findings)
+    }
+
+    static func relative(_ path: String, to base: String) -> String {
+        let b = base.hasSuffix("/") ? base : base + "/"
+        return path.hasPrefix(b) ? String(path.dropFirst(b.count)) : path
+    }
+}
+
+/// The cross-object checks.
+struct Checker {
+    let documents: [LintDocument]
+    var findings: [Finding] = []
+
+    init(documents: [LintDocument]) { self.documents = documents }
+
+    func objects(_ kind: String) -> [LintDocument] { documents.filter { $0.kind == kind } }
+
+    /// Same namespace, where a missing namespace matches any (it is given at apply time).
+    func sameNamespace(_ a: LintDocument, _ b: LintDocument) -> Bool {
+        a.namespace == nil || b.namespace == nil || a.namespace == b.namespace
+    }
+
+    func find(_ kind: String, named name: String, near doc: LintDocument) -> LintDocument? {
+        objects(kind).first { $0.name == name && sameNamespace($0, doc) }
+    }
+
+    mutating func add(_ severity: Severity, _ doc: LintDocument, _ path: String?, _ message: String) {
+        let f = Finding(severity: severity, file: doc.file, line: doc.line(of: path ?? ""), object: doc.objectDescription, path: path, message: message)
+        if !findings.contains(f) { findings.append(f) }
+    }
+
+    func podLabels(_ deployment: LintDocument) -> [String: String] {
+        ObservedDeployment(json: deployment.json).podLabels
+    }
+
+    mutating func run() {
+        var rolloutSubsets: [(dr: String, namespace: String?, stable: String, canary: String, vs: String, routes: [String])] = []
+        for doc in objects("Rollout") {
+            _ = checkRollout(doc)
+            // Even an invalid Rollout says which objects it manages; use that so the other checks know.
+            let target = doc.json[path: ["spec", "target", "deployment"]]?.stringValue ?? ""
+            let traffic = doc.json[path: ["spec", "traffic"]]
+            rolloutSubsets.append(
+                (traffic?["destinationRule"]?.stringValue ?? target, doc.namespace, traffic?["stableSubset"]?.stringValue ?? Defaults.stableSubset,
+                    traffic?["canarySubset"]?.stringValue ?? Defaults.canarySubset, traffic?["virtualService"]?.stringValue ?? target,
+                    (traffic?["routes"]?.arrayValue ?? []).compactMap(\.stringValue)))
+        }
+        for doc in objects("Deployment") { checkDeployment(doc) }
+        for doc in objects("VirtualService") {
+            let managing = rolloutSubsets.filter { $0.vs == doc.name && (doc.namespace == nil || $0.namespace == nil || $0.namespace == doc.namespace) }
+            checkVirtualService(doc, canarySubsets: Set(managing.map(\.canary)))
+        }
+        for doc in objects("DestinationRule") {
+            let managed = rolloutSubsets.filter { $0.dr == doc.name && (doc.namespace == nil || $0.namespace == nil || $0.namespace == doc.namespace) }
+            checkDestinationRule(doc, rolloutSubsets: managed.map { ($0.stable, $0.canary) })
+        }
+    }
+
+    // MARK: Rollout
+
+    mutating func checkRollout(_ doc: LintDocument) -> RolloutPlan? {
+        if doc.apiVersion != Rollout.apiVersion {
+            add(.error, doc, "apiVersion", "'\(doc.apiVersion ?? "")' is not \(Rollout.apiVersion)")
+        }
+        for issue in unknownFields(doc.json["spec"] ?? .null, schema: rolloutSchema, path: "spec") {
+            add(.error, doc, issue.path, issue.message)
+        }
+        let rollout: Rollout
+        do {
+            rollout = try Rollout(json: doc.json)
+        } catch {
+            add(.error, doc, error.path, error.message)
+            return nil
+        }
+        for issue in rollout.specDecodingIssues { add(.error, doc, issue.path, issue.message) }
+        guard rollout.specDecodingIssues.isEmpty else { return nil }
+        let plan: RolloutPlan
+        switch rollout.spec.plan() {
+        case .failure(let errors):
+            for issue in errors.issues { add(.error, doc, issue.path, issue.message) }
+            return nil
+        case .success(let p): plan = p
+        }
+
+        let deployment = find("Deployment", named: plan.target, near: doc)
+        if deployment == nil {
+            add(.error, doc, "spec.target.deployment", "Deployment \(plan.target) is not among the linted manifests")
+        }
+        guard let vs = find("VirtualService", named: plan.traffic.virtualService, near: doc) else {
+            add(.error, doc, doc.json[path: ["spec", "traffic", "virtualService"]] == nil ? "spec.traffic" : "spec.traffic.virtualService",
+                "VirtualService \(plan.traffic.virtualService) is not among the linted manifests")
+            return plan
+        }
+        let dr = find("DestinationRule", named: plan.traffic.destinationRule, near: doc)
+        if dr == nil {
+            add(.error, doc, doc.json[path: ["spec", "traffic", "destinationRule"]] == nil ? "spec.traffic" : "spec.traffic.destinationRule",
+                "DestinationRule \(plan.traffic.destinationRule) is not among the linted manifests")
+        }
+        let subsetList = dr.map { subsets(of: $0.json) } ?? []
+        if let dr {
+            for (field, name) in [("stableSubset", plan.traffic.stableSubset), ("canarySubset", plan.traffic.canarySubset)]
+            where !subsetList.contains(where: { $0.name == name }) {
+                add(.error, doc, doc.json[path: ["spec", "traffic", field]] == nil ? "spec.traffic" : "spec.traffic.\(field)",
+                    "DestinationRule \(dr.name ?? "") has no subset '\(name)' (it has \(subsetList.map { "'\($0.name)'" }.joined(separator: ", ")))")
+            }
+        }
+        switch managedRoutes(of: vs.json, traffic: plan.traffic) {
+        case .failure(let error):
+            add(.error, doc, plan.traffic.routes.isEmpty ? "spec.traffic" : "spec.traffic.routes", error.message)
+        case .success(let routes):
+            for route in routes {
+                let subsetsUsed = Set(route.destinations.compactMap(\.subset))
+                if !subsetsUsed.contains(plan.traffic.canarySubset) {
+                    add(.warning, vs, "spec.http[\(route.index)].route",
+                        "managed route \(route.id) has no destination for subset \(plan.traffic.canarySubset); Fledge will add one")
+                }
+            }
+        }
+        // The stable subset must select the target's pods; the stable selector must not select canary pods.
+        if let deployment, let dr, let stable = subsetList.first(where: { $0.name == plan.traffic.stableSubset }) {
+            let labels = podLabels(deployment)
+            if let miss = firstMismatch(stable.labels, labels) {
+                let i = subsetList.firstIndex(of: stable)!
+                add(.error, dr, "spec.subsets[\(i)].labels.\(miss.key)",
+                    "subset '\(stable.name)' selects \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"); the stable subset would select no pods")
+            }
+            if let canary = subsetList.first(where: { $0.name == plan.traffic.canarySubset }) {
+                let selector = ObservedDeployment(json: deployment.json).selector
+                let canaryPods = canaryTemplate(effective: deployment.json[path: ["spec", "template"]] ?? .null, stableLabels: stable.labels, canaryLabels: canary.labels)
+                var canaryLabels: [String: String] = [:]
+                for (k, v) in canaryPods[path: ["metadata", "labels"]]?.objectValue ?? [:] { canaryLabels[k] = v.stringValue }
+                if !selector.isEmpty, selects(selector, canaryLabels), firstMismatch(stable.labels, labels) == nil {
+                    add(.error, deployment, "spec.selector.matchLabels",
+                        "the selector (\(selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))) would also select the canary's pods; add \(stable.labels.keys.sorted().joined(separator: ", ")) to it")
+                }
+            }
+        }
+        return plan
+    }
+
+    // MARK: Deployment
+
+    mutating func checkDeployment(_ doc: LintDocument) {
+        let d = ObservedDeployment(json: doc.json)
+        if doc.json[path: ["spec", "template"]] == nil {
+            add(.error, doc, "spec.template", "is required")
+            return
+        }
+        if let miss = firstMismatch(d.selector, d.podLabels) {
+            add(.error, doc, "spec.selector.matchLabels.\(miss.key)",
+                "selects \(miss.key)=\(miss.wanted) but the pod template has \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"); Kubernetes rejects this Deployment")
+        }
+    }
+
+    // MARK: VirtualService
+
+    mutating func checkVirtualService(_ doc: LintDocument, canarySubsets: Set<String>) {
+        let routes = httpRoutes(of: doc.json)
+        let drs = objects("DestinationRule").filter { sameNamespace($0, doc) }
+        // Dead routes: first match wins, so everything after a route without match is unreachable.
+        if let catchAll = routes.first(where: { !$0.hasMatch }) {
+            for route in routes where route.index > catchAll.index {
+                add(.error, doc, "spec.http[\(route.index)]",
+                    "route \(route.id) is unreachable: route \(catchAll.id) before it has no match and takes every request (first match wins)")
+            }
+        }
+        for route in routes {
+            let base = "spec.http[\(route.index)]"
+            if route.destinations.isEmpty {
+                if doc.json[path: ["spec", "http"]]?[route.index]?["redirect"] == nil && doc.json[path: ["spec", "http"]]?[route.index]?["directResponse"] == nil {
+                    add(.error, doc, "\(base).route", "route \(route.id) has no destinations")
+                }
+                continue
+            }
+            let weights = route.destinations.map(\.weight)
+            if weights.contains(where: { ($0 ?? 0) < 0 || ($0 ?? 0) > 100 }) {
+                add(.error, doc, "\(base).route", "weights must be within 0…100")
+            }
+            if route.destinations.count > 1 || weights.contains(where: { $0 != nil }) {
+                let sum = weights.map { $0 ?? 0 }.reduce(0, +)
+                if sum != 100 {
+                    add(.error, doc, "\(base).route",
+                        "weights of route \(route.id) sum to \(sum), not 100 (\(route.destinations.map { "\($0.subset ?? $0.host ?? "?")=\($0.weight.map(String.init) ?? "unset")" }.joined(separator: ", ")))")
+                }
+            }
+            for (i, dest) in route.destinations.enumerated() {
+                let path = "\(base).route[\(i)].destination"
+                guard let subset = dest.subset else { continue }
+                let host = dest.host ?? ""
+                let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
+                guard !hostDRs.isEmpty else {
+                    let known = drs.compactMap { $0.json[path: ["spec", "host"]]?.stringValue }.map(shortHost)
+                    add(.error, doc, "\(path).host",
+                        "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
+                    continue
+                }
+                guard let (dr, s, si) = hostDRs.lazy.compactMap({ dr -> (LintDocument, Subset, Int)? in
+                    let all = subsets(of: dr.json)
+                    guard let i = all.firstIndex(where: { $0.name == subset }) else { return nil }
+                    return (dr, all[i], i)
+                }).first else {
+                    let names = hostDRs.flatMap { subsets(of: $0.json).map { "'\($0.name)'" } }
+                    add(.error, doc, "\(path).subset",
+                        "subset '\(subset)' is not defined in DestinationRule \(hostDRs[0].name ?? "") (it has \(names.joined(separator: ", ")))\(closest(subset, names.map { String($0.dropFirst().dropLast()) }))")
+                    continue
+                }
+                _ = dr
+                _ = si
+                // Weight on a subset whose pods nothing provides.
+                let share = route.destinations.count == 1 ? (dest.weight ?? 100) : (dest.weight ?? 0)
+                guard share > 0, !providedByDeployment(s, near: doc) else { continue }
+                let what = route.hasMatch ? "requests matching route \(route.id)" : "\(share)% of route \(route.id)'s traffic"
+                if canarySubsets.contains(subset) {
+                    add(.warning, doc, "\(base).route[\(i)]",
+                        route.hasMatch
+                            ? "\(what) go to subset '\(subset)' (\(labelList(s.labels))), whose pods exist only while a rollout runs; until then those requests fail"
+                            : "\(what) goes to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides until a rollout starts; those requests fail. Fledge moves it to stable while nothing is in flight")
+                } else {
+                    add(.error, doc, "\(base).route[\(i)]",
+                        "\(what) go\(route.hasMatch ? "" : "es") to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides; those requests fail")
+                }
+            }
+        }
+    }
+
+    func providedByDeployment(_ subset: Subset, near doc: LintDocument) -> Bool {
+        objects("Deployment").contains { sameNamespace($0, doc) && selects(subset.labels, podLabels($0)) }
+    }
+
+    // MARK: DestinationRule
+
+    mutating func checkDestinationRule(_ doc: LintDocument, rolloutSubsets: [(stable: String, canary: String)]) {
+        let all = subsets(of: doc.json)
+        var seen: Set<String> = []
+        for (i, s) in all.enumerated() where !seen.insert(s.name).inserted {
+            add(.error, doc, "spec.subsets[\(i)].name", "subset '\(s.name)' is defined twice")
+        }
+        let deployments = objects("Deployment").filter { sameNamespace($0, doc) }
+        let canaryNames = Set(rolloutSubsets.map(\.canary))
+        let stableNames = Set(rolloutSubsets.map(\.stable))
+        for (i, s) in all.enumerated() {
+            let base = "spec.subsets[\(i)].labels"
+            if s.labels.isEmpty {
+                add(.error, doc, base, "subset '\(s.name)' has no labels; it selects every pod of the host")
+                continue
+            }
+            if canaryNames.contains(s.name) {
+                // Provided by the rollout's canary Deployment; its label keys must match the stable subset's.
+                for pair in rolloutSubsets where pair.canary == s.name {
+                    // Compare label keys with a stable subset that works; a broken stable subset has its own finding.
+                    guard let stable = all.first(where: { $0.name == pair.stable }),
+                        deployments.contains(where: { selects(stable.labels, podLabels($0)) })
+                    else { continue }
+                    let extra = Set(s.labels.keys).subtracting(stable.labels.keys).sorted()
+                    let missing = Set(stable.labels.keys).subtracting(s.labels.keys).sorted()
+                    if let key = extra.first {
+                        add(.error, doc, "\(base).\(key)",
+                            "canary subset '\(s.name)' selects on label '\(key)' which stable subset '\(stable.name)' does not use (it uses \(stable.labels.keys.sorted().joined(separator: ", ")))\(closest(key, Array(stable.labels.keys)))")
+                    } else if let key = missing.first {
+                        add(.error, doc, base, "canary subset '\(s.name)' does not select on label '\(key)' that stable subset '\(stable.name)' uses")
+                    } else if s.labels == stable.labels {
+                        add(.error, doc, base, "canary subset '\(s.name)' selects the same labels as stable subset '\(stable.name)'")
+                    }
+                }
+                continue
+            }
+            if stableNames.contains(s.name) { continue }  // checked against the Rollout's target
+            if !deployments.contains(where: { selects(s.labels, podLabels($0)) }) {
+                // Point at the label that keeps it from the closest Deployment.
+                let best = deployments.max { a, b in
+                    matchCount(s.labels, podLabels(a)) < matchCount(s.labels, podLabels(b))
+                }
+                if let best, let miss = firstMismatch(s.labels, podLabels(best)) {
+                    add(.error, doc, "\(base).\(miss.key)",
+                        "subset '\(s.name)' selects \(miss.key)=\(miss.wanted) but no Deployment's pods have it (closest: Deployment \(best.name ?? "") has \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"))")
+                } else {
+                    add(.error, doc, base, "subset '\(s.name)' (\(labelList(s.labels))) selects the pods of no Deployment among the linted manifests")
+                }
+            }
+        }
+    }
+}
+
+func matchCount(_ selector: [String: String], _ labels: [String: String]) -> Int {
+    selector.filter { labels[$0.key] == $0.value }.count
+}
+
+func labelList(_ labels: [String: String]) -> String {
+    labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+}
+
+/// `product-service.shop.svc.cluster.local` → `product-service`.
+func shortHost(_ host: String) -> String {
+    String(host.split(separator: ".").first ?? Substring(host))
+}
+
+/// ` (did you mean 'stable'?)` when a name is one or two edits from a known one.
+func closest(_ name: String, _ candidates: [String]) -> String {
+    let scored = candidates.map { ($0, editDistance(name, $0)) }.filter { $0.1 > 0 && $0.1 <= 2 }.sorted { $0.1 < $1.1 }
+    return scored.first.map { " (did you mean '\($0.0)'?)" } ?? ""
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let x = Array(a), y = Array(b)
+    if x.isEmpty { return y.count }
+    if y.isEmpty { return x.count }
+    var previous = Array(0...y.count)
+    for i in 1...x.count {
+        var current = [i] + Array(repeating: 0, count: y.count)
+        for j in 1...y.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[y.count]
+}

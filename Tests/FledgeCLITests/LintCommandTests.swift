@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Testing
+
+@testable import FledgeCLI
+
+@Suite("fledge lint command")
+struct LintCommandTests {
+    static let seed: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("rollouts/product-service").path
+    }()
+
+    @Test func seedPasses() throws {
+        let command = try LintCommand.parse([Self.seed])
+        try command.run()
+    }
+
+    @Test func typoExitsOne() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in try FileManager.default.contentsOfDirectory(atPath: Self.seed) {
+            var text = try String(contentsOfFile: Self.seed + "/" + name, encoding: .utf8)
+            if name == "destinationrule.yaml" { text = text.replacingOccurrences(of: "version: v1", with: "verison: v1") }
+            try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        let command = try LintCommand.parse([dir.path, "-o", "json"])
+        #expect(throws: ExitCode(1)) { try command.run() }
+    }
+
+    @Test func needsAPath() {
+        #expect(throws: (any Error).self) { try LintCommand.parse([]) }
+    }
+}

@@ -1,0 +1,439 @@
+import FledgeCore
+import FledgeJSON
+import Testing
+
+@Suite("decide: whole rollouts with a fake clock")
+struct ScenarioTests {
+    @Test func healthyCanaryIsPromotedThroughEveryPhase() {
+        var sim = Sim()
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        #expect(sim.phases == [.initializing, .progressing, .promoting, .finalising, .succeeded])
+        #expect(sim.stableImage() == "registry.example/product-service:2.0.0")
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.weightHistory == [10, 25, 50, 100, 0])
+        // Stable keeps its slot's labels; the header route and retries survive.
+        #expect(sim.observed.stable!.template[path: ["metadata", "labels", "version"]] == "v1")
+        let http = sim.observed.virtualService![path: ["spec", "http"]]!
+        #expect(http[0] == seedVirtualService()[path: ["spec", "http"]]![0])
+        #expect(http[1]!["retries"] == ["attempts": 3, "perTryTimeout": "2s"])
+        #expect(sim.status.history.last?.outcome == "Succeeded")
+        #expect(sim.status.revision == sim.status.stableRevision)
+        #expect(sim.events.map(\.reason).contains("RolloutSucceeded"))
+        // Settled: nothing more to write.
+        let d = sim.reconcile()
+        #expect(d.writes.isEmpty)
+    }
+
+    @Test func templatePatchRolloutIsPromoted() {
+        var spec = seedSpec(image: nil)
+        spec.canary = CanaryChange(
+            images: ["app=registry.example/product-service:2.1.0"],
+            templatePatch: ["spec": ["containers": [["name": "app", "image": "ignored", "env": [["name": "FEATURE", "value": "on"]]]]]])
+        var sim = Sim(spec: spec)
+        sim.run(untilPhase: .succeeded)
+        let container = sim.observed.stable!.template[path: ["spec", "containers"]]?[0]
+        #expect(container?["image"] == "registry.example/product-service:2.1.0")
+        #expect(container?["env"] == [["name": "FEATURE", "value": "on"]])
+        #expect(sim.status.revision == sim.status.stableRevision)
+        // The change is already live: nothing more to roll out.
+        #expect(sim.reconcile().writes.isEmpty)
+    }
+
+    @Test func canaryIsBuiltWithTheCanarySubsetsLabelsAndItsOwnSelector() {
+        var sim = Sim()
+        sim.run { $0.observed.canary != nil }
+        let canary = sim.observed.canary!
+        #expect(canary.name == "product-service-canary")
+        #expect(canary.podLabels == ["app": "product-service", "version": "v2"])
+        #expect(canary.selector == ["app": "product-service", "version": "v2"])
+        #expect(canary.template[path: ["spec", "containers"]]?[0]?["image"] == "registry.example/product-service:2.0.0")
+        #expect(canary.replicas == 3)
+        #expect(canary.revisionAnnotation == sim.status.revision)
+    }
+
+    @Test func failingCanaryRollsBackAtExactlyFailureLimit() {
+        var sim = Sim()
+        sim.behaviour = .errors(successRate: 95)
+        sim.run { $0.phase == .rollingBack }
+        #expect(sim.status.failedChecks == 3)
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "AnalysisFailed")
+        #expect(sim.status.message?.contains("success-rate=95") == true)
+        sim.run(untilPhase: .failed)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.stableImage() == "registry.example/product-service:1.0.0")
+        #expect(sim.status.history.last?.outcome == "Failed")
+        #expect(sim.status.history.last?.reason == "AnalysisFailed")
+        // Failed stays failed and settled.
+        #expect(sim.reconcile().writes.isEmpty)
+    }
+
+    @Test(arguments: [1, 2, 3, 4])
+    func failuresBelowTheLimitDoNotRollBack(limit: Int) {
+        var sim = Sim(spec: seedSpec(failureLimit: limit))
+        sim.behaviour = .errors(successRate: 90)
+        // Let limit - 1 failures happen, then the canary recovers.
+        sim.run { $0.status.failedChecks >= limit - 1 && $0.phase == .progressing || $0.phase == .rollingBack }
+        if limit == 1 {
+            sim.run { $0.phase == .rollingBack }
+            #expect(sim.status.failedChecks == 1)
+            return
+        }
+        #expect(sim.phase == .progressing)
+        sim.behaviour = .healthy
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        #expect(sim.status.history.last?.outcome == "Succeeded")
+    }
+
+    @Test func slowCanaryRollsBack() {
+        var sim = Sim()
+        sim.behaviour = .slow(p99: 900)
+        sim.run(untilPhase: .failed)
+        #expect(sim.status.lastAnalysis?.first { $0.name == "latency-p99" }?.verdict == .failed)
+        #expect(sim.stableImage() == "registry.example/product-service:1.0.0")
+    }
+
+    @Test func noDataIsNeverAPassAndEndsAtTheProgressDeadline() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m"))
+        sim.behaviour = .noData
+        sim.run(maxSteps: 3000) { $0.phase == .rollingBack }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.status.stage == 0)
+        #expect(sim.status.passedChecks == 0)
+        #expect(sim.status.inconclusiveChecks >= 10)
+        #expect(sim.status.failedChecks == 0)
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "ProgressDeadlineExceeded")
+        #expect(!sim.phases.contains(.promoting))
+        #expect(!sim.weightHistory.contains(25))
+    }
+
+    @Test func noDataCountsAsFailureWhenConfigured() {
+        var sim = Sim(spec: seedSpec(noData: "fail"))
+        sim.behaviour = .noData
+        sim.run(untilPhase: .failed)
+        #expect(sim.status.failedChecks == 3)
+        #expect(sim.status.history.last?.reason == "AnalysisFailed")
+    }
+
+    @Test(arguments: [Int64(0), 19])
+    func tooFewRequestsHoldTheStage(requests: Int64) {
+        var sim = Sim(spec: seedSpec(minRequests: 20, progressDeadline: "1h"))
+        sim.behaviour = .fewRequests(requests)
+        sim.run(maxSteps: 400) { _ in false }
+        #expect(sim.phase == .progressing)
+        #expect(sim.status.stage == 0)
+        #expect(sim.status.passedChecks == 0)
+        #expect(sim.status.lastAnalysis?.first?.message == "\(requests) requests < minRequests 20")
+        // Exactly minRequests passes.
+        sim.behaviour = .fewRequests(20)
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+    }
+
+    @Test func providerErrorsHoldThenRollBackAtTheLimit() {
+        var sim = Sim(spec: seedSpec(providerErrorLimit: 4, progressDeadline: "1h"))
+        sim.behaviour = .providerDown
+        sim.run { $0.status.errorChecks == 3 }
+        #expect(sim.phase == .progressing)
+        #expect(sim.status.stage == 0)
+        // The provider comes back: the error streak resets and the rollout continues.
+        sim.behaviour = .healthy
+        sim.run { $0.status.passedChecks >= 1 }
+        #expect(sim.status.errorChecks == 0)
+        sim.behaviour = .providerDown
+        sim.run { $0.phase == .rollingBack }
+        #expect(sim.status.errorChecks == 4)
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "MetricProviderUnavailable")
+        sim.run(untilPhase: .failed)
+        #expect(sim.observedCanaryWeight == 0)
+    }
+
+    @Test func progressDeadlineWhileTheCanaryNeverGetsReady() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "1m"))
+        sim.canaryPodsBecomeReady = false
+        sim.run { $0.phase == .rollingBack }
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "ProgressDeadlineExceeded")
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        #expect(sim.status.condition(ConditionType.trafficReady)?.reason == "CanaryNotReady")
+        sim.run(untilPhase: .failed)
+    }
+
+    @Test func newRevisionMidRolloutGoesBackToStableThenStartsOver() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 2 && $0.observedCanaryWeight == 50 }
+        let first = sim.status.revision
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:3.0.0")
+        sim.rollout.metadata.generation = 2
+        let d = sim.reconcile()
+        #expect(d.status.phase == .initializing)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+        #expect(!d.actions.contains { if case .ensureCanaryDeployment = $0 { return true } else { return false } })
+        #expect(d.status.history.last?.outcome == "Superseded")
+        #expect(d.status.history.last?.revision == first)
+        #expect(d.status.revision != first)
+        #expect(d.status.observedGeneration == 2)
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.stableImage() == "registry.example/product-service:3.0.0")
+        // After the switch, the weight went to 0 before any new stage weight.
+        let afterSwitch = Array(sim.weightHistory.drop { $0 != 50 }.dropFirst())
+        #expect(afterSwitch.first == 0)
+    }
+
+    @Test func revertingTheCanaryChangeMidRolloutCleansUpToHealthy() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:1.0.0")
+        sim.run(untilPhase: .healthy)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.stableImage() == "registry.example/product-service:1.0.0")
+    }
+
+    @Test func manualApprovalStagePausesUntilPromote() {
+        let stages = [StageSpec(weight: 10, hold: "10s"), StageSpec(weight: 50, hold: "10s", approval: "manual"), StageSpec(weight: 100, hold: "10s")]
+        var sim = Sim(spec: seedSpec(stages: stages))
+        sim.run(untilPhase: .paused)
+        #expect(sim.status.stage == 1)
+        #expect(sim.observedCanaryWeight == 50)
+        #expect(sim.events.contains { $0.reason == "AwaitingApproval" })
+        // Waiting does not hit the progress deadline.
+        sim.now = Timestamp(seconds: sim.now.seconds + 3600)
+        sim.run(maxSteps: 50) { _ in false }
+        #expect(sim.phase == .paused)
+        sim.request(.promote)
+        let d = sim.reconcile()
+        #expect(d.status.requests.first { $0.kind == .promote }?.accepted == true)
+        #expect(d.status.stage == 2)
+        sim.run(untilPhase: .succeeded)
+    }
+
+    @Test func abortMidStageSendsNothingToTheCanary() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.request(.abort)
+        let d = sim.reconcile()
+        #expect(d.status.phase == .rollingBack)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+        #expect(d.weightChanges.first?.stableWeight == 100)
+        sim.run(untilPhase: .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.status.history.last?.outcome == "Aborted")
+        #expect(sim.stableImage() == "registry.example/product-service:1.0.0")
+        // The same request is not acted on twice; a retry starts over.
+        #expect(sim.reconcile().writes.isEmpty)
+        sim.request(.retry)
+        let r = sim.reconcile()
+        #expect(r.status.phase == .initializing)
+        sim.run(untilPhase: .succeeded)
+    }
+
+    @Test func promoteFullSkipsTheRemainingStages() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 0 && $0.observedCanaryWeight == 10 }
+        sim.request(.promoteFull)
+        let d = sim.reconcile()
+        #expect(d.status.phase == .promoting)
+        #expect(d.actions.contains { if case .writeStableTemplate = $0 { return true } else { return false } })
+        sim.run(untilPhase: .succeeded)
+        #expect(!sim.weightHistory.contains(25))
+    }
+
+    @Test func promoteEndsTheCurrentStageEarly() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 0 && $0.observedCanaryWeight == 10 }
+        sim.request(.promote)
+        let d = sim.reconcile()
+        #expect(d.status.stage == 1)
+        #expect(d.weightChanges.map(\.canaryWeight) == [25])
+    }
+
+    @Test func seedsNinetyTenSplitIsMovedToStableWhenNothingIsInFlight() {
+        var sim = Sim(spec: seedSpec(image: nil), seedWeight: 10)
+        let d = sim.reconcile()
+        #expect(d.status.phase == .healthy)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+        #expect(d.eventReasons.contains("WeightsReset"))
+        #expect(d.status.canaryWeight == 10)  // what the cluster had when read
+        let again = sim.reconcile()
+        #expect(again.status.canaryWeight == 0)
+        #expect(again.writes.isEmpty)
+        #expect(sim.reconcile().writes.isEmpty)
+    }
+
+    @Test func adoptionDoesNotMoveWeightOntoABrokenStableSubset() {
+        var sim = Sim(spec: seedSpec(image: nil), seedWeight: 10, destinationRule: seedDestinationRule(stableLabels: ["version": "v11"]))
+        let d = sim.reconcile()
+        #expect(d.weightChanges.isEmpty)
+        #expect(d.status.condition(ConditionType.trafficReady)?.reason == "SubsetSelectsNoPods")
+        // Once the DestinationRule is fixed, the split is moved.
+        sim.observed.destinationRule = seedDestinationRule()
+        #expect(sim.reconcile().weightChanges.map(\.canaryWeight) == [0])
+    }
+
+    @Test func stableSubsetLabelTypoHoldsBeforeAnyTraffic() {
+        var sim = Sim(destinationRule: seedDestinationRule(stableLabels: ["version": "v11"]))
+        sim.run(maxSteps: 200) { _ in false }
+        #expect(sim.phase == .initializing)
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        let c = sim.status.condition(ConditionType.trafficReady)
+        #expect(c?.status == .false)
+        #expect(c?.reason == "SubsetSelectsNoPods")
+        #expect(c?.message.contains("version=v11") == true)
+    }
+
+    @Test func canarySubsetLabelKeyTypoHolds() {
+        var sim = Sim(destinationRule: seedDestinationRule(canaryLabels: ["verison": "v2"]))
+        sim.run(maxSteps: 200) { _ in false }
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        #expect(sim.status.condition(ConditionType.trafficReady)?.reason == "SubsetLabelMismatch")
+        #expect(sim.status.condition(ConditionType.trafficReady)?.message.contains("verison") == true)
+    }
+
+    @Test func missingSubsetHolds() {
+        var dr = seedDestinationRule()
+        dr[path: ["spec", "subsets"]] = [["name": "stable", "labels": ["version": "v1"]]]
+        var sim = Sim(destinationRule: dr)
+        sim.run(maxSteps: 100) { _ in false }
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        #expect(sim.status.condition(ConditionType.trafficReady)?.message == "DestinationRule product-service has no subset 'canary'")
+    }
+
+    @Test func handEditedWeightsArePutBack() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "1h"))
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 && $0.status.stageStartedAt != nil }
+        sim.observed.virtualService = seedVirtualService(canaryWeight: 70)
+        let d = sim.reconcile()
+        #expect(d.weightChanges.map(\.canaryWeight) == [25])
+        #expect(d.eventReasons.contains("WeightsRestored"))
+        #expect(d.status.canaryWeight == 70)
+    }
+
+    @Test func canaryPodsDisappearingWhileServingRollBack() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.observed.canary!.readyReplicas = 0
+        let d = sim.reconcile()
+        #expect(d.status.phase == .rollingBack)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+    }
+
+    @Test func comparisonWithStable() {
+        let metrics = [MetricSpec(name: "success-rate", min: 90, maxDecreaseFromStable: 0.5)]
+        var sim = Sim(spec: seedSpec(metrics: metrics))
+        sim.behaviour = .errors(successRate: 99.0)  // stable 99.9: 0.9 points lower
+        sim.run(untilPhase: .failed)
+        let last = sim.status.history.last
+        #expect(last?.reason == "AnalysisFailed")
+        #expect(last?.message?.contains("more than 0.5 below stable's 99.9") == true)
+    }
+
+    @Test func preRolloutWebhookGatesTraffic() {
+        let hooks = [WebhookSpec(name: "smoke", type: "pre-rollout", url: "http://127.0.0.1:9/smoke")]
+        var sim = Sim(spec: seedSpec(webhooks: hooks))
+        sim.webhookAnswers["smoke"] = false
+        sim.run(untilPhase: .failed)
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        #expect(sim.status.history.last?.reason == "PreRolloutWebhookFailed")
+        #expect(sim.webhookCalls.first?.body["revision"] == .string(sim.status.revision!))
+
+        var ok = Sim(spec: seedSpec(webhooks: hooks))
+        ok.webhookAnswers["smoke"] = true
+        ok.run(untilPhase: .succeeded)
+    }
+
+    @Test func stageGateHoldsAndIsRetried() {
+        let hooks = [
+            WebhookSpec(name: "gate", type: "stage-gate", url: "http://127.0.0.1:9/gate"),
+            WebhookSpec(name: "notify", type: "post-rollout", url: "http://127.0.0.1:9/notify"),
+        ]
+        var sim = Sim(spec: seedSpec(webhooks: hooks, ))
+        sim.webhookAnswers["gate"] = false
+        sim.run(maxSteps: 300) { _ in false }
+        #expect(sim.status.stage == 0)
+        #expect(sim.webhookCalls.filter { $0.name == "gate" }.count > 1)
+        sim.webhookAnswers["gate"] = true
+        sim.webhookOutcomes = [:]
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.webhookCalls.contains { $0.name == "notify" && $0.body["phase"] == "Succeeded" })
+    }
+
+    @Test func invalidSpecChangesNothingButTheCondition() {
+        var spec = seedSpec()
+        spec.stages = [StageSpec(weight: 10), StageSpec(weight: 50), StageSpec(weight: 40)]
+        spec.analysis?.interval = "10 seconds"
+        var sim = Sim(spec: spec, seedWeight: 10)
+        let d = sim.reconcile()
+        #expect(d.status.phase == .healthy)
+        #expect(d.writes.count == 1)
+        #expect(d.eventReasons == ["InvalidSpec"])
+        let c = d.status.condition(ConditionType.specValid)
+        #expect(c?.status == .false)
+        #expect(c?.reason == "InvalidSpec")
+        #expect(c?.message.contains("spec.stages[2].weight: 40 is not above the previous stage's 50") == true)
+        #expect(c?.message.contains("spec.analysis.interval") == true)
+        #expect(sim.reconcile().writes.isEmpty)
+        #expect(sim.reconcile().status == d.status)
+    }
+
+    @Test func undecodableSpecIsReportedWithItsPath() throws {
+        var json = try JSONValue(encoding: seedRollout())
+        json[path: ["spec", "stages"]] = [["weight": "ten"]]
+        let rollout = try Rollout(json: json)
+        #expect(rollout.specDecodingIssues.first?.path == "spec.stages[0].weight")
+        let d = decide(
+            rollout: rollout, observed: Observed(stable: stableDeployment(), canary: nil, virtualService: seedVirtualService(), destinationRule: seedDestinationRule()),
+            analysis: .none, now: Timestamp(seconds: 0))
+        #expect(d.status.condition(ConditionType.specValid)?.message.hasPrefix("spec.stages[0].weight: expected an integer") == true)
+    }
+
+    @Test func missingStableDeploymentHolds() {
+        var sim = Sim()
+        sim.observed.stable = nil
+        let d = sim.reconcile()
+        #expect(d.status.phase == .healthy)
+        #expect(d.status.condition(ConditionType.trafficReady)?.reason == "StableNotFound")
+        #expect(d.weightChanges.map(\.canaryWeight) == [])
+    }
+
+    @Test func promotionWaitsForTheStableDeployment() {
+        var sim = Sim()
+        sim.run { $0.phase == .promoting }
+        let write = sim.decisions.last!.actions.compactMap { a -> JSONValue? in
+            if case .writeStableTemplate(let name, let template, let rev) = a, name == "product-service", rev == sim.status.revision { return template }
+            return nil
+        }.first
+        #expect(write?[path: ["spec", "containers"]]?[0]?["image"] == "registry.example/product-service:2.0.0")
+        #expect(write?[path: ["metadata", "labels", "version"]] == "v1")
+        // The template landed, but the Deployment controller has not caught up yet.
+        sim.observed.stable!.generation += 1
+        var d = sim.reconcile()
+        #expect(d.status.phase == .promoting)
+        #expect(d.writes.isEmpty)
+        sim.observed.stable!.observedGeneration = sim.observed.stable!.generation
+        sim.observed.stable!.readyReplicas = 1
+        d = sim.reconcile()
+        #expect(d.status.phase == .promoting)
+        #expect(d.writes.isEmpty)
+        #expect(d.status.message?.contains("1/3 ready") == true)
+        sim.observed.stable!.readyReplicas = 3
+        d = sim.reconcile()
+        #expect(d.status.phase == .finalising)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+    }
+
+    @Test func statusRoundTripsThroughJSON() throws {
+        var sim = Sim()
+        sim.behaviour = .errors(successRate: 97)
+        sim.run(untilPhase: .failed)
+        let json = try JSONValue(encoding: sim.rollout)
+        let back = try Rollout(json: json)
+        #expect(back.status == sim.rollout.status)
+        #expect(back.spec == sim.rollout.spec)
+        #expect(json[path: ["status", "phase"]] == "Failed")
+        #expect(json[path: ["status", "history"]]?[0]?["finishedAt"]?.stringValue?.hasSuffix("Z") == true)
+    }
+}

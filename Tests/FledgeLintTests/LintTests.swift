@@ -1,0 +1,241 @@
+import FledgeCore
+import FledgeLint
+import Foundation
+import Testing
+
+/// The repository's `rollouts/product-service/` folder.
+let seedFolder: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.appendingPathComponent("rollouts/product-service").path
+}()
+
+/// The seed manifests as in-memory sources, so broken variants can be made by editing text.
+func seedSources() throws -> [(file: String, text: String)] {
+    try FileManager.default.contentsOfDirectory(atPath: seedFolder).filter { $0.hasSuffix(".yaml") }.sorted().map { name in
+        (name, try String(contentsOfFile: seedFolder + "/" + name, encoding: .utf8))
+    }
+}
+
+/// The seed with one text replacement in one file.
+func variant(_ file: String, _ old: String, _ new: String) throws -> [(file: String, text: String)] {
+    var found = false
+    let sources = try seedSources().map { source -> (file: String, text: String) in
+        guard source.file == file else { return source }
+        #expect(source.text.contains(old), "fixture edit: '\(old)' not in \(file)")
+        found = true
+        return (source.file, source.text.replacingOccurrences(of: old, with: new))
+    }
+    #expect(found)
+    return sources
+}
+
+func errors(_ report: LintReport) -> [Finding] { report.findings.filter { $0.severity == .error } }
+
+@Suite("fledge lint")
+struct LintTests {
+    @Test func seedFolderHasNoErrorsAndWarnsAboutTheNinetyTenSplit() {
+        let report = Linter.lint(paths: [seedFolder])
+        #expect(report.files.count == 6)
+        #expect(errors(report) == [], "\(report.findings)")
+        let warning = report.findings.first { $0.path == "spec.http[1].route[1]" }
+        #expect(warning?.severity == .warning)
+        #expect(warning?.object == "VirtualService shop/product-service")
+        #expect(warning?.message.contains("10% of route http[1]'s traffic goes to subset 'canary'") == true)
+        #expect(warning?.file.hasSuffix("virtualservice.yaml") == true)
+        #expect(warning?.line == 25)
+    }
+
+    @Test func stableSubsetLabelTypoPointsAtTheLabel() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "version: v1", "verison: v1"))
+        let e = errors(report)
+        #expect(e.count >= 1)
+        let finding = e.first { $0.path == "spec.subsets[0].labels.verison" }
+        #expect(finding != nil, "\(e)")
+        #expect(finding?.object == "DestinationRule shop/product-service")
+        #expect(finding?.line == 20)
+        #expect(finding?.message.contains("no label verison") == true)
+        // The working canary subset is not blamed for the stable subset's typo.
+        #expect(!e.contains { $0.path?.hasPrefix("spec.subsets[1]") == true }, "\(e)")
+    }
+
+    @Test func stableSubsetLabelValueTypo() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "version: v1", "version: v11"))
+        #expect(errors(report).contains { $0.path == "spec.subsets[0].labels.version" && $0.message.contains("version=v1") })
+    }
+
+    @Test func canarySubsetLabelKeyTypoPointsAtTheLabel() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "version: v2", "verison: v2"))
+        let finding = errors(report).first { $0.path == "spec.subsets[1].labels.verison" }
+        #expect(finding != nil, "\(report.findings)")
+        #expect(finding?.message.contains("did you mean 'version'") == true)
+    }
+
+    @Test func subsetNameTypoInARoute() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "subset: stable", "subset: stabel"))
+        let finding = errors(report).first { $0.path == "spec.http[1].route[0].destination.subset" }
+        #expect(finding != nil, "\(report.findings)")
+        #expect(finding?.message.contains("subset 'stabel' is not defined") == true)
+        #expect(finding?.message.contains("did you mean 'stable'") == true)
+    }
+
+    @Test func subsetNameTypoInTheDestinationRule() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "name: canary", "name: canery"))
+        let e = errors(report)
+        #expect(e.contains { $0.object == "Rollout shop/product-service" && $0.path == "spec.traffic.canarySubset" })
+        #expect(e.contains { $0.path == "spec.http[0].route[0].destination.subset" })
+    }
+
+    @Test func weightsNotSummingTo100() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "weight: 90", "weight: 80"))
+        let finding = errors(report).first { $0.path == "spec.http[1].route" }
+        #expect(finding?.message.contains("sum to 90, not 100") == true, "\(report.findings)")
+        #expect(finding?.line == 20)
+    }
+
+    @Test func deadRoutesAfterACatchAll() throws {
+        // Move the weighted route (no match) before the header route.
+        let vs = """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata:
+              name: product-service
+              namespace: shop
+            spec:
+              hosts:
+              - product-service
+              http:
+              - route:
+                - destination:
+                    host: product-service
+                    subset: stable
+                  weight: 100
+                - destination:
+                    host: product-service
+                    subset: canary
+                  weight: 0
+              - match:
+                - headers:
+                    x-canary:
+                      exact: "true"
+                route:
+                - destination:
+                    host: product-service
+                    subset: canary
+            """
+        let sources = try seedSources().map { $0.file == "virtualservice.yaml" ? ($0.file, vs) : $0 }
+        let report = Linter.lint(sources: sources)
+        let finding = errors(report).first { $0.path == "spec.http[1]" }
+        #expect(finding?.message.contains("unreachable") == true, "\(report.findings)")
+        #expect(finding?.line == 19)
+    }
+
+    @Test func badStagesAndDurations() throws {
+        var sources = try variant("rollout.yaml", "- {weight: 50, hold: 20s}", "- {weight: 20, hold: 2 minutes}")
+        sources = sources.map { s in
+            s.file == "rollout.yaml" ? (s.file, s.text.replacingOccurrences(of: "interval: 10s", with: "interval: 10")) : s
+        }
+        let report = Linter.lint(sources: sources)
+        let e = errors(report)
+        #expect(e.contains { $0.path == "spec.stages[2].weight" && $0.message == "20 is not above the previous stage's 25" }, "\(e)")
+        #expect(e.contains { $0.path == "spec.stages[2].hold" && $0.message.contains("'2 minutes' is not a duration") })
+        #expect(e.contains { $0.path == "spec.analysis.interval" && $0.message.contains("'10' has no unit") })
+        #expect(e.first { $0.path == "spec.stages[2].weight" }?.line == 21)
+    }
+
+    @Test func unknownFieldIsReported() throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "failureLimit: 3", "failureLimt: 3"))
+        let finding = errors(report).first { $0.path == "spec.analysis.failureLimt" }
+        #expect(finding?.message.contains("did you mean 'failureLimit'") == true, "\(report.findings)")
+    }
+
+    @Test func wrongTypeIsReportedWithItsPath() throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "failureLimit: 3", "failureLimit: three"))
+        #expect(errors(report).contains { $0.path == "spec.analysis.failureLimit" && $0.message.contains("expected an integer") }, "\(report.findings)")
+    }
+
+    @Test func brokenYAMLIsAFindingWithALine() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "    retries:\n", "    retries: [\n"))
+        let finding = errors(report).first { $0.file == "virtualservice.yaml" }
+        #expect(finding?.line != nil)
+        #expect(finding?.message.hasPrefix("invalid YAML") == true, "\(report.findings)")
+        // The Rollout still finds nothing to cross-check against.
+        #expect(errors(report).contains { $0.object == "Rollout shop/product-service" && $0.message.contains("VirtualService product-service is not among") })
+    }
+
+    @Test func tabIndentationIsBrokenYAML() {
+        let report = Linter.lint(sources: [("x.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n\tname: x\n")])
+        #expect(errors(report).first?.line == 4, "\(report.findings)")
+    }
+
+    @Test func missingVirtualServiceAndDestinationRule() throws {
+        let sources = try seedSources().filter { $0.file != "virtualservice.yaml" && $0.file != "destinationrule.yaml" }
+        let report = Linter.lint(sources: sources)
+        let e = errors(report)
+        #expect(e.contains { $0.path == "spec.traffic.virtualService" && $0.message == "VirtualService product-service is not among the linted manifests" })
+    }
+
+    @Test func missingDeployment() throws {
+        let report = Linter.lint(sources: try seedSources().filter { $0.file != "deployment.yaml" })
+        #expect(errors(report).contains { $0.path == "spec.target.deployment" })
+    }
+
+    @Test func noManagedRoute() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "        subset: stable\n      weight: 90", "        subset: canary\n      weight: 90"))
+        #expect(errors(report).contains { $0.object == "Rollout shop/product-service" && $0.path == "spec.traffic" && $0.message.contains("no HTTP route") }, "\(report.findings)")
+    }
+
+    @Test func namedRouteThatDoesNotExist() throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "    canarySubset: canary\n", "    canarySubset: canary\n    routes: [primary]\n"))
+        #expect(errors(report).contains { $0.path == "spec.traffic.routes" && $0.message.contains("no HTTP route named 'primary'") }, "\(report.findings)")
+    }
+
+    @Test func selectorThatWouldAdoptCanaryPods() throws {
+        let report = Linter.lint(sources: try variant("deployment.yaml", "      app: product-service\n      version: v1\n  template", "      app: product-service\n  template"))
+        #expect(errors(report).contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels" }, "\(report.findings)")
+    }
+
+    @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
+        let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
+        #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")
+    }
+
+    @Test func multiDocumentFileLintsLikeTheFolder() throws {
+        let joined = try seedSources().map(\.text).joined(separator: "\n---\n")
+        let report = Linter.lint(sources: [("all.yaml", joined)])
+        #expect(errors(report) == [], "\(report.findings)")
+        #expect(report.warnings >= 1)
+    }
+
+    @Test func notAKubernetesObject() {
+        let report = Linter.lint(sources: [("x.yaml", "- a\n- b\n"), ("y.yaml", "foo: bar\n")])
+        #expect(errors(report).count == 2)
+    }
+
+    @Test func missingPath() {
+        let report = Linter.lint(paths: ["/nonexistent/fledge"])
+        #expect(errors(report).first?.message == "no such file or directory")
+    }
+}
+
+@Suite("fledge lint: more broken variants")
+struct MoreLintTests {
+    @Test func hostTypo() throws {
+        let report = Linter.lint(sources: try variant("virtualservice.yaml", "        host: product-service\n        subset: stable", "        host: product-servce\n        subset: stable"))
+        let finding = errors(report).first { $0.path == "spec.http[1].route[0].destination.host" }
+        #expect(finding?.message.contains("did you mean 'product-service'") == true, "\(report.findings)")
+    }
+
+    @Test func deploymentLabelTypo() throws {
+        let report = Linter.lint(sources: try variant("deployment.yaml", "      labels:\n        app: product-service\n        version: v1", "      labels:\n        app: product-service\n        verison: v1"))
+        let e = errors(report)
+        #expect(e.contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels.version" }, "\(e)")
+        #expect(e.contains { $0.path == "spec.subsets[0].labels.version" })
+    }
+
+    @Test func duplicateKeyIsBrokenYAML() {
+        let report = Linter.lint(sources: [("d.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  name: b\n")])
+        #expect(errors(report).first?.line == 4, "\(report.findings)")
+        #expect(errors(report).first?.message.contains("key 'name' appears more than once") == true, "\(report.findings)")
+    }
+}
