@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "FledgePrometheus",
             dependencies: [
-                "FledgeHTTP",
+                "FledgeHTTP", "FledgeJSON",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
