@@ -75,7 +75,7 @@ struct APIHandler: HTTPResponder {
         }
     }
 
-    func authenticate(_ request: Request) async throws(SandboxError) -> SandboxUser {
+    func authenticate(_ request: Request) async throws -> SandboxUser {
         let tokens = await store.tokens
         if tokens.isEmpty { return .admin("system:anonymous-admin") }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
@@ -93,8 +93,8 @@ struct APIHandler: HTTPResponder {
         var subresource: String?
     }
 
-    func resolve(groupVersion: String, rest: [String]) async throws(SandboxError) -> Target {
-        func lookup(_ resource: String) async throws(SandboxError) -> ResourceType {
+    func resolve(groupVersion: String, rest: [String]) async throws -> Target {
+        func lookup(_ resource: String) async throws -> ResourceType {
             guard let type = await store.type(groupVersion: groupVersion, resource: resource) else {
                 throw SandboxError.pathNotFound(resource)
             }
@@ -119,7 +119,8 @@ struct APIHandler: HTTPResponder {
     func resourceRequest(_ request: Request, groupVersion: String, rest: [String], user: SandboxUser) async throws -> Response {
         guard !rest.isEmpty else { throw SandboxError.pathNotFound(request.uri.path) }
         let target = try await resolve(groupVersion: groupVersion, rest: rest)
-        let query = request.uri.queryParameters
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters where query[String(key)] == nil { query[String(key)] = String(value) }
         let type = target.type
         if let subresource = target.subresource {
             guard subresource == "status" && type.hasStatus else {
@@ -156,91 +157,134 @@ struct APIHandler: HTTPResponder {
         }
 
         let wantsTable = request.headers[.accept]?.contains("as=Table") ?? false
-        let dryRun = query["dryRun"] == "All"
-        let labelSelector = try LabelSelector(parsing: query["labelSelector"].map(String.init) ?? "")
-        let fieldSelector = try query["fieldSelector"].map { (text: Substring) throws(SandboxError) -> FieldSelector in
-            try FieldSelector(parsing: String(text))
-        }
-        let namespace = type.namespaced ? target.namespace : nil
-
+        let call = Call(
+            request: request, type: type, target: target, namespace: type.namespaced ? target.namespace : nil,
+            query: query, table: wantsTable, dryRun: query["dryRun"] == "All")
         switch verb {
-        case "get":
-            let object = try await store.get(type, namespace: namespace, name: target.name!)
-            if wantsTable {
-                return APIHandler.json(Table.table(type: type, objects: [object], resourceVersion: nil, now: store.clock.now), contentType: Table.contentType)
-            }
-            return APIHandler.json(output(object, type))
-        case "list":
-            var limit: Int? = nil
-            if let text = query["limit"] {
-                guard let value = Int(text), value >= 0 else {
-                    throw SandboxError.badRequest("limit must be a non-negative integer, got \"\(text)\"")
-                }
-                limit = value
-            }
-            let result = try await store.list(
-                type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: limit,
-                continueToken: query["continue"].map(String.init))
-            if wantsTable {
-                var table = Table.table(type: type, objects: result.items, resourceVersion: result.resourceVersion, now: store.clock.now)
-                if let token = result.continueToken { table[path: ["metadata", "continue"]] = .string(token) }
-                return APIHandler.json(table, contentType: Table.contentType)
-            }
-            var metadata: JSONValue = ["resourceVersion": .string(String(result.resourceVersion))]
-            if let token = result.continueToken { metadata["continue"] = .string(token) }
-            if let remaining = result.remaining { metadata["remainingItemCount"] = .int(Int64(remaining)) }
-            let list: JSONValue = [
-                "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion), "metadata": metadata,
-                "items": .array(result.items.map { output($0, type) }),
-            ]
-            return APIHandler.json(list)
-        case "watch":
-            return try await watch(type: type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, query: query, table: wantsTable)
-        case "create":
-            let body = try await readJSON(request)
-            try checkStrict(type, body, query: query)
-            let created = try await store.create(type, namespace: namespace, object: body, dryRun: dryRun)
-            return APIHandler.json(output(created, type), status: .created)
-        case "update":
-            let body = try await readJSON(request)
-            try checkStrict(type, body, query: query)
-            let updated = try await store.update(
-                type, namespace: namespace, name: target.name!, object: body, status: target.subresource == "status", dryRun: dryRun)
-            return APIHandler.json(output(updated, type))
-        case "patch":
-            let contentType = request.headers[.contentType].map { $0.split(separator: ";").first.map(String.init) ?? $0 } ?? ""
-            guard let patchType = PatchType(rawValue: contentType.trimmingSpaces) else {
-                throw SandboxError.status(
-                    code: 415, reason: "UnsupportedMediaType",
-                    message: "the body of the request was in an unknown format - accepted media types include: "
-                        + "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                        + (type.isCustom ? "" : ", application/strategic-merge-patch+json"),
-                    details: nil)
-            }
-            let body = try await readBody(request)
-            let result = try await store.patch(
-                type, namespace: namespace, name: target.name!, patchType: patchType, body: body,
-                status: target.subresource == "status", dryRun: dryRun)
-            return APIHandler.json(output(result.object, type), status: result.created ? .created : .ok)
-        case "delete":
-            var precondition: String? = nil
-            let body = try await readBody(request)
-            if !body.isEmpty, let options = try? JSONValue(parsing: body) {
-                precondition = options[path: ["preconditions", "resourceVersion"]]?.stringValue
-            }
-            let deleted = try await store.delete(type, namespace: namespace, name: target.name!, preconditionRV: precondition, dryRun: dryRun)
-            return APIHandler.json(output(deleted, type))
-        case "deletecollection":
-            let deleted = try await store.deleteCollection(type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector)
-            let list: JSONValue = [
-                "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion),
-                "metadata": ["resourceVersion": .string(String(await store.resourceVersion))],
-                "items": .array(deleted.map { output($0, type) }),
-            ]
-            return APIHandler.json(list)
-        default:
-            throw SandboxError.methodNotAllowed("unsupported verb \(verb)")
+        case "get": return try await getOne(call)
+        case "list": return try await listAll(call)
+        case "watch": return try await startWatch(call)
+        case "create": return try await createOne(call)
+        case "update": return try await updateOne(call)
+        case "patch": return try await patchOne(call)
+        case "delete": return try await deleteOne(call)
+        case "deletecollection": return try await deleteAll(call)
+        default: throw SandboxError.methodNotAllowed("unsupported verb \(verb)")
         }
+    }
+
+    struct Call: Sendable {
+        var request: Request
+        var type: ResourceType
+        var target: Target
+        var namespace: String?
+        var query: [String: String]
+        var table: Bool
+        var dryRun: Bool
+
+        func selectors() throws -> (LabelSelector, FieldSelector?) {
+            let label = try LabelSelector(parsing: query["labelSelector"] ?? "")
+            var field: FieldSelector? = nil
+            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text) }
+            return (label, field)
+        }
+    }
+
+    func getOne(_ call: Call) async throws -> Response {
+        let object = try await store.get(call.type, namespace: call.namespace, name: call.target.name!)
+        if call.table {
+            let table = Table.table(type: call.type, objects: [object], resourceVersion: nil, now: store.clock.now)
+            return APIHandler.json(table, contentType: Table.contentType)
+        }
+        return APIHandler.json(output(object, call.type))
+    }
+
+    func listAll(_ call: Call) async throws -> Response {
+        var limit: Int? = nil
+        if let text = call.query["limit"] {
+            guard let value = Int(text), value >= 0 else {
+                throw SandboxError.badRequest("limit must be a non-negative integer, got \"\(text)\"")
+            }
+            limit = value
+        }
+        let (labelSelector, fieldSelector) = try call.selectors()
+        let result = try await store.list(
+            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            limit: limit, continueToken: call.query["continue"])
+        if call.table {
+            var table = Table.table(type: call.type, objects: result.items, resourceVersion: result.resourceVersion, now: store.clock.now)
+            if let token = result.continueToken { table[path: ["metadata", "continue"]] = .string(token) }
+            return APIHandler.json(table, contentType: Table.contentType)
+        }
+        var metadata: JSONObject = [:]
+        metadata["resourceVersion"] = .string(String(result.resourceVersion))
+        if let token = result.continueToken { metadata["continue"] = .string(token) }
+        if let remaining = result.remaining { metadata["remainingItemCount"] = .int(Int64(remaining)) }
+        var list: JSONObject = [:]
+        list["kind"] = .string(call.type.listKind)
+        list["apiVersion"] = .string(call.type.apiVersion)
+        list["metadata"] = .object(metadata)
+        list["items"] = .array(result.items.map { output($0, call.type) })
+        return APIHandler.json(.object(list))
+    }
+
+    func startWatch(_ call: Call) async throws -> Response {
+        let (labelSelector, fieldSelector) = try call.selectors()
+        return try await watch(
+            type: call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            query: call.query, table: call.table)
+    }
+
+    func createOne(_ call: Call) async throws -> Response {
+        let body = try await readJSON(call.request)
+        try checkStrict(call.type, body, query: call.query)
+        let created = try await store.create(call.type, namespace: call.namespace, object: body, dryRun: call.dryRun)
+        return APIHandler.json(output(created, call.type), status: .created)
+    }
+
+    func updateOne(_ call: Call) async throws -> Response {
+        let body = try await readJSON(call.request)
+        try checkStrict(call.type, body, query: call.query)
+        let updated = try await store.update(
+            call.type, namespace: call.namespace, name: call.target.name!, object: body,
+            status: call.target.subresource == "status", dryRun: call.dryRun)
+        return APIHandler.json(output(updated, call.type))
+    }
+
+    func patchOne(_ call: Call) async throws -> Response {
+        let header: String = call.request.headers[.contentType] ?? ""
+        let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
+        guard let patchType = PatchType(rawValue: mediaType) else {
+            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+        }
+        let body = try await readBody(call.request)
+        let result = try await store.patch(
+            call.type, namespace: call.namespace, name: call.target.name!, patchType: patchType, body: body,
+            status: call.target.subresource == "status", dryRun: call.dryRun)
+        return APIHandler.json(output(result.object, call.type), status: result.created ? .created : .ok)
+    }
+
+    func deleteOne(_ call: Call) async throws -> Response {
+        var precondition: String? = nil
+        let body = try await readBody(call.request)
+        if !body.isEmpty, let options = try? JSONValue(parsing: body) {
+            precondition = options[path: ["preconditions", "resourceVersion"]]?.stringValue
+        }
+        let deleted = try await store.delete(
+            call.type, namespace: call.namespace, name: call.target.name!, preconditionRV: precondition, dryRun: call.dryRun)
+        return APIHandler.json(output(deleted, call.type))
+    }
+
+    func deleteAll(_ call: Call) async throws -> Response {
+        let (labelSelector, fieldSelector) = try call.selectors()
+        let deleted = try await store.deleteCollection(
+            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector)
+        var list: JSONObject = [:]
+        list["kind"] = .string(call.type.listKind)
+        list["apiVersion"] = .string(call.type.apiVersion)
+        list["metadata"] = .object(["resourceVersion": .string(String(await store.resourceVersion))])
+        list["items"] = .array(deleted.map { output($0, call.type) })
+        return APIHandler.json(.object(list))
     }
 
     /// The object as the requested version presents it (Istio's v1 and v1beta1 share storage).
@@ -251,7 +295,7 @@ struct APIHandler: HTTPResponder {
         return copy
     }
 
-    func checkStrict(_ type: ResourceType, _ body: JSONValue, query: FlatDictionary<Substring, Substring>) throws(SandboxError) {
+    func checkStrict(_ type: ResourceType, _ body: JSONValue, query: [String: String]) throws(SandboxError) {
         guard query["fieldValidation"] == "Strict", let schema = type.schema else { return }
         let unknown = SchemaValidator.unknownFields(body, schema: schema)
         if !unknown.isEmpty {
@@ -289,9 +333,43 @@ struct APIHandler: HTTPResponder {
 
     // MARK: Watch
 
+    /// Writes watch events as JSON lines until the stream ends; returns the write error, if any.
+    static func pump(
+        _ events: AsyncStream<WatchEvent>, into writer: inout any ResponseBodyWriter, type: ResourceType, table: Bool,
+        clock: any SandboxClock
+    ) async -> (any Error)? {
+        for await event in events {
+            let buffer = render(event, type: type, table: table, now: clock.now)
+            do {
+                try await writer.write(buffer)
+            } catch {
+                return error
+            }
+        }
+        return nil
+    }
+
+    static func render(_ event: WatchEvent, type: ResourceType, table: Bool, now: Date) -> ByteBuffer {
+        var object = event.object
+        if event.type != "BOOKMARK" {
+            if table {
+                object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
+            } else if object["apiVersion"]?.stringValue != type.apiVersion {
+                object["apiVersion"] = .string(type.apiVersion)
+            }
+        }
+        var line: JSONObject = [:]
+        line["type"] = .string(event.type)
+        line["object"] = object
+        var buffer = ByteBuffer()
+        buffer.writeBytes(JSONValue.object(line).serialized())
+        buffer.writeString("\n")
+        return buffer
+    }
+
     func watch(
         type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
-        query: FlatDictionary<Substring, Substring>, table: Bool
+        query: [String: String], table: Bool
     ) async throws -> Response {
         var from: Int64? = nil
         if let text = query["resourceVersion"], !text.isEmpty {
@@ -312,40 +390,32 @@ struct APIHandler: HTTPResponder {
         var headers = HTTPFields()
         headers[.contentType] = table ? Table.contentType : "application/json"
         headers[.cacheControl] = "no-cache, private"
+        let outcome = await store.openWatch(
+            type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            resourceVersion: from, bookmarks: bookmarks, timeout: timeout)
         let started: (id: Int, events: AsyncStream<WatchEvent>)
-        do {
-            started = try await store.watch(
-                type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
-                resourceVersion: from, bookmarks: bookmarks, timeout: timeout)
-        } catch let error as SandboxError where error.code == 410 {
+        switch outcome {
+        case .success(let value):
+            started = value
+        case .failure(let error):
+            guard error.code == 410 else { throw error }
             // As the real server: 200, then one ERROR event carrying the 410 Status.
-            let event: JSONValue = ["type": "ERROR", "object": error.statusObject]
+            var event: JSONObject = [:]
+            event["type"] = "ERROR"
+            event["object"] = error.statusObject
             var buffer = ByteBuffer()
-            buffer.writeBytes(event.serialized())
+            buffer.writeBytes(JSONValue.object(event).serialized())
             buffer.writeString("\n")
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: buffer))
         }
         let clock = store.clock
+        let id = started.id
+        let events = started.events
+        let groupResource = type.groupResource
         let body = ResponseBody { writer in
-            do {
-                for await event in started.events {
-                    var object = event.object
-                    if event.type != "BOOKMARK" {
-                        object = table
-                            ? Table.table(type: type, objects: [object], resourceVersion: nil, now: clock.now)
-                            : output(object, type)
-                    }
-                    let line: JSONValue = ["type": .string(event.type), "object": object]
-                    var buffer = ByteBuffer()
-                    buffer.writeBytes(line.serialized())
-                    buffer.writeString("\n")
-                    try await writer.write(buffer)
-                }
-            } catch {
-                await store.removeWatcher(started.id, type.groupResource)
-                throw error
-            }
-            await store.removeWatcher(started.id, type.groupResource)
+            let failure = await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
+            await store.removeWatcher(id, groupResource)
+            if let failure { throw failure }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)

@@ -77,7 +77,7 @@ enum Discovery {
 /// The OpenAPI v3 documents kubectl reads before `create` and `apply`: it checks that each
 /// resource's PATCH operation accepts `fieldValidation`, then relies on server-side validation.
 enum OpenAPI {
-    static func document(store: SandboxStore, segments: [String]) async throws(SandboxError) -> JSONValue {
+    static func document(store: SandboxStore, segments: [String]) async throws -> JSONValue {
         let groupVersions = await store.groupVersions
         if segments.isEmpty {
             var paths: JSONObject = [:]

@@ -76,7 +76,7 @@ public enum ManifestLoader {
     static func convert(_ node: Node, source: String, document: Int) throws(SandboxError) -> JSONValue {
         switch node {
         case .scalar(let scalar):
-            switch node.tag.name {
+            switch Tag.Name(rawValue: node.tag.rawValue) {
             case .null: return .null
             case .bool: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
             case .int:

@@ -103,9 +103,7 @@ extension SandboxStore {
         let groupResource = GroupResource(group: request.group, resource: request.resource)
         let subject = request.name.map { "\(groupResource) \"\($0)\"" } ?? "\(groupResource)"
         let scope = request.namespace.map { "in the namespace \"\($0)\"" } ?? "at the cluster scope"
-        let message =
-            "\(subject) is forbidden: User \"\(user.name)\" cannot \(request.verb) resource \"\(resource)\" "
-            + "in API group \"\(request.group)\" \(scope)"
+        let message = "\(subject) is forbidden: User \"\(user.name)\" cannot \(request.verb) resource \"\(resource)\" in API group \"\(request.group)\" \(scope)"
         return .status(code: 403, reason: "Forbidden", message: message, details: SandboxError.details(request.name, groupResource))
     }
 }

@@ -66,8 +66,7 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
     static func conflict(_ resource: GroupResource, _ name: String) -> SandboxError {
         .status(
             code: 409, reason: "Conflict",
-            message: "Operation cannot be fulfilled on \(resource) \"\(name)\": the object has been modified; "
-                + "please apply your changes to the latest version and try again",
+            message: "Operation cannot be fulfilled on \(resource) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
             details: details(name, resource))
     }
 
@@ -75,15 +74,30 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
         .status(code: 400, reason: "BadRequest", message: message, details: nil)
     }
 
-    static func invalid(kind: String, name: String, causes: [(field: String, message: String)]) -> SandboxError {
-        let summary = causes.map { "\($0.field): \($0.message)" }.joined(separator: ", ")
-        let message = "\(kind) \"\(name)\" is invalid: " + (causes.count == 1 ? summary : "[\(summary)]")
-        let causeObjects: [JSONValue] = causes.map {
-            ["reason": "FieldValueInvalid", "message": .string($0.message), "field": .string($0.field)]
+    static func invalid(kind: String, name: String, causes: [(String, String)]) -> SandboxError {
+        let summary = causes.map { (cause: (String, String)) -> String in "\(cause.0): \(cause.1)" }.joined(separator: ", ")
+        let listed: String = causes.count == 1 ? summary : "[\(summary)]"
+        let message = "\(kind) \"\(name)\" is invalid: \(listed)"
+        var causeObjects: [JSONValue] = []
+        for (field, message) in causes {
+            var cause: JSONObject = [:]
+            cause["reason"] = "FieldValueInvalid"
+            cause["message"] = .string(message)
+            cause["field"] = .string(field)
+            causeObjects.append(.object(cause))
         }
         return .status(
             code: 422, reason: "Invalid", message: message,
             details: ["name": .string(name), "kind": .string(kind), "causes": .array(causeObjects)])
+    }
+
+    static func unsupportedPatch(custom: Bool) -> SandboxError {
+        let types: String = custom
+            ? "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+            : "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+        return .status(
+            code: 415, reason: "UnsupportedMediaType",
+            message: "the body of the request was in an unknown format - accepted media types include: \(types)", details: nil)
     }
 
     static func unprocessable(_ message: String) -> SandboxError {

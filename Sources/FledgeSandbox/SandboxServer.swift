@@ -1,6 +1,7 @@
 import FledgeJSON
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import ServiceLifecycle
@@ -150,7 +151,6 @@ public final class SandboxServer: Service, Sendable {
         } else {
             server = .http1()
         }
-        let port = boundPort
         var appLogger = logger
         appLogger.logLevel = .warning
         let app = Application(
@@ -158,9 +158,9 @@ public final class SandboxServer: Service, Sendable {
             server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "fledge-sandbox"),
-            onServerRunning: { channel in
+            onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? 0
-                port.withLock { $0 = bound }
+                self.boundPort.withLock { $0 = bound }
                 onBound(bound)
             },
             logger: appLogger)
@@ -258,8 +258,12 @@ public struct SandboxCertificates: Sendable {
         }
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = { (name: String) in folder.appendingPathComponent(name).path }
-        let altNames = hosts.map { $0.contains(":") || $0.allSatisfy({ $0.isNumber || $0 == "." }) ? "IP:\($0)" : "DNS:\($0)" }
-            .joined(separator: ",")
+        var names: [String] = []
+        for host in hosts {
+            let isAddress: Bool = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+            names.append(isAddress ? "IP:\(host)" : "DNS:\(host)")
+        }
+        let altNames = names.joined(separator: ",")
         let extensions = """
             subjectAltName=\(altNames)
             basicConstraints=critical,CA:FALSE

@@ -119,12 +119,27 @@ public actor SandboxStore {
         random = SplitMix64(seed: configuration.faults.seed)
         tokens = configuration.tokens
         rbacEnabled = configuration.rbac
-        for type in ResourceType.builtIn { register(type) }
-        for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            _ = try? create(
-                type(for: .namespaces)!, namespace: nil,
-                object: ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": .string(namespace)]])
+        var types: OrderedDictionary<String, OrderedDictionary<String, ResourceType>> = [:]
+        for type in ResourceType.builtIn { types[type.groupVersion, default: [:]][type.resource] = type }
+        self.types = types
+        // The namespaces every cluster starts with.
+        var namespaces = Bucket()
+        let created = configuration.clock.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+        for (index, namespace) in ["default", "kube-system", "kube-public", "kube-node-lease"].enumerated() {
+            namespaces.objects[namespace] = [
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": [
+                    "name": .string(namespace), "uid": .string(UUID().uuidString.lowercased()),
+                    "resourceVersion": .string(String(index + 1)), "creationTimestamp": .string(created),
+                    "labels": ["kubernetes.io/metadata.name": .string(namespace)],
+                ],
+                "spec": ["finalizers": ["kubernetes"]],
+                "status": ["phase": "Active"],
+            ]
         }
+        buckets[.namespaces] = namespaces
+        resourceVersion = 4
+        oldestWatchable = 4
     }
 
     // MARK: Types
@@ -339,14 +354,13 @@ public actor SandboxStore {
         if !valid {
             throw SandboxError.invalid(
                 kind: kind, name: name,
-                causes: [(
-                    "metadata.name",
-                    "Invalid value: \"\(name)\": a lowercase RFC 1123 subdomain must consist of lower case "
-                        + "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                        + "character (e.g. 'example.com', regex used for validation is "
-                        + "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-                )])
+                causes: [("metadata.name", SandboxStore.nameMessage(name))])
         }
+    }
+
+    static func nameMessage(_ name: String) -> String {
+        let rule: String = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        return "Invalid value: \"\(name)\": \(rule)"
     }
 
     /// Checks the parts every object shares, and that the body is the kind the URL names.
@@ -356,8 +370,7 @@ public actor SandboxStore {
         }
         if let kind = object["kind"], kind.stringValue != type.kind {
             throw SandboxError.badRequest(
-                "the kind in the body (\(kind.stringValue ?? kind.serializedString())) does not match the kind "
-                    + "of the resource (\(type.kind))")
+                "the kind in the body (\(kind.stringValue ?? kind.serializedString())) does not match the kind of the resource (\(type.kind))")
         }
         if let apiVersion = object["apiVersion"]?.stringValue, apiVersion != type.apiVersion,
             types[apiVersion]?[type.resource]?.group != type.group
@@ -610,15 +623,11 @@ public actor SandboxStore {
             }
         case .strategic:
             if type.isCustom {
-                throw SandboxError.status(
-                    code: 415, reason: "UnsupportedMediaType",
-                    message: "the body of the request was in an unknown format - accepted media types include: "
-                        + "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                    details: nil)
+                throw SandboxError.unsupportedPatch(custom: true)
             }
             patched = try StrategicMergePatch.apply(patch, to: current)
         case .apply:
-            fatalError("handled above")
+            throw SandboxError.badRequest("an apply patch cannot be applied as a JSON patch")
         }
         guard case .object = patched else {
             throw SandboxError.unprocessable("the patch turned \(type.groupResource) \"\(name)\" into a \(patched.typeName)")
@@ -782,15 +791,26 @@ public actor SandboxStore {
         for type in newTypes { register(type) }
         // Established, names accepted: what clients wait for before using the new type.
         var status: JSONValue = [:]
-        status["acceptedNames"] = crd[path: ["spec", "names"]] ?? [:]
+        let names: JSONValue = crd[path: ["spec", "names"]] ?? .object([:])
+        status["acceptedNames"] = names
         let time = JSONValue.string(now())
-        status["conditions"] = [
-            ["type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": time],
-            ["type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": time],
-        ]
-        let storage = crd[path: ["spec", "versions"]]?.arrayValue?.first { $0["storage"]?.boolValue == true }?["name"]
+        func condition(_ type: String, _ reason: String, _ message: String) -> JSONValue {
+            var object: JSONObject = [:]
+            object["type"] = .string(type)
+            object["status"] = "True"
+            object["reason"] = .string(reason)
+            object["message"] = .string(message)
+            object["lastTransitionTime"] = time
+            return .object(object)
+        }
+        status["conditions"] = .array([
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ])
+        let versions: [JSONValue] = crd[path: ["spec", "versions"]]?.arrayValue ?? []
+        let storage: JSONValue? = versions.first(where: { $0["storage"]?.boolValue == true })?["name"]
         status["storedVersions"] = .array(storage.map { [$0] } ?? [])
-        if crd["status"] != status, let crdType = type(for: .customResourceDefinitions) {
+        if crd["status"] != status, let crdType = self.type(for: .customResourceDefinitions) {
             var updated = crd
             updated["status"] = status
             _ = store(updated, crdType.groupResource, key: name, event: "MODIFIED")
@@ -834,6 +854,20 @@ public actor SandboxStore {
         return (nextWatcherID, stream)
     }
 
+    /// `watch` as a Result, so callers need no typed-throws catch across an await.
+    func openWatch(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        resourceVersion from: Int64?, bookmarks: Bool, timeout: Duration?
+    ) -> Result<(id: Int, events: AsyncStream<WatchEvent>), SandboxError> {
+        do {
+            return .success(try watch(
+                type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+                resourceVersion: from, bookmarks: bookmarks, timeout: timeout))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     func removeWatcher(_ id: Int, _ groupResource: GroupResource) {
         watchers[groupResource]?.removeValue(forKey: id)?.continuation.finish()
     }
@@ -865,7 +899,7 @@ public actor SandboxStore {
                     updated.removeValue(forKey: id)
                     continue
                 }
-                if sendBookmarks, watcher.bookmarks, let type = type(for: groupResource) {
+                if sendBookmarks, watcher.bookmarks, let type = self.type(for: groupResource) {
                     watcher.continuation.yield(WatchEvent(
                         type: "BOOKMARK",
                         object: [
@@ -920,7 +954,7 @@ public actor SandboxStore {
     }
 
     private func settle(key: String) {
-        guard let deployment = buckets[.deployments]?.objects[key], let type = type(for: .deployments) else { return }
+        guard let deployment = buckets[.deployments]?.objects[key], let type = self.type(for: .deployments) else { return }
         let replicas = Int(deployment[path: ["spec", "replicas"]]?.intValue ?? 1)
         let ready = min(deploymentSimulations[key]?.readyOverride ?? replicas, replicas)
         var status: JSONValue = [:]
@@ -932,19 +966,24 @@ public actor SandboxStore {
         if replicas - ready > 0 { status["unavailableReplicas"] = .int(Int64(replicas - ready)) }
         let time = JSONValue.string(now())
         let available = ready >= replicas - max(0, replicas / 4)
-        status["conditions"] = [
-            [
-                "type": "Available", "status": available ? "True" : "False",
-                "reason": available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
-                "message": available ? "Deployment has minimum availability." : "Deployment does not have minimum availability.",
-                "lastUpdateTime": time, "lastTransitionTime": time,
-            ],
-            [
-                "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                "message": .string("ReplicaSet \"\(deployment[path: ["metadata", "name"]]?.stringValue ?? "")-\(SandboxStore.templateHash(deployment))\" has successfully progressed."),
-                "lastUpdateTime": time, "lastTransitionTime": time,
-            ],
-        ]
+        var availableCondition: JSONObject = [:]
+        availableCondition["type"] = "Available"
+        availableCondition["status"] = .string(available ? "True" : "False")
+        availableCondition["reason"] = .string(available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable")
+        availableCondition["message"] = .string(
+            available ? "Deployment has minimum availability." : "Deployment does not have minimum availability.")
+        availableCondition["lastUpdateTime"] = time
+        availableCondition["lastTransitionTime"] = time
+        let deploymentName = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
+        var progressing: JSONObject = [:]
+        progressing["type"] = "Progressing"
+        progressing["status"] = "True"
+        progressing["reason"] = "NewReplicaSetAvailable"
+        progressing["message"] = .string(
+            "ReplicaSet \"\(deploymentName)-\(SandboxStore.templateHash(deployment))\" has successfully progressed.")
+        progressing["lastUpdateTime"] = time
+        progressing["lastTransitionTime"] = time
+        status["conditions"] = .array([.object(availableCondition), .object(progressing)])
         if simulatePods { syncPods(deployment: deployment, ready: ready, replicas: replicas) }
         if deployment["status"] != status {
             var updated = deployment
@@ -969,7 +1008,7 @@ public actor SandboxStore {
 
     /// Keeps exactly `replicas` pods of the current template, `ready` of them ready.
     private func syncPods(deployment: JSONValue, ready: Int, replicas: Int) {
-        guard let podType = type(for: .pods) else { return }
+        guard let podType = self.type(for: .pods) else { return }
         let namespace = deployment[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         let name = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
         let uid = deployment[path: ["metadata", "uid"]]?.stringValue ?? ""
@@ -994,30 +1033,51 @@ public actor SandboxStore {
             var labels = deployment[path: ["spec", "template", "metadata", "labels"]]?.objectValue ?? [:]
             labels["pod-template-hash"] = .string(hash)
             let readyText: JSONValue = isReady ? "True" : "False"
-            var pod: JSONValue = existing ?? [
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": [
-                    "name": .string(podName), "namespace": .string(namespace), "labels": .object(labels),
-                    "uid": .string(UUID().uuidString.lowercased()), "creationTimestamp": time,
-                    "ownerReferences": [
-                        ["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid), "controller": true]
-                    ],
-                ],
-                "spec": deployment[path: ["spec", "template", "spec"]] ?? [:],
-            ]
-            if existing == nil { pod[path: ["metadata", "generation"]] = 1 }
+            var pod: JSONValue
+            if let existing {
+                pod = existing
+            } else {
+                var owner: JSONObject = [:]
+                owner["apiVersion"] = "apps/v1"
+                owner["kind"] = "Deployment"
+                owner["name"] = .string(name)
+                owner["uid"] = .string(uid)
+                owner["controller"] = .bool(true)
+                var metadata: JSONObject = [:]
+                metadata["name"] = .string(podName)
+                metadata["namespace"] = .string(namespace)
+                metadata["labels"] = .object(labels)
+                metadata["uid"] = .string(UUID().uuidString.lowercased())
+                metadata["creationTimestamp"] = time
+                metadata["generation"] = .int(1)
+                metadata["ownerReferences"] = .array([.object(owner)])
+                var object: JSONObject = [:]
+                object["apiVersion"] = "v1"
+                object["kind"] = "Pod"
+                object["metadata"] = .object(metadata)
+                let templateSpec: JSONValue = deployment[path: ["spec", "template", "spec"]] ?? .object([:])
+                object["spec"] = templateSpec
+                pod = .object(object)
+            }
             var status: JSONValue = ["phase": "Running"]
-            status["conditions"] = [
-                ["type": "Ready", "status": readyText],
-                ["type": "ContainersReady", "status": readyText],
-            ]
-            status["containerStatuses"] = .array(
-                (deployment[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []).map { container in
-                    [
-                        "name": container["name"] ?? "", "image": container["image"] ?? "", "ready": .bool(isReady),
-                        "restartCount": 0, "started": true,
-                    ]
-                })
+            var readyCondition: JSONObject = [:]
+            readyCondition["type"] = "Ready"
+            readyCondition["status"] = readyText
+            var containersReady = readyCondition
+            containersReady["type"] = "ContainersReady"
+            status["conditions"] = .array([.object(readyCondition), .object(containersReady)])
+            let containers: [JSONValue] = deployment[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
+            var containerStatuses: [JSONValue] = []
+            for container in containers {
+                var entry: JSONObject = [:]
+                entry["name"] = container["name"] ?? .string("")
+                entry["image"] = container["image"] ?? .string("")
+                entry["ready"] = .bool(isReady)
+                entry["restartCount"] = .int(0)
+                entry["started"] = .bool(true)
+                containerStatuses.append(.object(entry))
+            }
+            status["containerStatuses"] = .array(containerStatuses)
             if existing?["status"] == status { continue }
             pod["status"] = status
             _ = store(pod, podType.groupResource, key: key, event: existing == nil ? "ADDED" : "MODIFIED")
@@ -1043,7 +1103,7 @@ public actor SandboxStore {
         for object in objects {
             let apiVersion = object["apiVersion"]?.stringValue ?? ""
             let kind = object["kind"]?.stringValue ?? ""
-            guard let type = type(apiVersion: apiVersion, kind: kind) else {
+            guard let type = self.type(apiVersion: apiVersion, kind: kind) else {
                 throw SandboxError.manifest(
                     source: object[path: ["metadata", "name"]]?.stringValue ?? "<object>",
                     message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"")
@@ -1079,7 +1139,7 @@ public actor SandboxStore {
     public func setStatus(_ groupResource: GroupResource, namespace: String?, name: String, status: JSONValue)
         throws(SandboxError) -> JSONValue
     {
-        guard let type = type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
         var object = try get(type, namespace: namespace, name: name)
         object["status"] = status
         object[path: ["metadata", "resourceVersion"]] = nil
@@ -1091,7 +1151,7 @@ public actor SandboxStore {
     public func modify(
         _ groupResource: GroupResource, namespace: String?, name: String, _ change: (inout JSONValue) -> Void
     ) throws(SandboxError) -> JSONValue {
-        guard let type = type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
         var object = try get(type, namespace: namespace, name: name)
         change(&object)
         object[path: ["metadata", "resourceVersion"]] = nil
@@ -1107,7 +1167,7 @@ public actor SandboxStore {
     /// Deletes an object directly.
     @discardableResult
     public func remove(_ groupResource: GroupResource, namespace: String?, name: String) throws(SandboxError) -> JSONValue {
-        guard let type = type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
         return try delete(type, namespace: namespace, name: name)
     }
 

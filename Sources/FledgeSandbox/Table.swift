@@ -14,21 +14,29 @@ enum Table {
         if !type.isCustom || type.printerColumns.isEmpty || type.group == "networking.istio.io" {
             columns.append(PrinterColumn(name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp"))
         }
-        let definitions: [JSONValue] = columns.map { column in
-            [
-                "name": .string(column.name), "type": .string(column.type == "date" ? "string" : column.type),
-                "format": .string(column.jsonPath == ".metadata.name" ? "name" : ""),
-                "description": .string(column.description), "priority": .int(Int64(column.priority)),
-            ]
+        var definitions: [JSONValue] = []
+        for column in columns {
+            var definition: JSONObject = [:]
+            definition["name"] = .string(column.name)
+            definition["type"] = .string(column.type == "date" ? "string" : column.type)
+            definition["format"] = .string(column.jsonPath == ".metadata.name" ? "name" : "")
+            definition["description"] = .string(column.description)
+            definition["priority"] = .int(Int64(column.priority))
+            definitions.append(.object(definition))
         }
-        let rows: [JSONValue] = objects.map { object in
-            let cells: [JSONValue] = columns.map { cell(object, $0, now: now) }
-            var metadata = object["metadata"] ?? [:]
+        var rows: [JSONValue] = []
+        for object in objects {
+            let cells: [JSONValue] = columns.map { (column: PrinterColumn) -> JSONValue in cell(object, column, now: now) }
+            var metadata: JSONValue = object["metadata"] ?? .object([:])
             metadata["managedFields"] = nil
-            return [
-                "cells": .array(cells),
-                "object": ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata],
-            ]
+            var partial: JSONObject = [:]
+            partial["kind"] = "PartialObjectMetadata"
+            partial["apiVersion"] = "meta.k8s.io/v1"
+            partial["metadata"] = metadata
+            var row: JSONObject = [:]
+            row["cells"] = .array(cells)
+            row["object"] = .object(partial)
+            rows.append(.object(row))
         }
         var metadata: JSONValue = [:]
         if let resourceVersion { metadata["resourceVersion"] = .string(String(resourceVersion)) }
@@ -50,7 +58,9 @@ enum Table {
             let total = object[path: ["spec", "containers"]]?.arrayValue?.count ?? statuses.count
             return .string("\(ready)/\(total)")
         case "#dataCount":
-            return .int(Int64((object["data"]?.objectValue?.count ?? 0) + (object["binaryData"]?.objectValue?.count ?? 0)))
+            let data: Int = object["data"]?.objectValue?.count ?? 0
+            let binary: Int = object["binaryData"]?.objectValue?.count ?? 0
+            return .int(Int64(data + binary))
         case "#roleRef":
             let kind = object[path: ["roleRef", "kind"]]?.stringValue ?? ""
             let name = object[path: ["roleRef", "name"]]?.stringValue ?? ""
