@@ -107,11 +107,11 @@ struct SandboxCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("cannot write the kubeconfig to \(kubeconfigPath): \(error.localizedDescription)")
             }
-            print("fledge sandbox: Kubernetes API on \(url.absoluteString)")
-            print("fledge sandbox: kubeconfig written to \(kubeconfigPath)  (export KUBECONFIG=\(kubeconfigPath))")
-            if loaded > 0 { print("fledge sandbox: loaded \(loaded) objects") }
-            print("fledge sandbox: press Ctrl-C to stop")
-            fflush(stdout)
+            var lines = "fledge sandbox: Kubernetes API on \(url.absoluteString)\n"
+            lines += "fledge sandbox: kubeconfig written to \(kubeconfigPath)  (export KUBECONFIG=\(kubeconfigPath))\n"
+            if loaded > 0 { lines += "fledge sandbox: loaded \(loaded) objects\n" }
+            lines += "fledge sandbox: press Ctrl-C to stop\n"
+            FileHandle.standardOutput.write(Data(lines.utf8))
             try? await gracefulShutdown()
         }
     }
