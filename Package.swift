@@ -95,8 +95,10 @@ let package = Package(
             dependencies: [
                 "FledgeJSON", "Yams",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -195,7 +197,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeSandboxTests",
-            dependencies: ["FledgeSandbox", "FledgeJSON", "TestSupport"],
+            dependencies: ["FledgeSandbox", "FledgeJSON", "FledgeHTTP", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

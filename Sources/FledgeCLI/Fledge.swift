@@ -10,6 +10,7 @@ public struct Fledge: AsyncParsableCommand {
             QueryCommand.self,
             DemoCommand.self,
             LintCommand.self,
+            SandboxCommand.self,
         ]
     )
 

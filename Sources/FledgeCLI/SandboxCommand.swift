@@ -1,0 +1,118 @@
+import ArgumentParser
+import FledgeSandbox
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fledge sandbox`: an in-process Kubernetes API server for local demos, in the foreground.
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Run a local Kubernetes API server that kubectl and Fledge can talk to.",
+        discussion: """
+            Serves the Kubernetes REST API (discovery, CRUD, patch, watch, status, CRDs, RBAC) on a \
+            loopback address until interrupted (SIGINT/SIGTERM), and writes a kubeconfig for kubectl:
+
+              fledge sandbox --kubeconfig-out sandbox.kubeconfig --tls --load deploy/
+              KUBECONFIG=sandbox.kubeconfig kubectl get crds
+
+            Deployments simulate rollouts: their status follows the spec after --rollout-delay.
+            """)
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port: Int = 0
+
+    @Option(help: "Address to listen on. Only loopback addresses are allowed.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Where to write a kubeconfig for kubectl.")
+    var kubeconfigOut: String = "sandbox.kubeconfig"
+
+    @Flag(help: "Serve HTTPS with a certificate signed by a CA generated at start (openssl); the CA goes into the kubeconfig.")
+    var tls = false
+
+    @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start.")
+    var load: [String] = []
+
+    @Option(help: "Bearer token for the admin user (default: a random one, written to the kubeconfig).")
+    var token: String?
+
+    @Flag(help: "Enforce RBAC for users other than the admin.")
+    var rbac = false
+
+    @Option(help: "Seconds after a Deployment change before its status reports the new replicas ready.")
+    var rolloutDelay: Double = 2
+
+    func validate() throws {
+        guard (0...65535).contains(port) else {
+            throw ValidationError("--port must be between 0 and 65535, got \(port)")
+        }
+        guard ["127.0.0.1", "localhost", "::1"].contains(host) else {
+            throw ValidationError("--host must be a loopback address (127.0.0.1, localhost or ::1), got \(host)")
+        }
+        guard rolloutDelay >= 0 else {
+            throw ValidationError("--rollout-delay must not be negative, got \(rolloutDelay)")
+        }
+        if let token, token.isEmpty || token.contains(where: \.isWhitespace) {
+            throw ValidationError("--token must be non-empty and contain no spaces")
+        }
+        for path in load where !FileManager.default.fileExists(atPath: path) {
+            throw ValidationError("--load \(path): no such file or directory")
+        }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "fledge.sandbox")
+        let adminToken = token ?? SandboxCommand.randomToken()
+        var configuration = SandboxServer.Configuration(
+            host: host == "localhost" ? "127.0.0.1" : host, port: port,
+            tokens: [adminToken: .admin("fledge-admin")], rbac: rbac,
+            rolloutDelay: .milliseconds(Int64(rolloutDelay * 1000)))
+        if tls { configuration.tls = try SandboxCertificates.generate() }
+        let server = SandboxServer(configuration: configuration, logger: logger)
+        let objects = try ManifestLoader.load(paths: load)
+        // CRDs first, so the custom resources in the same folders can be created.
+        let crds = objects.filter { $0["kind"]?.stringValue == "CustomResourceDefinition" }
+        try await server.store.apply(crds)
+        try await server.store.apply(objects.filter { $0["kind"]?.stringValue != "CustomResourceDefinition" })
+
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: server), .init(service: Announcer(server: server, kubeconfigPath: kubeconfigOut, token: adminToken, loaded: objects.count))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(UInt8.random(in: 0...15, using: &generator), radix: 16) }.joined()
+    }
+
+    /// Waits until the server listens, writes the kubeconfig, says where it listens, then idles.
+    struct Announcer: Service {
+        let server: SandboxServer
+        let kubeconfigPath: String
+        let token: String
+        let loaded: Int
+
+        func run() async throws {
+            while server.url == nil {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let url = server.url!
+            let kubeconfig = server.kubeconfig(token: token)
+            do {
+                try kubeconfig.write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot write the kubeconfig to \(kubeconfigPath): \(error.localizedDescription)")
+            }
+            var lines = "fledge sandbox: Kubernetes API on \(url.absoluteString)\n"
+            lines += "fledge sandbox: kubeconfig written to \(kubeconfigPath)  (export KUBECONFIG=\(kubeconfigPath))\n"
+            if loaded > 0 { lines += "fledge sandbox: loaded \(loaded) objects\n" }
+            lines += "fledge sandbox: press Ctrl-C to stop\n"
+            FileHandle.standardOutput.write(Data(lines.utf8))
+            try? await gracefulShutdown()
+        }
+    }
+}

@@ -1,0 +1,423 @@
+import FledgeJSON
+import Foundation
+import Hummingbird
+
+/// Answers every request to the sandbox: discovery, OpenAPI, and the resource REST API.
+struct APIHandler: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let store: SandboxStore
+    let maximumBodySize = 16 * 1024 * 1024
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            return try await handle(request)
+        } catch let error as SandboxError {
+            return APIHandler.statusResponse(error)
+        } catch {
+            return APIHandler.statusResponse(.internalError("\(error)"))
+        }
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, contentType: String = "application/json") -> Response {
+        var buffer = ByteBuffer()
+        buffer.writeBytes(value.serialized())
+        var headers = HTTPFields()
+        headers[.contentType] = contentType
+        headers[.contentLength] = String(buffer.readableBytes)
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffer))
+    }
+
+    static func statusResponse(_ error: SandboxError) -> Response {
+        json(error.statusObject, status: HTTPResponse.Status(code: error.code))
+    }
+
+    // MARK: Routing
+
+    func handle(_ request: Request) async throws -> Response {
+        let path = request.uri.path
+        let segments = path.split(separator: "/").map(String.init)
+        let user = try await authenticate(request)
+
+        switch segments.first {
+        case "version" where segments.count == 1:
+            return APIHandler.json(Discovery.version)
+        case "healthz", "readyz", "livez":
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
+        case "openapi":
+            if segments.count >= 2 && segments[1] == "v3" {
+                return APIHandler.json(try await OpenAPI.document(store: store, segments: Array(segments.dropFirst(2))))
+            }
+            throw SandboxError.pathNotFound(path)
+        case "api":
+            if segments.count == 1 { return APIHandler.json(Discovery.coreVersions) }
+            guard segments[1] == "v1" else { throw SandboxError.pathNotFound(path) }
+            if segments.count == 2 { return APIHandler.json(await Discovery.resourceList(store: store, groupVersion: "v1")) }
+            return try await resourceRequest(request, groupVersion: "v1", rest: Array(segments.dropFirst(2)), user: user)
+        case "apis":
+            if segments.count == 1 { return APIHandler.json(await Discovery.groupList(store: store)) }
+            if segments.count == 2 {
+                guard let group = await Discovery.group(store: store, name: segments[1]) else {
+                    throw SandboxError.pathNotFound(path)
+                }
+                return APIHandler.json(group)
+            }
+            let groupVersion = segments[1] + "/" + segments[2]
+            if segments.count == 3 {
+                guard await store.types[groupVersion] != nil else { throw SandboxError.pathNotFound(path) }
+                return APIHandler.json(await Discovery.resourceList(store: store, groupVersion: groupVersion))
+            }
+            return try await resourceRequest(request, groupVersion: groupVersion, rest: Array(segments.dropFirst(3)), user: user)
+        default:
+            throw SandboxError.pathNotFound(path)
+        }
+    }
+
+    func authenticate(_ request: Request) async throws -> SandboxUser {
+        let tokens = await store.tokens
+        if tokens.isEmpty { return .admin("system:anonymous-admin") }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw SandboxError.unauthorized
+        }
+        let token = header.dropFirst("Bearer ".count).trimmingSpaces
+        guard let user = tokens[token] else { throw SandboxError.unauthorized }
+        return user
+    }
+
+    struct Target {
+        var type: ResourceType
+        var namespace: String?
+        var name: String?
+        var subresource: String?
+    }
+
+    func resolve(groupVersion: String, rest: [String]) async throws -> Target {
+        func lookup(_ resource: String) async throws -> ResourceType {
+            guard let type = await store.type(groupVersion: groupVersion, resource: resource) else {
+                throw SandboxError.pathNotFound(resource)
+            }
+            return type
+        }
+        // /namespaces/{ns}/{resource}[/{name}[/{subresource}]]
+        if rest.count >= 3 && rest[0] == "namespaces" {
+            let type = try await lookup(rest[2])
+            guard type.namespaced else { throw SandboxError.pathNotFound(rest[2]) }
+            guard rest.count <= 5 else { throw SandboxError.pathNotFound(rest.joined(separator: "/")) }
+            return Target(type: type, namespace: rest[1], name: rest.count > 3 ? rest[3] : nil, subresource: rest.count > 4 ? rest[4] : nil)
+        }
+        // /{resource}[/{name}[/{subresource}]]: cluster-scoped, or a namespaced type across namespaces.
+        let type = try await lookup(rest[0])
+        guard rest.count <= 3 else { throw SandboxError.pathNotFound(rest.joined(separator: "/")) }
+        if type.namespaced && rest.count > 1 { throw SandboxError.pathNotFound(rest.joined(separator: "/")) }
+        return Target(type: type, namespace: nil, name: rest.count > 1 ? rest[1] : nil, subresource: rest.count > 2 ? rest[2] : nil)
+    }
+
+    // MARK: Resources
+
+    func resourceRequest(_ request: Request, groupVersion: String, rest: [String], user: SandboxUser) async throws -> Response {
+        guard !rest.isEmpty else { throw SandboxError.pathNotFound(request.uri.path) }
+        let target = try await resolve(groupVersion: groupVersion, rest: rest)
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters where query[String(key)] == nil { query[String(key)] = String(value) }
+        let type = target.type
+        if let subresource = target.subresource {
+            guard subresource == "status" && type.hasStatus else {
+                throw SandboxError.pathNotFound(request.uri.path)
+            }
+        }
+        let isWatch = query["watch"].map { $0 == "true" || $0 == "1" } ?? false
+        let verb: String
+        switch (request.method, target.name) {
+        case (.get, nil): verb = isWatch ? "watch" : "list"
+        case (.get, _): verb = "get"
+        case (.post, nil): verb = "create"
+        case (.put, _?): verb = "update"
+        case (.patch, _?): verb = "patch"
+        case (.delete, nil): verb = "deletecollection"
+        case (.delete, _?): verb = "delete"
+        default:
+            throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+        }
+        let access = AccessRequest(
+            verb: verb, group: type.group, resource: type.resource, subresource: target.subresource,
+            namespace: target.namespace, name: target.name)
+        guard await store.authorize(user, access) else { throw SandboxStore.forbidden(user, access) }
+
+        // Faults apply to resource requests only, never to discovery.
+        let faults = await store.faults
+        if faults.latency > .zero { try await store.clock.sleep(for: faults.latency) }
+        let isWrite = ["create", "update", "patch", "delete", "deletecollection"].contains(verb)
+        switch await store.decideFault(isWrite: isWrite) {
+        case .serverError: throw SandboxError.internalError("injected fault: internal error")
+        case .conflict:
+            throw SandboxError.conflict(type.groupResource, target.name ?? "")
+        case .none: break
+        }
+
+        let wantsTable = request.headers[.accept]?.contains("as=Table") ?? false
+        let call = Call(
+            request: request, type: type, target: target, namespace: type.namespaced ? target.namespace : nil,
+            query: query, table: wantsTable, dryRun: query["dryRun"] == "All")
+        switch verb {
+        case "get": return try await getOne(call)
+        case "list": return try await listAll(call)
+        case "watch": return try await startWatch(call)
+        case "create": return try await createOne(call)
+        case "update": return try await updateOne(call)
+        case "patch": return try await patchOne(call)
+        case "delete": return try await deleteOne(call)
+        case "deletecollection": return try await deleteAll(call)
+        default: throw SandboxError.methodNotAllowed("unsupported verb \(verb)")
+        }
+    }
+
+    struct Call: Sendable {
+        var request: Request
+        var type: ResourceType
+        var target: Target
+        var namespace: String?
+        var query: [String: String]
+        var table: Bool
+        var dryRun: Bool
+
+        func selectors() throws -> (LabelSelector, FieldSelector?) {
+            let label = try LabelSelector(parsing: query["labelSelector"] ?? "")
+            var field: FieldSelector? = nil
+            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text) }
+            return (label, field)
+        }
+    }
+
+    func getOne(_ call: Call) async throws -> Response {
+        let object = try await store.get(call.type, namespace: call.namespace, name: call.target.name!)
+        if call.table {
+            let table = Table.table(type: call.type, objects: [object], resourceVersion: nil, now: store.clock.now)
+            return APIHandler.json(table, contentType: Table.contentType)
+        }
+        return APIHandler.json(output(object, call.type))
+    }
+
+    func listAll(_ call: Call) async throws -> Response {
+        var limit: Int? = nil
+        if let text = call.query["limit"] {
+            guard let value = Int(text), value >= 0 else {
+                throw SandboxError.badRequest("limit must be a non-negative integer, got \"\(text)\"")
+            }
+            limit = value
+        }
+        let (labelSelector, fieldSelector) = try call.selectors()
+        let result = try await store.list(
+            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            limit: limit, continueToken: call.query["continue"])
+        if call.table {
+            var table = Table.table(type: call.type, objects: result.items, resourceVersion: result.resourceVersion, now: store.clock.now)
+            if let token = result.continueToken { table[path: ["metadata", "continue"]] = .string(token) }
+            return APIHandler.json(table, contentType: Table.contentType)
+        }
+        var metadata: JSONObject = [:]
+        metadata["resourceVersion"] = .string(String(result.resourceVersion))
+        if let token = result.continueToken { metadata["continue"] = .string(token) }
+        if let remaining = result.remaining { metadata["remainingItemCount"] = .int(Int64(remaining)) }
+        var list: JSONObject = [:]
+        list["kind"] = .string(call.type.listKind)
+        list["apiVersion"] = .string(call.type.apiVersion)
+        list["metadata"] = .object(metadata)
+        list["items"] = .array(result.items.map { output($0, call.type) })
+        return APIHandler.json(.object(list))
+    }
+
+    func startWatch(_ call: Call) async throws -> Response {
+        let (labelSelector, fieldSelector) = try call.selectors()
+        return try await watch(
+            type: call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            query: call.query, table: call.table)
+    }
+
+    func createOne(_ call: Call) async throws -> Response {
+        let body = try await readJSON(call.request)
+        try checkStrict(call.type, body, query: call.query)
+        let created = try await store.create(call.type, namespace: call.namespace, object: body, dryRun: call.dryRun)
+        return APIHandler.json(output(created, call.type), status: .created)
+    }
+
+    func updateOne(_ call: Call) async throws -> Response {
+        let body = try await readJSON(call.request)
+        try checkStrict(call.type, body, query: call.query)
+        let updated = try await store.update(
+            call.type, namespace: call.namespace, name: call.target.name!, object: body,
+            status: call.target.subresource == "status", dryRun: call.dryRun)
+        return APIHandler.json(output(updated, call.type))
+    }
+
+    func patchOne(_ call: Call) async throws -> Response {
+        let header: String = call.request.headers[.contentType] ?? ""
+        let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
+        guard let patchType = PatchType(rawValue: mediaType) else {
+            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+        }
+        let body = try await readBody(call.request)
+        let result = try await store.patch(
+            call.type, namespace: call.namespace, name: call.target.name!, patchType: patchType, body: body,
+            status: call.target.subresource == "status", dryRun: call.dryRun)
+        return APIHandler.json(output(result.object, call.type), status: result.created ? .created : .ok)
+    }
+
+    func deleteOne(_ call: Call) async throws -> Response {
+        var precondition: String? = nil
+        let body = try await readBody(call.request)
+        if !body.isEmpty, let options = try? JSONValue(parsing: body) {
+            precondition = options[path: ["preconditions", "resourceVersion"]]?.stringValue
+        }
+        let deleted = try await store.delete(
+            call.type, namespace: call.namespace, name: call.target.name!, preconditionRV: precondition, dryRun: call.dryRun)
+        return APIHandler.json(output(deleted, call.type))
+    }
+
+    func deleteAll(_ call: Call) async throws -> Response {
+        let (labelSelector, fieldSelector) = try call.selectors()
+        let deleted = try await store.deleteCollection(
+            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector)
+        var list: JSONObject = [:]
+        list["kind"] = .string(call.type.listKind)
+        list["apiVersion"] = .string(call.type.apiVersion)
+        list["metadata"] = .object(["resourceVersion": .string(String(await store.resourceVersion))])
+        list["items"] = .array(deleted.map { output($0, call.type) })
+        return APIHandler.json(.object(list))
+    }
+
+    /// The object as the requested version presents it (Istio's v1 and v1beta1 share storage).
+    func output(_ object: JSONValue, _ type: ResourceType) -> JSONValue {
+        guard object["apiVersion"]?.stringValue != type.apiVersion else { return object }
+        var copy = object
+        copy["apiVersion"] = .string(type.apiVersion)
+        return copy
+    }
+
+    func checkStrict(_ type: ResourceType, _ body: JSONValue, query: [String: String]) throws(SandboxError) {
+        guard query["fieldValidation"] == "Strict", let schema = type.schema else { return }
+        let unknown = SchemaValidator.unknownFields(body, schema: schema)
+        if !unknown.isEmpty {
+            let list = unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")
+            throw SandboxError.badRequest("\(type.kind) in version \"\(type.version)\" cannot be handled as a \(type.kind): strict decoding error: \(list)")
+        }
+    }
+
+    func readBody(_ request: Request) async throws -> [UInt8] {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: maximumBodySize)
+        } catch {
+            throw SandboxError.status(
+                code: 413, reason: "RequestEntityTooLarge", message: "the request body is too large (limit \(maximumBodySize) bytes)", details: nil)
+        }
+        return Array(buffer.readableBytesView)
+    }
+
+    func readJSON(_ request: Request) async throws -> JSONValue {
+        let bytes = try await readBody(request)
+        let contentType = request.headers[.contentType] ?? "application/json"
+        if contentType.contains("yaml") {
+            let documents = try ManifestLoader.parseYAML(String(decoding: bytes, as: UTF8.self), source: "request body")
+            guard documents.count == 1 else { throw SandboxError.badRequest("the request body must contain exactly one object") }
+            return documents[0]
+        }
+        do {
+            return try JSONValue(parsing: bytes)
+        } catch {
+            throw SandboxError.badRequest("the request body is not valid JSON: \(error)")
+        }
+    }
+
+    // MARK: Watch
+
+    /// Writes watch events as JSON lines until the stream ends; returns the write error, if any.
+    static func pump(
+        _ events: AsyncStream<WatchEvent>, into writer: inout any ResponseBodyWriter, type: ResourceType, table: Bool,
+        clock: any SandboxClock
+    ) async -> (any Error)? {
+        for await event in events {
+            let buffer = render(event, type: type, table: table, now: clock.now)
+            do {
+                try await writer.write(buffer)
+            } catch {
+                return error
+            }
+        }
+        return nil
+    }
+
+    static func render(_ event: WatchEvent, type: ResourceType, table: Bool, now: Date) -> ByteBuffer {
+        var object = event.object
+        if event.type != "BOOKMARK" {
+            if table {
+                object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
+            } else if object["apiVersion"]?.stringValue != type.apiVersion {
+                object["apiVersion"] = .string(type.apiVersion)
+            }
+        }
+        var line: JSONObject = [:]
+        line["type"] = .string(event.type)
+        line["object"] = object
+        var buffer = ByteBuffer()
+        buffer.writeBytes(JSONValue.object(line).serialized())
+        buffer.writeString("\n")
+        return buffer
+    }
+
+    func watch(
+        type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        query: [String: String], table: Bool
+    ) async throws -> Response {
+        var from: Int64? = nil
+        if let text = query["resourceVersion"], !text.isEmpty {
+            guard let value = Int64(text), value >= 0 else {
+                throw SandboxError.badRequest("invalid resourceVersion \"\(text)\": must be an integer")
+            }
+            from = value
+        }
+        var timeout: Duration? = nil
+        if let text = query["timeoutSeconds"] {
+            guard let seconds = Int64(text), seconds >= 0 else {
+                throw SandboxError.badRequest("timeoutSeconds must be a non-negative integer, got \"\(text)\"")
+            }
+            if seconds > 0 { timeout = .seconds(seconds) }
+        }
+        let bookmarks = query["allowWatchBookmarks"] == "true"
+        let store = self.store
+        var headers = HTTPFields()
+        headers[.contentType] = table ? Table.contentType : "application/json"
+        headers[.cacheControl] = "no-cache, private"
+        let outcome = await store.openWatch(
+            type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            resourceVersion: from, bookmarks: bookmarks, timeout: timeout)
+        let started: (id: Int, events: AsyncStream<WatchEvent>)
+        switch outcome {
+        case .success(let value):
+            started = value
+        case .failure(let error):
+            guard error.code == 410 else { throw error }
+            // As the real server: 200, then one ERROR event carrying the 410 Status.
+            var event: JSONObject = [:]
+            event["type"] = "ERROR"
+            event["object"] = error.statusObject
+            var buffer = ByteBuffer()
+            buffer.writeBytes(JSONValue.object(event).serialized())
+            buffer.writeString("\n")
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: buffer))
+        }
+        let clock = store.clock
+        let id = started.id
+        let events = started.events
+        let groupResource = type.groupResource
+        let body = ResponseBody { writer in
+            let failure = await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
+            await store.removeWatcher(id, groupResource)
+            if let failure { throw failure }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}

@@ -1,1 +1,0 @@
-// FledgeSandbox: see Package.swift for this target's role.

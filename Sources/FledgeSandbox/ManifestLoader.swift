@@ -1,0 +1,105 @@
+import FledgeJSON
+import Foundation
+import Yams
+
+/// Reads Kubernetes manifests (YAML, several documents, or JSON; `kind: List` expanded) into
+/// `JSONValue`s, keeping key order. Errors name the file and the document.
+public enum ManifestLoader {
+    /// Parses YAML (or JSON, which is YAML) text with one or more documents.
+    public static func parseYAML(_ text: String, source: String = "<input>") throws(SandboxError) -> [JSONValue] {
+        var documents: [JSONValue] = []
+        do {
+            var index = 0
+            for node in try Yams.compose_all(yaml: text) {
+                index += 1
+                let value = try convert(node, source: source, document: index)
+                if value.isNull { continue }
+                guard case .object = value else {
+                    throw SandboxError.manifest(
+                        source: source, message: "document \(index) is a \(value.typeName), not a Kubernetes object")
+                }
+                if value["kind"]?.stringValue == "List", let items = value["items"]?.arrayValue {
+                    documents.append(contentsOf: items)
+                } else {
+                    documents.append(value)
+                }
+            }
+        } catch let error as SandboxError {
+            throw error
+        } catch {
+            throw SandboxError.manifest(source: source, message: "invalid YAML: \(error)")
+        }
+        for (index, document) in documents.enumerated() {
+            guard document["apiVersion"]?.stringValue?.isEmpty == false else {
+                throw SandboxError.manifest(source: source, message: "object \(index + 1) has no apiVersion")
+            }
+            guard document["kind"]?.stringValue?.isEmpty == false else {
+                throw SandboxError.manifest(source: source, message: "object \(index + 1) has no kind")
+            }
+        }
+        return documents
+    }
+
+    /// Loads every `.yaml`, `.yml` and `.json` file at the paths (files, or folders read recursively in name order).
+    public static func load(paths: [String]) throws(SandboxError) -> [JSONValue] {
+        var objects: [JSONValue] = []
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw SandboxError.manifest(source: path, message: "no such file or directory")
+            }
+            var files: [String] = []
+            if isDirectory.boolValue {
+                let enumerator = FileManager.default.enumerator(atPath: path)
+                while let item = enumerator?.nextObject() as? String {
+                    if item.hasSuffix(".yaml") || item.hasSuffix(".yml") || item.hasSuffix(".json") {
+                        files.append((path as NSString).appendingPathComponent(item))
+                    }
+                }
+                files.sort()
+            } else {
+                files = [path]
+            }
+            for file in files {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw SandboxError.manifest(source: file, message: "cannot be read")
+                }
+                guard let text = String(data: data, encoding: .utf8) else {
+                    throw SandboxError.manifest(source: file, message: "is not UTF-8 text")
+                }
+                objects += try parseYAML(text, source: file)
+            }
+        }
+        return objects
+    }
+
+    static func convert(_ node: Node, source: String, document: Int) throws(SandboxError) -> JSONValue {
+        switch node {
+        case .scalar(let scalar):
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: return .null
+            case .bool: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
+            case .int:
+                if let value = Int64(scalar.string) { return .int(value) }
+                return node.int.map { .int(Int64($0)) } ?? .string(scalar.string)
+            case .float: return node.float.map(JSONValue.double) ?? .string(scalar.string)
+            default: return .string(scalar.string)
+            }
+        case .mapping(let mapping):
+            var object: JSONObject = [:]
+            for (key, value) in mapping {
+                guard let name = key.string else {
+                    throw SandboxError.manifest(source: source, message: "document \(document): a mapping key is not a string")
+                }
+                object[name] = try convert(value, source: source, document: document)
+            }
+            return .object(object)
+        case .sequence(let sequence):
+            var items: [JSONValue] = []
+            for item in sequence { items.append(try convert(item, source: source, document: document)) }
+            return .array(items)
+        case .alias:
+            throw SandboxError.manifest(source: source, message: "document \(document): YAML aliases are not supported")
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import FledgeJSON
+
+/// Who a bearer token authenticates as.
+public struct SandboxUser: Sendable, Equatable {
+    public var name: String
+    public var groups: [String]
+
+    public init(name: String, groups: [String] = []) {
+        self.name = name
+        self.groups = groups
+    }
+
+    /// A cluster admin: RBAC lets `system:masters` do anything, as on a real cluster.
+    public static func admin(_ name: String = "admin") -> SandboxUser {
+        SandboxUser(name: name, groups: ["system:masters", "system:authenticated"])
+    }
+
+    /// The user a pod's service account token stands for.
+    public static func serviceAccount(namespace: String, name: String) -> SandboxUser {
+        SandboxUser(
+            name: "system:serviceaccount:\(namespace):\(name)",
+            groups: ["system:serviceaccounts", "system:serviceaccounts:\(namespace)", "system:authenticated"])
+    }
+}
+
+/// What a request asks to do, in RBAC's terms.
+struct AccessRequest {
+    var verb: String
+    var group: String
+    var resource: String
+    var subresource: String?
+    var namespace: String?
+    var name: String?
+}
+
+extension SandboxStore {
+    /// Whether RBAC (the Roles, ClusterRoles and bindings stored here) allows the request.
+    func authorize(_ user: SandboxUser, _ request: AccessRequest) -> Bool {
+        if !rbacEnabled || user.groups.contains("system:masters") { return true }
+        for binding in objects(.clusterRoleBindings) where bindingNames(binding, user) {
+            if let role = roleFor(binding, namespace: nil), rulesAllow(role, request) { return true }
+        }
+        if let namespace = request.namespace {
+            for binding in objects(.roleBindings, namespace: namespace) where bindingNames(binding, user) {
+                if let role = roleFor(binding, namespace: namespace), rulesAllow(role, request) { return true }
+            }
+        }
+        return false
+    }
+
+    private func bindingNames(_ binding: JSONValue, _ user: SandboxUser) -> Bool {
+        for subject in binding["subjects"]?.arrayValue ?? [] {
+            let name = subject["name"]?.stringValue ?? ""
+            switch subject["kind"]?.stringValue ?? "" {
+            case "User": if name == user.name { return true }
+            case "Group": if user.groups.contains(name) { return true }
+            case "ServiceAccount":
+                let namespace = subject["namespace"]?.stringValue ?? binding[path: ["metadata", "namespace"]]?.stringValue ?? ""
+                if user.name == "system:serviceaccount:\(namespace):\(name)" { return true }
+            default: continue
+            }
+        }
+        return false
+    }
+
+    private func roleFor(_ binding: JSONValue, namespace: String?) -> JSONValue? {
+        let name = binding[path: ["roleRef", "name"]]?.stringValue ?? ""
+        switch binding[path: ["roleRef", "kind"]]?.stringValue {
+        case "ClusterRole": return object(.clusterRoles, namespace: nil, name: name)
+        case "Role":
+            guard let namespace else { return nil }
+            return object(.roles, namespace: namespace, name: name)
+        default: return nil
+        }
+    }
+
+    private func rulesAllow(_ role: JSONValue, _ request: AccessRequest) -> Bool {
+        let resource = request.subresource.map { "\(request.resource)/\($0)" } ?? request.resource
+        for rule in role["rules"]?.arrayValue ?? [] {
+            let verbs = rule["verbs"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            guard verbs.contains("*") || verbs.contains(request.verb) else { continue }
+            let groups = rule["apiGroups"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            guard groups.contains("*") || groups.contains(request.group) else { continue }
+            let resources = rule["resources"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let resourceMatches = resources.contains { pattern in
+                pattern == "*" || pattern == resource
+                    || (request.subresource != nil && pattern == "*/\(request.subresource!)")
+                    || (request.subresource == nil && pattern == "\(request.resource)")
+            }
+            guard resourceMatches else { continue }
+            let names = rule["resourceNames"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            if !names.isEmpty {
+                guard let name = request.name, names.contains(name) else { continue }
+            }
+            return true
+        }
+        return false
+    }
+
+    /// The 403 the real server answers, naming user, verb, resource, group and namespace.
+    static func forbidden(_ user: SandboxUser, _ request: AccessRequest) -> SandboxError {
+        let resource = request.subresource.map { "\(request.resource)/\($0)" } ?? request.resource
+        let groupResource = GroupResource(group: request.group, resource: request.resource)
+        let subject = request.name.map { "\(groupResource) \"\($0)\"" } ?? "\(groupResource)"
+        let scope = request.namespace.map { "in the namespace \"\($0)\"" } ?? "at the cluster scope"
+        let message = "\(subject) is forbidden: User \"\(user.name)\" cannot \(request.verb) resource \"\(resource)\" in API group \"\(request.group)\" \(scope)"
+        return .status(code: 403, reason: "Forbidden", message: message, details: SandboxError.details(request.name, groupResource))
+    }
+}

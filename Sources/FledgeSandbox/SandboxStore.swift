@@ -1,0 +1,1196 @@
+import Collections
+import FledgeJSON
+import Foundation
+
+/// One change as a watcher sees it.
+public struct WatchEvent: Sendable {
+    public var type: String
+    public var object: JSONValue
+    public var resourceVersion: Int64
+    var groupResource: GroupResource
+}
+
+/// How a patch body is to be read, from its Content-Type.
+public enum PatchType: String, Sendable {
+    case merge = "application/merge-patch+json"
+    case json = "application/json-patch+json"
+    case strategic = "application/strategic-merge-patch+json"
+    case apply = "application/apply-patch+yaml"
+}
+
+/// Faults injected into API requests (never into discovery), deterministic for a given seed.
+public struct SandboxFaults: Sendable {
+    /// Added before every API request is answered.
+    public var latency: Duration = .zero
+    /// Fraction (0...1) of writes answered 409 Conflict without being applied.
+    public var conflictRate: Double = 0
+    /// Fraction (0...1) of API requests answered 500 InternalError.
+    public var serverErrorRate: Double = 0
+    /// Close every watch after it has delivered this many events.
+    public var dropWatchesAfterEvents: Int? = nil
+    public var seed: UInt64 = 1
+
+    public init(
+        latency: Duration = .zero, conflictRate: Double = 0, serverErrorRate: Double = 0,
+        dropWatchesAfterEvents: Int? = nil, seed: UInt64 = 1
+    ) {
+        self.latency = latency
+        self.conflictRate = conflictRate
+        self.serverErrorRate = serverErrorRate
+        self.dropWatchesAfterEvents = dropWatchesAfterEvents
+        self.seed = seed
+    }
+}
+
+/// The state of the sandbox: served types, objects, resource versions, watch history and watchers,
+/// the deployment simulation, RBAC and faults. Tests reach it as `SandboxServer.store` to seed,
+/// inspect and change state directly.
+public actor SandboxStore {
+    struct Bucket {
+        var objects: [String: JSONValue] = [:]
+        var sortedKeys: [String]? = nil
+
+        mutating func keys() -> [String] {
+            if let sortedKeys { return sortedKeys }
+            let keys = objects.keys.sorted()
+            sortedKeys = keys
+            return keys
+        }
+    }
+
+    struct Watcher {
+        var groupResource: GroupResource
+        var namespace: String?
+        var labelSelector: LabelSelector
+        var fieldSelector: FieldSelector?
+        var continuation: AsyncStream<WatchEvent>.Continuation
+        var bookmarks: Bool
+        var deadline: Date?
+        var delivered: Int = 0
+    }
+
+    struct DeploymentSimulation {
+        var dueAt: Date?
+        var readyOverride: Int?
+    }
+
+    // Served types: groupVersion → resource → type.
+    private(set) var types: OrderedDictionary<String, OrderedDictionary<String, ResourceType>> = [:]
+    private var crdTypes: [String: [ResourceType]] = [:]
+
+    private var buckets: [GroupResource: Bucket] = [:]
+    /// The newest resourceVersion handed out (a global counter, as etcd's revision).
+    public private(set) var resourceVersion: Int64 = 0
+
+    private var history: Deque<WatchEvent> = []
+    private let historyLimit: Int
+    /// Watches from a resourceVersion below this answer 410 Gone.
+    private var oldestWatchable: Int64 = 0
+    private var watchers: [GroupResource: [Int: Watcher]] = [:]
+    private var nextWatcherID = 0
+
+    let clock: any SandboxClock
+    /// How long after a Deployment's spec changes its status catches up.
+    public var rolloutDelay: Duration
+    /// Whether Pods are created for Deployments (with the template's labels).
+    public var simulatePods: Bool
+    private var deploymentSimulations: [String: DeploymentSimulation] = [:]
+
+    /// Namespaced objects need their Namespace to exist, as on a real cluster.
+    public var requireNamespaces: Bool
+
+    public var faults: SandboxFaults {
+        didSet { random = SplitMix64(seed: faults.seed) }
+    }
+    private var random: SplitMix64
+
+    /// Bearer token → user. Empty: every request is served as an anonymous cluster admin.
+    public var tokens: [String: SandboxUser]
+    /// Enforce RBAC from the Roles and bindings stored in the sandbox.
+    public var rbacEnabled: Bool
+
+    init(configuration: SandboxServer.Configuration) {
+        historyLimit = max(configuration.watchHistoryLimit, 1)
+        clock = configuration.clock
+        rolloutDelay = configuration.rolloutDelay
+        simulatePods = configuration.simulatePods
+        requireNamespaces = configuration.requireNamespaces
+        faults = configuration.faults
+        random = SplitMix64(seed: configuration.faults.seed)
+        tokens = configuration.tokens
+        rbacEnabled = configuration.rbac
+        var types: OrderedDictionary<String, OrderedDictionary<String, ResourceType>> = [:]
+        for type in ResourceType.builtIn { types[type.groupVersion, default: [:]][type.resource] = type }
+        self.types = types
+        // The namespaces every cluster starts with.
+        var namespaces = Bucket()
+        let created = configuration.clock.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+        for (index, namespace) in ["default", "kube-system", "kube-public", "kube-node-lease"].enumerated() {
+            namespaces.objects[namespace] = [
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": [
+                    "name": .string(namespace), "uid": .string(UUID().uuidString.lowercased()),
+                    "resourceVersion": .string(String(index + 1)), "creationTimestamp": .string(created),
+                    "labels": ["kubernetes.io/metadata.name": .string(namespace)],
+                ],
+                "spec": ["finalizers": ["kubernetes"]],
+                "status": ["phase": "Active"],
+            ]
+        }
+        buckets[.namespaces] = namespaces
+        resourceVersion = 4
+        oldestWatchable = 4
+    }
+
+    // MARK: Types
+
+    private func register(_ type: ResourceType) {
+        types[type.groupVersion, default: [:]][type.resource] = type
+    }
+
+    func type(groupVersion: String, resource: String) -> ResourceType? {
+        types[groupVersion]?[resource]
+    }
+
+    /// The preferred (first registered) version's type for a group resource.
+    public func type(for groupResource: GroupResource) -> ResourceType? {
+        for (_, resources) in types {
+            if let type = resources[groupResource.resource], type.group == groupResource.group { return type }
+        }
+        return nil
+    }
+
+    /// The type serving a `kind` in an `apiVersion`, for loading manifests.
+    public func type(apiVersion: String, kind: String) -> ResourceType? {
+        types[apiVersion]?.values.first { $0.kind == kind }
+    }
+
+    /// Every served group version, in registration order.
+    var groupVersions: [String] { Array(types.keys) }
+
+    // MARK: Reads
+
+    static func key(_ namespace: String?, _ name: String) -> String {
+        if let namespace { return namespace + "/" + name }
+        return name
+    }
+
+    /// An object by group resource, namespace (nil for cluster-scoped) and name.
+    public func object(_ groupResource: GroupResource, namespace: String?, name: String) -> JSONValue? {
+        buckets[groupResource]?.objects[SandboxStore.key(namespace, name)]
+    }
+
+    /// Every object of a group resource, optionally in one namespace, sorted by namespace and name.
+    public func objects(_ groupResource: GroupResource, namespace: String? = nil) -> [JSONValue] {
+        guard var bucket = buckets[groupResource] else { return [] }
+        let keys = bucket.keys()
+        buckets[groupResource] = bucket
+        let prefix = namespace.map { $0 + "/" }
+        return keys.compactMap { key in
+            if let prefix, !key.hasPrefix(prefix) { return nil }
+            return bucket.objects[key]
+        }
+    }
+
+    public func count(_ groupResource: GroupResource) -> Int { buckets[groupResource]?.objects.count ?? 0 }
+
+    func get(_ type: ResourceType, namespace: String?, name: String) throws(SandboxError) -> JSONValue {
+        guard let object = object(type.groupResource, namespace: namespace, name: name) else {
+            throw SandboxError.notFound(type.groupResource, name)
+        }
+        return object
+    }
+
+    struct ListResult {
+        var items: [JSONValue]
+        var resourceVersion: Int64
+        var continueToken: String?
+        var remaining: Int?
+    }
+
+    func list(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        limit: Int?, continueToken: String?
+    ) throws(SandboxError) -> ListResult {
+        var listRV = resourceVersion
+        var startAfter: String? = nil
+        if let continueToken, !continueToken.isEmpty {
+            guard let data = Data(base64Encoded: continueToken), let text = String(data: data, encoding: .utf8),
+                let colon = text.firstIndex(of: ":"), let rv = Int64(text[..<colon])
+            else {
+                throw SandboxError.badRequest("continue key is not valid: \"\(continueToken)\"")
+            }
+            listRV = rv
+            startAfter = String(text[text.index(after: colon)...])
+        }
+        guard var bucket = buckets[type.groupResource] else {
+            return ListResult(items: [], resourceVersion: listRV, continueToken: nil, remaining: nil)
+        }
+        if let name = fieldSelector?.exactName {
+            let key = SandboxStore.key(namespace, name)
+            var items: [JSONValue] = []
+            if let object = bucket.objects[key],
+                labelSelector.matches(object: object), fieldSelector?.matches(object) ?? true,
+                startAfter == nil || key > startAfter!
+            {
+                items.append(object)
+            }
+            return ListResult(items: items, resourceVersion: listRV, continueToken: nil, remaining: nil)
+        }
+        let keys = bucket.keys()
+        buckets[type.groupResource] = bucket
+        var startIndex = keys.startIndex
+        if let startAfter {
+            startIndex = binarySearch(keys, after: startAfter)
+        } else if let namespace {
+            startIndex = binarySearch(keys, after: namespace + "/")
+        }
+        let prefix = namespace.map { $0 + "/" }
+        var items: [JSONValue] = []
+        var lastKey: String? = nil
+        var index = startIndex
+        var more = false
+        while index < keys.endIndex {
+            let key = keys[index]
+            if let prefix, !key.hasPrefix(prefix) { break }
+            index += 1
+            guard let object = bucket.objects[key] else { continue }
+            if !labelSelector.matches(object: object) { continue }
+            if let fieldSelector, !fieldSelector.matches(object) { continue }
+            if let limit, limit > 0, items.count == limit {
+                more = true
+                break
+            }
+            items.append(object)
+            lastKey = key
+        }
+        var token: String? = nil
+        var remaining: Int? = nil
+        if more, let lastKey {
+            token = Data("\(listRV):\(lastKey)".utf8).base64EncodedString()
+            if labelSelector.isEmpty && fieldSelector == nil {
+                var count = 0
+                var i = index - 1
+                while i < keys.endIndex {
+                    if let prefix, !keys[i].hasPrefix(prefix) { break }
+                    count += 1
+                    i += 1
+                }
+                remaining = count
+            }
+        }
+        return ListResult(items: items, resourceVersion: listRV, continueToken: token, remaining: remaining)
+    }
+
+    private func binarySearch(_ keys: [String], after key: String) -> Int {
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let mid = (low + high) / 2
+            if keys[mid] <= key { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    // MARK: Writes
+
+    private func now() -> String {
+        clock.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+    }
+
+    private func store(_ object: JSONValue, _ groupResource: GroupResource, key: String, event: String) -> JSONValue {
+        resourceVersion += 1
+        var object = object
+        object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
+        var bucket = buckets[groupResource] ?? Bucket()
+        if bucket.objects.updateValue(object, forKey: key) == nil { bucket.sortedKeys = nil }
+        buckets[groupResource] = bucket
+        publish(WatchEvent(type: event, object: object, resourceVersion: resourceVersion, groupResource: groupResource))
+        return object
+    }
+
+    private func publish(_ event: WatchEvent) {
+        history.append(event)
+        while history.count > historyLimit {
+            let dropped = history.removeFirst()
+            oldestWatchable = dropped.resourceVersion
+        }
+        guard var group = watchers[event.groupResource] else { return }
+        for (id, var watcher) in group where watcherMatches(watcher, event) {
+            watcher.continuation.yield(event)
+            watcher.delivered += 1
+            if let limit = faults.dropWatchesAfterEvents, watcher.delivered >= limit {
+                watcher.continuation.finish()
+                group.removeValue(forKey: id)
+            } else {
+                group[id] = watcher
+            }
+        }
+        watchers[event.groupResource] = group
+    }
+
+    private func watcherMatches(_ watcher: Watcher, _ event: WatchEvent) -> Bool {
+        if let namespace = watcher.namespace,
+            event.object[path: ["metadata", "namespace"]]?.stringValue != namespace
+        {
+            return false
+        }
+        if !watcher.labelSelector.matches(object: event.object) { return false }
+        if let selector = watcher.fieldSelector, !selector.matches(event.object) { return false }
+        return true
+    }
+
+    private func namespaceExists(_ namespace: String) -> Bool {
+        object(.namespaces, namespace: nil, name: namespace) != nil
+    }
+
+    private static let nameCharacters = Set("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+    static func validateName(_ name: String, kind: String) throws(SandboxError) {
+        let valid =
+            !name.isEmpty && name.count <= 253 && name.allSatisfy { nameCharacters.contains($0) }
+            && name.first!.isLetterOrDigit && name.last!.isLetterOrDigit
+            && !name.contains("..") && !name.contains(".-") && !name.contains("-.")
+        if !valid {
+            throw SandboxError.invalid(
+                kind: kind, name: name,
+                causes: [("metadata.name", SandboxStore.nameMessage(name))])
+        }
+    }
+
+    static func nameMessage(_ name: String) -> String {
+        let rule: String = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        return "Invalid value: \"\(name)\": \(rule)"
+    }
+
+    /// Checks the parts every object shares, and that the body is the kind the URL names.
+    private func checkEnvelope(_ type: ResourceType, _ object: JSONValue, namespace: String?) throws(SandboxError) {
+        guard case .object = object else {
+            throw SandboxError.badRequest("the body of the request must be a JSON object, got \(object.typeName)")
+        }
+        if let kind = object["kind"], kind.stringValue != type.kind {
+            throw SandboxError.badRequest(
+                "the kind in the body (\(kind.stringValue ?? kind.serializedString())) does not match the kind of the resource (\(type.kind))")
+        }
+        if let apiVersion = object["apiVersion"]?.stringValue, apiVersion != type.apiVersion,
+            types[apiVersion]?[type.resource]?.group != type.group
+        {
+            throw SandboxError.badRequest(
+                "the API version in the data (\(apiVersion)) does not match the expected API version (\(type.apiVersion))")
+        }
+        guard let metadata = object["metadata"], case .object = metadata else {
+            if object["metadata"] == nil { return }
+            throw SandboxError.badRequest("metadata must be an object")
+        }
+        for field in ["labels", "annotations"] {
+            guard let map = metadata[field], !map.isNull else { continue }
+            guard case .object(let entries) = map else {
+                throw SandboxError.badRequest("metadata.\(field) must be an object of strings, got \(map.typeName)")
+            }
+            for (key, value) in entries where value.stringValue == nil {
+                throw SandboxError.badRequest(
+                    "metadata.\(field).\(key) must be a string, got \(value.typeName) (\(value.serializedString()))")
+            }
+        }
+        if let given = metadata["namespace"]?.stringValue, !given.isEmpty, let namespace, given != namespace {
+            throw SandboxError.badRequest(
+                "the namespace of the provided object does not match the namespace sent on the request")
+        }
+    }
+
+    /// Kind-specific validation, answered 422 with the field path like the real server.
+    private func validate(_ type: ResourceType, _ object: JSONValue, name: String) throws(SandboxError) {
+        var causes: [(String, String)] = []
+        switch type.groupResource {
+        case .deployments:
+            let selector = object[path: ["spec", "selector"]]
+            if selector == nil || selector!.isNull {
+                causes.append(("spec.selector", "Required value"))
+            } else if let parsed = try? LabelSelector(object: selector!) {
+                var labels: [String: String] = [:]
+                for (k, v) in object[path: ["spec", "template", "metadata", "labels"]]?.objectValue ?? [:] {
+                    labels[k] = v.stringValue
+                }
+                if parsed.isEmpty {
+                    causes.append(("spec.selector", "Invalid value: empty selector is invalid for deployment"))
+                } else if !parsed.matches(labels) {
+                    causes.append((
+                        "spec.template.metadata.labels",
+                        "Invalid value: \(object[path: ["spec", "template", "metadata", "labels"]]?.serializedString() ?? "null"): `selector` does not match template `labels`"
+                    ))
+                }
+            }
+            if let replicas = object[path: ["spec", "replicas"]] {
+                if let value = replicas.intValue {
+                    if value < 0 {
+                        causes.append(("spec.replicas", "Invalid value: \(value): must be greater than or equal to 0"))
+                    }
+                } else if !replicas.isNull {
+                    throw SandboxError.badRequest(
+                        "Deployment in version \"v1\" cannot be handled as a Deployment: spec.replicas must be an integer, got \(replicas.typeName)")
+                }
+            }
+            let containers = object[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
+            if containers.isEmpty {
+                causes.append(("spec.template.spec.containers", "Required value"))
+            }
+            for (index, container) in containers.enumerated() {
+                if (container["name"]?.stringValue ?? "").isEmpty {
+                    causes.append(("spec.template.spec.containers[\(index)].name", "Required value"))
+                }
+                if (container["image"]?.stringValue ?? "").isEmpty {
+                    causes.append(("spec.template.spec.containers[\(index)].image", "Required value"))
+                }
+            }
+        case .configMaps:
+            for (key, value) in object["data"]?.objectValue ?? [:] where value.stringValue == nil {
+                throw SandboxError.badRequest("ConfigMap data.\(key) must be a string, got \(value.typeName)")
+            }
+        case .leases:
+            for field in ["leaseDurationSeconds", "leaseTransitions"] {
+                if let value = object[path: ["spec", field]], !value.isNull, value.intValue == nil {
+                    throw SandboxError.badRequest("Lease spec.\(field) must be an integer, got \(value.typeName)")
+                }
+            }
+            if let value = object[path: ["spec", "holderIdentity"]], !value.isNull, value.stringValue == nil {
+                throw SandboxError.badRequest("Lease spec.holderIdentity must be a string, got \(value.typeName)")
+            }
+        case .customResourceDefinitions:
+            _ = try ResourceType.fromCRD(object)
+        default:
+            break
+        }
+        if let schema = type.schema {
+            SchemaValidator.validate(object, schema: schema, path: "", causes: &causes, root: true)
+        }
+        if !causes.isEmpty {
+            throw SandboxError.invalid(kind: type.kind, name: name, causes: causes)
+        }
+    }
+
+    /// The spec part whose change bumps `metadata.generation`.
+    private func generationRelevant(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
+        var copy = object
+        copy["metadata"] = nil
+        copy["apiVersion"] = nil
+        copy["kind"] = nil
+        if type.hasStatus { copy["status"] = nil }
+        return copy
+    }
+
+    /// Creates an object; `namespace` is nil for cluster-scoped types.
+    func create(_ type: ResourceType, namespace: String?, object input: JSONValue, dryRun: Bool = false)
+        throws(SandboxError) -> JSONValue
+    {
+        try checkEnvelope(type, input, namespace: namespace)
+        var object = input
+        var name = object[path: ["metadata", "name"]]?.stringValue ?? ""
+        if name.isEmpty, let prefix = object[path: ["metadata", "generateName"]]?.stringValue, !prefix.isEmpty {
+            name = prefix + randomSuffix()
+        }
+        if name.isEmpty {
+            throw SandboxError.invalid(
+                kind: type.kind, name: "", causes: [("metadata.name", "Required value: name or generateName is required")])
+        }
+        try SandboxStore.validateName(name, kind: type.kind)
+        if let namespace, requireNamespaces, !namespaceExists(namespace) {
+            throw SandboxError.notFound(.namespaces, namespace)
+        }
+        let key = SandboxStore.key(namespace, name)
+        if buckets[type.groupResource]?.objects[key] != nil {
+            throw SandboxError.alreadyExists(type.groupResource, name)
+        }
+        object["apiVersion"] = .string(type.apiVersion)
+        object["kind"] = .string(type.kind)
+        var metadata = object["metadata"]?.objectValue ?? [:]
+        metadata["name"] = .string(name)
+        if let namespace { metadata["namespace"] = .string(namespace) } else { metadata.removeValue(forKey: "namespace") }
+        metadata["uid"] = .string(UUID().uuidString.lowercased())
+        metadata["resourceVersion"] = nil
+        metadata["creationTimestamp"] = .string(now())
+        metadata.removeValue(forKey: "deletionTimestamp")
+        if type.tracksGeneration { metadata["generation"] = 1 } else { metadata.removeValue(forKey: "generation") }
+        object["metadata"] = .object(metadata)
+        if type.hasStatus { object["status"] = nil }
+        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        try validate(type, object, name: name)
+        object = defaulted(type, object)
+        if dryRun { return object }
+        let stored = store(object, type.groupResource, key: key, event: "ADDED")
+        afterWrite(type, stored, old: nil)
+        return stored
+    }
+
+    /// Replaces an object (PUT). With `status`, only the status changes; otherwise the status is kept.
+    func update(_ type: ResourceType, namespace: String?, name: String, object input: JSONValue, status: Bool, dryRun: Bool = false)
+        throws(SandboxError) -> JSONValue
+    {
+        try checkEnvelope(type, input, namespace: namespace)
+        if let bodyName = input[path: ["metadata", "name"]]?.stringValue, bodyName != name {
+            throw SandboxError.badRequest(
+                "the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
+        }
+        let key = SandboxStore.key(namespace, name)
+        guard let old = buckets[type.groupResource]?.objects[key] else {
+            throw SandboxError.notFound(type.groupResource, name)
+        }
+        if let given = input[path: ["metadata", "resourceVersion"]]?.stringValue, !given.isEmpty,
+            given != old[path: ["metadata", "resourceVersion"]]?.stringValue
+        {
+            throw SandboxError.conflict(type.groupResource, name)
+        }
+        var object: JSONValue
+        if status {
+            object = old
+            object["status"] = input["status"]
+        } else {
+            object = input
+            object["apiVersion"] = .string(type.apiVersion)
+            object["kind"] = .string(type.kind)
+            var metadata = object["metadata"]?.objectValue ?? [:]
+            let oldMetadata = old["metadata"]?.objectValue ?? [:]
+            for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp"] {
+                metadata[field] = oldMetadata[field]
+            }
+            metadata["resourceVersion"] = nil
+            object["metadata"] = .object(metadata)
+            if type.hasStatus { object["status"] = old["status"] }
+            if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+            if type.tracksGeneration, generationRelevant(type, object) != generationRelevant(type, old) {
+                let generation = (old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1
+                object[path: ["metadata", "generation"]] = .int(generation)
+            }
+        }
+        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        try validate(type, object, name: name)
+        object = defaulted(type, object)
+        var comparableOld = old
+        comparableOld[path: ["metadata", "resourceVersion"]] = nil
+        var comparableNew = object
+        comparableNew[path: ["metadata", "resourceVersion"]] = nil
+        if comparableOld == comparableNew || dryRun {
+            // A no-op write keeps the resourceVersion and sends no event, as on a real server.
+            return dryRun ? object : old
+        }
+        let stored = store(object, type.groupResource, key: key, event: "MODIFIED")
+        afterWrite(type, stored, old: old)
+        return stored
+    }
+
+    /// Patches an object atomically (read, apply, write) with the given patch type.
+    func patch(
+        _ type: ResourceType, namespace: String?, name: String, patchType: PatchType, body: [UInt8], status: Bool,
+        dryRun: Bool = false
+    ) throws(SandboxError) -> (object: JSONValue, created: Bool) {
+        let key = SandboxStore.key(namespace, name)
+        let current = buckets[type.groupResource]?.objects[key]
+        if patchType == .apply {
+            let applied = try SandboxStore.decodeApplyBody(body)
+            guard let current else {
+                var object = applied
+                object[path: ["metadata", "name"]] = .string(name)
+                return (try create(type, namespace: namespace, object: object, dryRun: dryRun), true)
+            }
+            var merged = current.applyingMergePatch(applied)
+            merged[path: ["metadata", "resourceVersion"]] = current[path: ["metadata", "resourceVersion"]]
+            return (try update(type, namespace: namespace, name: name, object: merged, status: status, dryRun: dryRun), false)
+        }
+        guard let current else { throw SandboxError.notFound(type.groupResource, name) }
+        let patch: JSONValue
+        do {
+            patch = try JSONValue(parsing: body)
+        } catch {
+            throw SandboxError.badRequest("error decoding patch: \(error)")
+        }
+        var patched: JSONValue
+        switch patchType {
+        case .merge:
+            guard case .object = patch else {
+                throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeName)")
+            }
+            patched = current.applyingMergePatch(patch)
+        case .json:
+            let operations: JSONPatch
+            do {
+                operations = try JSONPatch(json: patch)
+            } catch {
+                throw SandboxError.badRequest("invalid JSON patch: \(error.message)")
+            }
+            do {
+                patched = try operations.apply(to: current)
+            } catch {
+                throw SandboxError.unprocessable("the JSON patch could not be applied to \(type.groupResource) \"\(name)\": \(error.message)")
+            }
+        case .strategic:
+            if type.isCustom {
+                throw SandboxError.unsupportedPatch(custom: true)
+            }
+            patched = try StrategicMergePatch.apply(patch, to: current)
+        case .apply:
+            throw SandboxError.badRequest("an apply patch cannot be applied as a JSON patch")
+        }
+        guard case .object = patched else {
+            throw SandboxError.unprocessable("the patch turned \(type.groupResource) \"\(name)\" into a \(patched.typeName)")
+        }
+        // A patch may carry a resourceVersion precondition; otherwise it applies to the current version.
+        if patched[path: ["metadata", "resourceVersion"]] == nil {
+            patched[path: ["metadata", "resourceVersion"]] = current[path: ["metadata", "resourceVersion"]]
+        }
+        return (try update(type, namespace: namespace, name: name, object: patched, status: status, dryRun: dryRun), false)
+    }
+
+    static func decodeApplyBody(_ body: [UInt8]) throws(SandboxError) -> JSONValue {
+        if let json = try? JSONValue(parsing: body) { return json }
+        do {
+            let documents = try ManifestLoader.parseYAML(String(decoding: body, as: UTF8.self), source: "apply body")
+            guard documents.count == 1 else {
+                throw SandboxError.badRequest("an apply patch must contain exactly one object")
+            }
+            return documents[0]
+        } catch let error as SandboxError {
+            throw error
+        } catch {
+            throw SandboxError.badRequest("error decoding apply patch: \(error)")
+        }
+    }
+
+    func delete(_ type: ResourceType, namespace: String?, name: String, preconditionRV: String? = nil, dryRun: Bool = false)
+        throws(SandboxError) -> JSONValue
+    {
+        let key = SandboxStore.key(namespace, name)
+        guard let old = buckets[type.groupResource]?.objects[key] else {
+            throw SandboxError.notFound(type.groupResource, name)
+        }
+        if let preconditionRV, preconditionRV != old[path: ["metadata", "resourceVersion"]]?.stringValue {
+            throw SandboxError.conflict(type.groupResource, name)
+        }
+        if dryRun { return old }
+        return remove(type, key: key, old: old)
+    }
+
+    private func remove(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
+        buckets[type.groupResource]?.objects.removeValue(forKey: key)
+        buckets[type.groupResource]?.sortedKeys = nil
+        resourceVersion += 1
+        var object = old
+        object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
+        publish(WatchEvent(type: "DELETED", object: object, resourceVersion: resourceVersion, groupResource: type.groupResource))
+        afterDelete(type, old)
+        return object
+    }
+
+    func deleteCollection(_ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?)
+        throws(SandboxError) -> [JSONValue]
+    {
+        let items = try list(
+            type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: nil,
+            continueToken: nil
+        ).items
+        return items.map { item in
+            let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
+            return remove(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)
+        }
+    }
+
+    private func randomSuffix() -> String {
+        let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+        return String((0..<5).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
+    }
+
+    /// Server-side defaults a client would see on a real cluster.
+    private func defaulted(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
+        var object = object
+        switch type.groupResource {
+        case .deployments:
+            if object[path: ["spec", "replicas"]] == nil { object[path: ["spec", "replicas"]] = 1 }
+            if object[path: ["spec", "strategy"]] == nil {
+                object[path: ["spec", "strategy"]] = [
+                    "type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"],
+                ]
+            }
+            if object[path: ["spec", "revisionHistoryLimit"]] == nil { object[path: ["spec", "revisionHistoryLimit"]] = 10 }
+            if object[path: ["spec", "progressDeadlineSeconds"]] == nil {
+                object[path: ["spec", "progressDeadlineSeconds"]] = 600
+            }
+        case .namespaces:
+            if object[path: ["status", "phase"]] == nil { object[path: ["status", "phase"]] = "Active" }
+            let name = object[path: ["metadata", "name"]] ?? ""
+            if object[path: ["metadata", "labels", "kubernetes.io/metadata.name"]] == nil {
+                object[path: ["metadata", "labels", "kubernetes.io/metadata.name"]] = name
+            }
+            if object[path: ["spec", "finalizers"]] == nil { object[path: ["spec", "finalizers"]] = ["kubernetes"] }
+        case .services:
+            if object[path: ["spec", "type"]] == nil { object[path: ["spec", "type"]] = "ClusterIP" }
+            if object[path: ["spec", "clusterIP"]] == nil {
+                let n = Int(resourceVersion % 65000) + 1
+                object[path: ["spec", "clusterIP"]] = .string("10.96.\(n / 256).\(n % 256)")
+            }
+        case .configMaps, .secrets:
+            break
+        default:
+            break
+        }
+        return object
+    }
+
+    // MARK: Side effects of writes
+
+    private func afterWrite(_ type: ResourceType, _ object: JSONValue, old: JSONValue?) {
+        switch type.groupResource {
+        case .customResourceDefinitions:
+            registerCRD(object)
+        case .deployments:
+            let key = SandboxStore.key(object[path: ["metadata", "namespace"]]?.stringValue, object[path: ["metadata", "name"]]?.stringValue ?? "")
+            if old == nil || old![path: ["metadata", "generation"]] != object[path: ["metadata", "generation"]] {
+                var simulation = deploymentSimulations[key] ?? DeploymentSimulation()
+                simulation.dueAt = clock.now.addingTimeInterval(SandboxStore.seconds(rolloutDelay))
+                deploymentSimulations[key] = simulation
+            }
+        default:
+            break
+        }
+    }
+
+    private func afterDelete(_ type: ResourceType, _ object: JSONValue) {
+        let name = object[path: ["metadata", "name"]]?.stringValue ?? ""
+        switch type.groupResource {
+        case .customResourceDefinitions:
+            for crdType in crdTypes[name] ?? [] {
+                types[crdType.groupVersion]?.removeValue(forKey: crdType.resource)
+                if types[crdType.groupVersion]?.isEmpty == true { types.removeValue(forKey: crdType.groupVersion) }
+            }
+            if let first = crdTypes.removeValue(forKey: name)?.first {
+                for item in objects(first.groupResource) {
+                    let key = SandboxStore.key(item[path: ["metadata", "namespace"]]?.stringValue, item[path: ["metadata", "name"]]?.stringValue ?? "")
+                    _ = remove(first, key: key, old: item)
+                }
+            }
+        case .namespaces:
+            for (groupResource, bucket) in buckets {
+                guard let itemType = self.type(for: groupResource), itemType.namespaced else { continue }
+                for (key, item) in bucket.objects where key.hasPrefix(name + "/") {
+                    _ = remove(itemType, key: key, old: item)
+                }
+            }
+        case .deployments:
+            let namespace = object[path: ["metadata", "namespace"]]?.stringValue
+            deploymentSimulations.removeValue(forKey: SandboxStore.key(namespace, name))
+            if simulatePods { syncPods(deployment: object, ready: 0, replicas: 0) }
+        default:
+            break
+        }
+    }
+
+    private func registerCRD(_ crd: JSONValue) {
+        guard let newTypes = try? ResourceType.fromCRD(crd) else { return }
+        let name = crd[path: ["metadata", "name"]]?.stringValue ?? ""
+        for old in crdTypes[name] ?? [] {
+            types[old.groupVersion]?.removeValue(forKey: old.resource)
+        }
+        crdTypes[name] = newTypes
+        for type in newTypes { register(type) }
+        // Established, names accepted: what clients wait for before using the new type.
+        var status: JSONValue = [:]
+        let names: JSONValue = crd[path: ["spec", "names"]] ?? .object([:])
+        status["acceptedNames"] = names
+        let time = JSONValue.string(now())
+        func condition(_ type: String, _ reason: String, _ message: String) -> JSONValue {
+            var object: JSONObject = [:]
+            object["type"] = .string(type)
+            object["status"] = "True"
+            object["reason"] = .string(reason)
+            object["message"] = .string(message)
+            object["lastTransitionTime"] = time
+            return .object(object)
+        }
+        status["conditions"] = .array([
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ])
+        let versions: [JSONValue] = crd[path: ["spec", "versions"]]?.arrayValue ?? []
+        let storage: JSONValue? = versions.first(where: { $0["storage"]?.boolValue == true })?["name"]
+        status["storedVersions"] = .array(storage.map { [$0] } ?? [])
+        if crd["status"] != status, let crdType = self.type(for: .customResourceDefinitions) {
+            var updated = crd
+            updated["status"] = status
+            _ = store(updated, crdType.groupResource, key: name, event: "MODIFIED")
+        }
+    }
+
+    // MARK: Watch
+
+    /// Registers a watch. Events after `resourceVersion` are replayed from history first; with no
+    /// resourceVersion (or "0") every current object is sent as ADDED. Too old → 410 Expired.
+    func watch(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        resourceVersion from: Int64?, bookmarks: Bool, timeout: Duration?
+    ) throws(SandboxError) -> (id: Int, events: AsyncStream<WatchEvent>) {
+        let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
+        var watcher = Watcher(
+            groupResource: type.groupResource, namespace: namespace, labelSelector: labelSelector,
+            fieldSelector: fieldSelector, continuation: continuation, bookmarks: bookmarks,
+            deadline: timeout.map { clock.now.addingTimeInterval(SandboxStore.seconds($0)) })
+        if let from, from > 0 {
+            if from < oldestWatchable {
+                throw SandboxError.gone("too old resource version: \(from) (\(oldestWatchable + 1))")
+            }
+            for event in history where event.resourceVersion > from && event.groupResource == type.groupResource {
+                if watcherMatches(watcher, event) {
+                    continuation.yield(event)
+                    watcher.delivered += 1
+                }
+            }
+        } else {
+            let items = (try? list(type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: nil, continueToken: nil).items) ?? []
+            for item in items {
+                continuation.yield(WatchEvent(
+                    type: "ADDED", object: item,
+                    resourceVersion: Int64(item[path: ["metadata", "resourceVersion"]]?.stringValue ?? "") ?? 0,
+                    groupResource: type.groupResource))
+            }
+        }
+        nextWatcherID += 1
+        watchers[type.groupResource, default: [:]][nextWatcherID] = watcher
+        return (nextWatcherID, stream)
+    }
+
+    /// `watch` as a Result, so callers need no typed-throws catch across an await.
+    func openWatch(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        resourceVersion from: Int64?, bookmarks: Bool, timeout: Duration?
+    ) -> Result<(id: Int, events: AsyncStream<WatchEvent>), SandboxError> {
+        do {
+            return .success(try watch(
+                type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+                resourceVersion: from, bookmarks: bookmarks, timeout: timeout))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func removeWatcher(_ id: Int, _ groupResource: GroupResource) {
+        watchers[groupResource]?.removeValue(forKey: id)?.continuation.finish()
+    }
+
+    /// Closes every open watch connection, as when an API server restarts or a proxy drops them.
+    public func dropWatches() {
+        for (_, group) in watchers {
+            for (_, watcher) in group { watcher.continuation.finish() }
+        }
+        watchers.removeAll()
+    }
+
+    public var openWatchCount: Int { watchers.values.reduce(0) { $0 + $1.count } }
+
+    /// Forgets watch history up to now, so watching from any older resourceVersion answers 410.
+    public func compactHistory() {
+        history.removeAll()
+        oldestWatchable = resourceVersion
+    }
+
+    /// Sends BOOKMARKs to watchers that asked for them, and closes watches past their timeout.
+    func serviceWatchers(bookmarks sendBookmarks: Bool) {
+        let now = clock.now
+        for (groupResource, group) in watchers {
+            var updated = group
+            for (id, watcher) in group {
+                if let deadline = watcher.deadline, deadline <= now {
+                    watcher.continuation.finish()
+                    updated.removeValue(forKey: id)
+                    continue
+                }
+                if sendBookmarks, watcher.bookmarks, let type = self.type(for: groupResource) {
+                    watcher.continuation.yield(WatchEvent(
+                        type: "BOOKMARK",
+                        object: [
+                            "kind": .string(type.kind), "apiVersion": .string(type.apiVersion),
+                            "metadata": ["resourceVersion": .string(String(resourceVersion))],
+                        ],
+                        resourceVersion: resourceVersion, groupResource: groupResource))
+                }
+            }
+            watchers[groupResource] = updated
+        }
+    }
+
+    // MARK: Deployment simulation
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Brings the status of every Deployment whose rollout delay has passed up to its spec.
+    /// The server's service calls this on every tick; tests may call it after moving a manual clock.
+    public func advanceDeployments() {
+        let now = clock.now
+        for (key, simulation) in deploymentSimulations {
+            guard let due = simulation.dueAt, due <= now else { continue }
+            deploymentSimulations[key]?.dueAt = nil
+            settle(key: key)
+        }
+    }
+
+    /// Completes every pending Deployment rollout now, whatever the delay.
+    public func settleDeployments() {
+        for (key, simulation) in deploymentSimulations where simulation.dueAt != nil {
+            deploymentSimulations[key]?.dueAt = nil
+            settle(key: key)
+        }
+    }
+
+    /// Makes `ready` of a Deployment's pods ready (nil: all of them), at once.
+    public func setReadyReplicas(namespace: String, deployment: String, ready: Int?) throws(SandboxError) {
+        let key = SandboxStore.key(namespace, deployment)
+        guard buckets[.deployments]?.objects[key] != nil else {
+            throw SandboxError.notFound(.deployments, deployment)
+        }
+        deploymentSimulations[key, default: DeploymentSimulation()].readyOverride = ready
+        if deploymentSimulations[key]?.dueAt == nil { settle(key: key) }
+    }
+
+    /// Marks every pod of a Deployment unready (`ready: 0`), or ready again.
+    public func setDeploymentReady(namespace: String, deployment: String, _ ready: Bool) throws(SandboxError) {
+        try setReadyReplicas(namespace: namespace, deployment: deployment, ready: ready ? nil : 0)
+    }
+
+    private func settle(key: String) {
+        guard let deployment = buckets[.deployments]?.objects[key], let type = self.type(for: .deployments) else { return }
+        let replicas = Int(deployment[path: ["spec", "replicas"]]?.intValue ?? 1)
+        let ready = min(deploymentSimulations[key]?.readyOverride ?? replicas, replicas)
+        var status: JSONValue = [:]
+        status["observedGeneration"] = deployment[path: ["metadata", "generation"]] ?? 1
+        status["replicas"] = .int(Int64(replicas))
+        status["updatedReplicas"] = .int(Int64(replicas))
+        status["readyReplicas"] = .int(Int64(ready))
+        status["availableReplicas"] = .int(Int64(ready))
+        if replicas - ready > 0 { status["unavailableReplicas"] = .int(Int64(replicas - ready)) }
+        let time = JSONValue.string(now())
+        let available = ready >= replicas - max(0, replicas / 4)
+        var availableCondition: JSONObject = [:]
+        availableCondition["type"] = "Available"
+        availableCondition["status"] = .string(available ? "True" : "False")
+        availableCondition["reason"] = .string(available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable")
+        availableCondition["message"] = .string(
+            available ? "Deployment has minimum availability." : "Deployment does not have minimum availability.")
+        availableCondition["lastUpdateTime"] = time
+        availableCondition["lastTransitionTime"] = time
+        let deploymentName = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
+        var progressing: JSONObject = [:]
+        progressing["type"] = "Progressing"
+        progressing["status"] = "True"
+        progressing["reason"] = "NewReplicaSetAvailable"
+        progressing["message"] = .string(
+            "ReplicaSet \"\(deploymentName)-\(SandboxStore.templateHash(deployment))\" has successfully progressed.")
+        progressing["lastUpdateTime"] = time
+        progressing["lastTransitionTime"] = time
+        status["conditions"] = .array([.object(availableCondition), .object(progressing)])
+        if simulatePods { syncPods(deployment: deployment, ready: ready, replicas: replicas) }
+        if deployment["status"] != status {
+            var updated = deployment
+            updated["status"] = status
+            _ = store(updated, type.groupResource, key: key, event: "MODIFIED")
+        }
+    }
+
+    static func templateHash(_ deployment: JSONValue) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in (deployment[path: ["spec", "template"]] ?? .null).serialized(sortedKeys: true) {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+        var text = ""
+        for _ in 0..<10 {
+            text.append(alphabet[Int(hash % UInt64(alphabet.count))])
+            hash /= UInt64(alphabet.count)
+        }
+        return text
+    }
+
+    /// Keeps exactly `replicas` pods of the current template, `ready` of them ready.
+    private func syncPods(deployment: JSONValue, ready: Int, replicas: Int) {
+        guard let podType = self.type(for: .pods) else { return }
+        let namespace = deployment[path: ["metadata", "namespace"]]?.stringValue ?? "default"
+        let name = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
+        let uid = deployment[path: ["metadata", "uid"]]?.stringValue ?? ""
+        let hash = SandboxStore.templateHash(deployment)
+        let prefix = "\(name)-"
+        var wanted: [String: Bool] = [:]
+        for index in 0..<replicas { wanted["\(name)-\(hash)-\(index)"] = index < ready }
+        for pod in objects(.pods, namespace: namespace) {
+            guard let podName = pod[path: ["metadata", "name"]]?.stringValue, podName.hasPrefix(prefix),
+                pod[path: ["metadata", "ownerReferences"]]?.arrayValue?.contains(where: {
+                    $0["kind"]?.stringValue == "Deployment" && $0["name"]?.stringValue == name
+                }) == true
+            else { continue }
+            if wanted[podName] == nil {
+                _ = remove(podType, key: SandboxStore.key(namespace, podName), old: pod)
+            }
+        }
+        let time = JSONValue.string(now())
+        for (podName, isReady) in wanted.sorted(by: { $0.key < $1.key }) {
+            let key = SandboxStore.key(namespace, podName)
+            let existing = buckets[.pods]?.objects[key]
+            var labels = deployment[path: ["spec", "template", "metadata", "labels"]]?.objectValue ?? [:]
+            labels["pod-template-hash"] = .string(hash)
+            let readyText: JSONValue = isReady ? "True" : "False"
+            var pod: JSONValue
+            if let existing {
+                pod = existing
+            } else {
+                var owner: JSONObject = [:]
+                owner["apiVersion"] = "apps/v1"
+                owner["kind"] = "Deployment"
+                owner["name"] = .string(name)
+                owner["uid"] = .string(uid)
+                owner["controller"] = .bool(true)
+                var metadata: JSONObject = [:]
+                metadata["name"] = .string(podName)
+                metadata["namespace"] = .string(namespace)
+                metadata["labels"] = .object(labels)
+                metadata["uid"] = .string(UUID().uuidString.lowercased())
+                metadata["creationTimestamp"] = time
+                metadata["generation"] = .int(1)
+                metadata["ownerReferences"] = .array([.object(owner)])
+                var object: JSONObject = [:]
+                object["apiVersion"] = "v1"
+                object["kind"] = "Pod"
+                object["metadata"] = .object(metadata)
+                let templateSpec: JSONValue = deployment[path: ["spec", "template", "spec"]] ?? .object([:])
+                object["spec"] = templateSpec
+                pod = .object(object)
+            }
+            var status: JSONValue = ["phase": "Running"]
+            var readyCondition: JSONObject = [:]
+            readyCondition["type"] = "Ready"
+            readyCondition["status"] = readyText
+            var containersReady = readyCondition
+            containersReady["type"] = "ContainersReady"
+            status["conditions"] = .array([.object(readyCondition), .object(containersReady)])
+            let containers: [JSONValue] = deployment[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
+            var containerStatuses: [JSONValue] = []
+            for container in containers {
+                var entry: JSONObject = [:]
+                entry["name"] = container["name"] ?? .string("")
+                entry["image"] = container["image"] ?? .string("")
+                entry["ready"] = .bool(isReady)
+                entry["restartCount"] = .int(0)
+                entry["started"] = .bool(true)
+                containerStatuses.append(.object(entry))
+            }
+            status["containerStatuses"] = .array(containerStatuses)
+            if existing?["status"] == status { continue }
+            pod["status"] = status
+            _ = store(pod, podType.groupResource, key: key, event: existing == nil ? "ADDED" : "MODIFIED")
+        }
+    }
+
+    // MARK: Faults
+
+    enum FaultDecision { case none, conflict, serverError }
+
+    func decideFault(isWrite: Bool) -> FaultDecision {
+        if faults.serverErrorRate > 0, random.nextUnit() < faults.serverErrorRate { return .serverError }
+        if isWrite, faults.conflictRate > 0, random.nextUnit() < faults.conflictRate { return .conflict }
+        return .none
+    }
+
+    // MARK: Direct access for tests
+
+    /// Loads objects as `kubectl apply` would: created, or replaced keeping status and metadata.
+    @discardableResult
+    public func apply(_ objects: [JSONValue], defaultNamespace: String = "default") throws(SandboxError) -> [JSONValue] {
+        var result: [JSONValue] = []
+        for object in objects {
+            let apiVersion = object["apiVersion"]?.stringValue ?? ""
+            let kind = object["kind"]?.stringValue ?? ""
+            guard let type = self.type(apiVersion: apiVersion, kind: kind) else {
+                throw SandboxError.manifest(
+                    source: object[path: ["metadata", "name"]]?.stringValue ?? "<object>",
+                    message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"")
+            }
+            let namespace = type.namespaced ? (object[path: ["metadata", "namespace"]]?.stringValue ?? defaultNamespace) : nil
+            let name = object[path: ["metadata", "name"]]?.stringValue ?? ""
+            if let namespace, requireNamespaces, !namespaceExists(namespace), let nsType = self.type(for: .namespaces) {
+                _ = try create(nsType, namespace: nil, object: ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": .string(namespace)]])
+            }
+            if let existing = self.object(type.groupResource, namespace: namespace, name: name) {
+                var replacement = object
+                replacement[path: ["metadata", "resourceVersion"]] = existing[path: ["metadata", "resourceVersion"]]
+                var stored = try update(type, namespace: namespace, name: name, object: replacement, status: false)
+                if type.hasStatus, let status = object["status"] {
+                    stored["status"] = status
+                    stored = try update(type, namespace: namespace, name: name, object: stored, status: true)
+                }
+                result.append(stored)
+            } else {
+                var stored = try create(type, namespace: namespace, object: object)
+                if type.hasStatus, let status = object["status"], type.groupResource != .deployments {
+                    stored["status"] = status
+                    stored = try update(type, namespace: namespace, name: name, object: stored, status: true)
+                }
+                result.append(stored)
+            }
+        }
+        return result
+    }
+
+    /// Writes an object's status directly (as a controller would through /status).
+    @discardableResult
+    public func setStatus(_ groupResource: GroupResource, namespace: String?, name: String, status: JSONValue)
+        throws(SandboxError) -> JSONValue
+    {
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        var object = try get(type, namespace: namespace, name: name)
+        object["status"] = status
+        object[path: ["metadata", "resourceVersion"]] = nil
+        return try update(type, namespace: namespace, name: name, object: object, status: true)
+    }
+
+    /// Changes an object with a closure, bypassing validation of the change's author (not of the result).
+    @discardableResult
+    public func modify(
+        _ groupResource: GroupResource, namespace: String?, name: String, _ change: (inout JSONValue) -> Void
+    ) throws(SandboxError) -> JSONValue {
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        var object = try get(type, namespace: namespace, name: name)
+        change(&object)
+        object[path: ["metadata", "resourceVersion"]] = nil
+        let updated = try update(type, namespace: namespace, name: name, object: object, status: false)
+        if type.hasStatus, object["status"] != updated["status"] {
+            var withStatus = updated
+            withStatus["status"] = object["status"]
+            return try update(type, namespace: namespace, name: name, object: withStatus, status: true)
+        }
+        return updated
+    }
+
+    /// Deletes an object directly.
+    @discardableResult
+    public func remove(_ groupResource: GroupResource, namespace: String?, name: String) throws(SandboxError) -> JSONValue {
+        guard let type = self.type(for: groupResource) else { throw SandboxError.notFound(groupResource, name) }
+        return try delete(type, namespace: namespace, name: name)
+    }
+
+    public func setFaults(_ faults: SandboxFaults) { self.faults = faults }
+    public func setRBAC(_ enabled: Bool) { rbacEnabled = enabled }
+    public func setToken(_ token: String, user: SandboxUser?) { tokens[token] = user }
+    public func setRolloutDelay(_ delay: Duration) { rolloutDelay = delay }
+}
+
+/// A small deterministic generator (SplitMix64) for reproducible fault injection.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+extension Character {
+    var isLetterOrDigit: Bool { isLetter || isNumber }
+}

@@ -1,0 +1,200 @@
+import FledgeJSON
+import FledgeSandbox
+import Foundation
+import Testing
+
+/// Real kubectl against the sandbox, through the kubeconfig it writes (HTTPS, bearer token, RBAC on).
+@Suite(.serialized) struct KubectlFidelityTests {
+    struct KubectlMissing: Error, CustomStringConvertible {
+        var description: String {
+            "kubectl is not installed: the kubectl fidelity tests need it (Debian: apt-get install kubernetes-client, "
+                + "or put kubectl 1.32 on PATH). CI installs it; this is a failure, not a skip."
+        }
+    }
+
+    static func kubectlPath() throws -> String {
+        for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/usr/local/bin").split(separator: ":") {
+            let candidate = "\(folder)/kubectl"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw KubectlMissing()
+    }
+
+    struct Kubectl {
+        let path: String
+        let folder: URL
+        let kubeconfig: String
+
+        @discardableResult
+        func run(_ arguments: [String], kubeconfig: String? = nil) throws -> (status: Int32, out: String, err: String) {
+            let process = try start(arguments, kubeconfig: kubeconfig)
+            return try finish(process)
+        }
+
+        func start(_ arguments: [String], kubeconfig: String? = nil) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = ["--kubeconfig", kubeconfig ?? self.kubeconfig, "--cache-dir", folder.appendingPathComponent("cache").path] + arguments
+            process.environment = ["HOME": folder.path, "PATH": "/usr/bin:/bin"]
+            let out = folder.appendingPathComponent("out-\(UUID().uuidString)")
+            let err = folder.appendingPathComponent("err-\(UUID().uuidString)")
+            FileManager.default.createFile(atPath: out.path, contents: nil)
+            FileManager.default.createFile(atPath: err.path, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: out)
+            process.standardError = try FileHandle(forWritingTo: err)
+            process.standardInput = FileHandle.nullDevice
+            KubectlFidelityTests.outputs[ObjectIdentifier(process)] = (out, err)
+            try process.run()
+            return process
+        }
+
+        func finish(_ process: Process) throws -> (status: Int32, out: String, err: String) {
+            process.waitUntilExit()
+            let (out, err) = KubectlFidelityTests.outputs[ObjectIdentifier(process)]!
+            return (
+                process.terminationStatus,
+                try String(contentsOf: out, encoding: .utf8),
+                try String(contentsOf: err, encoding: .utf8)
+            )
+        }
+
+        func write(_ name: String, _ text: String) throws -> String {
+            let file = folder.appendingPathComponent(name).path
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            return file
+        }
+    }
+
+    nonisolated(unsafe) static var outputs: [ObjectIdentifier: (URL, URL)] = [:]
+
+    @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
+        let kubectlPath = try KubectlFidelityTests.kubectlPath()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+
+        let certificates = try SandboxCertificates.generate()
+        let configuration = SandboxServer.Configuration(
+            tls: certificates,
+            tokens: ["admin-token": .admin(), "reader-token": .serviceAccount(namespace: "default", name: "reader")],
+            rbac: true, tickInterval: .milliseconds(20))
+        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
+            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
+            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
+
+            // create -f the seed's VirtualService and DestinationRule.
+            let seed = try kubectl.write("seed.yaml", seedIstioYAML)
+            var result = try kubectl.run(["create", "-f", seed])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("virtualservice.networking.istio.io/product-service created"))
+            #expect(result.out.contains("destinationrule.networking.istio.io/product-service created"))
+            result = try kubectl.run(["create", "-f", seed])
+            #expect(result.status != 0)
+            #expect(result.err.contains("AlreadyExists") || result.err.contains("already exists"))
+
+            // apply -f a Deployment, then apply a change to it.
+            let deployment = try kubectl.write("deployment.yaml", deploymentJSON.serializedString(pretty: true))
+            result = try kubectl.run(["apply", "-f", deployment])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("deployment.apps/product-service created"))
+            var scaled = deploymentJSON
+            scaled[path: ["spec", "replicas"]] = 5
+            _ = try kubectl.write("deployment.yaml", scaled.serializedString(pretty: true))
+            result = try kubectl.run(["apply", "-f", deployment])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("deployment.apps/product-service configured"))
+            let stored = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
+            #expect(stored?[path: ["spec", "replicas"]] == 5)
+            #expect(stored?[path: ["metadata", "generation"]] == 2)
+
+            // apply -f the seed with a changed weight: a merge patch that keeps everything else.
+            _ = try kubectl.write("seed.yaml", seedIstioYAML.replacingOccurrences(of: "weight: 90", with: "weight: 85")
+                .replacingOccurrences(of: "weight: 10", with: "weight: 15"))
+            result = try kubectl.run(["apply", "-f", seed])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("virtualservice.networking.istio.io/product-service configured"))
+
+            // get -o json
+            result = try kubectl.run(["get", "vs", "product-service", "-o", "json"])
+            #expect(result.status == 0, "\(result.err)")
+            let vs = try JSONValue(parsing: result.out)
+            #expect(vs[path: ["spec", "http"]]?[1]?["route"]?[0]?["weight"] == 85)
+            #expect(vs[path: ["spec", "http"]]?[1]?["retries"] == ["attempts": 3, "perTryTimeout": "2s"])
+            #expect(vs[path: ["spec", "http"]]?[0]?["match"]?[0]?[path: ["headers", "x-canary", "exact"]] == "true")
+
+            // get (server-side table) with short names.
+            result = try kubectl.run(["get", "deploy,vs,dr"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("deployment.apps/product-service"))
+            #expect(result.out.contains("virtualservice.networking.istio.io/product-service"))
+
+            // get -w sees a change.
+            let watcher = try kubectl.start(["get", "vs", "product-service", "-w", "-o", "jsonpath={.spec.http[1].route[0].weight}{\"\\n\"}", "--request-timeout=20s"])
+            while await h.server.store.openWatchCount == 0 && watcher.isRunning {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            result = try kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p",
+                #"[{"op":"test","path":"/spec/http/1/route/0/weight","value":85},{"op":"replace","path":"/spec/http/1/route/0/weight","value":70},{"op":"replace","path":"/spec/http/1/route/1/weight","value":30}]"#])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("patched"))
+            var watched = ""
+            for _ in 0..<500 {
+                watched = try String(contentsOf: KubectlFidelityTests.outputs[ObjectIdentifier(watcher)]!.0, encoding: .utf8)
+                if watched.contains("70") || !watcher.isRunning { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            watcher.terminate()
+            _ = try kubectl.finish(watcher)
+            #expect(watched.split(separator: "\n").contains("70"), "kubectl get -w printed: \(watched)")
+
+            // patch --type merge, and a failing json patch test.
+            result = try kubectl.run(["patch", "deploy", "product-service", "--type", "merge", "-p", #"{"spec":{"replicas":2}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p", #"[{"op":"test","path":"/spec/http/1/route/0/weight","value":1}]"#])
+            #expect(result.status != 0)
+            // Strategic merge (kubectl patch's default) on a Deployment.
+            result = try kubectl.run(["patch", "deploy", "product-service", "-p", #"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/product-service:2.0.0"}]}}}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            let patched = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
+            #expect(patched?[path: ["spec", "template", "spec", "containers"]]?.arrayValue?.count == 1)
+            #expect(patched?[path: ["spec", "template", "spec", "containers"]]?[0]?["image"] == "registry.example/product-service:2.0.0")
+
+            // delete
+            result = try kubectl.run(["delete", "dr", "product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("destinationrule.networking.istio.io \"product-service\" deleted"))
+            result = try kubectl.run(["get", "dr", "product-service"])
+            #expect(result.status != 0)
+            #expect(result.err.contains("NotFound") || result.err.contains("not found"))
+
+            // A CRD applied, then used.
+            let crd = try kubectl.write("crd.yaml", testCRDYAML)
+            result = try kubectl.run(["apply", "-f", crd])
+            #expect(result.status == 0, "\(result.err)")
+            let widget = try kubectl.write("widget.yaml", """
+                apiVersion: test.fledge.dev/v1
+                kind: Widget
+                metadata: {name: gizmo}
+                spec: {size: 3, color: red}
+                """)
+            result = try kubectl.run(["apply", "-f", widget])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("widget.test.fledge.dev/gizmo created"))
+            result = try kubectl.run(["get", "wg"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("SIZE") && result.out.contains("gizmo"))
+            _ = try kubectl.write("widget.yaml", "apiVersion: test.fledge.dev/v1\nkind: Widget\nmetadata: {name: gizmo}\nspec: {size: 42}\n")
+            result = try kubectl.run(["apply", "-f", widget])
+            #expect(result.status != 0)
+            #expect(result.err.contains("spec.size"))
+
+            // RBAC: a user without rights is refused with the real server's message.
+            let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path
+            try h.server.kubeconfig(token: "reader-token").write(toFile: readerConfig, atomically: true, encoding: .utf8)
+            result = try kubectl.run(["delete", "vs", "product-service"], kubeconfig: readerConfig)
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"virtualservices.networking.istio.io "product-service" is forbidden: User "system:serviceaccount:default:reader" cannot delete resource "virtualservices" in API group "networking.istio.io" in the namespace "default""#), "\(result.err)")
+        }
+    }
+}

@@ -1,0 +1,309 @@
+import FledgeHTTP
+import FledgeJSON
+import FledgeSandbox
+import Foundation
+import Testing
+
+/// Reads watch lines until `count` events arrived (or the stream ended).
+func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async throws -> [JSONValue] {
+    var events: [JSONValue] = []
+    for try await line in lines {
+        if line.isEmpty { continue }
+        events.append(try JSONValue(parsing: line))
+        if events.count >= count { break }
+    }
+    return events
+}
+
+@Suite struct SandboxWatchTests {
+    @Test func watchFromResourceVersionSeesChangesInOrder() async throws {
+        try await withSandbox { h in
+            let cms = "/api/v1/namespaces/default/configmaps"
+            let first = try await h.request(.post, cms, body: ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "a"], "data": ["k": "1"]])
+            let rv = first.json[path: ["metadata", "resourceVersion"]]!.stringValue!
+            // Changes made before the watch starts are replayed from history.
+            _ = try await h.raw(.patch, "\(cms)/a", body: #"{"data":{"k":"2"}}"#, contentType: "application/merge-patch+json")
+            let lines = try await h.watch("\(cms)?watch=true&resourceVersion=\(rv)")
+            _ = try await h.request(.delete, "\(cms)/a")
+            let events = try await collect(lines, count: 2)
+            #expect(events.map { $0["type"] } == ["MODIFIED", "DELETED"])
+            #expect(events[0][path: ["object", "data", "k"]] == "2")
+            let rvs = events.compactMap { $0[path: ["object", "metadata", "resourceVersion"]]?.stringValue.flatMap { Int($0) } }
+            #expect(rvs.count == 2 && rvs[0] < rvs[1])
+        }
+    }
+
+    @Test func watchFromTooOldVersionIsGone() async throws {
+        try await withSandbox(.init(watchHistoryLimit: 2)) { h in
+            for index in 0..<5 {
+                _ = try await h.request(.post, "/api/v1/namespaces/default/configmaps", body: ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": .string("c\(index)")]])
+            }
+            let lines = try await h.watch("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=5")
+            let events = try await collect(lines, count: 1)
+            #expect(events.first?["type"] == "ERROR")
+            #expect(events.first?[path: ["object", "code"]] == 410)
+            #expect(events.first?[path: ["object", "reason"]] == "Expired")
+        }
+    }
+
+    @Test func watchWithoutVersionStartsWithCurrentObjectsAndHonoursSelectors() async throws {
+        try await withSandbox { h in
+            try await h.server.store.apply(try yaml("""
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: keep, labels: {app: x}}
+                ---
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: skip, labels: {app: y}}
+                """))
+            let lines = try await h.watch("/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dx")
+            _ = try await h.server.store.modify(.configMaps, namespace: "default", name: "skip") { $0["data"] = ["a": "b"] }
+            _ = try await h.server.store.modify(.configMaps, namespace: "default", name: "keep") { $0["data"] = ["a": "b"] }
+            let events = try await collect(lines, count: 2)
+            #expect(events.map { $0["type"] } == ["ADDED", "MODIFIED"])
+            #expect(events.allSatisfy { $0[path: ["object", "metadata", "name"]] == "keep" })
+        }
+    }
+
+    @Test func droppedWatchEndsTheStreamAndBookmarksArrive() async throws {
+        try await withSandbox(.init(tickInterval: .milliseconds(10), bookmarkInterval: .milliseconds(10))) { h in
+            let lines = try await h.watch("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=4&allowWatchBookmarks=true")
+            let events = try await collect(lines, count: 1)
+            #expect(events.first?["type"] == "BOOKMARK")
+            #expect(events.first?[path: ["object", "metadata", "resourceVersion"]]?.stringValue != nil)
+            await h.server.store.dropWatches()
+            var ended = false
+            for try await _ in lines {}
+            ended = true
+            #expect(ended)
+        }
+    }
+}
+
+@Suite struct SandboxCRDTests {
+    @Test func appliedCRDIsServedWithStatusValidationAndPruning() async throws {
+        try await withSandbox { h in
+            try await h.server.store.apply(try yaml(testCRDYAML))
+            let crd = try await h.request(.get, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.test.fledge.dev")
+            #expect(crd.json[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"] == "Established" && $0["status"] == "True" } == true)
+            let discovery = try await h.request(.get, "/apis/test.fledge.dev/v1")
+            #expect(discovery.json["resources"]?.arrayValue?.contains { $0["name"] == "widgets" && $0["shortNames"] == ["wg"] } == true)
+            #expect(discovery.json["resources"]?.arrayValue?.contains { $0["name"] == "widgets/status" } == true)
+
+            let path = "/apis/test.fledge.dev/v1/namespaces/default/widgets"
+            let widget: JSONValue = ["apiVersion": "test.fledge.dev/v1", "kind": "Widget", "metadata": ["name": "w"], "spec": ["size": 3, "unknown": 1], "status": ["phase": "Bogus"]]
+            let created = try await h.request(.post, path, body: widget)
+            #expect(created.status == 201)
+            #expect(created.json[path: ["spec", "unknown"]] == nil)  // pruned
+            #expect(created.json["status"] == nil)  // status subresource: ignored on create
+            let strict = try await h.request(.post, path + "?fieldValidation=Strict", body: ["apiVersion": "test.fledge.dev/v1", "kind": "Widget", "metadata": ["name": "w2"], "spec": ["size": 3, "unknown": 1]])
+            #expect(strict.status == 400)
+            #expect(strict.json["message"]?.stringValue?.contains("unknown field \"spec.unknown\"") == true)
+            let invalid = try await h.request(.post, path, body: ["apiVersion": "test.fledge.dev/v1", "kind": "Widget", "metadata": ["name": "w3"], "spec": ["size": 11, "color": "green"]])
+            #expect(invalid.status == 422)
+            #expect(invalid.json["message"]?.stringValue?.contains("spec.size") == true)
+            #expect(invalid.json["message"]?.stringValue?.contains("spec.color") == true)
+            let missing = try await h.request(.post, path, body: ["apiVersion": "test.fledge.dev/v1", "kind": "Widget", "metadata": ["name": "w4"], "spec": [:]])
+            #expect(missing.status == 422)
+
+            let status = try await h.raw(.patch, path + "/w/status", body: #"{"status":{"phase":"Ready"},"spec":{"size":9}}"#, contentType: "application/merge-patch+json")
+            #expect(status.json[path: ["status", "phase"]] == "Ready")
+            #expect(status.json[path: ["spec", "size"]] == 3)
+            #expect(status.json[path: ["metadata", "generation"]] == 1)
+            let spec = try await h.raw(.patch, path + "/w", body: #"{"status":{"phase":"Nope"},"spec":{"size":4}}"#, contentType: "application/merge-patch+json")
+            #expect(spec.json[path: ["status", "phase"]] == "Ready")
+            #expect(spec.json[path: ["metadata", "generation"]] == 2)
+
+            let table = try await h.request(.get, path, accept: "application/json;as=Table;v=v1;g=meta.k8s.io")
+            #expect(table.json["columnDefinitions"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["Name", "Size", "Phase"])
+            #expect(table.json["rows"]?[0]?["cells"] == ["w", 4, "Ready"])
+
+            // Deleting the CRD stops serving it and removes its objects.
+            let deleted = try await h.request(.delete, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.test.fledge.dev")
+            #expect(deleted.status == 200)
+            let gone = try await h.request(.get, path)
+            #expect(gone.status == 404)
+        }
+    }
+
+    @Test func invalidCRDIsRejected() async throws {
+        try await withSandbox { h in
+            var crd = try yaml(testCRDYAML)[0]
+            crd[path: ["metadata", "name"]] = "wrong.name"
+            let response = try await h.request(.post, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body: crd)
+            #expect(response.status == 422)
+            #expect(response.json["message"]?.stringValue?.contains("metadata.name") == true)
+        }
+    }
+}
+
+@Suite struct SandboxDeploymentTests {
+    @Test func statusFollowsSpecAfterDelayOnInjectedClock() async throws {
+        let clock = ManualSandboxClock()
+        try await withSandbox(.init(clock: clock, rolloutDelay: .seconds(30))) { h in
+            let store = h.server.store
+            try await store.apply([deploymentJSON])
+            await store.advanceDeployments()
+            var deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "readyReplicas"]] == nil)
+            clock.advance(by: .seconds(31))
+            await store.advanceDeployments()
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "readyReplicas"]] == 3)
+            #expect(deployment[path: ["status", "updatedReplicas"]] == 3)
+            #expect(deployment[path: ["status", "availableReplicas"]] == 3)
+            #expect(deployment[path: ["status", "observedGeneration"]] == 1)
+            let pods = try await h.request(.get, "/api/v1/namespaces/default/pods?labelSelector=version%3Dv1")
+            #expect(pods.json["items"]?.arrayValue?.count == 3)
+
+            // Scale: observedGeneration lags until the delay passes.
+            _ = try await h.raw(.patch, "/apis/apps/v1/namespaces/default/deployments/product-service", body: #"{"spec":{"replicas":1}}"#, contentType: "application/merge-patch+json")
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "observedGeneration"]] == 1)
+            clock.advance(by: .seconds(31))
+            await store.advanceDeployments()
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "observedGeneration"]] == 2)
+            #expect(deployment[path: ["status", "replicas"]] == 1)
+            #expect(await store.objects(.pods, namespace: "default").count == 1)
+
+            // Unready pods.
+            try await store.setDeploymentReady(namespace: "default", deployment: "product-service", false)
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "readyReplicas"]] == 0)
+            #expect(deployment[path: ["status", "unavailableReplicas"]] == 1)
+            let pod = await store.objects(.pods, namespace: "default")[0]
+            #expect(pod[path: ["status", "conditions"]]?[0]?["status"] == "False")
+        }
+    }
+
+    @Test func runningServiceSettlesDeploymentsByItself() async throws {
+        try await withSandbox(.init(tickInterval: .milliseconds(10))) { h in
+            _ = try await h.request(.post, "/apis/apps/v1/namespaces/default/deployments", body: deploymentJSON)
+            let lines = try await h.watch("/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion=4")
+            var ready = false
+            for try await line in lines {
+                let event = try JSONValue(parsing: line)
+                if event[path: ["object", "status", "readyReplicas"]] == 3 { ready = true; break }
+            }
+            #expect(ready)
+        }
+    }
+}
+
+@Suite struct SandboxSecurityTests {
+    static let rbacYAML = """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: Role
+        metadata: {name: vs-reader, namespace: shop}
+        rules:
+        - apiGroups: [networking.istio.io]
+          resources: [virtualservices]
+          verbs: [get, list, watch]
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: RoleBinding
+        metadata: {name: vs-reader, namespace: shop}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vs-reader}
+        subjects:
+        - {kind: ServiceAccount, name: fledge, namespace: fledge-system}
+        """
+
+    @Test func tokensAndRBAC() async throws {
+        let configuration = SandboxServer.Configuration(
+            tokens: ["admin-token": .admin(), "fledge-token": .serviceAccount(namespace: "fledge-system", name: "fledge")],
+            rbac: true)
+        try await withSandbox(configuration, token: "admin-token") { h in
+            try await h.server.store.apply(try yaml(SandboxSecurityTests.rbacYAML), defaultNamespace: "shop")
+            let anonymous = try await h.client.send(HTTPRequest(url: h.url + "/api/v1/namespaces"))
+            #expect(anonymous.status == 401)
+            let wrong = try await h.request(.get, "/api/v1/namespaces", token: "nope")
+            #expect(wrong.status == 401)
+            #expect(wrong.json["reason"] == "Unauthorized")
+
+            let allowed = try await h.request(.get, "/apis/networking.istio.io/v1/namespaces/shop/virtualservices", token: "fledge-token")
+            #expect(allowed.status == 200)
+            let denied = try await h.raw(.patch, "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/x", body: "{}", contentType: "application/merge-patch+json")
+            #expect(denied.status == 404)  // the admin may; the object is missing
+            let forbidden = try await h.request(.delete, "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/x", token: "fledge-token")
+            #expect(forbidden.status == 403)
+            #expect(forbidden.json["reason"] == "Forbidden")
+            #expect(forbidden.json["message"] == "virtualservices.networking.istio.io \"x\" is forbidden: User \"system:serviceaccount:fledge-system:fledge\" cannot delete resource \"virtualservices\" in API group \"networking.istio.io\" in the namespace \"shop\"")
+            let otherNamespace = try await h.request(.get, "/apis/networking.istio.io/v1/namespaces/default/virtualservices", token: "fledge-token")
+            #expect(otherNamespace.status == 403)
+            let clusterWide = try await h.request(.get, "/api/v1/namespaces", token: "fledge-token")
+            #expect(clusterWide.json["message"]?.stringValue?.hasSuffix("at the cluster scope") == true)
+            // Discovery stays open to authenticated users.
+            let discovery = try await h.request(.get, "/apis", token: "fledge-token")
+            #expect(discovery.status == 200)
+        }
+    }
+
+    @Test func faultsAreInjectedDeterministically() async throws {
+        try await withSandbox(.init(faults: SandboxFaults(conflictRate: 1))) { h in
+            let write = try await h.request(.post, "/api/v1/namespaces/default/configmaps", body: ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "a"]])
+            #expect(write.status == 409)
+            let read = try await h.request(.get, "/api/v1/namespaces/default/configmaps")
+            #expect(read.status == 200)
+            await h.server.store.setFaults(SandboxFaults(serverErrorRate: 0.5, seed: 42))
+            var first: [Int] = []
+            for _ in 0..<20 { first.append(try await h.request(.get, "/api/v1/namespaces").status) }
+            await h.server.store.setFaults(SandboxFaults(serverErrorRate: 0.5, seed: 42))
+            var second: [Int] = []
+            for _ in 0..<20 { second.append(try await h.request(.get, "/api/v1/namespaces").status) }
+            #expect(first == second)
+            #expect(first.contains(500) && first.contains(200))
+            let discovery = try await h.request(.get, "/api")
+            #expect(discovery.status == 200)
+        }
+    }
+
+    @Test func servesHTTPSWithGeneratedCertificates() async throws {
+        let certificates = try SandboxCertificates.generate()
+        try await withSandbox(.init(tls: certificates, tokens: ["t": .admin()]), token: "t", caPEM: certificates.certificateAuthorityPEM) { h in
+            #expect(h.url.hasPrefix("https://127.0.0.1:"))
+            let response = try await h.request(.get, "/api/v1/namespaces/default")
+            #expect(response.status == 200)
+            #expect(response.json[path: ["metadata", "name"]] == "default")
+        }
+    }
+}
+
+@Suite struct ManifestLoaderTests {
+    @Test func readsSeedManifestsKeepingOrderAndTypes() throws {
+        let objects = try yaml(seedIstioYAML)
+        #expect(objects.count == 2)
+        #expect(objects[0][path: ["spec", "http"]]?[0]?[path: ["match"]]?[0]?[path: ["headers", "x-canary", "exact"]] == "true")
+        #expect(objects[0][path: ["spec", "http"]]?[1]?[path: ["route"]]?[0]?["weight"] == 90)
+        #expect(objects[1][path: ["spec", "trafficPolicy", "outlierDetection", "interval"]] == "30s")
+        #expect(Array(objects[0].objectValue!.keys) == ["apiVersion", "kind", "metadata", "spec"])
+    }
+
+    @Test func badManifestsNameTheProblem() {
+        #expect(throws: SandboxError.self) { try ManifestLoader.parseYAML("kind: Foo\n", source: "x.yaml") }
+        do {
+            _ = try ManifestLoader.parseYAML("apiVersion: v1\nkind: [\n", source: "broken.yaml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.hasPrefix("broken.yaml: invalid YAML"))
+        }
+        do {
+            _ = try ManifestLoader.load(paths: ["/nonexistent/file.yaml"])
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description == "/nonexistent/file.yaml: no such file or directory")
+        }
+    }
+
+    @Test func labelSelectorParsing() throws {
+        let selector = try LabelSelector(parsing: "a=b, c!=d,e in (f, g),h notin (i),j,!k")
+        #expect(selector.requirements == [
+            .equals("a", "b"), .notEquals("c", "d"), .isIn("e", ["f", "g"]), .notIn("h", ["i"]), .exists("j"), .doesNotExist("k"),
+        ])
+        #expect(selector.matches(["a": "b", "e": "g", "j": ""]))
+        #expect(!selector.matches(["a": "b", "e": "g", "j": "", "k": "1"]))
+        #expect(throws: SandboxError.self) { try LabelSelector(parsing: "a in b") }
+        #expect(throws: SandboxError.self) { try LabelSelector(parsing: "a=b c") }
+    }
+}
