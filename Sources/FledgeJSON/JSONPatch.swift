@@ -204,6 +204,10 @@ public struct JSONPatch: Sendable, Equatable {
             guard resolve(path, in: document) != nil else {
                 throw JSONPatchError("path \"\(path)\" does not exist")
             }
+            if path.tokens.isEmpty {  // "" is the whole document
+                document = value
+                return
+            }
             _ = try remove(at: path.tokens[...], in: &document, full: path)
             try add(value, at: path.tokens[...], in: &document, full: path)
         case .move(let from, let path):

@@ -10,7 +10,9 @@ public enum ManifestLoader {
         var documents: [JSONValue] = []
         do {
             var index = 0
-            for node in try Yams.compose_all(yaml: text) {
+            // Yams.compose_all stops quietly at a syntax error; the parser throws it.
+            let parser = try Parser(yaml: text)
+            while let node = try parser.nextRoot() {
                 index += 1
                 let value = try convert(node, source: source, document: index)
                 if value.isNull { continue }

@@ -226,7 +226,8 @@ public actor SandboxStore {
         guard var bucket = buckets[type.groupResource] else {
             return ListResult(items: [], resourceVersion: listRV, continueToken: nil, remaining: nil)
         }
-        if let name = fieldSelector?.exactName {
+        // A single key lookup answers a name selector, unless a namespaced type is listed across namespaces.
+        if let name = fieldSelector?.exactName, namespace != nil || !type.namespaced {
             let key = SandboxStore.key(namespace, name)
             var items: [JSONValue] = []
             if let object = bucket.objects[key],
