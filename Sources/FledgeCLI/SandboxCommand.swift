@@ -28,8 +28,11 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(help: "Where to write a kubeconfig for kubectl.")
     var kubeconfigOut: String = "sandbox.kubeconfig"
 
-    @Flag(help: "Serve HTTPS with a certificate signed by a CA generated at start (openssl); the CA goes into the kubeconfig.")
-    var tls = false
+    @Flag(inversion: .prefixedNo, help: """
+        Serve HTTPS with a certificate signed by a CA generated at start (openssl); the CA goes into the kubeconfig. \
+        With --no-tls, kubectl sends no credentials (it never sends a token over plain HTTP), so every request acts as the admin.
+        """)
+    var tls = true
 
     @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start.")
     var load: [String] = []
@@ -53,6 +56,9 @@ struct SandboxCommand: AsyncParsableCommand {
         guard rolloutDelay >= 0 else {
             throw ValidationError("--rollout-delay must not be negative, got \(rolloutDelay)")
         }
+        if !tls, rbac || token != nil {
+            throw ValidationError("--rbac and --token need TLS: kubectl sends no token over plain HTTP (drop --no-tls)")
+        }
         if let token, token.isEmpty || token.contains(where: \.isWhitespace) {
             throw ValidationError("--token must be non-empty and contain no spaces")
         }
@@ -66,7 +72,8 @@ struct SandboxCommand: AsyncParsableCommand {
         let adminToken = token ?? SandboxCommand.randomToken()
         var configuration = SandboxServer.Configuration(
             host: host == "localhost" ? "127.0.0.1" : host, port: port,
-            tokens: [adminToken: .admin("fledge-admin")], rbac: rbac,
+            // Without TLS kubectl sends no token, so there is nothing to authenticate.
+            tokens: tls ? [adminToken: .admin("fledge-admin")] : [:], rbac: rbac,
             rolloutDelay: .milliseconds(Int64(rolloutDelay * 1000)))
         if tls { configuration.tls = try SandboxCertificates.generate() }
         let server = SandboxServer(configuration: configuration, logger: logger)
@@ -101,7 +108,7 @@ struct SandboxCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(20))
             }
             let url = server.url!
-            let kubeconfig = server.kubeconfig(token: token)
+            let kubeconfig = server.kubeconfig(token: server.configuration.tls == nil ? nil : token)
             do {
                 try kubeconfig.write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
             } catch {
