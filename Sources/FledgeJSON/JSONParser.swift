@@ -15,7 +15,11 @@ extension JSONValue {
 
     public init(parsing text: String) throws(JSONParseError) {
         var text = text
-        self = try text.withUTF8 { bytes throws(JSONParseError) in try JSONValue(parsingBytes: bytes) }
+        // String.withUTF8 only rethrows untyped errors; carry the typed one out in a Result.
+        let result = text.withUTF8 { bytes in
+            Result { () throws(JSONParseError) -> JSONValue in try JSONValue(parsingBytes: bytes) }
+        }
+        self = try result.get()
     }
 
     public init(parsing bytes: [UInt8]) throws(JSONParseError) {
