@@ -5,7 +5,7 @@ struct FledgeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fledge-bench",
         abstract: "Fledge's benchmarks; each reports against a baseline measured in the same run.",
-        subcommands: []
+        subcommands: [WatchDecodeBench.self]
     )
 }
 
