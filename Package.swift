@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "FledgePrometheus",
             dependencies: [
-                "FledgeHTTP",
+                "FledgeHTTP", "FledgeJSON",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -113,12 +113,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "fledge",
-            dependencies: ["FledgeCLI"],
+            dependencies: [
+                "FledgeCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict
         ),
         // Benchmarks: a separate command, never timed assertions in tests.

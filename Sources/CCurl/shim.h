@@ -35,4 +35,7 @@ static inline CURLcode fledge_easy_getinfo_pointer(CURL *handle, CURLINFO info, 
 static inline CURLMcode fledge_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
 }
+static inline CURLcode fledge_global_init(void) {
+    return curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 #endif

@@ -8,6 +8,7 @@ public struct Fledge: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             QueryCommand.self,
+            DemoCommand.self,
         ]
     )
 

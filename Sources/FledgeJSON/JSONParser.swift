@@ -15,15 +15,13 @@ extension JSONValue {
 
     public init(parsing text: String) throws(JSONParseError) {
         var text = text
-        // String.withUTF8 only rethrows untyped errors; carry the typed one out in a Result.
-        let result = text.withUTF8 { bytes in
-            Result { () throws(JSONParseError) -> JSONValue in try JSONValue(parsingBytes: bytes) }
-        }
+        let result = text.withUTF8 { bytes in Result { () throws(JSONParseError) in try JSONValue(parsingBytes: bytes) } }
         self = try result.get()
     }
 
     public init(parsing bytes: [UInt8]) throws(JSONParseError) {
-        self = try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONValue(parsingBytes: buffer) }
+        let result = bytes.withUnsafeBufferPointer { buffer in Result { () throws(JSONParseError) in try JSONValue(parsingBytes: buffer) } }
+        self = try result.get()
     }
 
     public init(parsingBytes bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) {

@@ -1,1 +1,0 @@
-// FledgePrometheus: see Package.swift for this target's role.

@@ -1,1 +1,0 @@
-// LocalPrometheus: see Package.swift for this target's role.

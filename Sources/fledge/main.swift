@@ -1,3 +1,0 @@
-import FledgeCLI
-
-await Fledge.main()
