@@ -1,6 +1,7 @@
 import FledgeHTTP
 import FledgeJSON
 import Foundation
+import Logging
 import Synchronization
 
 /// Makes the HTTP transport for a TLS/client-certificate configuration.
@@ -36,6 +37,21 @@ public final class KubernetesClient: Sendable {
         self.factory = makeTransport
         self.credentials = CredentialProvider(
             credentials: configuration.credentials, server: configuration.server, tls: configuration.tls, now: now)
+    }
+
+    /// Talks over libcurl (`CurlHTTPClient`), the project's one HTTP transport.
+    public convenience init(
+        configuration: KubernetesConfiguration, logger: Logger = Logger(label: "fledge.kubernetes"),
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.init(
+            configuration: configuration, makeTransport: { CurlHTTPClient(configuration: $0, logger: logger) }, now: now)
+    }
+
+    /// The client kubectl would build: `KUBECONFIG`/`~/.kube/config` (optionally another
+    /// context), else the in-cluster service account.
+    public static func load(context: String? = nil) throws(KubernetesError) -> KubernetesClient {
+        KubernetesClient(configuration: try KubernetesConfiguration.load(context: context))
     }
 
     /// Uses an existing transport for every request (exec client certificates then need a factory).

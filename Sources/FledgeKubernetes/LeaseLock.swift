@@ -89,7 +89,7 @@ public final class LeaseLock: Sendable {
             lease.holderIdentity = identity
             lease.acquireTime = nowText
             lease.renewTime = nowText
-            lease.leaseTransitions = (lease.leaseTransitions ?? 0) + (holder.isEmpty && lease.leaseTransitions == nil ? 0 : 1)
+            lease.leaseTransitions = (lease.leaseTransitions ?? 0) + 1
         }
         lease.leaseDurationSeconds = seconds
         do {
