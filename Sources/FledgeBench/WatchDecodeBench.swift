@@ -21,7 +21,7 @@ struct WatchDecodeBench: AsyncParsableCommand {
         guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
     }
 
-    func run() async throws {
+    mutating func run() async throws {
         let lines = (0..<events).map { watchEventLine(index: $0) }
         let bytes = lines.reduce(0) { $0 + $1.count }
         print("watch-decode: \(events) events, average \(bytes / events) bytes per line")
