@@ -86,6 +86,7 @@ let package = Package(
             dependencies: [
                 "FledgeHTTP", "FledgeJSON", "Yams",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

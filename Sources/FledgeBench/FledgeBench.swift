@@ -8,8 +8,10 @@ struct FledgeBench: AsyncParsableCommand {
         abstract: "Fledge's benchmarks; each reports against a baseline measured in the same run.",
         subcommands: [
             PrometheusClientBenchmark.self,
-            DecisionsBenchmark.self,
+            WatchDecodeBench.self,
+            ListDecodeBench.self,
             DecideBenchmark.self,
+            DecisionsBenchmark.self,
         ]
     )
 }

@@ -1,0 +1,81 @@
+import FledgeJSON
+import Foundation
+
+/// An `events.k8s.io/v1` Event to record about an object (what `kubectl describe`
+/// and `kubectl get events` show).
+public struct EventRecord: Sendable, Equatable {
+    public enum EventType: String, Sendable {
+        case normal = "Normal"
+        case warning = "Warning"
+    }
+
+    /// The object the event is about (needs apiVersion, kind, metadata.name/namespace/uid).
+    public var regarding: JSONValue
+    /// UpperCamelCase, machine-readable (`Progressing`, `RolledBack`).
+    public var reason: String
+    /// Human-readable; trimmed to the API's 1 kB limit.
+    public var note: String
+    public var type: EventType
+    /// What the controller did (`SetWeight`, `Promote`).
+    public var action: String
+    public var reportingController: String
+    public var reportingInstance: String
+    public var time: Date
+
+    public init(
+        regarding: JSONValue, reason: String, note: String, type: EventType = .normal, action: String,
+        reportingController: String = "fledge.dev/rollout-controller", reportingInstance: String, time: Date
+    ) {
+        self.regarding = regarding
+        self.reason = reason
+        self.note = note
+        self.type = type
+        self.action = action
+        self.reportingController = reportingController
+        self.reportingInstance = reportingInstance
+        self.time = time
+    }
+
+    /// The object reference part of an object.
+    static func reference(to object: JSONValue) -> JSONValue {
+        var reference = JSONObject()
+        if let v = object["apiVersion"] { reference["apiVersion"] = v }
+        if let v = object["kind"] { reference["kind"] = v }
+        let metadata = object["metadata"]
+        for key in ["namespace", "name", "uid", "resourceVersion"] {
+            if let v = metadata?[key] { reference[key] = v }
+        }
+        return .object(reference)
+    }
+
+    /// The Event object this record becomes.
+    public func eventObject(namespace: String, uniqueSuffix: String) -> JSONValue {
+        let regardingName = regarding["metadata"]?["name"]?.stringValue ?? "object"
+        var trimmed = note
+        while trimmed.utf8.count > 1024 { trimmed.removeLast() }
+        return [
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": ["name": .string("\(regardingName).\(uniqueSuffix)"), "namespace": .string(namespace)],
+            "eventTime": .string(formatRFC3339(time, microseconds: true)),
+            "reportingController": .string(reportingController),
+            "reportingInstance": .string(reportingInstance),
+            "action": .string(action),
+            "reason": .string(reason),
+            "regarding": Self.reference(to: regarding),
+            "note": .string(trimmed),
+            "type": .string(type.rawValue),
+        ]
+    }
+}
+
+extension KubernetesClient {
+    /// Creates an Event about `record.regarding` in that object's namespace.
+    @discardableResult
+    public func recordEvent(_ record: EventRecord) async throws(KubernetesError) -> JSONValue {
+        let namespace = record.regarding["metadata"]?["namespace"]?.stringValue ?? configuration.namespace
+        let nanos = UInt64(max(0, record.time.timeIntervalSince1970 * 1_000_000_000))
+        let suffix = String(nanos, radix: 16) + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        return try await create(.events, namespace: namespace, record.eventObject(namespace: namespace, uniqueSuffix: suffix))
+    }
+}

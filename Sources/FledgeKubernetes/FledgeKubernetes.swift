@@ -1,1 +1,0 @@
-// FledgeKubernetes: see Package.swift for this target's role.
