@@ -85,7 +85,11 @@ public struct HTTPRequest: Sendable {
 }
 
 /// Percent-encodes a form field as `application/x-www-form-urlencoded` requires.
-public func formEncode(_ value: String) -> String {
+public func formEncode(_ value: String) -> String { percentEncode(value) }
+
+/// Percent-encodes everything outside RFC 3986's unreserved characters, so the
+/// value is safe as a URL path segment, a query value or a form field.
+public func percentEncode(_ value: String) -> String {
     var out = ""
     out.reserveCapacity(value.utf8.count)
     for byte in value.utf8 {

@@ -1,3 +1,4 @@
+import FledgeHTTP
 /// A Kubernetes resource type as the REST API addresses it.
 public struct GroupVersionResource: Hashable, Sendable, CustomStringConvertible {
     /// Empty for the core group (`/api/v1`).
@@ -52,24 +53,8 @@ public struct GroupVersionResource: Hashable, Sendable, CustomStringConvertible 
     public static let rollouts = GroupVersionResource(group: "fledge.dev", version: "v1alpha1", resource: "rollouts")
 }
 
-/// Percent-encodes everything outside RFC 3986's unreserved characters.
-func pathEscape(_ value: String) -> String {
-    var out = ""
-    out.reserveCapacity(value.utf8.count)
-    for byte in value.utf8 {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
-            UInt8(ascii: "_"), UInt8(ascii: "~"):
-            out.unicodeScalars.append(Unicode.Scalar(byte))
-        default:
-            out += "%"
-            out += String(byte >> 4, radix: 16, uppercase: true)
-            out += String(byte & 0xF, radix: 16, uppercase: true)
-        }
-    }
-    return out
-}
+/// Escapes a name or namespace for a URL path segment.
+func pathEscape(_ value: String) -> String { percentEncode(value) }
 
 func queryString(_ items: [(String, String)]) -> String {
     items.isEmpty ? "" : "?" + items.map { "\(pathEscape($0.0))=\(pathEscape($0.1))" }.joined(separator: "&")
