@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // libcurl, with a small shim for its variadic setopt/getinfo.
@@ -112,12 +113,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The controller: watch caches, work queue, action executor, batched analysis, leader election, /metrics.
+        .target(
+            name: "FledgeController",
+            dependencies: [
+                "FledgeCore", "FledgeKubernetes", "FledgePrometheus", "FledgeHTTP", "FledgeJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Collections", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
         // Every `fledge` subcommand, one per file.
         .target(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -199,6 +213,14 @@ let package = Package(
         .testTarget(
             name: "FledgeSandboxTests",
             dependencies: ["FledgeSandbox", "FledgeJSON", "FledgeHTTP", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeControllerTests",
+            dependencies: [
+                "FledgeController", "FledgeCore", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "FledgeJSON",
+                "LocalPrometheus", "TestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

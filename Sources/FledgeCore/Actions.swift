@@ -67,6 +67,12 @@ public struct RolloutEvent: Sendable, Equatable {
     public var type: Kind
     public var reason: String
     public var message: String
+
+    public init(type: Kind, reason: String, message: String) {
+        self.type = type
+        self.reason = reason
+        self.message = message
+    }
 }
 
 /// What to measure for a rollout.

@@ -1,0 +1,126 @@
+import ArgumentParser
+import FledgeController
+import FledgeHTTP
+import FledgeKubernetes
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fledge run`: the controller, in the foreground until SIGTERM/SIGINT.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the rollout controller.",
+        discussion: """
+            Watches Rollouts and the Deployments, VirtualServices and DestinationRules they name, and drives each \
+            rollout through its stages, promoting or rolling back as the metrics dictate. Uses the in-cluster \
+            service account, or the kubeconfig like kubectl. Serves /healthz, /readyz and /metrics on --metrics-port.
+
+              fledge run --prometheus http://prometheus.istio-system:9090 --leader-elect
+            """)
+
+    @Option(help: "Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account).")
+    var kubeconfig: String?
+
+    @Option(help: "Kubeconfig context (default: the current context).")
+    var context: String?
+
+    @Option(help: "Prometheus URL for Rollouts that do not name their own.")
+    var prometheus: String?
+
+    @Option(help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
+    var metricsPort: Int = 8080
+
+    @Option(help: "Address the metrics server listens on.")
+    var metricsHost: String = "0.0.0.0"
+
+    @Option(name: [.customShort("n"), .long], help: "Only watch this namespace (default: all namespaces).")
+    var namespace: String?
+
+    @Option(name: [.customShort("l"), .long], help: "Only Rollouts matching this label selector (shard a large estate).")
+    var selector: String?
+
+    @Flag(help: "Elect a leader through a Lease so that only one replica writes.")
+    var leaderElect = false
+
+    @Option(help: "Namespace of the leader Lease (default: the controller's own namespace).")
+    var leaderElectNamespace: String?
+
+    @Option(help: "Name of the leader Lease.")
+    var leaseName: String = "fledge-controller"
+
+    @Option(help: "This replica's name in the Lease and in Events (default: host name and process id).")
+    var identity: String?
+
+    @Option(help: "Parallel reconciles.")
+    var workers: Int = 4
+
+    @Option(help: "Log format: logfmt or json.")
+    var logFormat: String = "logfmt"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (-1...65535).contains(metricsPort) else {
+            throw ValidationError("--metrics-port must be between -1 and 65535, got \(metricsPort)")
+        }
+        guard StructuredLogHandler.Format(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format must be logfmt or json, got '\(logFormat)'")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
+        }
+        guard workers >= 1, workers <= 64 else { throw ValidationError("--workers must be between 1 and 64, got \(workers)") }
+        if let prometheus {
+            guard let url = URL(string: prometheus), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw ValidationError("--prometheus must be an http(s) URL, got '\(prometheus)'")
+            }
+        }
+        if let kubeconfig, !FileManager.default.fileExists(atPath: kubeconfig) {
+            throw ValidationError("--kubeconfig \(kubeconfig): no such file")
+        }
+    }
+
+    func run() async throws {
+        let format = StructuredLogHandler.Format(rawValue: logFormat)!
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { StructuredLogHandler(label: $0, format: format, level: level) }
+        let logger = Logger(label: "fledge.controller")
+
+        var environment = ProcessInfo.processInfo.environment
+        if let kubeconfig { environment["KUBECONFIG"] = kubeconfig }
+        let kubernetes: KubernetesConfiguration
+        do {
+            kubernetes = try KubernetesConfiguration.load(context: context, environment: environment)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let client = KubernetesClient(configuration: kubernetes, logger: logger)
+
+        var configuration = ControllerConfiguration()
+        configuration.namespace = namespace.map { .named($0) } ?? .all
+        configuration.labelSelector = selector
+        configuration.prometheusURL = prometheus
+        configuration.workers = workers
+        configuration.identity = identity ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        if leaderElect {
+            configuration.leaderElection = LeaderElectionConfiguration(
+                namespace: leaderElectNamespace ?? namespace ?? kubernetes.namespace, leaseName: leaseName)
+        }
+        let controller = Controller(
+            client: client, configuration: configuration, http: CurlHTTPClient(logger: logger), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
+        if metricsPort >= 0 {
+            let host = metricsHost
+            services.append(
+                .init(
+                    service: HealthServer(
+                        controller: controller, host: host, port: metricsPort, logger: logger,
+                        onBound: { port in logger.info("serving /healthz, /readyz and /metrics", metadata: ["address": "\(host):\(port)"]) })))
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,222 @@
+import FledgeCore
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Logging
+
+/// Turns the core's write actions into Kubernetes writes. Every write is a merge patch that carries the
+/// `resourceVersion` it was computed from, so a write based on a stale cache fails with a conflict instead of
+/// overwriting someone else's change, and it touches only the fields the action is about: Fledge never
+/// drops a field it does not understand (Rule 1).
+struct ClusterWriter: Sendable {
+    let client: KubernetesClient
+    let caches: Caches
+    let fieldManager: String
+    /// Checked right before every write: a replica that lost its lease must not write (Rule 7).
+    let mayWrite: @Sendable () -> Bool
+    let logger: Logger
+
+    func execute(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) {
+        switch action {
+        case .ensureCanaryDeployment(let spec):
+            try await ensureCanary(spec, rollout: rollout, namespace: references.namespace)
+        case .setWeights(let change):
+            try await setWeights(change, namespace: references.namespace)
+        case .writeStableTemplate(let deployment, let template, let revision):
+            try await writeStableTemplate(deployment: deployment, template: template, revision: revision, namespace: references.namespace)
+        case .scaleCanary(let deployment, let replicas):
+            try await scaleCanary(deployment: deployment, replicas: replicas, namespace: references.namespace)
+        case .callWebhook, .emitEvent, .runAnalysis, .requeue:
+            break  // not cluster writes; the controller runs these itself
+        }
+    }
+
+    // MARK: - Traffic
+
+    /// Writes only the managed routes' weights, then reads the VirtualService back: status records a weight only
+    /// once the cluster has it (Rule 3).
+    func setWeights(_ change: WeightChange, namespace: String) async throws(ControllerError) {
+        let action = "set weights \(change.stableWeight)/\(change.canaryWeight)"
+        guard let name = change.virtualService["metadata"]?["name"]?.stringValue,
+            let current = caches.virtualServices.get(namespace: namespace, name: name)
+        else {
+            throw .missingObject(action: action, kind: "VirtualService", name: "\(namespace)/\(change.virtualService["metadata"]?["name"]?.stringValue ?? "?")")
+        }
+        let patch = Self.preconditioned(current.mergePatch(to: change.virtualService), on: current)
+        let written = try await write(action) { () async throws(KubernetesError) in
+            try await client.patch(.virtualServices, namespace: namespace, name: name, .merge(patch), fieldManager: fieldManager)
+        }
+        let readBack: JSONValue
+        do {
+            readBack = try await client.get(.virtualServices, namespace: namespace, name: name)
+        } catch {
+            throw .kubernetes(action: "\(action): read back", error)
+        }
+        guard readBack["spec"]?["http"] == change.virtualService["spec"]?["http"] else {
+            throw .readBackMismatch(
+                action: action, detail: "VirtualService \(namespace)/\(name) does not carry the written routes (another writer changed it)")
+        }
+        caches.virtualServices.inject(readBack, replacing: current)
+        _ = written
+    }
+
+    // MARK: - Workloads
+
+    func ensureCanary(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) async throws(ControllerError) {
+        let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replicas, revision \(spec.revision))"
+        let desired = Self.canaryDeployment(spec, rollout: rollout, namespace: namespace)
+        if let current = caches.deployments.get(namespace: namespace, name: spec.name) {
+            // A Deployment's selector is immutable: a different one means delete and create again.
+            if current[path: ["spec", "selector"]] != desired[path: ["spec", "selector"]] {
+                _ = try await write("\(action): replace (selector changed)") { () async throws(KubernetesError) in
+                    try await client.delete(
+                        .deployments, namespace: namespace, name: spec.name,
+                        preconditions: (uid: current["metadata"]?["uid"]?.stringValue, resourceVersion: nil))
+                }
+                caches.deployments.remove(current)
+                let created = try await write(action) { () async throws(KubernetesError) in
+                    try await client.create(.deployments, namespace: namespace, desired)
+                }
+                caches.deployments.inject(created, replacing: nil)
+                return
+            }
+            var wanted = current
+            wanted[path: ["metadata", "annotations", Annotations.revision]] = .string(spec.revision)
+            wanted[path: ["metadata", "ownerReferences"]] = desired[path: ["metadata", "ownerReferences"]]
+            wanted[path: ["spec", "replicas"]] = .int(Int64(spec.replicas))
+            wanted[path: ["spec", "template"]] = spec.template
+            let patch = current.mergePatch(to: wanted)
+            if patch == [:] { return }
+            let updated = try await write(action) { () async throws(KubernetesError) in
+                try await client.patch(
+                    .deployments, namespace: namespace, name: spec.name, .merge(Self.preconditioned(patch, on: current)),
+                    fieldManager: fieldManager)
+            }
+            caches.deployments.inject(updated, replacing: current)
+        } else {
+            do {
+                let created = try await write(action) { () async throws(KubernetesError) in
+                    try await client.create(.deployments, namespace: namespace, desired)
+                }
+                caches.deployments.inject(created, replacing: nil)
+            } catch {
+                // Created by an earlier run whose watch event has not arrived yet: the next reconcile updates it.
+                if case .kubernetes(_, let k) = error, k.isAlreadyExists { return }
+                throw error
+            }
+        }
+    }
+
+    /// Promotion: the canary's template into the stable Deployment (the core keeps the stable slot's labels).
+    func writeStableTemplate(deployment: String, template: JSONValue, revision: String, namespace: String) async throws(ControllerError) {
+        let action = "promote revision \(revision) into Deployment \(deployment)"
+        guard let current = caches.deployments.get(namespace: namespace, name: deployment) else {
+            throw .missingObject(action: action, kind: "Deployment", name: "\(namespace)/\(deployment)")
+        }
+        var wanted = current
+        wanted[path: ["spec", "template"]] = template
+        let patch = current.mergePatch(to: wanted)
+        if patch == [:] { return }
+        let updated = try await write(action) { () async throws(KubernetesError) in
+            try await client.patch(
+                .deployments, namespace: namespace, name: deployment, .merge(Self.preconditioned(patch, on: current)),
+                fieldManager: fieldManager)
+        }
+        caches.deployments.inject(updated, replacing: current)
+    }
+
+    func scaleCanary(deployment: String, replicas: Int, namespace: String) async throws(ControllerError) {
+        let action = "scale Deployment \(deployment) to \(replicas)"
+        guard let current = caches.deployments.get(namespace: namespace, name: deployment) else {
+            if replicas == 0 { return }  // nothing to scale down
+            throw .missingObject(action: action, kind: "Deployment", name: "\(namespace)/\(deployment)")
+        }
+        if current[path: ["spec", "replicas"]]?.intValue == Int64(replicas) { return }
+        let patch: JSONValue = ["spec": ["replicas": .int(Int64(replicas))]]
+        let updated = try await write(action) { () async throws(KubernetesError) in
+            try await client.patch(
+                .deployments, namespace: namespace, name: deployment, .merge(Self.preconditioned(patch, on: current)),
+                fieldManager: fieldManager)
+        }
+        caches.deployments.inject(updated, replacing: current)
+    }
+
+    // MARK: - Status and Events
+
+    /// Writes the Rollout's status with the `resourceVersion` it was decided from.
+    @discardableResult
+    func writeStatus(_ status: RolloutStatus, of rollout: JSONValue) async throws(ControllerError) -> JSONValue {
+        let name = rollout["metadata"]?["name"]?.stringValue ?? ""
+        let namespace = rollout["metadata"]?["namespace"]?.stringValue
+        let action = "write status of Rollout \(namespace ?? "")/\(name) (phase \(status.phase.rawValue))"
+        var object = rollout
+        do {
+            object["status"] = try JSONValue(encoding: status)
+        } catch {
+            throw .readBackMismatch(action: action, detail: "status could not be encoded: \(error)")
+        }
+        let written = try await write(action) { () async throws(KubernetesError) in
+            try await client.updateStatus(.rollouts, namespace: namespace, object)
+        }
+        caches.rollouts.inject(written, replacing: rollout)
+        return written
+    }
+
+    func recordEvent(_ event: RolloutEvent, about rollout: JSONValue, identity: String, now: Date) async {
+        guard mayWrite() else { return }
+        let record = EventRecord(
+            regarding: rollout, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
+            action: event.reason, reportingInstance: identity, time: now)
+        do {
+            try await client.recordEvent(record)
+        } catch {
+            // Events are best effort: a rollout must not stop because its diary is full.
+            logger.warning("could not record Event", metadata: ["reason": "\(event.reason)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func write<T>(_ action: String, _ body: () async throws(KubernetesError) -> T) async throws(ControllerError) -> T {
+        guard mayWrite() else { throw .notLeader(action: action) }
+        logger.debug("write", metadata: ["action": "\(action)"])
+        do {
+            return try await body()
+        } catch {
+            throw .kubernetes(action: action, error)
+        }
+    }
+
+    /// A merge patch that fails with 409 Conflict unless the object is still at `base`'s resourceVersion.
+    static func preconditioned(_ patch: JSONValue, on base: JSONValue) -> JSONValue {
+        var patch = patch
+        if let version = base["metadata"]?["resourceVersion"] {
+            patch[path: ["metadata", "resourceVersion"]] = version
+        }
+        return patch
+    }
+
+    static func canaryDeployment(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) -> JSONValue {
+        var ownerReference: JSONObject = [
+            "apiVersion": .string(Rollout.apiVersion), "kind": .string(Rollout.kind),
+            "name": rollout["metadata"]?["name"] ?? .string(""), "controller": true, "blockOwnerDeletion": true,
+        ]
+        if let uid = rollout["metadata"]?["uid"] { ownerReference["uid"] = uid }
+        var matchLabels = JSONObject()
+        for (k, v) in spec.selector.sorted(by: { $0.key < $1.key }) { matchLabels[k] = .string(v) }
+        return [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": [
+                "name": .string(spec.name), "namespace": .string(namespace),
+                "labels": ["app.kubernetes.io/managed-by": "fledge", "fledge.dev/rollout": rollout["metadata"]?["name"] ?? .string("")],
+                "annotations": .object([Annotations.revision: .string(spec.revision)]),
+                "ownerReferences": [.object(ownerReference)],
+            ],
+            "spec": [
+                "replicas": .int(Int64(spec.replicas)),
+                "selector": ["matchLabels": .object(matchLabels)],
+                "template": spec.template,
+            ],
+        ]
+    }
+}

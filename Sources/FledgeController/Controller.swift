@@ -1,0 +1,239 @@
+import FledgeCore
+import FledgeHTTP
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The controller: watch caches in, `decide` in the middle, writes out. Level-triggered, as controller-runtime:
+/// any change to a Rollout or to an object it names queues the Rollout; a reconcile reads only the caches, asks
+/// the pure core what to do, executes the actions in order and writes the status. All progress lives in the
+/// status, so a controller killed anywhere resumes where it stopped (Rule 7).
+public final class Controller: Service, Sendable {
+    public let configuration: ControllerConfiguration
+    public let caches: Caches
+    public let metrics: ControllerMetrics
+    public let queue = WorkQueue()
+    let client: KubernetesClient
+    let analyzer: any MetricsProvider
+    let webhooks: WebhookCaller
+    let leader: LeaderElector?
+    let writer: ClusterWriter
+    let logger: Logger
+    let now: @Sendable () -> Date
+    let work: Mutex<[String: RolloutWork]> = Mutex([:])
+    /// `kind/namespace/name` of a watched object → the Rollouts that name it.
+    let dependents: Mutex<[String: Set<String>]> = Mutex([:])
+    let pendingAnalyses = Mutex<[(key: String, request: AnalysisRequest)]>([])
+    let analysisSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    let pendingWebhooks = Mutex<[(key: String, call: WebhookCall)]>([])
+    let webhookSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    let counters = Mutex(Counters())
+
+    /// What the controller did, for benchmarks and tests.
+    public struct Counters: Sendable, Equatable {
+        public var reconciles = 0
+        /// Reconciles that called `decide` (the rest found their inputs unchanged).
+        public var decisions = 0
+        public var writes = 0
+        public var statusWrites = 0
+        public var analysisBatches = 0
+    }
+
+    /// - Parameters:
+    ///   - analyzer: nil uses Prometheus (`configuration.prometheusURL` and each Rollout's own address).
+    ///   - http: the transport for Prometheus and webhooks (libcurl).
+    ///   - writeGate: asked right before every write, after the lease; false skips the write. Fault injection: tests
+    ///     use it to stop a controller after any number of writes.
+    public init(
+        client: KubernetesClient, configuration: ControllerConfiguration, http: any HTTPClient, analyzer: (any MetricsProvider)? = nil,
+        metrics: ControllerMetrics = ControllerMetrics(), logger: Logger = Logger(label: "fledge.controller"),
+        now: @escaping @Sendable () -> Date = { Date() }, writeGate: (@Sendable () -> Bool)? = nil
+    ) {
+        self.client = client
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.now = now
+        caches = Caches(
+            client: client, namespace: configuration.namespace, rolloutSelector: configuration.labelSelector, logger: logger)
+        self.analyzer =
+            analyzer
+            ?? PrometheusAnalyzer(
+                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, logger: logger,
+                onQuery: { [metrics] failed in metrics.prometheusQuery(failed: failed) })
+        webhooks = WebhookCaller(http: http, logger: logger)
+        analysisSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        webhookSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let queue = self.queue
+        let caches = self.caches
+        if let election = configuration.leaderElection {
+            leader = LeaderElector(
+                client: client, configuration: election, identity: configuration.identity, logger: logger,
+                onStartedLeading: {
+                    // A new leader looks at everything: the old one may have stopped mid-way.
+                    for key in caches.rollouts.keys { queue.add(key) }
+                },
+                onLeadershipChange: { [metrics] leading in metrics.leader.set(leading ? 1.0 : 0.0) })
+        } else {
+            leader = nil
+            metrics.leader.set(1.0)
+        }
+        let leader = self.leader
+        writer = ClusterWriter(
+            client: client, caches: caches, fieldManager: configuration.fieldManager,
+            mayWrite: { (leader?.canWrite ?? true) && (writeGate?() ?? true) },
+            logger: logger)
+    }
+
+    /// Whether this replica may write now.
+    public var canWrite: Bool { leader?.canWrite ?? true }
+
+    /// Ready when every cache holds a complete list.
+    public var isReady: Bool { caches.hasSynced }
+
+    public var counts: Counters { counters.withLock { $0 } }
+
+    // MARK: - Running
+
+    public func run() async throws {
+        logger.info(
+            "controller starting",
+            metadata: [
+                "namespace": "\(configuration.namespace)", "selector": "\(configuration.labelSelector ?? "-")",
+                "prometheus": "\(configuration.prometheusURL ?? "-")", "leaderElection": "\(configuration.leaderElection != nil)",
+            ])
+        // Graceful shutdown cancels everything: a reconcile cut short is no different from a crash, which the
+        // status-only design survives (Rule 7).
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    for informer in self.caches.all {
+                        group.addTask { try await informer.run() }
+                    }
+                    if let leader = self.leader { group.addTask { try await leader.run() } }
+                    group.addTask { await self.routeChanges(from: self.caches.rollouts, kind: nil) }
+                    group.addTask { await self.routeChanges(from: self.caches.deployments, kind: "deployments") }
+                    group.addTask { await self.routeChanges(from: self.caches.virtualServices, kind: "virtualservices") }
+                    group.addTask { await self.routeChanges(from: self.caches.destinationRules, kind: "destinationrules") }
+                    group.addTask { await self.queue.runTimers() }
+                    group.addTask { await self.runAnalyses() }
+                    group.addTask { await self.runWebhooks() }
+                    group.addTask { await self.runResync() }
+                    for _ in 0..<max(1, self.configuration.workers) {
+                        group.addTask { await self.runWorker() }
+                    }
+                    group.addTask {
+                        // Wakes the workers, analysis and webhook loops when the group is cancelled.
+                        await withTaskCancellationHandler {
+                            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                        } onCancel: {
+                            self.queue.shutDown()
+                            self.analysisSignal.continuation.finish()
+                            self.webhookSignal.continuation.finish()
+                        }
+                    }
+                }
+            }
+        } catch is CancellationError {
+            // Shut down on request.
+        }
+        logger.info("controller stopped")
+    }
+
+    func runWorker() async {
+        // Only after the caches are complete: deciding on a partial view could e.g. recreate a canary.
+        for informer in caches.all { guard await informer.waitUntilSynced() else { return } }
+        while let key = await queue.next() {
+            await reconcile(key)
+            queue.done(key)
+        }
+    }
+
+    /// Turns cache changes into queued Rollout keys.
+    func routeChanges(from informer: Informer, kind: String?) async {
+        for await change in informer.changes(replayExisting: true) {
+            switch change {
+            case .synced: continue
+            case .added(let object), .updated(_, let object):
+                let key = Informer.key(of: object)
+                if let kind {
+                    for rollout in dependentsOf(kind: kind, key: key) { queue.add(rollout) }
+                } else {
+                    queue.add(key)
+                }
+            case .deleted(let object):
+                let key = Informer.key(of: object)
+                if let kind {
+                    for rollout in dependentsOf(kind: kind, key: key) { queue.add(rollout) }
+                } else {
+                    forget(key, object: object)
+                }
+            }
+        }
+    }
+
+    func dependentsOf(kind: String, key: String) -> Set<String> {
+        dependents.withLock { $0["\(kind)/\(key)"] ?? [] }
+    }
+
+    /// Keeps the index from watched objects to the Rollouts that name them.
+    func index(_ key: String, references: RolloutReferences?) {
+        let old = work.withLock { w -> RolloutReferences? in
+            let previous = w[key]?.references
+            w[key, default: RolloutWork()].references = references
+            return previous
+        }
+        guard old != references else { return }
+        dependents.withLock { index in
+            for name in Self.watchedNames(old) { index[name]?.remove(key) }
+            for name in Self.watchedNames(references) { index[name, default: []].insert(key) }
+        }
+    }
+
+    static func watchedNames(_ references: RolloutReferences?) -> [String] {
+        guard let r = references else { return [] }
+        return [
+            "deployments/\(r.namespace)/\(r.stableDeployment)", "deployments/\(r.namespace)/\(r.canaryDeployment)",
+            "virtualservices/\(r.namespace)/\(r.virtualService)", "destinationrules/\(r.namespace)/\(r.destinationRule)",
+        ]
+    }
+
+    func forget(_ key: String, object: JSONValue) {
+        index(key, references: nil)
+        work.withLock { _ = $0.removeValue(forKey: key) }
+        queue.forget(key)
+        let namespace = object["metadata"]?["namespace"]?.stringValue ?? ""
+        let name = object["metadata"]?["name"]?.stringValue ?? ""
+        metrics.forget(namespace: namespace, rollout: name)
+    }
+
+    /// Looks at every Rollout now and then; those whose inputs did not change since they were last decided, and
+    /// that asked for nothing, cost a fingerprint comparison only.
+    func runResync() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.resyncInterval)
+            if Task.isCancelled { return }
+            resyncPass()
+        }
+    }
+
+    /// One pass over every cached Rollout: queues those whose inputs changed since their last decision. Returns
+    /// how many were queued.
+    @discardableResult
+    public func resyncPass() -> Int {
+        var queued = 0
+        for key in caches.rollouts.keys {
+            guard let object = caches.rollouts.get(key: key) else { continue }
+            let fingerprint = inputFingerprint(key: key, rollout: object)
+            let unchanged = work.withLock { $0[key]?.settled == fingerprint }
+            if !unchanged {
+                queue.add(key)
+                queued += 1
+            }
+        }
+        return queued
+    }
+}

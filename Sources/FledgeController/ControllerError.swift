@@ -1,0 +1,28 @@
+import FledgeKubernetes
+import FledgePrometheus
+
+/// What went wrong while executing a decision. Keeps the server's own message.
+public enum ControllerError: Error, Sendable, CustomStringConvertible {
+    /// A Kubernetes call failed; the error keeps the API server's `Status`.
+    case kubernetes(action: String, KubernetesError)
+    /// A write went through but reading it back showed something else (Rule 3).
+    case readBackMismatch(action: String, detail: String)
+    /// An object the action needs is not in the cache (yet).
+    case missingObject(action: String, kind: String, name: String)
+    /// The lease was lost (or not renewed in time) before the write.
+    case notLeader(action: String)
+
+    public var description: String {
+        switch self {
+        case .kubernetes(let action, let error): return "\(action): \(error)"
+        case .readBackMismatch(let action, let detail): return "\(action): read back \(detail)"
+        case .missingObject(let action, let kind, let name): return "\(action): \(kind) \(name) not found"
+        case .notLeader(let action): return "\(action): not the leader; write skipped"
+        }
+    }
+
+    public var isConflict: Bool {
+        if case .kubernetes(_, let error) = self { return error.isConflict }
+        return false
+    }
+}

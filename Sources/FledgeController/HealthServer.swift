@@ -1,0 +1,47 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// `/healthz`, `/readyz` and `/metrics` on one port, as a Service.
+public struct HealthServer: Service {
+    public let host: String
+    public let port: Int
+    let controller: Controller
+    let logger: Logger
+    let onBound: @Sendable (Int) -> Void
+
+    public init(controller: Controller, host: String = "0.0.0.0", port: Int, logger: Logger, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.controller = controller
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.onBound = onBound
+    }
+
+    public func run() async throws {
+        let router = Router()
+        let controller = self.controller
+        router.get("healthz") { _, _ in "ok\n" }
+        router.get("readyz") { _, _ -> Response in
+            let ready = controller.isReady
+            return Response(
+                status: ready ? .ok : .serviceUnavailable,
+                body: ResponseBody(byteBuffer: ByteBuffer(string: ready ? "ok\n" : "caches not synced yet\n")))
+        }
+        router.get("metrics") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: controller.metrics.text())))
+        }
+        var appLogger = logger
+        appLogger.logLevel = .warning
+        let onBound = self.onBound
+        let app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "fledge"),
+            onServerRunning: { channel in onBound(channel.localAddress?.port ?? 0) },
+            logger: appLogger)
+        try await app.run()
+    }
+}

@@ -1,0 +1,279 @@
+import FledgeCore
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Logging
+
+/// What the controller keeps in memory per Rollout. None of it is progress (that lives in status): losing it
+/// costs at most one extra measurement or webhook call.
+struct RolloutWork: Sendable {
+    var references: RolloutReferences?
+    /// The Rollout decoded at a resourceVersion (decoding costs more than deciding).
+    var decoded: (version: String, rollout: Rollout)?
+    /// The inputs of the last decision that asked for nothing at all: the same inputs need no new decision.
+    var settled: InputFingerprint?
+    /// The newest measurement, handed to `decide` until it has judged it.
+    var latest: IntervalResult?
+    var analysisInFlight = false
+    var webhookOutcomes: [String: WebhookOutcome] = [:]
+    var webhooksInFlight: Set<String> = []
+    /// Consecutive failed reconciles, for backoff.
+    var failures = 0
+    var lastFailure: String?
+    /// The revision the in-memory measurements belong to.
+    var revision: String?
+}
+
+/// The resourceVersions of everything a decision reads, plus the in-memory answers it was given.
+struct InputFingerprint: Hashable, Sendable {
+    var versions: [String?]
+    var latestTime: Timestamp?
+    var webhookAnswers: Int
+}
+
+/// The condition the controller (not the core) sets when executing a decision failed.
+public let reconciledCondition = "Reconciled"
+
+extension Controller {
+    func inputFingerprint(key: String, rollout: JSONValue) -> InputFingerprint? {
+        let work = work.withLock { $0[key] }
+        guard let work, let r = work.references else { return nil }
+        func version(_ object: JSONValue?) -> String? { object?["metadata"]?["resourceVersion"]?.stringValue }
+        return InputFingerprint(
+            versions: [
+                version(rollout),
+                version(caches.deployments.get(namespace: r.namespace, name: r.stableDeployment)),
+                version(caches.deployments.get(namespace: r.namespace, name: r.canaryDeployment)),
+                version(caches.virtualServices.get(namespace: r.namespace, name: r.virtualService)),
+                version(caches.destinationRules.get(namespace: r.namespace, name: r.destinationRule)),
+            ],
+            latestTime: work.latest?.time, webhookAnswers: work.webhookOutcomes.count)
+    }
+
+    /// One level-triggered reconcile of one Rollout.
+    func reconcile(_ key: String) async {
+        let started = ContinuousClock.now
+        defer { metrics.reconcileDuration.recordNanoseconds(Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000 + (ContinuousClock.now - started).components.seconds * 1_000_000_000)) }
+        counters.withLock { $0.reconciles += 1 }
+        guard let object = caches.rollouts.get(key: key) else { return }
+        guard let rollout = decoded(key, object) else { return }
+        let references = rollout.references
+        index(key, references: references)
+        let fingerprint = inputFingerprint(key: key, rollout: object)
+        if let fingerprint, work.withLock({ $0[key]?.settled }) == fingerprint { return }
+        // Only the leader decides: a decision asks for writes, and a standby must not make any.
+        guard canWrite else { return }
+
+        let namespace = rollout.metadata.namespace ?? "default"
+        let observed = Observed(
+            stableDeployment: references.flatMap { caches.deployments.get(namespace: namespace, name: $0.stableDeployment) },
+            canaryDeployment: references.flatMap { caches.deployments.get(namespace: namespace, name: $0.canaryDeployment) },
+            virtualService: references.flatMap { caches.virtualServices.get(namespace: namespace, name: $0.virtualService) },
+            destinationRule: references.flatMap { caches.destinationRules.get(namespace: namespace, name: $0.destinationRule) })
+        let memory = work.withLock { $0[key] ?? RolloutWork() }
+        let date = now()
+        let decision = decide(
+            rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes),
+            now: Timestamp(date))
+        counters.withLock { $0.decisions += 1 }
+
+        // Intent first: the status is written before the actions it asks for. A controller killed in between
+        // finds the decision in status and repeats the (idempotent) actions; the weight in status is still only
+        // what the cluster was read back with (Rule 3).
+        var status = decision.status
+        status.removeCondition(reconciledCondition)
+        var current = object
+        if status != rollout.status {
+            do {
+                current = try await writer.writeStatus(status, of: object)
+                counters.withLock { $0.statusWrites += 1 }
+                metrics.kubernetesWrites.increment()
+            } catch {
+                await handle(error, key: key, rollout: rollout, object: object)
+                return
+            }
+        }
+
+        var events: [RolloutEvent] = []
+        var failure: ControllerError?
+        for action in decision.actions {
+            switch action {
+            case .emitEvent(let event):
+                events.append(event)
+            case .runAnalysis(let request):
+                submitAnalysis(key, request)
+            case .callWebhook(let call):
+                submitWebhook(key, call)
+            case .requeue(let after):
+                queue.add(key, after: .milliseconds(max(after.milliseconds, 0)))
+            case .ensureCanaryDeployment, .setWeights, .writeStableTemplate, .scaleCanary:
+                // In order, stopping at the first failure: weight 0 must land before the canary is scaled down.
+                guard failure == nil, let references else { continue }
+                do {
+                    try await writer.execute(action, rollout: current, references: references)
+                    counters.withLock { $0.writes += 1 }
+                    metrics.kubernetesWrites.increment()
+                } catch {
+                    failure = error
+                }
+            }
+        }
+        if let failure {
+            var updated = rollout
+            updated.status = status
+            await handle(failure, key: key, rollout: updated, object: current)
+            return
+        }
+        for event in events {
+            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+        }
+        recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
+        let asksNothing = decision.actions.isEmpty && status == rollout.status
+        work.withLock { w in
+            var entry = w[key] ?? RolloutWork()
+            entry.failures = 0
+            entry.lastFailure = nil
+            entry.settled = asksNothing ? fingerprint : nil
+            // Measurements and webhook answers belong to one revision; idle rollouts keep none.
+            if status.phase.isIdle || entry.revision != status.revision {
+                entry.latest = status.phase.isIdle ? nil : (entry.revision == status.revision ? entry.latest : nil)
+                entry.webhookOutcomes = [:]
+                entry.revision = status.revision
+            }
+            w[key] = entry
+        }
+        if !events.isEmpty || status.phase != rollout.status?.phase {
+            logger.info(
+                "reconciled",
+                metadata: [
+                    "rollout": "\(rollout.metadata.name)", "namespace": "\(namespace)", "revision": "\(status.revision ?? "-")",
+                    "phase": "\(status.phase.rawValue)", "canaryWeight": "\(status.canaryWeight)",
+                    "events": "\(events.map(\.reason).joined(separator: ","))",
+                ])
+        }
+    }
+
+    /// Decodes the cached Rollout once per resourceVersion.
+    func decoded(_ key: String, _ object: JSONValue) -> Rollout? {
+        let version = object["metadata"]?["resourceVersion"]?.stringValue ?? ""
+        if let cached = work.withLock({ $0[key]?.decoded }), cached.version == version { return cached.rollout }
+        do {
+            let rollout = try Rollout(json: object)
+            work.withLock { $0[key, default: RolloutWork()].decoded = (version, rollout) }
+            return rollout
+        } catch {
+            logger.error("cannot read Rollout", metadata: ["rollout": "\(key)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// A failed write: conflicts retry at once (the watch brings the newer object); anything else backs off, is
+    /// logged, shows in a `Reconciled=False` condition and a Warning Event when the error changes.
+    func handle(_ error: ControllerError, key: String, rollout: Rollout, object: JSONValue) async {
+        if case .kubernetes(let action, let k) = error { metrics.kubernetesError(verb: k.verb ?? action) }
+        if error.isConflict {
+            queue.add(key, after: .milliseconds(100))
+            return
+        }
+        if case .notLeader = error { return }
+        let (failures, changed) = work.withLock { w -> (Int, Bool) in
+            var entry = w[key] ?? RolloutWork()
+            entry.failures += 1
+            entry.settled = nil
+            let changed = entry.lastFailure != error.description
+            entry.lastFailure = error.description
+            w[key] = entry
+            return (entry.failures, changed)
+        }
+        let delay = Duration.milliseconds(min(30_000, 250 << min(failures, 7)))
+        queue.add(key, after: delay)
+        logger.warning(
+            "reconcile failed", metadata: ["rollout": "\(key)", "error": "\(error)", "attempt": "\(failures)", "retryIn": "\(delay)"])
+        guard changed else { return }
+        var status = rollout.status ?? RolloutStatus()
+        status.setCondition(
+            reconciledCondition, .false, reason: "ActionFailed", message: error.description, generation: rollout.metadata.generation,
+            now: Timestamp(now()))
+        try? await writer.writeStatus(status, of: object)
+        await writer.recordEvent(
+            RolloutEvent(type: .warning, reason: "ActionFailed", message: error.description), about: object,
+            identity: configuration.identity, now: now())
+    }
+
+    func recordMetrics(namespace: String, name: String, old: RolloutStatus?, new: RolloutStatus) {
+        metrics.record(namespace: namespace, rollout: name, status: new)
+        guard let at = new.lastAnalysisAt, at != old?.lastAnalysisAt else { return }
+        for result in new.lastAnalysis ?? [] {
+            metrics.analysisCheck(namespace: namespace, rollout: name, metric: result.name, verdict: result.verdict.rawValue)
+        }
+    }
+
+    // MARK: - Analysis
+
+    func submitAnalysis(_ key: String, _ request: AnalysisRequest) {
+        let submit = work.withLock { w -> Bool in
+            guard w[key]?.analysisInFlight != true else { return false }
+            w[key, default: RolloutWork()].analysisInFlight = true
+            return true
+        }
+        guard submit else { return }
+        pendingAnalyses.withLock { $0.append((key, request)) }
+        analysisSignal.continuation.yield()
+    }
+
+    /// Collects the analysis requests of one batch window and measures them together: the built-in metrics of
+    /// any number of rollouts cost a constant number of queries.
+    func runAnalyses() async {
+        for await _ in analysisSignal.stream {
+            try? await Task.sleep(for: configuration.analysisBatchWindow)
+            let batch = pendingAnalyses.withLock { pending in
+                defer { pending.removeAll() }
+                return pending
+            }
+            guard !batch.isEmpty else { continue }
+            counters.withLock { $0.analysisBatches += 1 }
+            let results = await analyzer.measure(batch.map(\.request), at: now())
+            for ((key, _), result) in zip(batch, results) {
+                work.withLock { w in
+                    w[key, default: RolloutWork()].latest = result
+                    w[key, default: RolloutWork()].analysisInFlight = false
+                }
+                queue.add(key)
+            }
+        }
+    }
+
+    // MARK: - Webhooks
+
+    func submitWebhook(_ key: String, _ call: WebhookCall) {
+        let submit = work.withLock { w -> Bool in
+            guard w[key]?.webhooksInFlight.contains(call.id) != true, w[key]?.webhookOutcomes[call.id] == nil else { return false }
+            w[key, default: RolloutWork()].webhooksInFlight.insert(call.id)
+            return true
+        }
+        guard submit else { return }
+        pendingWebhooks.withLock { $0.append((key, call)) }
+        webhookSignal.continuation.yield()
+    }
+
+    func runWebhooks() async {
+        for await _ in webhookSignal.stream {
+            let calls = pendingWebhooks.withLock { pending in
+                defer { pending.removeAll() }
+                return pending
+            }
+            await withDiscardingTaskGroup { group in
+                for (key, call) in calls {
+                    group.addTask {
+                        let outcome = await self.webhooks.call(call, now: self.now)
+                        self.work.withLock { w in
+                            w[key, default: RolloutWork()].webhookOutcomes[call.id] = outcome
+                            w[key, default: RolloutWork()].webhooksInFlight.remove(call.id)
+                        }
+                        self.queue.add(key)
+                    }
+                }
+            }
+        }
+    }
+}

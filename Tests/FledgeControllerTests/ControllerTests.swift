@@ -1,0 +1,146 @@
+import FledgeController
+import FledgeCore
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Synchronization
+import Testing
+
+/// The controller against the in-process API server, with measurements scripted at the `MetricsProvider`
+/// boundary. (EndToEndTests run the same flows with the mesh simulator and a real Prometheus.)
+@Suite(.serialized) struct ControllerTests {
+    @Test func adoptsTheSeedSplitThenPromotesAHealthyCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let original = try await world.virtualService()
+        #expect(weights(original) == (90, 10))
+        try await world.patchSpec(fastSpec)
+        let running = world.startController(analyzer: ScriptedMetrics())
+
+        // Nothing in flight: the seed's 10 % to a canary with no pods would fail, so it goes back to stable.
+        _ = try await world.waitForPhase("Healthy")
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while weights(try await world.virtualService()) != (100, 0), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(weights(try await world.virtualService()) == (100, 0))
+
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let done = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
+        #expect(done[path: ["status", "canaryWeight"]]?.intValue == 0)
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:2.0.0")
+        // The stable slot keeps its labels: the stable subset still selects it.
+        #expect(try await world.deployment("product-service")[path: ["spec", "template", "metadata", "labels", "version"]] == "v1")
+        let canary = try await world.deployment("product-service-canary")
+        #expect(canary[path: ["spec", "replicas"]]?.intValue == 0)
+        #expect(canary[path: ["metadata", "ownerReferences"]]?[0]?["kind"] == "Rollout")
+
+        // Everything but the weights is exactly as the seed had it.
+        let final = try await world.virtualService()
+        #expect(weights(final) == (100, 0))
+        #expect(settingWeights(final, 90, 10)["spec"] == original["spec"])
+        #expect(running.controller.counts.writes > 0)
+        _ = running
+    }
+
+    @Test func abortMidStageSendsNothingToTheCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "2s"], ["weight": 50, "hold": "60s"]]]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("stage 2 at 50%") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        try await world.request(.abort)
+        let aborted = try await world.waitForPhase("Aborted", timeout: .seconds(30))
+        #expect(aborted[path: ["status", "canaryWeight"]]?.intValue == 0)
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:1.0.0")
+        #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
+    }
+
+    @Test func failingCanaryRollsBackAfterFailureLimit() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        let metrics = ScriptedMetrics()
+        metrics.set(.failing)
+        _ = world.startController(analyzer: metrics)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let failed = try await world.waitForPhase("Failed", timeout: .seconds(60))
+        #expect(failed[path: ["status", "failedChecks"]]?.intValue == 3)
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:1.0.0")
+        // The reason and the measured numbers are in status and in an Event.
+        let message = failed[path: ["status", "history"]]?.arrayValue?.last?["reason"]?.stringValue ?? ""
+        #expect(message.contains("AnalysisFailed"), "history: \(failed[path: ["status", "history"]]?.serializedString() ?? "")")
+        let events = try await world.client.list(.events, namespace: "shop")
+        #expect(events.items.contains { $0["reason"] == "AnalysisFailed" && ($0["note"]?.stringValue ?? "").contains("success-rate=90") })
+    }
+
+    @Test func handEditedWeightsArePutBack() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 25, "hold": "60s"], ["weight": 100, "hold": "2s"]]]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("stage 1 at 25%") { $0[path: ["status", "canaryWeight"]]?.intValue == 25 }
+        _ = try await world.client.update(.virtualServices, namespace: "shop", settingWeights(try await world.virtualService(), 40, 60))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while weights(try await world.virtualService()) != (75, 25), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(weights(try await world.virtualService()) == (75, 25))
+        let events = try await world.client.list(.events, namespace: "shop")
+        #expect(events.items.contains { $0["reason"] == "WeightsRestored" })
+    }
+
+    /// Rule 7: a controller killed after any write, restarted, reaches the same end state as one never killed.
+    @Test func killedAfterEveryWriteStillPromotes() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        var lives = 0
+        while try await world.phase() != "Succeeded" {
+            lives += 1
+            try #require(lives < 200, "no progress after \(lives) restarts")
+            // This controller may make exactly one write, then it dies.
+            let budget = Mutex(1)
+            let running = world.startController(analyzer: ScriptedMetrics(), writeGate: {
+                budget.withLock { b in
+                    defer { b -= 1 }
+                    return b > 0
+                }
+            })
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while budget.withLock({ $0 }) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(50))
+            await running.kill()
+        }
+        #expect(lives > 5)
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:2.0.0")
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
+    }
+
+    @Test func onlyTheLeaderWrites() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        func elect(_ c: inout ControllerConfiguration) {
+            var election = LeaderElectionConfiguration(namespace: "shop")
+            election.leaseDuration = .seconds(3)
+            election.renewDeadline = .seconds(2)
+            election.retryPeriod = .milliseconds(300)
+            c.leaderElection = election
+        }
+        let first = world.startController(configure: elect, analyzer: ScriptedMetrics())
+        let second = world.startController(configure: elect, analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("stage 2") { ($0[path: ["status", "stage"]]?.intValue ?? 0) >= 1 }
+        let writers = [first, second].filter { $0.controller.counts.writes + $0.controller.counts.statusWrites > 0 }
+        #expect(writers.count == 1)
+        // The leader goes away; the standby takes over and finishes the rollout.
+        let leader = writers[0]
+        let standby = leader === first ? second : first
+        await leader.stop()
+        _ = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
+        #expect(standby.controller.counts.statusWrites > 0)
+    }
+}
