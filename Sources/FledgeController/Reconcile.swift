@@ -194,7 +194,7 @@ extension Controller {
         status.setCondition(
             reconciledCondition, .false, reason: "ActionFailed", message: error.description, generation: rollout.metadata.generation,
             now: Timestamp(now()))
-        try? await writer.writeStatus(status, of: object)
+        _ = try? await writer.writeStatus(status, of: object)
         await writer.recordEvent(
             RolloutEvent(type: .warning, reason: "ActionFailed", message: error.description), about: object,
             identity: configuration.identity, now: now())

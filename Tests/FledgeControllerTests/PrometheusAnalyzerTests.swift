@@ -1,0 +1,126 @@
+import FledgeController
+import FledgeCore
+import FledgeHTTP
+import FledgePrometheus
+import Foundation
+import LocalPrometheus
+import Synchronization
+import Testing
+import TestSupport
+
+/// Traffic whose answers are worked out by hand, for several rollouts at once.
+enum EstateData {
+    static let start = 1_767_225_600
+    static let evaluationTime = Date(timeIntervalSince1970: Double(start + 20 * 60 + 7))
+
+    static var openMetrics: String {
+        let shop = "checkout.shop.svc.cluster.local"
+        return IstioOpenMetrics.render(
+            [
+                // Per 15 s: 392 OK (200 < 10 ms, 180 < 50 ms, 12 < 100 ms), 8 errors in (100, 250]: 98 %, p99 175 ms.
+                IstioWorkloadTraffic(
+                    namespace: "shop", workload: "checkout", version: "v1", service: shop,
+                    classes: [
+                        .init(responseCode: 200, cumulativeBuckets: [(10, 200), (50, 380), (100, 392)], latencySumMs: 392 * 20),
+                        .init(responseCode: 500, cumulativeBuckets: [(100, 0), (250, 8)], latencySumMs: 8 * 200),
+                    ]),
+                // The canary: 100 OK in (50, 100], 100 errors in (100, 250]: 50 %.
+                IstioWorkloadTraffic(
+                    namespace: "shop", workload: "checkout-canary", version: "v2", service: shop,
+                    classes: [
+                        .init(responseCode: 200, cumulativeBuckets: [(50, 0), (100, 100)], latencySumMs: 100 * 80),
+                        .init(responseCode: 503, cumulativeBuckets: [(100, 0), (250, 100)], latencySumMs: 100 * 200),
+                    ]),
+                // Every request fails: 0 %, which must not read as "no data".
+                IstioWorkloadTraffic(
+                    namespace: "payments", workload: "ledger-canary", version: "v2", service: "ledger.payments.svc.cluster.local",
+                    classes: [.init(responseCode: 500, cumulativeBuckets: [(5, 0), (10, 40)], latencySumMs: 40 * 8)]),
+                // Same workload name in another namespace: never mixed in.
+                IstioWorkloadTraffic(
+                    namespace: "staging", workload: "checkout-canary", version: "v2", service: "checkout.staging.svc.cluster.local",
+                    classes: [.init(responseCode: 200, cumulativeBuckets: [(5, 1000)], latencySumMs: 1000)]),
+            ], start: start, step: 15, steps: 160)
+    }
+}
+
+func plan(_ name: String, _ kind: MetricPlan.Kind, min: Double? = nil, max: Double? = nil, decrease: Double? = nil) -> MetricPlan {
+    MetricPlan(name, kind, min: min, max: max, maxDecreaseFromStable: decrease)
+}
+
+@Suite(.serialized) struct PrometheusAnalyzerTests {
+    @Test func measuresManyRolloutsWithAConstantNumberOfQueries() async throws {
+        try await withBackfilledPrometheus(EstateData.openMetrics) { server in
+            let queries = Mutex(0)
+            let analyzer = PrometheusAnalyzer(defaultAddress: server.url, http: CurlHTTPClient(), onQuery: { _ in queries.withLock { $0 += 1 } })
+            let builtIns = [plan("success-rate", .successRate, min: 99, decrease: 1), plan("latency-p99", .latency(percentile: 99), max: 500)]
+            let requests = [
+                AnalysisRequest(
+                    in: "shop", canary: "checkout-canary", stable: "checkout", window: .minutes(1), metrics: builtIns,
+                    needsStable: true),
+                AnalysisRequest(
+                    in: "payments", canary: "ledger-canary", stable: "ledger", window: .minutes(1), metrics: builtIns,
+                    needsStable: false),
+                AnalysisRequest(
+                    in: "shop", canary: "cart-canary", stable: "cart", window: .minutes(1), metrics: builtIns,
+                    needsStable: false),
+            ]
+            let results = await analyzer.measure(requests, at: EstateData.evaluationTime)
+            // Volume, success rate and p99 for all three rollouts: three queries, not nine.
+            #expect(queries.withLock { $0 } == 3)
+
+            let checkout = results[0]
+            #expect(checkout.requests == 800)  // 4 steps × 200 in one minute
+            #expect(checkout.metrics["success-rate"] == MetricSample(.value(50), requests: 800, stableValue: 98))
+            // Rank 0.99 × 200 = 198 falls in (100, 250] holding requests 101…200: 100 + 150 × 98/100.
+            let p99 = try #require(checkout.metrics["latency-p99"])
+            if case .value(let v) = p99.outcome { #expect(abs(v - 247) < 1e-9) } else { Issue.record("p99: \(p99)") }
+
+            #expect(results[1].metrics["success-rate"]?.outcome == .value(0))
+            #expect(results[1].requests == 160)
+            // No series at all: no data, never a pass.
+            #expect(results[2].metrics["success-rate"]?.outcome == .noData)
+            #expect(results[2].requests == 0)
+        }
+    }
+
+    @Test func customQueriesAndTheirFailuresAreReportedPerRollout() async throws {
+        try await withBackfilledPrometheus(EstateData.openMetrics) { server in
+            let analyzer = PrometheusAnalyzer(defaultAddress: server.url, http: CurlHTTPClient())
+            let custom = plan(
+                "errors-per-minute",
+                .custom(query: #"sum(increase(istio_requests_total{destination_workload_namespace="{{namespace}}",destination_workload="{{workload}}",response_code=~"5.."}[{{interval}}]))"#),
+                max: 5)
+            let broken = plan("broken", .custom(query: "sum(rate(istio_requests_total[{{interval}}])"), max: 1)
+            let request = AnalysisRequest(
+                in: "shop", canary: "checkout-canary", stable: "checkout", window: .minutes(1), metrics: [custom, broken],
+                needsStable: false)
+            let result = try #require(await analyzer.measure([request], at: EstateData.evaluationTime).first)
+            #expect(result.metrics["errors-per-minute"]?.outcome == .value(400))
+            guard case .providerError(let message)? = result.metrics["broken"]?.outcome else {
+                Issue.record("a query Prometheus rejects is a provider error: \(String(describing: result.metrics["broken"]))")
+                return
+            }
+            #expect(message.contains("parse error") || message.contains("bad_data"), "\(message)")
+        }
+    }
+
+    @Test func prometheusDownIsAProviderErrorNamingTheServer() async throws {
+        let port = try LoopbackPort.free()
+        let analyzer = PrometheusAnalyzer(defaultAddress: "http://127.0.0.1:\(port)", http: CurlHTTPClient())
+        let request = AnalysisRequest(
+            in: "shop", canary: "checkout-canary", stable: "checkout", window: .seconds(30),
+            metrics: [plan("success-rate", .successRate, min: 99)], needsStable: false)
+        let result = try #require(await analyzer.measure([request], at: Date()).first)
+        guard case .providerError(let message)? = result.metrics["success-rate"]?.outcome else {
+            Issue.record("expected a provider error, got \(String(describing: result.metrics["success-rate"]))")
+            return
+        }
+        #expect(message.contains("127.0.0.1:\(port)") && message.contains("refused"), "\(message)")
+        #expect(result.requests == nil)
+
+        let none = PrometheusAnalyzer(defaultAddress: nil, http: CurlHTTPClient())
+        let unconfigured = try #require(await none.measure([request], at: Date()).first)
+        guard case .providerError(let why)? = unconfigured.metrics["success-rate"]?.outcome else { return }
+        #expect(why.contains("--prometheus"))
+    }
+}
