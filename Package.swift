@@ -152,8 +152,10 @@ let package = Package(
             name: "FledgeBench",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "LocalPrometheus", "FledgeCore",
-                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "FledgeJudge",
+                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "FledgeJudge", "FledgeController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -12,6 +12,7 @@ struct FledgeBench: AsyncParsableCommand {
             ListDecodeBench.self,
             DecideBenchmark.self,
             DecisionsBenchmark.self,
+            ControllerBenchmark.self,
         ]
     )
 }

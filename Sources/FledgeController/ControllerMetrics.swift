@@ -42,7 +42,12 @@ public final class ControllerMetrics: Sendable {
         ).increment()
     }
 
+    private let queryCount = Atomic<Int>(0)
+    /// Prometheus queries sent since start.
+    public var prometheusQueryCount: Int { queryCount.load(ordering: .relaxed) }
+
     func prometheusQuery(failed: Bool) {
+        queryCount.add(1, ordering: .relaxed)
         prometheusQueries.increment()
         if failed { prometheusErrors.increment() }
     }

@@ -144,6 +144,7 @@ struct APIHandler: HTTPResponder {
             verb: verb, group: type.group, resource: type.resource, subresource: target.subresource,
             namespace: target.namespace, name: target.name)
         guard await store.authorize(user, access) else { throw SandboxStore.forbidden(user, access) }
+        await store.countRequest(verb: verb, resource: target.subresource.map { "\(type.resource)/\($0)" } ?? type.resource)
 
         // Faults apply to resource requests only, never to discovery.
         let faults = await store.faults

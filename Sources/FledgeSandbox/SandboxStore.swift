@@ -81,6 +81,11 @@ public actor SandboxStore {
     private var buckets: [GroupResource: Bucket] = [:]
     /// The newest resourceVersion handed out (a global counter, as etcd's revision).
     public private(set) var resourceVersion: Int64 = 0
+    /// Resource requests served, by `verb resource` (`list rollouts`, `patch virtualservices`), for benchmarks
+    /// that count what a client asks.
+    public private(set) var requestCounts: [String: Int] = [:]
+
+    func countRequest(verb: String, resource: String) { requestCounts["\(verb) \(resource)", default: 0] += 1 }
 
     private var history: Deque<WatchEvent> = []
     private let historyLimit: Int
