@@ -221,7 +221,9 @@ let package = Package(
             name: "FledgeControllerTests",
             dependencies: [
                 "FledgeController", "FledgeCore", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "FledgeJSON",
-                "LocalPrometheus", "TestSupport",
+                "LocalPrometheus", "TestSupport", "FledgeHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -247,7 +247,8 @@ extension Controller {
 
     func submitWebhook(_ key: String, _ call: WebhookCall) {
         let submit = work.withLock { w -> Bool in
-            guard w[key]?.webhooksInFlight.contains(call.id) != true, w[key]?.webhookOutcomes[call.id] == nil else { return false }
+            // The core asks again for a gate that failed once its retry is due; a passed one is never asked again.
+            guard w[key]?.webhooksInFlight.contains(call.id) != true, w[key]?.webhookOutcomes[call.id]?.passed != true else { return false }
             w[key, default: RolloutWork()].webhooksInFlight.insert(call.id)
             return true
         }

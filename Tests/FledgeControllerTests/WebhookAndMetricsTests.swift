@@ -1,0 +1,102 @@
+import FledgeController
+import FledgeCore
+import FledgeHTTP
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Hummingbird
+import LocalPrometheus
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// A webhook receiver on loopback whose answer the test sets.
+final class GateServer: Sendable {
+    final class State: Sendable {
+        let status = Mutex<HTTPResponse.Status>(.serviceUnavailable)
+        let bodies = Mutex<[JSONValue]>([])
+    }
+    let state = State()
+    let port: Int
+    private let group: ServiceGroup
+    private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
+
+    init() throws {
+        port = try LoopbackPort.free()
+        let router = Router()
+        let state = self.state
+        router.post("gate") { request, context -> Response in
+            let buffer = try await request.body.collect(upTo: 1 << 20)
+            if let json = try? JSONValue(parsing: Array(buffer.readableBytesView)) { state.bodies.withLock { $0.append(json) } }
+            return Response(status: state.status.withLock { $0 })
+        }
+        var logger = Logger(label: "test.gate")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
+        let group = self.group
+        task.withLock { $0 = Task { try await group.run() } }
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.withLock { $0 }?.value
+    }
+}
+
+@Suite(.serialized) struct WebhookAndMetricsTests {
+    @Test func aStageGateHoldsTheRolloutUntilItAnswers2xx() async throws {
+        let gate = try GateServer()
+        let world = try await World()
+        defer { Task { await gate.stop(); await world.stop() } }
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 10, "hold": "1s"], ["weight": 100, "hold": "1s"]],
+                "webhooks": [["name": "load-test", "type": "stage-gate", "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "2s"]],
+            ]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let held = try await world.waitFor("held at the gate") {
+            ($0[path: ["status", "message"]]?.stringValue ?? "").contains("load-test") && $0[path: ["status", "stage"]]?.intValue == 0
+        }
+        #expect(held[path: ["status", "message"]]?.stringValue?.contains("503") == true, "\(held[path: ["status", "message"]] ?? .null)")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await world.phase() == "Progressing")
+        gate.state.status.withLock { $0 = .ok }
+        _ = try await world.waitForPhase("Succeeded", timeout: .seconds(60))
+        let body = try #require(gate.state.bodies.withLock { $0.first })
+        #expect(body["name"] == "product-service" && body["type"] == "stage-gate" && body["revision"]?.stringValue?.count == 16)
+        // Failed gates are retried, once per interval, not in a loop.
+        #expect(gate.state.bodies.withLock { $0.count } < 20)
+    }
+
+    @Test func healthReadinessAndMetricsEndpoints() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let running = world.startController(analyzer: ScriptedMetrics())
+        let port = try LoopbackPort.free()
+        var logger = Logger(label: "test.health")
+        logger.logLevel = .critical
+        let server = HealthServer(controller: running.controller, host: "127.0.0.1", port: port, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        let task = Task { try await group.run() }
+        defer { Task { await group.triggerGracefulShutdown(); _ = try? await task.value } }
+        let http = CurlHTTPClient()
+        let base = "http://127.0.0.1:\(port)"
+        var ready = 0
+        for _ in 0..<100 {
+            ready = (try? await http.send(FledgeHTTP.HTTPRequest(url: base + "/readyz")))?.status ?? 0
+            if ready == 200 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(ready == 200)
+        #expect(try await http.send(FledgeHTTP.HTTPRequest(url: base + "/healthz")).status == 200)
+        _ = try await world.waitForPhase("Healthy")
+        let text = try await http.send(FledgeHTTP.HTTPRequest(url: base + "/metrics")).bodyText
+        #expect(text.contains(#"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#), "\(text)")
+        #expect(text.contains(#"fledge_rollout_canary_weight{namespace="shop",rollout="product-service"}"#))
+        #expect(text.contains("fledge_reconcile_duration_seconds_bucket"))
+        #expect(text.contains("fledge_leader 1"))
+    }
+}
