@@ -112,12 +112,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // A simulated Istio mesh: follows a VirtualService's weights and serves Istio's metrics.
+        .target(
+            name: "FledgeMesh",
+            dependencies: [
+                "FledgeKubernetes", "FledgeJSON", "LocalPrometheus",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Every `fledge` subcommand, one per file.
         .target(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeMesh",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -199,6 +210,15 @@ let package = Package(
         .testTarget(
             name: "FledgeSandboxTests",
             dependencies: ["FledgeSandbox", "FledgeJSON", "FledgeHTTP", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeMeshTests",
+            dependencies: [
+                "FledgeMesh", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "LocalPrometheus", "FledgeJSON",
+                "FledgeHTTP", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
