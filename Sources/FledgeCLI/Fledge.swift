@@ -11,6 +11,7 @@ public struct Fledge: AsyncParsableCommand {
             DemoCommand.self,
             LintCommand.self,
             SandboxCommand.self,
+            SimulateMeshCommand.self,
         ]
     )
 

@@ -103,7 +103,8 @@ public final class MeshSimulator: Service, Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: traffic.metricsText())))
         }
         var appLogger = logger
-        appLogger.logLevel = .warning
+        // Hummingbird logs a cancelled server as an error; a failed bind is thrown below anyway.
+        appLogger.logLevel = .critical
         let app = Application(
             router: router,
             configuration: ApplicationConfiguration(
