@@ -6,6 +6,7 @@
 //                       └─ FledgeKubernetes
 //   FledgeJSON ─ FledgeCore (pure decisions) ─ FledgeLint
 //   FledgeSandbox (in-process Kubernetes API server), LocalPrometheus (runs a real Prometheus)
+//   FledgeMesh (a simulated Istio mesh: follows VirtualService weights, serves Istio's metrics)
 //   FledgeCLI ─ fledge (the executable), FledgeBench ─ fledge-bench
 import PackageDescription
 

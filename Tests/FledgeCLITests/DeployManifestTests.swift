@@ -77,8 +77,8 @@ struct KubectlRunner {
         process.environment = ["HOME": folder, "PATH": "/usr/bin:/bin"]
         let out = folder + "/out-\(UUID().uuidString)"
         let err = folder + "/err-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardInput = FileHandle.nullDevice
