@@ -6,6 +6,7 @@
 //                       └─ FledgeKubernetes
 //   FledgeJSON ─ FledgeCore (pure decisions) ─ FledgeLint
 //   FledgeSandbox (in-process Kubernetes API server), LocalPrometheus (runs a real Prometheus)
+//   FledgeMesh (a simulated Istio mesh: follows VirtualService weights, serves Istio's metrics)
 //   FledgeCLI ─ fledge (the executable), FledgeBench ─ fledge-bench
 import PackageDescription
 
@@ -126,12 +127,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // A simulated Istio mesh: follows a VirtualService's weights and serves Istio's metrics.
+        .target(
+            name: "FledgeMesh",
+            dependencies: [
+                "FledgeKubernetes", "FledgeJSON", "LocalPrometheus",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Every `fledge` subcommand, one per file.
         .target(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -221,8 +233,17 @@ let package = Package(
             name: "FledgeControllerTests",
             dependencies: [
                 "FledgeController", "FledgeCore", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "FledgeJSON",
-                "LocalPrometheus", "TestSupport", "FledgeHTTP",
+                "LocalPrometheus", "TestSupport", "FledgeHTTP", "FledgeMesh",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeMeshTests",
+            dependencies: [
+                "FledgeMesh", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "LocalPrometheus", "FledgeJSON",
+                "FledgeHTTP", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

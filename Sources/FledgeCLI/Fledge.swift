@@ -12,6 +12,7 @@ public struct Fledge: AsyncParsableCommand {
             LintCommand.self,
             SandboxCommand.self,
             RunCommand.self,
+            SimulateMeshCommand.self,
         ]
     )
 

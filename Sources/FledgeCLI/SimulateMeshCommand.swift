@@ -1,0 +1,173 @@
+import ArgumentParser
+import FledgeKubernetes
+import FledgeMesh
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fledge simulate-mesh`: Istio-shaped traffic and metrics for one VirtualService, without Istio.
+struct SimulateMeshCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate-mesh",
+        abstract: "Simulate Istio traffic through a VirtualService and serve Istio's metrics for Prometheus.",
+        discussion: """
+            Watches the VirtualService (and the DestinationRules, Services and Deployments of its \
+            namespace), sends --rps requests per second through its routes by their current weights, \
+            answers each with the error rate and latency configured for the Deployment that receives \
+            it, and serves istio_requests_total and istio_request_duration_milliseconds on /metrics \
+            with Istio's labels, for both reporters. A subset whose labels select no ready pod gets \
+            503s with response_flags="UH", reported by the source only.
+
+              fledge simulate-mesh --kubeconfig sandbox.kubeconfig -n shop --virtual-service product-service \\
+                --rps 200 --error-rate product-service-canary=0.05 --p99-ms product-service-canary=900
+
+            Runs until interrupted (SIGINT/SIGTERM).
+            """)
+
+    @Option(help: "Kubeconfig file (default: KUBECONFIG, ~/.kube/config, else the in-cluster service account).")
+    var kubeconfig: String?
+
+    @Option(help: "Kubeconfig context to use instead of the current one.")
+    var context: String?
+
+    @Option(name: .shortAndLong, help: "Namespace of the VirtualService and its workloads.")
+    var namespace: String
+
+    @Option(help: "The VirtualService whose routes the traffic follows.")
+    var virtualService: String
+
+    @Option(help: "Requests per second.")
+    var rps: Double = 100
+
+    @Option(help: "Share of requests (0-1) that carry the tag header (x-canary: true), for the header-match route.")
+    var taggedShare: Double = 0
+
+    @Option(help: "Header that tags requests, as NAME=VALUE.")
+    var taggedHeader: String = "x-canary=true"
+
+    @Option(help: "A workload's error rate (0-1), as DEPLOYMENT=RATE (repeatable).")
+    var errorRate: [String] = []
+
+    @Option(help: "A workload's p99 latency in milliseconds, as DEPLOYMENT=MS (repeatable; median defaults to a quarter).")
+    var p99Ms: [String] = []
+
+    @Option(help: "A workload's median latency in milliseconds, as DEPLOYMENT=MS (repeatable).")
+    var medianMs: [String] = []
+
+    @Option(help: "HTTP status of failed requests.")
+    var errorCode: Int = 500
+
+    @Option(help: "Port for /metrics on 127.0.0.1 (0 picks a free one).")
+    var port: Int = 0
+
+    @Option(help: "Seed of the random traffic, for reproducible runs.")
+    var seed: UInt64 = 1
+
+    @Option(help: "How requests arrive: poisson, or exact (expected counts, carried fractions).")
+    var arrivals: ArrivalModel = .poisson
+
+    @Option(help: "Milliseconds between ticks.")
+    var tickMs: Int = 100
+
+    func validate() throws {
+        _ = try meshConfiguration()
+    }
+
+    /// The simulator's configuration from the options; every error names its option.
+    func meshConfiguration() throws -> MeshConfiguration {
+        guard tickMs > 0 else { throw ValidationError("--tick-ms must be positive, got \(tickMs)") }
+        var configuration = MeshConfiguration(
+            namespace: namespace, virtualService: virtualService, requestsPerSecond: rps, taggedShare: taggedShare,
+            arrivals: arrivals, seed: seed, tickInterval: .milliseconds(tickMs), metricsPort: port)
+        let header = taggedHeader.split(separator: "=", maxSplits: 1)
+        guard header.count == 2, !header[0].isEmpty else {
+            throw ValidationError("--tagged-header: \"\(taggedHeader)\" is not NAME=VALUE")
+        }
+        configuration.taggedHeaderName = String(header[0])
+        configuration.taggedHeaderValue = String(header[1])
+        configuration.defaultBehaviour.errorCode = errorCode
+
+        let errorRates = try Self.assignments(errorRate, option: "--error-rate")
+        let p99s = try Self.assignments(p99Ms, option: "--p99-ms")
+        let medians = try Self.assignments(medianMs, option: "--median-ms")
+        for workload in Set(errorRates.keys).union(p99s.keys).union(medians.keys) {
+            var behaviour = configuration.defaultBehaviour
+            if let rate = errorRates[workload] { behaviour.errorRate = rate }
+            switch (medians[workload], p99s[workload]) {
+            case let (median?, p99?): behaviour.latency = LatencyDistribution(medianMs: median, p99Ms: p99)
+            case let (nil, p99?): behaviour.latency = LatencyDistribution(p99Ms: p99)
+            case let (median?, nil): behaviour.latency = LatencyDistribution(medianMs: median, p99Ms: median * 4)
+            case (nil, nil): break
+            }
+            configuration.behaviours[workload] = behaviour
+        }
+        do {
+            try configuration.validate()
+        } catch {
+            // Name the options, not the configuration's fields.
+            var message = error.message
+            for (field, option) in [
+                ("requestsPerSecond", "--rps"), ("taggedShare", "--tagged-share"), ("metricsPort", "--port"),
+                ("defaultBehaviour", "--error-code"),
+            ] {
+                message = message.replacingOccurrences(of: field, with: option)
+            }
+            message = message.replacingOccurrences(of: "behaviour of ", with: "--error-rate/--p99-ms/--median-ms for ")
+            throw ValidationError(message)
+        }
+        return configuration
+    }
+
+    /// `NAME=NUMBER` options into a map.
+    static func assignments(_ values: [String], option: String) throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        for value in values {
+            let parts = value.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let number = Double(parts[1]), number.isFinite else {
+                throw ValidationError("\(option): \"\(value)\" is not DEPLOYMENT=NUMBER")
+            }
+            out[String(parts[0])] = number
+        }
+        return out
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "fledge.mesh")
+        let configuration = try meshConfiguration()
+        let client: KubernetesClient
+        do {
+            if let kubeconfig {
+                client = KubernetesClient(configuration: try Kubeconfig.load(paths: [kubeconfig]).configuration(context: context))
+            } else {
+                client = try KubernetesClient.load(context: context)
+            }
+        } catch {
+            throw ValidationError("cannot configure the Kubernetes client: \(error)")
+        }
+        let simulator = try MeshSimulator(configuration: configuration, kubernetes: client, logger: logger)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: simulator), .init(service: Announcer(simulator: simulator))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    /// Says where /metrics is once the simulator is ready, then idles until shutdown.
+    struct Announcer: Service {
+        let simulator: MeshSimulator
+
+        func run() async throws {
+            guard await simulator.waitUntilReady() else { return }
+            let configuration = simulator.configuration
+            var lines = "fledge simulate-mesh: metrics on \(simulator.metricsURL)  (Prometheus target \(simulator.metricsAddress))\n"
+            lines += "fledge simulate-mesh: \(configuration.requestsPerSecond) req/s through \(configuration.namespace)/\(configuration.virtualService): "
+            lines += MeshSimulator.describe(simulator.traffic.expectedShares(cluster: simulator.clusterState())) + "\n"
+            lines += "fledge simulate-mesh: press Ctrl-C to stop\n"
+            FileHandle.standardOutput.write(Data(lines.utf8))
+            try? await gracefulShutdown()
+        }
+    }
+}
+
+extension ArrivalModel: ExpressibleByArgument {}

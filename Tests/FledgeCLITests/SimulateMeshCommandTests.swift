@@ -1,0 +1,55 @@
+import ArgumentParser
+import FledgeMesh
+import Testing
+
+@testable import FledgeCLI
+
+@Suite("fledge simulate-mesh command")
+struct SimulateMeshCommandTests {
+    static let required = ["-n", "shop", "--virtual-service", "product-service"]
+
+    @Test func workloadOptionsBecomeBehaviours() throws {
+        let command = try SimulateMeshCommand.parse(
+            Self.required + [
+                "--rps", "250", "--tagged-share", "0.1", "--error-rate", "product-service-canary=0.05",
+                "--p99-ms", "product-service-canary=900", "--median-ms", "product-service=10", "--seed", "9",
+                "--arrivals", "exact", "--port", "9464",
+            ])
+        let configuration = try command.meshConfiguration()
+        #expect(configuration.requestsPerSecond == 250)
+        #expect(configuration.taggedShare == 0.1)
+        #expect(configuration.seed == 9)
+        #expect(configuration.arrivals == .exact)
+        #expect(configuration.metricsPort == 9464)
+        let canary = try #require(configuration.behaviours["product-service-canary"])
+        #expect(canary.errorRate == 0.05)
+        #expect(canary.latency == LatencyDistribution(medianMs: 225, p99Ms: 900))
+        let stable = try #require(configuration.behaviours["product-service"])
+        #expect(stable.errorRate == 0)
+        #expect(stable.latency == LatencyDistribution(medianMs: 10, p99Ms: 40))
+    }
+
+    @Test(arguments: [
+        (["--error-rate", "canary"], "--error-rate"),
+        (["--error-rate", "canary=1.5"], "--error-rate/--p99-ms/--median-ms for canary: error rate"),
+        (["--p99-ms", "canary=abc"], "--p99-ms"),
+        (["--median-ms", "canary=100", "--p99-ms", "canary=50"], "p99"),
+        (["--tagged-share", "2"], "--tagged-share"),
+        (["--tagged-header", "x-canary"], "--tagged-header"),
+        (["--tick-ms", "0"], "--tick-ms"),
+        (["--port", "70000"], "--port"),
+    ])
+    func badOptionsAreRejectedNamingTheOption(extra: [String], named: String) throws {
+        do {
+            _ = try SimulateMeshCommand.parse(Self.required + extra)
+            Issue.record("\(extra) was accepted")
+        } catch {
+            #expect(SimulateMeshCommand.message(for: error).contains(named))
+        }
+    }
+
+    @Test func needsANamespaceAndAVirtualService() {
+        #expect(throws: (any Error).self) { try SimulateMeshCommand.parse(["-n", "shop"]) }
+        #expect(throws: (any Error).self) { try SimulateMeshCommand.parse(["--virtual-service", "x"]) }
+    }
+}
