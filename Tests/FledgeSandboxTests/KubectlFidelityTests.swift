@@ -243,6 +243,28 @@ import Testing
             #expect(result.status != 0)
             #expect(result.err.contains("spec.size"))
 
+            // Fledge's own Rollout CRD from deploy/, then the product-service directory (namespace,
+            // Deployment, Service, VirtualService, DestinationRule and Rollout), as the README's demo does.
+            var root = URL(fileURLWithPath: #filePath)
+            for _ in 0..<3 { root.deleteLastPathComponent() }
+            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("deploy/crds/rollouts.fledge.dev.yaml").path])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("customresourcedefinition.apiextensions.k8s.io/rollouts.fledge.dev created"), "\(result.out)")
+            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("rollouts/product-service").path])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("rollout.fledge.dev/product-service created"), "\(result.out)")
+            result = try kubectl.run(["get", "ro", "-n", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("PHASE") && result.out.contains("product-service"), "\(result.out)")
+            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--type", "merge", "-p",
+                #"{"spec":{"canary":{"image":"registry.example/product-service:2.0.0"}}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
+                #"{"status":{"phase":"Progressing"}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["get", "rollout", "product-service", "-n", "shop", "-o", "jsonpath={.status.phase} {.metadata.generation} {.spec.canary.image}"])
+            #expect(result.out == "Progressing 2 registry.example/product-service:2.0.0", "\(result.out) \(result.err)")
+
             // RBAC: a user without rights is refused with the real server's message.
             let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path
             try h.server.kubeconfig(token: "reader-token").write(toFile: readerConfig, atomically: true, encoding: .utf8)
