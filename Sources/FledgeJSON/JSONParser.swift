@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A JSON syntax error with where it happened.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -37,8 +43,20 @@ extension JSONValue {
 struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
+    // Scratch stacks shared by every nesting level: a container's members are collected
+    // here and copied into exactly-sized storage when it closes, so no object or array
+    // grows by repeated doubling (most of the parser's time used to go to those reallocations).
+    var keys: [String] = []
+    /// Where each key on `keys` sits in the input, so duplicates can be found by comparing raw bytes.
+    var keyRanges: [Range<Int>] = []
+    var values: [JSONValue] = []
 
-    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    init(bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+        keys.reserveCapacity(64)
+        keyRanges.reserveCapacity(64)
+        values.reserveCapacity(64)
+    }
 
     func error(_ message: String) -> JSONParseError {
         var line = 1
@@ -64,7 +82,6 @@ struct JSONParser {
     }
 
     mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth < JSONValue.maximumDepth else { throw error("nesting deeper than \(JSONValue.maximumDepth) levels") }
         guard index < bytes.count else { throw error("unexpected end of input") }
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject(depth: depth)
@@ -93,23 +110,32 @@ struct JSONParser {
     }
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        // `depth` counts the containers around this one: at most `maximumDepth` may nest.
+        guard depth < JSONValue.maximumDepth else { throw error("nesting deeper than \(JSONValue.maximumDepth) levels") }
         index += 1
-        var object = JSONObject()
+        // Keys and values have separate bases: arrays push values without keys, and an
+        // enclosing object's pending key sits on `keys` while its value is being parsed.
+        let keyBase = keys.count
+        let valueBase = values.count
+        var anyKeyEscaped = false
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(object)
+            return .object(JSONObject())
         }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
-            let key = try parseString()
+            let keyStart = index + 1
+            let (key, escaped) = try parseStringNotingEscapes()
+            anyKeyEscaped = anyKeyEscaped || escaped
+            keys.append(key)
+            keyRanges.append(keyStart..<(index - 1))
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
             index += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth + 1)
-            object[key] = value  // a repeated key keeps the last value, as Go's decoder does
+            values.append(try parseValue(depth: depth + 1))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in an object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -118,23 +144,67 @@ struct JSONParser {
             }
             if bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(object)
+                return .object(popObject(keyBase: keyBase, valueBase: valueBase, anyKeyEscaped: anyKeyEscaped))
             }
             throw error("expected ',' or '}' in an object")
         }
     }
 
+    /// Moves the members above the bases off the scratch stacks into one object.
+    private mutating func popObject(keyBase: Int, valueBase: Int, anyKeyEscaped: Bool) -> JSONObject {
+        let count = values.count - valueBase
+        assert(keys.count - keyBase == count && keyRanges.count == keys.count)
+        defer {
+            keys.removeLast(count)
+            keyRanges.removeLast(count)
+            values.removeLast(count)
+        }
+        if !anyKeyEscaped && !hasRepeatedKey(from: keyBase) {
+            return JSONObject(uncheckedUniqueKeys: keys[keyBase...], values: values[valueBase...])
+        }
+        // A repeated key keeps its first position and its last value, as Go's decoder does.
+        var object = JSONObject(minimumCapacity: count)
+        for member in 0..<count { object[keys[keyBase + member]] = values[valueBase + member] }
+        return object
+    }
+
+    /// Whether two keys above `base` on the key stack are the same bytes (only called when no key had an escape).
+    private func hasRepeatedKey(from base: Int) -> Bool {
+        let count = keyRanges.count - base
+        guard count > 1 else { return false }
+        if count > 32 {
+            // Large objects: hashing beats comparing every pair.
+            var seen = Set<String>(minimumCapacity: count)
+            for key in keys[base...] where !seen.insert(key).inserted { return true }
+            return false
+        }
+        for later in (base + 1)..<keyRanges.count {
+            let b = keyRanges[later]
+            for earlier in base..<later {
+                let a = keyRanges[earlier]
+                if a.count == b.count, bytes[a.lowerBound] == bytes[b.lowerBound] || a.isEmpty,
+                   memcmp(bytes.baseAddress! + a.lowerBound, bytes.baseAddress! + b.lowerBound, a.count) == 0
+                {
+                    return true
+                }
+            }
+        }
+        return false
+    }
+
     mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+        // `depth` counts the containers around this one: at most `maximumDepth` may nest.
+        guard depth < JSONValue.maximumDepth else { throw error("nesting deeper than \(JSONValue.maximumDepth) levels") }
         index += 1
-        var array: [JSONValue] = []
+        let base = values.count
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
-            return .array(array)
+            return .array([])
         }
         while true {
             skipWhitespace()
-            array.append(try parseValue(depth: depth + 1))
+            values.append(try parseValue(depth: depth + 1))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in an array") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -143,6 +213,8 @@ struct JSONParser {
             }
             if bytes[index] == UInt8(ascii: "]") {
                 index += 1
+                let array = Array(values[base...])
+                values.removeLast(values.count - base)
                 return .array(array)
             }
             throw error("expected ',' or ']' in an array")
@@ -150,6 +222,11 @@ struct JSONParser {
     }
 
     mutating func parseString() throws(JSONParseError) -> String {
+        try parseStringNotingEscapes().string
+    }
+
+    /// A string and whether it contained an escape (its decoded text then differs from its raw bytes).
+    mutating func parseStringNotingEscapes() throws(JSONParseError) -> (string: String, escaped: Bool) {
         index += 1  // opening quote
         let start = index
         // Fast path: no escapes.
@@ -158,7 +235,7 @@ struct JSONParser {
             if byte == UInt8(ascii: "\"") {
                 let string = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
                 index += 1
-                return string
+                return (string, false)
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in a string") }
@@ -170,7 +247,7 @@ struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                return String(decoding: scalars, as: UTF8.self)
+                return (String(decoding: scalars, as: UTF8.self), true)
             case UInt8(ascii: "\\"):
                 index += 1
                 guard index < bytes.count else { throw error("unexpected end of input in a string") }
@@ -201,7 +278,7 @@ struct JSONParser {
                         code = 0xFFFD
                     }
                     let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
-                    scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
+                    UTF8.encode(scalar) { scalars.append($0) }
                 default:
                     throw error("invalid escape '\\\(printable(escape))'")
                 }
@@ -255,6 +332,16 @@ struct JSONParser {
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number: no digit in the exponent") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+        }
+        if isInteger {
+            // Up to 18 digits always fit in an Int64: accumulate them without building text.
+            let negative = bytes[start] == UInt8(ascii: "-")
+            let digitsStart = negative ? start + 1 : start
+            if index - digitsStart <= 18 {
+                var magnitude: Int64 = 0
+                for position in digitsStart..<index { magnitude = magnitude &* 10 &+ Int64(bytes[position] &- UInt8(ascii: "0")) }
+                return .int(negative ? -magnitude : magnitude)
+            }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .int(integer) }

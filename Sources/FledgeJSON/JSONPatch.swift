@@ -77,6 +77,30 @@ public struct JSONPointer: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A pointer written in source, e.g. `.replace(path: "/spec/replicas", value: 3)`.
+/// A literal that is not a valid pointer is a programming error, so it traps with the literal's text.
+/// Note that `JSONPointer("...")` with a literal argument is this initializer too (SE-0213);
+/// pointers from input (a `String` value) go through the throwing `init(_:)`.
+extension JSONPointer: ExpressibleByStringLiteral {
+    public init(stringLiteral text: String) {
+        do {
+            try self.init(text)
+        } catch {
+            preconditionFailure("\(error)")
+        }
+    }
+}
+
+/// Escapes one reference token (`~` → `~0`, `/` → `~1`), for callers building pointer text by hand.
+extension JSONPointer {
+    public static func escape(_ token: String) -> String {
+        token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+    }
+
+    /// This pointer with one more reference token, e.g. an annotation key containing `/`.
+    public func appending(_ token: String) -> JSONPointer { JSONPointer(tokens: tokens + [token]) }
+}
+
 extension String {
     fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
         guard contains(target) else { return self }

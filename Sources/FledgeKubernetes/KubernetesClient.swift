@@ -441,7 +441,7 @@ public struct ListPages: AsyncSequence, Sendable {
 public enum Patch: Sendable, Equatable {
     /// RFC 7386 JSON merge patch (`null` deletes a field; arrays are replaced whole).
     case merge(JSONValue)
-    /// RFC 6902 JSON Patch.
+    /// RFC 6902 JSON Patch, built from FledgeJSON's operations (the same type the sandbox applies).
     case json([JSONPatchOperation])
     /// Kubernetes strategic merge patch (built-in types only).
     case strategicMerge(JSONValue)
@@ -459,32 +459,5 @@ public enum Patch: Sendable, Equatable {
         case .merge(let value), .strategicMerge(let value): return value
         case .json(let operations): return .array(operations.map(\.json))
         }
-    }
-}
-
-/// One RFC 6902 operation; `path` and `from` are JSON Pointers (`/spec/http/0/route/1/weight`).
-public enum JSONPatchOperation: Sendable, Equatable {
-    case add(path: String, value: JSONValue)
-    case remove(path: String)
-    case replace(path: String, value: JSONValue)
-    case move(from: String, path: String)
-    case copy(from: String, path: String)
-    /// Fails the whole patch (422) unless the value at `path` equals `value`.
-    case test(path: String, value: JSONValue)
-
-    public var json: JSONValue {
-        switch self {
-        case .add(let path, let value): return ["op": "add", "path": .string(path), "value": value]
-        case .remove(let path): return ["op": "remove", "path": .string(path)]
-        case .replace(let path, let value): return ["op": "replace", "path": .string(path), "value": value]
-        case .move(let from, let path): return ["op": "move", "from": .string(from), "path": .string(path)]
-        case .copy(let from, let path): return ["op": "copy", "from": .string(from), "path": .string(path)]
-        case .test(let path, let value): return ["op": "test", "path": .string(path), "value": value]
-        }
-    }
-
-    /// Escapes one reference token of a JSON Pointer (`~` → `~0`, `/` → `~1`).
-    public static func escape(_ token: String) -> String {
-        token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
     }
 }

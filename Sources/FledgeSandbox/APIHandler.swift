@@ -123,9 +123,8 @@ struct APIHandler: HTTPResponder {
         for (key, value) in request.uri.queryParameters where query[String(key)] == nil { query[String(key)] = String(value) }
         let type = target.type
         if let subresource = target.subresource {
-            guard subresource == "status" && type.hasStatus else {
-                throw SandboxError.pathNotFound(request.uri.path)
-            }
+            let served = (subresource == "status" && type.hasStatus) || (subresource == "scale" && type.hasScale)
+            guard served else { throw SandboxError.pathNotFound(request.uri.path) }
         }
         let isWatch = query["watch"].map { $0 == "true" || $0 == "1" } ?? false
         let verb: String
@@ -161,6 +160,14 @@ struct APIHandler: HTTPResponder {
         let call = Call(
             request: request, type: type, target: target, namespace: type.namespaced ? target.namespace : nil,
             query: query, table: wantsTable, dryRun: query["dryRun"] == "All")
+        if target.subresource == "scale" {
+            switch verb {
+            case "get": return APIHandler.json(try await store.getScale(type, namespace: call.namespace, name: target.name!))
+            case "update": return try await updateScale(call)
+            case "patch": return try await patchScale(call)
+            default: throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+            }
+        }
         switch verb {
         case "get": return try await getOne(call)
         case "list": return try await listAll(call)
@@ -261,8 +268,55 @@ struct APIHandler: HTTPResponder {
         let body = try await readBody(call.request)
         let result = try await store.patch(
             call.type, namespace: call.namespace, name: call.target.name!, patchType: patchType, body: body,
-            status: call.target.subresource == "status", dryRun: call.dryRun)
+            status: call.target.subresource == "status", dryRun: call.dryRun, fieldManager: call.query["fieldManager"],
+            force: call.query["force"] == "true")
         return APIHandler.json(output(result.object, call.type), status: result.created ? .created : .ok)
+    }
+
+    func updateScale(_ call: Call) async throws -> Response {
+        let body = try await readJSON(call.request)
+        let scale = try await store.writeScale(
+            call.type, namespace: call.namespace, name: call.target.name!, dryRun: call.dryRun, change: { _ in body })
+        return APIHandler.json(scale)
+    }
+
+    /// A patch of the Scale object (kubectl scale sends a merge patch of `spec.replicas`).
+    func patchScale(_ call: Call) async throws -> Response {
+        let header: String = call.request.headers[.contentType] ?? ""
+        let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
+        guard let patchType = PatchType(rawValue: mediaType) else {
+            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+        }
+        let body = try await readBody(call.request)
+        let patch: JSONValue
+        if patchType == .apply {
+            patch = try SandboxStore.decodeApplyBody(body)
+        } else {
+            do {
+                patch = try JSONValue(parsing: body)
+            } catch {
+                throw SandboxError.badRequest("error decoding patch: \(error)")
+            }
+        }
+        let name = call.target.name!
+        let scale = try await store.writeScale(call.type, namespace: call.namespace, name: name, dryRun: call.dryRun) {
+            (current: JSONValue) throws(SandboxError) -> JSONValue in
+            switch patchType {
+            case .merge, .strategic, .apply:
+                // A Scale has no lists, so a strategic merge or an apply merges like a merge patch.
+                guard case .object = patch else {
+                    throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeName)")
+                }
+                return current.applyingMergePatch(patch)
+            case .json:
+                do throws(JSONPatchError) {
+                    return try JSONPatch(json: patch).apply(to: current)
+                } catch {
+                    throw SandboxError.unprocessable("the JSON patch could not be applied to the scale of \"\(name)\": \(error.message)")
+                }
+            }
+        }
+        return APIHandler.json(scale)
     }
 
     func deleteOne(_ call: Call) async throws -> Response {

@@ -31,6 +31,13 @@ enum Discovery {
                     "kind": .string(type.kind), "verbs": ["get", "patch", "update"],
                 ])
             }
+            if type.hasScale {
+                // kubectl scale reads the Scale kind's group and version from this entry.
+                resources.append([
+                    "name": .string(type.resource + "/scale"), "singularName": "", "namespaced": .bool(type.namespaced),
+                    "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+                ])
+            }
         }
         return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(groupVersion), "resources": .array(resources)]
     }

@@ -62,6 +62,8 @@ public struct ResourceType: Sendable {
     public var shortNames: [String]
     public var categories: [String]
     public var hasStatus: Bool
+    /// Serves the autoscaling/v1 `scale` subresource over `spec.replicas` (what `kubectl scale` uses).
+    public var hasScale: Bool
     /// Custom resources get no strategic merge patch, like the real server.
     public var isCustom: Bool
     public var printerColumns: [PrinterColumn]
@@ -79,8 +81,8 @@ public struct ResourceType: Sendable {
 
     init(
         group: String, version: String, resource: String, singular: String, kind: String, namespaced: Bool,
-        shortNames: [String] = [], categories: [String] = [], hasStatus: Bool = false, isCustom: Bool = false,
-        printerColumns: [PrinterColumn] = [], schema: JSONValue? = nil
+        shortNames: [String] = [], categories: [String] = [], hasStatus: Bool = false, hasScale: Bool = false,
+        isCustom: Bool = false, printerColumns: [PrinterColumn] = [], schema: JSONValue? = nil
     ) {
         self.group = group
         self.version = version
@@ -91,6 +93,7 @@ public struct ResourceType: Sendable {
         self.shortNames = shortNames
         self.categories = categories
         self.hasStatus = hasStatus
+        self.hasScale = hasScale
         self.isCustom = isCustom
         self.printerColumns = printerColumns
         self.schema = schema
@@ -141,7 +144,7 @@ public struct ResourceType: Sendable {
                 kind: "ServiceAccount", namespaced: true, shortNames: ["sa"], printerColumns: age),
             ResourceType(
                 group: "apps", version: "v1", resource: "deployments", singular: "deployment", kind: "Deployment",
-                namespaced: true, shortNames: ["deploy"], categories: ["all"], hasStatus: true,
+                namespaced: true, shortNames: ["deploy"], categories: ["all"], hasStatus: true, hasScale: true,
                 printerColumns: [
                     PrinterColumn(name: "Ready", type: "string", jsonPath: "#deploymentReady"),
                     PrinterColumn(name: "Up-to-date", type: "integer", jsonPath: ".status.updatedReplicas"),

@@ -558,6 +558,8 @@ public actor SandboxStore {
             for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp"] {
                 metadata[field] = oldMetadata[field]
             }
+            // An update that does not send managedFields keeps them, as on the real server.
+            if metadata["managedFields"] == nil { metadata["managedFields"] = oldMetadata["managedFields"] }
             metadata["resourceVersion"] = nil
             object["metadata"] = .object(metadata)
             if type.hasStatus { object["status"] = old["status"] }
@@ -586,19 +588,37 @@ public actor SandboxStore {
     /// Patches an object atomically (read, apply, write) with the given patch type.
     func patch(
         _ type: ResourceType, namespace: String?, name: String, patchType: PatchType, body: [UInt8], status: Bool,
-        dryRun: Bool = false
+        dryRun: Bool = false, fieldManager: String? = nil, force: Bool = false
     ) throws(SandboxError) -> (object: JSONValue, created: Bool) {
         let key = SandboxStore.key(namespace, name)
         let current = buckets[type.groupResource]?.objects[key]
         if patchType == .apply {
+            guard let fieldManager, !fieldManager.isEmpty else {
+                throw SandboxError.status(
+                    code: 400, reason: "BadRequest",
+                    message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    details: nil)
+            }
             let applied = try SandboxStore.decodeApplyBody(body)
+            guard case .object = applied else {
+                throw SandboxError.badRequest("an apply patch must be an object, got \(applied.typeName)")
+            }
             guard let current else {
                 var object = applied
                 object[path: ["metadata", "name"]] = .string(name)
+                object[path: ["metadata", "managedFields"]] = [
+                    ServerSideApply.entry(
+                        manager: fieldManager, apiVersion: type.apiVersion, time: now(),
+                        fields: ServerSideApply.fieldSet(ofApplied: applied))
+                ]
                 return (try create(type, namespace: namespace, object: object, dryRun: dryRun), true)
             }
-            var merged = current.applyingMergePatch(applied)
-            merged[path: ["metadata", "resourceVersion"]] = current[path: ["metadata", "resourceVersion"]]
+            var merged = try ServerSideApply.apply(
+                applied, to: current, manager: fieldManager, force: force, type: type, time: now())
+            // A resourceVersion in the applied configuration is a precondition; otherwise the apply is unconditional.
+            if applied[path: ["metadata", "resourceVersion"]] == nil {
+                merged[path: ["metadata", "resourceVersion"]] = current[path: ["metadata", "resourceVersion"]]
+            }
             return (try update(type, namespace: namespace, name: name, object: merged, status: status, dryRun: dryRun), false)
         }
         guard let current else { throw SandboxError.notFound(type.groupResource, name) }

@@ -105,5 +105,13 @@ import Testing
         let pointer = try JSONPointer("/a~1b/c~0d/0")
         #expect(pointer.tokens == ["a/b", "c~d", "0"])
         #expect(pointer.description == "/a~1b/c~0d/0")
+        // Literals (how the Kubernetes client's callers write patches) parse the same way.
+        let literal: JSONPointer = "/a~1b/c~0d/0"
+        #expect(literal == pointer)
+        #expect(JSONPointer("/metadata/annotations").appending("fledge.dev/step").description == "/metadata/annotations/fledge.dev~1step")
+        #expect(JSONPointer.escape("a/b~c") == "a~1b~0c")
+        // Text from input goes through the throwing initializer (a literal would trap instead).
+        let fromInput = String("no-leading-slash")
+        #expect(throws: JSONPatchError.self) { try JSONPointer(fromInput) }
     }
 }

@@ -82,6 +82,74 @@ struct JSONValueTests {
         #expect(throws: Never.self) { try JSONValue(parsing: deepButAllowed) }
     }
 
+    @Test func integersAreExactAcrossTheFastPathBoundary() throws {
+        // Up to 18 digits take the no-text fast path; 19 digits and beyond go through Int64(text) or Double.
+        let text = "[999999999999999999,-999999999999999999,1000000000000000000,9223372036854775807,-9223372036854775808,0,-0,7]"
+        let value = try JSONValue(parsing: text)
+        #expect(value.arrayValue == [
+            .int(999_999_999_999_999_999), .int(-999_999_999_999_999_999), .int(1_000_000_000_000_000_000),
+            .int(Int64.max), .int(Int64.min), .int(0), .int(0), .int(7),
+        ])
+        #expect(value.serializedString() == "[999999999999999999,-999999999999999999,1000000000000000000,9223372036854775807,-9223372036854775808,0,0,7]")
+        if case .double(let d) = try JSONValue(parsing: "9223372036854775808") {
+            #expect(d == 9_223_372_036_854_775_808)
+        } else {
+            Issue.record("Int64.max + 1 must become a double")
+        }
+        if case .double(let d) = try JSONValue(parsing: "-12.5e1") { #expect(d == -125) } else { Issue.record("expected a double") }
+    }
+
+    @Test func repeatedKeysKeepFirstPositionAndLastValue() throws {
+        let value = try JSONValue(parsing: #"{"a":1,"b":2,"a":3}"#)
+        #expect(value.serializedString() == #"{"a":3,"b":2}"#)
+        // The same key spelled with an escape is still the same key.
+        #expect(try JSONValue(parsing: #"{"a":1,"\u0061":2,"c":3}"#).serializedString() == #"{"a":2,"c":3}"#)
+        #expect(try JSONValue(parsing: #"{"":1,"":2}"#).serializedString() == #"{"":2}"#)
+        // Same length, different bytes: two keys.
+        #expect(try JSONValue(parsing: #"{"ab":1,"ac":2,"ba":3}"#).objectValue?.count == 3)
+        // Large objects take the hashing check.
+        let many = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        #expect(try JSONValue(parsing: "{\(many)}").objectValue?.count == 40)
+        let repeated = try JSONValue(parsing: "{\(many),\"k7\":\"last\"}")
+        #expect(repeated.objectValue?.count == 40)
+        #expect(repeated["k7"] == "last")
+        #expect(repeated.objectValue?.keys.firstIndex(of: "k7") == 7)
+    }
+
+    @Test func nestedContainersShareNoMembers() throws {
+        // Members of inner containers must not leak into outer ones (the parser collects them on shared stacks).
+        let text = #"{"a":{"x":1,"y":[1,{"z":2},[]]},"b":[[],{},[{}]],"c":{"x":3},"d":[{"k":"v"},{"k":"w"}]}"#
+        let value = try JSONValue(parsing: text)
+        #expect(value.serializedString() == text)
+        #expect(value[path: ["a", "y"]]?[1]?["z"] == 2)
+        #expect(value["d"]?[1]?["k"] == "w")
+    }
+
+    @Test func escapesAndSurrogatesDecodeToUTF8() throws {
+        #expect(try JSONValue(parsing: #""\u20ac\u00e9\u0041\u0000""#) == .string("€éA\u{0}"))
+        #expect(try JSONValue(parsing: #""x\ud83d\ude00y""#) == .string("x😀y"))
+        // Lone surrogates are replaced, as Go's decoder does.
+        #expect(try JSONValue(parsing: #""\ud83d""#) == .string("\u{FFFD}"))
+        #expect(try JSONValue(parsing: #""\ude00x""#) == .string("\u{FFFD}x"))
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: #""\ud83d\u0041""#) }
+        // Raw multi-byte UTF-8 passes through the no-escape path untouched.
+        #expect(try JSONValue(parsing: #""ü€😀""#) == .string("ü€😀"))
+        // An escape in a key.
+        #expect(try JSONValue(parsing: #"{"a\nb":1}"#).objectValue?.keys.first == "a\nb")
+    }
+
+    @Test func nestingLimitAppliesToObjectsToo() throws {
+        func nested(_ depth: Int) -> String {
+            String(repeating: #"{"a":"#, count: depth) + "1" + String(repeating: "}", count: depth)
+        }
+        #expect(throws: Never.self) { try JSONValue(parsing: nested(JSONValue.maximumDepth)) }
+        #expect {
+            _ = try JSONValue(parsing: nested(JSONValue.maximumDepth + 1))
+        } throws: { error in
+            (error as? JSONParseError)?.message.contains("nesting deeper") == true
+        }
+    }
+
     @Test func prettyPrinting() throws {
         let value = try JSONValue(parsing: #"{"a":[1,{"b":null}],"c":{}}"#)
         #expect(value.serializedString(pretty: true) == """

@@ -302,7 +302,9 @@ func query(_ url: String, _ key: String) -> String? {
             String(decoding: requests[1].body!, as: UTF8.self)
                 == #"[{"op":"test","path":"/metadata/resourceVersion","value":"5"},{"op":"replace","path":"/spec/http/0/route/0/weight","value":90}]"#)
         #expect(requests[2].url.hasSuffix("/rollouts/r/status"))
-        #expect(JSONPatchOperation.escape("a/b~c") == "a~1b~0c")
+        #expect(JSONPointer.escape("a/b~c") == "a~1b~0c")
+        let annotation = JSONPointer("/metadata/annotations").appending("fledge.dev/step")
+        #expect(JSONPatchOperation.remove(path: annotation).json == ["op": "remove", "path": "/metadata/annotations/fledge.dev~1step"])
     }
 
     @Test func unauthorizedRereadsTheTokenFileOnce() async throws {

@@ -107,6 +107,60 @@ import Testing
             let stored = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
             #expect(stored?[path: ["spec", "replicas"]] == 5)
             #expect(stored?[path: ["metadata", "generation"]] == 2)
+            // The same file applied again changes nothing.
+            result = try kubectl.run(["apply", "-f", deployment])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("deployment.apps/product-service unchanged"), "\(result.out)")
+            let reapplied = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
+            // (The rollout simulation keeps writing status, so the resourceVersion may move; the spec may not.)
+            #expect(reapplied?[path: ["metadata", "generation"]] == 2)
+            #expect(reapplied?["spec"] == stored?["spec"])
+
+            // kubectl scale goes through the autoscaling/v1 Scale subresource; with --current-replicas
+            // it reads the Scale first and writes it back with its resourceVersion.
+            result = try kubectl.run(["scale", "deployment", "product-service", "--replicas=4"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("deployment.apps/product-service scaled"), "\(result.out)")
+            #expect(await h.server.store.object(.deployments, namespace: "default", name: "product-service")?[path: ["spec", "replicas"]] == 4)
+            result = try kubectl.run(["scale", "deployment", "product-service", "--current-replicas=4", "--replicas=3"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["scale", "deployment", "product-service", "--current-replicas=9", "--replicas=1"])
+            #expect(result.status != 0)
+            #expect(result.err.contains("Expected replicas to be 9, was 3"), "\(result.err)")
+            result = try kubectl.run(["get", "deployment", "product-service", "-o", "jsonpath={.spec.replicas}"])
+            #expect(result.out == "3", "\(result.out) \(result.err)")
+            result = try kubectl.run(["scale", "deployment", "product-service", "--replicas=-1"])
+            #expect(result.status != 0)
+
+            // Server-side apply: created, re-applied with a key dropped, refused when another
+            // manager would change a field kubectl owns, then taken over with --force-conflicts.
+            let settings = try kubectl.write("settings.yaml", """
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: fledge-settings}
+                data: {interval: "30s", threshold: "5"}
+                """)
+            result = try kubectl.run(["apply", "--server-side", "-f", settings])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("configmap/fledge-settings serverside-applied"), "\(result.out)")
+            _ = try kubectl.write("settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fledge-settings}\ndata: {interval: \"60s\"}\n")
+            result = try kubectl.run(["apply", "--server-side", "-f", settings])
+            #expect(result.status == 0, "\(result.err)")
+            var configMap = await h.server.store.object(.configMaps, namespace: "default", name: "fledge-settings")
+            #expect(configMap?["data"] == ["interval": "60s"])
+            let managers = configMap?[path: ["metadata", "managedFields"]]?.arrayValue ?? []
+            #expect(managers.count == 1)
+            #expect(managers.first?["manager"] == "kubectl" && managers.first?["operation"] == "Apply")
+            #expect(managers.first?[path: ["fieldsV1", "f:data", "f:interval"]] == [:])
+            let other = try kubectl.write("other.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fledge-settings}\ndata: {interval: \"10s\"}\n")
+            result = try kubectl.run(["apply", "--server-side", "--field-manager=tuner", "-f", other])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"conflict with "kubectl""#) && result.err.contains(".data.interval"), "\(result.err)")
+            result = try kubectl.run(["apply", "--server-side", "--field-manager=tuner", "--force-conflicts", "-f", other])
+            #expect(result.status == 0, "\(result.err)")
+            configMap = await h.server.store.object(.configMaps, namespace: "default", name: "fledge-settings")
+            #expect(configMap?[path: ["data", "interval"]] == "10s")
+            #expect(configMap?[path: ["metadata", "managedFields"]]?.arrayValue?.compactMap { $0["manager"]?.stringValue } == ["tuner"])
 
             // apply -f the seed with a changed weight: a merge patch that keeps everything else.
             _ = try kubectl.write("seed.yaml", seedIstioYAML.replacingOccurrences(of: "weight: 90", with: "weight: 85")
@@ -188,6 +242,28 @@ import Testing
             result = try kubectl.run(["apply", "-f", widget])
             #expect(result.status != 0)
             #expect(result.err.contains("spec.size"))
+
+            // Fledge's own Rollout CRD from deploy/, then the product-service directory (namespace,
+            // Deployment, Service, VirtualService, DestinationRule and Rollout), as the README's demo does.
+            var root = URL(fileURLWithPath: #filePath)
+            for _ in 0..<3 { root.deleteLastPathComponent() }
+            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("deploy/crds/rollouts.fledge.dev.yaml").path])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("customresourcedefinition.apiextensions.k8s.io/rollouts.fledge.dev created"), "\(result.out)")
+            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("rollouts/product-service").path])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("rollout.fledge.dev/product-service created"), "\(result.out)")
+            result = try kubectl.run(["get", "ro", "-n", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("PHASE") && result.out.contains("product-service"), "\(result.out)")
+            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--type", "merge", "-p",
+                #"{"spec":{"canary":{"image":"registry.example/product-service:2.0.0"}}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
+                #"{"status":{"phase":"Progressing"}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try kubectl.run(["get", "rollout", "product-service", "-n", "shop", "-o", "jsonpath={.status.phase} {.metadata.generation} {.spec.canary.image}"])
+            #expect(result.out == "Progressing 2 registry.example/product-service:2.0.0", "\(result.out) \(result.err)")
 
             // RBAC: a user without rights is refused with the real server's message.
             let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path

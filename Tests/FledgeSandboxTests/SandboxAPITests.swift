@@ -98,6 +98,117 @@ import Testing
         }
     }
 
+    @Test func scaleSubresourceReadsAndWritesReplicasOnly() async throws {
+        try await withSandbox(.init(rolloutDelay: .seconds(3600))) { h in
+        let path = "/apis/apps/v1/namespaces/default/deployments"
+        _ = try await h.request(.post, path, body: deploymentJSON)
+        let apps = try await h.request(.get, "/apis/apps/v1")
+        let entry = apps.json["resources"]?.arrayValue?.first { $0["name"] == "deployments/scale" }
+        #expect(entry?["group"] == "autoscaling" && entry?["version"] == "v1" && entry?["kind"] == "Scale")
+
+        let scale = try await h.request(.get, "\(path)/product-service/scale")
+        #expect(scale.status == 200)
+        #expect(scale.json["kind"] == "Scale" && scale.json["apiVersion"] == "autoscaling/v1")
+        #expect(scale.json[path: ["spec", "replicas"]] == 3)
+        #expect(scale.json[path: ["status", "selector"]] == "app=product-service,version=v1")
+
+        // PUT with the current resourceVersion: only spec.replicas changes, and generation follows.
+        var desired = scale.json
+        desired[path: ["spec", "replicas"]] = 6
+        let put = try await h.request(.put, "\(path)/product-service/scale", body: desired)
+        #expect(put.status == 200, "\(put.json)")
+        #expect(put.json[path: ["spec", "replicas"]] == 6)
+        let deployment = try await h.request(.get, "\(path)/product-service").json
+        #expect(deployment[path: ["spec", "replicas"]] == 6)
+        #expect(deployment[path: ["metadata", "generation"]] == 2)
+        #expect(deployment[path: ["spec", "template"]] == deploymentJSON[path: ["spec", "template"]])
+
+        // The same PUT again carries a stale resourceVersion.
+        let stale = try await h.request(.put, "\(path)/product-service/scale", body: desired)
+        #expect(stale.status == 409)
+        #expect(stale.json["reason"] == "Conflict")
+
+        // Patches of the Scale: merge (what kubectl scale sends) and JSON Patch.
+        let merged = try await h.raw(.patch, "\(path)/product-service/scale", body: #"{"spec":{"replicas":2}}"#, contentType: "application/merge-patch+json")
+        #expect(merged.status == 200 && merged.json[path: ["spec", "replicas"]] == 2)
+        let jsonPatched = try await h.raw(
+            .patch, "\(path)/product-service/scale", body: #"[{"op":"test","path":"/spec/replicas","value":2},{"op":"replace","path":"/spec/replicas","value":4}]"#,
+            contentType: "application/json-patch+json")
+        #expect(jsonPatched.json[path: ["spec", "replicas"]] == 4)
+
+        // Bad input: negative and non-integer replicas, a failed test op, a type without scale, a method it does not take.
+        let negative = try await h.raw(.patch, "\(path)/product-service/scale", body: #"{"spec":{"replicas":-1}}"#, contentType: "application/merge-patch+json")
+        #expect(negative.status == 422)
+        #expect(negative.json["message"]?.stringValue?.contains("spec.replicas") == true)
+        let text = try await h.raw(.patch, "\(path)/product-service/scale", body: #"{"spec":{"replicas":"many"}}"#, contentType: "application/merge-patch+json")
+        #expect(text.status == 422)
+        let failedTest = try await h.raw(
+            .patch, "\(path)/product-service/scale", body: #"[{"op":"test","path":"/spec/replicas","value":9}]"#, contentType: "application/json-patch+json")
+        #expect(failedTest.status == 422)
+        let noScale = try await h.request(.get, "/api/v1/namespaces/default/configmaps/anything/scale")
+        #expect(noScale.status == 404)
+        let delete = try await h.request(.delete, "\(path)/product-service/scale")
+        #expect(delete.status == 405)
+        let missing = try await h.request(.get, "\(path)/nope/scale")
+        #expect(missing.status == 404)
+        #expect(try await h.request(.get, "\(path)/product-service").json[path: ["spec", "replicas"]] == 4)
+        }
+    }
+
+    @Test func serverSideApplyTracksManagersAndConflicts() async throws {
+        try await withSandbox(.init(rolloutDelay: .seconds(3600))) { h in
+        let path = "/apis/apps/v1/namespaces/default/deployments/product-service"
+        let body = deploymentJSON.serializedString()
+        let apply = "application/apply-patch+yaml"
+        let missingManager = try await h.raw(.patch, path, body: body, contentType: apply)
+        #expect(missingManager.status == 400)
+        #expect(missingManager.json["message"]?.stringValue?.contains("fieldManager") == true)
+
+        let created = try await h.raw(.patch, "\(path)?fieldManager=ci", body: body, contentType: apply)
+        #expect(created.status == 201, "\(created.json)")
+        #expect(created.json[path: ["metadata", "managedFields"]]?[0]?["manager"] == "ci")
+        #expect(created.json[path: ["metadata", "managedFields"]]?[0]?[path: ["fieldsV1", "f:spec", "f:replicas"]] == [:])
+
+        // Applying the same configuration again is a no-op.
+        let again = try await h.raw(.patch, "\(path)?fieldManager=ci", body: body, contentType: apply)
+        #expect(again.status == 200)
+        #expect(again.json[path: ["metadata", "generation"]] == 1)
+
+        // Another manager changing replicas conflicts, then forces; a container merges by name.
+        let other = #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"product-service"},"spec":{"replicas":9}}"#
+        let conflict = try await h.raw(.patch, "\(path)?fieldManager=hpa", body: other, contentType: apply)
+        #expect(conflict.status == 409)
+        #expect(conflict.json["message"] == #"Apply failed with 1 conflict: conflict with "ci" using apps/v1: .spec.replicas"#)
+        #expect(conflict.json[path: ["details", "causes"]]?[0]?["field"] == ".spec.replicas")
+        let forced = try await h.raw(.patch, "\(path)?fieldManager=hpa&force=true", body: other, contentType: apply)
+        #expect(forced.status == 200)
+        #expect(forced.json[path: ["spec", "replicas"]] == 9)
+        #expect(forced.json[path: ["spec", "template", "spec", "containers"]]?.arrayValue?.count == 1)
+        let managers = forced.json[path: ["metadata", "managedFields"]]?.arrayValue ?? []
+        #expect(managers.compactMap { $0["manager"]?.stringValue } == ["ci", "hpa"])
+        #expect(managers[0][path: ["fieldsV1", "f:spec", "f:replicas"]] == nil)
+
+        // ci drops a label it applied: it goes. Replicas, now hpa's, stay when ci stops applying them.
+        var reduced = deploymentJSON
+        reduced[path: ["metadata", "labels"]] = nil
+        reduced[path: ["spec", "replicas"]] = nil
+        let dropped = try await h.raw(.patch, "\(path)?fieldManager=ci", body: reduced.serializedString(), contentType: apply)
+        #expect(dropped.status == 200, "\(dropped.json)")
+        #expect(dropped.json[path: ["metadata", "labels", "app"]] == nil)
+        #expect(dropped.json[path: ["spec", "replicas"]] == 9)
+
+        // A plain update keeps managedFields it does not send.
+        var update = dropped.json
+        update[path: ["metadata", "managedFields"]] = nil
+        update[path: ["metadata", "annotations"]] = ["note": "x"]
+        let updated = try await h.request(.put, path, body: update)
+        #expect(updated.json[path: ["metadata", "managedFields"]]?.arrayValue?.count == 2)
+
+        let notAnObject = try await h.raw(.patch, "\(path)?fieldManager=ci", body: "[1]", contentType: apply)
+        #expect(notAnObject.status == 400)
+        }
+    }
+
     @Test func invalidObjectsAnswer422WithFieldPaths() async throws {
         try await withSandbox() { h in
         var bad = deploymentJSON
