@@ -11,7 +11,7 @@ public struct Fledge: AsyncParsableCommand {
             DemoCommand.self,
             LintCommand.self,
             SandboxCommand.self,
-        ]
+        ] + Fledge.rolloutCommands
     )
 
     public init() {}
