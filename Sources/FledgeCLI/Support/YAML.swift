@@ -19,9 +19,12 @@ enum YAML {
         case .bool(let b): return Node(b ? "true" : "false", Tag(.bool))
         case .int(let i): return Node(String(i), Tag(.int))
         case .double(let d): return Node(d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(d), Tag(.float))
-        case .string(let s): return Node(s, Tag(.str))
+        case .string(let s):
+            // A string that would read back as a bool, number or null is quoted.
+            let plain = Resolver.default.resolveTag(of: Node(s)) == .str
+            return Node(s, Tag(.str), plain ? .any : .singleQuoted)
         case .array(let items): return Node(items.map(node))
-        case .object(let object): return Node(object.map { (Node($0.key, Tag(.str)), node($0.value)) })
+        case .object(let object): return Node(object.map { (node(.string($0.key)), node($0.value)) })
         }
     }
 
