@@ -39,7 +39,8 @@ public enum CommandLineEntry {
     /// (`Error: …`, no usage dump, no stack trace) and exit non-zero.
     public static func main(arguments: [String] = CommandLine.arguments) async -> Never {
         let rest = Array(arguments.dropFirst())
-        if invokedAsPlugin(arguments.first) {
+        // Completion scripts are for the `fledge` command: shell function names cannot hold "kubectl fledge".
+        if invokedAsPlugin(arguments.first), !rest.contains(where: { $0.hasPrefix("--generate-completion-script") }) {
             await run(KubectlFledge.self, rest, displayName: "kubectl fledge")
         } else {
             await run(Fledge.self, rest, displayName: "fledge")

@@ -108,6 +108,10 @@ struct TriggerCommand: AsyncParsableCommand {
                     throw CLIError(
                         "revision \(inFlight) of rollout \"\(rollout)\" is in flight (\(StatusView.phaseSummary(status, stages: planned.stages.count))); wait for it, abort it (fledge abort \(rollout)), or pass --force to replace it with \(wanted)")
                 }
+            } else if let wanted = revision?.revision, status.revision == wanted, [.failed, .aborted].contains(status.phase), fetched.statusIsCurrent {
+                // The controller does not start an ended revision again by itself.
+                throw CLIError(
+                    "revision \(wanted) of rollout \"\(rollout)\" ended \(status.phase.rawValue); `fledge retry \(rollout)` runs it again")
             } else if revision == nil, !status.phase.isIdle, !force {
                 throw CLIError("revision \(status.revision ?? "?") of rollout \"\(rollout)\" is in flight (\(status.phase.rawValue)); pass --force to replace it")
             }

@@ -109,6 +109,10 @@ struct ManualRequestContractTests {
             let failedWatch = try await sandbox.run(["status", "product-service", "--watch"])
             #expect(failedWatch.status == 1, "\(failedWatch)")
 
+            let again = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            #expect(again.status == 1)
+            #expect(again.err == "Error: revision \(revision) of rollout \"product-service\" ended Failed; `fledge retry product-service` runs it again\n", "\(again)")
+
             controller.canary = .healthy
             let (result, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)
             #expect(result.status == 0, "\(result)")

@@ -198,6 +198,9 @@ struct RolloutCommandEndToEndTests {
             #expect(viaPlugin.status == 0 && viaPlugin.out == direct.out, "\(viaPlugin)")
             let help = try await sandbox.run(["promote", "--help"], executable: plugin)
             #expect(help.out.contains("USAGE: kubectl fledge promote <rollout>"), "\(help)")
+            // The plugin name hands out fledge's completion script (a shell function cannot be named "kubectl fledge").
+            let completion = try await sandbox.run(["--generate-completion-script", "bash"], executable: plugin)
+            #expect(completion.status == 0 && completion.out.contains("_fledge()") && !completion.out.contains("kubectl fledge"))
             let bad = try await sandbox.run(["promote"], executable: plugin)
             #expect(bad.err == "Error: Missing expected argument '<rollout>' (see 'kubectl fledge promote --help')\n")
 
@@ -216,6 +219,13 @@ struct RolloutCommandEndToEndTests {
                 let script = try await sandbox.run(["--generate-completion-script", shell], executable: binary)
                 #expect(script.status == 0)
                 #expect(script.out.contains("trigger") && script.out.contains("promote") && script.out.contains("all-namespaces"), "\(shell)")
+                if shell == "bash" {
+                    // The script is valid bash.
+                    let file = sandbox.folder.appendingPathComponent("fledge.bash").path
+                    try script.out.write(toFile: file, atomically: true, encoding: .utf8)
+                    let check = try await sandbox.run(["-n", file], executable: "/bin/bash")
+                    #expect(check.status == 0, "\(check)")
+                }
             }
         }
     }

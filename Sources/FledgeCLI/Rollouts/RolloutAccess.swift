@@ -81,7 +81,7 @@ extension Cluster {
                         var objects: [JSONValue] = []
                         switch event {
                         case .resync(let items, _):
-                            guard !items.isEmpty else { throw self.failure(KubernetesError(kind: .api, code: 404, reason: "NotFound", message: "", resource: GroupVersionResource.rollouts.description), rollout: name) }
+                            guard !items.isEmpty else { throw CLIError("rollout \"\(name)\" not found in namespace \"\(namespace)\"") }
                             objects = items
                         case .added(let object), .modified(let object): objects = [object]
                         case .deleted: throw CLIError("rollout \"\(name)\" in namespace \"\(namespace)\" was deleted")
