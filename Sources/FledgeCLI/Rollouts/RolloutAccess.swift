@@ -86,8 +86,10 @@ extension Cluster {
                         case .added(let object), .modified(let object): objects = [object]
                         case .deleted: throw CLIError("rollout \"\(name)\" in namespace \"\(namespace)\" was deleted")
                         case .bookmark: continue
-                        case .failure(let error, _):
+                        case .failure(let error, let retryIn):
                             if error.isUnauthorized || error.isForbidden || error.kind == .configuration { throw self.failure(error, rollout: name) }
+                            // Say why nothing moves, then keep watching.
+                            StandardError.write("warning: \(self.failure(error, rollout: name).message); retrying in \(RolloutDuration(milliseconds: retryIn.milliseconds))")
                             continue
                         }
                         for object in objects {
