@@ -143,7 +143,7 @@ let package = Package(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "Yams",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -250,7 +250,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeCLITests",
-            dependencies: ["FledgeCLI", "TestSupport"],
+            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox"],
             swiftSettings: strict
         ),
     ]

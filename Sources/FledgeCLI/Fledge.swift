@@ -13,7 +13,7 @@ public struct Fledge: AsyncParsableCommand {
             SandboxCommand.self,
             RunCommand.self,
             SimulateMeshCommand.self,
-        ]
+        ] + Fledge.rolloutCommands
     )
 
     public init() {}

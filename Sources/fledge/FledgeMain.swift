@@ -1,9 +1,10 @@
-import ArgumentParser
 import FledgeCLI
 
-/// The entry point. The command tree lives in the FledgeCLI library so that
-/// tests can parse it; this type only borrows its configuration.
+/// The entry point. The command tree lives in the FledgeCLI library so that tests can parse it; the same binary
+/// is the kubectl plugin when it runs as `kubectl-fledge` (see `CommandLineEntry`).
 @main
-struct FledgeMain: AsyncParsableCommand {
-    static let configuration = Fledge.configuration
+struct FledgeMain {
+    static func main() async {
+        await CommandLineEntry.main()
+    }
 }

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+
+extension Fledge {
+    /// The commands that drive rollouts on a cluster; also the whole of the kubectl plugin.
+    static let rolloutCommands: [any ParsableCommand.Type] = [
+        TriggerCommand.self,
+        PromoteCommand.self,
+        AbortCommand.self,
+        RetryCommand.self,
+        StatusCommand.self,
+        ListCommand.self,
+    ]
+}
+
+/// `fledge` installed as a kubectl plugin: the same binary named (or linked as) `kubectl-fledge` on PATH, so that
+/// `kubectl fledge promote product-service` runs `fledge promote product-service`. Only the usage text differs.
+public struct KubectlFledge: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "kubectl fledge",
+        abstract: "Progressive canary rollouts for Istio (the fledge CLI as a kubectl plugin).",
+        version: Fledge.configuration.version,
+        subcommands: Fledge.configuration.subcommands)
+
+    public init() {}
+}
+
+/// The process entry point of `fledge` and `kubectl-fledge`.
+public enum CommandLineEntry {
+    /// The executable names that make the binary act as the kubectl plugin.
+    static let pluginNames: Set<String> = ["kubectl-fledge"]
+
+    /// Whether argv[0] names the kubectl plugin.
+    public static func invokedAsPlugin(_ argument0: String?) -> Bool {
+        pluginNames.contains(URL(fileURLWithPath: argument0 ?? "fledge").lastPathComponent)
+    }
+
+    /// Parses and runs the command line, and exits: 0 on success; errors print one line on stderr
+    /// (`Error: …`, no usage dump, no stack trace) and exit non-zero.
+    public static func main(arguments: [String] = CommandLine.arguments) async -> Never {
+        let rest = Array(arguments.dropFirst())
+        // Completion scripts are for the `fledge` command: shell function names cannot hold "kubectl fledge".
+        if invokedAsPlugin(arguments.first), !rest.contains(where: { $0.hasPrefix("--generate-completion-script") }) {
+            await run(KubectlFledge.self, rest, displayName: "kubectl fledge")
+        } else {
+            await run(Fledge.self, rest, displayName: "fledge")
+        }
+    }
+
+    static func run<Root: ParsableCommand>(_ root: Root.Type, _ arguments: [String], displayName: String) async -> Never {
+        do {
+            var command = try root.parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            exit(0)
+        } catch {
+            let code = root.exitCode(for: error)
+            if code == .success {
+                // --help, --version, --generate-completion-script: their text is the output.
+                print(root.fullMessage(for: error))
+                exit(0)
+            }
+            let message = root.message(for: error)
+            if !message.isEmpty {
+                var line = "Error: " + message.split(whereSeparator: \.isNewline).joined(separator: " ")
+                if code == .validationFailure {
+                    let subcommand = root.configuration.subcommands.first { $0._commandName == arguments.first }
+                    line += " (see '\(displayName)\(subcommand.map { " " + $0._commandName } ?? "") --help')"
+                }
+                StandardError.write(line)
+            }
+            exit(code.rawValue)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import FledgeKubernetes
+
+/// Which cluster, user and namespace, as kubectl takes them; shared by every command that talks to the API server.
+struct KubernetesOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).", valueName: "file"))
+    var kubeconfig: String?
+
+    @Option(help: ArgumentHelp("The kubeconfig context to use (default: its current-context).", valueName: "name"))
+    var context: String?
+
+    @Option(name: [.short, .long], help: ArgumentHelp("The namespace (default: the context's namespace).", valueName: "namespace"))
+    var namespace: String?
+
+    func validate() throws {
+        if let kubeconfig, kubeconfig.isEmpty { throw ValidationError("--kubeconfig: must not be empty") }
+        if let context, context.isEmpty { throw ValidationError("--context: must not be empty") }
+        if let namespace, !KubernetesOptions.isDNSLabel(namespace) {
+            throw ValidationError("--namespace: \"\(namespace)\" is not a valid namespace name (lowercase letters, digits and '-', at most 63)")
+        }
+    }
+
+    /// The configuration kubectl would use with these flags.
+    func configuration() throws(CLIError) -> KubernetesConfiguration {
+        do {
+            if let kubeconfig {
+                return try Kubeconfig.load(paths: [kubeconfig]).configuration(context: context)
+            }
+            return try KubernetesConfiguration.load(context: context)
+        } catch {
+            throw CLIError(kubernetes: error)
+        }
+    }
+
+    /// A client and the namespace commands work in.
+    func connect() throws(CLIError) -> Cluster {
+        let configuration = try configuration()
+        return Cluster(client: KubernetesClient(configuration: configuration), namespace: namespace ?? configuration.namespace)
+    }
+
+    static func isDNSLabel(_ text: String) -> Bool {
+        guard !text.isEmpty, text.count <= 63, let first = text.first, let last = text.last else { return false }
+        let allowed = text.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
+        return allowed && first != "-" && last != "-"
+    }
+
+    /// Rollout names are DNS subdomains (RFC 1123), as for any Kubernetes object.
+    static func isObjectName(_ text: String) -> Bool {
+        guard !text.isEmpty, text.count <= 253 else { return false }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
+    }
+}
+
+/// A connected client plus the namespace a command works in.
+struct Cluster: Sendable {
+    let client: KubernetesClient
+    let namespace: String
+    var server: String { client.configuration.server }
+}

@@ -1,0 +1,48 @@
+import FledgeCore
+import FledgeJSON
+import Foundation
+
+/// What FledgeCore would make of a change, computed in the CLI with the controller's own functions, so that the
+/// CLI can answer at once (the revision `trigger` starts, a request the controller would refuse) and the answer is
+/// the controller's by construction.
+enum CoreBridge {
+    /// The revision `decide` rolls out for `plan` over the stable Deployment (see `Engine.prepare`): the effective
+    /// template keeps the stable selector's and the stable subset's label keys, and its hash is the revision.
+    static func revision(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (revision: String, stableRevision: String) {
+        guard let stable = observed.stable else {
+            throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found")
+        }
+        let stableLabels = observed.destinationRule.flatMap { dr in subsets(of: dr).first { $0.name == plan.traffic.stableSubset }?.labels } ?? [:]
+        let effective: JSONValue
+        do {
+            effective = try effectiveTemplate(
+                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union(stableLabels.keys))
+        } catch {
+            throw CLIError(error.message)
+        }
+        let stableRevision = FledgeCore.revision(of: stable.template)
+        return (effective == stable.template ? stableRevision : FledgeCore.revision(of: effective), stableRevision)
+    }
+
+    /// What the controller would answer to `kind` (with `token`) if it reconciled now: nil when `decide` would not
+    /// look at requests (invalid spec, stable Deployment missing).
+    static func requestOutcome(_ kind: ManualRequest, token: String, rollout: Rollout, observed: Observed, now: Date) -> RequestRecord? {
+        var asked = rollout
+        var annotations = asked.metadata.annotations ?? [:]
+        annotations[kind.annotation] = token
+        asked.metadata.annotations = annotations
+        let decision = decide(rollout: asked, observed: observed, analysis: .none, now: Timestamp(now))
+        return decision.status.requests.first { $0.kind == kind && $0.token == token }
+    }
+
+    /// `spec.plan()` as one CLI error listing every problem.
+    static func plan(_ rollout: Rollout) throws(CLIError) -> RolloutPlan {
+        var issues = rollout.specDecodingIssues
+        switch rollout.spec.plan() {
+        case .success(let plan) where issues.isEmpty: return plan
+        case .success: break
+        case .failure(let errors): issues += errors.issues
+        }
+        throw CLIError("rollout \"\(rollout.metadata.name)\" has an invalid spec: \(issues.map(\.description).joined(separator: "; "))")
+    }
+}

@@ -1,0 +1,189 @@
+import FledgeCore
+import FledgeJSON
+import FledgeSandbox
+import Foundation
+import Testing
+
+@testable import FledgeCLI
+
+/// Contract tests of promote, abort, retry and `status --watch`: the built binary writes its request, and
+/// `ContractController` answers it exactly as the controller will, with FledgeCore's `decide` run in-process on
+/// the stored Rollout. The lead's end-to-end tests with the real controller come later.
+@Suite("contract: manual requests and status --watch", .serialized)
+struct ManualRequestContractTests {
+    static let newImage = "registry.example/product-service:2.0.0"
+
+    /// Starts `arguments`, waits until the request's annotation is on the Rollout, lets the core answer it, and
+    /// returns what the command printed.
+    static func answered(
+        _ arguments: [String], _ kind: ManualRequest, sandbox: CLISandbox, controller: inout ContractController
+    ) async throws -> (CLIResult, token: String) {
+        let before = try await sandbox.rollout().metadata.annotations?[kind.annotation]
+        let running = try sandbox.start(arguments)
+        let asked = try await sandbox.waitForRollout { rollout in
+            let token = rollout.metadata.annotations?[kind.annotation]
+            return token != nil && token != before
+        }
+        try await controller.reconcile()
+        return (try await running.finish(), asked.metadata.annotations![kind.annotation]!)
+    }
+
+    @Test func promoteAtAManualGate() async throws {
+        try await CLISandbox.with { sandbox in
+            try await sandbox.changeSpec {
+                $0["stages"] = [["weight": 10, "hold": "20s", "approval": "manual"], ["weight": 100, "hold": "20s"]]
+            }
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run(untilPhase: .paused)
+            let paused = try await sandbox.run(["status", "product-service"])
+            #expect(paused.out.contains("[10⏸] ─ 100"), "\(paused)")
+            #expect(paused.out.contains("AwaitingApproval"))
+
+            let (result, token) = try await Self.answered(["promote", "product-service"], .promote, sandbox: sandbox, controller: &controller)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out == "promote accepted: stage 1 of 2 (10%) promoted\n")
+            let record = try #require(try await sandbox.rollout().status?.requests.first { $0.kind == .promote })
+            #expect(record.token == token && record.accepted)
+            try await controller.run { $0.status?.stage == 1 }
+
+            let shown = try await sandbox.run(["status", "product-service"])
+            #expect(shown.out.contains("promote  accepted"), "\(shown)")
+        }
+    }
+
+    @Test func promoteFullSkipsTheRemainingStages() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let revision = try #require(try await sandbox.rollout().status?.revision)
+            let (result, _) = try await Self.answered(["promote", "product-service", "--full"], .promoteFull, sandbox: sandbox, controller: &controller)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out == "promote-full accepted: skipping the remaining stages; promoting revision \(revision)\n")
+            #expect(try await sandbox.rollout().status?.phase == .promoting)
+        }
+    }
+
+    @Test func abortMidStageThenWatchExitsOne() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let revision = try #require(try await sandbox.rollout().status?.revision)
+            let watch = try sandbox.start(["status", "product-service", "--watch"])
+            try await watch.waitForOutput(containing: "product-service: Progressing")
+
+            let (result, _) = try await Self.answered(
+                ["abort", "product-service", "--reason", "p99 doubled"], .abort, sandbox: sandbox, controller: &controller)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out == "abort accepted: rolling back revision \(revision)\n")
+            #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == "p99 doubled")
+            #expect(try await sandbox.rollout().status?.phase == .rollingBack)
+            let rollingBack = try await sandbox.run(["status", "product-service"])
+            #expect(rollingBack.out.contains("Abort reason:  p99 doubled"), "\(rollingBack)")
+
+            try await controller.run(untilPhase: .aborted)
+            let watched = try await watch.finish()
+            #expect(watched.status == 1, "\(watched)")
+            let lines = watched.out.split(separator: "\n").map(String.init)
+            #expect(lines.contains { $0.contains("product-service: Progressing") })
+            #expect(lines.last { !$0.contains(" event ") }?.contains("product-service: Aborted") == true, "\(watched)")
+            #expect(lines.contains { $0.contains("event Warning RequestAccepted") || $0.contains("event Normal RequestAccepted") })
+            // Plain lines only when something changed: never the same status line twice in a row.
+            let statusLines = lines.filter { !$0.contains(" event ") }.map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? "" }
+            #expect(zip(statusLines, statusLines.dropFirst()).allSatisfy { $0 != $1 })
+            // An abort when nothing is in flight: the core's refusal, at once.
+            let again = try await sandbox.run(["abort", "product-service"])
+            #expect(again.status == 1 && again.err == "abort refused: no rollout in progress (Aborted)\n", "\(again)")
+        }
+    }
+
+    @Test func retryAfterAFailure() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            controller.canary = .failing
+            try await controller.run(untilPhase: .failed)
+            let revision = try #require(try await sandbox.rollout().status?.revision)
+            let failedWatch = try await sandbox.run(["status", "product-service", "--watch"])
+            #expect(failedWatch.status == 1, "\(failedWatch)")
+
+            let again = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            #expect(again.status == 1)
+            #expect(again.err == "Error: revision \(revision) of rollout \"product-service\" ended Failed; `fledge retry product-service` runs it again\n", "\(again)")
+
+            controller.canary = .healthy
+            let (result, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out == "retry accepted: retrying revision \(revision)\n")
+            let retried = try await sandbox.rollout().status
+            #expect(retried?.phase == .initializing && retried?.revision == revision && retried?.failedChecks == 0)
+        }
+    }
+
+    @Test func requestsTheCoreWouldRefuseAreRefusedAtOnceAndNotWritten() async throws {
+        try await CLISandbox.with { sandbox in
+            var controller = ContractController(sandbox)
+            try await controller.reconcile()
+            #expect(try await sandbox.rollout().status?.phase == .healthy)
+            for (arguments, message) in [
+                (["promote", "product-service"], "promote refused: no stage to promote (Healthy)"),
+                (["promote", "product-service", "--full"], "promote-full refused: nothing to promote (Healthy)"),
+                (["abort", "product-service"], "abort refused: no rollout in progress (Healthy)"),
+                (["retry", "product-service"], "retry refused: only a Failed or Aborted rollout can be retried (phase Healthy)"),
+            ] {
+                let result = try await sandbox.run(arguments)
+                #expect(result.status == 1)
+                #expect(result.err == message + "\n", "\(result)")
+            }
+            let annotations = try await sandbox.rollout().metadata.annotations ?? [:]
+            #expect(annotations.keys.filter { $0.hasPrefix("fledge.dev/") }.isEmpty, "\(annotations)")
+        }
+    }
+
+    @Test func withoutAControllerTheRequestTimesOutOrIsLeftPending() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let waited = try await sandbox.run(["promote", "product-service", "--timeout", "1s"])
+            #expect(waited.status == 2, "\(waited)")
+            #expect(waited.err.hasPrefix("no answer from the Fledge controller within 1s: the promote request stays pending"))
+            let noWait = try await sandbox.run(["promote", "product-service", "--no-wait"])
+            #expect(noWait.status == 0 && noWait.out.hasPrefix("promote requested for rollout \"product-service\""), "\(noWait)")
+            // The pending request is answered on the next reconcile.
+            try await controller.reconcile()
+            #expect(try await sandbox.rollout().status?.requests.contains { $0.kind == .promote && $0.accepted } == true)
+        }
+    }
+
+    @Test func watchExitsZeroOnSuccessAndTwoOnTimeout() async throws {
+        try await CLISandbox.with { sandbox in
+            var controller = ContractController(sandbox)
+            try await controller.reconcile()
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            // The status still says Healthy for the previous spec: --watch must wait for the controller.
+            let timedOut = try await sandbox.run(["status", "product-service", "--watch", "--timeout", "1s"])
+            #expect(timedOut.status == 2, "\(timedOut)")
+            #expect(timedOut.err.contains("timed out after 1s waiting for rollout \"product-service\""))
+
+            let watch = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await watch.waitForOutput(containing: "product-service: Healthy")
+            try await controller.run(untilPhase: .succeeded)
+            let watched = try await watch.finish()
+            #expect(watched.status == 0, "\(watched)")
+            let statusLines = watched.out.split(separator: "\n").filter { !$0.contains(" event ") }
+            #expect(statusLines.contains { $0.contains("Progressing") })
+            #expect(statusLines.last?.contains("product-service: Succeeded") == true)
+            // Events appear as they are recorded (the last ones may come after the final status line: not checked).
+            #expect(watched.out.contains("event Normal RolloutStarted"))
+
+            let done = try await sandbox.run(["status", "product-service", "--watch"])
+            #expect(done.status == 0)
+            let json = try await sandbox.run(["status", "product-service", "--watch", "-o", "json"])
+            let phase = try JSONValue(parsing: Array(json.out.utf8))["phase"]?.stringValue
+            #expect(json.status == 0 && phase == "Succeeded")
+        }
+    }
+}

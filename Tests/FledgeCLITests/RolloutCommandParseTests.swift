@@ -1,0 +1,173 @@
+import ArgumentParser
+import FledgeCore
+import FledgeJSON
+import Foundation
+import Testing
+
+@testable import FledgeCLI
+
+/// Every flag of the rollout commands, and every validate() failure, at the parse level.
+@Suite("rollout commands: parsing")
+struct RolloutCommandParseTests {
+    // MARK: - Shared Kubernetes flags
+
+    @Test func kubernetesFlagsOnEveryCommand() throws {
+        let flags = ["--kubeconfig", "/tmp/k", "--context", "prod", "-n", "shop"]
+        let commands: [([String], (any ParsableCommand) -> KubernetesOptions?)] = [
+            (["trigger", "r", "--image", "i:1"], { ($0 as? TriggerCommand)?.kubernetes }),
+            (["promote", "r"], { ($0 as? PromoteCommand)?.kubernetes }),
+            (["abort", "r"], { ($0 as? AbortCommand)?.kubernetes }),
+            (["retry", "r"], { ($0 as? RetryCommand)?.kubernetes }),
+            (["status", "r"], { ($0 as? StatusCommand)?.kubernetes }),
+            (["list"], { ($0 as? ListCommand)?.kubernetes }),
+        ]
+        for (arguments, options) in commands {
+            let command = try Fledge.parseAsRoot(arguments + flags)
+            let kubernetes = try #require(options(command), "\(arguments)")
+            #expect(kubernetes.kubeconfig == "/tmp/k" && kubernetes.context == "prod" && kubernetes.namespace == "shop")
+            let long = try #require(options(try Fledge.parseAsRoot(arguments + ["--namespace", "payments"])))
+            #expect(long.namespace == "payments" && long.kubeconfig == nil && long.context == nil)
+        }
+    }
+
+    @Test(arguments: [
+        (["promote", "r", "-n", "Shop"], "--namespace"),
+        (["promote", "r", "-n", "shop-"], "--namespace"),
+        (["promote", "r", "--context", ""], "--context"),
+        (["promote", "r", "--kubeconfig", ""], "--kubeconfig"),
+        (["promote", "Product_Service"], "not a valid Rollout name"),
+        (["status", "r", "--kubeconfig"], "--kubeconfig"),
+    ])
+    func badKubernetesFlags(arguments: [String], expected: String) {
+        #expect(Self.failure(arguments)?.contains(expected) == true, "\(Self.failure(arguments) ?? "parsed")")
+    }
+
+    // MARK: - trigger
+
+    @Test func triggerFlags() throws {
+        let one = try TriggerCommand.parse(["product-service", "--image", "reg/app:2"])
+        #expect(one.rollout == "product-service" && one.image == ["reg/app:2"] && one.templatePatch == nil && !one.force)
+        #expect(try one.canary(replacing: ["image": "reg/app:1", "replicas": 2]) == ["image": "reg/app:2", "replicas": 2])
+        let two = try TriggerCommand.parse(["r", "--image", "app=reg/app:2", "--image", "proxy=reg/proxy:1", "--force"])
+        #expect(two.force && two.image.count == 2)
+        #expect(try two.canary(replacing: ["image": "reg/app:1", "templatePatch": ["a": 1]]) == ["images": ["app=reg/app:2", "proxy=reg/proxy:1"]])
+
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("patch-\(UUID().uuidString).json").path
+        try #"{"spec": {"terminationGracePeriodSeconds": 45}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let patch = try TriggerCommand.parse(["r", "--template-patch", file])
+        #expect(try patch.canary(replacing: nil) == ["templatePatch": ["spec": ["terminationGracePeriodSeconds": 45]]])
+    }
+
+    @Test func triggerTemplatePatchMustBeAnObject() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("patch-\(UUID().uuidString).yaml").path
+        try "- a\n- b\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let command = try TriggerCommand.parse(["r", "--template-patch", file])
+        #expect { try command.canary(replacing: nil) } throws: { error in
+            "\(error)".contains("holds a array; expected an object") || "\(error)".contains("expected an object")
+        }
+        try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
+    }
+
+    @Test(arguments: [
+        (["r"], "give --image [CONTAINER=]IMAGE or --template-patch FILE"),
+        (["r", "--image", ""], "--image: is empty"),
+        (["r", "--image", "reg/app 2"], "contains whitespace"),
+        (["r", "--image", "App=reg/app:2"], "is not a container name"),
+        (["r", "--image", "reg/a:1", "--image", "b=reg/b:1"], "each needs a container name"),
+        (["r", "--image", "a=reg/a:1", "--image", "a=reg/a:2"], "container 'a' is given twice"),
+        (["r", "--template-patch", "/nonexistent/patch.yaml"], "--template-patch: cannot read /nonexistent/patch.yaml"),
+    ])
+    func triggerRejects(arguments: [String], expected: String) {
+        #expect(Self.failure(["trigger"] + arguments)?.contains(expected) == true, "\(Self.failure(["trigger"] + arguments) ?? "parsed")")
+    }
+
+    // MARK: - promote, abort, retry
+
+    @Test func requestFlags() throws {
+        let promote = try PromoteCommand.parse(["r"])
+        #expect(!promote.full && promote.wait.timeout == .seconds(30) && !promote.wait.noWait)
+        let full = try PromoteCommand.parse(["r", "--full", "--timeout", "1m30s", "--no-wait"])
+        #expect(full.full && full.wait.timeout == .seconds(90) && full.wait.noWait)
+        let abort = try AbortCommand.parse(["r", "--reason", "p99 doubled", "--timeout", "500ms"])
+        #expect(abort.reason == "p99 doubled" && abort.wait.timeout == .milliseconds(500))
+        #expect(try AbortCommand.parse(["r"]).reason == nil)
+        let retry = try RetryCommand.parse(["r", "--timeout", "2m"])
+        #expect(retry.rollout == "r" && retry.wait.timeout == .seconds(120))
+    }
+
+    @Test(arguments: [
+        (["promote"], "Missing expected argument '<rollout>'"),
+        (["promote", "r", "--timeout", "0s"], "--timeout: must be above 0"),
+        (["promote", "r", "--timeout", "30"], "'30' has no unit"),
+        (["promote", "r", "--timeout", "1m30x"], "unknown unit 'x'"),
+        (["abort", "r", "--reason", "  "], "--reason: must not be empty"),
+        (["abort", "r", "--reason", String(repeating: "x", count: 1025)], "--reason: at most 1024 bytes"),
+        (["retry", "r", "--full"], "Unknown option '--full'"),
+        (["retry", "r", "s"], "Unexpected argument 's'"),
+    ])
+    func requestRejects(arguments: [String], expected: String) {
+        #expect(Self.failure(arguments)?.contains(expected) == true, "\(Self.failure(arguments) ?? "parsed")")
+    }
+
+    // MARK: - status and list
+
+    @Test func statusFlags() throws {
+        let plain = try StatusCommand.parse(["r"])
+        #expect(!plain.watch && plain.timeout == nil && plain.output == .table)
+        let watch = try StatusCommand.parse(["r", "-w", "--timeout", "10m", "-o", "yaml"])
+        #expect(watch.watch && watch.timeout == .seconds(600) && watch.output == .yaml)
+        #expect(try StatusCommand.parse(["r", "--watch", "--output", "json"]).output == .json)
+    }
+
+    @Test(arguments: [
+        (["status", "r", "--timeout", "1m"], "--timeout needs --watch"),
+        (["status", "r", "--watch", "--timeout", "0s"], "--timeout: must be above 0"),
+        (["status", "r", "-o", "wide"], "wide"),
+        (["status"], "Missing expected argument '<rollout>'"),
+        (["list", "-A", "-n", "shop"], "--namespace and --all-namespaces cannot be used together"),
+        (["list", "-o", "xml"], "xml"),
+        (["list", "r"], "Unexpected argument 'r'"),
+    ])
+    func statusAndListReject(arguments: [String], expected: String) {
+        #expect(Self.failure(arguments)?.contains(expected) == true, "\(Self.failure(arguments) ?? "parsed")")
+    }
+
+    @Test func listFlags() throws {
+        #expect(try ListCommand.parse(["-A"]).allNamespaces)
+        #expect(try ListCommand.parse(["--all-namespaces", "-o", "json"]).output == .json)
+        let named = try ListCommand.parse(["-n", "shop"])
+        #expect(!named.allNamespaces && named.kubernetes.namespace == "shop")
+        let alias = try Fledge.parseAsRoot(["ls"])
+        #expect(alias as? ListCommand != nil)
+    }
+
+    // MARK: - The plugin name
+
+    @Test func theKubectlPluginHasTheSameCommands() throws {
+        #expect(CommandLineEntry.invokedAsPlugin("/usr/local/bin/kubectl-fledge"))
+        #expect(CommandLineEntry.invokedAsPlugin("kubectl-fledge"))
+        #expect(!CommandLineEntry.invokedAsPlugin("/usr/local/bin/fledge"))
+        #expect(!CommandLineEntry.invokedAsPlugin(nil))
+        let parsed = try KubectlFledge.parseAsRoot(["promote", "product-service", "--full"])
+        let promote = parsed as? PromoteCommand
+        #expect(promote?.full == true)
+        let pluginNames = KubectlFledge.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        let fledgeNames = Fledge.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        #expect(pluginNames == fledgeNames)
+        #expect(fledgeNames.contains("trigger") && fledgeNames.contains("status"))
+        #expect(KubectlFledge.helpMessage(for: PromoteCommand.self).contains("USAGE: kubectl fledge promote <rollout>"))
+    }
+
+    /// The message a parse of `arguments` fails with, or nil when it parses.
+    static func failure(_ arguments: [String]) -> String? {
+        do {
+            _ = try Fledge.parseAsRoot(arguments)
+            return nil
+        } catch {
+            return Fledge.message(for: error)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import FledgeCore
+import FledgeJSON
+import Foundation
+import Testing
+
+@testable import FledgeCLI
+
+/// What status and list show, and the CLI's bridges to FledgeCore, without a server.
+@Suite("rollout views")
+struct RolloutViewTests {
+    @Test func progressLineMarksTheCurrentStageAndManualGates() {
+        let stages = [(10, false), (25, false), (50, true), (100, false)]
+        #expect(StatusView.progressLine(stages, current: 1) == "10 ─ [25] ─ 50⏸ ─ 100")
+        #expect(StatusView.progressLine(stages, current: nil) == "10 ─ 25 ─ 50⏸ ─ 100")
+        #expect(StatusView.progressLine([(100, false)], current: 0) == "[100]")
+    }
+
+    @Test func ages() {
+        let now = Timestamp(seconds: 1_000_000)
+        #expect(StatusView.age(since: Timestamp(seconds: 999_955), now: now) == "45s")
+        #expect(StatusView.age(since: Timestamp(seconds: 1_000_000 - 600), now: now) == "10m")
+        #expect(StatusView.age(since: Timestamp(seconds: 1_000_000 - 5 * 3600), now: now) == "5h")
+        #expect(StatusView.age(since: Timestamp(seconds: 1_000_000 - 3 * 86400), now: now) == "3d")
+        #expect(StatusView.age(since: Timestamp(seconds: 1_000_100), now: now) == "0s")
+    }
+
+    static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
+        var object: JSONValue = [
+            "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
+            "metadata": ["name": "product-service", "namespace": "shop", "generation": .int(generation), "creationTimestamp": "2026-11-26T10:00:00Z"],
+            "spec": [
+                "target": ["deployment": "product-service"], "canary": ["image": "reg/app:2"],
+                "stages": [["weight": 10, "hold": "1m"], ["weight": 50, "hold": "1m", "approval": "manual"], ["weight": 100, "hold": "1m"]],
+                "analysis": ["interval": "30s", "failureLimit": 4, "metrics": [["name": "success-rate", "min": 99], ["name": "latency-p99", "max": 500]]],
+            ],
+        ]
+        if let status { object["status"] = status }
+        return object
+    }
+
+    @Test func statusShowsWhyTheRolloutIsWhereItIs() throws {
+        var status = RolloutStatus(phase: .progressing)
+        status.observedGeneration = 2
+        status.revision = "aaaaaaaaaaaaaaaa"
+        status.stableRevision = "bbbbbbbbbbbbbbbb"
+        status.stage = 1
+        status.canaryWeight = 50
+        status.failedChecks = 1
+        status.inconclusiveChecks = 2
+        status.message = "stage 2/3 at 50%: 1/2 passing checks, hold 1m"
+        let at = Timestamp(seconds: 1_795_700_000)
+        status.lastAnalysisAt = at
+        status.lastAnalysis = [
+            MetricResult(name: "success-rate", value: 97.123, stableValue: 99.9, threshold: ">= 99", verdict: .failed, message: nil, requests: 480, time: at),
+            MetricResult(name: "latency-p99", value: nil, stableValue: nil, threshold: "<= 500", verdict: .inconclusive, message: "no data", requests: nil, time: at),
+        ]
+        status.setCondition(ConditionType.analysis, .false, reason: "Failed", message: "success-rate 97.12 < 99", generation: 2, now: at)
+        let fetched = try FetchedRollout(Self.rolloutJSON(status: try JSONValue(encoding: status)))
+        let text = StatusView.render(fetched, events: .success([]), now: at + .seconds(30))
+        #expect(text.contains("Phase:         Progressing\n"))
+        #expect(text.contains("Revision:      aaaaaaaaaaaaaaaa  (stable bbbbbbbbbbbbbbbb)"))
+        #expect(text.contains("Stages:        10 ─ [50⏸] ─ 100   canary weight 50%"))
+        #expect(text.contains("Checks:        failed 1/4, inconclusive 2, provider errors 0/5, passed in this stage 0"))
+        #expect(text.contains("success-rate  97.12   99.9    >= 99      Failed        480"))
+        #expect(text.contains("latency-p99   -       -       <= 500     Inconclusive  -         no data"))
+        #expect(text.contains("Analysis  False   Failed  30s  success-rate 97.12 < 99"))
+        #expect(text.contains("Events:        <none>"))
+        #expect(StatusCommand.outcome(fetched) == nil)
+        #expect(StatusView.line(fetched) == "product-service: Progressing  stage 2/3  weight 50%  revision aaaaaaaaaaaaaaaa  failed 1 inconclusive 2  — stage 2/3 at 50%: 1/2 passing checks, hold 1m")
+
+        let failure = StatusView.render(fetched, events: .failure(CLIError("forbidden by RBAC: cannot list events")), now: at)
+        #expect(failure.contains("Events:        cannot be listed: forbidden by RBAC: cannot list events"))
+    }
+
+    @Test func watchOutcomesCountOnlyForTheCurrentGeneration() throws {
+        for (phase, observed, expected) in [
+            (Phase.succeeded, Int64(2), Int32?(0)), (.healthy, 2, 0), (.failed, 2, 1), (.aborted, 2, 1),
+            (.succeeded, 1, nil), (.failed, 1, nil), (.progressing, 2, nil), (.rollingBack, 2, nil), (.paused, 2, nil),
+        ] {
+            var status = RolloutStatus(phase: phase)
+            status.observedGeneration = observed
+            let fetched = try FetchedRollout(Self.rolloutJSON(status: try JSONValue(encoding: status)))
+            #expect(StatusCommand.outcome(fetched) == expected, "\(phase) observed \(observed)")
+        }
+        #expect(StatusCommand.outcome(try FetchedRollout(Self.rolloutJSON(status: nil))) == nil)
+    }
+
+    @Test func listTable() throws {
+        var status = RolloutStatus(phase: .paused)
+        status.stage = 1
+        status.canaryWeight = 50
+        status.revision = "0123456789abcdef"
+        var other = Self.rolloutJSON(status: nil)
+        other[path: ["metadata", "namespace"]] = "payments"
+        other[path: ["metadata", "name"]] = "checkout"
+        let items = [Self.rolloutJSON(status: try JSONValue(encoding: status)), other]
+        let now = try #require(Timestamp(rfc3339: "2026-11-26T12:00:00Z"))
+        #expect(ListCommand.table(items, allNamespaces: true, now: now) == """
+            NAMESPACE  NAME             PHASE   STAGE  WEIGHT  REVISION  AGE
+            payments   checkout         -       -      -       -         2h
+            shop       product-service  Paused  2/3    50%     01234567  2h
+            """)
+        #expect(ListCommand.table([items[0]], allNamespaces: false, now: now).hasPrefix("NAME             PHASE"))
+    }
+
+    @Test func tokensAreFresh() {
+        let date = Date(timeIntervalSince1970: 1_795_700_000.042)
+        let a = ManualRequestRunner.freshToken(now: date)
+        let b = ManualRequestRunner.freshToken(now: date)
+        #expect(a.hasPrefix("2026-11-26T") && a.contains(".042Z-"))
+        #expect(a != b)
+    }
+
+    @Test func yamlOutputKeepsTypesAndOrder() throws {
+        let value: JSONValue = ["phase": "Succeeded", "text": "true", "number": "10", "weight": 10, "ratio": 0.5, "none": .null, "list": ["a", 1]]
+        let text = try YAML.string(value)
+        #expect(text.hasPrefix("phase: Succeeded\ntext: 'true'\nnumber: '10'\nweight: 10\nratio: 0.5\n"), "\(text)")
+        #expect(try YAML.parse(text, source: "out") == value)
+    }
+
+    /// The revision trigger prints is the one decide starts.
+    @Test func triggerRevisionIsTheCoresRevision() throws {
+        let template: JSONValue = [
+            "metadata": ["labels": ["app": "product-service", "version": "v1"]],
+            "spec": ["containers": [["name": "product-service", "image": "reg/app:1"]]],
+        ]
+        let stable: JSONValue = [
+            "metadata": ["name": "product-service", "namespace": "shop", "generation": 1],
+            "spec": ["replicas": 3, "selector": ["matchLabels": ["app": "product-service", "version": "v1"]], "template": template],
+            "status": ["replicas": 3, "readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3, "observedGeneration": 1],
+        ]
+        let destinationRule: JSONValue = [
+            "metadata": ["name": "product-service"],
+            "spec": ["host": "product-service", "subsets": [["name": "stable", "labels": ["version": "v1"]], ["name": "canary", "labels": ["version": "v2"]]]],
+        ]
+        let virtualService: JSONValue = [
+            "metadata": ["name": "product-service"],
+            "spec": ["hosts": ["product-service"], "http": [["route": [
+                ["destination": ["host": "product-service", "subset": "stable"], "weight": 100],
+                ["destination": ["host": "product-service", "subset": "canary"], "weight": 0],
+            ]]]],
+        ]
+        let observed = Observed(stableDeployment: stable, canaryDeployment: nil, virtualService: virtualService, destinationRule: destinationRule)
+        var json = Self.rolloutJSON(status: nil)
+        json[path: ["spec", "traffic"]] = ["stableSubset": "stable", "canarySubset": "canary"]
+        // A patch that also tries to move the version label: the stable slot's labels are kept, as the core keeps them.
+        json[path: ["spec", "canary"]] = ["image": "reg/app:2", "templatePatch": ["metadata": ["labels": ["version": "v9", "team": "shop"]]]]
+        let rollout = try Rollout(json: json)
+        let predicted = try CoreBridge.revision(plan: try CoreBridge.plan(rollout), observed: observed)
+        let decision = decide(rollout: rollout, observed: observed, analysis: .none, now: Timestamp(seconds: 1_795_700_000))
+        #expect(decision.status.phase == .initializing)
+        #expect(decision.status.revision == predicted.revision)
+        #expect(decision.status.stableRevision == predicted.stableRevision)
+        #expect(predicted.revision != predicted.stableRevision)
+    }
+
+    @Test func invalidSpecsAreReportedWithEveryProblem() throws {
+        var json = Self.rolloutJSON(status: nil)
+        json[path: ["spec", "stages"]] = [["weight": 50], ["weight": 10]]
+        json[path: ["spec", "canary"]] = ["image": "a b"]
+        #expect { try CoreBridge.plan(try Rollout(json: json)) } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("rollout \"product-service\" has an invalid spec: ") && text.contains("spec.canary.image") && text.contains("spec.stages")
+        }
+    }
+}
