@@ -117,7 +117,7 @@ struct TriggerCommand: AsyncParsableCommand {
             }
             // One JSON Patch: the resourceVersion checked above is the write's precondition (409 when stale), and
             // spec.canary is replaced whole (a merge patch would merge an old template patch into the new one).
-            var operations: [FledgeKubernetes.JSONPatchOperation] = [.add(path: "/spec/canary", value: canary)]
+            var operations: [JSONPatchOperation] = [.add(path: "/spec/canary", value: canary)]
             if let version = fetched.resourceVersion {
                 operations.insert(.replace(path: "/metadata/resourceVersion", value: .string(version)), at: 0)
             }

@@ -1,0 +1,88 @@
+import FledgeController
+import FledgeCore
+import FledgeJSON
+import FledgeKubernetes
+import FledgeMesh
+import Foundation
+import LocalPrometheus
+import Logging
+import Synchronization
+import Testing
+
+/// Everything real that a rollout touches: the in-process API server with the seed's manifests, the mesh
+/// simulator following the VirtualService, a real Prometheus scraping it every second, and the controller.
+final class Stack: Sendable {
+    let world: World
+    let mesh: MeshSimulator
+    let prometheus: PrometheusServer
+    let prometheusData: String
+    private let meshTask: Mutex<Task<Void, any Error>?> = Mutex(nil)
+
+    /// The short rollout every scenario uses: analysis every 2 s over a 2 s window, four stages of 4 s.
+    static let spec: JSONValue = [
+        "stages": [["weight": 10, "hold": "4s"], ["weight": 25, "hold": "4s"], ["weight": 50, "hold": "4s"], ["weight": 100, "hold": "4s"]],
+        "analysis": [
+            "interval": "2s", "failureLimit": 3, "minRequests": 10, "providerErrorLimit": 100, "noData": "inconclusive",
+            "metrics": [["name": "success-rate", "min": 99], ["name": "latency-p99", "max": 500]],
+        ],
+        "progressDeadline": "10m",
+    ]
+
+    init(spec: JSONValue = Stack.spec, rps: Double = 200, canary: WorkloadBehaviour = WorkloadBehaviour()) async throws {
+        world = try await World(rolloutDelay: .milliseconds(500))
+        try await world.patchSpec(spec)
+        var configuration = MeshConfiguration(
+            namespace: "shop", virtualService: "product-service", requestsPerSecond: rps, seed: 7,
+            behaviours: ["product-service-canary": canary])
+        configuration.tickInterval = .milliseconds(100)
+        var logger = Logger(label: "test.mesh")
+        logger.logLevel = .critical
+        mesh = try MeshSimulator(configuration: configuration, kubernetes: world.client, logger: logger)
+        let mesh = self.mesh
+        meshTask.withLock { $0 = Task { try await mesh.run() } }
+        prometheusData = NSTemporaryDirectory() + "fledge-e2e-prom-\(UUID().uuidString)"
+        prometheus = try PrometheusServer(
+            configuration: .init(
+                scrapeTargets: [.init(job: "mesh", address: mesh.metricsAddress)], scrapeInterval: "1s", dataDirectory: prometheusData,
+                port: try LoopbackPort.free()))
+        try await prometheus.start()
+        _ = await mesh.waitUntilReady()
+    }
+
+    func startController(configure: (inout ControllerConfiguration) -> Void = { _ in }) -> RunningController {
+        let url = prometheus.url
+        return world.startController(configure: {
+            $0.prometheusURL = url
+            configure(&$0)
+        })
+    }
+
+    func stop() async {
+        await world.stop()
+        let task = meshTask.withLock { $0 }
+        task?.cancel()
+        _ = try? await task?.value
+        prometheus.stop()
+        try? FileManager.default.removeItem(atPath: prometheusData)
+    }
+}
+
+/// Runs `body` with a started stack and stops it afterwards, also when `body` throws.
+func withStack(
+    spec: JSONValue = Stack.spec, rps: Double = 200, canary: WorkloadBehaviour = WorkloadBehaviour(), _ body: (Stack) async throws -> Void
+) async throws {
+    let stack = try await Stack(spec: spec, rps: rps, canary: canary)
+    do {
+        try await body(stack)
+    } catch {
+        await stack.stop()
+        throw error
+    }
+    await stack.stop()
+}
+
+func lastHistory(_ rollout: JSONValue) -> JSONValue? { rollout[path: ["status", "history"]]?.arrayValue?.last }
+
+func eventNotes(_ world: World, reason: String) async throws -> [String] {
+    try await world.client.list(.events, namespace: "shop").items.filter { $0["reason"]?.stringValue == reason }.compactMap { $0["note"]?.stringValue }
+}
