@@ -58,10 +58,10 @@ final class Stack: Sendable {
     }
 
     func stop() async {
-        await world.stop()
         let task = meshTask.withLock { $0 }
         task?.cancel()
         _ = try? await task?.value
+        await world.stop()
         prometheus.stop()
         try? FileManager.default.removeItem(atPath: prometheusData)
     }
