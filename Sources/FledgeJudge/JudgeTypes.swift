@@ -243,9 +243,14 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
     /// ratio of each against equal rates.
     public var harmRatios: [Double]
     public var harmLogLikelihoodRatios: [Double]
-    /// The rate ratios ρ_k that "canary not worse than ρ_k × stable" is tested against, and
-    /// the accumulated log-likelihood ratio of equal rates against each.
+    /// One acceptance test per tested exposure w_k (`CanaryJudge.acceptExposures`): the relative
+    /// margin there, ρ_k = 1 + (ratio margin − 1) / w_k, the floor of the ratio tested …
     public var acceptRatios: [Double]
+    /// … the ratio actually tested in the latest interval: the larger of the floor and what the
+    /// absolute margin allows relative to stable's rate, 1 + absolute margin / (w_k × stable's upper
+    /// bound from the intervals before) — chosen before the interval is seen …
+    public var acceptTestedRatios: [Double]
+    /// … and the accumulated log-likelihood ratio of equal rates against the tested ratios.
     public var acceptLogLikelihoodRatios: [Double]
 
     public init(harmRatios: [Double], acceptRatios: [Double]) {
@@ -254,6 +259,7 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
         self.harmRatios = harmRatios
         harmLogLikelihoodRatios = Array(repeating: 0, count: harmRatios.count)
         self.acceptRatios = acceptRatios
+        acceptTestedRatios = acceptRatios
         acceptLogLikelihoodRatios = Array(repeating: 0, count: acceptRatios.count)
     }
 }

@@ -205,7 +205,7 @@ import Testing
         #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 0, state: state) }?.field == "nextWeight")
         #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 120, state: state) }?.field == "nextWeight")
         var future = state
-        future.version = 2
+        future.version = CanaryJudge.stateVersion + 1
         #expect(error { _ = try judge.judge(canary: ok, stable: ok, nextWeight: 25, state: future) }?.field == "state.version")
         let a = JudgeHistogram(bounds: [10, 20], cumulativeCounts: [5, 10], total: 10)
         let b = JudgeHistogram(bounds: [10, 30], cumulativeCounts: [5, 10], total: 10)
@@ -308,6 +308,45 @@ import Testing
             }
         }
         #expect(Double(promoted) / Double(runs) <= 0.05, "\(promoted) of \(runs) bad canaries promoted")
+    }
+
+    @Test func canariesJustWorseThanTheAbsoluteMarginAreRarelyPromoted() throws {
+        // Stable 0.1 %, canary 0.21 %: worse than ×1.5 and than +0.1 pp at full traffic. The acceptance
+        // test's ratio follows the absolute margin (about 2× here), so this is where it could go wrong.
+        let judge = try CanaryJudge()
+        let latency = SimulatedLatency(median: 50, sigma: 0.6)
+        let simulator = TrafficSimulator(
+            requestsPerSecond: 2000, canary: SimulatedVersion(errorRate: 0.0021, latency: latency),
+            stable: SimulatedVersion(errorRate: 0.001, latency: latency), weights: [10, 25, 50])
+        let root = SplitMix64(seed: 21)
+        var promoted = 0
+        let runs = 200
+        for run in 0..<runs {
+            var rng = root.split(UInt64(run))
+            if try Self.rollout(simulator: simulator, judge: judge, intervals: 40, rng: &rng).decision == .advance {
+                promoted += 1
+            }
+        }
+        #expect(Double(promoted) / Double(runs) <= 0.05, "\(promoted) of \(runs) bad canaries promoted")
+    }
+
+    @Test func theAcceptanceRatioFollowsTheAbsoluteMarginFromEarlierIntervalsOnly() throws {
+        let judge = try CanaryJudge()
+        // First interval: nothing known about stable before it, so the relative floors are tested.
+        let first = try judge.judge(
+            canary: JudgeSample(requests: 10000, errors: 10), stable: JudgeSample(requests: 90000, errors: 90),
+            nextWeight: 100, state: judge.initialState())
+        #expect(first.state.errors.acceptTestedRatios == first.state.errors.acceptRatios)
+        // Second interval: 1 + 0.001 / (w × stable's upper bound after 90/90000), never below the floor.
+        let upper = JudgeStatistics.upperConfidenceBound(events: 90, trials: 90000, alpha: 0.05 / 16)
+        let second = try judge.judge(
+            canary: JudgeSample(requests: 10000, errors: 10), stable: JudgeSample(requests: 90000, errors: 90),
+            nextWeight: 100, state: first.state)
+        for (i, w) in CanaryJudge.acceptExposures.enumerated() {
+            let expected = max(second.state.errors.acceptRatios[i], 1 + 0.001 / (w * upper))
+            #expect(abs(second.state.errors.acceptTestedRatios[i] - expected) < 1e-9)
+        }
+        #expect(second.verdict.errors.allowedRatio == second.state.errors.acceptTestedRatios[0])
     }
 
     @Test func aTwentyTimesErrorCanaryAtHighTrafficIsRolledBackInTheFirstInterval() throws {
