@@ -155,7 +155,7 @@ public struct JudgeSpec: Codable, Sendable, Equatable {
     public var latencyTailRatioMargin: Double?
     /// … or + this (default 0.005).
     public var latencyTailAbsoluteMargin: Double?
-    /// The latency boundary: the highest bucket bound that at least this share of requests exceed. Default 0.01.
+    /// The latency boundary: the lowest bucket bound that at most this share of requests exceed. Default 0.01.
     public var latencyTailShare: Double?
     /// Requests (both sides) seen before the latency boundary is chosen. Default 200.
     public var latencyBoundarySamples: Double?

@@ -231,7 +231,10 @@ public struct CanaryJudge: Sendable {
         }
         if pooled.total >= configuration.latencyBoundarySamples {
             let share = configuration.latencyTailShare
-            let boundary = pooled.bounds.last { pooled.slower(than: $0) >= share * pooled.total } ?? pooled.bounds[0]
+            // The lowest bound that at most `share` of the requests exceed: p99 from above. Istio's buckets are
+            // coarse (100, 250, 500 ms); the bound below p99 can hold 10 % of the requests, where a slow tail
+            // barely moves the share.
+            let boundary = pooled.bounds.first { pooled.slower(than: $0) <= share * pooled.total } ?? pooled.bounds[pooled.bounds.count - 1]
             next.boundary = boundary
             next.pooled = nil
             // This interval counts: given the pooled histogram, which side each request came

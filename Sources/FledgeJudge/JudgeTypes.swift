@@ -29,10 +29,10 @@ public struct JudgeConfiguration: Codable, Sendable, Equatable {
     /// amount of traffic can prove).
     public var errorRateAbsoluteMargin: Double
     /// The latency comparison looks at the share of requests slower than one histogram
-    /// boundary (chosen once, as the highest bucket boundary that at least
+    /// boundary (chosen once, as the lowest bucket boundary that at most
     /// `latencyTailShare` of all requests exceed, default 1 %: the boundary nearest p99
-    /// from below). A canary is acceptable while its share is at most stable's × this
-    /// (default 1.5) …
+    /// from above, where a slow tail shows). A canary is acceptable while its share is at
+    /// most stable's × this (default 1.5) …
     public var latencyTailRatioMargin: Double
     /// … or stable's + this absolute amount (default 0.005), whichever allows more.
     public var latencyTailAbsoluteMargin: Double

@@ -137,15 +137,15 @@ import Testing
             requests: 1000, errors: 0, latency: try JudgeHistogram(bounds: bounds, bucketCounts: [100, 200, 300, 200, 150, 50]))
         let (verdict, state) = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState())
         // Pooled, 80 of 10,000 requests (0.8 %) are slower than 500 ms and 380 (3.8 %) slower than
-        // 250 ms: the highest boundary that at least 1 % exceed is 250 ms.
-        #expect(state.latency.boundary == 250)
+        // 250 ms: the lowest boundary that at most 1 % exceed (p99 from above) is 500 ms.
+        #expect(state.latency.boundary == 500)
         #expect(verdict.decision == .rollback)
         let latency = try #require(verdict.latency)
-        #expect(latency.metric == "share slower than 250 ms")
-        #expect(latency.canary == JudgeCounts(requests: 1000, events: 200))
-        #expect(latency.stable == JudgeCounts(requests: 9000, events: 180))
+        #expect(latency.metric == "share slower than 500 ms")
+        #expect(latency.canary == JudgeCounts(requests: 1000, events: 50))
+        #expect(latency.stable == JudgeCounts(requests: 9000, events: 30))
         #expect(latency.harmful && !verdict.errors.harmful)
-        #expect(verdict.explanation.contains("share slower than 250 ms canary 20% (200/1000)"))
+        #expect(verdict.explanation.contains("share slower than 500 ms canary 5% (50/1000)"))
     }
 
     @Test func latencyWaitsForEnoughRequestsToChooseItsBoundary() throws {
