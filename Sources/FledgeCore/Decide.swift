@@ -671,7 +671,8 @@ struct Engine {
                     namespace: rollout.metadata.namespace ?? "default", canaryWorkload: plan.canaryDeployment, stableWorkload: plan.target,
                     window: plan.analysis.interval, metrics: plan.analysis.metrics,
                     needsStable: plan.analysis.metrics.contains { $0.maxDecreaseFromStable != nil || $0.maxRatioToStable != nil },
-                    prometheusAddress: plan.analysis.prometheusAddress)))
+                    prometheusAddress: plan.analysis.prometheusAddress,
+                    needsCounts: plan.analysis.judge.enabled && plan.stages[min(status.stage ?? 0, plan.stages.count - 1)].weight < 100)))
     }
 
     /// A requeue for the earliest time-driven change: the next analysis, the end of a hold, the progress deadline.

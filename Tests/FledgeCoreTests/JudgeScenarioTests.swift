@@ -103,6 +103,13 @@ struct JudgeScenarioTests {
         #expect(plain.weightHistory == disabled.weightHistory)
         #expect(plain.now == disabled.now)
         #expect(plain.status.judge == nil && disabled.status.judge == nil)
+        // The analysis requests say whether counts are wanted.
+        let requests = { (sim: Sim) in
+            sim.decisions.flatMap(\.actions).compactMap { if case .runAnalysis(let r) = $0 { return r } else { return nil } }
+        }
+        #expect(requests(disabled).allSatisfy { !$0.needsCounts })
+        let wanted = requests(plain)
+        #expect(wanted.contains { $0.needsCounts } && wanted.contains { !$0.needsCounts }, "every stage but the one at 100 %")
         #expect(!(plain.status.lastAnalysis ?? []).contains { $0.name.hasPrefix("judge") })
     }
 
