@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "FledgeCore",
             dependencies: [
-                "FledgeJSON",
+                "FledgeJSON", "FledgeJudge",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -204,7 +204,7 @@ let package = Package(
         .testTarget(
             name: "FledgeCoreTests",
             dependencies: [
-                "FledgeCore", "FledgeJSON",
+                "FledgeCore", "FledgeJSON", "FledgeJudge",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict
@@ -216,7 +216,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeLintTests",
-            dependencies: ["FledgeLint", "FledgeCore", "FledgeJSON", "Yams", "TestSupport"],
+            dependencies: ["FledgeLint", "FledgeCore", "FledgeJSON", "FledgeJudge", "Yams", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -181,6 +181,36 @@ struct DecisionReport {
         return BadCheck(exposureRatio: exposureRatio, timeRatio: timeRatio, met: exposureRatio <= 0.25 && timeMet)
     }
 
+    /// Whether the bad-scenario target is within reach of any policy with the judge's false-rollback rate
+    /// (`InformationBound`): `.any` when the bound allows it; `.onlyByAdvancing` when it allows it only if the
+    /// bad canary is moved beyond the first stage's weight before it is caught (the judge advances only on
+    /// evidence of non-inferiority, so it does not); `.none` when no policy can, even with all traffic on the
+    /// canary.
+    enum Reach: String { case any = "possible", onlyByAdvancing = "not at 10 %", none = "impossible" }
+
+    func badReach(_ i: Int, against flagger: Int) -> Reach {
+        let scenario = scenarios[i], s = summaries[i]
+        let needed = InformationBound.requestsToRollBack(scenario, falseRollbackRate: judge.falseRollbackRate)
+        // Exposure ≤ 0.25 × Flagger's: the canary may serve at most this many requests on average.
+        let byExposure = 0.25 * s[flagger].meanExposure / scenario.excessRate
+        // Rollback in ≤ 0.5 × Flagger's median time (the horizon when Flagger never rolls back).
+        let seconds = 0.5 * Double(s[flagger].medianRollback)
+        if byExposure < needed || scenario.requestsPerSecond * seconds < needed { return .none }
+        if scenario.requestsPerSecond * seconds * stagesFirstWeight / 100 < needed { return .onlyByAdvancing }
+        return .any
+    }
+
+    /// Whether promoting a good canary within Flagger's median time is within reach of any policy with the
+    /// judge's false-promotion rate, the evidence gathered at weights up to the last stage's.
+    func promoteReachable(_ i: Int, against flagger: Int) -> Bool {
+        let needed = InformationBound.requestsToPromote(scenarios[i], judge: judge)
+        let seconds = Double(summaries[i][flagger].medianPromotion)
+        return scenarios[i].requestsPerSecond * seconds * stagesLastWeight / 100 >= needed
+    }
+
+    var stagesFirstWeight: Double { 10 }
+    var stagesLastWeight: Double { 50 }
+
     func promoteMet(_ s: [PolicySummary], against flagger: Int) -> Bool {
         s[0].medianPromotion < horizon && s[0].medianPromotion <= s[flagger].medianPromotion
     }
@@ -191,15 +221,25 @@ struct DecisionReport {
     func targetSummary() -> [String] {
         var lines: [String] = []
         for flagger in 1..<policies.count {
-            let met = indicesBad.filter { badCheck(summaries[$0], against: flagger).met }.count
-            lines.append("Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met) of \(indicesBad.count) scenarios.")
+            let met = indicesBad.filter { badCheck(summaries[$0], against: flagger).met }
+            let missed = indicesBad.filter { !badCheck(summaries[$0], against: flagger).met }
+            let impossible = missed.filter { badReach($0, against: flagger) == .none }.count
+            let notAtFirst = missed.filter { badReach($0, against: flagger) == .onlyByAdvancing }.count
+            lines.append(
+                "Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met.count) of \(indicesBad.count) scenarios; "
+                    + "of the \(missed.count) missed, \(impossible) are impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
+                    + "and \(notAtFirst) possible only by advancing the bad canary past 10 % first.")
         }
         let goodTraffic = indicesGood.filter { scenarios[$0].requestsPerSecond >= 10 }
         let falseOK = indicesGood.filter { summaries[$0][0].rollbackRate <= 0.01 }.count
         lines.append("Good canaries: false rollbacks ≤ 1 % in \(falseOK) of \(indicesGood.count) scenarios (worst \(pct(indicesGood.map { summaries[$0][0].rollbackRate }.max() ?? 0))).")
         for flagger in 1..<policies.count {
             let met = goodTraffic.filter { promoteMet(summaries[$0], against: flagger) }.count
-            lines.append("Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) scenarios.")
+            let impossible = goodTraffic.filter { !promoteMet(summaries[$0], against: flagger) && !promoteReachable($0, against: flagger) }.count
+            lines.append(
+                "Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) scenarios; "
+                    + "of the \(goodTraffic.count - met) missed, \(impossible) are impossible for any policy that promotes a canary at the error margin "
+                    + "at most \(pct(judge.falsePromotionRate)) of the time.")
         }
         let slow = scenarios.indices.filter { scenarios[$0].requestsPerSecond < 10 }
         let promotedSlow = slow.reduce(0) { $0 + summaries[$1][0].promoted }
@@ -223,6 +263,13 @@ struct DecisionReport {
                 + "a 10 % stage sends the canary one request a second; at a 0.1 % error rate that is one error "
                 + "every ~17 minutes. There the judge holds (and says why) where Flagger promotes on a clean "
                 + "success rate, and it rolls back mild degradations later than the targets ask.")
+        let missedBad = (1..<policies.count).flatMap { f in indicesBad.filter { !badCheck(summaries[$0], against: f).met }.map { ($0, f) } }
+        let beyond = missedBad.filter { badReach($0.0, against: $0.1) != .any }.count
+        notes.append(
+            "- Of the \(missedBad.count) missed bad-canary comparisons, \(beyond) ask for more than the information bound below allows a "
+                + "policy that keeps a bad canary at its first stage (the judge advances only on evidence of non-inferiority): "
+                + "Flagger's rule reaches those times because its fixed threshold also rolls back good canaries (up to "
+                + "\(pct(flaggerFalse.max() ?? 0)) here), or because it never rolls back at all and the target is then measured against the horizon.")
         notes.append(
             "- Promoted bad canaries dominate exposure: Flagger's rule cannot see an error rate below 1 % or a "
                 + "latency change under its 500 ms p99 limit, and promotes those canaries to everyone.")
@@ -269,7 +316,10 @@ struct DecisionReport {
 
             Rolled back % · median time to rollback · mean exposure. Target (issue 8, ≥ 10 req/s): exposure
             ≤ 0.25× and time to rollback ≤ 0.5× Flagger's; the last columns give judge/Flagger ratios (exposure,
-            time) and ✓ or ✗.
+            time), ✓ or ✗, and for a miss whether the target is within reach at all: "impossible" when no policy
+            with ≤ \(pct(judge.falseRollbackRate)) false rollbacks can meet it even knowing stable's behaviour exactly and
+            sending the canary all traffic; "not at 10 %" when it could only by moving the bad canary past its
+            first stage before catching it (see [the bound](#the-information-bound)).
 
             | scenario | \(policies.joined(separator: " | ")) | vs \(policies[1]) | vs \(policies[2]) |
             |---|\(policies.map { _ in "---|" }.joined())---|---|
@@ -280,7 +330,8 @@ struct DecisionReport {
             let cells = s.map { "\(pct($0.rollbackRate)) · \(censored($0.medianRollback)) · \(num($0.meanExposure))" }
             let checks = (1..<policies.count).map { f -> String in
                 let c = badCheck(s, against: f)
-                let mark = scenarios[i].requestsPerSecond >= 10 ? (c.met ? " ✓" : " ✗") : ""
+                var mark = scenarios[i].requestsPerSecond >= 10 ? (c.met ? " ✓" : " ✗") : ""
+                if scenarios[i].requestsPerSecond >= 10, !c.met, badReach(i, against: f) != .any { mark += " (\(badReach(i, against: f).rawValue))" }
                 return "\(ratio(c.exposureRatio)), \(ratio(c.timeRatio))\(mark)"
             }
             md += "| \(scenarios[i].label) | \(cells.joined(separator: " | ")) | \(checks.joined(separator: " | ")) |\n"
@@ -290,8 +341,9 @@ struct DecisionReport {
             ## Good canaries
 
             False rollbacks % · promoted % · median time to promote. Targets: false rollbacks ≤ 1 %, time to promote
-            no worse than Flagger's (✓/✗ per Flagger setting, ≥ 10 req/s); at 1 req/s the judge holds rather than
-            promoting on thin evidence.
+            no worse than Flagger's (✓/✗ per Flagger setting, ≥ 10 req/s; "impossible": no policy that promotes a
+            canary at the error margin at most \(pct(judge.falsePromotionRate)) of the time can promote within Flagger's
+            median time, see below); at 1 req/s the judge holds rather than promoting on thin evidence.
 
             | scenario | \(policies.joined(separator: " | ")) | false rollbacks ≤ 1 % | promote vs \(policies[1]) | promote vs \(policies[2]) |
             |---|\(policies.map { _ in "---|" }.joined())---|---|---|
@@ -303,11 +355,27 @@ struct DecisionReport {
             let fr = s[0].rollbackRate <= 0.01 ? "✓" : "✗"
             let promote = (1..<policies.count).map { f -> String in
                 if scenarios[i].requestsPerSecond < 10 { return s[0].promoted == 0 ? "holds ✓" : "promoted \(s[0].promoted) ✗" }
-                return promoteMet(s, against: f) ? "✓" : "✗"
+                return promoteMet(s, against: f) ? "✓" : promoteReachable(i, against: f) ? "✗" : "✗ (impossible)"
             }
             md += "| \(scenarios[i].label) | \(cells.joined(separator: " | ")) | \(fr) | \(promote.joined(separator: " | ")) |\n"
         }
         md += """
+
+            ## The information bound
+
+            How many canary requests does *any* policy need? If a policy rolls back a bad canary in at least half
+            of the runs but a canary identical to stable in at most α of them, the data it saw must tell the two
+            apart by at least d(½ ‖ α) nats of Kullback–Leibler divergence (data-processing inequality; d is the
+            binary divergence, 1.61 nats for α = 1 %). Stable's requests look the same either way, so by Wald's
+            identity that is E[canary requests] × the divergence per canary request (5xx outcome and latency
+            bucket). The exposure target caps the canary's requests at 0.25 × Flagger's exposure ÷ the excess
+            per request; the time target at the request rate × half Flagger's median time (× 10 % while the
+            canary stays at its first stage). Promotion likewise: telling a good canary from one at the error
+            margin (stable × \(num(judge.errorRateRatioMargin)) or + \(num(judge.errorRateAbsoluteMargin * 100)) pp, whichever is larger)
+            with at most \(pct(judge.falsePromotionRate)) promotions of the latter needs d(½ ‖ \(pct(judge.falsePromotionRate))) = 0.83 nats,
+            from requests served at weights up to 50 % within Flagger's median time to promote. The bound grants
+            the policy exact knowledge of stable's behaviour and a fixed sample size, so real sequential tests
+            need several times more.
 
             ![exposure and time ratios](decisions.svg)
 

@@ -87,6 +87,10 @@ public struct AnalysisRequest: Sendable, Equatable {
     /// Stable's side is needed for metrics with a comparison.
     public var needsStable: Bool
     public var prometheusAddress: String?
+    /// The statistical judge wants both workloads' counts over the window in `IntervalResult.canaryCounts` and
+    /// `stableCounts` (requests, 5xx, latency bucket increases; `PrometheusClient.workloadCounts` batches them).
+    /// False when the judge is disabled or the stage sends everything to the canary.
+    public var needsCounts: Bool
 }
 
 /// `decide`'s answer: the status to write (when it differs from the current one) and the actions to run.

@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeJudge
 
 /// What a metric provider returned for one metric in one window.
 public enum MetricOutcome: Sendable, Equatable {
@@ -32,11 +33,21 @@ public struct IntervalResult: Sendable, Equatable {
     public var requests: Int64?
     /// By metric name. A configured metric that is missing counts as no data.
     public var metrics: [String: MetricSample]
+    /// The canary's and stable's increases over the window (requests, 5xx, latency histogram buckets), for the
+    /// statistical judge (`spec.analysis.judge`). Both present: the judge decides with the metrics as guardrails;
+    /// either missing: the metrics alone decide, as without a judge.
+    public var canaryCounts: JudgeSample?
+    public var stableCounts: JudgeSample?
 
-    public init(time: Timestamp, requests: Int64?, metrics: [String: MetricSample]) {
+    public init(
+        time: Timestamp, requests: Int64?, metrics: [String: MetricSample], canaryCounts: JudgeSample? = nil,
+        stableCounts: JudgeSample? = nil
+    ) {
         self.time = time
         self.requests = requests
         self.metrics = metrics
+        self.canaryCounts = canaryCounts
+        self.stableCounts = stableCounts
     }
 }
 

@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeJudge
 
 /// Decides what a Rollout needs next. Pure and deterministic: the same inputs give the same decision; no IO,
 /// no clock (time comes in as `now`).
@@ -349,9 +350,15 @@ struct Engine {
         let holdDone = now >= started + stage.hold
         let required = max(1, Int(stage.hold.milliseconds / plan.analysis.interval.milliseconds))
         if !approved {
-            guard holdDone, status.passedChecks >= required else {
+            let judgeAllows = judgeAllowsAdvance(stage: index)
+            guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
                     "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(status.passedChecks)/\(required) passing checks, hold \(stage.hold)"
+                if !judgeAllows {
+                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started }
+                    status.message! += "; judge: "
+                        + (judged?.message ?? "holding until counts of this stage are judged")
+                }
                 if status.phase == .paused { status.phase = .progressing }
                 setProgressing(true, "Analysing", status.message!)
                 requestAnalysisIfDue()
@@ -458,6 +465,8 @@ struct Engine {
         status.rollbackTo = nil
         status.approvedStage = nil
         status.passedWebhooks = []
+        status.judge = nil
+        status.judgeAcceptedStage = nil
         status.message = "starting revision \(wanted) (stable runs \(stableRevision))"
         status.removeCondition(ConditionType.analysis)
         setProgressing(true, "NewRevision", status.message!)
@@ -519,12 +528,50 @@ struct Engine {
     // MARK: - Analysis
 
     /// Judges `analysis.latest` when it is new and measured inside the current stage. True when it rolled back.
+    ///
+    /// With counts of both workloads the statistical judge runs first: conclusive harm rolls back at once (before
+    /// `failureLimit`); its permission to advance is recorded in `judgeAcceptedStage`; while it holds, an interval
+    /// whose metrics passed is Inconclusive (the metrics' pass still counts towards the stage's passing checks).
+    /// The metrics' thresholds keep their meaning as guardrails.
     mutating func judgeLatest() -> Bool {
         guard let latest = analysis.latest, let started = status.stageStartedAt else { return false }
         guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)) else {
             return false
         }
-        let (verdict, metrics, summary) = judgeInterval(plan.analysis, latest)
+        let index = status.stage ?? 0
+        var (verdict, metrics, summary) = judgeInterval(plan.analysis, latest)
+        let guardrails = verdict
+        switch runJudge(latest, stage: index) {
+        case nil: break
+        case .failure(let error)?:
+            let message = "the judge rejected the counts: \(error)"
+            metrics.append(
+                MetricResult(
+                    name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
+                    requests: nil, time: latest.time))
+            summary += "; judge: \(message)"
+            if verdict != .failed { verdict = .error }
+        case .success(let judged)?:
+            metrics += judgeResults(judged, time: latest.time)
+            summary += "; judge: \(judged.explanation)"
+            switch judged.decision {
+            case .rollback:
+                status.lastAnalysis = metrics
+                status.lastAnalysisAt = latest.time
+                status.failedChecks += 1
+                status.errorChecks = 0
+                status.setCondition(ConditionType.analysis, .false, reason: "HarmConclusive", message: summary, generation: generation, now: now)
+                beginRollback(to: .failed, reason: "HarmConclusive", message: judged.explanation)
+                return true
+            case .advance:
+                if status.judgeAcceptedStage != index {
+                    status.judgeAcceptedStage = index
+                    event(.normal, "JudgeAccepted", "stage \(index + 1)/\(plan.stages.count): \(judged.explanation)")
+                }
+            case .hold:
+                if verdict == .passed, status.judgeAcceptedStage != index { verdict = .inconclusive }
+            }
+        }
         status.lastAnalysis = metrics
         status.lastAnalysisAt = latest.time
         status.setCondition(
@@ -535,6 +582,11 @@ struct Engine {
             status.passedChecks += 1
             status.errorChecks = 0
             status.lastProgressAt = now
+        case .inconclusive where guardrails == .passed:
+            // The guardrails passed; only the judge's evidence is missing.
+            status.passedChecks += 1
+            status.inconclusiveChecks += 1
+            status.errorChecks = 0
         case .failed:
             status.failedChecks += 1
             status.errorChecks = 0
@@ -561,6 +613,49 @@ struct Engine {
         return false
     }
 
+    /// The judge's verdict on the interval's counts; nil when it does not apply: disabled, counts missing, or a
+    /// stage at 100 % where stable serves nothing to compare with.
+    mutating func runJudge(_ latest: IntervalResult, stage index: Int) -> Result<JudgeVerdict, JudgeError>? {
+        guard plan.analysis.judge.enabled, let canary = latest.canaryCounts, let stable = latest.stableCounts else { return nil }
+        guard plan.stages[index].weight < 100 else { return nil }
+        let next = index + 1 < plan.stages.count ? plan.stages[index + 1].weight : 100
+        do {
+            let judge = try CanaryJudge(configuration: plan.analysis.judge.configuration)
+            let (verdict, state) = try judge.judge(
+                canary: canary, stable: stable, nextWeight: Double(next), state: status.judge ?? judge.initialState())
+            status.judge = state
+            return .success(verdict)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The judge's evidence as metric results, every number kept in `evidence`.
+    /// `judge`: the decision and its explanation; `judge-errors`, `judge-latency`: each comparison.
+    func judgeResults(_ judged: JudgeVerdict, time: Timestamp) -> [MetricResult] {
+        let decision: Verdict = judged.decision == .rollback ? .failed : judged.decision == .advance ? .passed : .inconclusive
+        let overall = MetricResult(
+            name: "judge", value: nil, stableValue: nil, threshold: "harm conclusive: roll back; not worse than the margins: advance",
+            verdict: decision, message: judged.explanation, requests: Int64(judged.errors.canary.requests), time: time)
+        return [overall] + [("judge-errors", judged.errors), ("judge-latency", judged.latency)].compactMap { name, evidence in
+            guard let evidence else { return nil }
+            let threshold =
+                "harm e-value >= \(fmt2(evidence.harmThreshold)); not worse than \(fmt2(evidence.allowedRatio)) × stable "
+                + "(e-value >= \(fmt2(evidence.acceptThreshold))) or canary bound <= \(fmt2(evidence.allowedRate * 100))%"
+            let verdict: Verdict = evidence.harmful ? .failed : evidence.acceptable ? .passed : .inconclusive
+            return MetricResult(
+                name: name, value: evidence.canary.rate.map { $0 * 100 }, stableValue: evidence.stable.rate.map { $0 * 100 },
+                threshold: threshold, verdict: verdict, message: evidence.summary, requests: Int64(evidence.canary.requests), time: time,
+                evidence: evidence)
+        }
+    }
+
+    /// While the judge runs, a stage advances only with its permission.
+    func judgeAllowsAdvance(stage index: Int) -> Bool {
+        guard plan.analysis.judge.enabled, status.judge != nil, plan.stages[index].weight < 100 else { return true }
+        return status.judgeAcceptedStage == index
+    }
+
     var nextAnalysisAt: Timestamp? {
         guard let started = status.stageStartedAt else { return nil }
         let first = started + plan.analysis.interval
@@ -576,7 +671,8 @@ struct Engine {
                     namespace: rollout.metadata.namespace ?? "default", canaryWorkload: plan.canaryDeployment, stableWorkload: plan.target,
                     window: plan.analysis.interval, metrics: plan.analysis.metrics,
                     needsStable: plan.analysis.metrics.contains { $0.maxDecreaseFromStable != nil || $0.maxRatioToStable != nil },
-                    prometheusAddress: plan.analysis.prometheusAddress)))
+                    prometheusAddress: plan.analysis.prometheusAddress,
+                    needsCounts: plan.analysis.judge.enabled && plan.stages[min(status.stage ?? 0, plan.stages.count - 1)].weight < 100)))
     }
 
     /// A requeue for the earliest time-driven change: the next analysis, the end of a hold, the progress deadline.

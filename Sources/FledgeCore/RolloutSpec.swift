@@ -117,10 +117,12 @@ public struct AnalysisSpec: Codable, Sendable, Equatable {
     public var metrics: [MetricSpec]?
     /// The Prometheus to ask; default: the controller's `--prometheus`.
     public var prometheus: PrometheusRef?
+    /// The statistical judge of canary against stable; on by default whenever the controller can measure counts.
+    public var judge: JudgeSpec?
 
     public init(
         interval: String? = nil, failureLimit: Int? = nil, minRequests: Int? = nil, noData: String? = nil,
-        providerErrorLimit: Int? = nil, metrics: [MetricSpec]? = nil, prometheus: PrometheusRef? = nil
+        providerErrorLimit: Int? = nil, metrics: [MetricSpec]? = nil, prometheus: PrometheusRef? = nil, judge: JudgeSpec? = nil
     ) {
         self.interval = interval
         self.failureLimit = failureLimit
@@ -129,6 +131,49 @@ public struct AnalysisSpec: Codable, Sendable, Equatable {
         self.providerErrorLimit = providerErrorLimit
         self.metrics = metrics
         self.prometheus = prometheus
+        self.judge = judge
+    }
+}
+
+/// `spec.analysis.judge`: the statistical judge (see docs/judge.md). With request and 5xx counts and latency
+/// histograms of both workloads it rolls back as soon as harm is conclusive (a chance of at most
+/// `falseRollbackRate` for a canary no worse than stable, however often it looks) and lets a stage advance only
+/// once the canary is shown not worse than the margins at the next weight; thin evidence holds. The metrics'
+/// thresholds stay as guardrails. Every field is optional; the defaults are `FledgeJudge.JudgeConfiguration`'s.
+public struct JudgeSpec: Codable, Sendable, Equatable {
+    /// Default true. False: the metrics alone decide, as in Flagger.
+    public var enabled: Bool?
+    /// Chance of rolling back a canary no worse than stable. Default 0.01.
+    public var falseRollbackRate: Double?
+    /// Chance of promoting a canary worse than the margins. Default 0.05.
+    public var falsePromotionRate: Double?
+    /// The smallest error-rate degradation worth detecting: canary ≤ stable × this is acceptable (default 1.5) …
+    public var errorRateRatioMargin: Double?
+    /// … or canary ≤ stable + this (a rate, default 0.001 = 0.1 percentage point), whichever allows more.
+    public var errorRateAbsoluteMargin: Double?
+    /// The same for the share of requests slower than a boundary near stable's p99 (default 1.5) …
+    public var latencyTailRatioMargin: Double?
+    /// … or + this (default 0.005).
+    public var latencyTailAbsoluteMargin: Double?
+    /// The latency boundary: the lowest bucket bound that at most this share of requests exceed. Default 0.01.
+    public var latencyTailShare: Double?
+    /// Requests (both sides) seen before the latency boundary is chosen. Default 200.
+    public var latencyBoundarySamples: Double?
+
+    public init(
+        enabled: Bool? = nil, falseRollbackRate: Double? = nil, falsePromotionRate: Double? = nil, errorRateRatioMargin: Double? = nil,
+        errorRateAbsoluteMargin: Double? = nil, latencyTailRatioMargin: Double? = nil, latencyTailAbsoluteMargin: Double? = nil,
+        latencyTailShare: Double? = nil, latencyBoundarySamples: Double? = nil
+    ) {
+        self.enabled = enabled
+        self.falseRollbackRate = falseRollbackRate
+        self.falsePromotionRate = falsePromotionRate
+        self.errorRateRatioMargin = errorRateRatioMargin
+        self.errorRateAbsoluteMargin = errorRateAbsoluteMargin
+        self.latencyTailRatioMargin = latencyTailRatioMargin
+        self.latencyTailAbsoluteMargin = latencyTailAbsoluteMargin
+        self.latencyTailShare = latencyTailShare
+        self.latencyBoundarySamples = latencyBoundarySamples
     }
 }
 

@@ -1,3 +1,5 @@
+import FledgeJudge
+
 /// The phase of a Rollout. See docs/phases.md and `decide(rollout:observed:analysis:now:)` for the machine.
 public enum Phase: String, Codable, Sendable, CaseIterable {
     /// Nothing in flight: the stable Deployment runs the wanted revision, all traffic on stable.
@@ -64,6 +66,12 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     public var approvedStage: Int?
     /// Webhook calls that passed in this rollout (their `WebhookCall.id`s).
     public var passedWebhooks: [String]
+    /// The statistical judge's evidence so far in this rollout (nil until an interval brought counts). Carried
+    /// across stages and restarts; reset when a revision starts.
+    public var judge: JudgeState?
+    /// The stage whose advance the judge has allowed: the canary was shown not worse than the margins at the next
+    /// stage's weight (or at 100 % for the last stage).
+    public var judgeAcceptedStage: Int?
 
     public static let historyLimit = 10
 
@@ -83,7 +91,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case phase, observedGeneration, revision, stableRevision, stage, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
-        case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks
+        case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks, judge, judgeAcceptedStage
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,6 +118,8 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         rollbackTo = try c.decodeIfPresent(Phase.self, forKey: .rollbackTo)
         approvedStage = try c.decodeIfPresent(Int.self, forKey: .approvedStage)
         passedWebhooks = try c.decodeIfPresent([String].self, forKey: .passedWebhooks) ?? []
+        judge = try c.decodeIfPresent(JudgeState.self, forKey: .judge)
+        judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
     }
 
     public func condition(_ type: String) -> Condition? { conditions.first { $0.type == type } }
@@ -186,10 +196,13 @@ public struct MetricResult: Codable, Sendable, Equatable {
     public var message: String?
     public var requests: Int64?
     public var time: Timestamp
+    /// For the judge's results (`judge-errors`, `judge-latency`): every number behind the verdict (counts per
+    /// side since the analysis started, ratio, confidence bounds, e-values and their thresholds).
+    public var evidence: JudgeEvidence?
 
     public init(
         name: String, value: Double?, stableValue: Double?, threshold: String, verdict: Verdict, message: String?,
-        requests: Int64?, time: Timestamp
+        requests: Int64?, time: Timestamp, evidence: JudgeEvidence? = nil
     ) {
         self.name = name
         self.value = value
@@ -199,6 +212,7 @@ public struct MetricResult: Codable, Sendable, Equatable {
         self.message = message
         self.requests = requests
         self.time = time
+        self.evidence = evidence
     }
 }
 

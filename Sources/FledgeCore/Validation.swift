@@ -1,5 +1,6 @@
 import Foundation
 import FledgeJSON
+import FledgeJudge
 
 /// One problem in a spec: the field path and what rule it breaks,
 /// e.g. `spec.stages[2].weight: 40 is not above the previous stage's 50`.
@@ -119,6 +120,18 @@ public struct AnalysisPlan: Sendable, Equatable {
     public var providerErrorLimit: Int
     public var metrics: [MetricPlan]
     public var prometheusAddress: String?
+    /// The statistical judge; it acts only on intervals whose result carries counts of both workloads.
+    public var judge: JudgePlan
+}
+
+/// `spec.analysis.judge` checked, with defaults.
+public struct JudgePlan: Sendable, Equatable {
+    public var enabled: Bool
+    public var configuration: JudgeConfiguration
+    public init(enabled: Bool = true, configuration: JudgeConfiguration = .default) {
+        self.enabled = enabled
+        self.configuration = configuration
+    }
 }
 
 public struct MetricPlan: Sendable, Equatable {
@@ -285,6 +298,32 @@ extension RolloutSpec {
         if let address = a.prometheus?.address, !(address.hasPrefix("http://") || address.hasPrefix("https://")) {
             issue("spec.analysis.prometheus.address", "'\(address)' is not an http:// or https:// URL")
         }
+        let judgeSpec = a.judge ?? JudgeSpec()
+        var judgeConfiguration = JudgeConfiguration.default
+        // Each field is checked on its own, so every bad one is reported with its path.
+        let judgeFields: [(String, Double?, WritableKeyPath<JudgeConfiguration, Double>)] = [
+            ("falseRollbackRate", judgeSpec.falseRollbackRate, \.falseRollbackRate),
+            ("falsePromotionRate", judgeSpec.falsePromotionRate, \.falsePromotionRate),
+            ("errorRateRatioMargin", judgeSpec.errorRateRatioMargin, \.errorRateRatioMargin),
+            ("errorRateAbsoluteMargin", judgeSpec.errorRateAbsoluteMargin, \.errorRateAbsoluteMargin),
+            ("latencyTailRatioMargin", judgeSpec.latencyTailRatioMargin, \.latencyTailRatioMargin),
+            ("latencyTailAbsoluteMargin", judgeSpec.latencyTailAbsoluteMargin, \.latencyTailAbsoluteMargin),
+            ("latencyTailShare", judgeSpec.latencyTailShare, \.latencyTailShare),
+            ("latencyBoundarySamples", judgeSpec.latencyBoundarySamples, \.latencyBoundarySamples),
+        ]
+        for (field, value, keyPath) in judgeFields {
+            guard let value else { continue }
+            var single = JudgeConfiguration.default
+            single[keyPath: keyPath] = value
+            do {
+                try single.validate()
+                judgeConfiguration[keyPath: keyPath] = value
+            } catch {
+                issue("spec.analysis.judge.\(field)", error.problem)
+            }
+        }
+        let judgePlan = JudgePlan(enabled: judgeSpec.enabled ?? true, configuration: judgeConfiguration)
+
         var metrics: [MetricPlan] = []
         var metricNames: Set<String> = []
         for (i, m) in (a.metrics ?? []).enumerated() {
@@ -400,7 +439,8 @@ extension RolloutSpec {
                 stages: stages,
                 analysis: AnalysisPlan(
                     interval: interval, failureLimit: failureLimit, minRequests: minRequests, noData: noData,
-                    providerErrorLimit: providerErrorLimit, metrics: metrics, prometheusAddress: a.prometheus?.address),
+                    providerErrorLimit: providerErrorLimit, metrics: metrics, prometheusAddress: a.prometheus?.address,
+                    judge: judgePlan),
                 progressDeadline: deadline, webhooks: webhooks))
     }
 }

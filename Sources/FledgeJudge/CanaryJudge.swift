@@ -43,7 +43,7 @@ public struct CanaryJudge: Sendable {
     /// The state before the first interval.
     public func initialState() -> JudgeState {
         JudgeState(
-            version: 1, intervals: 0,
+            version: Self.stateVersion, intervals: 0,
             errors: JudgeComparisonState(
                 harmRatios: JudgeStatistics.ratioGrid(lowest: configuration.errorRateRatioMargin),
                 acceptRatios: Self.acceptGrid(configuration.errorRateRatioMargin)),
@@ -66,8 +66,8 @@ public struct CanaryJudge: Sendable {
         guard nextWeight.isFinite, nextWeight > 0, nextWeight <= 100 else {
             throw JudgeError(field: "nextWeight", problem: "must be a percentage in (0, 100], got \(nextWeight)")
         }
-        guard state.version == 1 else {
-            throw JudgeError(field: "state.version", problem: "is \(state.version); this judge reads version 1")
+        guard state.version == Self.stateVersion else {
+            throw JudgeError(field: "state.version", problem: "is \(state.version); this judge reads version \(Self.stateVersion)")
         }
         try Self.checkCounts(canary, side: "canary")
         try Self.checkCounts(stable, side: "stable")
@@ -79,7 +79,8 @@ public struct CanaryJudge: Sendable {
         next.errors = Self.accumulate(
             next.errors,
             canary: JudgeCounts(requests: canary.requests.rounded(), events: canary.errors.rounded()),
-            stable: JudgeCounts(requests: stable.requests.rounded(), events: stable.errors.rounded()))
+            stable: JudgeCounts(requests: stable.requests.rounded(), events: stable.errors.rounded()),
+            absoluteMargin: configuration.errorRateAbsoluteMargin, stableAlpha: alphaBound)
         let errorEvidence = evidence(
             of: next.errors, metric: "5xx rate", ratioMargin: configuration.errorRateRatioMargin,
             absoluteMargin: configuration.errorRateAbsoluteMargin, exposure: exposure)
@@ -133,6 +134,13 @@ public struct CanaryJudge: Sendable {
     /// weight w the judge uses the largest tested margin not above 1 + (margin − 1) / w.
     static let acceptExposures: [Double] = [1, 0.75, 0.5, 1.0 / 3, 0.25, 0.2, 0.1, 0.05]
 
+    /// Version 2: the acceptance tests' ratios follow the absolute margin (`acceptTestedRatios`).
+    static let stateVersion = 2
+
+    /// The false-promotion budget of each comparison is α/2, split as α/4 for the acceptance e-process,
+    /// α/16 for the stable bound that sets its ratio, and α/16 for each bound of the absolute test.
+    var alphaBound: Double { configuration.falsePromotionRate / 16 }
+
     static func acceptGrid(_ ratioMargin: Double) -> [Double] {
         acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
     }
@@ -152,7 +160,9 @@ public struct CanaryJudge: Sendable {
         }
     }
 
-    static func accumulate(_ state: JudgeComparisonState, canary: JudgeCounts, stable: JudgeCounts) -> JudgeComparisonState {
+    static func accumulate(
+        _ state: JudgeComparisonState, canary: JudgeCounts, stable: JudgeCounts, absoluteMargin: Double, stableAlpha: Double
+    ) -> JudgeComparisonState {
         var next = state
         next.canary.requests += canary.requests
         next.canary.events += canary.events
@@ -163,8 +173,22 @@ public struct CanaryJudge: Sendable {
                 ratio: ratio, canaryTrials: canary.requests, canaryEvents: canary.events,
                 stableTrials: stable.requests, stableEvents: stable.events)
         }
-        // Equal rates against ρ_k: the reverse of the ratio-ρ_k likelihood ratio.
-        for (i, ratio) in state.acceptRatios.enumerated() {
+        // Equal rates against ρ: the reverse of the ratio-ρ likelihood ratio. ρ is chosen from the
+        // intervals before this one (predictable), never above what the margins allow while stable's
+        // rate is below its anytime-valid upper bound: a canary worse than the margins keeps each
+        // factor's expectation ≤ 1, so the product stays an e-process for "worse than the margins".
+        // With rare events the absolute margin allows a large ratio, which is far quicker to show.
+        var stableUpper = 1.0
+        if absoluteMargin > 0, state.stable.requests > 0 {
+            stableUpper = JudgeStatistics.upperConfidenceBound(
+                events: state.stable.events, trials: state.stable.requests, alpha: stableAlpha)
+        }
+        for (i, floor) in state.acceptRatios.enumerated() {
+            var ratio = floor
+            if absoluteMargin > 0, stableUpper > 0, stableUpper < 1 {
+                ratio = min(1e6, max(floor, 1 + absoluteMargin / (acceptExposures[i] * stableUpper)))
+            }
+            next.acceptTestedRatios[i] = ratio
             next.acceptLogLikelihoodRatios[i] -= JudgeStatistics.conditionalLogLikelihoodRatio(
                 ratio: ratio, canaryTrials: canary.requests, canaryEvents: canary.events,
                 stableTrials: stable.requests, stableEvents: stable.events)
@@ -185,7 +209,8 @@ public struct CanaryJudge: Sendable {
             next.comparison = accumulate(
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
-                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)))
+                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
             return next
         }
         // Pool both sides until enough requests were seen, then choose the boundary from the
@@ -206,7 +231,10 @@ public struct CanaryJudge: Sendable {
         }
         if pooled.total >= configuration.latencyBoundarySamples {
             let share = configuration.latencyTailShare
-            let boundary = pooled.bounds.last { pooled.slower(than: $0) >= share * pooled.total } ?? pooled.bounds[0]
+            // The lowest bound that at most `share` of the requests exceed: p99 from above. Istio's buckets are
+            // coarse (100, 250, 500 ms); the bound below p99 can hold 10 % of the requests, where a slow tail
+            // barely moves the share.
+            let boundary = pooled.bounds.first { pooled.slower(than: $0) <= share * pooled.total } ?? pooled.bounds[pooled.bounds.count - 1]
             next.boundary = boundary
             next.pooled = nil
             // This interval counts: given the pooled histogram, which side each request came
@@ -214,7 +242,8 @@ public struct CanaryJudge: Sendable {
             next.comparison = accumulate(
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
-                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)))
+                stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
         } else {
             next.pooled = pooled
         }
@@ -226,9 +255,9 @@ public struct CanaryJudge: Sendable {
     ) -> JudgeEvidence {
         let alphaHarm = configuration.falseRollbackRate / 2
         // The false-promotion rate is shared by errors and latency, and within each by the
-        // relative test and the absolute one (whose two bounds share its part).
+        // acceptance e-process, the stable bound its ratio follows and the absolute test's two
+        // bounds (see `alphaBound`).
         let alphaRelative = configuration.falsePromotionRate / 4
-        let alphaBound = configuration.falsePromotionRate / 8
         let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
         let eValue = min(exp(min(logE, 690)), 1e300)
         let threshold = 1 / alphaHarm
@@ -243,7 +272,7 @@ public struct CanaryJudge: Sendable {
 
         let wanted = 1 + (ratioMargin - 1) / exposure
         let index = state.acceptRatios.indices.last { state.acceptRatios[$0] <= wanted * (1 + 1e-12) } ?? 0
-        let allowedRatio = state.acceptRatios[index]
+        let allowedRatio = state.acceptTestedRatios[index]
         let acceptLog = state.acceptLogLikelihoodRatios[index]
         let acceptE = min(exp(min(acceptLog, 690)), 1e300)
         let acceptThreshold = 1 / alphaRelative

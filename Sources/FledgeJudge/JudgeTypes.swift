@@ -29,10 +29,10 @@ public struct JudgeConfiguration: Codable, Sendable, Equatable {
     /// amount of traffic can prove).
     public var errorRateAbsoluteMargin: Double
     /// The latency comparison looks at the share of requests slower than one histogram
-    /// boundary (chosen once, as the highest bucket boundary that at least
+    /// boundary (chosen once, as the lowest bucket boundary that at most
     /// `latencyTailShare` of all requests exceed, default 1 %: the boundary nearest p99
-    /// from below). A canary is acceptable while its share is at most stable's × this
-    /// (default 1.5) …
+    /// from above, where a slow tail shows). A canary is acceptable while its share is at
+    /// most stable's × this (default 1.5) …
     public var latencyTailRatioMargin: Double
     /// … or stable's + this absolute amount (default 0.005), whichever allows more.
     public var latencyTailAbsoluteMargin: Double
@@ -243,9 +243,14 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
     /// ratio of each against equal rates.
     public var harmRatios: [Double]
     public var harmLogLikelihoodRatios: [Double]
-    /// The rate ratios ρ_k that "canary not worse than ρ_k × stable" is tested against, and
-    /// the accumulated log-likelihood ratio of equal rates against each.
+    /// One acceptance test per tested exposure w_k (`CanaryJudge.acceptExposures`): the relative
+    /// margin there, ρ_k = 1 + (ratio margin − 1) / w_k, the floor of the ratio tested …
     public var acceptRatios: [Double]
+    /// … the ratio actually tested in the latest interval: the larger of the floor and what the
+    /// absolute margin allows relative to stable's rate, 1 + absolute margin / (w_k × stable's upper
+    /// bound from the intervals before) — chosen before the interval is seen …
+    public var acceptTestedRatios: [Double]
+    /// … and the accumulated log-likelihood ratio of equal rates against the tested ratios.
     public var acceptLogLikelihoodRatios: [Double]
 
     public init(harmRatios: [Double], acceptRatios: [Double]) {
@@ -254,6 +259,7 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
         self.harmRatios = harmRatios
         harmLogLikelihoodRatios = Array(repeating: 0, count: harmRatios.count)
         self.acceptRatios = acceptRatios
+        acceptTestedRatios = acceptRatios
         acceptLogLikelihoodRatios = Array(repeating: 0, count: acceptRatios.count)
     }
 }

@@ -18,6 +18,11 @@ let rolloutSchema: FieldSchema = .object([
     "analysis": .object([
         "interval": .leaf, "failureLimit": .leaf, "minRequests": .leaf, "noData": .leaf, "providerErrorLimit": .leaf,
         "prometheus": .object(["address": .leaf]),
+        "judge": .object([
+            "enabled": .leaf, "falseRollbackRate": .leaf, "falsePromotionRate": .leaf, "errorRateRatioMargin": .leaf,
+            "errorRateAbsoluteMargin": .leaf, "latencyTailRatioMargin": .leaf, "latencyTailAbsoluteMargin": .leaf, "latencyTailShare": .leaf,
+            "latencyBoundarySamples": .leaf,
+        ]),
         "metrics": .list(.object(["name": .leaf, "query": .leaf, "min": .leaf, "max": .leaf, "maxDecreaseFromStable": .leaf, "maxRatioToStable": .leaf])),
     ]),
     "progressDeadline": .leaf,

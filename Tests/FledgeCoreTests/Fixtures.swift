@@ -1,5 +1,6 @@
 import FledgeCore
 import FledgeJSON
+import FledgeJudge
 
 /// The seed article's VirtualService, as JSON.
 func seedVirtualService(canaryWeight: Int64 = 10) -> JSONValue {
@@ -135,6 +136,8 @@ struct Sim {
     var decisions: [Decision] = []
     var webhookCalls: [WebhookCall] = []
     var weightHistory: [Int] = []
+    /// When set, every analysis also carries the judge's counts for the canary weight in force.
+    var counts: ((_ canaryWeight: Int) -> (canary: JudgeSample, stable: JudgeSample))?
 
     init(spec: RolloutSpec = seedSpec(), seedWeight: Int64 = 0, destinationRule: JSONValue = seedDestinationRule()) {
         rollout = seedRollout(spec: spec)
@@ -184,7 +187,13 @@ struct Sim {
                 webhookOutcomes[call.id] = WebhookOutcome(passed: answer, message: answer ? "200 OK" : "503 not yet", time: now)
             }
         case .emitEvent(let e): events.append(e)
-        case .runAnalysis: latest = measure(behaviour, at: now)
+        case .runAnalysis:
+            latest = measure(behaviour, at: now)
+            if let counts, let weight = observedCanaryWeight {
+                let (canary, stable) = counts(weight)
+                latest!.canaryCounts = canary
+                latest!.stableCounts = stable
+            }
         case .requeue: break
         }
     }

@@ -1,5 +1,6 @@
 import FledgeCore
 import FledgeJSON
+import FledgeJudge
 import Foundation
 import Testing
 import Yams
@@ -51,6 +52,8 @@ struct CRDTests {
         sim.lastAnalysis = []
         sim.rollbackTo = .failed
         sim.approvedStage = 0
+        sim.judge = try CanaryJudge().initialState()
+        sim.judgeAcceptedStage = 0
         let json = try JSONValue(encoding: sim)
         for key in json.objectValue!.keys { #expect(known.contains(key), "status.\(key) is missing from the CRD schema") }
         // Spec fields likewise.

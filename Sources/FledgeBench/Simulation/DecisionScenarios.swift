@@ -102,3 +102,47 @@ func simulate(
 }
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+// MARK: - What any policy could achieve
+
+/// An information bound: how many canary requests any policy needs before it can decide with the
+/// judge's error guarantees, however clever. By the data-processing inequality, a policy that acts
+/// (rolls back, or promotes) with probability ≥ 1/2 under one hypothesis and ≤ α under another has
+/// seen data whose Kullback–Leibler divergence between the two is at least d(1/2 ‖ α), the binary
+/// divergence; by Wald's identity that divergence is E[canary requests] × the divergence per canary
+/// request (stable's requests look the same under both hypotheses). The bound even grants the policy
+/// exact knowledge of stable's behaviour, so real policies need more.
+enum InformationBound {
+    /// d(p ‖ q) for Bernoulli distributions, in nats.
+    static func binaryDivergence(_ p: Double, _ q: Double) -> Double {
+        func term(_ a: Double, _ b: Double) -> Double { a == 0 ? 0 : a * log(a / b) }
+        return term(p, q) + term(1 - p, 1 - q)
+    }
+
+    /// Divergence per request of `a` from `b`: the 5xx outcome and the latency bucket (independent in the
+    /// simulation), as Istio's histogram shows them.
+    static func divergencePerRequest(_ a: SimulatedVersion, from b: SimulatedVersion) -> Double {
+        let pa = a.latency.bucketProbabilities(bounds: istioLatencyBounds)
+        let pb = b.latency.bucketProbabilities(bounds: istioLatencyBounds)
+        var latency = 0.0
+        for (x, y) in zip(pa, pb) where x > 0 { latency += x * log(x / max(y, 1e-300)) }
+        return binaryDivergence(a.errorRate, b.errorRate) + latency
+    }
+
+    /// Canary requests a bad canary must serve, on average, before any policy with at most
+    /// `falseRollbackRate` false rollbacks rolls it back in half of the runs.
+    static func requestsToRollBack(_ scenario: DecisionScenario, falseRollbackRate: Double) -> Double {
+        binaryDivergence(0.5, falseRollbackRate) / divergencePerRequest(scenario.canary, from: scenario.stable)
+    }
+
+    /// Canary requests (all at weights below 100 %) a good canary must serve before any policy that
+    /// promotes a canary at the error margin with probability at most `falsePromotionRate` promotes it in
+    /// half of the runs. The canary at the margin: stable's rate × the ratio margin or + the absolute
+    /// margin, whichever is larger (the closest canary the judge must not promote).
+    static func requestsToPromote(_ scenario: DecisionScenario, judge: JudgeConfiguration) -> Double {
+        let p = scenario.baselineErrorRate
+        let margin = max(p * judge.errorRateRatioMargin, p + judge.errorRateAbsoluteMargin)
+        let atMargin = SimulatedVersion(errorRate: margin, latency: scenario.stable.latency)
+        return binaryDivergence(0.5, judge.falsePromotionRate) / divergencePerRequest(scenario.stable, from: atMargin)
+    }
+}
