@@ -118,7 +118,7 @@ let package = Package(
         .target(
             name: "FledgeController",
             dependencies: [
-                "FledgeCore", "FledgeKubernetes", "FledgePrometheus", "FledgeHTTP", "FledgeJSON",
+                "FledgeCore", "FledgeKubernetes", "FledgePrometheus", "FledgeHTTP", "FledgeJSON", "FledgeJudge",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

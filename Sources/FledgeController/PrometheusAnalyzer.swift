@@ -1,5 +1,6 @@
 import FledgeCore
 import FledgeHTTP
+import FledgeJudge
 import FledgePrometheus
 import Foundation
 import Logging
@@ -116,6 +117,24 @@ public final class PrometheusAnalyzer: MetricsProvider {
             latency[p] = await grouped(prometheus, q, at: at)
         }
 
+        // The statistical judge's counts (requests, 5xx, latency buckets) for both sides: three queries more.
+        var counts: Result<[WorkloadRef: WorkloadCounts], any Error>?
+        let countWorkloads = Set(batch.filter(\.needsCounts).flatMap {
+            [WorkloadRef(namespace: $0.namespace, workload: $0.canaryWorkload), WorkloadRef(namespace: $0.namespace, workload: $0.stableWorkload)]
+        })
+        if !countWorkloads.isEmpty {
+            do {
+                counts = .success(
+                    try await prometheus.workloadCounts(
+                        workloads: countWorkloads.sorted { $0.description < $1.description }, window: w, at: at, reporter: reporter))
+                for _ in 0..<3 { onQuery(false) }
+            } catch {
+                onQuery(true)
+                logger.warning("Prometheus count queries failed", metadata: ["error": "\(error)"])
+                counts = .failure(error)
+            }
+        }
+
         var results: [IntervalResult] = []
         for request in batch {
             let canary = WorkloadKey(namespace: request.namespace, workload: request.canaryWorkload)
@@ -138,9 +157,22 @@ public final class PrometheusAnalyzer: MetricsProvider {
                         prometheus, metric, request: request, stable: wantsStable, window: window, at: at, requests: canaryRequests)
                 }
             }
-            results.append(IntervalResult(time: Timestamp(time), requests: canaryRequests, metrics: metrics))
+            var result = IntervalResult(time: Timestamp(time), requests: canaryRequests, metrics: metrics)
+            if request.needsCounts, case .success(let known)? = counts {
+                result.canaryCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.canaryWorkload)])
+                result.stableCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.stableWorkload)])
+            }
+            results.append(result)
         }
         return results
+    }
+
+    /// A workload without any series got no requests in the window.
+    static func sample(_ counts: WorkloadCounts?) -> JudgeSample {
+        guard let counts else { return JudgeSample(requests: 0, errors: 0) }
+        return JudgeSample(
+            requests: counts.requests, errors: counts.errors,
+            latency: counts.latency.map { JudgeHistogram(bounds: $0.bounds, cumulativeCounts: $0.cumulativeCounts, total: $0.total) })
     }
 
     static func sample(_ series: Series, canary: WorkloadKey, stable: WorkloadKey?, requests: Int64?) -> MetricSample {

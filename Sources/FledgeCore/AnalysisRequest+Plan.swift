@@ -2,11 +2,11 @@ extension AnalysisRequest {
     /// Measure `canary` (and `stable`, for comparisons) in `namespace` over `window`.
     public init(
         in namespace: String, canary: String, stable: String, window: RolloutDuration, metrics: [MetricPlan], needsStable: Bool,
-        prometheus: String? = nil
+        needsCounts: Bool = false, prometheus: String? = nil
     ) {
         self.init(
             namespace: namespace, canaryWorkload: canary, stableWorkload: stable, window: window, metrics: metrics, needsStable: needsStable,
-            prometheusAddress: prometheus)
+            prometheusAddress: prometheus, needsCounts: needsCounts)
     }
 
     /// The measurement `decide` asks for when an analysis is due: the same request for `fledge analyze`'s dry run.
@@ -15,7 +15,7 @@ extension AnalysisRequest {
             in: rollout.metadata.namespace ?? "default", canary: plan.canaryDeployment, stable: plan.target, window: plan.analysis.interval,
             metrics: plan.analysis.metrics,
             needsStable: plan.analysis.metrics.contains { $0.maxDecreaseFromStable != nil || $0.maxRatioToStable != nil },
-            prometheus: plan.analysis.prometheusAddress)
+            needsCounts: plan.analysis.judge.enabled, prometheus: plan.analysis.prometheusAddress)
     }
 }
 

@@ -80,11 +80,13 @@ public final class Informer: Service, Sendable {
     /// streams finish when it returns.
     public func run() async throws {
         defer {
-            state.withLock { state in
+            // Finished outside the lock: finishing runs the stream's onTermination, which takes the lock again.
+            let subscribers = state.withLock { state in
                 state.stopped = true
-                for continuation in state.subscribers.values { continuation.finish() }
-                state.subscribers.removeAll()
+                defer { state.subscribers.removeAll() }
+                return Array(state.subscribers.values)
             }
+            for continuation in subscribers { continuation.finish() }
         }
         let source = client.listWatch(resource, namespace: namespace, labelSelector: labelSelector, options: options)
         try await cancelWhenGracefulShutdown { [self] in

@@ -18,22 +18,24 @@ final class Stack: Sendable {
     let prometheusData: String
     private let meshTask: Mutex<Task<Void, any Error>?> = Mutex(nil)
 
-    /// The short rollout every scenario uses: analysis every 2 s over a 2 s window, four stages of 4 s.
+    /// The short rollout every scenario uses: analysis every 2 s over a 2 s window, four stages of 4 s. The judge
+    /// allows a 1 % absolute margin (the success-rate guardrail's), so a healthy canary is accepted in seconds.
     static let spec: JSONValue = [
         "stages": [["weight": 10, "hold": "4s"], ["weight": 25, "hold": "4s"], ["weight": 50, "hold": "4s"], ["weight": 100, "hold": "4s"]],
         "analysis": [
             "interval": "2s", "failureLimit": 3, "minRequests": 10, "providerErrorLimit": 100, "noData": "inconclusive",
             "metrics": [["name": "success-rate", "min": 99], ["name": "latency-p99", "max": 500]],
+            "judge": ["errorRateAbsoluteMargin": 0.01],
         ],
         "progressDeadline": "10m",
     ]
 
-    init(spec: JSONValue = Stack.spec, rps: Double = 200, canary: WorkloadBehaviour = WorkloadBehaviour()) async throws {
+    init(spec: JSONValue = Stack.spec, rps: Double = 500, stable: WorkloadBehaviour = WorkloadBehaviour(), canary: WorkloadBehaviour = WorkloadBehaviour()) async throws {
         world = try await World(rolloutDelay: .milliseconds(500))
         try await world.patchSpec(spec)
         var configuration = MeshConfiguration(
             namespace: "shop", virtualService: "product-service", requestsPerSecond: rps, seed: 7,
-            behaviours: ["product-service-canary": canary])
+            behaviours: ["product-service-canary": canary, "product-service": stable])
         configuration.tickInterval = .milliseconds(100)
         var logger = Logger(label: "test.mesh")
         logger.logLevel = .critical
@@ -69,9 +71,10 @@ final class Stack: Sendable {
 
 /// Runs `body` with a started stack and stops it afterwards, also when `body` throws.
 func withStack(
-    spec: JSONValue = Stack.spec, rps: Double = 200, canary: WorkloadBehaviour = WorkloadBehaviour(), _ body: (Stack) async throws -> Void
+    spec: JSONValue = Stack.spec, rps: Double = 500, stable: WorkloadBehaviour = WorkloadBehaviour(), canary: WorkloadBehaviour = WorkloadBehaviour(),
+    _ body: (Stack) async throws -> Void
 ) async throws {
-    let stack = try await Stack(spec: spec, rps: rps, canary: canary)
+    let stack = try await Stack(spec: spec, rps: rps, stable: stable, canary: canary)
     do {
         try await body(stack)
     } catch {
