@@ -143,7 +143,7 @@ let package = Package(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "Yams",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "FledgeJudge", "Yams",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -43,13 +43,13 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Elect a leader through a Lease so that only one replica writes.")
     var leaderElect = false
 
-    @Option(help: "Namespace of the leader Lease (default: the controller's own namespace).")
+    @Option(help: "Namespace of the leader Lease (default: $POD_NAMESPACE, else the kubeconfig's or service account's namespace).")
     var leaderElectNamespace: String?
 
     @Option(help: "Name of the leader Lease.")
     var leaseName: String = "fledge-controller"
 
-    @Option(help: "This replica's name in the Lease and in Events (default: host name and process id).")
+    @Option(help: "This replica's name in the Lease and in Events (default: $POD_NAME, else host name and process id).")
     var identity: String?
 
     @Option(help: "Parallel reconciles.")
@@ -103,10 +103,15 @@ struct RunCommand: AsyncParsableCommand {
         configuration.labelSelector = selector
         configuration.prometheusURL = prometheus
         configuration.workers = workers
-        configuration.identity = identity ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        // In a pod (deploy/deployment.yaml), the downward API names the replica and its namespace.
+        let env = ProcessInfo.processInfo.environment
+        configuration.identity =
+            identity ?? env["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         if leaderElect {
             configuration.leaderElection = LeaderElectionConfiguration(
-                namespace: leaderElectNamespace ?? namespace ?? kubernetes.namespace, leaseName: leaseName)
+                namespace: leaderElectNamespace ?? env["POD_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 } ?? namespace ?? kubernetes.namespace,
+                leaseName: leaseName)
         }
         let controller = Controller(
             client: client, configuration: configuration, http: CurlHTTPClient(logger: logger), logger: logger)

@@ -66,19 +66,11 @@ struct ClusterWriter: Sendable {
         let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replicas, revision \(spec.revision))"
         let desired = Self.canaryDeployment(spec, rollout: rollout, namespace: namespace)
         if let current = caches.deployments.get(namespace: namespace, name: spec.name) {
-            // A Deployment's selector is immutable: a different one means delete and create again.
+            // A Deployment's selector is immutable. Fledge never deletes (its RBAC has no delete): it says what to do.
             if current[path: ["spec", "selector"]] != desired[path: ["spec", "selector"]] {
-                _ = try await write("\(action): replace (selector changed)") { () async throws(KubernetesError) in
-                    try await client.delete(
-                        .deployments, namespace: namespace, name: spec.name,
-                        preconditions: (uid: current["metadata"]?["uid"]?.stringValue, resourceVersion: nil))
-                }
-                caches.deployments.remove(current)
-                let created = try await write(action) { () async throws(KubernetesError) in
-                    try await client.create(.deployments, namespace: namespace, desired)
-                }
-                caches.deployments.inject(created, replacing: nil)
-                return
+                throw .needsAction(
+                    action: action,
+                    message: "Deployment \(namespace)/\(spec.name) selects \(current[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}") but the canary needs \(desired[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}"), and a selector cannot change: delete it (kubectl delete deployment \(spec.name) -n \(namespace)) and Fledge creates it again")
             }
             var wanted = current
             wanted[path: ["metadata", "annotations", Annotations.revision]] = .string(spec.revision)

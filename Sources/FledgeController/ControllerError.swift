@@ -11,6 +11,8 @@ public enum ControllerError: Error, Sendable, CustomStringConvertible {
     case missingObject(action: String, kind: String, name: String)
     /// The lease was lost (or not renewed in time) before the write.
     case notLeader(action: String)
+    /// The cluster is in a state Fledge will not change by itself; the message says what a person should do.
+    case needsAction(action: String, message: String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum ControllerError: Error, Sendable, CustomStringConvertible {
         case .readBackMismatch(let action, let detail): return "\(action): read back \(detail)"
         case .missingObject(let action, let kind, let name): return "\(action): \(kind) \(name) not found"
         case .notLeader(let action): return "\(action): not the leader; write skipped"
+        case .needsAction(let action, let message): return "\(action): \(message)"
         }
     }
 

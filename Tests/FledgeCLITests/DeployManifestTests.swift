@@ -169,14 +169,13 @@ struct KubectlRunner {
         try server.kubeconfig(token: "controller-token", namespace: "shop").write(toFile: path, atomically: true, encoding: .utf8)
         let client = KubernetesClient(configuration: try Kubeconfig.load(paths: [path]).configuration())
 
-        // Allowed: the controller's calls.
+        // Allowed: the controller's calls (the end-to-end suite also runs the controller itself under these rules).
         #expect(try await client.list(.rollouts, namespace: .all).items.count == 1)
-        var rollout = try await client.get(.rollouts, namespace: "shop", name: "product-service")
+        var rollout = try #require(await server.store.object(GroupResource(group: "fledge.dev", resource: "rollouts"), namespace: "shop", name: "product-service"))
         rollout["status"] = ["phase": "Healthy", "observedGeneration": 1]
         rollout = try await client.update(.rollouts, rollout, subresource: "status")
-        _ = try await client.patch(.rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["annotations": ["fledge.dev/seen": "1"]]]))
         _ = try await client.list(.deployments, namespace: .all)
-        var canary = try await client.get(.deployments, namespace: "shop", name: "product-service")
+        var canary = try #require(await server.store.object(.deployments, namespace: "shop", name: "product-service"))
         canary["metadata"] = ["name": "product-service-canary", "namespace": "shop"]
         canary["status"] = nil
         _ = try await client.create(.deployments, canary)
@@ -184,8 +183,8 @@ struct KubectlRunner {
         _ = try await client.patch(
             .virtualServices, namespace: "shop", name: "product-service",
             .json([.replace(path: "/spec/http/1/route/0/weight", value: 100), .replace(path: "/spec/http/1/route/1/weight", value: 0)]))
+        _ = try await client.get(.virtualServices, namespace: "shop", name: "product-service")
         _ = try await client.list(.destinationRules, namespace: .all)
-        _ = try await client.get(.destinationRules, namespace: "shop", name: "product-service")
         var lease: JSONValue = [
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": ["name": "fledge-controller", "namespace": "fledge-system"],
@@ -202,11 +201,6 @@ struct KubectlRunner {
             "reportingInstance": "fledge-controller-0", "action": "Progressing", "reason": "StageAdvanced", "type": "Normal",
             "note": "canary weight 10", "regarding": ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "name": "product-service", "namespace": "shop"],
         ])
-        _ = try await client.create(.coreEvents, [
-            "apiVersion": "v1", "kind": "Event", "metadata": ["name": "product-service.2", "namespace": "shop"],
-            "reason": "StageAdvanced", "type": "Normal", "message": "canary weight 10",
-            "involvedObject": ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "name": "product-service", "namespace": "shop"],
-        ])
 
         // Forbidden: everything else.
         func forbidden(_ what: String, _ call: () async throws -> Void) async {
@@ -218,6 +212,17 @@ struct KubectlRunner {
             } catch {
                 Issue.record("\(what): \(error)")
             }
+        }
+        await forbidden("patch a Rollout's spec") {
+            _ = try await client.patch(.rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["annotations": ["x": "1"]]]))
+        }
+        await forbidden("read a Deployment outside the cache") { _ = try await client.get(.deployments, namespace: "shop", name: "product-service") }
+        await forbidden("a core/v1 Event") {
+            _ = try await client.create(.coreEvents, [
+                "apiVersion": "v1", "kind": "Event", "metadata": ["name": "product-service.2", "namespace": "shop"],
+                "reason": "StageAdvanced", "type": "Normal", "message": "canary weight 10",
+                "involvedObject": ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "name": "product-service", "namespace": "shop"],
+            ])
         }
         await forbidden("delete a Deployment") { try await client.delete(.deployments, namespace: "shop", name: "product-service-canary") }
         await forbidden("delete a Rollout") { try await client.delete(.rollouts, namespace: "shop", name: "product-service") }

@@ -86,8 +86,13 @@ import Testing
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
         while weights(try await world.virtualService()) != (75, 25), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         #expect(weights(try await world.virtualService()) == (75, 25))
-        let events = try await world.client.list(.events, namespace: "shop")
-        #expect(events.items.contains { $0["reason"] == "WeightsRestored" })
+        // The Event follows the write (Events are recorded last).
+        var restored = false
+        for _ in 0..<50 where !restored {
+            restored = try await world.client.list(.events, namespace: "shop").items.contains { $0["reason"] == "WeightsRestored" }
+            if !restored { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(restored)
     }
 
     /// Rule 7: a controller killed after any write, restarted, reaches the same end state as one never killed.

@@ -3,6 +3,7 @@ import FledgeCore
 import FledgeJSON
 import FledgeKubernetes
 import FledgeMesh
+import FledgeSandbox
 import Foundation
 import LocalPrometheus
 import Logging
@@ -16,6 +17,9 @@ final class Stack: Sendable {
     let mesh: MeshSimulator
     let prometheus: PrometheusServer
     let prometheusData: String
+    /// The controller's client: deploy/'s service account.
+    let controllerClient: KubernetesClient
+    static let controllerToken = "fledge-controller-token"
     private let meshTask: Mutex<Task<Void, any Error>?> = Mutex(nil)
 
     /// The short rollout every scenario uses: analysis every 2 s over a 2 s window, four stages of 4 s. The judge
@@ -31,7 +35,13 @@ final class Stack: Sendable {
     ]
 
     init(spec: JSONValue = Stack.spec, rps: Double = 500, stable: WorkloadBehaviour = WorkloadBehaviour(), canary: WorkloadBehaviour = WorkloadBehaviour()) async throws {
-        world = try await World(rolloutDelay: .milliseconds(500))
+        // RBAC enforced: the controller runs as deploy/'s service account under exactly deploy/rbac.yaml.
+        world = try await World(
+            rolloutDelay: .milliseconds(500), rbac: true,
+            tokens: [Stack.controllerToken: .serviceAccount(namespace: "fledge-system", name: "fledge")])
+        let rbac = try ManifestLoader.load(paths: ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"].map { repositoryRoot + "/deploy/" + $0 })
+        try await world.sandbox.store.apply(rbac)
+        controllerClient = try world.client(token: Stack.controllerToken)
         try await world.patchSpec(spec)
         var configuration = MeshConfiguration(
             namespace: "shop", virtualService: "product-service", requestsPerSecond: rps, seed: 7,
@@ -53,10 +63,11 @@ final class Stack: Sendable {
 
     func startController(configure: (inout ControllerConfiguration) -> Void = { _ in }) -> RunningController {
         let url = prometheus.url
-        return world.startController(configure: {
-            $0.prometheusURL = url
-            configure(&$0)
-        })
+        return world.startController(
+            configure: {
+                $0.prometheusURL = url
+                configure(&$0)
+            }, client: controllerClient)
     }
 
     func stop() async {

@@ -6,8 +6,9 @@ import FledgeMesh
 import Foundation
 import Testing
 
-/// Whole rollouts on real parts: the in-process API server with `rollouts/product-service/`, the mesh simulator,
-/// a real Prometheus scraping it every second, and the controller. Each scenario takes seconds of real time.
+/// Whole rollouts on real parts: the in-process API server with `rollouts/product-service/` and RBAC enforced, the
+/// mesh simulator, a real Prometheus scraping it every second, and the controller running as deploy/'s service
+/// account under exactly deploy/rbac.yaml. Each scenario takes seconds of real time.
 @Suite(.serialized) struct EndToEndTests {
     static let newImage = "registry.example/product-service:2.0.0"
 
@@ -53,7 +54,8 @@ import Testing
     /// `failureLimit` checks, with the judge's numbers in the Event. The judge runs with its defaults here.
     @Test func twentyTimesTheErrorsIsRolledBackOnTheFirstAnalysis() async throws {
         let spec = Stack.spec.applyingMergePatch(["analysis": ["judge": nil, "failureLimit": 5]])
-        try await withStack(spec: spec, stable: WorkloadBehaviour(errorRate: 0.005), canary: WorkloadBehaviour(errorRate: 0.1)) { stack in
+        // 2,000 req/s: 10 % of it gives the first 2 s interval a few hundred canary requests.
+        try await withStack(spec: spec, rps: 2000, stable: WorkloadBehaviour(errorRate: 0.005), canary: WorkloadBehaviour(errorRate: 0.1)) { stack in
             let world = stack.world
             _ = stack.startController()
             try await world.trigger(image: Self.newImage)
@@ -192,7 +194,7 @@ import Testing
         try await withStack { stack in
             let world = stack.world
             func elect(_ c: inout ControllerConfiguration) {
-                var election = LeaderElectionConfiguration(namespace: "shop")
+                var election = LeaderElectionConfiguration(namespace: "fledge-system")
                 election.leaseDuration = .seconds(4)
                 election.renewDeadline = .seconds(3)
                 election.retryPeriod = .milliseconds(500)
@@ -204,7 +206,7 @@ import Testing
             _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
             let writers = [a, b].filter { $0.controller.counts.writes + $0.controller.counts.statusWrites > 0 }
             #expect(writers.count == 1)
-            let lease = try await world.client.get(.leases, namespace: "shop", name: "fledge-controller")
+            let lease = try await world.client.get(.leases, namespace: "fledge-system", name: "fledge-controller")
             #expect(lease[path: ["spec", "holderIdentity"]]?.stringValue == writers.first?.controller.configuration.identity)
         }
     }
