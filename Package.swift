@@ -250,7 +250,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeCLITests",
-            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox"],
+            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus"],
             swiftSettings: strict
         ),
     ]
