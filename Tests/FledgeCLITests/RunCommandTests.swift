@@ -1,0 +1,63 @@
+import FledgeHTTP
+import FledgeJSON
+import Foundation
+import LocalPrometheus
+import Testing
+
+/// `fledge run` as a process: it serves health and metrics, reconciles the seed rollout, logs structured lines carrying the
+/// rollout, and stops cleanly on SIGTERM.
+@Suite(.serialized) struct RunCommandTests {
+    @Test func servesHealthReconcilesAndStopsOnSIGTERM() async throws {
+        try await CLISandbox.with { sandbox in
+            try await sandbox.changeSpec {
+                $0["stages"] = [["weight": 50, "hold": "1s"], ["weight": 100, "hold": "1s"]]
+                $0[path: ["analysis", "interval"]] = "1s"
+                $0[path: ["analysis", "metrics"]] = []
+                $0[path: ["analysis", "minRequests"]] = 1
+            }
+            let port = try LoopbackPort.free()
+            let controller = try sandbox.start([
+                "run", "--metrics-port", String(port), "--metrics-host", "127.0.0.1", "--log-format", "json", "--prometheus",
+                "http://127.0.0.1:\(try LoopbackPort.free())",
+            ])
+            defer { controller.stop() }
+            let http = CurlHTTPClient()
+            var ready = 0
+            for _ in 0..<200 where ready != 200 {
+                ready = (try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/readyz")))?.status ?? 0
+                if ready != 200 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(ready == 200)
+            // The seed's 90/10 split with no canary pods is adopted to 100/0; the rollout ends Healthy.
+            _ = try await sandbox.waitForRollout { $0.status?.phase == .healthy && $0.status?.observedGeneration == $0.metadata.generation }
+            try await Task.sleep(for: .milliseconds(300))
+            let metrics = try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/metrics")).bodyText
+            #expect(metrics.contains(#"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#), "\(metrics)")
+
+            // Logs are one JSON object per line, with the rollout's name and namespace as fields.
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            var lines: [JSONValue] = []
+            while ContinuousClock.now < deadline {
+                lines = (try String(contentsOf: controller.err, encoding: .utf8)).split(separator: "\n").compactMap { try? JSONValue(parsing: String($0)) }
+                if lines.contains(where: { $0["rollout"] == "product-service" }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(lines.contains { $0["rollout"] == "product-service" && $0["namespace"] == "shop" && $0["level"] != nil }, "\(lines)")
+
+            kill(controller.process.processIdentifier, SIGTERM)
+            let result = try await controller.finish()
+            #expect(result.status == 0, "\(result)")
+        }
+    }
+
+    @Test func badFlagsAndAMissingKubeconfigAreOneLine() async throws {
+        try await CLISandbox.with { sandbox in
+            let badPort = try await sandbox.run(["run", "--metrics-port", "70000"])
+            #expect(badPort.status != 0 && badPort.err.contains("--metrics-port"), "\(badPort)")
+            let badFormat = try await sandbox.run(["run", "--log-format", "xml"])
+            #expect(badFormat.status != 0 && badFormat.err.contains("logfmt or json"), "\(badFormat)")
+            let missing = try await sandbox.run(["run", "--kubeconfig", "/nonexistent/kubeconfig"])
+            #expect(missing.status != 0 && missing.err.contains("/nonexistent/kubeconfig"), "\(missing)")
+        }
+    }
+}
