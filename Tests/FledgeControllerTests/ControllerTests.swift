@@ -148,4 +148,19 @@ import Testing
         _ = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
         #expect(standby.controller.counts.statusWrites > 0)
     }
+
+    /// Sharding: a controller with a label selector (or a namespace) leaves other Rollouts alone.
+    @Test func aLabelSelectorScopesWhichRolloutsAreReconciled() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        _ = world.startController(configure: { $0.labelSelector = "fledge.dev/shard=a" }, analyzer: ScriptedMetrics())
+        _ = world.startController(configure: { $0.namespace = .named("elsewhere") }, analyzer: ScriptedMetrics())
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await world.rollout()["status"] == nil)
+        #expect(weights(try await world.virtualService()) == (90, 10))
+        _ = try await world.client.patch(
+            .rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["labels": ["fledge.dev/shard": "a"]]]))
+        let reconciled = try await world.waitFor("the shard's controller") { $0[path: ["status", "observedGeneration"]] != nil }
+        #expect(reconciled[path: ["status", "phase"]] == "Healthy")
+    }
 }
