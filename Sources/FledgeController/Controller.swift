@@ -7,6 +7,12 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
+#if os(Linux)
+/// glibc's `malloc_trim`, which the Glibc module does not export.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
+
 /// The controller: watch caches in, `decide` in the middle, writes out. Level-triggered, as controller-runtime:
 /// any change to a Rollout or to an object it names queues the Rollout; a reconcile reads only the caches, asks
 /// the pure core what to do, executes the actions in order and writes the status. All progress lives in the
@@ -146,6 +152,7 @@ public final class Controller: Service, Sendable {
     func runWorker() async {
         // Only after the caches are complete: deciding on a partial view could e.g. recreate a canary.
         for informer in caches.all { guard await informer.waitUntilSynced() else { return } }
+        releaseFreedMemory()
         while let key = await queue.next() {
             await reconcile(key)
             queue.done(key)
@@ -160,14 +167,21 @@ public final class Controller: Service, Sendable {
             case .added(let object), .updated(_, let object):
                 let key = Informer.key(of: object)
                 if let kind {
-                    for rollout in dependentsOf(kind: kind, key: key) { queue.add(rollout) }
+                    for rollout in dependentsOf(kind: kind, key: key) {
+                        bump(rollout)
+                        queue.add(rollout)
+                    }
                 } else {
+                    bump(key)
                     queue.add(key)
                 }
             case .deleted(let object):
                 let key = Informer.key(of: object)
                 if let kind {
-                    for rollout in dependentsOf(kind: kind, key: key) { queue.add(rollout) }
+                    for rollout in dependentsOf(kind: kind, key: key) {
+                        bump(rollout)
+                        queue.add(rollout)
+                    }
                 } else {
                     forget(key, object: object)
                 }
@@ -211,29 +225,30 @@ public final class Controller: Service, Sendable {
     }
 
     /// Looks at every Rollout now and then; those whose inputs did not change since they were last decided, and
-    /// that asked for nothing, cost a fingerprint comparison only.
+    /// that asked for nothing, cost one comparison only.
     func runResync() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.resyncInterval)
             if Task.isCancelled { return }
             resyncPass()
+            releaseFreedMemory()
         }
     }
 
-    /// One pass over every cached Rollout: queues those whose inputs changed since their last decision. Returns
-    /// how many were queued.
+    /// One pass over every known Rollout: queues those whose inputs changed since their last decision (or that
+    /// are in flight). Idle, settled rollouts cost one comparison each. Returns how many were queued.
     @discardableResult
     public func resyncPass() -> Int {
-        var queued = 0
-        for key in caches.rollouts.keys {
-            guard let object = caches.rollouts.get(key: key) else { continue }
-            let fingerprint = inputFingerprint(key: key, rollout: object)
-            let unchanged = work.withLock { $0[key]?.settled == fingerprint }
-            if !unchanged {
-                queue.add(key)
-                queued += 1
-            }
-        }
-        return queued
+        let due = work.withLock { all in all.compactMap { key, entry in entry.settledAt == entry.inputVersion ? nil : key } }
+        for key in due { queue.add(key) }
+        return due.count
+    }
+
+    /// Hands memory freed after the initial lists (their response bodies and parse trees) back to the system: glibc
+    /// keeps freed blocks in its arenas otherwise, and resident memory is the budget at 10,000 rollouts.
+    func releaseFreedMemory() {
+        #if os(Linux)
+        _ = glibcMallocTrim(0)
+        #endif
     }
 }

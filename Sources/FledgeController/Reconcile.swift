@@ -8,10 +8,12 @@ import Logging
 /// costs at most one extra measurement or webhook call.
 struct RolloutWork: Sendable {
     var references: RolloutReferences?
-    /// The Rollout decoded at a resourceVersion (decoding costs more than deciding).
-    var decoded: (version: String, rollout: Rollout)?
-    /// The inputs of the last decision that asked for nothing at all: the same inputs need no new decision.
-    var settled: InputFingerprint?
+    /// Bumped whenever anything a decision reads changes: the Rollout, an object it names (watch events), a
+    /// measurement or a webhook answer.
+    var inputVersion: UInt64 = 0
+    /// The `inputVersion` of the last decision that asked for nothing at all: until it moves, deciding again would
+    /// give the same answer, so a pass over idle rollouts costs one comparison each.
+    var settledAt: UInt64?
     /// The newest measurement, handed to `decide` until it has judged it.
     var latest: IntervalResult?
     var analysisInFlight = false
@@ -24,30 +26,13 @@ struct RolloutWork: Sendable {
     var revision: String?
 }
 
-/// The resourceVersions of everything a decision reads, plus the in-memory answers it was given.
-struct InputFingerprint: Hashable, Sendable {
-    var versions: [String?]
-    var latestTime: Timestamp?
-    var webhookAnswers: Int
-}
-
 /// The condition the controller (not the core) sets when executing a decision failed.
 public let reconciledCondition = "Reconciled"
 
 extension Controller {
-    func inputFingerprint(key: String, rollout: JSONValue) -> InputFingerprint? {
-        let work = work.withLock { $0[key] }
-        guard let work, let r = work.references else { return nil }
-        func version(_ object: JSONValue?) -> String? { object?["metadata"]?["resourceVersion"]?.stringValue }
-        return InputFingerprint(
-            versions: [
-                version(rollout),
-                version(caches.deployments.get(namespace: r.namespace, name: r.stableDeployment)),
-                version(caches.deployments.get(namespace: r.namespace, name: r.canaryDeployment)),
-                version(caches.virtualServices.get(namespace: r.namespace, name: r.virtualService)),
-                version(caches.destinationRules.get(namespace: r.namespace, name: r.destinationRule)),
-            ],
-            latestTime: work.latest?.time, webhookAnswers: work.webhookOutcomes.count)
+    /// Notes that an input of `key`'s decision changed.
+    func bump(_ key: String) {
+        work.withLock { $0[key, default: RolloutWork()].inputVersion &+= 1 }
     }
 
     /// One level-triggered reconcile of one Rollout.
@@ -55,12 +40,12 @@ extension Controller {
         let started = ContinuousClock.now
         defer { metrics.reconcileDuration.recordNanoseconds(Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000 + (ContinuousClock.now - started).components.seconds * 1_000_000_000)) }
         counters.withLock { $0.reconciles += 1 }
+        let (inputVersion, settledAt) = work.withLock { ($0[key]?.inputVersion ?? 0, $0[key]?.settledAt) }
+        if settledAt == inputVersion { return }
         guard let object = caches.rollouts.get(key: key) else { return }
         guard let rollout = decoded(key, object) else { return }
         let references = rollout.references
         index(key, references: references)
-        let fingerprint = inputFingerprint(key: key, rollout: object)
-        if let fingerprint, work.withLock({ $0[key]?.settled }) == fingerprint { return }
         // Only the leader decides: a decision asks for writes, and a standby must not make any.
         guard canWrite else { return }
 
@@ -133,7 +118,7 @@ extension Controller {
             var entry = w[key] ?? RolloutWork()
             entry.failures = 0
             entry.lastFailure = nil
-            entry.settled = asksNothing ? fingerprint : nil
+            entry.settledAt = asksNothing ? inputVersion : nil
             // Measurements and webhook answers belong to one revision; idle rollouts keep none.
             if status.phase.isIdle || entry.revision != status.revision {
                 entry.latest = status.phase.isIdle ? nil : (entry.revision == status.revision ? entry.latest : nil)
@@ -153,14 +138,10 @@ extension Controller {
         }
     }
 
-    /// Decodes the cached Rollout once per resourceVersion.
+    /// Decodes the cached Rollout (not kept: idle rollouts are never decoded again, and memory is the budget).
     func decoded(_ key: String, _ object: JSONValue) -> Rollout? {
-        let version = object["metadata"]?["resourceVersion"]?.stringValue ?? ""
-        if let cached = work.withLock({ $0[key]?.decoded }), cached.version == version { return cached.rollout }
         do {
-            let rollout = try Rollout(json: object)
-            work.withLock { $0[key, default: RolloutWork()].decoded = (version, rollout) }
-            return rollout
+            return try Rollout(json: object)
         } catch {
             logger.error("cannot read Rollout", metadata: ["rollout": "\(key)", "error": "\(error)"])
             return nil
@@ -179,7 +160,7 @@ extension Controller {
         let (failures, changed) = work.withLock { w -> (Int, Bool) in
             var entry = w[key] ?? RolloutWork()
             entry.failures += 1
-            entry.settled = nil
+            entry.settledAt = nil
             let changed = entry.lastFailure != error.description
             entry.lastFailure = error.description
             w[key] = entry
@@ -237,6 +218,7 @@ extension Controller {
                 work.withLock { w in
                     w[key, default: RolloutWork()].latest = result
                     w[key, default: RolloutWork()].analysisInFlight = false
+                    w[key, default: RolloutWork()].inputVersion &+= 1
                 }
                 queue.add(key)
             }
@@ -270,6 +252,7 @@ extension Controller {
                         self.work.withLock { w in
                             w[key, default: RolloutWork()].webhookOutcomes[call.id] = outcome
                             w[key, default: RolloutWork()].webhooksInFlight.remove(call.id)
+                            w[key, default: RolloutWork()].inputVersion &+= 1
                         }
                         self.queue.add(key)
                     }
