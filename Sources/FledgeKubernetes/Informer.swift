@@ -33,11 +33,14 @@ public final class Informer: Service, Sendable {
     private let client: KubernetesClient
     private let options: ListWatchOptions
     private let transform: (@Sendable (JSONValue) -> JSONValue)?
+    /// Store objects serialized and parse them on every read: a fraction of the memory of parsed trees, for caches
+    /// of thousands of objects that are read rarely (the controller's).
+    private let compact: Bool
     private let logger: Logger
 
     private struct State {
         /// namespace ("" for cluster-scoped) → name → object.
-        var objects: [String: [String: JSONValue]] = [:]
+        var objects: [String: [String: StoredObject]] = [:]
         var count = 0
         var synced = false
         var resourceVersion = ""
@@ -53,12 +56,14 @@ public final class Informer: Service, Sendable {
     /// - Parameters:
     ///   - transform: applied to every object before it is stored (e.g. to drop
     ///     `metadata.managedFields` in a cache that is never written back).
+    ///   - compact: keep objects serialized (about a sixth of the memory) and parse them on every read.
     public init(
         client: KubernetesClient, resource: GroupVersionResource, namespace: NamespaceScope = .all,
         labelSelector: String? = nil, options: ListWatchOptions = ListWatchOptions(),
-        transform: (@Sendable (JSONValue) -> JSONValue)? = nil,
+        transform: (@Sendable (JSONValue) -> JSONValue)? = nil, compact: Bool = false,
         logger: Logger = Logger(label: "fledge.kubernetes.informer")
     ) {
+        self.compact = compact
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -103,29 +108,25 @@ public final class Informer: Service, Sendable {
         case .resync(let items, let version):
             let fresh = items.map { transform?($0) ?? $0 }
             state.withLock { state in
-                var objects: [String: [String: JSONValue]] = [:]
+                var objects: [String: [String: StoredObject]] = [:]
                 objects.reserveCapacity(state.objects.count)
+                // Tell subscribers what the relist changed, then that the store is complete.
                 for object in fresh {
                     let (namespace, name) = Self.location(of: object)
-                    objects[namespace, default: [:]][name] = object
-                }
-                // Tell subscribers what the relist changed, then that the store is complete.
-                for (namespace, names) in objects {
-                    let previous = state.objects[namespace]
-                    for (name, object) in names {
-                        if let old = previous?[name] {
-                            if objectVersion(old) != objectVersion(object) {
-                                publish(.updated(old: old, new: object), &state)
-                            }
-                        } else {
-                            publish(.added(object), &state)
+                    let stored = StoredObject(object, compact: compact)
+                    objects[namespace, default: [:]][name] = stored
+                    if let old = state.objects[namespace]?[name] {
+                        if old.resourceVersion != stored.resourceVersion {
+                            publish(.updated(old: old.object, new: object), &state)
                         }
+                    } else {
+                        publish(.added(object), &state)
                     }
                 }
                 for (namespace, names) in state.objects {
                     let current = objects[namespace]
                     for (name, old) in names where current?[name] == nil {
-                        publish(.deleted(old), &state)
+                        publish(.deleted(old.object), &state)
                     }
                 }
                 state.objects = objects
@@ -140,10 +141,10 @@ public final class Informer: Service, Sendable {
             let object = transform?(raw) ?? raw
             let (namespace, name) = Self.location(of: object)
             state.withLock { state in
-                let old = state.objects[namespace, default: [:]].updateValue(object, forKey: name)
+                let old = state.objects[namespace, default: [:]].updateValue(StoredObject(object, compact: compact), forKey: name)
                 if let version = objectVersion(object) { state.resourceVersion = version }
                 if let old {
-                    publish(.updated(old: old, new: object), &state)
+                    publish(.updated(old: old.object, new: object), &state)
                 } else {
                     state.count += 1
                     publish(.added(object), &state)
@@ -180,7 +181,7 @@ public final class Informer: Service, Sendable {
     // MARK: - Reading the store (no API calls)
 
     public func get(namespace: String?, name: String) -> JSONValue? {
-        state.withLock { $0.objects[namespace ?? ""]?[name] }
+        state.withLock { $0.objects[namespace ?? ""]?[name] }?.object
     }
 
     /// Looks up `namespace/name` (or `name` for cluster-scoped objects).
@@ -193,13 +194,14 @@ public final class Informer: Service, Sendable {
 
     /// Objects of one namespace (nil: all), optionally filtered by a label selector.
     public func list(namespace: String? = nil, selector: LabelSelector? = nil) -> [JSONValue] {
-        let objects: [JSONValue] = state.withLock { state in
+        let stored: [StoredObject] = state.withLock { state in
             if let namespace { return Array((state.objects[namespace] ?? [:]).values) }
-            var all: [JSONValue] = []
+            var all: [StoredObject] = []
             all.reserveCapacity(state.count)
             for names in state.objects.values { all.append(contentsOf: names.values) }
             return all
         }
+        let objects = stored.map(\.object)
         guard let selector, !selector.isEmpty else { return objects }
         return objects.filter { selector.matches(object: $0) }
     }
@@ -228,7 +230,7 @@ public final class Informer: Service, Sendable {
         let (stream, continuation) = AsyncStream<InformerChange>.makeStream(bufferingPolicy: .unbounded)
         let id: Int? = state.withLock { state in
             if replayExisting {
-                for names in state.objects.values { for object in names.values { continuation.yield(.added(object)) } }
+                for names in state.objects.values { for object in names.values { continuation.yield(.added(object.object)) } }
                 if state.synced { continuation.yield(.synced(count: state.count)) }
             }
             if state.stopped {
@@ -279,6 +281,30 @@ public final class Informer: Service, Sendable {
         var object = object
         if object["metadata"]?["managedFields"] != nil { object[path: ["metadata", "managedFields"]] = nil }
         return object
+    }
+}
+
+/// One cached object: parsed, or (compact caches) serialized and parsed on every read.
+struct StoredObject: Sendable {
+    private let value: JSONValue?
+    private let bytes: [UInt8]
+    let resourceVersion: String?
+
+    init(_ object: JSONValue, compact: Bool) {
+        resourceVersion = objectVersion(object)
+        if compact {
+            value = nil
+            bytes = object.serialized()
+        } else {
+            value = object
+            bytes = []
+        }
+    }
+
+    var object: JSONValue {
+        if let value { return value }
+        // Our own serialization always parses; `.null` only if memory were corrupted.
+        return (try? JSONValue(parsing: bytes)) ?? .null
     }
 }
 
