@@ -40,7 +40,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw ValidationError("no fledge executable at \(executable): build it in the same configuration (swift build -c release)")
         }
-        print("| Rollouts | fledge run RSS | reconcile pass (idle, CPU) | baseline: decide() all (CPU) | steady API reads / \(steadySeconds) s | writes / \(steadySeconds) s | abort → VirtualService write |")
+        print("| Rollouts | fledge run RSS (of which heap: anonymous) | reconcile pass (idle, CPU) | baseline: decide() all (CPU) | steady API reads / \(steadySeconds) s | writes / \(steadySeconds) s | abort → VirtualService write |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for n in rollouts {
             let row = try await measureEstate(n, executable: executable)
@@ -82,6 +82,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(steadySeconds))
         let after = await sandbox.store.requestCounts
         let rss = residentKiB(pid: process.processIdentifier)
+        let anonymous = residentKiB(pid: process.processIdentifier, field: "RssAnon:")
         process.terminate()
         process.waitUntilExit()
         let reads = Self.delta(before, after, verbs: ["get", "list"])
@@ -113,7 +114,8 @@ struct ControllerBenchmark: AsyncParsableCommand {
         _ = try? await task.value
 
         return String(
-            format: "| %d | %.1f MiB | %.2f ms (%d queued) | %.1f ms (%.0f× the pass) | %d | %d | %.0f ms |", n, Double(rss) / 1024, pass * 1000, queued / 5,
+            format: "| %d | %.1f MiB (%.1f MiB) | %.2f ms (%d queued) | %.1f ms (%.0f× the pass) | %d | %d | %.0f ms |", n, Double(rss) / 1024,
+            Double(anonymous) / 1024, pass * 1000, queued / 5,
             baseline * 1000, baseline / max(pass, 1e-9), reads, writes, abortMs)
     }
 
@@ -253,9 +255,10 @@ struct ControllerBenchmark: AsyncParsableCommand {
         return best
     }
 
-    func residentKiB(pid: Int32) -> Int {
+    /// A resident-memory field of /proc/PID/status in KiB: VmRSS (all), RssAnon (the heap, not shared code).
+    func residentKiB(pid: Int32, field: String = "VmRSS:") -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in text.split(separator: "\n") where line.hasPrefix(field) {
             return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
         }
         return 0

@@ -128,6 +128,7 @@ public final class Controller: Service, Sendable {
                     group.addTask { await self.runAnalyses() }
                     group.addTask { await self.runWebhooks() }
                     group.addTask { await self.runResync() }
+                    group.addTask { await self.runMemoryTrim() }
                     for _ in 0..<max(1, self.configuration.workers) {
                         group.addTask { await self.runWorker() }
                     }
@@ -242,6 +243,19 @@ public final class Controller: Service, Sendable {
         let due = work.withLock { all in all.compactMap { key, entry in entry.settledAt == entry.inputVersion ? nil : key } }
         for key in due { queue.add(key) }
         return due.count
+    }
+
+    /// After a burst of reconciles (start-up, many rollouts moving), hands the freed memory back.
+    func runMemoryTrim() async {
+        var trimmedAt = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            let reconciles = counts.reconciles
+            if reconciles - trimmedAt > 200, queue.depth == 0 {
+                releaseFreedMemory()
+                trimmedAt = reconciles
+            }
+        }
     }
 
     /// Hands memory freed after the initial lists (their response bodies and parse trees) back to the system: glibc

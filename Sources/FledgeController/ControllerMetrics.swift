@@ -1,4 +1,5 @@
 import FledgeCore
+import Foundation
 import Prometheus
 import Synchronization
 
@@ -16,11 +17,12 @@ public final class ControllerMetrics: Sendable {
     let prometheusQueries: Counter
     let kubernetesWrites: Counter
 
+    /// Per-rollout series are kept compact here and written at scrape time: a swift-prometheus gauge per rollout
+    /// and label set costs kilobytes, and 10,000 rollouts must fit the memory budget.
     private struct PerRollout {
-        var phase: Gauge?
-        var phaseName: String?
-        var weight: Gauge?
-        var metricValues: [String: Gauge] = [:]
+        var phase: Phase
+        var weight: Int
+        var metricValues: [String: Double] = [:]
     }
     private let rollouts = Mutex<[String: PerRollout]>([:])
 
@@ -62,30 +64,12 @@ public final class ControllerMetrics: Sendable {
     /// Records a rollout's phase, weight and last measured values.
     func record(namespace: String, rollout: String, status: RolloutStatus) {
         let key = "\(namespace)/\(rollout)"
-        let labels = [("namespace", namespace), ("rollout", rollout)]
         rollouts.withLock { all in
-            var entry = all[key] ?? PerRollout()
-            if entry.phaseName != status.phase.rawValue {
-                if let old = entry.phase { registry.unregisterGauge(old) }
-                let gauge = registry.makeGauge(
-                    descriptor: descriptor("fledge_rollout_phase", "1 for the phase each Rollout is in"), labels: labels + [("phase", status.phase.rawValue)])
-                gauge.set(1.0)
-                entry.phase = gauge
-                entry.phaseName = status.phase.rawValue
-            }
-            if entry.weight == nil {
-                entry.weight = registry.makeGauge(
-                    descriptor: descriptor("fledge_rollout_canary_weight", "Canary weight of the managed routes, as read back"), labels: labels)
-            }
-            entry.weight!.set(Double(status.canaryWeight))
+            var entry = all[key] ?? PerRollout(phase: status.phase, weight: status.canaryWeight)
+            entry.phase = status.phase
+            entry.weight = status.canaryWeight
             for result in status.lastAnalysis ?? [] {
-                guard let value = result.value else { continue }
-                let gauge =
-                    entry.metricValues[result.name]
-                    ?? registry.makeGauge(
-                        descriptor: descriptor("fledge_analysis_metric_value", "Last measured value of each analysis metric"), labels: labels + [("metric", result.name)])
-                gauge.set(value)
-                entry.metricValues[result.name] = gauge
+                if let value = result.value { entry.metricValues[result.name] = value }
             }
             all[key] = entry
         }
@@ -93,12 +77,32 @@ public final class ControllerMetrics: Sendable {
 
     /// Drops a deleted rollout's series.
     func forget(namespace: String, rollout: String) {
-        let key = "\(namespace)/\(rollout)"
-        guard let entry = rollouts.withLock({ $0.removeValue(forKey: key) }) else { return }
-        if let gauge = entry.phase { registry.unregisterGauge(gauge) }
-        if let gauge = entry.weight { registry.unregisterGauge(gauge) }
-        for gauge in entry.metricValues.values { registry.unregisterGauge(gauge) }
+        _ = rollouts.withLock { $0.removeValue(forKey: "\(namespace)/\(rollout)") }
     }
 
-    public func text() -> String { registry.emitToString() }
+    /// The Prometheus text format: the registry's metrics, then the per-rollout series.
+    public func text() -> String {
+        var out = registry.emitToString()
+        let all = rollouts.withLock { $0 }.sorted { $0.key < $1.key }
+        func labels(_ key: String) -> String {
+            let slash = key.firstIndex(of: "/")!
+            return "namespace=\"\(escape(String(key[..<slash])))\",rollout=\"\(escape(String(key[key.index(after: slash)...])))\""
+        }
+        out += "# HELP fledge_rollout_phase 1 for the phase each Rollout is in\n# TYPE fledge_rollout_phase gauge\n"
+        for (key, entry) in all { out += "fledge_rollout_phase{\(labels(key)),phase=\"\(entry.phase.rawValue)\"} 1\n" }
+        out += "# HELP fledge_rollout_canary_weight Canary weight of the managed routes, as read back\n# TYPE fledge_rollout_canary_weight gauge\n"
+        for (key, entry) in all { out += "fledge_rollout_canary_weight{\(labels(key))} \(entry.weight)\n" }
+        out += "# HELP fledge_analysis_metric_value Last measured value of each analysis metric\n# TYPE fledge_analysis_metric_value gauge\n"
+        for (key, entry) in all {
+            for (metric, value) in entry.metricValues.sorted(by: { $0.key < $1.key }) {
+                out += "fledge_analysis_metric_value{\(labels(key)),metric=\"\(escape(metric))\"} \(value)\n"
+            }
+        }
+        return out
+    }
+
+    /// Escapes a label value for the text format.
+    private func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
 }
