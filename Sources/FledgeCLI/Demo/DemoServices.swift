@@ -185,6 +185,8 @@ final class DemoDriver: Service, Sendable {
             return StatusCommand.outcome(fetched) != nil && fetched.status.phase != .healthy ? fetched : nil
         }
         guard let ended else {
+            // The watch also ends with nil when the group is shutting down (Ctrl-C): that is no timeout.
+            try Task.checkCancellation()
             return .timedOut(phase: await printer.lastPhase ?? "unknown")
         }
         let duration = triggered.duration(to: .now)
@@ -194,7 +196,26 @@ final class DemoDriver: Service, Sendable {
             rollout: "\(cluster.namespace)/\(Self.rollout)", phase: status.phase.rawValue, revision: status.revision, stableImage: stableImage,
             canaryWeight: status.canaryWeight, durationSeconds: Int((Double(duration.milliseconds) / 1000).rounded()))
         say(conclusion(summary, message: status.message))
+        // The report hook goes here (see `writeReport`): the servers it reads still run until this returns.
         return .finished(summary)
+    }
+
+    // MARK: - The rollout report
+
+    /// Where the demo's rollout report goes: next to the kubeconfig, `fledge-demo-report.html`.
+    var reportPath: String {
+        URL(fileURLWithPath: kubeconfigPath).deletingLastPathComponent().appendingPathComponent("fledge-demo-report.html").path
+    }
+
+    /// The hook for `fledge report` (the FledgeReport module, built separately): renders the report of the rollout
+    /// that just ended into `reportPath` and returns the path, for `drive()` to print ("Report: …").
+    ///
+    /// Wire it at the one marked line in `drive()`, after `conclusion`: only there do the API server (status,
+    /// status.history, Events) and Prometheus (the metric series over `from...to`) still run; they stop as soon as
+    /// `drive()` returns. Not called yet: this build has no report renderer, so it refuses rather than pretend.
+    func writeReport(for rollout: FetchedRollout, prometheusURL: String, from start: Date, to end: Date) async throws -> String {
+        throw CLIError(
+            "cannot write the report of \(rollout.namespace)/\(rollout.name) (\(start)...\(end), Prometheus \(prometheusURL)) to \(reportPath): this build has no report renderer (FledgeReport)")
     }
 
     /// Where the servers are, and how to look with kubectl and Prometheus while it runs.
