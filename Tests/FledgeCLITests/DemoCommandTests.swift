@@ -70,6 +70,15 @@ struct DemoCommandTests {
         #expect(result.out.isEmpty)
     }
 
+    @Test func theStableImageIsRefusedAndEverythingStops() async throws {
+        let run = try DemoRun.start(Self.fast + ["--image", "registry.example/product-service:1.0.0"])
+        let result = try await run.finish()
+        #expect(result.status == 1, "\(result)")
+        #expect(result.err.contains("already runs it; nothing to roll out"), "\(result)")
+        #expect(result.out.isEmpty)
+        try run.expectEverythingStopped(result)
+    }
+
     @Test(arguments: [
         (["--interval", "1s"], "--interval must be at least 2s"),
         (["--hold", "500ms"], "--hold must be at least 1s"),

@@ -238,6 +238,11 @@ final class DemoDriver: Service, Sendable {
         var changed = fetched.object
         changed[path: ["spec", "canary"]] = ["image": .string(image)]
         let plan = try CoreBridge.plan(try FetchedRollout(changed).rollout)
+        let observed = await cluster.observed(for: fetched.rollout)
+        if let observed, case let revisions = try CoreBridge.revision(plan: plan, observed: observed), revisions.revision == revisions.stableRevision {
+            // The rollout would stay Healthy and the demo would wait for nothing.
+            throw CLIError("--image \(image): Deployment \(plan.target) already runs it; nothing to roll out (give another image)")
+        }
         do {
             _ = try await cluster.client.patch(
                 .rollouts, namespace: cluster.namespace, name: Self.rollout, .json([.add(path: "/spec/canary", value: ["image": .string(image)])]),
@@ -245,7 +250,7 @@ final class DemoDriver: Service, Sendable {
         } catch {
             throw cluster.failure(error, rollout: Self.rollout)
         }
-        guard let observed = await cluster.observed(for: fetched.rollout) else { return nil }
+        guard let observed else { return nil }
         return try CoreBridge.revision(plan: plan, observed: observed).revision
     }
 
