@@ -82,6 +82,9 @@ struct DemoCommand: AsyncParsableCommand {
     /// counts requests per tick, it does not send them.
     static let defaultRequestsPerSecond: Double = 2000
 
+    /// The context name in the demo's kubeconfig, which also marks a file as the demo's own.
+    static let kubeconfigContext = "fledge-demo"
+
     func validate() throws {
         guard image.isEmpty == false, !image.contains(where: \.isWhitespace) else { throw ValidationError("--image: must be an image reference without spaces") }
         guard (0...1).contains(canaryErrorRate) else { throw ValidationError("--canary-error-rate must be between 0 and 1, got \(canaryErrorRate)") }
@@ -95,6 +98,12 @@ struct DemoCommand: AsyncParsableCommand {
         }
         guard timeout > .zero else { throw ValidationError("--timeout: must be above 0") }
         guard !kubeconfigOut.isEmpty else { throw ValidationError("--kubeconfig-out: must not be empty") }
+        // The demo removes its kubeconfig at the end: never overwrite (and then delete) someone's own kubeconfig.
+        if let existing = FileManager.default.contents(atPath: kubeconfigOut),
+            !String(decoding: existing, as: UTF8.self).contains("current-context: \(DemoCommand.kubeconfigContext)")
+        {
+            throw ValidationError("--kubeconfig-out \(kubeconfigOut): the file exists and is not a kubeconfig fledge demo wrote; choose another path")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
@@ -132,7 +141,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         let kubeconfigPath = URL(fileURLWithPath: kubeconfigOut).standardizedFileURL.path
         do {
-            try sandbox.kubeconfig(token: token, namespace: DemoDriver.namespace).write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            try sandbox.kubeconfig(token: token, namespace: DemoDriver.namespace, contextName: DemoCommand.kubeconfigContext).write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
         } catch {
             throw CLIError("--kubeconfig-out: cannot write \(kubeconfigPath): \(error.localizedDescription)")
         }
@@ -157,17 +166,18 @@ struct DemoCommand: AsyncParsableCommand {
             throw CLIError("the mesh simulator cannot start: \(error.message)")
         }
 
+        let prometheusPort = try LoopbackPort.free()
         let prometheus = try PrometheusServer(
             configuration: .init(
                 scrapeTargets: [.init(job: "mesh", address: mesh.metricsAddress), .init(job: "fledge", address: "127.0.0.1:\(metricsPort)")],
-                scrapeInterval: "1s", port: try LoopbackPort.free()))
+                scrapeInterval: "1s", port: prometheusPort))
         // Also stopped here, whatever happens in the group (stop() is idempotent).
         defer { prometheus.stop() }
         let prometheusService = PrometheusService(server: prometheus)
 
         var controllerConfiguration = ControllerConfiguration()
         controllerConfiguration.namespace = .named(DemoDriver.namespace)
-        controllerConfiguration.prometheusURL = "http://127.0.0.1:\(prometheus.configuration.port!)"
+        controllerConfiguration.prometheusURL = "http://127.0.0.1:\(prometheusPort)"
         controllerConfiguration.identity = "fledge-demo"
         controllerConfiguration.workers = 2
         let controller = Controller(client: client, configuration: controllerConfiguration, http: CurlHTTPClient(logger: logger), logger: logger)

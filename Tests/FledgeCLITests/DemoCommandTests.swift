@@ -96,6 +96,22 @@ struct DemoCommandTests {
         }
     }
 
+    @Test func anotherKubeconfigIsNeverOverwritten() throws {
+        let folder = try TemporaryDirectory.make(prefix: "fledge-demo-kubeconfig")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let theirs = folder + "/config"
+        try "apiVersion: v1\nkind: Config\ncurrent-context: production\n".write(toFile: theirs, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try DemoCommand.parse(["--kubeconfig-out", theirs])
+        } throws: { error in
+            DemoCommand.message(for: error).contains("is not a kubeconfig fledge demo wrote")
+        }
+        // A kubeconfig left by an earlier (killed) demo may be replaced.
+        let earlier = folder + "/fledge-demo.kubeconfig"
+        try "apiVersion: v1\ncurrent-context: fledge-demo\n".write(toFile: earlier, atomically: true, encoding: .utf8)
+        _ = try DemoCommand.parse(["--kubeconfig-out", earlier])
+    }
+
     @Test func timingOverridesReplaceEveryHoldAndTheInterval() throws {
         let objects = try DemoManifests.load(root: packageRoot.path, hold: .seconds(3), interval: .milliseconds(2500))
         let rollout = try #require(objects.first(where: DemoManifests.isDemoRollout))
