@@ -24,10 +24,14 @@ struct DemoCommand: AsyncParsableCommand {
             `fledge status --watch`) until the canary is promoted or rolled back. Every server and process it \
             started is stopped at the end, and on Ctrl-C or SIGTERM.
 
-              fledge demo                              # healthy canary: promoted in about two minutes
-              fledge demo --canary-error-rate 0.05     # 5 % errors: rolled back
-              fledge demo --canary-p99-ms 900          # slow tail: rolled back
-              KUBECONFIG=fledge-demo.kubeconfig kubectl get rollouts -n shop -w   # in another terminal
+              fledge demo                            # promoted, in about 90 s
+              fledge demo --canary-error-rate 0.05   # rolled back
+              fledge demo --canary-p99-ms 900        # rolled back
+              fledge demo --hold 2s --interval 2s    # quicker
+
+            and meanwhile, in another terminal:
+
+              KUBECONFIG=fledge-demo.kubeconfig kubectl get rollouts -n shop -w
 
             The rollout keeps the seed's timings (holds 20s, analysis every 10s); --hold and --interval shorten \
             them, for a quicker look or for tests. Needs Debian's prometheus package (./scripts/setup.sh, or \
@@ -68,7 +72,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Folder holding deploy/crds and rollouts/product-service (default: the current folder, else the source checkout).", valueName: "folder"))
     var manifests: String?
 
-    @Option(help: ArgumentHelp("Give up after this long and exit 2.", valueName: "duration"), transform: parseDuration)
+    @Option(help: ArgumentHelp("Give up after this long and exit 2 (default: 10m).", valueName: "duration"), transform: parseDuration)
     var timeout: Duration = .seconds(600)
 
     @Option(name: [.short, .customLong("output")], help: "table: the live view on stdout; json: the live view on stderr, a JSON summary last on stdout.")
