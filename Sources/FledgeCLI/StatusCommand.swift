@@ -92,11 +92,16 @@ actor StatusPrinter {
     private var lastText: String?
     private var seenEvents: Set<String> = []
     private(set) var lastPhase: String?
+    /// Where the view goes (`fledge demo -o json` keeps stdout for its summary), and lines drawn above it on a terminal.
+    let sink: FileHandle
+    let header: String
 
-    init(cluster: Cluster, output: ResourceOutputFormat, terminal: Bool) {
+    init(cluster: Cluster, output: ResourceOutputFormat, terminal: Bool, sink: FileHandle = .standardOutput, header: String = "") {
         self.cluster = cluster
         self.output = output
         self.terminal = terminal
+        self.sink = sink
+        self.header = header
     }
 
     func show(_ fetched: FetchedRollout) async {
@@ -114,7 +119,7 @@ actor StatusPrinter {
             guard text != lastText else { return }
             lastText = text
             // Clear the screen and home the cursor, then draw the whole view.
-            emit("\u{1B}[H\u{1B}[2J" + text + "\n")
+            emit("\u{1B}[H\u{1B}[2J" + header + text + "\n")
         case .table:
             let line = StatusView.line(fetched)
             if line != lastText {
@@ -131,6 +136,6 @@ actor StatusPrinter {
 
     /// Straight to the file descriptor: a pipe sees each change as it happens, not when a buffer fills.
     private func emit(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        sink.write(Data(text.utf8))
     }
 }

@@ -144,6 +144,9 @@ public final class SandboxServer: Service, Sendable {
                     certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(tls.serverCertificatePEM.utf8), format: .pem))],
                     privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(tls.serverKeyPEM.utf8), format: .pem)))
                 tlsConfiguration.applicationProtocols = ["http/1.1"]
+                // On shutdown NIOSSL waits for each client's close_notify, 5 s by default; an idle keep-alive
+                // connection in a client's pool never answers, so every stop took 5 s.
+                tlsConfiguration.shutdownTimeout = .milliseconds(200)
                 server = try .tls(.http1(), tlsConfiguration: tlsConfiguration)
             } catch {
                 throw SandboxError.startup("invalid TLS certificate or key: \(error)")

@@ -59,6 +59,10 @@ public final class PrometheusServer: @unchecked Sendable {
         throw LocalServerError("\(name) is not installed: on Debian run `sudo apt-get install prometheus` (it provides prometheus and promtool), or run ./scripts/setup.sh")
     }
 
+    /// The running prometheus process's id (nil before `start()` and after `stop()`): the demo prints it so that
+    /// a test can check the process is gone afterwards.
+    public var processIdentifier: Int32? { lock.withLock { process?.processIdentifier } }
+
     public var dataDirectory: String { configuration.dataDirectory ?? "\(workDirectory)/data" }
     public var logFile: String { "\(workDirectory)/prometheus.log" }
 
