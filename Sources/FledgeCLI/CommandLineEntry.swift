@@ -10,6 +10,7 @@ extension Fledge {
         RetryCommand.self,
         StatusCommand.self,
         ListCommand.self,
+        ReportCommand.self,
     ]
 }
 

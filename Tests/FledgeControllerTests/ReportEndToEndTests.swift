@@ -1,0 +1,88 @@
+import FledgeCore
+import FledgeHTTP
+import FledgeMesh
+import FledgePrometheus
+import FledgeReport
+import Foundation
+import LocalPrometheus
+import Testing
+import TestSupport
+
+/// `fledge report` on real parts: a canary with 5 % errors is rolled back by the controller, then the report is
+/// gathered the way the CLI does (Rollout, Events, range queries on the real Prometheus) and rendered by Chromium.
+@Suite(.serialized) struct ReportEndToEndTests {
+    @Test func theReportOfARolledBackCanaryShowsTheSuccessRateCrossingItsThreshold() async throws {
+        try await withStack(canary: WorkloadBehaviour(errorRate: 0.05)) { stack in
+            let world = stack.world
+            _ = stack.startController()
+            try await world.trigger(image: EndToEndTests.newImage)
+            _ = try await world.waitForPhase("Failed", timeout: .seconds(120))
+            let prometheus = PrometheusClient(baseURL: stack.prometheus.url, http: CurlHTTPClient())
+            let now = Date().timeIntervalSince1970
+            let data = try await ReportGatherer(kubernetes: world.client, prometheus: prometheus)
+                .gather(rollout: "product-service", namespace: "shop", now: now)
+
+            #expect(data.phase == "Failed")
+            #expect(data.seriesUnavailable == nil, "\(data.seriesUnavailable ?? "")")
+            #expect(data.stages.map(\.weight) == [10, 25, 50, 100])
+            let kinds = data.markers.map(\.kind)
+            #expect(kinds.contains(.started) && kinds.contains(.stageAdvanced) && kinds.contains(.rolledBack) && kinds.contains(.failed), "\(kinds)")
+            // The canary got 10 % of the traffic, then none after the rollback.
+            #expect(data.weightSteps.map(\.weight).contains(10), "\(data.weightSteps)")
+            #expect(data.weightSteps.last?.weight == 0)
+
+            let successRate = try #require(data.metrics.first { $0.name == "success-rate" })
+            #expect(successRate.thresholds == [ReportThreshold(.min, 99)])
+            let trafficFrom = try #require(data.weightSteps.first { $0.weight > 0 }?.time)
+            let rolledBackAt = try #require(data.markers.first { $0.kind == .rolledBack }?.time)
+            let whileServing = successRate.canary.filter { $0.time > trafficFrom && $0.time <= rolledBackAt + 1 }
+            #expect(!whileServing.isEmpty, "\(successRate.canary)")
+            // 5 % errors: the canary's success rate is below the 99 % threshold once it serves traffic, stable's is not.
+            #expect(whileServing.contains { $0.value < 99 }, "\(whileServing)")
+            #expect(successRate.stable.contains { $0.value >= 99 }, "\(successRate.stable)")
+            #expect(data.metrics.contains { $0.name == "latency-p99" && !$0.canary.isEmpty })
+
+            let html = ReportRenderer.html(data)
+            #expect(html.contains("data-series=\"canary\" data-metric=\"success-rate\""))
+            #expect(html.contains("data-threshold=\"min 99\""))
+            #expect(html.contains("data-kind=\"rolledBack\""))
+            let directory = NSTemporaryDirectory() + "fledge-report-e2e-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try Data(html.utf8).write(to: URL(fileURLWithPath: directory + "/report.html"))
+            let png = try Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
+            #expect(Chromium.isPNG(png, width: 1200, height: 900))
+            if let keep = ProcessInfo.processInfo.environment["FLEDGE_REPORT_KEEP"] {
+                try? FileManager.default.removeItem(atPath: keep + ".html")
+                try? FileManager.default.removeItem(atPath: keep + ".png")
+                try FileManager.default.copyItem(atPath: directory + "/report.html", toPath: keep + ".html")
+                try FileManager.default.copyItem(atPath: directory + "/report.png", toPath: keep + ".png")
+            }
+
+            // Without Prometheus the page says why, and still shows the values the controller judged.
+            let offline = try await ReportGatherer(kubernetes: world.client, prometheus: nil, noPrometheusReason: "no --prometheus was given")
+                .gather(rollout: "product-service", namespace: "shop", now: now)
+            #expect(offline.seriesUnavailable == "no --prometheus was given")
+            #expect(offline.markers == data.markers)
+            #expect(offline.metrics.allSatisfy { $0.canary.isEmpty })
+            #expect(offline.metrics.contains { $0.checks.contains { $0.value < 99 } }, "\(offline.metrics.map(\.checks))")
+            // With Prometheus unreachable, the reason names the server.
+            let closed = "http://127.0.0.1:\(try LoopbackPort.free())"
+            let down = try await ReportGatherer(kubernetes: world.client, prometheus: PrometheusClient(baseURL: closed, http: CurlHTTPClient()))
+                .gather(rollout: "product-service", namespace: "shop", now: now)
+            #expect(down.seriesUnavailable?.contains("Prometheus at \(closed)") == true, "\(down.seriesUnavailable ?? "nil")")
+            #expect(ReportRenderer.html(down).contains("Metric series were not available"))
+        }
+    }
+
+    @Test func aMissingRolloutIsAClearError() async throws {
+        let world = try await World()
+        do {
+            _ = try await ReportGatherer(kubernetes: world.client, prometheus: nil).gather(rollout: "nope", namespace: "shop", now: 0)
+            Issue.record("a report of a missing rollout")
+        } catch {
+            #expect(error.message.contains("rollout \"nope\" not found in namespace \"shop\""), "\(error.message)")
+        }
+        await world.stop()
+    }
+}
