@@ -186,7 +186,7 @@ public struct DecisionMarker: Sendable, Equatable {
             case .rolledBack: "rolled back"
             case .failed: "failed"
             case .aborted: "aborted"
-            case .other: "other"
+            case .other: "other event"
             }
         }
     }

@@ -82,7 +82,7 @@ public struct ReportGatherer: Sendable {
         let markers = shown.map {
             DecisionMarker(time: $0.time, kind: DecisionMarker.kind(forReason: $0.reason, message: $0.message), reason: $0.reason, message: $0.message, count: $0.count)
         }
-        let weightSteps = Self.weightSteps(events: shown, start: start, status: status, now: end)
+        let weightSteps = Self.weightSteps(events: shown, start: rangeStart, status: status, now: end)
 
         var metrics = Self.metricDefinitions(rollout: rollout, plan: plan, namespace: namespace)
         let checks = Self.checks(events: shown, status: status, from: start - 1)
@@ -93,11 +93,13 @@ public struct ReportGatherer: Sendable {
         var seriesUnavailable: String?
         if let prometheus, plan != nil {
             let step = max(1, ((rangeEnd - rangeStart) / Double(maxPointsPerSeries)).rounded(.up))
+            // Not past now: Prometheus would answer the future with the last samples it has.
+            let queryEnd = max(rangeStart, min(rangeEnd, now))
             var failures: [String] = []
             for index in metrics.indices {
                 guard let canaryQuery = metrics[index].canaryQuery else { continue }
                 do {
-                    metrics[index].report.canary = try await Self.points(prometheus.queryRange(canaryQuery, start: rangeStart, end: rangeEnd, step: step))
+                    metrics[index].report.canary = try await Self.points(prometheus.queryRange(canaryQuery, start: rangeStart, end: queryEnd, step: step))
                 } catch {
                     metrics[index].report.seriesError = "\(error)"
                     failures.append("\(error)")
@@ -106,7 +108,7 @@ public struct ReportGatherer: Sendable {
                 if let stableQuery = metrics[index].stableQuery {
                     // Stable's line is context only: without it the chart still answers the question.
                     metrics[index].report.stable =
-                        (try? await Self.points(prometheus.queryRange(stableQuery, start: rangeStart, end: rangeEnd, step: step))) ?? []
+                        (try? await Self.points(prometheus.queryRange(stableQuery, start: rangeStart, end: queryEnd, step: step))) ?? []
                 }
             }
             let queried = metrics.filter { $0.canaryQuery != nil }.count
