@@ -262,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeCLITests",
-            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox"],
+            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus"],
             swiftSettings: strict
         ),
     ]
