@@ -76,7 +76,8 @@ public struct ReportGatherer: Sendable {
             end = max(now, shown.last?.time ?? start)
         }
         if end - start < 10 { end = start + 10 }
-        let rangeStart = start - max(1, (end - start) * 0.01)
+        // The axis starts at the rollout's start, so elapsed times read as "since started".
+        let rangeStart = start
         let rangeEnd = end + max(2, (end - start) * 0.02)
 
         let markers = shown.map {

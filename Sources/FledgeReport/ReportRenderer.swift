@@ -59,7 +59,9 @@ public enum ReportRenderer {
             """
         var facts: [String] = []
         if let revision = data.revision {
-            facts.append("revision <code>\(e(revision))</code>" + (data.stableRevision.map { " over stable <code>\(e($0))</code>" } ?? ""))
+            // After a promotion stable runs the same revision: nothing to compare against.
+            let over = data.stableRevision.flatMap { $0 == revision ? nil : " over stable <code>\(e($0))</code>" } ?? ""
+            facts.append("revision <code>\(e(revision))</code>\(over)")
         }
         facts.append("started \(NumberText.utc(data.start))")
         facts.append("timeline \(NumberText.duration(data.end - data.start))")

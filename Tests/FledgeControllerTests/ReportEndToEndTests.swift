@@ -85,6 +85,43 @@ import TestSupport
         }
     }
 
+    @Test func theReportOfAPromotedCanaryShowsEveryStage() async throws {
+        try await withStack { stack in
+            let world = stack.world
+            let prometheus = PrometheusClient(baseURL: stack.prometheus.url, http: CurlHTTPClient())
+            _ = stack.startController()
+            try await world.trigger(image: EndToEndTests.newImage)
+            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            let data = try await ReportGatherer(kubernetes: world.client, prometheus: prometheus)
+                .gather(rollout: "product-service", namespace: "shop", now: Date().timeIntervalSince1970)
+            #expect(data.phase == "Succeeded")
+            // Each stage's weight in order, then back to 0 once stable runs the new revision.
+            var weights: [Int] = []
+            for step in data.weightSteps where step.weight != weights.last { weights.append(step.weight) }
+            #expect(weights == [0, 10, 25, 50, 100, 0], "\(data.weightSteps)")
+            let kinds = data.markers.map(\.kind)
+            #expect(kinds.filter { $0 == .stageAdvanced }.count == 4, "\(kinds)")
+            #expect(kinds.contains(.promoted) && kinds.contains(.succeeded) && !kinds.contains(.rolledBack), "\(kinds)")
+            #expect(!kinds.contains(.checkFailed))
+            let successRate = try #require(data.metrics.first { $0.name == "success-rate" })
+            #expect(!successRate.canary.isEmpty && successRate.canary.allSatisfy { $0.value >= 99 }, "\(successRate.canary)")
+
+            let html = ReportRenderer.html(data)
+            #expect(html.contains("data-kind=\"promoted\"") && html.contains("data-kind=\"succeeded\""))
+            #expect(html.contains(">100%</text>"))
+            let directory = NSTemporaryDirectory() + "fledge-report-e2e-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try Data(html.utf8).write(to: URL(fileURLWithPath: directory + "/report.html"))
+            let png = try Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
+            #expect(Chromium.isPNG(png, width: 1200, height: 900))
+            if let keep = ProcessInfo.processInfo.environment["FLEDGE_REPORT_KEEP"] {
+                try? FileManager.default.removeItem(atPath: keep + "-promoted.png")
+                try FileManager.default.copyItem(atPath: directory + "/report.png", toPath: keep + "-promoted.png")
+            }
+        }
+    }
+
     @Test func aMissingRolloutIsAClearError() async throws {
         let world = try await World()
         do {
