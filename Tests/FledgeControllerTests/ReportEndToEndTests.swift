@@ -60,7 +60,7 @@ import TestSupport
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: directory + "/report.html"))
-            let png = try Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
+            let png = try await Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
             #expect(Chromium.isPNG(png, width: 1200, height: 900))
             if let keep = ProcessInfo.processInfo.environment["FLEDGE_REPORT_KEEP"] {
                 try? FileManager.default.removeItem(atPath: keep + ".html")
@@ -113,7 +113,7 @@ import TestSupport
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: directory + "/report.html"))
-            let png = try Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
+            let png = try await Chromium.screenshot(htmlFile: directory + "/report.html", pngFile: directory + "/report.png")
             #expect(Chromium.isPNG(png, width: 1200, height: 900))
             if let keep = ProcessInfo.processInfo.environment["FLEDGE_REPORT_KEEP"] {
                 try? FileManager.default.removeItem(atPath: keep + "-promoted.png")

@@ -143,13 +143,13 @@ struct ReportRendererTests {
         #expect(NumberText.utc(0) == "1970-01-01 00:00:00 UTC")
     }
 
-    @Test func chromiumRendersTheReport() throws {
+    @Test func chromiumRendersTheReport() async throws {
         let directory = NSTemporaryDirectory() + "fledge-report-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let htmlFile = directory + "/report.html"
         try Data(ReportRenderer.html(Fixture.rolledBack).utf8).write(to: URL(fileURLWithPath: htmlFile))
-        let png = try Chromium.screenshot(htmlFile: htmlFile, pngFile: directory + "/report.png")
+        let png = try await Chromium.screenshot(htmlFile: htmlFile, pngFile: directory + "/report.png")
         #expect(Chromium.isPNG(png, width: 1200, height: 900), "\(png.prefix(24))")
         // A blank page compresses to a few kilobytes; the charts and the table make it much larger.
         #expect(png.count > 20_000, "\(png.count) bytes")

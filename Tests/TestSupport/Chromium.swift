@@ -17,33 +17,46 @@ public enum Chromium {
     }
 
     /// Screenshots `htmlFile` into `pngFile` at `width`×`height` and returns the PNG's bytes.
-    public static func screenshot(htmlFile: String, pngFile: String, width: Int = 1200, height: Int = 900) throws -> [UInt8] {
+    ///
+    /// Async and polling, like the CLI harness: a thread blocked in `waitUntilExit` or on a pipe would take one of
+    /// the few cooperative threads from every other test's in-process servers. Its stderr goes to a file, not a
+    /// pipe, so helper processes Chromium leaves behind cannot hold the read open.
+    public static func screenshot(htmlFile: String, pngFile: String, width: Int = 1200, height: Int = 900) async throws -> [UInt8] {
         guard let executable else { throw Failure(description: "chromium is not installed: run scripts/setup.sh") }
         // Its own profile directory, so tests running at once do not share a profile lock.
-        let profile = NSTemporaryDirectory() + "fledge-chromium-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: profile) }
+        let scratch = NSTemporaryDirectory() + "fledge-chromium-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let errorFile = scratch + "/stderr.txt"
+        _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [
             "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-            "--user-data-dir=\(profile)", "--screenshot=\(pngFile)", "--window-size=\(width),\(height)",
+            "--user-data-dir=\(scratch)/profile", "--screenshot=\(pngFile)", "--window-size=\(width),\(height)",
             URL(fileURLWithPath: htmlFile).absoluteString,
         ]
-        let errors = Pipe()
+        process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = errors
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
         try process.run()
+        func stderr() -> String {
+            String(decoding: (FileManager.default.contents(atPath: errorFile) ?? Data()).suffix(2000), as: UTF8.self)
+        }
         // A browser that hangs must not hang the suite: stopped after two minutes.
-        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
-        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        watchdog.cancel()
+        let deadline = ContinuousClock.now.advanced(by: .seconds(120))
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                throw Failure(description: "chromium did not finish within 120 s: \(stderr())")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         guard process.terminationStatus == 0 else {
-            throw Failure(description: "chromium exited with \(process.terminationStatus): \(String(decoding: stderr.suffix(2000), as: UTF8.self))")
+            throw Failure(description: "chromium exited with \(process.terminationStatus): \(stderr())")
         }
         guard let data = FileManager.default.contents(atPath: pngFile) else {
-            throw Failure(description: "chromium wrote no \(pngFile): \(String(decoding: stderr.suffix(2000), as: UTF8.self))")
+            throw Failure(description: "chromium wrote no \(pngFile): \(stderr())")
         }
         return Array(data)
     }
