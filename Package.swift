@@ -138,12 +138,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `fledge report`: a rollout's timeline as one self-contained HTML page. The renderer is pure; the
+        // gatherer reads the Rollout, its Events and Prometheus.
+        .target(
+            name: "FledgeReport",
+            dependencies: ["FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgePrometheus"],
+            swiftSettings: strict
+        ),
         // Every `fledge` subcommand, one per file.
         .target(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "FledgeJudge", "Yams",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "FledgeJudge", "FledgeReport", "Yams",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -233,7 +240,7 @@ let package = Package(
             name: "FledgeControllerTests",
             dependencies: [
                 "FledgeController", "FledgeCore", "FledgeKubernetes", "FledgeSandbox", "FledgePrometheus", "FledgeJSON",
-                "LocalPrometheus", "TestSupport", "FledgeHTTP", "FledgeMesh",
+                "LocalPrometheus", "TestSupport", "FledgeHTTP", "FledgeMesh", "FledgeReport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -246,6 +253,11 @@ let package = Package(
                 "FledgeHTTP", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FledgeReportTests",
+            dependencies: ["FledgeReport", "FledgeCore", "FledgeJSON", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

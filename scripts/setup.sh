@@ -13,6 +13,8 @@ command -v curl >/dev/null || need+=(curl)
 # kubectl checks the in-process API server; Debian's kubernetes-client conflicts
 # with a kubectl installed otherwise, so it is only installed when none is found.
 command -v kubectl >/dev/null || need+=(kubernetes-client)
+# Headless Chromium renders `fledge report`'s HTML to a PNG in the report tests.
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
@@ -23,4 +25,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 command -v swift >/dev/null || { echo "setup: Swift 6 is not on PATH (see https://www.swift.org/install/linux/)" >&2; exit 1; }
-echo "setup: ready (swift, libcurl, prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), kubectl)"
+echo "setup: ready (swift, libcurl, prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), kubectl, chromium)"

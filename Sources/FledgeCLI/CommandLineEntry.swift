@@ -11,6 +11,7 @@ extension Fledge {
         StatusCommand.self,
         ListCommand.self,
         AnalyzeCommand.self,
+        ReportCommand.self,
     ]
 }
 

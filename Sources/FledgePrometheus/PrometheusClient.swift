@@ -2,7 +2,7 @@ import FledgeHTTP
 import FledgeJSON
 import Logging
 
-/// A client for Prometheus's HTTP API (`/api/v1/query`).
+/// A client for Prometheus's HTTP API (`/api/v1/query` and `/api/v1/query_range`).
 public struct PrometheusClient: Sendable {
     /// Base URL, e.g. `http://prometheus.monitoring:9090` (a path prefix is kept).
     public let baseURL: String
@@ -28,9 +28,30 @@ public struct PrometheusClient: Sendable {
     public func query(_ promql: String, at time: Double? = nil) async throws(PrometheusError) -> QueryResult {
         var fields = [("query", promql)]
         if let time { fields.append(("time", PrometheusTime.format(time))) }
+        return try await post("/api/v1/query", fields: fields, promql: promql)
+    }
+
+    /// Runs a range query (`/api/v1/query_range`): the query evaluated every `step` seconds from `start` to `end`
+    /// (Unix seconds), answered as a matrix. Also a POST form.
+    public func queryRange(_ promql: String, start: Double, end: Double, step: Double) async throws(PrometheusError) -> QueryResult {
+        // Checked here so the caller gets the field named, not Prometheus's parse error.
+        guard step > 0, step.isFinite else {
+            throw PrometheusError(kind: .malformedResponse("range query step \(step) must be a positive number of seconds (not sent)"), server: baseURL, query: promql)
+        }
+        guard start.isFinite, end.isFinite, end >= start else {
+            throw PrometheusError(kind: .malformedResponse("range query end \(end) is before start \(start) (not sent)"), server: baseURL, query: promql)
+        }
+        let fields = [
+            ("query", promql), ("start", PrometheusTime.format(start)), ("end", PrometheusTime.format(end)),
+            ("step", PrometheusTime.format(step)),
+        ]
+        return try await post("/api/v1/query_range", fields: fields, promql: promql)
+    }
+
+    private func post(_ path: String, fields: [(String, String)], promql: String) async throws(PrometheusError) -> QueryResult {
         var requestHeaders = headers
         requestHeaders.set("Accept", "application/json")
-        let request = HTTPRequest.form(url: baseURL + "/api/v1/query", fields: fields, headers: requestHeaders)
+        let request = HTTPRequest.form(url: baseURL + path, fields: fields, headers: requestHeaders)
         let response: HTTPResponse
         do {
             response = try await http.send(request)
