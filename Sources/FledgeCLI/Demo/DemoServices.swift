@@ -4,6 +4,9 @@ import FledgeJSON
 import FledgeKubernetes
 import FledgeMesh
 import FledgeSandbox
+import FledgeReport
+import FledgePrometheus
+import FledgeHTTP
 import Foundation
 import LocalPrometheus
 import ServiceLifecycle
@@ -196,7 +199,12 @@ final class DemoDriver: Service, Sendable {
             rollout: "\(cluster.namespace)/\(Self.rollout)", phase: status.phase.rawValue, revision: status.revision, stableImage: stableImage,
             canaryWeight: status.canaryWeight, durationSeconds: Int((Double(duration.milliseconds) / 1000).rounded()))
         say(conclusion(summary, message: status.message))
-        // The report hook goes here (see `writeReport`): the servers it reads still run until this returns.
+        do {
+            let path = try await writeReport(for: ended, prometheusURL: prometheus.server.url)
+            say("Report: \(path)  (open it in a browser: the canary weight and every metric against its threshold, with each decision)\n")
+        } catch {
+            say("Report: not written: \(error)\n")
+        }
         return .finished(summary)
     }
 
@@ -207,15 +215,23 @@ final class DemoDriver: Service, Sendable {
         URL(fileURLWithPath: kubeconfigPath).deletingLastPathComponent().appendingPathComponent("fledge-demo-report.html").path
     }
 
-    /// The hook for `fledge report` (the FledgeReport module, built separately): renders the report of the rollout
-    /// that just ended into `reportPath` and returns the path, for `drive()` to print ("Report: …").
-    ///
-    /// Wire it at the one marked line in `drive()`, after `conclusion`: only there do the API server (status,
-    /// status.history, Events) and Prometheus (the metric series over `from...to`) still run; they stop as soon as
-    /// `drive()` returns. Not called yet: this build has no report renderer, so it refuses rather than pretend.
-    func writeReport(for rollout: FetchedRollout, prometheusURL: String, from start: Date, to end: Date) async throws -> String {
-        throw CLIError(
-            "cannot write the report of \(rollout.namespace)/\(rollout.name) (\(start)...\(end), Prometheus \(prometheusURL)) to \(reportPath): this build has no report renderer (FledgeReport)")
+    /// Renders the report of the rollout that just ended into `reportPath` (as `fledge report` does) and returns
+    /// the path. Called while the API server (status, Events) and Prometheus (the metric series) still run.
+    func writeReport(for rollout: FetchedRollout, prometheusURL: String) async throws -> String {
+        let gatherer = ReportGatherer(
+            kubernetes: cluster.client, prometheus: PrometheusClient(baseURL: prometheusURL, http: CurlHTTPClient()))
+        let data: RolloutReportData
+        do {
+            data = try await gatherer.gather(rollout: rollout.name, namespace: rollout.namespace, now: Date().timeIntervalSince1970)
+        } catch {
+            throw CLIError("cannot gather the report of \(rollout.namespace)/\(rollout.name): \(error.message)")
+        }
+        do {
+            try Data(ReportRenderer.html(data).utf8).write(to: URL(fileURLWithPath: reportPath), options: .atomic)
+        } catch {
+            throw CLIError("cannot write \(reportPath): \(error.localizedDescription)")
+        }
+        return reportPath
     }
 
     /// Where the servers are, and how to look with kubectl and Prometheus while it runs.
