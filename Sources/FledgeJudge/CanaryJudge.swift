@@ -24,9 +24,9 @@ import Darwin
 /// next weight, in either of two ways:
 /// - relative: an e-process for "canary rate ≥ ρ × stable's" (the conditional likelihood
 ///   ratio of equal rates against ρ) reaches 4/`falsePromotionRate`;
-/// - absolute: the anytime-valid upper bound on the canary's rate is at most stable's lower
-///   bound plus the absolute margin (this is what proves anything when events are too rare
-///   for a ratio).
+/// - absolute: an e-process for "canary rate ≥ stable's lower bound + the absolute margin"
+///   (a likelihood ratio against stable's rate) reaches 16/(3 × `falsePromotionRate`); this is
+///   what proves anything when events are too rare for a ratio, or absent.
 /// The margin is a budget of excess bad requests at full traffic, so it is divided by the next
 /// weight: the step to 25 % tolerates 4× the excess that promotion does (ρ = 1 + (margin −
 /// 1) ÷ 0.25). A canary worse than both margins is promoted with probability at most
@@ -66,13 +66,15 @@ public struct CanaryJudge: Sendable {
         guard nextWeight.isFinite, nextWeight > 0, nextWeight <= 100 else {
             throw JudgeError(field: "nextWeight", problem: "must be a percentage in (0, 100], got \(nextWeight)")
         }
-        guard state.version == Self.stateVersion else {
-            throw JudgeError(field: "state.version", problem: "is \(state.version); this judge reads version \(Self.stateVersion)")
+        guard (Self.stateVersion - 1)...Self.stateVersion ~= state.version else {
+            throw JudgeError(
+                field: "state.version", problem: "is \(state.version); this judge reads versions \(Self.stateVersion - 1) and \(Self.stateVersion)")
         }
         try Self.checkCounts(canary, side: "canary")
         try Self.checkCounts(stable, side: "stable")
         let exposure = nextWeight / 100
         var next = state
+        next.version = Self.stateVersion
         next.intervals += 1
 
         // Errors.
@@ -135,11 +137,15 @@ public struct CanaryJudge: Sendable {
     static let acceptExposures: [Double] = [1, 0.75, 0.5, 1.0 / 3, 0.25, 0.2, 0.1, 0.05]
 
     /// Version 2: the acceptance tests' ratios follow the absolute margin (`acceptTestedRatios`).
-    static let stateVersion = 2
+    /// Version 3: the absolute margin is shown by an e-process (`boundLogEValues`); a version-2 state is read
+    /// and that test starts from it.
+    static let stateVersion = 3
 
-    /// The false-promotion budget of each comparison is α/2, split as α/4 for the acceptance e-process,
-    /// α/16 for the stable bound that sets its ratio, and α/16 for each bound of the absolute test.
+    /// The false-promotion budget of each comparison is α/2, split as α/4 for the ratio e-process, 3α/16 for the
+    /// absolute-margin e-process and α/16 for stable's confidence sequence (whose upper end sets the ratio
+    /// tested and whose lower end sets the rate tested; both ends come from the same sequence).
     var alphaBound: Double { configuration.falsePromotionRate / 16 }
+    var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 16 }
 
     static func acceptGrid(_ ratioMargin: Double) -> [Double] {
         acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
@@ -182,6 +188,28 @@ public struct CanaryJudge: Sendable {
         if absoluteMargin > 0, state.stable.requests > 0 {
             stableUpper = JudgeStatistics.upperConfidenceBound(
                 events: state.stable.events, trials: state.stable.requests, alpha: stableAlpha)
+        }
+        // The absolute margin: for each tested exposure w_k an e-process for "the canary's rate is at least θ_k",
+        // θ_k = stable's anytime-valid lower bound + absolute margin / w_k, the product over intervals of the
+        // binomial likelihood ratio of a plug-in rate q < θ_k against θ_k. For any rate p ≥ θ_k a request's factor
+        // has expectation ≤ 1 (it is 1 at p = θ_k and decreases in p), so for a canary worse than the margin the
+        // product is a test supermartingale while stable's bound holds (Ville: it reaches 1/α with probability
+        // ≤ α). θ_k and q use stable's counts up to and including this interval, which are independent of the
+        // canary's outcomes. q is stable's rate: where a good canary's rate is, so the evidence per canary request
+        // is the Kullback–Leibler divergence of stable's rate from θ_k, the most a test can get; with no errors on
+        // either side that is about θ_k per request (e.g. 0.4 % at the step to 25 %, ~1,170 requests to show),
+        // where the mixture confidence bound needed twice as many.
+        let stableNow = JudgeCounts(requests: next.stable.requests, events: next.stable.events)
+        let stableLower = stableNow.requests > 0
+            ? JudgeStatistics.lowerConfidenceBound(events: stableNow.events, trials: stableNow.requests, alpha: stableAlpha) : 0
+        let plugIn = (stableNow.events + 0.5) / (stableNow.requests + 1)
+        for (i, exposure) in acceptExposures.enumerated() {
+            let theta = min(1, stableLower + absoluteMargin / exposure)
+            next.boundTestedRates[i] = theta
+            guard theta > 0, theta < 1, canary.requests > 0 else { continue }
+            let q = min(plugIn, theta * 0.999)
+            next.boundLogEValues[i] += JudgeStatistics.xlogy(canary.events, q / theta)
+                + (canary.requests - canary.events) * log((1 - q) / (1 - theta))
         }
         for (i, floor) in state.acceptRatios.enumerated() {
             var ratio = floor
@@ -254,9 +282,9 @@ public struct CanaryJudge: Sendable {
         of state: JudgeComparisonState, metric: String, ratioMargin: Double, absoluteMargin: Double, exposure: Double
     ) -> JudgeEvidence {
         let alphaHarm = configuration.falseRollbackRate / 2
-        // The false-promotion rate is shared by errors and latency, and within each by the
-        // acceptance e-process, the stable bound its ratio follows and the absolute test's two
-        // bounds (see `alphaBound`).
+        // The false-promotion rate is shared by errors and latency, and within each by the ratio
+        // e-process, the absolute-margin e-process and stable's confidence sequence (see `alphaBound`).
+        // The canary's upper bound is only reported.
         let alphaRelative = configuration.falsePromotionRate / 4
         let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
         let eValue = min(exp(min(logE, 690)), 1e300)
@@ -268,10 +296,14 @@ public struct CanaryJudge: Sendable {
         let lower = JudgeStatistics.lowerConfidenceBound(
             events: state.stable.events, trials: state.stable.requests, alpha: alphaBound)
         let allowed = min(1, lower + absoluteMargin / exposure)
-        let boundShown = state.canary.requests > 0 && upper <= allowed
 
+        // Both acceptance tests use the tested exposure next at or above the next weight (the stricter margin).
         let wanted = 1 + (ratioMargin - 1) / exposure
         let index = state.acceptRatios.indices.last { state.acceptRatios[$0] <= wanted * (1 + 1e-12) } ?? 0
+        let boundLog = state.boundLogEValues[index]
+        let boundE = min(exp(min(boundLog, 690)), 1e300)
+        let boundThreshold = 1 / alphaAbsolute
+        let boundShown = state.canary.requests > 0 && boundLog >= log(boundThreshold)
         let allowedRatio = state.acceptTestedRatios[index]
         let acceptLog = state.acceptLogLikelihoodRatios[index]
         let acceptE = min(exp(min(acceptLog, 690)), 1e300)
@@ -286,23 +318,23 @@ public struct CanaryJudge: Sendable {
         let sides = "canary \(JudgeFormat.rate(c)) vs stable \(JudgeFormat.rate(s))"
             + (ratio.map { ", ratio \(JudgeFormat.number($0))×" } ?? "")
         let relative = "below \(JudgeFormat.number(allowedRatio))× stable: e-value \(JudgeFormat.number(acceptE))"
-        let absolute = "canary bound \(JudgeFormat.percent(upper))"
+        let absolute = "below \(JudgeFormat.percent(allowed)): e-value \(JudgeFormat.number(boundE))"
         let summary: String
         if harmful {
             summary = "\(metric) \(sides); harm e-value \(JudgeFormat.number(eValue)) ≥ \(JudgeFormat.number(threshold))"
         } else if ratioShown {
             summary = "\(metric) \(sides); \(relative) ≥ \(JudgeFormat.number(acceptThreshold))"
         } else if boundShown {
-            summary = "\(metric) \(sides); \(absolute) ≤ allowed \(JudgeFormat.percent(allowed))"
+            summary = "\(metric) \(sides); \(absolute) ≥ \(JudgeFormat.number(boundThreshold))"
         } else if c.requests == 0 {
             summary = "\(metric): the canary served no requests yet"
         } else {
             summary = "\(metric) \(sides) after \(JudgeFormat.number(c.requests)) canary requests; not yet \(relative) < \(JudgeFormat.number(acceptThreshold)), "
-                + "\(absolute) > allowed \(JudgeFormat.percent(allowed)); harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
+                + "nor \(absolute) < \(JudgeFormat.number(boundThreshold)); harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
         }
         return JudgeEvidence(
             metric: metric, canary: c, stable: s, ratio: ratio, canaryUpperBound: upper, stableLowerBound: lower,
-            allowedRate: allowed, allowedRatio: allowedRatio, acceptEValue: acceptE, acceptThreshold: acceptThreshold,
+            allowedRate: allowed, boundEValue: boundE, boundThreshold: boundThreshold, allowedRatio: allowedRatio, acceptEValue: acceptE, acceptThreshold: acceptThreshold,
             harmEValue: eValue, harmThreshold: threshold, harmful: harmful, acceptable: acceptable, summary: summary)
     }
 }

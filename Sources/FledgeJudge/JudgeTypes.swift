@@ -252,6 +252,12 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
     public var acceptTestedRatios: [Double]
     /// … and the accumulated log-likelihood ratio of equal rates against the tested ratios.
     public var acceptLogLikelihoodRatios: [Double]
+    /// The absolute margin's acceptance test, one per tested exposure w_k: the rate θ_k tested in the latest
+    /// interval (stable's anytime-valid lower bound + absolute margin / w_k) …
+    public var boundTestedRates: [Double]
+    /// … and the accumulated log e-value of "the canary's rate is below θ" (a likelihood ratio against a
+    /// plug-in rate, stable's; see `CanaryJudge.accumulate`). Started at 0 for a state of version 2.
+    public var boundLogEValues: [Double]
 
     public init(harmRatios: [Double], acceptRatios: [Double]) {
         canary = JudgeCounts(requests: 0, events: 0)
@@ -261,6 +267,29 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
         self.acceptRatios = acceptRatios
         acceptTestedRatios = acceptRatios
         acceptLogLikelihoodRatios = Array(repeating: 0, count: acceptRatios.count)
+        boundTestedRates = Array(repeating: 0, count: acceptRatios.count)
+        boundLogEValues = Array(repeating: 0, count: acceptRatios.count)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case canary, stable, harmRatios, harmLogLikelihoodRatios, acceptRatios, acceptTestedRatios, acceptLogLikelihoodRatios
+        case boundTestedRates, boundLogEValues
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        canary = try c.decode(JudgeCounts.self, forKey: .canary)
+        stable = try c.decode(JudgeCounts.self, forKey: .stable)
+        harmRatios = try c.decode([Double].self, forKey: .harmRatios)
+        harmLogLikelihoodRatios = try c.decode([Double].self, forKey: .harmLogLikelihoodRatios)
+        acceptRatios = try c.decode([Double].self, forKey: .acceptRatios)
+        acceptTestedRatios = try c.decode([Double].self, forKey: .acceptTestedRatios)
+        acceptLogLikelihoodRatios = try c.decode([Double].self, forKey: .acceptLogLikelihoodRatios)
+        // A state written by version 2 has no absolute-margin test yet: it starts now (an e-process may start at
+        // any interval), so a controller upgraded mid-rollout keeps going.
+        let zeros = Array(repeating: 0.0, count: acceptRatios.count)
+        boundTestedRates = try c.decodeIfPresent([Double].self, forKey: .boundTestedRates) ?? zeros
+        boundLogEValues = try c.decodeIfPresent([Double].self, forKey: .boundLogEValues) ?? zeros
     }
 }
 
@@ -310,6 +339,10 @@ public struct JudgeEvidence: Codable, Sendable, Equatable {
     /// The highest canary rate the absolute margin allows at the next weight: stable's lower
     /// bound + the absolute margin ÷ the next weight.
     public var allowedRate: Double
+    /// The e-value of "the canary's rate is below the allowed rate" and the value that shows it (nil in
+    /// evidence recorded before this test existed).
+    public var boundEValue: Double?
+    public var boundThreshold: Double?
     /// The rate ratio the relative margin allows at the next weight (1 + (ratio margin − 1) ÷
     /// the next weight, rounded down to the tested grid), its e-value and threshold.
     public var allowedRatio: Double
@@ -320,8 +353,8 @@ public struct JudgeEvidence: Codable, Sendable, Equatable {
     public var harmThreshold: Double
     /// Harm is conclusive (e-value ≥ threshold).
     public var harmful: Bool
-    /// The canary is shown not worse than a margin: its upper bound ≤ the allowed rate, or the
-    /// ratio e-value ≥ its threshold.
+    /// The canary is shown not worse than a margin: the bound e-value or the ratio e-value reached
+    /// its threshold.
     public var acceptable: Bool
     /// One line for people.
     public var summary: String

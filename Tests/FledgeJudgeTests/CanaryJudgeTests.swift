@@ -63,6 +63,62 @@ import Testing
         #expect(abs(toForty.verdict.errors.allowedRatio - 2) < 1e-12)
     }
 
+    @Test func noErrorsOnEitherSideAreShownBelowTheAbsoluteMarginByItsEValue() throws {
+        // No errors anywhere: stable's lower bound is 0, so the rate tested at the step to 25 % is θ = 0.001 / 0.25,
+        // against stable's plug-in rate q = 0.5 / (stable requests + 1). Each canary request without an error
+        // multiplies the e-value by (1 − q) / (1 − θ); the threshold is 16 / (3 × 5 %) ≈ 107.
+        let theta = 0.004
+        var state = judge.initialState()
+        var stableRequests = 0.0
+        var expected = 0.0
+        var verdicts: [JudgeVerdict] = []
+        for _ in 0..<4 {
+            stableRequests += 2700
+            let q = 0.5 / (stableRequests + 1)
+            expected += 300 * log((1 - q) / (1 - theta))
+            let result = try judge.judge(
+                canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 0), nextWeight: 25, state: state)
+            state = result.state
+            verdicts.append(result.verdict)
+        }
+        let quarter = CanaryJudge.acceptExposures.firstIndex(of: 0.25)!
+        #expect(abs(state.errors.boundLogEValues[quarter] - expected) < 1e-9)
+        #expect(state.errors.boundTestedRates[quarter] == theta)
+        #expect(abs(verdicts[3].errors.boundThreshold! - 16 / (3 * 0.05)) < 1e-9)
+        // 900 canary requests: e-value e^3.5 ≈ 33 < 107, hold; 1,200: e^4.69 ≈ 109, advance. The ratio test has no
+        // events at all, so only this test can show anything here.
+        #expect(verdicts[2].decision == .hold)
+        #expect(verdicts[2].explanation.contains("nor below 0.4%: e-value 33.3 < 107"), "\(verdicts[2].explanation)")
+        #expect(verdicts[3].decision == .advance, "\(verdicts[3].explanation)")
+        #expect(verdicts[3].explanation.contains("below 0.4%: e-value 109 ≥ 107"), "\(verdicts[3].explanation)")
+        // 1,500 clean requests do not promote: at 100 % the tested rate is 0.1 %.
+        #expect(try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 0), nextWeight: 100, state: state
+        ).verdict.decision == .hold)
+    }
+
+    @Test func aVersionTwoStateIsReadAndTheAbsoluteTestStartsFromIt() throws {
+        // A controller upgraded mid-rollout finds a state without the absolute-margin e-process.
+        let (_, state) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 1), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25,
+            state: judge.initialState())
+        var json = try #require(String(data: JSONEncoder().encode(state), encoding: .utf8))
+        json = json.replacingOccurrences(of: #""version":3"#, with: #""version":2"#)
+        for key in ["boundTestedRates", "boundLogEValues"] {
+            json = json.replacingOccurrences(of: #","\#(key)":\[[^\]]*\]"#, with: "", options: .regularExpression)
+            json = json.replacingOccurrences(of: #""\#(key)":\[[^\]]*\],"#, with: "", options: .regularExpression)
+        }
+        #expect(!json.contains("bound"))
+        let old = try JSONDecoder().decode(JudgeState.self, from: Data(json.utf8))
+        #expect(old.version == 2)
+        #expect(old.errors.boundLogEValues == Array(repeating: 0, count: CanaryJudge.acceptExposures.count))
+        let (_, resumed) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25, state: old)
+        #expect(resumed.version == CanaryJudge.stateVersion)
+        #expect(resumed.errors.canary == JudgeCounts(requests: 600, events: 1))
+        #expect(resumed.errors.boundLogEValues.contains { $0 > 0 })
+    }
+
     @Test func relativeMarginIsShownByTheAcceptanceEValue() throws {
         // Equal traffic, equal error rates: the e-value of "equal" against "1.5× stable" is
         // ∏ over intervals of (1/2)^x_c (1/2)^x_s / ((0.6)^x_c (0.4)^x_s) (θ0 = 1/2, θ(1.5) = 0.6).
