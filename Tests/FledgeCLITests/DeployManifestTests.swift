@@ -70,7 +70,9 @@ struct KubectlRunner {
         throw LocalServerError("kubectl is not installed (Debian: apt-get install kubernetes-client, or ./scripts/setup.sh)")
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    /// Runs kubectl to completion without blocking a thread of the cooperative pool (it has as many
+    /// threads as cores, and the sandbox answering kubectl needs them).
+    func run(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = ["--kubeconfig", kubeconfig, "--cache-dir", folder + "/cache"] + arguments
@@ -82,8 +84,15 @@ struct KubectlRunner {
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
+        try await withCheckedThrowingContinuation { (finished: CheckedContinuation<Void, any Error>) in
+            process.terminationHandler = { _ in finished.resume() }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                finished.resume(throwing: error)
+            }
+        }
         return (process.terminationStatus, try String(contentsOfFile: out, encoding: .utf8), try String(contentsOfFile: err, encoding: .utf8))
     }
 }
@@ -129,10 +138,10 @@ struct KubectlRunner {
             let runner = KubectlRunner(path: kubectl, folder: folder, kubeconfig: adminConfig)
             let crdFile = folder + "/servicemonitor-crd.yaml"
             try serviceMonitorCRD.write(toFile: crdFile, atomically: true, encoding: .utf8)
-            let crd = try runner.run(["apply", "-f", crdFile])
+            let crd = try await runner.run(["apply", "-f", crdFile])
             #expect(crd.status == 0, "\(crd.err)")
 
-            let applied = try runner.run(["apply", "-k", Repository.root + "/deploy"])
+            let applied = try await runner.run(["apply", "-k", Repository.root + "/deploy"])
             #expect(applied.status == 0, "kubectl apply -k deploy/: \(applied.err)")
             #expect(applied.err.isEmpty, "\(applied.err)")
             for line in [
@@ -145,7 +154,7 @@ struct KubectlRunner {
                 #expect(applied.out.contains("\(line) created"), "\(line) in \(applied.out)")
             }
             // Applying again changes nothing.
-            let again = try runner.run(["apply", "-k", Repository.root + "/deploy"])
+            let again = try await runner.run(["apply", "-k", Repository.root + "/deploy"])
             #expect(again.status == 0, "\(again.err)")
             #expect(!again.out.contains("created") && !again.out.contains("configured"), "\(again.out)")
 
