@@ -26,9 +26,9 @@ import Testing
         let kubeconfig: String
 
         @discardableResult
-        func run(_ arguments: [String], kubeconfig: String? = nil) throws -> (status: Int32, out: String, err: String) {
+        func run(_ arguments: [String], kubeconfig: String? = nil) async throws -> (status: Int32, out: String, err: String) {
             let process = try start(arguments, kubeconfig: kubeconfig)
-            return try finish(process)
+            return try await finish(process)
         }
 
         func start(_ arguments: [String], kubeconfig: String? = nil) throws -> Process {
@@ -48,8 +48,10 @@ import Testing
             return process
         }
 
-        func finish(_ process: Process) throws -> (status: Int32, out: String, err: String) {
-            process.waitUntilExit()
+        /// Waits by polling: blocking a cooperative thread in waitUntilExit starves the in-process API server kubectl
+        /// is talking to when tests run in parallel on two cores.
+        func finish(_ process: Process) async throws -> (status: Int32, out: String, err: String) {
+            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
             let (out, err) = KubectlFidelityTests.outputs[ObjectIdentifier(process)]!
             return (
                 process.terminationStatus,
@@ -85,30 +87,30 @@ import Testing
 
             // create -f the seed's VirtualService and DestinationRule.
             let seed = try kubectl.write("seed.yaml", seedIstioYAML)
-            var result = try kubectl.run(["create", "-f", seed])
+            var result = try await kubectl.run(["create", "-f", seed])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("virtualservice.networking.istio.io/product-service created"))
             #expect(result.out.contains("destinationrule.networking.istio.io/product-service created"))
-            result = try kubectl.run(["create", "-f", seed])
+            result = try await kubectl.run(["create", "-f", seed])
             #expect(result.status != 0)
             #expect(result.err.contains("AlreadyExists") || result.err.contains("already exists"))
 
             // apply -f a Deployment, then apply a change to it.
             let deployment = try kubectl.write("deployment.yaml", deploymentJSON.serializedString(pretty: true))
-            result = try kubectl.run(["apply", "-f", deployment])
+            result = try await kubectl.run(["apply", "-f", deployment])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("deployment.apps/product-service created"))
             var scaled = deploymentJSON
             scaled[path: ["spec", "replicas"]] = 5
             _ = try kubectl.write("deployment.yaml", scaled.serializedString(pretty: true))
-            result = try kubectl.run(["apply", "-f", deployment])
+            result = try await kubectl.run(["apply", "-f", deployment])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("deployment.apps/product-service configured"))
             let stored = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
             #expect(stored?[path: ["spec", "replicas"]] == 5)
             #expect(stored?[path: ["metadata", "generation"]] == 2)
             // The same file applied again changes nothing.
-            result = try kubectl.run(["apply", "-f", deployment])
+            result = try await kubectl.run(["apply", "-f", deployment])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("deployment.apps/product-service unchanged"), "\(result.out)")
             let reapplied = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
@@ -118,18 +120,18 @@ import Testing
 
             // kubectl scale goes through the autoscaling/v1 Scale subresource; with --current-replicas
             // it reads the Scale first and writes it back with its resourceVersion.
-            result = try kubectl.run(["scale", "deployment", "product-service", "--replicas=4"])
+            result = try await kubectl.run(["scale", "deployment", "product-service", "--replicas=4"])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("deployment.apps/product-service scaled"), "\(result.out)")
             #expect(await h.server.store.object(.deployments, namespace: "default", name: "product-service")?[path: ["spec", "replicas"]] == 4)
-            result = try kubectl.run(["scale", "deployment", "product-service", "--current-replicas=4", "--replicas=3"])
+            result = try await kubectl.run(["scale", "deployment", "product-service", "--current-replicas=4", "--replicas=3"])
             #expect(result.status == 0, "\(result.err)")
-            result = try kubectl.run(["scale", "deployment", "product-service", "--current-replicas=9", "--replicas=1"])
+            result = try await kubectl.run(["scale", "deployment", "product-service", "--current-replicas=9", "--replicas=1"])
             #expect(result.status != 0)
             #expect(result.err.contains("Expected replicas to be 9, was 3"), "\(result.err)")
-            result = try kubectl.run(["get", "deployment", "product-service", "-o", "jsonpath={.spec.replicas}"])
+            result = try await kubectl.run(["get", "deployment", "product-service", "-o", "jsonpath={.spec.replicas}"])
             #expect(result.out == "3", "\(result.out) \(result.err)")
-            result = try kubectl.run(["scale", "deployment", "product-service", "--replicas=-1"])
+            result = try await kubectl.run(["scale", "deployment", "product-service", "--replicas=-1"])
             #expect(result.status != 0)
 
             // Server-side apply: created, re-applied with a key dropped, refused when another
@@ -140,11 +142,11 @@ import Testing
                 metadata: {name: fledge-settings}
                 data: {interval: "30s", threshold: "5"}
                 """)
-            result = try kubectl.run(["apply", "--server-side", "-f", settings])
+            result = try await kubectl.run(["apply", "--server-side", "-f", settings])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("configmap/fledge-settings serverside-applied"), "\(result.out)")
             _ = try kubectl.write("settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fledge-settings}\ndata: {interval: \"60s\"}\n")
-            result = try kubectl.run(["apply", "--server-side", "-f", settings])
+            result = try await kubectl.run(["apply", "--server-side", "-f", settings])
             #expect(result.status == 0, "\(result.err)")
             var configMap = await h.server.store.object(.configMaps, namespace: "default", name: "fledge-settings")
             #expect(configMap?["data"] == ["interval": "60s"])
@@ -153,10 +155,10 @@ import Testing
             #expect(managers.first?["manager"] == "kubectl" && managers.first?["operation"] == "Apply")
             #expect(managers.first?[path: ["fieldsV1", "f:data", "f:interval"]] == [:])
             let other = try kubectl.write("other.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fledge-settings}\ndata: {interval: \"10s\"}\n")
-            result = try kubectl.run(["apply", "--server-side", "--field-manager=tuner", "-f", other])
+            result = try await kubectl.run(["apply", "--server-side", "--field-manager=tuner", "-f", other])
             #expect(result.status != 0)
             #expect(result.err.contains(#"conflict with "kubectl""#) && result.err.contains(".data.interval"), "\(result.err)")
-            result = try kubectl.run(["apply", "--server-side", "--field-manager=tuner", "--force-conflicts", "-f", other])
+            result = try await kubectl.run(["apply", "--server-side", "--field-manager=tuner", "--force-conflicts", "-f", other])
             #expect(result.status == 0, "\(result.err)")
             configMap = await h.server.store.object(.configMaps, namespace: "default", name: "fledge-settings")
             #expect(configMap?[path: ["data", "interval"]] == "10s")
@@ -165,12 +167,12 @@ import Testing
             // apply -f the seed with a changed weight: a merge patch that keeps everything else.
             _ = try kubectl.write("seed.yaml", seedIstioYAML.replacingOccurrences(of: "weight: 90", with: "weight: 85")
                 .replacingOccurrences(of: "weight: 10", with: "weight: 15"))
-            result = try kubectl.run(["apply", "-f", seed])
+            result = try await kubectl.run(["apply", "-f", seed])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("virtualservice.networking.istio.io/product-service configured"))
 
             // get -o json
-            result = try kubectl.run(["get", "vs", "product-service", "-o", "json"])
+            result = try await kubectl.run(["get", "vs", "product-service", "-o", "json"])
             #expect(result.status == 0, "\(result.err)")
             let vs = try JSONValue(parsing: result.out)
             #expect(vs[path: ["spec", "http"]]?[1]?["route"]?[0]?["weight"] == 85)
@@ -178,7 +180,7 @@ import Testing
             #expect(vs[path: ["spec", "http"]]?[0]?["match"]?[0]?[path: ["headers", "x-canary", "exact"]] == "true")
 
             // get (server-side table) with short names.
-            result = try kubectl.run(["get", "deploy,vs,dr"])
+            result = try await kubectl.run(["get", "deploy,vs,dr"])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("deployment.apps/product-service"))
             #expect(result.out.contains("virtualservice.networking.istio.io/product-service"))
@@ -188,7 +190,7 @@ import Testing
             while await h.server.store.openWatchCount == 0 && watcher.isRunning {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            result = try kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p",
+            result = try await kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p",
                 #"[{"op":"test","path":"/spec/http/1/route/0/weight","value":85},{"op":"replace","path":"/spec/http/1/route/0/weight","value":70},{"op":"replace","path":"/spec/http/1/route/1/weight","value":30}]"#])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("patched"))
@@ -199,32 +201,32 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
             watcher.terminate()
-            _ = try kubectl.finish(watcher)
+            _ = try await kubectl.finish(watcher)
             #expect(watched.split(separator: "\n").contains("70"), "kubectl get -w printed: \(watched)")
 
             // patch --type merge, and a failing json patch test.
-            result = try kubectl.run(["patch", "deploy", "product-service", "--type", "merge", "-p", #"{"spec":{"replicas":2}}"#])
+            result = try await kubectl.run(["patch", "deploy", "product-service", "--type", "merge", "-p", #"{"spec":{"replicas":2}}"#])
             #expect(result.status == 0, "\(result.err)")
-            result = try kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p", #"[{"op":"test","path":"/spec/http/1/route/0/weight","value":1}]"#])
+            result = try await kubectl.run(["patch", "vs", "product-service", "--type", "json", "-p", #"[{"op":"test","path":"/spec/http/1/route/0/weight","value":1}]"#])
             #expect(result.status != 0)
             // Strategic merge (kubectl patch's default) on a Deployment.
-            result = try kubectl.run(["patch", "deploy", "product-service", "-p", #"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/product-service:2.0.0"}]}}}}"#])
+            result = try await kubectl.run(["patch", "deploy", "product-service", "-p", #"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/product-service:2.0.0"}]}}}}"#])
             #expect(result.status == 0, "\(result.err)")
             let patched = await h.server.store.object(.deployments, namespace: "default", name: "product-service")
             #expect(patched?[path: ["spec", "template", "spec", "containers"]]?.arrayValue?.count == 1)
             #expect(patched?[path: ["spec", "template", "spec", "containers"]]?[0]?["image"] == "registry.example/product-service:2.0.0")
 
             // delete
-            result = try kubectl.run(["delete", "dr", "product-service"])
+            result = try await kubectl.run(["delete", "dr", "product-service"])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("destinationrule.networking.istio.io \"product-service\" deleted"))
-            result = try kubectl.run(["get", "dr", "product-service"])
+            result = try await kubectl.run(["get", "dr", "product-service"])
             #expect(result.status != 0)
             #expect(result.err.contains("NotFound") || result.err.contains("not found"))
 
             // A CRD applied, then used.
             let crd = try kubectl.write("crd.yaml", testCRDYAML)
-            result = try kubectl.run(["apply", "-f", crd])
+            result = try await kubectl.run(["apply", "-f", crd])
             #expect(result.status == 0, "\(result.err)")
             let widget = try kubectl.write("widget.yaml", """
                 apiVersion: test.fledge.dev/v1
@@ -232,14 +234,14 @@ import Testing
                 metadata: {name: gizmo}
                 spec: {size: 3, color: red}
                 """)
-            result = try kubectl.run(["apply", "-f", widget])
+            result = try await kubectl.run(["apply", "-f", widget])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("widget.test.fledge.dev/gizmo created"))
-            result = try kubectl.run(["get", "wg"])
+            result = try await kubectl.run(["get", "wg"])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("SIZE") && result.out.contains("gizmo"))
             _ = try kubectl.write("widget.yaml", "apiVersion: test.fledge.dev/v1\nkind: Widget\nmetadata: {name: gizmo}\nspec: {size: 42}\n")
-            result = try kubectl.run(["apply", "-f", widget])
+            result = try await kubectl.run(["apply", "-f", widget])
             #expect(result.status != 0)
             #expect(result.err.contains("spec.size"))
 
@@ -247,28 +249,28 @@ import Testing
             // Deployment, Service, VirtualService, DestinationRule and Rollout), as the README's demo does.
             var root = URL(fileURLWithPath: #filePath)
             for _ in 0..<3 { root.deleteLastPathComponent() }
-            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("deploy/crds/rollouts.fledge.dev.yaml").path])
+            result = try await kubectl.run(["apply", "-f", root.appendingPathComponent("deploy/crds/rollouts.fledge.dev.yaml").path])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("customresourcedefinition.apiextensions.k8s.io/rollouts.fledge.dev created"), "\(result.out)")
-            result = try kubectl.run(["apply", "-f", root.appendingPathComponent("rollouts/product-service").path])
+            result = try await kubectl.run(["apply", "-f", root.appendingPathComponent("rollouts/product-service").path])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("rollout.fledge.dev/product-service created"), "\(result.out)")
-            result = try kubectl.run(["get", "ro", "-n", "shop"])
+            result = try await kubectl.run(["get", "ro", "-n", "shop"])
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("PHASE") && result.out.contains("product-service"), "\(result.out)")
-            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--type", "merge", "-p",
+            result = try await kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--type", "merge", "-p",
                 #"{"spec":{"canary":{"image":"registry.example/product-service:2.0.0"}}}"#])
             #expect(result.status == 0, "\(result.err)")
-            result = try kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
+            result = try await kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
                 #"{"status":{"phase":"Progressing"}}"#])
             #expect(result.status == 0, "\(result.err)")
-            result = try kubectl.run(["get", "rollout", "product-service", "-n", "shop", "-o", "jsonpath={.status.phase} {.metadata.generation} {.spec.canary.image}"])
+            result = try await kubectl.run(["get", "rollout", "product-service", "-n", "shop", "-o", "jsonpath={.status.phase} {.metadata.generation} {.spec.canary.image}"])
             #expect(result.out == "Progressing 2 registry.example/product-service:2.0.0", "\(result.out) \(result.err)")
 
             // RBAC: a user without rights is refused with the real server's message.
             let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path
             try h.server.kubeconfig(token: "reader-token").write(toFile: readerConfig, atomically: true, encoding: .utf8)
-            result = try kubectl.run(["delete", "vs", "product-service"], kubeconfig: readerConfig)
+            result = try await kubectl.run(["delete", "vs", "product-service"], kubeconfig: readerConfig)
             #expect(result.status != 0)
             #expect(result.err.contains(#"virtualservices.networking.istio.io "product-service" is forbidden: User "system:serviceaccount:default:reader" cannot delete resource "virtualservices" in API group "networking.istio.io" in the namespace "default""#), "\(result.err)")
         }
