@@ -262,7 +262,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeCLITests",
-            dependencies: ["FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus"],
+            dependencies: [
+                "FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus",
+                "FledgeController", "FledgeHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
     ]

@@ -8,7 +8,7 @@ import Testing
 
 /// Contract tests of promote, abort, retry and `status --watch`: the built binary writes its request, and
 /// `ContractController` answers it exactly as the controller will, with FledgeCore's `decide` run in-process on
-/// the stored Rollout. The lead's end-to-end tests with the real controller come later.
+/// the stored Rollout. RealControllerCLITests runs the same commands against the real controller.
 @Suite("contract: manual requests and status --watch", .serialized)
 struct ManualRequestContractTests {
     static let newImage = "registry.example/product-service:2.0.0"
