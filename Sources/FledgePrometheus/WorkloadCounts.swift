@@ -72,10 +72,19 @@ extension IstioQueries {
         let selector =
             "reporter=\"\(PromQLTemplate.escapeLabelValue(reporter))\",destination_workload_namespace=~\"\(namespaces)\",destination_workload=~\"\(names)\""
         let by = "destination_workload_namespace, destination_workload"
+        // Exact counts, not `increase()`: increase extrapolates each series on its own, and for series younger than
+        // the window (a canary that just started) it extrapolates the buckets of one histogram by different factors,
+        // which made a healthy canary's share of slow requests look 8× stable's. The counter now minus the counter a
+        // window ago, with series that did not exist then counted from zero, is what happened in the window.
+        func delta(_ series: String, _ grouping: String) -> String {
+            let now = "sum by (\(grouping)) (\(series))"
+            let before = "sum by (\(grouping)) (\(series) offset \(window))"
+            return "clamp_min(\(now) - (\(before) or \(now) * 0), 0)"
+        }
         return (
-            requests: "sum by (\(by)) (increase(istio_requests_total{\(selector)}[\(window)]))",
-            errors: "sum by (\(by)) (increase(istio_requests_total{\(selector),response_code=~\"5..\"}[\(window)]))",
-            latencyBuckets: "sum by (\(by), le) (increase(istio_request_duration_milliseconds_bucket{\(selector)}[\(window)]))"
+            requests: delta("istio_requests_total{\(selector)}", by),
+            errors: delta("istio_requests_total{\(selector),response_code=~\"5..\"}", by),
+            latencyBuckets: delta("istio_request_duration_milliseconds_bucket{\(selector)}", "\(by), le")
         )
     }
 

@@ -30,9 +30,14 @@ import Testing
             #expect(ready == 200)
             // The seed's 90/10 split with no canary pods is adopted to 100/0; the rollout ends Healthy.
             _ = try await sandbox.waitForRollout { $0.status?.phase == .healthy && $0.status?.observedGeneration == $0.metadata.generation }
-            try await Task.sleep(for: .milliseconds(300))
-            let metrics = try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/metrics")).bodyText
-            #expect(metrics.contains(#"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#), "\(metrics)")
+            // The series is recorded at the end of the reconcile that wrote the status (after its Events).
+            let line = #"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#
+            var metrics = ""
+            for _ in 0..<100 where !metrics.contains(line) {
+                metrics = try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/metrics")).bodyText
+                if !metrics.contains(line) { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(metrics.contains(line), "\(metrics)")
 
             // Logs are one JSON object per line, with the rollout's name and namespace as fields.
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))

@@ -130,7 +130,8 @@ struct WorkloadCountsTests {
             workloads: [WorkloadRef(namespace: "shop", workload: "a.b"), WorkloadRef(namespace: "shop", workload: "c\"d")], window: "30s")
         #expect(queries.requests.contains(#"destination_workload_namespace=~"shop",destination_workload=~"a\\.b|c\"d""#), "\(queries.requests)")
         #expect(queries.errors.contains(#"response_code=~"5..""#))
-        #expect(queries.latencyBuckets.hasPrefix("sum by (destination_workload_namespace, destination_workload, le) (increase(istio_request_duration_milliseconds_bucket{"))
+        #expect(queries.latencyBuckets.hasPrefix("clamp_min(sum by (destination_workload_namespace, destination_workload, le) (istio_request_duration_milliseconds_bucket{"))
+        #expect(queries.latencyBuckets.contains(" offset 30s) or ") && !queries.latencyBuckets.contains("increase("), "exact counts, never extrapolated")
 
         let ref = WorkloadRef(namespace: "shop", workload: "a")
         let labels = ["destination_workload_namespace": "shop", "destination_workload": "a"]
