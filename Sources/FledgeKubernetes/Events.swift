@@ -79,3 +79,32 @@ extension KubernetesClient {
         return try await create(.events, namespace: namespace, record.eventObject(namespace: namespace, uniqueSuffix: suffix))
     }
 }
+
+/// What an Event says, read the same way from `events.k8s.io/v1` (`note`, `series`, `eventTime`) and core `v1`
+/// (`message`, `count`, `lastTimestamp`), which a real API server serves from the same storage.
+public struct EventSummary: Sendable {
+    /// The uid, else `namespace/name`: the same Event seen through both APIs has one key.
+    public var key: String
+    /// Every timestamp the Event carries, newest kind first (series, last, event time, first, creation).
+    public var times: [String]
+    public var resourceVersion: Int64
+    public var type: String
+    public var reason: String
+    /// On one line.
+    public var message: String
+    public var count: Int
+
+    public init?(_ event: JSONValue) {
+        guard let name = event[path: ["metadata", "name"]]?.stringValue else { return nil }
+        key = event[path: ["metadata", "uid"]]?.stringValue ?? "\(event[path: ["metadata", "namespace"]]?.stringValue ?? "")/\(name)"
+        times = [
+            event[path: ["series", "lastObservedTime"]], event["lastTimestamp"], event["deprecatedLastTimestamp"], event["eventTime"],
+            event["firstTimestamp"], event[path: ["metadata", "creationTimestamp"]],
+        ].compactMap { $0?.stringValue }
+        resourceVersion = Int64(event[path: ["metadata", "resourceVersion"]]?.stringValue ?? "") ?? 0
+        type = event["type"]?.stringValue ?? "Normal"
+        reason = event["reason"]?.stringValue ?? ""
+        message = (event["note"]?.stringValue ?? event["message"]?.stringValue ?? "").split(whereSeparator: \.isNewline).joined(separator: " ")
+        count = Int(event[path: ["series", "count"]]?.intValue ?? event["count"]?.intValue ?? event["deprecatedCount"]?.intValue ?? 1)
+    }
+}

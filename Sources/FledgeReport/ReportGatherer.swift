@@ -324,17 +324,14 @@ struct RolloutEventRecord: Sendable {
     var count: Int
 
     init?(_ event: JSONValue) {
-        guard let name = event[path: ["metadata", "name"]]?.stringValue else { return nil }
-        key = event[path: ["metadata", "uid"]]?.stringValue ?? "\(event[path: ["metadata", "namespace"]]?.stringValue ?? "")/\(name)"
-        let candidates = [
-            event[path: ["series", "lastObservedTime"]], event["lastTimestamp"], event["deprecatedLastTimestamp"], event["eventTime"],
-            event["firstTimestamp"], event[path: ["metadata", "creationTimestamp"]],
-        ]
-        guard let time = candidates.lazy.compactMap({ $0?.stringValue }).compactMap({ try? PrometheusTime.parse($0) }).first else { return nil }
+        guard let summary = EventSummary(event),
+            let time = summary.times.lazy.compactMap({ try? PrometheusTime.parse($0) }).first
+        else { return nil }
+        key = summary.key
         self.time = time
-        resourceVersion = Int64(event[path: ["metadata", "resourceVersion"]]?.stringValue ?? "") ?? 0
-        reason = event["reason"]?.stringValue ?? ""
-        message = (event["note"]?.stringValue ?? event["message"]?.stringValue ?? "").split(whereSeparator: \.isNewline).joined(separator: " ")
-        count = Int(event[path: ["series", "count"]]?.intValue ?? event["count"]?.intValue ?? event["deprecatedCount"]?.intValue ?? 1)
+        resourceVersion = summary.resourceVersion
+        reason = summary.reason
+        message = summary.message
+        count = summary.count
     }
 }

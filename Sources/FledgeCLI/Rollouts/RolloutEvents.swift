@@ -16,26 +16,20 @@ struct EventLine: Sendable {
 
     /// Reads either API version's Event.
     init?(_ event: JSONValue) {
-        guard let name = event[path: ["metadata", "name"]]?.stringValue else { return nil }
-        key = event[path: ["metadata", "uid"]]?.stringValue ?? "\(event[path: ["metadata", "namespace"]]?.stringValue ?? "")/\(name)"
-        let times = [
-            event[path: ["series", "lastObservedTime"]], event["lastTimestamp"], event["deprecatedLastTimestamp"], event["eventTime"],
-            event["firstTimestamp"], event[path: ["metadata", "creationTimestamp"]],
-        ]
-        let text = times.lazy.compactMap { $0?.stringValue }.first { Timestamp(rfc3339: $0) != nil }
+        guard let summary = EventSummary(event) else { return nil }
+        key = summary.key
+        let text = summary.times.first { Timestamp(rfc3339: $0) != nil }
         time = text.flatMap { Timestamp(rfc3339: $0) }
         var fraction = 0.0
         if let text, let dot = text.firstIndex(of: ".") {
             let digits = text[text.index(after: dot)...].prefix { $0.isNumber }
             fraction = Double("0." + digits) ?? 0
         }
-        order = (Double(time?.seconds ?? 0) + fraction, Int64(event[path: ["metadata", "resourceVersion"]]?.stringValue ?? "") ?? 0)
-        type = event["type"]?.stringValue ?? "Normal"
-        reason = event["reason"]?.stringValue ?? ""
-        message = (event["note"]?.stringValue ?? event["message"]?.stringValue ?? "")
-            .split(whereSeparator: \.isNewline).joined(separator: " ")
-        let seriesCount = event[path: ["series", "count"]]?.intValue ?? event["count"]?.intValue ?? event["deprecatedCount"]?.intValue
-        count = Int(seriesCount ?? 1)
+        order = (Double(time?.seconds ?? 0) + fraction, summary.resourceVersion)
+        type = summary.type
+        reason = summary.reason
+        message = summary.message
+        count = summary.count
     }
 }
 
