@@ -98,9 +98,10 @@ public struct Kubeconfig: Sendable, Equatable {
                 empty.files = [file]
                 return empty
             }
-            root = try jsonValue(node)
-        } catch let error as KubernetesError {
-            throw KubernetesError.configuration(error.message, file: file)
+            root = try jsonValue(yaml: node)
+        } catch let error as YAMLConversionError {
+            let message = error.kind == .alias ? "YAML aliases are not supported in a kubeconfig" : error.message
+            throw KubernetesError.configuration(message, file: file)
         } catch {
             throw KubernetesError.configuration("not valid YAML: \(error)", file: file)
         }
@@ -400,8 +401,21 @@ private func readFile(_ path: String) throws(KubernetesError) -> String {
     }
 }
 
-/// Converts a YAML node to JSON, keeping key order and resolving scalar types as YAML 1.1 does.
-func jsonValue(_ node: Node) throws -> JSONValue {
+/// Why a YAML node has no JSON equivalent.
+public struct YAMLConversionError: Error, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case nonStringKey, alias }
+    public var kind: Kind
+    public var message: String {
+        switch kind {
+        case .nonStringKey: return "a mapping key is not a string"
+        case .alias: return "YAML aliases are not supported"
+        }
+    }
+}
+
+/// Converts a YAML node to JSON, keeping key order and resolving scalar types as YAML 1.1 does (kubeconfigs here,
+/// `--template-patch` files in the CLI).
+public func jsonValue(yaml node: Node) throws(YAMLConversionError) -> JSONValue {
     switch node {
     case .scalar(let scalar):
         switch node.tag.description {
@@ -414,15 +428,15 @@ func jsonValue(_ node: Node) throws -> JSONValue {
     case .mapping(let mapping):
         var object = JSONObject()
         for (key, value) in mapping {
-            guard let name = key.string else {
-                throw KubernetesError.configuration("a mapping key is not a string", file: nil)
-            }
-            object[name] = try jsonValue(value)
+            guard let name = key.string else { throw YAMLConversionError(kind: .nonStringKey) }
+            object[name] = try jsonValue(yaml: value)
         }
         return .object(object)
     case .sequence(let sequence):
-        return .array(try sequence.map(jsonValue))
+        var items: [JSONValue] = []
+        for item in sequence { items.append(try jsonValue(yaml: item)) }
+        return .array(items)
     case .alias:
-        throw KubernetesError.configuration("YAML aliases are not supported in a kubeconfig", file: nil)
+        throw YAMLConversionError(kind: .alias)
     }
 }

@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeKubernetes
 import Yams
 
 /// YAML in and out for the CLI: `-o yaml`, and `--template-patch` files written in YAML or JSON.
@@ -43,28 +44,10 @@ enum YAML {
     }
 
     private static func json(_ node: Node, source: String) throws(CLIError) -> JSONValue {
-        switch node {
-        case .scalar(let scalar):
-            switch node.tag.description {
-            case Tag.Name.null.rawValue: return .null
-            case Tag.Name.bool.rawValue: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
-            case Tag.Name.int.rawValue: return node.int.map { .int(Int64($0)) } ?? .string(scalar.string)
-            case Tag.Name.float.rawValue: return node.float.map(JSONValue.double) ?? .string(scalar.string)
-            default: return .string(scalar.string)
-            }
-        case .mapping(let mapping):
-            var object = JSONObject()
-            for (key, value) in mapping {
-                guard let name = key.string else { throw CLIError("\(source): a mapping key is not a string") }
-                object[name] = try json(value, source: source)
-            }
-            return .object(object)
-        case .sequence(let sequence):
-            var items: [JSONValue] = []
-            for item in sequence { items.append(try json(item, source: source)) }
-            return .array(items)
-        case .alias:
-            throw CLIError("\(source): YAML aliases are not supported")
+        do {
+            return try jsonValue(yaml: node)
+        } catch {
+            throw CLIError("\(source): \(error.message)")
         }
     }
 }
