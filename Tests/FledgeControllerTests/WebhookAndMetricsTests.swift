@@ -94,7 +94,13 @@ final class GateServer: Sendable {
         #expect(ready == 200)
         #expect(try await http.send(FledgeHTTP.HTTPRequest(url: base + "/healthz")).status == 200)
         _ = try await world.waitForPhase("Healthy")
-        let text = try await http.send(FledgeHTTP.HTTPRequest(url: base + "/metrics")).bodyText
+        // The series is recorded at the end of the reconcile that wrote the status (after its Events).
+        let line = #"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#
+        var text = ""
+        for _ in 0..<100 where !text.contains(line) {
+            text = try await http.send(FledgeHTTP.HTTPRequest(url: base + "/metrics")).bodyText
+            if !text.contains(line) { try await Task.sleep(for: .milliseconds(100)) }
+        }
         #expect(text.contains(#"fledge_rollout_phase{namespace="shop",rollout="product-service",phase="Healthy"} 1"#), "\(text)")
         #expect(text.contains(#"fledge_rollout_canary_weight{namespace="shop",rollout="product-service"}"#))
         #expect(text.contains("fledge_reconcile_duration_seconds_bucket"))
