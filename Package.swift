@@ -41,6 +41,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // zlib: the watch caches keep objects deflated against a preset dictionary (compress-nio has no dictionaries).
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // The one HTTP client of the project (Prometheus, Kubernetes API, webhooks).
         .target(
             name: "FledgeHTTP",
@@ -86,7 +91,7 @@ let package = Package(
         .target(
             name: "FledgeKubernetes",
             dependencies: [
-                "FledgeHTTP", "FledgeJSON", "Yams",
+                "FledgeHTTP", "FledgeJSON", "Yams", "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -7,6 +7,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have_pkg libcurl4-openssl-dev || need+=(libcurl4-openssl-dev)
+have_pkg zlib1g-dev || need+=(zlib1g-dev)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)

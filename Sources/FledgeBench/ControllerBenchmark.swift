@@ -40,19 +40,23 @@ struct ControllerBenchmark: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw ValidationError("no fledge executable at \(executable): build it in the same configuration (swift build -c release)")
         }
-        print("| Rollouts | fledge run RSS (of which heap: anonymous) | reconcile pass (idle, CPU) | baseline: decide() all (CPU) | steady API reads / \(steadySeconds) s | writes / \(steadySeconds) s | abort → VirtualService write |")
+        print("| Rollouts | fledge run RSS, steady, largest sample (of which heap: anonymous) | reconcile pass (idle, CPU) | baseline: decide() all (CPU) | steady API reads / \(steadySeconds) s | writes / \(steadySeconds) s | abort → VirtualService write |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
+        var notes: [String] = []
         for n in rollouts {
-            let row = try await measureEstate(n, executable: executable)
+            let (row, note) = try await measureEstate(n, executable: executable)
             print(row)
+            notes.append(note)
         }
+        print("")
+        for note in notes { print(note) }
         print("")
         try await measureQueries()
     }
 
     // MARK: - One estate
 
-    func measureEstate(_ n: Int, executable: String) async throws -> String {
+    func measureEstate(_ n: Int, executable: String) async throws -> (row: String, cacheNote: String) {
         let sandbox = SandboxServer(configuration: .init(rolloutDelay: .zero, simulatePods: false))
         let url = try await sandbox.start()
         defer { Task { await sandbox.stop() } }
@@ -79,10 +83,17 @@ struct ControllerBenchmark: AsyncParsableCommand {
         }
         try await settle(sandbox.store)
         let before = await sandbox.store.requestCounts
-        try await Task.sleep(for: .seconds(steadySeconds))
+        // Steady state as in a cluster: Prometheus scrapes /metrics (every 5 s here); resident memory is sampled
+        // every second, and the largest sample is reported.
+        var rss = 0
+        var anonymous = 0
+        for second in 0..<steadySeconds {
+            if second % 5 == 0 { _ = try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/metrics")) }
+            try await Task.sleep(for: .seconds(1))
+            rss = max(rss, residentKiB(pid: process.processIdentifier))
+            anonymous = max(anonymous, residentKiB(pid: process.processIdentifier, field: "RssAnon:"))
+        }
         let after = await sandbox.store.requestCounts
-        let rss = residentKiB(pid: process.processIdentifier)
-        let anonymous = residentKiB(pid: process.processIdentifier, field: "RssAnon:")
         process.terminate()
         process.waitUntilExit()
         let reads = Self.delta(before, after, verbs: ["get", "list"])
@@ -104,6 +115,11 @@ struct ControllerBenchmark: AsyncParsableCommand {
             try? await Task.sleep(for: .seconds(1))
             return controller.counts.reconciles == c1 && controller.queue.depth == 0
         }
+        let cacheNote = "\(n) Rollouts, caches as stored: " + controller.caches.all.map { informer in
+            let serialized = informer.list().reduce(0) { $0 + $1.serialized().count }
+            return "\(informer.resource.resource) \(informer.count) objects, "
+                + String(format: "%.1f MiB (%.1f MiB serialized)", Double(informer.storedBytes) / 1_048_576, Double(serialized) / 1_048_576)
+        }.joined(separator: "; ")
         var queued = 0
         let pass = bestCPU(5) { queued += controller.resyncPass() }
         let baseline = bestCPU(3) { Self.decideAll(controller.caches) }
@@ -113,10 +129,11 @@ struct ControllerBenchmark: AsyncParsableCommand {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
 
-        return String(
+        let row = String(
             format: "| %d | %.1f MiB (%.1f MiB) | %.2f ms (%d queued) | %.1f ms (%.0f× the pass) | %d | %d | %.0f ms |", n, Double(rss) / 1024,
             Double(anonymous) / 1024, pass * 1000, queued / 5,
             baseline * 1000, baseline / max(pass, 1e-9), reads, writes, abortMs)
+        return (row, cacheNote)
     }
 
     /// Triggers rollout 0, waits until its canary gets traffic, requests an abort and times the VirtualService

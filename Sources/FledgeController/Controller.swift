@@ -7,12 +7,6 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-#if os(Linux)
-/// glibc's `malloc_trim`, which the Glibc module does not export.
-@_silgen_name("malloc_trim")
-private func glibcMallocTrim(_ pad: Int) -> Int32
-#endif
-
 /// The controller: watch caches in, `decide` in the middle, writes out. Level-triggered, as controller-runtime:
 /// any change to a Rollout or to an object it names queues the Rollout; a reconcile reads only the caches, asks
 /// the pure core what to do, executes the actions in order and writes the status. All progress lives in the
@@ -30,8 +24,8 @@ public final class Controller: Service, Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     let work: Mutex<[String: RolloutWork]> = Mutex([:])
-    /// `kind/namespace/name` of a watched object → the Rollouts that name it.
-    let dependents: Mutex<[String: Set<String>]> = Mutex([:])
+    /// A watched object → the Rollouts that name it.
+    let dependents = Mutex(DependentsIndex())
     let pendingAnalyses = Mutex<[(key: String, request: AnalysisRequest)]>([])
     let analysisSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     let pendingWebhooks = Mutex<[(key: String, call: WebhookCall)]>([])
@@ -121,9 +115,9 @@ public final class Controller: Service, Sendable {
                     }
                     if let leader = self.leader { group.addTask { try await leader.run() } }
                     group.addTask { await self.routeChanges(from: self.caches.rollouts, kind: nil) }
-                    group.addTask { await self.routeChanges(from: self.caches.deployments, kind: "deployments") }
-                    group.addTask { await self.routeChanges(from: self.caches.virtualServices, kind: "virtualservices") }
-                    group.addTask { await self.routeChanges(from: self.caches.destinationRules, kind: "destinationrules") }
+                    group.addTask { await self.routeChanges(from: self.caches.deployments, kind: .deployment) }
+                    group.addTask { await self.routeChanges(from: self.caches.virtualServices, kind: .virtualService) }
+                    group.addTask { await self.routeChanges(from: self.caches.destinationRules, kind: .destinationRule) }
                     group.addTask { await self.queue.runTimers() }
                     group.addTask { await self.runAnalyses() }
                     group.addTask { await self.runWebhooks() }
@@ -160,38 +154,31 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    /// Turns cache changes into queued Rollout keys.
-    func routeChanges(from informer: Informer, kind: String?) async {
-        for await change in informer.changes(replayExisting: true) {
-            switch change {
-            case .synced: continue
-            case .added(let object), .updated(_, let object):
-                let key = Informer.key(of: object)
+    /// Turns cache changes into queued Rollout keys. Changes come as coalesced batches of keys: the first list of
+    /// 10,000 objects must not leave an event queue of that size behind.
+    func routeChanges(from informer: Informer, kind: DependentsIndex.Kind?) async {
+        for await batch in informer.changedKeys(replayExisting: true) {
+            for (key, change) in batch {
+                let (namespace, name) = Self.split(key)
                 if let kind {
-                    for rollout in dependentsOf(kind: kind, key: key) {
+                    for rollout in dependents.withLock({ $0.rollouts(naming: kind, namespace: namespace, name: name) }) {
                         bump(rollout)
                         queue.add(rollout)
                     }
-                } else {
+                } else if change == .present {
                     bump(key)
                     queue.add(key)
-                }
-            case .deleted(let object):
-                let key = Informer.key(of: object)
-                if let kind {
-                    for rollout in dependentsOf(kind: kind, key: key) {
-                        bump(rollout)
-                        queue.add(rollout)
-                    }
                 } else {
-                    forget(key, object: object)
+                    forget(key, namespace: namespace, name: name)
                 }
             }
         }
     }
 
-    func dependentsOf(kind: String, key: String) -> Set<String> {
-        dependents.withLock { $0["\(kind)/\(key)"] ?? [] }
+    /// `namespace/name` → (namespace, name); cluster-scoped keys have no namespace.
+    static func split(_ key: String) -> (namespace: String, name: String) {
+        guard let slash = key.firstIndex(of: "/") else { return ("", key) }
+        return (String(key[..<slash]), String(key[key.index(after: slash)...]))
     }
 
     /// Keeps the index from watched objects to the Rollouts that name them.
@@ -202,26 +189,14 @@ public final class Controller: Service, Sendable {
             return previous
         }
         guard old != references else { return }
-        dependents.withLock { index in
-            for name in Self.watchedNames(old) { index[name]?.remove(key) }
-            for name in Self.watchedNames(references) { index[name, default: []].insert(key) }
-        }
+        let name = Self.split(key).name
+        dependents.withLock { $0.update(rollout: name, from: old, to: references) }
     }
 
-    static func watchedNames(_ references: RolloutReferences?) -> [String] {
-        guard let r = references else { return [] }
-        return [
-            "deployments/\(r.namespace)/\(r.stableDeployment)", "deployments/\(r.namespace)/\(r.canaryDeployment)",
-            "virtualservices/\(r.namespace)/\(r.virtualService)", "destinationrules/\(r.namespace)/\(r.destinationRule)",
-        ]
-    }
-
-    func forget(_ key: String, object: JSONValue) {
+    func forget(_ key: String, namespace: String, name: String) {
         index(key, references: nil)
         work.withLock { _ = $0.removeValue(forKey: key) }
         queue.forget(key)
-        let namespace = object["metadata"]?["namespace"]?.stringValue ?? ""
-        let name = object["metadata"]?["name"]?.stringValue ?? ""
         metrics.forget(namespace: namespace, rollout: name)
     }
 
@@ -245,13 +220,14 @@ public final class Controller: Service, Sendable {
         return due.count
     }
 
-    /// After a burst of reconciles (start-up, many rollouts moving), hands the freed memory back.
+    /// Once work quiets down after reconciles (start-up, rollouts moving), hands the freed memory back: checked every
+    /// 5 s, trimming only when something was reconciled since the last trim and the queue is empty.
     func runMemoryTrim() async {
         var trimmedAt = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(5))
             let reconciles = counts.reconciles
-            if reconciles - trimmedAt > 200, queue.depth == 0 {
+            if reconciles != trimmedAt, queue.depth == 0 {
                 releaseFreedMemory()
                 trimmedAt = reconciles
             }
@@ -261,8 +237,7 @@ public final class Controller: Service, Sendable {
     /// Hands memory freed after the initial lists (their response bodies and parse trees) back to the system: glibc
     /// keeps freed blocks in its arenas otherwise, and resident memory is the budget at 10,000 rollouts.
     func releaseFreedMemory() {
-        #if os(Linux)
-        _ = glibcMallocTrim(0)
-        #endif
+        ProcessMemory.releaseFreed()
     }
 }
+

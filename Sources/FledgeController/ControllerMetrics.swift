@@ -82,23 +82,52 @@ public final class ControllerMetrics: Sendable {
 
     /// The Prometheus text format: the registry's metrics, then the per-rollout series.
     public func text() -> String {
-        var out = registry.emitToString()
+        textChunks().joined()
+    }
+
+    /// The text format in pieces of about `chunkSize` bytes, made as they are read: `/metrics` streams them, so a
+    /// scrape of 10,000 rollouts never holds the whole text (and glibc does not keep a heap grown to its size).
+    public func textChunks(chunkSize: Int = 64 * 1024) -> some Sequence<String> {
         let all = rollouts.withLock { $0 }.sorted { $0.key < $1.key }
         func labels(_ key: String) -> String {
             let slash = key.firstIndex(of: "/")!
             return "namespace=\"\(escape(String(key[..<slash])))\",rollout=\"\(escape(String(key[key.index(after: slash)...])))\""
         }
-        out += "# HELP fledge_rollout_phase 1 for the phase each Rollout is in\n# TYPE fledge_rollout_phase gauge\n"
-        for (key, entry) in all { out += "fledge_rollout_phase{\(labels(key)),phase=\"\(entry.phase.rawValue)\"} 1\n" }
-        out += "# HELP fledge_rollout_canary_weight Canary weight of the managed routes, as read back\n# TYPE fledge_rollout_canary_weight gauge\n"
-        for (key, entry) in all { out += "fledge_rollout_canary_weight{\(labels(key))} \(entry.weight)\n" }
-        out += "# HELP fledge_analysis_metric_value Last measured value of each analysis metric\n# TYPE fledge_analysis_metric_value gauge\n"
-        for (key, entry) in all {
-            for (metric, value) in entry.metricValues.sorted(by: { $0.key < $1.key }) {
-                out += "fledge_analysis_metric_value{\(labels(key)),metric=\"\(escape(metric))\"} \(value)\n"
+        // Each section: a header, then one line (or a few) per rollout.
+        let sections: [(header: String, lines: (PerRollout, String) -> String)] = [
+            ("# HELP fledge_rollout_phase 1 for the phase each Rollout is in\n# TYPE fledge_rollout_phase gauge\n",
+             { entry, labels in "fledge_rollout_phase{\(labels),phase=\"\(entry.phase.rawValue)\"} 1\n" }),
+            ("# HELP fledge_rollout_canary_weight Canary weight of the managed routes, as read back\n# TYPE fledge_rollout_canary_weight gauge\n",
+             { entry, labels in "fledge_rollout_canary_weight{\(labels)} \(entry.weight)\n" }),
+            ("# HELP fledge_analysis_metric_value Last measured value of each analysis metric\n# TYPE fledge_analysis_metric_value gauge\n",
+             { entry, labels in
+                 entry.metricValues.sorted(by: { $0.key < $1.key }).map { metric, value in
+                     "fledge_analysis_metric_value{\(labels),metric=\"\(self.escape(metric))\"} \(value)\n"
+                 }.joined()
+             }),
+        ]
+        var registryText: String? = registry.emitToString()
+        var section = 0
+        var index = 0
+        return AnySequence {
+            AnyIterator { () -> String? in
+                if let text = registryText {
+                    registryText = nil
+                    return text
+                }
+                guard section < sections.count else { return nil }
+                var chunk = index == 0 ? sections[section].header : ""
+                while chunk.utf8.count < chunkSize, index < all.count {
+                    chunk += sections[section].lines(all[index].value, labels(all[index].key))
+                    index += 1
+                }
+                if index == all.count {
+                    section += 1
+                    index = 0
+                }
+                return chunk
             }
         }
-        return out
     }
 
     /// Escapes a label value for the text format.

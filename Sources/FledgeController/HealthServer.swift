@@ -32,7 +32,13 @@ public struct HealthServer: Service {
         router.get("metrics") { _, _ -> Response in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: controller.metrics.text())))
+            let metrics = controller.metrics
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody { writer in
+                    for chunk in metrics.textChunks() { try await writer.write(ByteBuffer(string: chunk)) }
+                    try await writer.finish(nil)
+                })
         }
         var appLogger = logger
         appLogger.logLevel = .warning

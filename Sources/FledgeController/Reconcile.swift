@@ -6,24 +6,82 @@ import Logging
 
 /// What the controller keeps in memory per Rollout. None of it is progress (that lives in status): losing it
 /// costs at most one extra measurement or webhook call.
+///
+/// The work table has an entry per Rollout, and most of 10,000 Rollouts are idle: the entry itself holds only
+/// the counters; what the Rollout names and what only rollouts in flight (or failing) need sit behind references.
 struct RolloutWork: Sendable {
-    var references: RolloutReferences?
     /// Bumped whenever anything a decision reads changes: the Rollout, an object it names (watch events), a
     /// measurement or a webhook answer.
     var inputVersion: UInt64 = 0
     /// The `inputVersion` of the last decision that asked for nothing at all: until it moves, deciding again would
     /// give the same answer, so a pass over idle rollouts costs one comparison each.
     var settledAt: UInt64?
+    /// What the Rollout names.
+    var references: RolloutReferences? {
+        get { referencesBox?.value }
+        set { referencesBox = newValue.map(Box.init) }
+    }
+    private var referencesBox: Box<RolloutReferences>?
+    private var inFlightBox: Box<InFlight>?
+
+    /// What only a rollout in flight or failing has.
+    private struct InFlight: Sendable {
+        var latest: IntervalResult?
+        var analysisInFlight = false
+        var webhookOutcomes: [String: WebhookOutcome] = [:]
+        var webhooksInFlight: Set<String> = []
+        var failures = 0
+        var lastFailure: String?
+        var revision: String?
+
+        var isEmpty: Bool {
+            latest == nil && !analysisInFlight && webhookOutcomes.isEmpty && webhooksInFlight.isEmpty && failures == 0
+                && lastFailure == nil && revision == nil
+        }
+    }
+
+    private var inFlight: InFlight {
+        get { inFlightBox?.value ?? InFlight() }
+        set { inFlightBox = newValue.isEmpty ? nil : Box(newValue) }
+    }
+
     /// The newest measurement, handed to `decide` until it has judged it.
-    var latest: IntervalResult?
-    var analysisInFlight = false
-    var webhookOutcomes: [String: WebhookOutcome] = [:]
-    var webhooksInFlight: Set<String> = []
+    var latest: IntervalResult? {
+        get { inFlight.latest }
+        set { inFlight.latest = newValue }
+    }
+    var analysisInFlight: Bool {
+        get { inFlight.analysisInFlight }
+        set { inFlight.analysisInFlight = newValue }
+    }
+    var webhookOutcomes: [String: WebhookOutcome] {
+        get { inFlight.webhookOutcomes }
+        set { inFlight.webhookOutcomes = newValue }
+    }
+    var webhooksInFlight: Set<String> {
+        get { inFlight.webhooksInFlight }
+        set { inFlight.webhooksInFlight = newValue }
+    }
     /// Consecutive failed reconciles, for backoff.
-    var failures = 0
-    var lastFailure: String?
-    /// The revision the in-memory measurements belong to.
-    var revision: String?
+    var failures: Int {
+        get { inFlight.failures }
+        set { inFlight.failures = newValue }
+    }
+    var lastFailure: String? {
+        get { inFlight.lastFailure }
+        set { inFlight.lastFailure = newValue }
+    }
+    /// The revision the in-memory measurements belong to (nil while idle: they keep none).
+    var revision: String? {
+        get { inFlight.revision }
+        set { inFlight.revision = newValue }
+    }
+}
+
+/// An immutable value behind a reference, to keep a rarely set large value out of a struct's inline storage.
+final class Box<Value: Sendable>: Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// The condition the controller (not the core) sets when executing a decision failed.
@@ -123,7 +181,7 @@ extension Controller {
             if status.phase.isIdle || entry.revision != status.revision {
                 entry.latest = status.phase.isIdle ? nil : (entry.revision == status.revision ? entry.latest : nil)
                 entry.webhookOutcomes = [:]
-                entry.revision = status.revision
+                entry.revision = status.phase.isIdle ? nil : status.revision
             }
             w[key] = entry
         }

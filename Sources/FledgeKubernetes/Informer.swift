@@ -33,7 +33,7 @@ public final class Informer: Service, Sendable {
     private let client: KubernetesClient
     private let options: ListWatchOptions
     private let transform: (@Sendable (JSONValue) -> JSONValue)?
-    /// Store objects serialized and parse them on every read: a fraction of the memory of parsed trees, for caches
+    /// Store objects serialized and deflated, and parse them on every read: a fraction of the memory of parsed trees, for caches
     /// of thousands of objects that are read rarely (the controller's).
     private let compact: Bool
     private let logger: Logger
@@ -46,9 +46,17 @@ public final class Informer: Service, Sendable {
         var resourceVersion = ""
         var lastError: KubernetesError?
         var subscribers: [Int: AsyncStream<InformerChange>.Continuation] = [:]
+        /// `changedKeys` subscribers: what changed since each last looked, and how to wake it.
+        var keySubscribers: [Int: (pending: [String: KeyChange], wake: AsyncStream<Void>.Continuation)] = [:]
         var nextSubscriber = 0
         var stopped = false
         var relists = 0
+        /// `waitUntilSynced` callers, told when the first list is complete (not subscribers: they need no objects).
+        var syncWaiters: [Int: AsyncStream<Bool>.Continuation] = [:]
+        /// Pages of a (re)list in progress (`ListWatchOptions.deliverPages`), stored as they came.
+        var staged: [((namespace: String, name: String), StoredObject)] = []
+        /// Compact caches: the dictionary every stored object is deflated against, seeded by the first objects.
+        var compressor: ObjectCompressor?
     }
 
     private let state = Mutex(State())
@@ -56,7 +64,8 @@ public final class Informer: Service, Sendable {
     /// - Parameters:
     ///   - transform: applied to every object before it is stored (e.g. to drop
     ///     `metadata.managedFields` in a cache that is never written back).
-    ///   - compact: keep objects serialized (about a sixth of the memory) and parse them on every read.
+    ///   - compact: keep objects serialized and deflated against a dictionary of sample objects (a small fraction of
+    ///     the memory of parsed trees), and inflate and parse them on every read.
     public init(
         client: KubernetesClient, resource: GroupVersionResource, namespace: NamespaceScope = .all,
         labelSelector: String? = nil, options: ListWatchOptions = ListWatchOptions(),
@@ -68,6 +77,9 @@ public final class Informer: Service, Sendable {
         self.resource = resource
         self.namespace = namespace
         self.labelSelector = labelSelector
+        // Pages are stored (compactly) as they arrive: a list of 10,000 objects is never held parsed at once.
+        var options = options
+        options.deliverPages = true
         self.options = options
         self.transform = transform
         self.logger = logger
@@ -86,12 +98,18 @@ public final class Informer: Service, Sendable {
     public func run() async throws {
         defer {
             // Finished outside the lock: finishing runs the stream's onTermination, which takes the lock again.
-            let subscribers = state.withLock { state in
+            let (subscribers, keySubscribers, syncWaiters) = state.withLock { state in
                 state.stopped = true
-                defer { state.subscribers.removeAll() }
-                return Array(state.subscribers.values)
+                defer {
+                    state.subscribers.removeAll()
+                    state.keySubscribers.removeAll()
+                    state.syncWaiters.removeAll()
+                }
+                return (Array(state.subscribers.values), state.keySubscribers.values.map(\.wake), Array(state.syncWaiters.values))
             }
             for continuation in subscribers { continuation.finish() }
+            for wake in keySubscribers { wake.finish() }
+            for waiter in syncWaiters { waiter.finish() }
         }
         let source = client.listWatch(resource, namespace: namespace, labelSelector: labelSelector, options: options)
         try await cancelWhenGracefulShutdown { [self] in
@@ -105,49 +123,64 @@ public final class Informer: Service, Sendable {
     /// from another source (tests, replays).
     public func apply(_ event: ListWatchEvent) {
         switch event {
+        case .resyncPage(let items):
+            let fresh = items.map { transform?($0) ?? $0 }
+            let staged = zip(fresh, store(fresh)).map { object, stored in (Self.location(of: object), stored) }
+            state.withLock { $0.staged.append(contentsOf: staged) }
         case .resync(let items, let version):
             let fresh = items.map { transform?($0) ?? $0 }
+            let last = zip(fresh, store(fresh)).map { object, stored in (Self.location(of: object), stored) }
             state.withLock { state in
+                let listed = state.staged + last
+                state.staged = []
                 var objects: [String: [String: StoredObject]] = [:]
                 objects.reserveCapacity(state.objects.count)
                 // Tell subscribers what the relist changed, then that the store is complete.
-                for object in fresh {
-                    let (namespace, name) = Self.location(of: object)
-                    let stored = StoredObject(object, compact: compact)
+                for ((namespace, name), stored) in listed {
                     objects[namespace, default: [:]][name] = stored
+                    let key = namespace.isEmpty ? name : "\(namespace)/\(name)"
                     if let old = state.objects[namespace]?[name] {
-                        if old.resourceVersion != stored.resourceVersion {
-                            publish(.updated(old: old.object, new: object), &state)
+                        // Relists are rare (a 410 Gone): reading both versions back costs less than storing them.
+                        let (oldObject, newObject) = (old.object, stored.object)
+                        if objectVersion(oldObject) != objectVersion(newObject) {
+                            publish(key: key, .present, .updated(old: oldObject, new: newObject), &state)
                         }
                     } else {
-                        publish(.added(object), &state)
+                        publish(key: key, .present, .added(stored.object), &state)
                     }
                 }
                 for (namespace, names) in state.objects {
                     let current = objects[namespace]
                     for (name, old) in names where current?[name] == nil {
-                        publish(.deleted(old.object), &state)
+                        publish(key: namespace.isEmpty ? name : "\(namespace)/\(name)", .deleted, .deleted(old.object), &state)
                     }
                 }
                 state.objects = objects
-                state.count = fresh.count
+                state.count = listed.count
                 state.resourceVersion = version
                 state.synced = true
                 state.relists += 1
                 state.lastError = nil
-                publish(.synced(count: fresh.count), &state)
+                for continuation in state.subscribers.values { continuation.yield(.synced(count: listed.count)) }
+                for waiter in state.syncWaiters.values {
+                    waiter.yield(true)
+                    waiter.finish()
+                }
+                state.syncWaiters.removeAll()
             }
         case .added(let raw), .modified(let raw):
             let object = transform?(raw) ?? raw
             let (namespace, name) = Self.location(of: object)
+            let stored = store([object])[0]
             state.withLock { state in
-                let old = state.objects[namespace, default: [:]].updateValue(StoredObject(object, compact: compact), forKey: name)
+                let old = state.objects[namespace, default: [:]].updateValue(stored, forKey: name)
                 if let version = objectVersion(object) { state.resourceVersion = version }
+                let key = namespace.isEmpty ? name : "\(namespace)/\(name)"
                 if let old {
-                    publish(.updated(old: old.object, new: object), &state)
+                    publish(key: key, .present, .updated(old: old.object, new: object), &state)
                 } else {
                     state.count += 1
-                    publish(.added(object), &state)
+                    publish(key: key, .present, .added(object), &state)
                 }
             }
         case .deleted(let raw):
@@ -158,19 +191,48 @@ public final class Informer: Service, Sendable {
                 if state.objects[namespace]?.isEmpty == true { state.objects[namespace] = nil }
                 if let version = objectVersion(object) { state.resourceVersion = version }
                 if old != nil { state.count -= 1 }
-                publish(.deleted(object), &state)
+                publish(key: namespace.isEmpty ? name : "\(namespace)/\(name)", .deleted, .deleted(object), &state)
             }
         case .bookmark(let version):
             state.withLock { $0.resourceVersion = version }
         case .failure(let error, let retryIn):
             logger.warning(
                 "list/watch failed; retrying", metadata: ["resource": "\(resource)", "error": "\(error)", "retryIn": "\(retryIn)"])
-            state.withLock { $0.lastError = error }
+            state.withLock { state in
+                state.lastError = error
+                // A list that failed part-way starts again from its first page.
+                state.staged = []
+            }
         }
     }
 
-    private func publish(_ change: InformerChange, _ state: inout State) {
-        for continuation in state.subscribers.values { continuation.yield(change) }
+    /// The stored form of `objects`: as they are, or (compact caches) serialized and deflated against the cache's
+    /// dictionary, which the first objects ever stored seed. Done outside the lock.
+    private func store(_ objects: [JSONValue]) -> [StoredObject] {
+        guard compact else { return objects.map { StoredObject($0) } }
+        let serialized = objects.map { $0.serialized() }
+        let compressor = state.withLock { $0.compressor } ?? {
+            let made = ObjectCompressor(samples: serialized)
+            return state.withLock { state in
+                if let existing = state.compressor { return existing }
+                state.compressor = made
+                return made
+            }
+        }()
+        return zip(objects, serialized).map { StoredObject($0, serialized: $1, compressor: compressor) }
+    }
+
+    /// Tells subscribers that `key` changed. `change` is only made (objects inflated and parsed) when someone
+    /// subscribed to whole changes; `changedKeys` subscribers get the key.
+    private func publish(key: String, _ keyChange: KeyChange, _ change: @autoclosure () -> InformerChange, _ state: inout State) {
+        if !state.subscribers.isEmpty {
+            let change = change()
+            for continuation in state.subscribers.values { continuation.yield(change) }
+        }
+        for id in state.keySubscribers.keys {
+            state.keySubscribers[id]!.pending[key] = keyChange
+            state.keySubscribers[id]!.wake.yield()
+        }
     }
 
     private static func location(of object: JSONValue) -> (String, String) {
@@ -213,6 +275,11 @@ public final class Informer: Service, Sendable {
     }
 
     public var count: Int { state.withLock { $0.count } }
+    /// Bytes the stored objects take in serialized form (compact caches; 0 otherwise): the cache's memory, for
+    /// `/metrics` and the benchmarks.
+    public var storedBytes: Int {
+        state.withLock { state in state.objects.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } }
+    }
     public var hasSynced: Bool { state.withLock { $0.synced } }
     /// The last resourceVersion seen (list, event or bookmark).
     public var resourceVersion: String { state.withLock { $0.resourceVersion } }
@@ -250,29 +317,64 @@ public final class Informer: Service, Sendable {
         return stream
     }
 
+    /// Keys of the objects that changed, in batches: each batch holds every key that changed since the previous
+    /// one, with its latest state. Unlike `changes()`, nothing is buffered per event, so a burst (the first list of
+    /// 10,000 objects) leaves no queue behind, and a consumer that falls behind sees each key once. With
+    /// `replayExisting`, the first batch holds every stored object. Finishes when the informer stops.
+    public func changedKeys(replayExisting: Bool = false) -> ChangedKeys {
+        let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id: Int? = state.withLock { state in
+            if state.stopped {
+                wake.finish()
+                return nil
+            }
+            var pending: [String: KeyChange] = [:]
+            if replayExisting {
+                for (namespace, names) in state.objects {
+                    for name in names.keys { pending[namespace.isEmpty ? name : "\(namespace)/\(name)"] = .present }
+                }
+                wake.yield()
+            }
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.keySubscribers[id] = (pending, wake)
+            return id
+        }
+        if let id {
+            wake.onTermination = { [weak self] _ in
+                _ = self?.state.withLock { $0.keySubscribers.removeValue(forKey: id) }
+            }
+        }
+        return ChangedKeys(wakes: wakes) { [weak self] in
+            guard let id, let self else { return [:] }
+            return self.state.withLock { state in
+                guard var subscriber = state.keySubscribers[id] else { return [:] }
+                let batch = subscriber.pending
+                // A new, empty table: the drained one would keep the capacity of the largest burst.
+                subscriber.pending = [:]
+                state.keySubscribers[id] = subscriber
+                return batch
+            }
+        }
+    }
+
     /// Waits for the first complete list. Returns false if the informer stopped
     /// or the waiting task was cancelled first.
     public func waitUntilSynced() async -> Bool {
-        let (stream, continuation) = AsyncStream<InformerChange>.makeStream(bufferingPolicy: .unbounded)
+        let (stream, continuation) = AsyncStream<Bool>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id: Int? = state.withLock { state in
-            if state.synced {
-                continuation.yield(.synced(count: state.count))
-                continuation.finish()
-                return nil
-            }
-            if state.stopped {
+            if state.synced || state.stopped {
+                continuation.yield(state.synced)
                 continuation.finish()
                 return nil
             }
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            state.subscribers[id] = continuation
+            state.syncWaiters[id] = continuation
             return id
         }
-        defer { if let id { _ = state.withLock { $0.subscribers.removeValue(forKey: id) } } }
-        for await change in stream {
-            if case .synced = change { return true }
-        }
+        defer { if let id { _ = state.withLock { $0.syncWaiters.removeValue(forKey: id) } } }
+        for await synced in stream { return synced }
         return false
     }
 
@@ -284,30 +386,86 @@ public final class Informer: Service, Sendable {
     }
 }
 
-/// One cached object: parsed, or (compact caches) serialized and parsed on every read.
+/// One cached object: parsed, or (compact caches) serialized, deflated, and inflated and parsed on every read.
+/// Small (16 bytes), since a cache of 10,000 objects holds 10,000 of them in its hash tables.
 struct StoredObject: Sendable {
-    private let value: JSONValue?
-    private let bytes: [UInt8]
-    let resourceVersion: String?
+    private enum Storage: Sendable {
+        case parsed(Box<JSONValue>)
+        case serialized([UInt8])
+        case deflated([UInt8], compressor: ObjectCompressor)
+    }
 
-    init(_ object: JSONValue, compact: Bool) {
-        resourceVersion = objectVersion(object)
-        if compact {
-            value = nil
-            bytes = object.serialized()
+    private let storage: Storage
+
+    init(_ object: JSONValue) {
+        storage = .parsed(Box(object))
+    }
+
+    init(_ object: JSONValue, serialized: [UInt8], compressor: ObjectCompressor) {
+        if let deflated = compressor.deflate(serialized) {
+            storage = .deflated(deflated, compressor: compressor)
         } else {
-            value = object
-            bytes = []
+            // Only if zlib fails (out of memory): keep the serialization, copied to its exact size.
+            storage = .serialized(Array(serialized[...]))
+        }
+    }
+
+    /// Bytes held for the object in compact form (0 when kept parsed).
+    var byteCount: Int {
+        switch storage {
+        case .parsed: return 0
+        case .serialized(let bytes), .deflated(let bytes, _): return bytes.count
         }
     }
 
     var object: JSONValue {
-        if let value { return value }
-        // Our own serialization always parses; `.null` only if memory were corrupted.
-        return (try? JSONValue(parsing: bytes)) ?? .null
+        switch storage {
+        case .parsed(let box):
+            return box.value
+        case .serialized(let bytes):
+            // Our own serialization always parses; `.null` only if memory were corrupted.
+            return (try? JSONValue(parsing: bytes)) ?? .null
+        case .deflated(let bytes, let compressor):
+            guard let bytes = compressor.inflate(bytes) else { return .null }
+            return (try? JSONValue(parsing: bytes)) ?? .null
+        }
     }
+}
+
+/// An immutable value behind a reference: keeps a large, rarely used case out of an enum's inline size.
+private final class Box<Value: Sendable>: Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 private func objectVersion(_ object: JSONValue) -> String? {
     object["metadata"]?["resourceVersion"]?.stringValue
+}
+
+/// Whether a changed object is (still) in the cache.
+public enum KeyChange: Sendable, Equatable {
+    case present
+    case deleted
+}
+
+/// Batches of changed keys from `Informer.changedKeys`.
+public struct ChangedKeys: AsyncSequence, Sendable {
+    public typealias Element = [String: KeyChange]
+    let wakes: AsyncStream<Void>
+    let take: @Sendable () -> [String: KeyChange]
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var wakes: AsyncStream<Void>.AsyncIterator
+        let take: @Sendable () -> [String: KeyChange]
+
+        public mutating func next() async -> [String: KeyChange]? {
+            while await wakes.next() != nil {
+                let batch = take()
+                if !batch.isEmpty { return batch }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(wakes: wakes.makeAsyncIterator(), take: take) }
 }

@@ -136,6 +136,9 @@ public struct ListWatchOptions: Sendable {
     /// Asks the server to end each watch after this many seconds (it is then resumed).
     public var watchTimeoutSeconds: Int?
     public var allowBookmarks: Bool
+    /// Deliver each page of a (re)list as it arrives (`.resyncPage`, then `.resync` with the last page) instead of
+    /// one `.resync` with everything: a consumer that keeps objects compactly then never holds a whole list parsed.
+    public var deliverPages = false
 
     public init(
         backoff: Backoff = Backoff(), sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
@@ -154,6 +157,9 @@ public enum ListWatchEvent: Sendable {
     /// A complete, fresh list: the first one, or a relist after a 410 / `ERROR` event.
     /// Consumers replace what they hold with `items`.
     case resync(items: [JSONValue], resourceVersion: String)
+    /// One page of a (re)list in progress, only with `ListWatchOptions.deliverPages`: the complete list is every
+    /// `resyncPage` since the last `.resync` or `.failure`, plus the items of the `.resync` that ends it.
+    case resyncPage(items: [JSONValue])
     case added(JSONValue)
     case modified(JSONValue)
     case deleted(JSONValue)
@@ -185,6 +191,8 @@ public struct ListWatch: AsyncSequence, Sendable {
         var events: WatchEvents.AsyncIterator?
         var failures = 0
         var pendingSleep: Duration?
+        /// Where a page-by-page (re)list continues.
+        var continueToken: String?
 
         public mutating func next() async throws -> ListWatchEvent? {
             while true {
@@ -197,6 +205,27 @@ public struct ListWatch: AsyncSequence, Sendable {
                         return nil  // cancelled while waiting
                     }
                     continue
+                }
+                if needsList, source.options.deliverPages {
+                    do {
+                        let page = try await source.client.list(
+                            source.resource, namespace: source.namespace, labelSelector: source.labelSelector,
+                            fieldSelector: source.fieldSelector, limit: source.options.pageSize, continue: continueToken)
+                        if let next = page.continueToken, !next.isEmpty {
+                            continueToken = next
+                            return .resyncPage(items: page.items)
+                        }
+                        continueToken = nil
+                        needsList = false
+                        failures = 0
+                        resourceVersion = page.resourceVersion
+                        return .resync(items: page.items, resourceVersion: page.resourceVersion)
+                    } catch {
+                        // Also an expired continue token (410): the list starts again from its first page.
+                        continueToken = nil
+                        if Task.isCancelled { return nil }
+                        return fail(error)
+                    }
                 }
                 if needsList {
                     do {

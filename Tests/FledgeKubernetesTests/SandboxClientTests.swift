@@ -176,6 +176,22 @@ func name(_ object: JSONValue) -> String { object["metadata"]?["name"]?.stringVa
             #expect(first.continueToken != nil)
             let across = try await client.listAll(.configMaps, namespace: .all, labelSelector: "parity")
             #expect(across.items.count == 23)
+
+            // Page by page: each page as it arrives, the last one ends the list.
+            var paged = ListWatchOptions(pageSize: 10)
+            paged.deliverPages = true
+            var pageEvents = client.listWatch(.configMaps, labelSelector: "parity", options: paged).makeAsyncIterator()
+            var delivered: [String] = []
+            while delivered.last?.hasPrefix("resync") != true, let event = try await pageEvents.next() {
+                switch event {
+                case .resyncPage(let items): delivered.append("page \(items.count)")
+                case .resync(let items, let version):
+                    delivered.append("resync \(items.count)")
+                    #expect(!version.isEmpty)
+                default: continue
+                }
+            }
+            #expect(delivered == ["page 10", "page 10", "resync 3"])
         }
     }
 
@@ -441,7 +457,7 @@ func nextChange(_ events: inout ListWatch.AsyncIterator) async throws -> String 
         case .modified(let o): return "modified \(name(o))"
         case .deleted(let o): return "deleted \(name(o))"
         case .resync(let items, _): return "resync \(items.count)"
-        case .bookmark, .failure: continue
+        case .bookmark, .failure, .resyncPage: continue
         }
     }
     return "nothing"

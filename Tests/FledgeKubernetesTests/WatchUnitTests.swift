@@ -164,6 +164,7 @@ func query(_ url: String, _ key: String) -> String? {
         for try await event in client.listWatch(.configMaps, options: options) {
             switch event {
             case .resync(let items, let rv): seen.append("resync \(items.count) @\(rv)")
+            case .resyncPage(let items): seen.append("page \(items.count)")
             case .added(let o): seen.append("added \(o["metadata"]!["name"]!.stringValue!)")
             case .modified(let o): seen.append("modified \(o["metadata"]!["name"]!.stringValue!)")
             case .deleted(let o): seen.append("deleted \(o["metadata"]!["name"]!.stringValue!)")

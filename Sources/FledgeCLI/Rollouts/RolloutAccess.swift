@@ -85,7 +85,7 @@ extension Cluster {
                             objects = items
                         case .added(let object), .modified(let object): objects = [object]
                         case .deleted: throw CLIError("rollout \"\(name)\" in namespace \"\(namespace)\" was deleted")
-                        case .bookmark: continue
+                        case .bookmark, .resyncPage: continue
                         case .failure(let error, let retryIn):
                             if error.isUnauthorized || error.isForbidden || error.kind == .configuration { throw self.failure(error, rollout: name) }
                             // Say why nothing moves, then keep watching.

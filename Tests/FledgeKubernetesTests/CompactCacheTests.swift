@@ -1,0 +1,110 @@
+import FledgeHTTP
+import FledgeJSON
+import Foundation
+import Testing
+
+@testable import FledgeKubernetes
+
+/// The compact watch cache: objects deflated against a dictionary, lists stored page by page, changes as
+/// coalesced keys.
+@Suite struct CompactCacheTests {
+    static func deployment(_ name: String, image: String = "registry.example/app:1.0.0") -> JSONValue {
+        [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": ["name": .string(name), "namespace": "shop", "uid": .string(UUID().uuidString), "resourceVersion": "7"],
+            "spec": [
+                "replicas": 2, "selector": ["matchLabels": ["app": .string(name), "version": "v1"]],
+                "template": [
+                    "metadata": ["labels": ["app": .string(name), "version": "v1"]],
+                    "spec": ["containers": [["name": "app", "image": .string(image), "ports": [["containerPort": 8080]]]]],
+                ],
+            ],
+            "status": ["observedGeneration": 1, "replicas": 2, "readyReplicas": 2],
+        ]
+    }
+
+    @Test func deflatedObjectsComeBackByteForByte() throws {
+        let samples = (0..<3).map { Self.deployment("svc-\($0)").serialized() }
+        let compressor = ObjectCompressor(samples: samples)
+        for object in [Self.deployment("other"), Self.deployment("x", image: "elsewhere/img:9"), ["a": "ü ✓ \u{1F600}"], [:]] as [JSONValue] {
+            let bytes = object.serialized()
+            let deflated = try #require(compressor.deflate(bytes))
+            #expect(compressor.inflate(deflated) == bytes)
+        }
+        // Larger than deflate's window: still whole.
+        let big: JSONValue = ["data": .string(String(repeating: "abcdefghij", count: 5000) + UUID().uuidString)]
+        let deflated = try #require(compressor.deflate(big.serialized()))
+        #expect(compressor.inflate(deflated) == big.serialized())
+        // Damaged input is refused, not mis-read.
+        #expect(compressor.inflate(Array(deflated.prefix(3))) == nil)
+        #expect(compressor.inflate(Array(deflated.dropLast(5))) == nil)
+    }
+
+    @Test func theDictionaryIsWhatMakesSmallObjectsSmall() throws {
+        let bytes = Self.deployment("checkout").serialized()
+        let plain = try #require(ObjectCompressor(dictionary: []).deflate(bytes))
+        let seeded = try #require(ObjectCompressor(samples: [Self.deployment("cart").serialized()]).deflate(bytes))
+        // Only the name, the uid and the size prefix are left to store.
+        #expect(seeded.count * 3 < plain.count)
+        #expect(seeded.count * 5 < bytes.count)
+    }
+
+    func informer(compact: Bool = true) -> Informer {
+        let client = KubernetesClient(
+            configuration: KubernetesConfiguration(server: "http://127.0.0.1:1"),
+            transport: ScriptedHTTPClient { _, _ in .response(500, "") })
+        return Informer(client: client, resource: .configMaps, compact: compact)
+    }
+
+    @Test func aListStoredPageByPageIsCompleteOnlyAtItsEnd_andAFailedOneStartsAgain() async throws {
+        let informer = informer()
+        informer.apply(.resyncPage(items: [object("a", rv: "1"), object("b", rv: "1")]))
+        #expect(!informer.hasSynced)
+        #expect(informer.count == 0)
+        // The list failed part-way: its pages are dropped, the retried list starts from its first page.
+        informer.apply(.failure(KubernetesError(kind: .api, code: 410, reason: "Expired", message: "continue token expired"), retryIn: .zero))
+        informer.apply(.resyncPage(items: [object("c", rv: "3")]))
+        informer.apply(.resync(items: [object("d", rv: "3")], resourceVersion: "3"))
+        #expect(informer.hasSynced)
+        #expect(await informer.waitUntilSynced())
+        #expect(Set(informer.keys) == ["shop/c", "shop/d"])
+        #expect(informer.get(namespace: "shop", name: "c") == object("c", rv: "3"))
+        #expect(informer.storedBytes > 0)
+    }
+
+    @Test func changedKeysCoalesceBursts() async throws {
+        let informer = informer()
+        informer.apply(.resync(items: [object("a", rv: "1"), object("b", rv: "1")], resourceVersion: "1"))
+        var replay = informer.changedKeys(replayExisting: true).makeAsyncIterator()
+        #expect(await replay.next() == ["shop/a": .present, "shop/b": .present])
+
+        var keys = informer.changedKeys().makeAsyncIterator()
+        informer.apply(.modified(object("a", rv: "2")))
+        informer.apply(.modified(object("a", rv: "3")))
+        informer.apply(.deleted(object("b", rv: "4")))
+        informer.apply(.added(object("c", rv: "5")))
+        informer.apply(.deleted(object("c", rv: "6")))
+        #expect(await keys.next() == ["shop/a": .present, "shop/b": .deleted, "shop/c": .deleted])
+
+        // A relist tells only what it changed.
+        informer.apply(.resync(items: [object("a", rv: "3"), object("e", rv: "7")], resourceVersion: "7"))
+        #expect(await keys.next() == ["shop/e": .present])
+    }
+
+    @Test func parsedAndCompactCachesHoldTheSameObjects() {
+        let compact = informer()
+        let parsed = informer(compact: false)
+        let items = (0..<20).map { Self.deployment("svc-\($0)") }
+        for cache in [compact, parsed] {
+            cache.apply(.resyncPage(items: Array(items[0..<10])))
+            cache.apply(.resync(items: Array(items[10...]), resourceVersion: "7"))
+            cache.apply(.modified(Self.deployment("svc-3", image: "registry.example/app:2.0.0")))
+        }
+        #expect(compact.count == 20)
+        for i in 0..<20 {
+            #expect(compact.get(namespace: "shop", name: "svc-\(i)") == parsed.get(namespace: "shop", name: "svc-\(i)"))
+        }
+        #expect(parsed.storedBytes == 0)
+        #expect(compact.storedBytes < items.reduce(0) { $0 + $1.serialized().count } / 4)
+    }
+}
