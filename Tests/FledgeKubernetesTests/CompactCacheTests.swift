@@ -95,11 +95,13 @@ import Testing
         let compact = informer()
         let parsed = informer(compact: false)
         let items = (0..<20).map { Self.deployment("svc-\($0)") }
+        let modified = Self.deployment("svc-3", image: "registry.example/app:2.0.0")
         for cache in [compact, parsed] {
             cache.apply(.resyncPage(items: Array(items[0..<10])))
             cache.apply(.resync(items: Array(items[10...]), resourceVersion: "7"))
-            cache.apply(.modified(Self.deployment("svc-3", image: "registry.example/app:2.0.0")))
+            cache.apply(.modified(modified))
         }
+        #expect(compact.get(namespace: "shop", name: "svc-3") == modified)
         #expect(compact.count == 20)
         for i in 0..<20 {
             #expect(compact.get(namespace: "shop", name: "svc-\(i)") == parsed.get(namespace: "shop", name: "svc-\(i)"))
