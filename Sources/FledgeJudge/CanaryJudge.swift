@@ -141,11 +141,17 @@ public struct CanaryJudge: Sendable {
     /// and that test starts from it.
     static let stateVersion = 3
 
-    /// The false-promotion budget of each comparison is α/2, split as α/4 for the ratio e-process, 3α/16 for the
-    /// absolute-margin e-process and α/16 for stable's confidence sequence (whose upper end sets the ratio
-    /// tested and whose lower end sets the rate tested; both ends come from the same sequence).
-    var alphaBound: Double { configuration.falsePromotionRate / 16 }
-    var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 16 }
+    /// A canary advances only when errors *and* latency are shown within their margins, so a canary worse than a
+    /// margin in either is advanced only if that comparison's test wrongly shows it: each comparison may use the
+    /// whole false-promotion rate α (an intersection–union test). Within a comparison α is split as α/2 for the
+    /// ratio e-process, 3α/8 for the absolute-margin e-process and α/8 for stable's confidence sequence (whose
+    /// upper end sets the ratio tested and whose lower end sets the rate tested; both ends come from the same
+    /// sequence). The two e-processes are combined by their weighted sum α/2 · E_ratio + 3α/8 · E_absolute ≥ 1
+    /// (an e-process too, since both are under "worse than the margins"), which shows at least what either alone
+    /// would at its share of α.
+    var alphaBound: Double { configuration.falsePromotionRate / 8 }
+    var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 8 }
+    var alphaRelative: Double { configuration.falsePromotionRate / 2 }
 
     static func acceptGrid(_ ratioMargin: Double) -> [Double] {
         acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
@@ -238,7 +244,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
             return next
         }
         // Pool both sides until enough requests were seen, then choose the boundary from the
@@ -271,7 +277,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
         } else {
             next.pooled = pooled
         }
@@ -282,10 +288,8 @@ public struct CanaryJudge: Sendable {
         of state: JudgeComparisonState, metric: String, ratioMargin: Double, absoluteMargin: Double, exposure: Double
     ) -> JudgeEvidence {
         let alphaHarm = configuration.falseRollbackRate / 2
-        // The false-promotion rate is shared by errors and latency, and within each by the ratio
-        // e-process, the absolute-margin e-process and stable's confidence sequence (see `alphaBound`).
-        // The canary's upper bound is only reported.
-        let alphaRelative = configuration.falsePromotionRate / 4
+        // The false-promotion rate is split within each comparison by the ratio e-process, the absolute-margin
+        // e-process and stable's confidence sequence (see `alphaBound`). The canary's upper bound is only reported.
         let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
         let eValue = min(exp(min(logE, 690)), 1e300)
         let threshold = 1 / alphaHarm
@@ -309,7 +313,12 @@ public struct CanaryJudge: Sendable {
         let acceptE = min(exp(min(acceptLog, 690)), 1e300)
         let acceptThreshold = 1 / alphaRelative
         let ratioShown = acceptLog >= log(acceptThreshold)
-        let acceptable = boundShown || ratioShown
+        // The weighted sum E_ratio / its threshold + E_absolute / its threshold ≥ 1 (see `alphaBound`).
+        let acceptScore = state.canary.requests > 0
+            ? JudgeStatistics.acceptanceScore(
+                ratioLogEValue: acceptLog, ratioThreshold: acceptThreshold, boundLogEValue: boundLog, boundThreshold: boundThreshold)
+            : 0
+        let acceptable = boundShown || ratioShown || acceptScore >= 1
 
         var ratio: Double?
         if let c = state.canary.rate, let s = state.stable.rate, s > 0 { ratio = c / s }
@@ -326,11 +335,16 @@ public struct CanaryJudge: Sendable {
             summary = "\(metric) \(sides); \(relative) ≥ \(JudgeFormat.number(acceptThreshold))"
         } else if boundShown {
             summary = "\(metric) \(sides); \(absolute) ≥ \(JudgeFormat.number(boundThreshold))"
+        } else if acceptable {
+            summary = "\(metric) \(sides); \(relative) and \(absolute) together: "
+                + "\(JudgeFormat.number(acceptE))/\(JudgeFormat.number(acceptThreshold)) + \(JudgeFormat.number(boundE))/\(JudgeFormat.number(boundThreshold)) "
+                + "= \(JudgeFormat.number(acceptScore)) ≥ 1"
         } else if c.requests == 0 {
             summary = "\(metric): the canary served no requests yet"
         } else {
             summary = "\(metric) \(sides) after \(JudgeFormat.number(c.requests)) canary requests; not yet \(relative) < \(JudgeFormat.number(acceptThreshold)), "
-                + "nor \(absolute) < \(JudgeFormat.number(boundThreshold)); harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
+                + "nor \(absolute) < \(JudgeFormat.number(boundThreshold)), nor together (\(JudgeFormat.number(acceptScore)) < 1); "
+                + "harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
         }
         return JudgeEvidence(
             metric: metric, canary: c, stable: s, ratio: ratio, canaryUpperBound: upper, stableLowerBound: lower,

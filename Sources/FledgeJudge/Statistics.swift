@@ -98,6 +98,17 @@ public enum JudgeStatistics {
         return top + log(sum) - log(Double(logs.count))
     }
 
+    /// The weighted sum of two e-values, each divided by the threshold it would need alone:
+    /// E₁/t₁ + E₂/t₂, from their logs (capped at 1e300). With t_i = 1/α_i this is (α₁E₁ + α₂E₂), an e-value
+    /// times α₁ + α₂ when both are e-values for the same hypothesis, so "≥ 1" rejects it at level α₁ + α₂ and
+    /// whenever either alone reaches its threshold.
+    public static func acceptanceScore(
+        ratioLogEValue a: Double, ratioThreshold ta: Double, boundLogEValue b: Double, boundThreshold tb: Double
+    ) -> Double {
+        let logScore = logMeanExp([a - log(ta), b - log(tb)]) + log(2.0)
+        return min(exp(min(logScore, 690)), 1e300)
+    }
+
     /// The grid of rate ratios the harm e-process mixes over: `count` points spaced
     /// geometrically from `lowest` to `highest`.
     public static func ratioGrid(lowest: Double, highest: Double = 100, count: Int = 8) -> [Double] {

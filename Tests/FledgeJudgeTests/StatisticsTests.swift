@@ -113,6 +113,18 @@ import Testing
         for i in 1..<8 { #expect(abs(grid[i] / grid[i - 1] - step) < 1e-12) }
     }
 
+    @Test func acceptanceScoreAddsEachEValueOverItsThreshold() {
+        // 20/40 + 30/53.3 = 0.5 + 0.5625 = 1.0625.
+        let score = JudgeStatistics.acceptanceScore(
+            ratioLogEValue: log(20), ratioThreshold: 40, boundLogEValue: log(30), boundThreshold: 160.0 / 3)
+        #expect(abs(score - 1.0625) < 1e-12)
+        // Either alone at its threshold gives at least 1.
+        #expect(JudgeStatistics.acceptanceScore(ratioLogEValue: log(40), ratioThreshold: 40, boundLogEValue: -.infinity, boundThreshold: 53) == 1)
+        // Huge e-values do not overflow.
+        let huge = JudgeStatistics.acceptanceScore(ratioLogEValue: 5000, ratioThreshold: 40, boundLogEValue: 0, boundThreshold: 53)
+        #expect(huge.isFinite && huge > 1e299)
+    }
+
     @Test func logMeanExpIsStable() {
         #expect(abs(JudgeStatistics.logMeanExp([0, 0]) - 0) < 1e-15)
         #expect(abs(JudgeStatistics.logMeanExp([1000, 1000]) - 1000) < 1e-9)
