@@ -124,13 +124,64 @@ import Testing
         #expect(held.explanation.contains("nor together (0.977 < 1)"), "\(held.explanation)")
     }
 
+    @Test func theAbsoluteTestWeighsEveryCanaryRequestAgainstTheLatestRate() throws {
+        // Two intervals of 1 error in 1,000 canary requests and 9 in 9,000 stable ones. The numerator is the
+        // canary's likelihood under stable's rate as known at each interval, q_t = (x_s + ½)/(n_s + 1); the
+        // denominator is the likelihood of all 2,000 canary requests at θ = stable's lower bound after both
+        // intervals + 0.1 % (promotion), the tighter bound applying to the first interval's requests too.
+        var state = judge.initialState()
+        for _ in 0..<2 {
+            state = try judge.judge(
+                canary: JudgeSample(requests: 1000, errors: 1), stable: JudgeSample(requests: 9000, errors: 9), nextWeight: 100,
+                state: state
+            ).state
+        }
+        let q1 = 9.5 / 9001, q2 = 18.5 / 18001
+        let numerator = log(q1) + 999 * log(1 - q1) + log(q2) + 999 * log(1 - q2)
+        let theta = JudgeStatistics.lowerConfidenceBound(events: 18, trials: 18000, alpha: 0.05 / 8) + 0.001
+        let expected = numerator - (2 * log(theta) + 1998 * log(1 - theta))
+        let full = CanaryJudge.acceptExposures.firstIndex(of: 1)!
+        #expect(abs(state.errors.boundLogNumerator - numerator) < 1e-9)
+        #expect(state.errors.boundCanary == JudgeCounts(requests: 2000, events: 2))
+        #expect(state.errors.boundTestedRates[full] == theta)
+        #expect(abs(state.errors.boundLogEValues[full] - expected) < 1e-9)
+    }
+
+    @Test func aVersionThreeStateIsReadAndTheAbsoluteTestRestarts() throws {
+        // Version 3 kept the absolute test as a running product, with no numerator: the test starts again.
+        let (_, state) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25,
+            state: judge.initialState())
+        #expect(state.errors.boundLogEValues.contains { $0 > 0 })
+        var json = try #require(String(data: JSONEncoder().encode(state), encoding: .utf8))
+        json = json.replacingOccurrences(of: #""version":4"#, with: #""version":3"#)
+        json = json.replacingOccurrences(of: #","boundLogNumerator":[^,}]*"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundLogNumerator":[^,}]*,"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #","boundCanary":\{[^}]*\}"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundCanary":\{[^}]*\},"#, with: "", options: .regularExpression)
+        #expect(!json.contains("boundLogNumerator") && !json.contains("boundCanary"))
+        let old = try JSONDecoder().decode(JudgeState.self, from: Data(json.utf8))
+        #expect(old.version == 3)
+        #expect(old.errors.boundLogEValues == Array(repeating: 0, count: CanaryJudge.acceptExposures.count))
+        #expect(old.errors.boundCanary == JudgeCounts(requests: 0, events: 0))
+        let (_, resumed) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25, state: old)
+        #expect(resumed.version == 4)
+        #expect(resumed.errors.canary == JudgeCounts(requests: 600, events: 0))
+        #expect(resumed.errors.boundCanary == JudgeCounts(requests: 300, events: 0))
+    }
+
     @Test func aVersionTwoStateIsReadAndTheAbsoluteTestStartsFromIt() throws {
         // A controller upgraded mid-rollout finds a state without the absolute-margin e-process.
         let (_, state) = try judge.judge(
             canary: JudgeSample(requests: 300, errors: 1), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25,
             state: judge.initialState())
         var json = try #require(String(data: JSONEncoder().encode(state), encoding: .utf8))
-        json = json.replacingOccurrences(of: #""version":3"#, with: #""version":2"#)
+        json = json.replacingOccurrences(of: #""version":4"#, with: #""version":2"#)
+        json = json.replacingOccurrences(of: #","boundLogNumerator":[^,}]*"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundLogNumerator":[^,}]*,"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #","boundCanary":\{[^}]*\}"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundCanary":\{[^}]*\},"#, with: "", options: .regularExpression)
         for key in ["boundTestedRates", "boundLogEValues"] {
             json = json.replacingOccurrences(of: #","\#(key)":\[[^\]]*\]"#, with: "", options: .regularExpression)
             json = json.replacingOccurrences(of: #""\#(key)":\[[^\]]*\],"#, with: "", options: .regularExpression)
