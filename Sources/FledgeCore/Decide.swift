@@ -642,7 +642,7 @@ struct Engine {
             let threshold =
                 "harm e-value >= \(fmt2(evidence.harmThreshold)); not worse than \(fmt2(evidence.allowedRatio)) × stable "
                 + "(e-value >= \(fmt2(evidence.acceptThreshold))) or below \(fmt2(evidence.allowedRate * 100))% "
-                + "(e-value >= \(fmt2(evidence.boundThreshold ?? 0)))"
+                + "(e-value >= \(fmt2(evidence.boundThreshold ?? 0))), or each e-value over its threshold summing to >= 1"
             let verdict: Verdict = evidence.harmful ? .failed : evidence.acceptable ? .passed : .inconclusive
             return MetricResult(
                 name: name, value: evidence.canary.rate.map { $0 * 100 }, stableValue: evidence.stable.rate.map { $0 * 100 },

@@ -66,9 +66,10 @@ public struct CanaryJudge: Sendable {
         guard nextWeight.isFinite, nextWeight > 0, nextWeight <= 100 else {
             throw JudgeError(field: "nextWeight", problem: "must be a percentage in (0, 100], got \(nextWeight)")
         }
-        guard (Self.stateVersion - 1)...Self.stateVersion ~= state.version else {
+        guard (Self.stateVersion - 2)...Self.stateVersion ~= state.version else {
             throw JudgeError(
-                field: "state.version", problem: "is \(state.version); this judge reads versions \(Self.stateVersion - 1) and \(Self.stateVersion)")
+                field: "state.version",
+                problem: "is \(state.version); this judge reads versions \(Self.stateVersion - 2) to \(Self.stateVersion)")
         }
         try Self.checkCounts(canary, side: "canary")
         try Self.checkCounts(stable, side: "stable")
@@ -139,13 +140,22 @@ public struct CanaryJudge: Sendable {
     /// Version 2: the acceptance tests' ratios follow the absolute margin (`acceptTestedRatios`).
     /// Version 3: the absolute margin is shown by an e-process (`boundLogEValues`); a version-2 state is read
     /// and that test starts from it.
-    static let stateVersion = 3
+    /// Version 4: that e-process keeps its numerator (`boundLogNumerator`) and the canary counts it covers
+    /// (`boundCanary`), so the whole record is weighed against the latest rate tested; a version-2 or 3 state is
+    /// read and the test starts from it.
+    static let stateVersion = 4
 
-    /// The false-promotion budget of each comparison is α/2, split as α/4 for the ratio e-process, 3α/16 for the
-    /// absolute-margin e-process and α/16 for stable's confidence sequence (whose upper end sets the ratio
-    /// tested and whose lower end sets the rate tested; both ends come from the same sequence).
-    var alphaBound: Double { configuration.falsePromotionRate / 16 }
-    var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 16 }
+    /// A canary advances only when errors *and* latency are shown within their margins, so a canary worse than a
+    /// margin in either is advanced only if that comparison's test wrongly shows it: each comparison may use the
+    /// whole false-promotion rate α (an intersection–union test). Within a comparison α is split as α/2 for the
+    /// ratio e-process, 3α/8 for the absolute-margin e-process and α/8 for stable's confidence sequence (whose
+    /// upper end sets the ratio tested and whose lower end sets the rate tested; both ends come from the same
+    /// sequence). The two e-processes are combined by their weighted sum α/2 · E_ratio + 3α/8 · E_absolute ≥ 1
+    /// (an e-process too, since both are under "worse than the margins"), which shows at least what either alone
+    /// would at its share of α.
+    var alphaBound: Double { configuration.falsePromotionRate / 8 }
+    var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 8 }
+    var alphaRelative: Double { configuration.falsePromotionRate / 2 }
 
     static func acceptGrid(_ ratioMargin: Double) -> [Double] {
         acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
@@ -190,26 +200,32 @@ public struct CanaryJudge: Sendable {
                 events: state.stable.events, trials: state.stable.requests, alpha: stableAlpha)
         }
         // The absolute margin: for each tested exposure w_k an e-process for "the canary's rate is at least θ_k",
-        // θ_k = stable's anytime-valid lower bound + absolute margin / w_k, the product over intervals of the
-        // binomial likelihood ratio of a plug-in rate q < θ_k against θ_k. For any rate p ≥ θ_k a request's factor
-        // has expectation ≤ 1 (it is 1 at p = θ_k and decreases in p), so for a canary worse than the margin the
-        // product is a test supermartingale while stable's bound holds (Ville: it reaches 1/α with probability
-        // ≤ α). θ_k and q use stable's counts up to and including this interval, which are independent of the
-        // canary's outcomes. q is stable's rate: where a good canary's rate is, so the evidence per canary request
-        // is the Kullback–Leibler divergence of stable's rate from θ_k, the most a test can get; with no errors on
-        // either side that is about θ_k per request (e.g. 0.4 % at the step to 25 %, ~1,170 requests to show),
-        // where the mixture confidence bound needed twice as many.
+        // θ_k = stable's anytime-valid lower bound now + absolute margin / w_k. Numerator: the canary's likelihood
+        // under a plug-in rate q_t, stable's rate up to and including interval t (independent of the canary's
+        // outcomes), multiplied over the intervals — one number for all exposures. Denominator: the canary's
+        // likelihood over the same requests at the most likely rate of at least θ_k, max(θ_k, X/N). For a canary
+        // whose rate p is at least θ_k the denominator is at least the likelihood at p, so the ratio is at most
+        // the likelihood ratio of q_t against the true p — a test martingale — and by Ville's inequality it
+        // reaches 1/α with probability ≤ α however often it is looked at, while stable's bound holds. θ_k may
+        // therefore be the latest one, applied to every canary request since the test started: requests served
+        // at earlier stages, when stable's bound was still wide, count in full once it has tightened. q is
+        // where a good canary's rate is, so each canary request adds the Kullback–Leibler divergence of stable's
+        // rate from θ_k; with no errors on either side that is about θ_k per request (e.g. 0.4 % at the step to
+        // 25 %, ~990 requests to show).
         let stableNow = JudgeCounts(requests: next.stable.requests, events: next.stable.events)
         let stableLower = stableNow.requests > 0
             ? JudgeStatistics.lowerConfidenceBound(events: stableNow.events, trials: stableNow.requests, alpha: stableAlpha) : 0
-        let plugIn = (stableNow.events + 0.5) / (stableNow.requests + 1)
+        if canary.requests > 0 {
+            let q = (stableNow.events + 0.5) / (stableNow.requests + 1)
+            next.boundLogNumerator += JudgeStatistics.xlogy(canary.events, q) + (canary.requests - canary.events) * log(1 - q)
+            next.boundCanary.requests += canary.requests
+            next.boundCanary.events += canary.events
+        }
         for (i, exposure) in acceptExposures.enumerated() {
             let theta = min(1, stableLower + absoluteMargin / exposure)
             next.boundTestedRates[i] = theta
-            guard theta > 0, theta < 1, canary.requests > 0 else { continue }
-            let q = min(plugIn, theta * 0.999)
-            next.boundLogEValues[i] += JudgeStatistics.xlogy(canary.events, q / theta)
-                + (canary.requests - canary.events) * log((1 - q) / (1 - theta))
+            next.boundLogEValues[i] = JudgeStatistics.logLikelihoodRatioAgainstRateAtLeast(
+                logNumerator: next.boundLogNumerator, events: next.boundCanary.events, trials: next.boundCanary.requests, rate: theta)
         }
         for (i, floor) in state.acceptRatios.enumerated() {
             var ratio = floor
@@ -238,7 +254,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
             return next
         }
         // Pool both sides until enough requests were seen, then choose the boundary from the
@@ -271,7 +287,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 16)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
         } else {
             next.pooled = pooled
         }
@@ -282,10 +298,8 @@ public struct CanaryJudge: Sendable {
         of state: JudgeComparisonState, metric: String, ratioMargin: Double, absoluteMargin: Double, exposure: Double
     ) -> JudgeEvidence {
         let alphaHarm = configuration.falseRollbackRate / 2
-        // The false-promotion rate is shared by errors and latency, and within each by the ratio
-        // e-process, the absolute-margin e-process and stable's confidence sequence (see `alphaBound`).
-        // The canary's upper bound is only reported.
-        let alphaRelative = configuration.falsePromotionRate / 4
+        // The false-promotion rate is split within each comparison by the ratio e-process, the absolute-margin
+        // e-process and stable's confidence sequence (see `alphaBound`). The canary's upper bound is only reported.
         let logE = JudgeStatistics.logMeanExp(state.harmLogLikelihoodRatios)
         let eValue = min(exp(min(logE, 690)), 1e300)
         let threshold = 1 / alphaHarm
@@ -309,7 +323,12 @@ public struct CanaryJudge: Sendable {
         let acceptE = min(exp(min(acceptLog, 690)), 1e300)
         let acceptThreshold = 1 / alphaRelative
         let ratioShown = acceptLog >= log(acceptThreshold)
-        let acceptable = boundShown || ratioShown
+        // The weighted sum E_ratio / its threshold + E_absolute / its threshold ≥ 1 (see `alphaBound`).
+        let acceptScore = state.canary.requests > 0
+            ? JudgeStatistics.acceptanceScore(
+                ratioLogEValue: acceptLog, ratioThreshold: acceptThreshold, boundLogEValue: boundLog, boundThreshold: boundThreshold)
+            : 0
+        let acceptable = boundShown || ratioShown || acceptScore >= 1
 
         var ratio: Double?
         if let c = state.canary.rate, let s = state.stable.rate, s > 0 { ratio = c / s }
@@ -326,11 +345,16 @@ public struct CanaryJudge: Sendable {
             summary = "\(metric) \(sides); \(relative) ≥ \(JudgeFormat.number(acceptThreshold))"
         } else if boundShown {
             summary = "\(metric) \(sides); \(absolute) ≥ \(JudgeFormat.number(boundThreshold))"
+        } else if acceptable {
+            summary = "\(metric) \(sides); \(relative) and \(absolute) together: "
+                + "\(JudgeFormat.number(acceptE))/\(JudgeFormat.number(acceptThreshold)) + \(JudgeFormat.number(boundE))/\(JudgeFormat.number(boundThreshold)) "
+                + "= \(JudgeFormat.number(acceptScore)) ≥ 1"
         } else if c.requests == 0 {
             summary = "\(metric): the canary served no requests yet"
         } else {
             summary = "\(metric) \(sides) after \(JudgeFormat.number(c.requests)) canary requests; not yet \(relative) < \(JudgeFormat.number(acceptThreshold)), "
-                + "nor \(absolute) < \(JudgeFormat.number(boundThreshold)); harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
+                + "nor \(absolute) < \(JudgeFormat.number(boundThreshold)), nor together (\(JudgeFormat.number(acceptScore)) < 1); "
+                + "harm e-value \(JudgeFormat.number(eValue)) < \(JudgeFormat.number(threshold))"
         }
         return JudgeEvidence(
             metric: metric, canary: c, stable: s, ratio: ratio, canaryUpperBound: upper, stableLowerBound: lower,

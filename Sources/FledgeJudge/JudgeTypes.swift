@@ -255,9 +255,16 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
     /// The absolute margin's acceptance test, one per tested exposure w_k: the rate θ_k tested in the latest
     /// interval (stable's anytime-valid lower bound + absolute margin / w_k) …
     public var boundTestedRates: [Double]
-    /// … and the accumulated log e-value of "the canary's rate is below θ" (a likelihood ratio against a
-    /// plug-in rate, stable's; see `CanaryJudge.accumulate`). Started at 0 for a state of version 2.
+    /// … and the log e-value of "the canary's rate is at least θ" now: `boundLogNumerator` minus the
+    /// log-likelihood of `boundCanary` at the most likely rate of at least θ (see `CanaryJudge.accumulate`).
     public var boundLogEValues: [Double]
+    /// The log-likelihood of the canary's outcomes under stable's rate as it was known at each interval (the
+    /// e-process's numerator, shared by every tested exposure) …
+    public var boundLogNumerator: Double
+    /// … and the canary's counts it covers. Both start at 0 for a state of version 2 or 3, whose absolute test
+    /// kept only a running product: the test starts again from the interval the upgraded judge first sees (an
+    /// e-process may start at any interval).
+    public var boundCanary: JudgeCounts
 
     public init(harmRatios: [Double], acceptRatios: [Double]) {
         canary = JudgeCounts(requests: 0, events: 0)
@@ -269,11 +276,13 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
         acceptLogLikelihoodRatios = Array(repeating: 0, count: acceptRatios.count)
         boundTestedRates = Array(repeating: 0, count: acceptRatios.count)
         boundLogEValues = Array(repeating: 0, count: acceptRatios.count)
+        boundLogNumerator = 0
+        boundCanary = JudgeCounts(requests: 0, events: 0)
     }
 
     enum CodingKeys: String, CodingKey {
         case canary, stable, harmRatios, harmLogLikelihoodRatios, acceptRatios, acceptTestedRatios, acceptLogLikelihoodRatios
-        case boundTestedRates, boundLogEValues
+        case boundTestedRates, boundLogEValues, boundLogNumerator, boundCanary
     }
 
     public init(from decoder: any Decoder) throws {
@@ -289,7 +298,12 @@ public struct JudgeComparisonState: Codable, Sendable, Equatable {
         // any interval), so a controller upgraded mid-rollout keeps going.
         let zeros = Array(repeating: 0.0, count: acceptRatios.count)
         boundTestedRates = try c.decodeIfPresent([Double].self, forKey: .boundTestedRates) ?? zeros
-        boundLogEValues = try c.decodeIfPresent([Double].self, forKey: .boundLogEValues) ?? zeros
+        // Versions 2 and 3 have no numerator: the test restarts (its running product cannot be split into the
+        // numerator and the canary counts), and the e-values shown start from 1.
+        boundLogNumerator = try c.decodeIfPresent(Double.self, forKey: .boundLogNumerator) ?? 0
+        boundCanary = try c.decodeIfPresent(JudgeCounts.self, forKey: .boundCanary) ?? JudgeCounts(requests: 0, events: 0)
+        let stored = try c.decodeIfPresent([Double].self, forKey: .boundLogEValues) ?? zeros
+        boundLogEValues = c.contains(.boundLogNumerator) ? stored : zeros
     }
 }
 

@@ -98,6 +98,29 @@ public enum JudgeStatistics {
         return top + log(sum) - log(Double(logs.count))
     }
 
+    /// The log e-value of "the rate is at least θ" for `events` out of `trials` Bernoulli outcomes: `logNumerator`
+    /// (their log-likelihood under rates chosen without seeing them) minus their log-likelihood at the most likely
+    /// rate of at least θ, max(θ, events/trials). 0 without trials, and for θ ≥ 1 (nothing is tested).
+    public static func logLikelihoodRatioAgainstRateAtLeast(
+        logNumerator: Double, events x: Double, trials n: Double, rate theta: Double
+    ) -> Double {
+        guard n > 0, theta < 1 else { return 0 }
+        let p = max(theta, x / n)
+        let denominator = xlogy(x, p) + xlogy(n - x, 1 - p)
+        return logNumerator - denominator
+    }
+
+    /// The weighted sum of two e-values, each divided by the threshold it would need alone:
+    /// E₁/t₁ + E₂/t₂, from their logs (capped at 1e300). With t_i = 1/α_i this is (α₁E₁ + α₂E₂), an e-value
+    /// times α₁ + α₂ when both are e-values for the same hypothesis, so "≥ 1" rejects it at level α₁ + α₂ and
+    /// whenever either alone reaches its threshold.
+    public static func acceptanceScore(
+        ratioLogEValue a: Double, ratioThreshold ta: Double, boundLogEValue b: Double, boundThreshold tb: Double
+    ) -> Double {
+        let logScore = logMeanExp([a - log(ta), b - log(tb)]) + log(2.0)
+        return min(exp(min(logScore, 690)), 1e300)
+    }
+
     /// The grid of rate ratios the harm e-process mixes over: `count` points spaced
     /// geometrically from `lowest` to `highest`.
     public static func ratioGrid(lowest: Double, highest: Double = 100, count: Int = 8) -> [Double] {

@@ -66,7 +66,8 @@ import Testing
     @Test func noErrorsOnEitherSideAreShownBelowTheAbsoluteMarginByItsEValue() throws {
         // No errors anywhere: stable's lower bound is 0, so the rate tested at the step to 25 % is θ = 0.001 / 0.25,
         // against stable's plug-in rate q = 0.5 / (stable requests + 1). Each canary request without an error
-        // multiplies the e-value by (1 − q) / (1 − θ); the threshold is 16 / (3 × 5 %) ≈ 107.
+        // multiplies the e-value by (1 − q) / (1 − θ); the threshold is 8 / (3 × 5 %) ≈ 53.3 (3/8 of the whole
+        // false-promotion rate: errors and latency must both be shown, so each may use all of it).
         let theta = 0.004
         var state = judge.initialState()
         var stableRequests = 0.0
@@ -84,17 +85,90 @@ import Testing
         let quarter = CanaryJudge.acceptExposures.firstIndex(of: 0.25)!
         #expect(abs(state.errors.boundLogEValues[quarter] - expected) < 1e-9)
         #expect(state.errors.boundTestedRates[quarter] == theta)
-        #expect(abs(verdicts[3].errors.boundThreshold! - 16 / (3 * 0.05)) < 1e-9)
-        // 900 canary requests: e-value e^3.5 ≈ 33 < 107, hold; 1,200: e^4.69 ≈ 109, advance. The ratio test has no
-        // events at all, so only this test can show anything here.
+        #expect(abs(verdicts[3].errors.boundThreshold! - 8 / (3 * 0.05)) < 1e-9)
+        // 900 canary requests: e-value e^3.5 ≈ 33 < 53.3, and with the ratio test's e-value 1 (no events at all)
+        // 1/40 + 33.3/53.3 = 0.649 < 1: hold; 1,200: e^4.69 ≈ 109, advance.
         #expect(verdicts[2].decision == .hold)
-        #expect(verdicts[2].explanation.contains("nor below 0.4%: e-value 33.3 < 107"), "\(verdicts[2].explanation)")
+        #expect(verdicts[2].explanation.contains("nor below 0.4%: e-value 33.3 < 53.3, nor together (0.649 < 1)"), "\(verdicts[2].explanation)")
         #expect(verdicts[3].decision == .advance, "\(verdicts[3].explanation)")
-        #expect(verdicts[3].explanation.contains("below 0.4%: e-value 109 ≥ 107"), "\(verdicts[3].explanation)")
+        #expect(verdicts[3].explanation.contains("below 0.4%: e-value 109 ≥ 53.3"), "\(verdicts[3].explanation)")
         // 1,500 clean requests do not promote: at 100 % the tested rate is 0.1 %.
         #expect(try judge.judge(
             canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 0), nextWeight: 100, state: state
         ).verdict.decision == .hold)
+    }
+
+    @Test func theTwoAcceptanceEValuesAreAddedEachOverItsThreshold() throws {
+        // One interval, no errors on either side, next weight 25 %: the ratio test has no events, e-value 1
+        // (1/40 = 0.025 of its threshold); the absolute test's rate is θ = 0.004, stable's plug-in q = 0.5 / 10⁶,
+        // so n clean canary requests give e-value ((1 − q) / (1 − θ))^n, threshold 53.3. 988 requests: e^3.9594 =
+        // 52.4, short of 53.3 alone, but 1/40 + 52.4/53.3 = 1.008 ≥ 1: advance. 980 requests: e^3.9274 = 50.8,
+        // 0.025 + 0.952 = 0.977 < 1: hold.
+        let q = 0.5 / 1_000_000
+        func verdict(_ canaryRequests: Double) throws -> JudgeVerdict {
+            try judge.judge(
+                canary: JudgeSample(requests: canaryRequests, errors: 0), stable: JudgeSample(requests: 999_999, errors: 0),
+                nextWeight: 25, state: judge.initialState()
+            ).verdict
+        }
+        let advanced = try verdict(988)
+        let boundE = exp(988 * log((1 - q) / (1 - 0.004)))
+        #expect(abs(advanced.errors.boundEValue! - boundE) < 1e-9 * boundE)
+        #expect(abs(boundE - 52.42) < 0.01)
+        #expect(advanced.errors.acceptEValue == 1)
+        #expect(advanced.errors.acceptThreshold == 40)
+        #expect(advanced.decision == .advance, "\(advanced.explanation)")
+        #expect(advanced.explanation.contains("together: 1/40 + 52.4/53.3 = 1.01 ≥ 1"), "\(advanced.explanation)")
+        let held = try verdict(980)
+        #expect(held.decision == .hold, "\(held.explanation)")
+        #expect(held.explanation.contains("nor together (0.977 < 1)"), "\(held.explanation)")
+    }
+
+    @Test func theAbsoluteTestWeighsEveryCanaryRequestAgainstTheLatestRate() throws {
+        // Two intervals of 1 error in 1,000 canary requests and 9 in 9,000 stable ones. The numerator is the
+        // canary's likelihood under stable's rate as known at each interval, q_t = (x_s + ½)/(n_s + 1); the
+        // denominator is the likelihood of all 2,000 canary requests at θ = stable's lower bound after both
+        // intervals + 0.1 % (promotion), the tighter bound applying to the first interval's requests too.
+        var state = judge.initialState()
+        for _ in 0..<2 {
+            state = try judge.judge(
+                canary: JudgeSample(requests: 1000, errors: 1), stable: JudgeSample(requests: 9000, errors: 9), nextWeight: 100,
+                state: state
+            ).state
+        }
+        let q1 = 9.5 / 9001, q2 = 18.5 / 18001
+        let numerator = log(q1) + 999 * log(1 - q1) + log(q2) + 999 * log(1 - q2)
+        let theta = JudgeStatistics.lowerConfidenceBound(events: 18, trials: 18000, alpha: 0.05 / 8) + 0.001
+        let expected = numerator - (2 * log(theta) + 1998 * log(1 - theta))
+        let full = CanaryJudge.acceptExposures.firstIndex(of: 1)!
+        #expect(abs(state.errors.boundLogNumerator - numerator) < 1e-9)
+        #expect(state.errors.boundCanary == JudgeCounts(requests: 2000, events: 2))
+        #expect(state.errors.boundTestedRates[full] == theta)
+        #expect(abs(state.errors.boundLogEValues[full] - expected) < 1e-9)
+    }
+
+    @Test func aVersionThreeStateIsReadAndTheAbsoluteTestRestarts() throws {
+        // Version 3 kept the absolute test as a running product, with no numerator: the test starts again.
+        let (_, state) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25,
+            state: judge.initialState())
+        #expect(state.errors.boundLogEValues.contains { $0 > 0 })
+        var json = try #require(String(data: JSONEncoder().encode(state), encoding: .utf8))
+        json = json.replacingOccurrences(of: #""version":4"#, with: #""version":3"#)
+        json = json.replacingOccurrences(of: #","boundLogNumerator":[^,}]*"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundLogNumerator":[^,}]*,"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #","boundCanary":\{[^}]*\}"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundCanary":\{[^}]*\},"#, with: "", options: .regularExpression)
+        #expect(!json.contains("boundLogNumerator") && !json.contains("boundCanary"))
+        let old = try JSONDecoder().decode(JudgeState.self, from: Data(json.utf8))
+        #expect(old.version == 3)
+        #expect(old.errors.boundLogEValues == Array(repeating: 0, count: CanaryJudge.acceptExposures.count))
+        #expect(old.errors.boundCanary == JudgeCounts(requests: 0, events: 0))
+        let (_, resumed) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25, state: old)
+        #expect(resumed.version == 4)
+        #expect(resumed.errors.canary == JudgeCounts(requests: 600, events: 0))
+        #expect(resumed.errors.boundCanary == JudgeCounts(requests: 300, events: 0))
     }
 
     @Test func aVersionTwoStateIsReadAndTheAbsoluteTestStartsFromIt() throws {
@@ -103,7 +177,11 @@ import Testing
             canary: JudgeSample(requests: 300, errors: 1), stable: JudgeSample(requests: 2700, errors: 3), nextWeight: 25,
             state: judge.initialState())
         var json = try #require(String(data: JSONEncoder().encode(state), encoding: .utf8))
-        json = json.replacingOccurrences(of: #""version":3"#, with: #""version":2"#)
+        json = json.replacingOccurrences(of: #""version":4"#, with: #""version":2"#)
+        json = json.replacingOccurrences(of: #","boundLogNumerator":[^,}]*"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundLogNumerator":[^,}]*,"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #","boundCanary":\{[^}]*\}"#, with: "", options: .regularExpression)
+        json = json.replacingOccurrences(of: #""boundCanary":\{[^}]*\},"#, with: "", options: .regularExpression)
         for key in ["boundTestedRates", "boundLogEValues"] {
             json = json.replacingOccurrences(of: #","\#(key)":\[[^\]]*\]"#, with: "", options: .regularExpression)
             json = json.replacingOccurrences(of: #""\#(key)":\[[^\]]*\],"#, with: "", options: .regularExpression)
@@ -135,7 +213,7 @@ import Testing
         let promotion = state.errors.acceptRatios.firstIndex(of: 1.5)!
         #expect(abs(state.errors.acceptLogLikelihoodRatios[promotion] - expected) < 1e-9)
         #expect(abs(log(verdict!.errors.acceptEValue) - expected) < 1e-9)
-        #expect(verdict!.errors.acceptThreshold == 80)
+        #expect(verdict!.errors.acceptThreshold == 40)
         #expect(verdict!.decision == .advance)
         #expect(verdict!.explanation.contains("below 1.5× stable: e-value"))
     }
@@ -394,7 +472,7 @@ import Testing
             nextWeight: 100, state: judge.initialState())
         #expect(first.state.errors.acceptTestedRatios == first.state.errors.acceptRatios)
         // Second interval: 1 + 0.001 / (w × stable's upper bound after 90/90000), never below the floor.
-        let upper = JudgeStatistics.upperConfidenceBound(events: 90, trials: 90000, alpha: 0.05 / 16)
+        let upper = JudgeStatistics.upperConfidenceBound(events: 90, trials: 90000, alpha: 0.05 / 8)
         let second = try judge.judge(
             canary: JudgeSample(requests: 10000, errors: 10), stable: JudgeSample(requests: 90000, errors: 90),
             nextWeight: 100, state: first.state)

@@ -113,6 +113,31 @@ import Testing
         for i in 1..<8 { #expect(abs(grid[i] / grid[i - 1] - step) < 1e-12) }
     }
 
+    @Test func likelihoodRatioAgainstARateAtLeastTheta() {
+        // 2 events in 1,000, θ = 0.5 %: the denominator is at θ (the observed 0.2 % is below it):
+        // −10 − (2 ln 0.005 + 998 ln 0.995) = −10 + 10.5966 + 5.0025 = 5.5992.
+        let below = JudgeStatistics.logLikelihoodRatioAgainstRateAtLeast(logNumerator: -10, events: 2, trials: 1000, rate: 0.005)
+        #expect(abs(below - 5.59915147299327) < 1e-9)
+        // 10 events in 1,000 is above θ: the denominator is at the observed 1 %: −60 − (10 ln 0.01 + 990 ln 0.99).
+        let above = JudgeStatistics.logLikelihoodRatioAgainstRateAtLeast(logNumerator: -60, events: 10, trials: 1000, rate: 0.005)
+        #expect(abs(above - -3.998465645152656) < 1e-9)
+        // Nothing observed, or a rate of 1 tested: nothing shown.
+        #expect(JudgeStatistics.logLikelihoodRatioAgainstRateAtLeast(logNumerator: 0, events: 0, trials: 0, rate: 0.01) == 0)
+        #expect(JudgeStatistics.logLikelihoodRatioAgainstRateAtLeast(logNumerator: -1, events: 0, trials: 10, rate: 1) == 0)
+    }
+
+    @Test func acceptanceScoreAddsEachEValueOverItsThreshold() {
+        // 20/40 + 30/53.3 = 0.5 + 0.5625 = 1.0625.
+        let score = JudgeStatistics.acceptanceScore(
+            ratioLogEValue: log(20), ratioThreshold: 40, boundLogEValue: log(30), boundThreshold: 160.0 / 3)
+        #expect(abs(score - 1.0625) < 1e-12)
+        // Either alone at its threshold gives at least 1.
+        #expect(JudgeStatistics.acceptanceScore(ratioLogEValue: log(40), ratioThreshold: 40, boundLogEValue: -.infinity, boundThreshold: 53) == 1)
+        // Huge e-values do not overflow.
+        let huge = JudgeStatistics.acceptanceScore(ratioLogEValue: 5000, ratioThreshold: 40, boundLogEValue: 0, boundThreshold: 53)
+        #expect(huge.isFinite && huge > 1e299)
+    }
+
     @Test func logMeanExpIsStable() {
         #expect(abs(JudgeStatistics.logMeanExp([0, 0]) - 0) < 1e-15)
         #expect(abs(JudgeStatistics.logMeanExp([1000, 1000]) - 1000) < 1e-9)
