@@ -94,6 +94,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
             anonymous = max(anonymous, residentKiB(pid: process.processIdentifier, field: "RssAnon:"))
         }
         let after = await sandbox.store.requestCounts
+        let peak = residentKiB(pid: process.processIdentifier, field: "VmHWM:")
         process.terminate()
         process.waitUntilExit()
         let reads = Self.delta(before, after, verbs: ["get", "list"])
@@ -115,7 +116,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
             try? await Task.sleep(for: .seconds(1))
             return controller.counts.reconciles == c1 && controller.queue.depth == 0
         }
-        let cacheNote = "\(n) Rollouts, caches as stored: " + controller.caches.all.map { informer in
+        let cacheNote = String(format: "%d Rollouts: peak RSS (initial lists) %.1f MiB; caches as stored: ", n, Double(peak) / 1024) + controller.caches.all.map { informer in
             let serialized = informer.list().reduce(0) { $0 + $1.serialized().count }
             return "\(informer.resource.resource) \(informer.count) objects, "
                 + String(format: "%.1f MiB (%.1f MiB serialized)", Double(informer.storedBytes) / 1_048_576, Double(serialized) / 1_048_576)
