@@ -50,15 +50,7 @@ final class ObjectCompressor: Sendable {
         }
         let bound = Int(deflateBound(stream, uLong(input.count)))
         var output = [UInt8](repeating: 0, count: bound)
-        let status = input.withUnsafeBufferPointer { source in
-            output.withUnsafeMutableBufferPointer { target in
-                stream.pointee.next_in = UnsafeMutablePointer(mutating: source.baseAddress)
-                stream.pointee.avail_in = uInt(source.count)
-                stream.pointee.next_out = target.baseAddress
-                stream.pointee.avail_out = uInt(target.count)
-                return CZlib.deflate(stream, Z_FINISH)
-            }
-        }
+        let status = input.withUnsafeBufferPointer { Self.finish(stream, from: $0, into: &output, with: CZlib.deflate) }
         guard status == Z_STREAM_END else { return nil }
         // A copy of exactly the compressed size: the bound-sized buffer would keep its slack.
         let count = UInt32(input.count)
@@ -84,16 +76,22 @@ final class ObjectCompressor: Sendable {
             guard status == Z_OK else { return nil }
         }
         var output = [UInt8](repeating: 0, count: count)
-        let status = input.withUnsafeBufferPointer { source in
-            output.withUnsafeMutableBufferPointer { target in
-                stream.pointee.next_in = UnsafeMutablePointer(mutating: source.baseAddress)
-                stream.pointee.avail_in = uInt(source.count)
-                stream.pointee.next_out = target.baseAddress
-                stream.pointee.avail_out = uInt(target.count)
-                return CZlib.inflate(stream, Z_FINISH)
-            }
-        }
+        let status = input.withUnsafeBufferPointer { Self.finish(stream, from: $0, into: &output, with: CZlib.inflate) }
         guard status == Z_STREAM_END, Int(stream.pointee.total_out) == count else { return nil }
         return output
+    }
+
+    /// Points `stream` at all of `source` and `output`, and runs `call` (deflate or inflate) to the end.
+    private static func finish(
+        _ stream: UnsafeMutablePointer<z_stream>, from source: UnsafeBufferPointer<UInt8>, into output: inout [UInt8],
+        with call: (UnsafeMutablePointer<z_stream>, Int32) -> Int32
+    ) -> Int32 {
+        output.withUnsafeMutableBufferPointer { target in
+            stream.pointee.next_in = UnsafeMutablePointer(mutating: source.baseAddress)
+            stream.pointee.avail_in = uInt(source.count)
+            stream.pointee.next_out = target.baseAddress
+            stream.pointee.avail_out = uInt(target.count)
+            return call(stream, Z_FINISH)
+        }
     }
 }
