@@ -144,6 +144,9 @@ func name(_ object: JSONValue) -> String { object["metadata"]?["name"]?.stringVa
                 ],
             ]
             _ = try await client.create(.deployments, deployment)
+            // The sandbox's Deployment controller writes status on its own; wait for it so the write below is not
+            // refused as a conflict with it.
+            await h.server.store.settleDeployments()
             let status = try await client.getStatus(.deployments, name: "web")
             #expect(status["kind"] == "Deployment")
             var withStatus = status
