@@ -159,7 +159,7 @@ public final class Controller: Service, Sendable {
     func routeChanges(from informer: Informer, kind: DependentsIndex.Kind?) async {
         for await batch in informer.changedKeys(replayExisting: true) {
             for (key, change) in batch {
-                let (namespace, name) = Self.split(key)
+                let (namespace, name) = Informer.location(ofKey: key)
                 if let kind {
                     for rollout in dependents.withLock({ $0.rollouts(naming: kind, namespace: namespace, name: name) }) {
                         bump(rollout)
@@ -175,12 +175,6 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    /// `namespace/name` → (namespace, name); cluster-scoped keys have no namespace.
-    static func split(_ key: String) -> (namespace: String, name: String) {
-        guard let slash = key.firstIndex(of: "/") else { return ("", key) }
-        return (String(key[..<slash]), String(key[key.index(after: slash)...]))
-    }
-
     /// Keeps the index from watched objects to the Rollouts that name them.
     func index(_ key: String, references: RolloutReferences?) {
         let old = work.withLock { w -> RolloutReferences? in
@@ -189,7 +183,7 @@ public final class Controller: Service, Sendable {
             return previous
         }
         guard old != references else { return }
-        let name = Self.split(key).name
+        let name = Informer.location(ofKey: key).name
         dependents.withLock { $0.update(rollout: name, from: old, to: references) }
     }
 

@@ -88,9 +88,18 @@ public final class Informer: Service, Sendable {
     /// `namespace/name`, or `name` for cluster-scoped objects (client-go's key format).
     public static func key(of object: JSONValue) -> String {
         let metadata = object["metadata"]
-        let name = metadata?["name"]?.stringValue ?? ""
-        if let namespace = metadata?["namespace"]?.stringValue, !namespace.isEmpty { return "\(namespace)/\(name)" }
-        return name
+        return key(namespace: metadata?["namespace"]?.stringValue ?? "", name: metadata?["name"]?.stringValue ?? "")
+    }
+
+    /// `namespace/name`, or `name` when the namespace is empty (cluster-scoped).
+    public static func key(namespace: String, name: String) -> String {
+        namespace.isEmpty ? name : "\(namespace)/\(name)"
+    }
+
+    /// The inverse of `key(namespace:name:)`: a key without a slash is a cluster-scoped name.
+    public static func location(ofKey key: String) -> (namespace: String, name: String) {
+        guard let slash = key.firstIndex(of: "/") else { return ("", key) }
+        return (String(key[..<slash]), String(key[key.index(after: slash)...]))
     }
 
     /// Lists and watches until cancelled or until graceful shutdown; subscribers'
@@ -138,7 +147,7 @@ public final class Informer: Service, Sendable {
                 // Tell subscribers what the relist changed, then that the store is complete.
                 for ((namespace, name), stored) in listed {
                     objects[namespace, default: [:]][name] = stored
-                    let key = namespace.isEmpty ? name : "\(namespace)/\(name)"
+                    let key = Self.key(namespace: namespace, name: name)
                     if let old = state.objects[namespace]?[name] {
                         // Relists are rare (a 410 Gone): reading both versions back costs less than storing them.
                         let (oldObject, newObject) = (old.object, stored.object)
@@ -152,7 +161,7 @@ public final class Informer: Service, Sendable {
                 for (namespace, names) in state.objects {
                     let current = objects[namespace]
                     for (name, old) in names where current?[name] == nil {
-                        publish(key: namespace.isEmpty ? name : "\(namespace)/\(name)", .deleted, .deleted(old.object), &state)
+                        publish(key: Self.key(namespace: namespace, name: name), .deleted, .deleted(old.object), &state)
                     }
                 }
                 state.objects = objects
@@ -175,7 +184,7 @@ public final class Informer: Service, Sendable {
             state.withLock { state in
                 let old = state.objects[namespace, default: [:]].updateValue(stored, forKey: name)
                 if let version = objectVersion(object) { state.resourceVersion = version }
-                let key = namespace.isEmpty ? name : "\(namespace)/\(name)"
+                let key = Self.key(namespace: namespace, name: name)
                 if let old {
                     publish(key: key, .present, .updated(old: old.object, new: object), &state)
                 } else {
@@ -191,7 +200,7 @@ public final class Informer: Service, Sendable {
                 if state.objects[namespace]?.isEmpty == true { state.objects[namespace] = nil }
                 if let version = objectVersion(object) { state.resourceVersion = version }
                 if old != nil { state.count -= 1 }
-                publish(key: namespace.isEmpty ? name : "\(namespace)/\(name)", .deleted, .deleted(object), &state)
+                publish(key: Self.key(namespace: namespace, name: name), .deleted, .deleted(object), &state)
             }
         case .bookmark(let version):
             state.withLock { $0.resourceVersion = version }
@@ -248,10 +257,8 @@ public final class Informer: Service, Sendable {
 
     /// Looks up `namespace/name` (or `name` for cluster-scoped objects).
     public func get(key: String) -> JSONValue? {
-        if let slash = key.firstIndex(of: "/") {
-            return get(namespace: String(key[..<slash]), name: String(key[key.index(after: slash)...]))
-        }
-        return get(namespace: nil, name: key)
+        let (namespace, name) = Self.location(ofKey: key)
+        return get(namespace: namespace, name: name)
     }
 
     /// Objects of one namespace (nil: all), optionally filtered by a label selector.
@@ -270,7 +277,7 @@ public final class Informer: Service, Sendable {
 
     public var keys: [String] {
         state.withLock { state in
-            state.objects.flatMap { namespace, names in names.keys.map { namespace.isEmpty ? $0 : "\(namespace)/\($0)" } }
+            state.objects.flatMap { namespace, names in names.keys.map { Self.key(namespace: namespace, name: $0) } }
         }
     }
 
@@ -331,7 +338,7 @@ public final class Informer: Service, Sendable {
             var pending: [String: KeyChange] = [:]
             if replayExisting {
                 for (namespace, names) in state.objects {
-                    for name in names.keys { pending[namespace.isEmpty ? name : "\(namespace)/\(name)"] = .present }
+                    for name in names.keys { pending[Self.key(namespace: namespace, name: name)] = .present }
                 }
                 wake.yield()
             }

@@ -132,6 +132,17 @@ let seedVirtualService = """
 }
 
 @Suite struct InformerStoreTests {
+    @Test func cacheKeysComposeAndSplitBothWays() {
+        #expect(Informer.key(namespace: "shop", name: "product-service") == "shop/product-service")
+        #expect(Informer.key(namespace: "", name: "istio-system") == "istio-system")
+        #expect(Informer.key(of: ["metadata": ["namespace": "shop", "name": "a"]]) == "shop/a")
+        #expect(Informer.key(of: ["metadata": ["name": "cluster-wide"]]) == "cluster-wide")
+        for (namespace, name) in [("shop", "product-service"), ("", "cluster-wide"), ("a", "b.c-d")] {
+            let location = Informer.location(ofKey: Informer.key(namespace: namespace, name: name))
+            #expect(location.namespace == namespace && location.name == name)
+        }
+    }
+
     @Test func appliesEventsAndDiffsRelists() async throws {
         let client = KubernetesClient(
             configuration: KubernetesConfiguration(server: "http://127.0.0.1:1"),
