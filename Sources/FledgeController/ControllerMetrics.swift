@@ -1,4 +1,5 @@
 import FledgeCore
+import FledgeKubernetes
 import Foundation
 import Prometheus
 import Synchronization
@@ -80,14 +81,30 @@ public final class ControllerMetrics: Sendable {
         _ = rollouts.withLock { $0.removeValue(forKey: "\(namespace)/\(rollout)") }
     }
 
-    /// The Prometheus text format: the registry's metrics, then the per-rollout series.
-    public func text() -> String {
-        textChunks().joined()
+    /// The Prometheus text format: the registry's metrics, then the per-rollout series, then the caches'.
+    public func text(caches: [Informer] = []) -> String {
+        textChunks(caches: caches).joined()
+    }
+
+    /// What the watch caches hold, read at scrape time: the cache is most of the controller's memory at scale, and
+    /// relists (a 410 Gone, a broken watch) are worth alerting on.
+    static func cacheText(_ caches: [Informer]) -> String {
+        guard !caches.isEmpty else { return "" }
+        let labelled = caches.map { ("resource=\"\($0.resource)\"", $0) }
+        var text = "# HELP fledge_cache_objects Objects held in the controller's watch cache\n# TYPE fledge_cache_objects gauge\n"
+        for (labels, cache) in labelled { text += "fledge_cache_objects{\(labels)} \(cache.count)\n" }
+        text += "# HELP fledge_cache_bytes Bytes the watch cache's stored objects take, deflated or serialized\n"
+        text += "# TYPE fledge_cache_bytes gauge\n"
+        for (labels, cache) in labelled { text += "fledge_cache_bytes{\(labels)} \(cache.storedBytes)\n" }
+        text += "# HELP fledge_cache_lists_total Complete lists applied to the watch cache: 1 at start, more after each relist\n"
+        text += "# TYPE fledge_cache_lists_total counter\n"
+        for (labels, cache) in labelled { text += "fledge_cache_lists_total{\(labels)} \(cache.relistCount)\n" }
+        return text
     }
 
     /// The text format in pieces of about `chunkSize` bytes, made as they are read: `/metrics` streams them, so a
     /// scrape of 10,000 rollouts never holds the whole text (and glibc does not keep a heap grown to its size).
-    public func textChunks(chunkSize: Int = 64 * 1024) -> some Sequence<String> {
+    public func textChunks(caches: [Informer] = [], chunkSize: Int = 64 * 1024) -> some Sequence<String> {
         let all = rollouts.withLock { $0 }.sorted { $0.key < $1.key }
         func labels(_ key: String) -> String {
             let slash = key.firstIndex(of: "/")!
@@ -115,7 +132,12 @@ public final class ControllerMetrics: Sendable {
                     registryText = nil
                     return text
                 }
-                guard section < sections.count else { return nil }
+                guard section < sections.count else {
+                    guard section == sections.count else { return nil }
+                    section += 1
+                    let text = Self.cacheText(caches)
+                    return text.isEmpty ? nil : text
+                }
                 var chunk = index == 0 ? sections[section].header : ""
                 while chunk.utf8.count < chunkSize, index < all.count {
                     chunk += sections[section].lines(all[index].value, labels(all[index].key))

@@ -33,10 +33,11 @@ public struct HealthServer: Service {
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             let metrics = controller.metrics
+            let caches = controller.caches.all
             return Response(
                 status: .ok, headers: headers,
                 body: ResponseBody { writer in
-                    for chunk in metrics.textChunks() { try await writer.write(ByteBuffer(string: chunk)) }
+                    for chunk in metrics.textChunks(caches: caches) { try await writer.write(ByteBuffer(string: chunk)) }
                     try await writer.finish(nil)
                 })
         }

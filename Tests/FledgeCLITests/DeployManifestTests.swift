@@ -284,7 +284,7 @@ struct KubectlRunner {
         for metric in [
             "fledge_rollout_phase", "fledge_rollout_canary_weight", "fledge_analysis_metric_value", "fledge_analysis_checks_total",
             "fledge_reconcile_duration_seconds", "fledge_kubernetes_request_errors_total", "fledge_prometheus_request_errors_total",
-            "fledge_leader",
+            "fledge_leader", "fledge_cache_bytes", "fledge_cache_objects", "fledge_cache_lists_total",
         ] {
             #expect(expressions.contains { $0.contains(metric) }, "no panel shows \(metric)")
         }

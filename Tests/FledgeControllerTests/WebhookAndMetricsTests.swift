@@ -105,5 +105,11 @@ final class GateServer: Sendable {
         #expect(text.contains(#"fledge_rollout_canary_weight{namespace="shop",rollout="product-service"}"#))
         #expect(text.contains("fledge_reconcile_duration_seconds_bucket"))
         #expect(text.contains("fledge_leader 1"))
+        // The caches hold the reference example: one Rollout, its stable and canary Deployments, one VirtualService.
+        #expect(text.contains(#"fledge_cache_objects{resource="rollouts.fledge.dev"} 1"#), "\(text)")
+        #expect(text.contains(#"fledge_cache_objects{resource="virtualservices.networking.istio.io"} 1"#))
+        #expect(text.contains(#"fledge_cache_lists_total{resource="deployments.apps"} 1"#))
+        let rolloutBytes = text.split(separator: "\n").first { $0.hasPrefix(#"fledge_cache_bytes{resource="rollouts.fledge.dev"}"#) }
+        #expect((rolloutBytes?.split(separator: " ").last).flatMap { Int($0) } ?? 0 > 0, "\(text)")
     }
 }
