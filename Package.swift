@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // Fledge: a progressive canary rollout controller for Istio.
 //
 // The targets follow the architecture in docs/architecture.md:
@@ -13,6 +13,8 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    // A warning in our own code is a bug until shown otherwise (an infinite recursion once got in as one).
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(

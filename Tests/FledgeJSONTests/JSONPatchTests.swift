@@ -102,7 +102,9 @@ import Testing
     }
 
     @Test func pointerRoundTrip() throws {
-        let pointer = try JSONPointer("/a~1b/c~0d/0")
+        // Through a variable: `JSONPointer("…")` with a literal argument is the literal initializer, not the parser.
+        let text = "/a~1b/c~0d/0"
+        let pointer = try JSONPointer(text)
         #expect(pointer.tokens == ["a/b", "c~d", "0"])
         #expect(pointer.description == "/a~1b/c~0d/0")
         // Literals (how the Kubernetes client's callers write patches) parse the same way.

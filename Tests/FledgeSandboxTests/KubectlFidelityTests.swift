@@ -38,8 +38,8 @@ import Testing
             process.environment = ["HOME": folder.path, "PATH": "/usr/bin:/bin"]
             let out = folder.appendingPathComponent("out-\(UUID().uuidString)")
             let err = folder.appendingPathComponent("err-\(UUID().uuidString)")
-            FileManager.default.createFile(atPath: out.path, contents: nil)
-            FileManager.default.createFile(atPath: err.path, contents: nil)
+            guard FileManager.default.createFile(atPath: out.path, contents: nil), FileManager.default.createFile(atPath: err.path, contents: nil)
+            else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: out.path]) }
             process.standardOutput = try FileHandle(forWritingTo: out)
             process.standardError = try FileHandle(forWritingTo: err)
             process.standardInput = FileHandle.nullDevice
