@@ -165,12 +165,13 @@ public final class Informer: Service, Sendable {
                     }
                 }
                 state.objects = objects
-                state.count = listed.count
+                // Counted from the store, not the list: a key listed twice is stored once.
+                state.count = objects.values.reduce(0) { $0 + $1.count }
                 state.resourceVersion = version
                 state.synced = true
                 state.relists += 1
                 state.lastError = nil
-                for continuation in state.subscribers.values { continuation.yield(.synced(count: listed.count)) }
+                for continuation in state.subscribers.values { continuation.yield(.synced(count: state.count)) }
                 for waiter in state.syncWaiters.values {
                     waiter.yield(true)
                     waiter.finish()
@@ -220,10 +221,16 @@ public final class Informer: Service, Sendable {
     private func store(_ objects: [JSONValue]) -> [StoredObject] {
         guard compact else { return objects.map { StoredObject($0) } }
         let serialized = objects.map { $0.serialized() }
-        let compressor = state.withLock { $0.compressor } ?? {
+        // A cache whose first list was empty (Fledge installed before any Rollout) has a compressor without a
+        // dictionary; the first objects that arrive replace it. Objects already stored keep the one that deflated them.
+        func usable(_ compressor: ObjectCompressor?) -> ObjectCompressor? {
+            guard let compressor, !(compressor.dictionary.isEmpty && !serialized.isEmpty) else { return nil }
+            return compressor
+        }
+        let compressor = state.withLock { usable($0.compressor) } ?? {
             let made = ObjectCompressor(samples: serialized)
             return state.withLock { state in
-                if let existing = state.compressor { return existing }
+                if let existing = usable(state.compressor) { return existing }
                 state.compressor = made
                 return made
             }
@@ -238,7 +245,9 @@ public final class Informer: Service, Sendable {
             let change = change()
             for continuation in state.subscribers.values { continuation.yield(change) }
         }
-        for id in state.keySubscribers.keys {
+        // Over a copy of the ids: iterating the dictionary's own keys would keep its storage shared, and every
+        // write below would then copy each subscriber's whole pending table (quadratic over a 10,000-object list).
+        for id in Array(state.keySubscribers.keys) {
             state.keySubscribers[id]!.pending[key] = keyChange
             state.keySubscribers[id]!.wake.yield()
         }

@@ -49,6 +49,7 @@ final class ObjectCompressor: Sendable {
             guard status == Z_OK else { return nil }
         }
         let bound = Int(deflateBound(stream, uLong(input.count)))
+        guard bound <= UInt32.max else { return nil }
         var output = [UInt8](repeating: 0, count: bound)
         let status = input.withUnsafeBufferPointer { Self.finish(stream, from: $0, into: &output, with: CZlib.deflate) }
         guard status == Z_STREAM_END else { return nil }

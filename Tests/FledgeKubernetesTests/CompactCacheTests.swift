@@ -91,6 +91,29 @@ import Testing
         #expect(await keys.next() == ["shop/e": .present])
     }
 
+    /// Fledge is usually installed before the first Rollout: a cache that starts empty must still get a dictionary.
+    @Test func aCacheThatStartedEmptyGetsItsDictionaryFromTheFirstObjects() {
+        let startedEmpty = informer()
+        startedEmpty.apply(.resync(items: [], resourceVersion: "1"))
+        let startedFull = informer()
+        let items = (0..<20).map { Self.deployment("svc-\($0)") }
+        startedFull.apply(.resync(items: [items[0]], resourceVersion: "1"))
+        for item in items { startedEmpty.apply(.added(item)) }
+        for item in items.dropFirst() { startedFull.apply(.added(item)) }
+        #expect(startedEmpty.get(namespace: "shop", name: "svc-7") == items[7])
+        #expect(startedEmpty.storedBytes == startedFull.storedBytes)
+        #expect(startedEmpty.storedBytes < items.reduce(0) { $0 + $1.serialized().count } / 4)
+    }
+
+    @Test func aKeyListedTwiceIsCountedOnce() {
+        let cache = informer()
+        cache.apply(.resync(items: [object("a", rv: "1"), object("a", rv: "2"), object("b", rv: "2")], resourceVersion: "2"))
+        #expect(cache.count == 2)
+        cache.apply(.deleted(object("a", rv: "3")))
+        cache.apply(.deleted(object("b", rv: "4")))
+        #expect(cache.count == 0)
+    }
+
     @Test func parsedAndCompactCachesHoldTheSameObjects() {
         let compact = informer()
         let parsed = informer(compact: false)
