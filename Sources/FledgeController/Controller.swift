@@ -26,9 +26,9 @@ public final class Controller: Service, Sendable {
     let work: Mutex<[String: RolloutWork]> = Mutex([:])
     /// A watched object → the Rollouts that name it.
     let dependents = Mutex(DependentsIndex())
-    let pendingAnalyses = Mutex<[(key: String, request: AnalysisRequest)]>([])
+    let pendingAnalyses = Mutex<[(key: String, identity: Int, request: AnalysisRequest)]>([])
     let analysisSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
-    let pendingWebhooks = Mutex<[(key: String, call: WebhookCall)]>([])
+    let pendingWebhooks = Mutex<[(key: String, identity: Int, call: WebhookCall)]>([])
     let webhookSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     let counters = Mutex(Counters())
 

@@ -139,10 +139,12 @@ public final class ControllerMetrics: Sendable {
                     return text.isEmpty ? nil : text
                 }
                 var chunk = index == 0 ? sections[section].header : ""
-                while chunk.utf8.count < chunkSize, index < all.count {
+                // At least one rollout per chunk, however small chunkSize is.
+                repeat {
+                    guard index < all.count else { break }
                     chunk += sections[section].lines(all[index].value, labels(all[index].key))
                     index += 1
-                }
+                } while chunk.utf8.count < chunkSize
                 if index == all.count {
                     section += 1
                     index = 0

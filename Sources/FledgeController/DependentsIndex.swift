@@ -1,4 +1,5 @@
 import FledgeCore
+import FledgeKubernetes
 
 /// Which Rollouts name a watched object, so that a change to a Deployment, VirtualService or DestinationRule
 /// queues exactly the Rollouts it concerns.
@@ -52,7 +53,7 @@ struct DependentsIndex: Sendable {
         case .destinationRule:
             names = entries[Object(namespace: namespace, name: name)]?.rollouts(with: .destinationRule) ?? []
         }
-        return names.map { "\(namespace)/\($0)" }
+        return names.map { Informer.key(namespace: namespace, name: $0) }
     }
 
     /// Replaces what `rollout` (its name, in `references.namespace`) names: `old` out, `new` in.

@@ -3,14 +3,14 @@ public enum ProcessMemory {
     /// Hands memory freed after a burst (initial lists, many reconciles) back to the system: glibc keeps freed
     /// blocks in its arenas otherwise.
     public static func releaseFreed() {
-        #if os(Linux)
+        #if canImport(Glibc)
         _ = glibcMallocTrim(0)
         #endif
     }
 }
 
-#if os(Linux)
-// The Glibc module does not export malloc.h.
+#if canImport(Glibc)
+// glibc only (musl has no malloc_trim). The Glibc module does not export malloc.h.
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
 #endif

@@ -16,6 +16,9 @@ struct RolloutWork: Sendable {
     /// The `inputVersion` of the last decision that asked for nothing at all: until it moves, deciding again would
     /// give the same answer, so a pass over idle rollouts costs one comparison each.
     var settledAt: UInt64?
+    /// Which object under this name the in-memory state belongs to (a hash of `metadata.uid`; 0 before the first
+    /// reconcile): a Rollout deleted and created again under the same name starts afresh.
+    var identity = 0
     /// What the Rollout names.
     var references: RolloutReferences? {
         get { referencesBox?.value }
@@ -76,6 +79,19 @@ struct RolloutWork: Sendable {
         get { inFlight.revision }
         set { inFlight.revision = newValue }
     }
+
+    /// Drops what belonged to another object under the same name. Requests still in flight are dropped with it:
+    /// their answers carry the old identity and are not taken.
+    mutating func startAfresh(identity: Int) {
+        inFlightBox = nil
+        settledAt = nil
+        self.identity = identity
+    }
+
+    static func identity(of rollout: Rollout) -> Int {
+        let hash = rollout.metadata.uid?.hashValue ?? 1
+        return hash == 0 ? 1 : hash
+    }
 }
 
 /// An immutable value behind a reference, to keep a rarely set large value out of a struct's inline storage.
@@ -113,12 +129,36 @@ extension Controller {
             canaryDeployment: references.flatMap { caches.deployments.get(namespace: namespace, name: $0.canaryDeployment) },
             virtualService: references.flatMap { caches.virtualServices.get(namespace: namespace, name: $0.virtualService) },
             destinationRule: references.flatMap { caches.destinationRules.get(namespace: namespace, name: $0.destinationRule) })
-        let memory = work.withLock { $0[key] ?? RolloutWork() }
+        let identity = RolloutWork.identity(of: rollout)
+        let (memory, replaced) = work.withLock { w -> (RolloutWork, Bool) in
+            var entry = w[key] ?? RolloutWork()
+            // The same name, another object (deleted and created again, perhaps within one batch of watch events):
+            // nothing measured or answered for the old one may count for it.
+            let replaced = entry.identity != 0 && entry.identity != identity
+            if entry.identity != identity {
+                entry.startAfresh(identity: identity)
+                w[key] = entry
+            }
+            return (entry, replaced)
+        }
+        if replaced { metrics.forget(namespace: namespace, rollout: rollout.metadata.name) }
         let date = now()
         let decision = decide(
             rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes),
             now: Timestamp(date))
         counters.withLock { $0.decisions += 1 }
+        // Measurements and webhook answers belong to one revision; idle rollouts keep none. Settled before this
+        // decision's requests go out, so an answer that comes back while this reconcile is still writing is kept.
+        let revision = decision.status.phase.isIdle ? nil : decision.status.revision
+        work.withLock { w in
+            guard var entry = w[key], entry.identity == identity else { return }
+            let stale = revision == nil ? entry.revision != nil || entry.latest != nil || !entry.webhookOutcomes.isEmpty : entry.revision != revision
+            guard stale else { return }
+            entry.latest = nil
+            entry.webhookOutcomes = [:]
+            entry.revision = revision
+            w[key] = entry
+        }
 
         // Intent first: the status is written before the actions it asks for. A controller killed in between
         // finds the decision in status and repeats the (idempotent) actions; the weight in status is still only
@@ -144,9 +184,9 @@ extension Controller {
             case .emitEvent(let event):
                 events.append(event)
             case .runAnalysis(let request):
-                submitAnalysis(key, request)
+                submitAnalysis(key, identity: identity, request)
             case .callWebhook(let call):
-                submitWebhook(key, call)
+                submitWebhook(key, identity: identity, call)
             case .requeue(let after):
                 queue.add(key, after: .milliseconds(max(after.milliseconds, 0)))
             case .ensureCanaryDeployment, .setWeights, .writeStableTemplate, .scaleCanary:
@@ -173,16 +213,11 @@ extension Controller {
         recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
         let asksNothing = decision.actions.isEmpty && status == rollout.status
         work.withLock { w in
-            var entry = w[key] ?? RolloutWork()
+            // Gone: the Rollout was deleted while this reconcile ran.
+            guard var entry = w[key], entry.identity == identity else { return }
             entry.failures = 0
             entry.lastFailure = nil
             entry.settledAt = asksNothing ? inputVersion : nil
-            // Measurements and webhook answers belong to one revision; idle rollouts keep none.
-            if status.phase.isIdle || entry.revision != status.revision {
-                entry.latest = status.phase.isIdle ? nil : (entry.revision == status.revision ? entry.latest : nil)
-                entry.webhookOutcomes = [:]
-                entry.revision = status.phase.isIdle ? nil : status.revision
-            }
             w[key] = entry
         }
         if !events.isEmpty || status.phase != rollout.status?.phase {
@@ -216,7 +251,8 @@ extension Controller {
         }
         if case .notLeader = error { return }
         let (failures, changed) = work.withLock { w -> (Int, Bool) in
-            var entry = w[key] ?? RolloutWork()
+            // A Rollout deleted while its reconcile ran gets no entry back.
+            guard var entry = w[key] else { return (0, false) }
             entry.failures += 1
             entry.settledAt = nil
             let changed = entry.lastFailure != error.description
@@ -249,14 +285,14 @@ extension Controller {
 
     // MARK: - Analysis
 
-    func submitAnalysis(_ key: String, _ request: AnalysisRequest) {
+    func submitAnalysis(_ key: String, identity: Int, _ request: AnalysisRequest) {
         let submit = work.withLock { w -> Bool in
-            guard w[key]?.analysisInFlight != true else { return false }
-            w[key, default: RolloutWork()].analysisInFlight = true
+            guard w[key]?.identity == identity, w[key]?.analysisInFlight != true else { return false }
+            w[key]?.analysisInFlight = true
             return true
         }
         guard submit else { return }
-        pendingAnalyses.withLock { $0.append((key, request)) }
+        pendingAnalyses.withLock { $0.append((key, identity, request)) }
         analysisSignal.continuation.yield()
     }
 
@@ -272,28 +308,34 @@ extension Controller {
             guard !batch.isEmpty else { continue }
             counters.withLock { $0.analysisBatches += 1 }
             let results = await analyzer.measure(batch.map(\.request), at: now())
-            for ((key, _), result) in zip(batch, results) {
-                work.withLock { w in
-                    w[key, default: RolloutWork()].latest = result
-                    w[key, default: RolloutWork()].analysisInFlight = false
-                    w[key, default: RolloutWork()].inputVersion &+= 1
+            for ((key, identity, _), result) in zip(batch, results) {
+                // Taken only by the object that asked: not by a Rollout deleted meanwhile, nor one created again.
+                let taken = work.withLock { w -> Bool in
+                    guard var entry = w[key], entry.identity == identity else { return false }
+                    entry.latest = result
+                    entry.analysisInFlight = false
+                    entry.inputVersion &+= 1
+                    w[key] = entry
+                    return true
                 }
-                queue.add(key)
+                if taken { queue.add(key) }
             }
         }
     }
 
     // MARK: - Webhooks
 
-    func submitWebhook(_ key: String, _ call: WebhookCall) {
+    func submitWebhook(_ key: String, identity: Int, _ call: WebhookCall) {
         let submit = work.withLock { w -> Bool in
             // The core asks again for a gate that failed once its retry is due; a passed one is never asked again.
-            guard w[key]?.webhooksInFlight.contains(call.id) != true, w[key]?.webhookOutcomes[call.id]?.passed != true else { return false }
-            w[key, default: RolloutWork()].webhooksInFlight.insert(call.id)
+            guard w[key]?.identity == identity, w[key]?.webhooksInFlight.contains(call.id) != true,
+                w[key]?.webhookOutcomes[call.id]?.passed != true
+            else { return false }
+            w[key]?.webhooksInFlight.insert(call.id)
             return true
         }
         guard submit else { return }
-        pendingWebhooks.withLock { $0.append((key, call)) }
+        pendingWebhooks.withLock { $0.append((key, identity, call)) }
         webhookSignal.continuation.yield()
     }
 
@@ -304,15 +346,18 @@ extension Controller {
                 return pending
             }
             await withDiscardingTaskGroup { group in
-                for (key, call) in calls {
+                for (key, identity, call) in calls {
                     group.addTask {
                         let outcome = await self.webhooks.call(call, now: self.now)
-                        self.work.withLock { w in
-                            w[key, default: RolloutWork()].webhookOutcomes[call.id] = outcome
-                            w[key, default: RolloutWork()].webhooksInFlight.remove(call.id)
-                            w[key, default: RolloutWork()].inputVersion &+= 1
+                        let taken = self.work.withLock { w -> Bool in
+                            guard var entry = w[key], entry.identity == identity else { return false }
+                            entry.webhookOutcomes[call.id] = outcome
+                            entry.webhooksInFlight.remove(call.id)
+                            entry.inputVersion &+= 1
+                            w[key] = entry
+                            return true
                         }
-                        self.queue.add(key)
+                        if taken { self.queue.add(key) }
                     }
                 }
             }

@@ -3,6 +3,7 @@ import FledgeCore
 import FledgeHTTP
 import FledgeJSON
 import FledgeKubernetes
+import FledgeSandbox
 import Foundation
 import Hummingbird
 import LocalPrometheus
@@ -70,6 +71,45 @@ final class GateServer: Sendable {
         #expect(body["name"] == "product-service" && body["type"] == "stage-gate" && body["revision"]?.stringValue?.count == 16)
         // Failed gates are retried, once per interval, not in a loop.
         #expect(gate.state.bodies.withLock { $0.count } < 20)
+    }
+
+    /// A Rollout deleted and created again under the same name is a new object: the old one's webhook answers
+    /// (and measurements) are not its own, even when the revision is the same and both watch events arrive together.
+    @Test func aRolloutCreatedAgainUnderTheSameNameAsksItsWebhooksAgain() async throws {
+        let gate = try GateServer()
+        gate.state.status.withLock { $0 = .ok }
+        let world = try await World()
+        defer { Task { await gate.stop(); await world.stop() } }
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 10, "hold": "60s"], ["weight": 100, "hold": "1s"]],
+                "webhooks": [["name": "smoke", "type": "pre-rollout", "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "2s"]],
+            ]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let first = try await world.waitFor("canary at 10% after the smoke test passed") { $0[path: ["status", "canaryWeight"]]?.intValue == 10 }
+        let calls = gate.state.bodies.withLock { $0.count }
+        #expect(calls == 1)
+
+        // The smoke test now fails; the same Rollout (same spec, so the same revision) is deleted and created again
+        // back to back.
+        gate.state.status.withLock { $0 = .serviceUnavailable }
+        let rollouts = GroupResource(group: "fledge.dev", resource: "rollouts")
+        var again = first
+        again["status"] = nil
+        for field in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] { again[path: ["metadata", field]] = nil }
+        _ = try await world.sandbox.store.remove(rollouts, namespace: "shop", name: "product-service")
+        _ = try await world.sandbox.store.apply([again])
+        let recreated = try await world.rollout()
+        #expect(recreated[path: ["metadata", "uid"]] != first[path: ["metadata", "uid"]])
+
+        let failed = try await world.waitFor("the new Rollout asked the smoke test itself") { _ in gate.state.bodies.withLock { $0.count } > calls }
+        #expect(failed[path: ["status", "revision"]] == nil || failed[path: ["status", "revision"]] == first[path: ["status", "revision"]])
+        // Its answer (503) decides, not the old Rollout's pass: the new one never gets to promote.
+        let rolledBack = try await world.waitFor("rolled back on the failed smoke test") {
+            ["RollingBack", "Failed"].contains($0[path: ["status", "phase"]]?.stringValue ?? "")
+        }
+        #expect(rolledBack[path: ["status", "phase"]] != "Succeeded")
     }
 
     @Test func healthReadinessAndMetricsEndpoints() async throws {
