@@ -89,6 +89,9 @@ import Testing
         // A relist tells only what it changed.
         informer.apply(.resync(items: [object("a", rv: "3"), object("e", rv: "7")], resourceVersion: "7"))
         #expect(await keys.next() == ["shop/e": .present])
+        informer.apply(.resync(items: [object("a", rv: "8"), object("e", rv: "7")], resourceVersion: "8"))
+        #expect(await keys.next() == ["shop/a": .present])
+        #expect(informer.get(namespace: "shop", name: "a") == object("a", rv: "8"))
     }
 
     /// Fledge is usually installed before the first Rollout: a cache that starts empty must still get a dictionary.
