@@ -116,7 +116,13 @@ extension Controller {
         counters.withLock { $0.reconciles += 1 }
         let (inputVersion, settledAt) = work.withLock { ($0[key]?.inputVersion ?? 0, $0[key]?.settledAt) }
         if settledAt == inputVersion { return }
-        guard let object = caches.rollouts.get(key: key) else { return }
+        guard let object = caches.rollouts.get(key: key) else {
+            // Deleted. Its entry may be back (a reconcile that was running when it was deleted re-indexed it): drop
+            // it, or every resync pass would queue it again.
+            let (namespace, name) = Informer.location(ofKey: key)
+            forget(key, namespace: namespace, name: name)
+            return
+        }
         guard let rollout = decoded(key, object) else { return }
         let references = rollout.references
         index(key, references: references)

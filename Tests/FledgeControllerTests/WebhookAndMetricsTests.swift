@@ -112,6 +112,32 @@ final class GateServer: Sendable {
         #expect(rolledBack[path: ["status", "phase"]] != "Succeeded")
     }
 
+    /// Deleting a Rollout drops everything the controller kept for it: its series, its work and its dependents.
+    @Test func aDeletedRolloutLeavesNothingBehind() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        let running = world.startController(analyzer: ScriptedMetrics())
+        _ = try await world.waitForPhase("Healthy")
+        let series = #"rollout="product-service""#
+        let metrics = running.controller.metrics
+        for _ in 0..<100 where !metrics.text().contains(series) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(metrics.text().contains(series))
+
+        _ = try await world.sandbox.store.remove(GroupResource(group: "fledge.dev", resource: "rollouts"), namespace: "shop", name: "product-service")
+        for _ in 0..<100 where metrics.text().contains(series) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!metrics.text().contains(series), "\(metrics.text())")
+        #expect(running.controller.resyncPass() == 0)
+
+        // The Deployment it named changing now concerns no Rollout.
+        let reconciles = running.controller.counts.reconciles
+        _ = try await world.client.patch(
+            .deployments, namespace: "shop", name: "product-service", .merge(["metadata": ["annotations": ["example.com/touched": "yes"]]]))
+        try await Task.sleep(for: .seconds(1))
+        #expect(running.controller.counts.reconciles == reconciles)
+        #expect(running.controller.resyncPass() == 0)
+    }
+
     @Test func healthReadinessAndMetricsEndpoints() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
