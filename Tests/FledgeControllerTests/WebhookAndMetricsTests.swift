@@ -87,7 +87,11 @@ final class GateServer: Sendable {
             ]))
         _ = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
-        let first = try await world.waitFor("canary at 10% after the smoke test passed") { $0[path: ["status", "canaryWeight"]]?.intValue == 10 }
+        // (The reference example starts at 90/10 before anything is triggered: the weight alone proves nothing.)
+        let first = try await world.waitFor("canary at 10% after the smoke test passed") {
+            gate.state.bodies.withLock { $0.count } == 1 && $0[path: ["status", "canaryWeight"]]?.intValue == 10
+                && $0[path: ["status", "phase"]] == "Progressing" && $0[path: ["status", "message"]]?.stringValue?.contains("stage 1/2") == true
+        }
         let calls = gate.state.bodies.withLock { $0.count }
         #expect(calls == 1)
 
