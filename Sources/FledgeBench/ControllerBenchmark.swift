@@ -31,6 +31,9 @@ struct ControllerBenchmark: AsyncParsableCommand {
     @Option(help: "The fledge executable for the resident-memory measurement (default: next to this one).")
     var fledge: String?
 
+    @Flag(help: "Start `fledge run` before the Rollouts and their objects exist (the usual install order): its caches then fill from watch events, not from the first list.")
+    var fledgeFirst = false
+
     func validate() throws {
         guard rollouts.allSatisfy({ $0 > 0 }), progressing.allSatisfy({ $0 > 0 }) else { throw ValidationError("counts must be positive") }
     }
@@ -40,6 +43,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw ValidationError("no fledge executable at \(executable): build it in the same configuration (swift build -c release)")
         }
+        if fledgeFirst { print("`fledge run` started before the Rollouts existed: its caches filled from watch events.\n") }
         print("| Rollouts | fledge run RSS, steady, largest sample (of which heap: anonymous) | reconcile pass (idle, CPU) | baseline: decide() all (CPU) | steady API reads / \(steadySeconds) s | writes / \(steadySeconds) s | abort → VirtualService write |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         var notes: [String] = []
@@ -60,7 +64,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
         let sandbox = SandboxServer(configuration: .init(rolloutDelay: .zero, simulatePods: false))
         let url = try await sandbox.start()
         defer { Task { await sandbox.stop() } }
-        try await BenchEstate.populate(sandbox.store, count: n, triggered: 0)
+        if !fledgeFirst { try await BenchEstate.populate(sandbox.store, count: n, triggered: 0) }
         let directory = try TemporaryDirectory.make(prefix: "fledge-bench-controller")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let kubeconfig = directory + "/kubeconfig"
@@ -80,6 +84,14 @@ struct ControllerBenchmark: AsyncParsableCommand {
         let http = CurlHTTPClient()
         try await waitUntil(timeout: .seconds(300)) {
             (try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/readyz")))?.status == 200
+        }
+        if fledgeFirst {
+            try await BenchEstate.populate(sandbox.store, count: n, triggered: 0)
+            // Until its Rollouts cache holds them all (as its /metrics says), then until its writes stop.
+            let cached = "fledge_cache_objects{resource=\"\(GroupVersionResource.rollouts)\"} \(n)\n"
+            try await waitUntil(timeout: .seconds(300)) {
+                (try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/metrics")))?.bodyText.contains(cached) == true
+            }
         }
         try await settle(sandbox.store)
         let before = await sandbox.store.requestCounts
