@@ -164,9 +164,10 @@ import Testing
             _ = try await world.client.update(.destinationRules, namespace: "shop", dr)
             _ = stack.startController()
             try await world.trigger(image: Self.newImage)
-            let held = try await world.waitFor("TrafficReady=False") { rollout in
+            // Past CanaryNotReady (the canary's pods starting), which comes first and says nothing about subsets.
+            let held = try await world.waitFor("TrafficReady=False on the subsets") { rollout in
                 rollout[path: ["status", "conditions"]]?.arrayValue?.contains {
-                    $0["type"] == "TrafficReady" && $0["status"] == "False"
+                    $0["type"] == "TrafficReady" && $0["status"] == "False" && $0["reason"] != "CanaryNotReady"
                 } ?? false
             }
             let condition = held[path: ["status", "conditions"]]!.arrayValue!.first { $0["type"] == "TrafficReady" }!
