@@ -67,7 +67,7 @@ public final class PrometheusServer: @unchecked Sendable {
     public var logFile: String { "\(workDirectory)/prometheus.log" }
 
     /// Starts Prometheus and waits until `/-/ready` answers.
-    public func start(timeout: Duration = .seconds(60)) async throws {
+    public func start(timeout: Duration = .seconds(120)) async throws {
         let binary = try Self.locate("prometheus")
         let port = try configuration.port ?? LoopbackPort.free()
         let configFile = "\(workDirectory)/prometheus.yml"
@@ -103,8 +103,10 @@ public final class PrometheusServer: @unchecked Sendable {
             if let response = try? await http.send(HTTPRequest(url: "\(url)/-/ready")), response.status == 200 { return }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // The log is read before stop() removes the folder it is in.
+        let lastLines = tail(of: logFile)
         stop()
-        throw LocalServerError("prometheus on port \(port) was not ready within \(timeout); its log ends with: \(tail(of: logFile))")
+        throw LocalServerError("prometheus on port \(port) was not ready within \(timeout); its log ends with: \(lastLines)")
     }
 
     /// Terminates the process (SIGTERM, then SIGKILL after 5 s) and removes temporary files.
