@@ -64,7 +64,8 @@ struct ControllerBenchmark: AsyncParsableCommand {
         let sandbox = SandboxServer(configuration: .init(rolloutDelay: .zero, simulatePods: false))
         let url = try await sandbox.start()
         defer { Task { await sandbox.stop() } }
-        if !fledgeFirst { try await BenchEstate.populate(sandbox.store, count: n, triggered: 0) }
+        // The Rollout CRD is installed first either way, as deploy/ does: without it the controller cannot start.
+        if fledgeFirst { try await BenchEstate.installDefinitions(sandbox.store) } else { try await BenchEstate.populate(sandbox.store, count: n, triggered: 0) }
         let directory = try TemporaryDirectory.make(prefix: "fledge-bench-controller")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let kubeconfig = directory + "/kubeconfig"
@@ -99,8 +100,9 @@ struct ControllerBenchmark: AsyncParsableCommand {
         // every second, and the largest sample is reported.
         var rss = 0
         var anonymous = 0
+        var scraped = ""
         for second in 0..<steadySeconds {
-            if second % 5 == 0 { _ = try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/metrics")) }
+            if second % 5 == 0 { scraped = (try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/metrics")))?.bodyText ?? "" }
             try await Task.sleep(for: .seconds(1))
             rss = max(rss, residentKiB(pid: process.processIdentifier))
             anonymous = max(anonymous, residentKiB(pid: process.processIdentifier, field: "RssAnon:"))
@@ -128,7 +130,13 @@ struct ControllerBenchmark: AsyncParsableCommand {
             try? await Task.sleep(for: .seconds(1))
             return controller.counts.reconciles == c1 && controller.queue.depth == 0
         }
-        let cacheNote = String(format: "%d Rollouts: peak RSS (initial lists) %.1f MiB; caches as stored: ", n, Double(peak) / 1024) + controller.caches.all.map { informer in
+        // As `fledge run` itself reports them (its caches filled by lists, or with --fledge-first by watch events).
+        let runCaches = scraped.split(separator: "\n").filter { $0.hasPrefix("fledge_cache_bytes{") }.map { line -> String in
+            let resource = line.split(separator: "\"").dropFirst().first.map(String.init) ?? "?"
+            let bytes = Double(line.split(separator: " ").last.map(String.init) ?? "") ?? 0
+            return String(format: "%@ %.1f MiB", resource, bytes / 1_048_576)
+        }.joined(separator: ", ")
+        let cacheNote = String(format: "%d Rollouts: peak RSS %.1f MiB; `fledge run`'s caches: %@; caches as listed: ", n, Double(peak) / 1024, runCaches) + controller.caches.all.map { informer in
             let serialized = informer.list().reduce(0) { $0 + $1.serialized().count }
             return "\(informer.resource.resource) \(informer.count) objects, "
                 + String(format: "%.1f MiB (%.1f MiB serialized)", Double(informer.storedBytes) / 1_048_576, Double(serialized) / 1_048_576)
@@ -301,9 +309,12 @@ enum BenchEstate {
     static func name(_ i: Int) -> String { "svc-\(i)" }
 
     /// The first `triggered` rollouts get a new canary image (in flight); the rest are idle.
+    static func installDefinitions(_ store: SandboxStore) async throws {
+        _ = try await store.apply(try ManifestLoader.load(paths: [FileManager.default.currentDirectoryPath + "/deploy/crds"]))
+    }
+
     static func populate(_ store: SandboxStore, count: Int, triggered: Int) async throws {
-        let crd = try ManifestLoader.load(paths: [FileManager.default.currentDirectoryPath + "/deploy/crds"])
-        _ = try await store.apply(crd)
+        try await installDefinitions(store)
         var namespaces: [JSONValue] = []
         for n in stride(from: 0, to: count, by: 100) {
             namespaces.append(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": .string(namespace(n))]])
