@@ -57,9 +57,14 @@ public final class Informer: Service, Sendable {
         var staged: [((namespace: String, name: String), StoredObject)] = []
         /// Compact caches: the dictionary every stored object is deflated against, seeded by the first objects.
         var compressor: ObjectCompressor?
+        /// The top-level fields of the objects the dictionary was made from, and how often it was extended since.
+        var dictionaryFields: Set<String> = []
+        var dictionaryExtensions = 0
     }
 
     private let state = Mutex(State())
+    /// How often a compact cache's dictionary may be extended for objects with new top-level fields.
+    static let dictionaryExtensionLimit = 4
 
     /// - Parameters:
     ///   - transform: applied to every object before it is stored (e.g. to drop
@@ -219,20 +224,27 @@ public final class Informer: Service, Sendable {
     private func store(_ objects: [JSONValue]) -> [StoredObject] {
         guard compact else { return objects.map { StoredObject($0) } }
         let serialized = objects.map { $0.serialized() }
-        // A cache whose first list was empty (Fledge installed before any Rollout) has a compressor without a
-        // dictionary; the first objects that arrive replace it. Objects already stored keep the one that deflated them.
-        func usable(_ compressor: ObjectCompressor?) -> ObjectCompressor? {
-            guard let compressor, !(compressor.dictionary.isEmpty && !serialized.isEmpty) else { return nil }
-            return compressor
-        }
-        let compressor = state.withLock { usable($0.compressor) } ?? {
-            let made = ObjectCompressor(samples: serialized)
-            return state.withLock { state in
-                if let existing = usable(state.compressor) { return existing }
+        let compressor = state.withLock { state in
+            guard let existing = state.compressor, !(existing.dictionary.isEmpty && !serialized.isEmpty) else {
+                // The first objects seed the dictionary; a cache whose first list was empty (Fledge installed before
+                // any Rollout) gets it from the first objects that arrive.
+                let made = ObjectCompressor(samples: serialized)
                 state.compressor = made
+                state.dictionaryFields = objects.reduce(into: []) { $0.formUnion(Self.fields(of: $1)) }
                 return made
             }
-        }()
+            // An object with a top-level field the samples lacked (a Rollout's first `status`, written by the
+            // controller itself moments after the first list) would carry all of it: the dictionary is extended
+            // with that object, a few times at most. Objects already stored keep the compressor that made them.
+            guard state.dictionaryExtensions < Self.dictionaryExtensionLimit,
+                let index = objects.firstIndex(where: { !Self.fields(of: $0).isSubset(of: state.dictionaryFields) })
+            else { return existing }
+            let extended = ObjectCompressor(dictionary: existing.dictionary + serialized[index])
+            state.compressor = extended
+            state.dictionaryFields.formUnion(Self.fields(of: objects[index]))
+            state.dictionaryExtensions += 1
+            return extended
+        }
         return zip(objects, serialized).map { StoredObject($0, serialized: $1, compressor: compressor) }
     }
 
@@ -249,6 +261,10 @@ public final class Informer: Service, Sendable {
             state.keySubscribers[id]!.pending[key] = keyChange
             state.keySubscribers[id]!.wake.yield()
         }
+    }
+
+    private static func fields(of object: JSONValue) -> Set<String> {
+        Set(object.objectValue?.keys.elements ?? [])
     }
 
     private static func location(of object: JSONValue) -> (String, String) {

@@ -108,6 +108,46 @@ import Testing
         #expect(startedEmpty.storedBytes < items.reduce(0) { $0 + $1.serialized().count } / 4)
     }
 
+    /// Rollouts are listed before the controller has written any status, then each gets one: the dictionary is
+    /// extended with the first object that has the new field, so the updated objects stay small.
+    @Test func theDictionaryLearnsATopLevelFieldThatAppearsLater() {
+        func withoutStatus(_ object: JSONValue) -> JSONValue {
+            var object = object
+            object["status"] = nil
+            return object
+        }
+        func withConditions(_ object: JSONValue) -> JSONValue {
+            var object = object
+            object["status"] = [
+                "phase": "Healthy", "observedGeneration": 1, "stableRevision": "e67131becc555b6d",
+                "conditions": [
+                    ["type": "Ready", "status": "True", "reason": "Healthy", "message": "the stable revision serves all traffic"],
+                    ["type": "TrafficReady", "status": "True", "reason": "Ready", "message": "subsets select ready pods of the target"],
+                ],
+            ]
+            return object
+        }
+        let items = (0..<20).map { Self.deployment("svc-\($0)") }
+        let learning = informer()
+        learning.apply(.resync(items: items.map(withoutStatus), resourceVersion: "1"))
+        for item in items { learning.apply(.modified(withConditions(item))) }
+        let seededWithStatus = informer()
+        seededWithStatus.apply(.resync(items: items.map(withConditions), resourceVersion: "1"))
+        #expect(learning.get(namespace: "shop", name: "svc-4") == withConditions(items[4]))
+        #expect(Double(learning.storedBytes) < Double(seededWithStatus.storedBytes) * 1.25, "\(learning.storedBytes) vs \(seededWithStatus.storedBytes)")
+
+        // Objects that keep bringing new fields (past the few extensions allowed) are still stored whole.
+        let fields = informer()
+        fields.apply(.resync(items: [withoutStatus(items[0])], resourceVersion: "1"))
+        for index in 1..<20 {
+            var object = items[index]
+            object["field\(index)"] = "x"
+            fields.apply(.added(object))
+        }
+        #expect(fields.count == 20)
+        #expect(fields.get(namespace: "shop", name: "svc-19")?["field19"] == "x")
+    }
+
     @Test func aKeyListedTwiceIsCountedOnce() {
         let cache = informer()
         cache.apply(.resync(items: [object("a", rv: "1"), object("a", rv: "2"), object("b", rv: "2")], resourceVersion: "2"))
