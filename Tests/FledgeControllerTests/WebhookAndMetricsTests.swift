@@ -47,17 +47,26 @@ final class GateServer: Sendable {
 }
 
 @Suite(.serialized) struct WebhookAndMetricsTests {
+    /// Gives the reference Rollout `stages` and one webhook that calls `gate`, starts the controller and triggers a
+    /// new image.
+    static func startGated(
+        world: World, gate: GateServer, webhook name: String, type: String, stages: JSONValue
+    ) async throws {
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": stages,
+                "webhooks": [["name": .string(name), "type": .string(type), "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "2s"]],
+            ]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+    }
+
     @Test func aStageGateHoldsTheRolloutUntilItAnswers2xx() async throws {
         let gate = try GateServer()
         let world = try await World()
         defer { Task { await gate.stop(); await world.stop() } }
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 10, "hold": "1s"], ["weight": 100, "hold": "1s"]],
-                "webhooks": [["name": "load-test", "type": "stage-gate", "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "2s"]],
-            ]))
-        _ = world.startController(analyzer: ScriptedMetrics())
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.startGated(
+            world: world, gate: gate, webhook: "load-test", type: "stage-gate", stages: [["weight": 10, "hold": "1s"], ["weight": 100, "hold": "1s"]])
         let held = try await world.waitFor("held at the gate") {
             let message = $0[path: ["status", "message"]]?.stringValue ?? ""
             return message.contains("load-test") && message.contains("503") && $0[path: ["status", "stage"]]?.intValue == 0
@@ -80,13 +89,8 @@ final class GateServer: Sendable {
         gate.state.status.withLock { $0 = .ok }
         let world = try await World()
         defer { Task { await gate.stop(); await world.stop() } }
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 10, "hold": "60s"], ["weight": 100, "hold": "1s"]],
-                "webhooks": [["name": "smoke", "type": "pre-rollout", "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "2s"]],
-            ]))
-        _ = world.startController(analyzer: ScriptedMetrics())
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.startGated(
+            world: world, gate: gate, webhook: "smoke", type: "pre-rollout", stages: [["weight": 10, "hold": "60s"], ["weight": 100, "hold": "1s"]])
         // (The reference example starts at 90/10 before anything is triggered: the weight alone proves nothing.)
         let first = try await world.waitFor("canary at 10% after the smoke test passed") {
             gate.state.bodies.withLock { $0.count } == 1 && $0[path: ["status", "canaryWeight"]]?.intValue == 10
