@@ -134,9 +134,9 @@ struct ControllerBenchmark: AsyncParsableCommand {
         let runCaches = scraped.split(separator: "\n").filter { $0.hasPrefix("fledge_cache_bytes{") }.map { line -> String in
             let resource = line.split(separator: "\"").dropFirst().first.map(String.init) ?? "?"
             let bytes = Double(line.split(separator: " ").last.map(String.init) ?? "") ?? 0
-            return String(format: "%@ %.1f MiB", resource, bytes / 1_048_576)
+            return resource + String(format: " %.1f MiB", bytes / 1_048_576)
         }.joined(separator: ", ")
-        let cacheNote = String(format: "%d Rollouts: peak RSS %.1f MiB; `fledge run`'s caches: %@; caches as listed: ", n, Double(peak) / 1024, runCaches) + controller.caches.all.map { informer in
+        let cacheNote = String(format: "%d Rollouts: peak RSS %.1f MiB; ", n, Double(peak) / 1024) + "`fledge run`'s caches: \(runCaches); caches as listed: " + controller.caches.all.map { informer in
             let serialized = informer.list().reduce(0) { $0 + $1.serialized().count }
             return "\(informer.resource.resource) \(informer.count) objects, "
                 + String(format: "%.1f MiB (%.1f MiB serialized)", Double(informer.storedBytes) / 1_048_576, Double(serialized) / 1_048_576)
@@ -308,11 +308,12 @@ enum BenchEstate {
     static func namespace(_ i: Int) -> String { "team-\(i / 100)" }
     static func name(_ i: Int) -> String { "svc-\(i)" }
 
-    /// The first `triggered` rollouts get a new canary image (in flight); the rest are idle.
+    /// The Rollout CRD, from deploy/crds.
     static func installDefinitions(_ store: SandboxStore) async throws {
         _ = try await store.apply(try ManifestLoader.load(paths: [FileManager.default.currentDirectoryPath + "/deploy/crds"]))
     }
 
+    /// The first `triggered` rollouts get a new canary image (in flight); the rest are idle.
     static func populate(_ store: SandboxStore, count: Int, triggered: Int) async throws {
         try await installDefinitions(store)
         var namespaces: [JSONValue] = []

@@ -147,7 +147,7 @@ public final class Controller: Service, Sendable {
     func runWorker() async {
         // Only after the caches are complete: deciding on a partial view could e.g. recreate a canary.
         for informer in caches.all { guard await informer.waitUntilSynced() else { return } }
-        releaseFreedMemory()
+        ProcessMemory.releaseFreed()
         while let key = await queue.next() {
             await reconcile(key)
             queue.done(key)
@@ -201,7 +201,7 @@ public final class Controller: Service, Sendable {
             try? await Task.sleep(for: configuration.resyncInterval)
             if Task.isCancelled { return }
             resyncPass()
-            releaseFreedMemory()
+            ProcessMemory.releaseFreed()
         }
     }
 
@@ -222,16 +222,9 @@ public final class Controller: Service, Sendable {
             try? await Task.sleep(for: .seconds(5))
             let reconciles = counts.reconciles
             if reconciles != trimmedAt, queue.depth == 0 {
-                releaseFreedMemory()
+                ProcessMemory.releaseFreed()
                 trimmedAt = reconciles
             }
         }
     }
-
-    /// Hands memory freed after the initial lists (their response bodies and parse trees) back to the system: glibc
-    /// keeps freed blocks in its arenas otherwise, and resident memory is the budget at 10,000 rollouts.
-    func releaseFreedMemory() {
-        ProcessMemory.releaseFreed()
-    }
 }
-

@@ -64,7 +64,7 @@ public final class ControllerMetrics: Sendable {
 
     /// Records a rollout's phase, weight and last measured values.
     func record(namespace: String, rollout: String, status: RolloutStatus) {
-        let key = "\(namespace)/\(rollout)"
+        let key = Informer.key(namespace: namespace, name: rollout)
         rollouts.withLock { all in
             var entry = all[key] ?? PerRollout(phase: status.phase, weight: status.canaryWeight)
             entry.phase = status.phase
@@ -78,7 +78,7 @@ public final class ControllerMetrics: Sendable {
 
     /// Drops a deleted rollout's series.
     func forget(namespace: String, rollout: String) {
-        _ = rollouts.withLock { $0.removeValue(forKey: "\(namespace)/\(rollout)") }
+        _ = rollouts.withLock { $0.removeValue(forKey: Informer.key(namespace: namespace, name: rollout)) }
     }
 
     /// The Prometheus text format: the registry's metrics, then the per-rollout series, then the caches'.
@@ -107,8 +107,8 @@ public final class ControllerMetrics: Sendable {
     public func textChunks(caches: [Informer] = [], chunkSize: Int = 64 * 1024) -> some Sequence<String> {
         let all = rollouts.withLock { $0 }.sorted { $0.key < $1.key }
         func labels(_ key: String) -> String {
-            let slash = key.firstIndex(of: "/")!
-            return "namespace=\"\(escape(String(key[..<slash])))\",rollout=\"\(escape(String(key[key.index(after: slash)...])))\""
+            let (namespace, name) = Informer.location(ofKey: key)
+            return "namespace=\"\(escape(namespace))\",rollout=\"\(escape(name))\""
         }
         // Each section: a header, then one line (or a few) per rollout.
         let sections: [(header: String, lines: (PerRollout, String) -> String)] = [

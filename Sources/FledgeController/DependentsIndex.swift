@@ -44,8 +44,8 @@ struct DependentsIndex: Sendable {
         switch kind {
         case .deployment:
             names = entries[Object(namespace: namespace, name: name)]?.rollouts(with: .stableDeployment) ?? []
-            if name.hasSuffix(canarySuffix) {
-                let stable = String(name.dropLast(canarySuffix.count))
+            if name.hasSuffix(RolloutReferences.canarySuffix) {
+                let stable = String(name.dropLast(RolloutReferences.canarySuffix.count))
                 names += entries[Object(namespace: namespace, name: stable)]?.rollouts(with: .stableDeployment) ?? []
             }
         case .virtualService:
@@ -89,6 +89,3 @@ struct DependentsIndex: Sendable {
         return roles.map { (Object(namespace: r.namespace, name: $0.key), $0.value) }
     }
 }
-
-/// `RolloutReferences.canaryDeployment` is always the stable name with this suffix.
-private let canarySuffix = "-canary"

@@ -289,6 +289,19 @@ extension Controller {
         }
     }
 
+    /// Hands an answer (a measurement, a webhook outcome) to the Rollout that asked and queues it; not to one
+    /// deleted meanwhile, nor to another object created again under its name.
+    func deliver(to key: String, identity: Int, _ answer: (inout RolloutWork) -> Void) {
+        let taken = work.withLock { w -> Bool in
+            guard var entry = w[key], entry.identity == identity else { return false }
+            answer(&entry)
+            entry.inputVersion &+= 1
+            w[key] = entry
+            return true
+        }
+        if taken { queue.add(key) }
+    }
+
     // MARK: - Analysis
 
     func submitAnalysis(_ key: String, identity: Int, _ request: AnalysisRequest) {
@@ -315,16 +328,10 @@ extension Controller {
             counters.withLock { $0.analysisBatches += 1 }
             let results = await analyzer.measure(batch.map(\.request), at: now())
             for ((key, identity, _), result) in zip(batch, results) {
-                // Taken only by the object that asked: not by a Rollout deleted meanwhile, nor one created again.
-                let taken = work.withLock { w -> Bool in
-                    guard var entry = w[key], entry.identity == identity else { return false }
-                    entry.latest = result
-                    entry.analysisInFlight = false
-                    entry.inputVersion &+= 1
-                    w[key] = entry
-                    return true
+                deliver(to: key, identity: identity) {
+                    $0.latest = result
+                    $0.analysisInFlight = false
                 }
-                if taken { queue.add(key) }
             }
         }
     }
@@ -355,15 +362,10 @@ extension Controller {
                 for (key, identity, call) in calls {
                     group.addTask {
                         let outcome = await self.webhooks.call(call, now: self.now)
-                        let taken = self.work.withLock { w -> Bool in
-                            guard var entry = w[key], entry.identity == identity else { return false }
-                            entry.webhookOutcomes[call.id] = outcome
-                            entry.webhooksInFlight.remove(call.id)
-                            entry.inputVersion &+= 1
-                            w[key] = entry
-                            return true
+                        self.deliver(to: key, identity: identity) {
+                            $0.webhookOutcomes[call.id] = outcome
+                            $0.webhooksInFlight.remove(call.id)
                         }
-                        if taken { self.queue.add(key) }
                     }
                 }
             }

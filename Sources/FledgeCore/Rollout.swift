@@ -164,10 +164,16 @@ func decodingMessage(_ error: any Error) -> String {
 public struct RolloutReferences: Sendable, Hashable {
     public var namespace: String
     public var stableDeployment: String
-    /// `<stableDeployment>-canary`, owned by Fledge.
+    /// `<stableDeployment>-canary` (`canaryDeployment(of:)`), owned by Fledge.
     public var canaryDeployment: String
     public var virtualService: String
     public var destinationRule: String
+
+    /// What the canary Deployment's name adds to the stable one's.
+    public static let canarySuffix = "-canary"
+
+    /// The canary Deployment Fledge owns for the stable Deployment `target`.
+    public static func canaryDeployment(of target: String) -> String { target + canarySuffix }
 
     public init(namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String) {
         self.namespace = namespace
@@ -184,7 +190,7 @@ extension Rollout {
     public var references: RolloutReferences? {
         guard let target = spec.target?.deployment, !target.isEmpty else { return nil }
         return RolloutReferences(
-            namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: target + "-canary",
+            namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: RolloutReferences.canaryDeployment(of: target),
             virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target)
     }
 }

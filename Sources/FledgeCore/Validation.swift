@@ -433,7 +433,7 @@ extension RolloutSpec {
         guard issues.isEmpty else { return .failure(ValidationErrors(issues: issues)) }
         return .success(
             RolloutPlan(
-                target: target, canaryDeployment: target + "-canary",
+                target: target, canaryDeployment: RolloutReferences.canaryDeployment(of: target),
                 change: CanaryPlan(templatePatch: patch, images: images, replicas: canary?.replicas),
                 traffic: TrafficPlan(virtualService: vs, routes: routes, destinationRule: dr, stableSubset: stableSubset, canarySubset: canarySubset),
                 stages: stages,

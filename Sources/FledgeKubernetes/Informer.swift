@@ -224,19 +224,22 @@ public final class Informer: Service, Sendable {
     private func store(_ objects: [JSONValue]) -> [StoredObject] {
         guard compact else { return objects.map { StoredObject($0) } }
         let serialized = objects.map { $0.serialized() }
+        // Top-level field names, worked out before taking the lock; which object brought a new one is looked for
+        // only when the batch has one.
+        let fields = objects.reduce(into: Set<String>()) { $0.formUnion(Self.fields(of: $1)) }
         let compressor = state.withLock { state in
             guard let existing = state.compressor, !(existing.dictionary.isEmpty && !serialized.isEmpty) else {
                 // The first objects seed the dictionary; a cache whose first list was empty (Fledge installed before
                 // any Rollout) gets it from the first objects that arrive.
                 let made = ObjectCompressor(samples: serialized)
                 state.compressor = made
-                state.dictionaryFields = objects.reduce(into: []) { $0.formUnion(Self.fields(of: $1)) }
+                state.dictionaryFields = fields
                 return made
             }
             // An object with a top-level field the samples lacked (a Rollout's first `status`, written by the
             // controller itself moments after the first list) would carry all of it: the dictionary is extended
             // with that object, a few times at most. Objects already stored keep the compressor that made them.
-            guard state.dictionaryExtensions < Self.dictionaryExtensionLimit,
+            guard state.dictionaryExtensions < Self.dictionaryExtensionLimit, !fields.isSubset(of: state.dictionaryFields),
                 let index = objects.firstIndex(where: { !Self.fields(of: $0).isSubset(of: state.dictionaryFields) })
             else { return existing }
             let extended = ObjectCompressor(dictionary: existing.dictionary + serialized[index])
@@ -245,7 +248,7 @@ public final class Informer: Service, Sendable {
             state.dictionaryExtensions += 1
             return extended
         }
-        return zip(objects, serialized).map { StoredObject($0, serialized: $1, compressor: compressor) }
+        return serialized.map { StoredObject(serialized: $0, compressor: compressor) }
     }
 
     /// Tells subscribers that `key` changed. `change` is only made (objects inflated and parsed) when someone
@@ -431,7 +434,7 @@ struct StoredObject: Sendable {
         storage = .parsed(Box(object))
     }
 
-    init(_ object: JSONValue, serialized: [UInt8], compressor: ObjectCompressor) {
+    init(serialized: [UInt8], compressor: ObjectCompressor) {
         if let deflated = compressor.deflate(serialized) {
             storage = .deflated(deflated, compressor: compressor)
         } else {
