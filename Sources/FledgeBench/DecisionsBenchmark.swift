@@ -227,8 +227,8 @@ struct DecisionReport {
             let notAtFirst = missed.filter { badReach($0, against: flagger) == .onlyByAdvancing }.count
             lines.append(
                 "Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met.count) of \(indicesBad.count) scenarios; "
-                    + "of the \(missed.count) missed, \(impossible) are impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
-                    + "and \(notAtFirst) possible only by advancing the bad canary past 10 % first.")
+                    + "of the \(missed.count) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
+                    + "and \(notAtFirst) \(notAtFirst == 1 ? "is" : "are") possible only by advancing the bad canary past 10 % first.")
         }
         let goodTraffic = indicesGood.filter { scenarios[$0].requestsPerSecond >= 10 }
         let falseOK = indicesGood.filter { summaries[$0][0].rollbackRate <= 0.01 }.count
@@ -238,7 +238,7 @@ struct DecisionReport {
             let impossible = goodTraffic.filter { !promoteMet(summaries[$0], against: flagger) && !promoteReachable($0, against: flagger) }.count
             lines.append(
                 "Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) scenarios; "
-                    + "of the \(goodTraffic.count - met) missed, \(impossible) are impossible for any policy that promotes a canary at the error margin "
+                    + "of the \(goodTraffic.count - met) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy that promotes a canary at the error margin "
                     + "at most \(pct(judge.falsePromotionRate)) of the time.")
         }
         let slow = scenarios.indices.filter { scenarios[$0].requestsPerSecond < 10 }

@@ -153,7 +153,8 @@ public struct CanaryJudge: Sendable {
     /// sequence). The two e-processes are combined by their weighted sum α/2 · E_ratio + 3α/8 · E_absolute ≥ 1
     /// (an e-process too, since both are under "worse than the margins"), which shows at least what either alone
     /// would at its share of α.
-    var alphaBound: Double { configuration.falsePromotionRate / 8 }
+    var alphaBound: Double { Self.alphaBound(configuration) }
+    static func alphaBound(_ configuration: JudgeConfiguration) -> Double { configuration.falsePromotionRate / 8 }
     var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 8 }
     var alphaRelative: Double { configuration.falsePromotionRate / 2 }
 
@@ -254,7 +255,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: alphaBound(configuration))
             return next
         }
         // Pool both sides until enough requests were seen, then choose the boundary from the
@@ -287,7 +288,7 @@ public struct CanaryJudge: Sendable {
                 state.comparison,
                 canary: JudgeCounts(requests: canary.total, events: canary.slower(than: boundary)),
                 stable: JudgeCounts(requests: stable.total, events: stable.slower(than: boundary)),
-                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: configuration.falsePromotionRate / 8)
+                absoluteMargin: configuration.latencyTailAbsoluteMargin, stableAlpha: alphaBound(configuration))
         } else {
             next.pooled = pooled
         }

@@ -19,7 +19,8 @@
 // 2. A beta-binomial mixture confidence sequence for one side's event rate
 //    (Robbins 1970): M_n(p) = B(a+x, b+n−x) / B(a,b) / (p^x (1−p)^(n−x)) is a
 //    martingale with mean 1 under the true p, so {p : M_n(p) < 1/α} covers p at
-//    every n simultaneously with probability ≥ 1 − α.
+//    every n simultaneously with probability ≥ 1 − α. The prior Beta(a, b) is
+//    fixed (`ratePriorA`, `ratePriorB`) and chosen for rare events.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -30,6 +31,16 @@ import Darwin
 
 /// Numerical helpers of the judge, exposed for tests and for `fledge analyze`.
 public enum JudgeStatistics {
+    /// The confidence sequence's mixing prior, Beta(0.2, 1). Any fixed prior keeps the coverage; it only sets
+    /// the width. A mixture pays about −log of the prior's mass within the estimate's standard error of the rate:
+    /// ½ log n + 0.2 for Jeffreys' Beta(½, ½) over n requests, but ½ log(events) − log a − a·log p − 0.9 for
+    /// Beta(a, 1), whose mass sits near zero where the judge's rates are (5xx and the slowest 1 %). At a 0.1 %
+    /// rate over 75,000 requests that is 1.6 nats less (a = 0.2 is near the best, 1/ln(1/p), for rates from
+    /// 0.1 % to 1 %), so stable's lower bound after 76 errors is 0.059 % instead of 0.056 %, and with no events
+    /// the upper bound after 1,000 requests is 0.45 % instead of 0.70 %.
+    public static let ratePriorA = 0.2
+    public static let ratePriorB = 1.0
+
     /// log B(a, b) = lgamma(a) + lgamma(b) − lgamma(a + b).
     public static func logBeta(_ a: Double, _ b: Double) -> Double {
         lgamma(a) + lgamma(b) - lgamma(a + b)
@@ -42,7 +53,7 @@ public enum JudgeStatistics {
 
     /// The log of the beta-binomial mixture martingale M_n(p) for `events` out of `trials`.
     public static func logMixtureMartingale(
-        events x: Double, trials n: Double, rate p: Double, priorA a: Double = 0.5, priorB b: Double = 0.5
+        events x: Double, trials n: Double, rate p: Double, priorA a: Double = ratePriorA, priorB b: Double = ratePriorB
     ) -> Double {
         let evidence = logBeta(a + x, b + n - x) - logBeta(a, b)
         return evidence - xlogy(x, p) - xlogy(n - x, 1 - p)

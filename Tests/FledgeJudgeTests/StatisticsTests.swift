@@ -57,13 +57,16 @@ import Testing
     }
 
     @Test func mixtureBoundWithNoEventsHasTheClosedForm() {
-        // With x = 0 of n, M_n(p) = B(1/2, n + 1/2) / π / (1 − p)^n, so the upper bound solves
-        // −n·ln(1 − p) = ln(1/α) − ln B(1/2, n + 1/2) + ln π.
-        let n = 1000.0, alpha = 0.05
-        let expected = 1 - exp(-(log(1 / alpha) - JudgeStatistics.logBeta(0.5, n + 0.5) + log(Double.pi)) / n)
+        // With x = 0 of n and the prior Beta(a, 1), M_n(p) = B(a, n + 1) / B(a, 1) / (1 − p)^n, so the upper bound
+        // solves −n·ln(1 − p) = ln(1/α) − ln B(a, n + 1) + ln B(a, 1).
+        let n = 1000.0, alpha = 0.05, a = JudgeStatistics.ratePriorA
+        #expect(JudgeStatistics.ratePriorB == 1)
+        let expected = 1 - exp(-(log(1 / alpha) - JudgeStatistics.logBeta(a, n + 1) + JudgeStatistics.logBeta(a, 1)) / n)
         let bound = JudgeStatistics.upperConfidenceBound(events: 0, trials: n, alpha: alpha)
         #expect(abs(bound - expected) < 1e-12)
-        #expect(abs(bound - 0.006997) < 2e-6)  // hand-computed: ln 20 + 2.8816 + 1.1447 = 7.022 → 1 − e^−0.007022
+        // Hand-computed for a = 0.2: B(0.2, 1) = 5, B(0.2, 1001) = Γ(0.2)·Γ(1001)/Γ(1001.2) = 1.1530;
+        // ln 20 − 0.1424 + 1.6094 = 4.4628 → 1 − e^−0.0044628. Jeffreys' prior gave 0.006998 here.
+        #expect(abs(bound - 0.0044528) < 2e-6)
         #expect(JudgeStatistics.lowerConfidenceBound(events: 0, trials: n, alpha: alpha) == 0)
         #expect(JudgeStatistics.upperConfidenceBound(events: 0, trials: 0, alpha: alpha) == 1)
     }
