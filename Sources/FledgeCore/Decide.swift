@@ -60,6 +60,8 @@ struct Engine {
     var effective: JSONValue = .null
     var wanted = ""
     var stableRevision = ""
+    /// Why `wanted` cannot be worked out this time (stable Deployment missing, canary template invalid).
+    var revisionUnknown: String?
 
     init(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) {
         self.rollout = rollout
@@ -89,12 +91,26 @@ struct Engine {
         }
         guard case .success(let plan) = planned else { return }
         self.plan = plan
+        if let owner = observed.canary?.owningRollout, owner != rollout.metadata.name {
+            // Two Rollouts naming one Deployment would take turns scaling and routing its canary. The one that made
+            // the canary keeps it; this one writes nothing until the conflict is resolved.
+            let message =
+                "canary Deployment \(plan.canaryDeployment) belongs to Rollout \(owner), which also targets Deployment \(plan.target); this Rollout changes nothing while it does (give spec.target.deployment another Deployment, or delete one of the two Rollouts)"
+            let before = status.condition(ConditionType.specValid)
+            status.setCondition(ConditionType.specValid, .false, reason: "TargetInUse", message: message, generation: generation, now: now)
+            status.message = message
+            if before?.message != message { event(.warning, "TargetInUse", message) }
+            return
+        }
         if status.condition(ConditionType.specValid)?.status == .false {
             event(.normal, "SpecValid", "the spec is valid again")
         }
         status.setCondition(ConditionType.specValid, .true, reason: "Valid", message: "the spec is valid", generation: generation, now: now)
 
-        guard prepare() else { return }
+        guard prepare() else {
+            if let revisionUnknown { continueWithoutRevision(revisionUnknown) }
+            return
+        }
         handleNewRevision()
         handleRequests()
         for _ in 0..<12 {
@@ -128,7 +144,7 @@ struct Engine {
         guard let stable = observed.stable else {
             setTraffic(false, "StableNotFound", "Deployment \(plan.target) not found")
             hold("Deployment \(plan.target) not found")
-            safetyWeightsToStable()
+            revisionUnknown = "Deployment \(plan.target) not found"
             return false
         }
         do {
@@ -137,13 +153,26 @@ struct Engine {
         } catch {
             status.setCondition(ConditionType.progressing, .false, reason: "InvalidCanary", message: error.message, generation: generation, now: now)
             status.message = error.message
-            safetyWeightsToStable()
+            revisionUnknown = error.message
             return false
         }
         stableRevision = revision(of: stable.template)
         wanted = effective == stable.template ? stableRevision : revision(of: effective)
         status.stableRevision = stableRevision
         return true
+    }
+
+    /// Without a revision (the stable Deployment is gone, or the canary cannot be built from it) nothing can start,
+    /// advance or promote; a rollout in flight must still answer an abort, fail at its progress deadline and finish
+    /// its rollback, taking the weight off the canary (Rule 4). Other requests are refused with the reason.
+    mutating func continueWithoutRevision(_ problem: String) {
+        wanted = status.revision ?? ""
+        stableRevision = status.stableRevision ?? ""
+        handleRequests()
+        if [.initializing, .progressing].contains(status.phase) { _ = deadlinePassed() }
+        if status.phase == .rollingBack { _ = rollingBack() }
+        safetyWeightsToStable()
+        scheduleWakeUp()
     }
 
     /// In phases that must send nothing to the canary, moves the weight back even when little else is known.
@@ -187,6 +216,7 @@ struct Engine {
 
     mutating func apply(_ kind: ManualRequest) -> (Bool, String) {
         let phase = status.phase
+        if let revisionUnknown, kind != .abort { return (false, "cannot \(kind.rawValue) now: \(revisionUnknown)") }
         switch kind {
         case .abort:
             switch phase {
@@ -288,9 +318,15 @@ struct Engine {
             template: canaryTemplate(effective: effective, stableLabels: stableLabels, canaryLabels: canaryLabels),
             selector: canarySelector(stable: stable.selector, stableLabels: stableLabels, canaryLabels: canaryLabels),
             replicas: replicas, revision: wanted)
-        if let canary = observed.canary, canary.revisionAnnotation == wanted, canary.replicas == replicas {
-            // up to date
+        // Up to date: this revision, these replicas, and the labels and selector the subsets ask for now (a
+        // DestinationRule fixed after the canary was made changes them).
+        if let canary = observed.canary, canary.revisionAnnotation == wanted, canary.replicas == replicas, canary.selector == desired.selector,
+            firstMismatch(canaryLabels, canary.podLabels) == nil
+        {
         } else {
+            // The canary's labels and selector come from the subsets: a DestinationRule that cannot route (a typo in
+            // a subset label, no stable pods selected) is fixed first, or the typo would be baked into the canary.
+            guard checkTraffic(canary: false) else { return false }
             actions.append(.ensureCanaryDeployment(desired))
             status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
             setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)")

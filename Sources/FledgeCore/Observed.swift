@@ -16,11 +16,13 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var observedGeneration: Int64
     /// The `fledge.dev/revision` annotation Fledge puts on the canary Deployment.
     public var revisionAnnotation: String?
+    /// The name of the Rollout that controls this Deployment (its controller owner reference), if one does.
+    public var owningRollout: String?
 
     public init(
         name: String, template: JSONValue, selector: [String: String] = [:], replicas: Int = 1, readyReplicas: Int = 0,
         updatedReplicas: Int = 0, availableReplicas: Int = 0, generation: Int64 = 1, observedGeneration: Int64 = 1,
-        revisionAnnotation: String? = nil
+        revisionAnnotation: String? = nil, owningRollout: String? = nil
     ) {
         self.name = name
         self.template = template
@@ -32,6 +34,7 @@ public struct ObservedDeployment: Sendable, Equatable {
         self.generation = generation
         self.observedGeneration = observedGeneration
         self.revisionAnnotation = revisionAnnotation
+        self.owningRollout = owningRollout
     }
 
     /// Reads a Deployment object as the API server returns it.
@@ -48,6 +51,10 @@ public struct ObservedDeployment: Sendable, Equatable {
         generation = d[path: ["metadata", "generation"]]?.intValue ?? 1
         observedGeneration = d[path: ["status", "observedGeneration"]]?.intValue ?? 0
         revisionAnnotation = d[path: ["metadata", "annotations", Annotations.revision]]?.stringValue
+        owningRollout = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.first {
+            $0["controller"]?.boolValue == true && $0["kind"]?.stringValue == Rollout.kind
+                && $0["apiVersion"]?.stringValue?.hasPrefix(Rollout.apiVersion.prefix { $0 != "/" } + "/") == true
+        }?["name"]?.stringValue
     }
 
     /// The pod template's labels.

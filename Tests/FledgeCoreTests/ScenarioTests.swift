@@ -293,6 +293,56 @@ struct ScenarioTests {
         #expect(sim.status.condition(ConditionType.trafficReady)?.message.contains("verison") == true)
     }
 
+    @Test func aSubsetLabelTypoFixedLaterGivesTheCanaryTheRightLabels() {
+        // The typo is fixed before the canary exists: its labels and selector come from the fixed subset.
+        var sim = Sim(destinationRule: seedDestinationRule(canaryLabels: ["verison": "v2"]))
+        sim.run(maxSteps: 50) { _ in false }
+        #expect(sim.observed.canary == nil)
+        #expect(sim.status.condition(ConditionType.trafficReady)?.reason == "SubsetLabelMismatch")
+        sim.observed.destinationRule = seedDestinationRule()
+        sim.run(maxSteps: 200) { $0.phase == .progressing }
+        #expect(sim.phase == .progressing)
+        #expect(sim.observed.canary?.podLabels["version"] == "v2")
+        #expect(sim.observed.canary?.podLabels["verison"] == nil)
+        #expect(sim.observed.canary?.selector == ["app": "product-service", "version": "v2"])
+    }
+
+    @Test func aCanaryWhoseLabelsNoLongerMatchTheSubsetIsRewritten() {
+        var sim = Sim()
+        sim.run { $0.observed.canary != nil }
+        // The canary subset now selects another label value than the canary Deployment carries.
+        sim.observed.destinationRule = seedDestinationRule(canaryLabels: ["version": "v2b"])
+        let d = sim.reconcile()
+        let ensured = d.actions.compactMap { a -> CanaryDeploymentSpec? in
+            if case .ensureCanaryDeployment(let spec) = a { return spec } else { return nil }
+        }
+        #expect(ensured.first?.selector == ["app": "product-service", "version": "v2b"])
+        #expect(ensured.first?.template[path: ["metadata", "labels", "version"]] == "v2b")
+    }
+
+    @Test func aCanaryThatAnotherRolloutOwnsIsLeftAlone() {
+        var sim = Sim(seedWeight: 10)
+        var canary = stableDeployment()
+        canary.name = "product-service-canary"
+        canary.owningRollout = "product-service-2"
+        sim.observed.canary = canary
+        let first = sim.reconcile()
+        #expect(first.actions.count == 1)
+        #expect(first.eventReasons == ["TargetInUse"])
+        let valid = first.status.condition(ConditionType.specValid)
+        #expect(valid?.status == .false)
+        #expect(valid?.reason == "TargetInUse")
+        #expect(valid?.message.contains("Rollout product-service-2") == true)
+        // Nothing written, no Event repeated: no tug of war over the canary's replicas or the weights.
+        sim.now = Timestamp(seconds: sim.now.seconds + 30)
+        #expect(sim.reconcile().actions.isEmpty)
+        #expect(sim.observedCanaryWeight == 10)
+        // Its own canary (a Rollout created again under the same name) is not a conflict.
+        sim.observed.canary?.owningRollout = "product-service"
+        sim.run(maxSteps: 500) { $0.phase == .progressing }
+        #expect(sim.status.condition(ConditionType.specValid)?.status == .true)
+    }
+
     @Test func missingSubsetHolds() {
         var dr = seedDestinationRule()
         dr[path: ["spec", "subsets"]] = [["name": "stable", "labels": ["version": "v1"]]]
@@ -397,6 +447,41 @@ struct ScenarioTests {
         #expect(d.status.phase == .healthy)
         #expect(d.status.condition(ConditionType.trafficReady)?.reason == "StableNotFound")
         #expect(d.weightChanges.map(\.canaryWeight) == [])
+    }
+
+    @Test func anAbortIsAnsweredAfterTheStableDeploymentDisappeared() {
+        var sim = Sim()
+        sim.run { $0.phase == .progressing && $0.observedCanaryWeight == 10 }
+        sim.observed.stable = nil
+        sim.request(.promote)
+        var d = sim.reconcile()
+        #expect(d.status.phase == .progressing)
+        #expect(d.status.requests.first { $0.kind == .promote }?.accepted == false)
+        #expect(d.status.requests.first { $0.kind == .promote }?.message.contains("Deployment product-service not found") == true)
+        sim.request(.abort)
+        d = sim.reconcile()
+        #expect(d.status.phase == .rollingBack)
+        #expect(d.status.requests.first { $0.kind == .abort }?.accepted == true)
+        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+        sim.run(maxSteps: 20) { $0.phase == .aborted }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+    }
+
+    @Test func theProgressDeadlineStillEndsARolloutWhoseStableDeploymentDisappeared() {
+        var sim = Sim()
+        sim.run { $0.phase == .progressing && $0.observedCanaryWeight == 10 }
+        sim.observed.stable = nil
+        let d = sim.reconcile()
+        #expect(d.status.phase == .progressing)
+        #expect(d.status.message?.contains("Deployment product-service not found") == true)
+        #expect(d.actions.contains { if case .requeue = $0 { return true } else { return false } })
+        sim.now = Timestamp(seconds: sim.now.seconds + 11 * 60)
+        sim.run(maxSteps: 20) { $0.phase == .failed }
+        #expect(sim.phase == .failed)
+        #expect(sim.status.history.last?.reason == "ProgressDeadlineExceeded")
+        #expect(sim.observedCanaryWeight == 0)
     }
 
     @Test func promotionWaitsForTheStableDeployment() {
