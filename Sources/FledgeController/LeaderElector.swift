@@ -58,9 +58,18 @@ public final class LeaderElector: Service, Sendable {
         }
         if wasLeading {
             onLeadershipChange(false)
-            // Hand over at once instead of making the next leader wait a whole lease.
-            try? await lock.release(now: Date())
-            logger.info("released the leader lease", metadata: ["lease": "\(configuration.namespace)/\(configuration.leaseName)"])
+            // Hand over at once instead of making the next leader wait a whole lease. Shutdown has usually cancelled
+            // this task already, and a cancelled task's requests are cancelled before they are sent, so the release
+            // runs in a task of its own (awaited here; the client's timeout bounds it).
+            let lease = "\(configuration.namespace)/\(configuration.leaseName)"
+            let release = Task.detached { [lock] in try await lock.release(now: Date()) }
+            switch await release.result {
+            case .success: logger.info("released the leader lease", metadata: ["lease": "\(lease)"])
+            case .failure(let error):
+                logger.warning(
+                    "could not release the leader lease; the next leader waits for it to expire",
+                    metadata: ["lease": "\(lease)", "error": "\(error)"])
+            }
         }
     }
 

@@ -169,8 +169,8 @@ extension Controller {
         // Intent first: the status is written before the actions it asks for. A controller killed in between
         // finds the decision in status and repeats the (idempotent) actions; the weight in status is still only
         // what the cluster was read back with (Rule 3).
+        // A `Reconciled=False` from a failed write stays until the actions succeed, so it can be seen meanwhile.
         var status = decision.status
-        status.removeCondition(reconciledCondition)
         var current = object
         if status != rollout.status {
             do {
@@ -208,10 +208,22 @@ extension Controller {
             }
         }
         if let failure {
+            recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
             var updated = rollout
             updated.status = status
             await handle(failure, key: key, rollout: updated, object: current)
             return
+        }
+        if status.condition(reconciledCondition) != nil {
+            status.removeCondition(reconciledCondition)
+            do {
+                current = try await writer.writeStatus(status, of: current)
+                counters.withLock { $0.statusWrites += 1 }
+                metrics.kubernetesWrites.increment()
+            } catch {
+                await handle(error, key: key, rollout: rollout, object: current)
+                return
+            }
         }
         for event in events {
             await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
@@ -270,12 +282,15 @@ extension Controller {
         queue.add(key, after: delay)
         logger.warning(
             "reconcile failed", metadata: ["rollout": "\(key)", "error": "\(error)", "attempt": "\(failures)", "retryIn": "\(delay)"])
-        guard changed else { return }
+        // Written when the error is new, or when the condition is not (yet) in the status this reconcile wrote.
         var status = rollout.status ?? RolloutStatus()
-        status.setCondition(
-            reconciledCondition, .false, reason: "ActionFailed", message: error.description, generation: rollout.metadata.generation,
-            now: Timestamp(now()))
-        _ = try? await writer.writeStatus(status, of: object)
+        if changed || status.condition(reconciledCondition)?.message != error.description {
+            status.setCondition(
+                reconciledCondition, .false, reason: "ActionFailed", message: error.description, generation: rollout.metadata.generation,
+                now: Timestamp(now()))
+            _ = try? await writer.writeStatus(status, of: object)
+        }
+        guard changed else { return }
         await writer.recordEvent(
             RolloutEvent(type: .warning, reason: "ActionFailed", message: error.description), about: object,
             identity: configuration.identity, now: now())

@@ -149,6 +149,22 @@ import Testing
         #expect(standby.controller.counts.statusWrites > 0)
     }
 
+    /// A leader that shuts down hands its Lease over at once instead of leaving it to expire.
+    @Test func aLeaderThatStopsReleasesItsLease() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let running = world.startController(configure: { $0.leaderElection = LeaderElectionConfiguration(namespace: "shop") }, analyzer: ScriptedMetrics())
+        let name = running.controller.configuration.leaderElection!.leaseName
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !running.controller.canWrite, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try await world.client.get(.leases, namespace: "shop", name: name)[path: ["spec", "holderIdentity"]]?.stringValue
+            == running.controller.configuration.identity)
+        await running.stop()
+        let lease = try await world.client.get(.leases, namespace: "shop", name: name)
+        #expect(lease[path: ["spec", "holderIdentity"]] == nil)
+        #expect(lease[path: ["spec", "leaseDurationSeconds"]]?.intValue == 1)
+    }
+
     /// Sharding: a controller with a label selector (or a namespace) leaves other Rollouts alone.
     @Test func aLabelSelectorScopesWhichRolloutsAreReconciled() async throws {
         let world = try await World()
@@ -162,5 +178,38 @@ import Testing
             .rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["labels": ["fledge.dev/shard": "a"]]]))
         let reconciled = try await world.waitFor("the shard's controller") { $0[path: ["status", "observedGeneration"]] != nil }
         #expect(reconciled[path: ["status", "phase"]] == "Healthy")
+    }
+
+    /// A write that keeps failing shows in `Reconciled=False` for as long as it fails, and the condition goes once
+    /// the write succeeds.
+    @Test func aFailingWriteStaysVisibleUntilItSucceeds() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        // A Deployment under the canary's name that selects other pods: a selector cannot be changed.
+        let podSpec = try await world.deployment("product-service")[path: ["spec", "template", "spec"]] ?? [:]
+        let squatter: JSONValue = [
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": ["name": "product-service-canary", "namespace": "shop"],
+            "spec": ["replicas": 1, "selector": ["matchLabels": ["app": "other"]], "template": ["metadata": ["labels": ["app": "other"]], "spec": podSpec]],
+        ]
+        _ = try await world.client.create(.deployments, namespace: "shop", squatter)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        func reconciled(_ rollout: JSONValue) -> JSONValue? {
+            rollout[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"] == "Reconciled" }
+        }
+        let failing = try await world.waitFor("Reconciled=False") { reconciled($0)?["status"] == "False" }
+        #expect(reconciled(failing)?["reason"] == "ActionFailed")
+        #expect(reconciled(failing)?["message"]?.stringValue?.contains("kubectl delete deployment product-service-canary -n shop") == true)
+        // The controller retries (with backoff) and the condition stays through every attempt.
+        for _ in 0..<15 {
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(reconciled(try await world.rollout())?["status"] == "False")
+        }
+        _ = try await world.client.delete(.deployments, namespace: "shop", name: "product-service-canary")
+        let recovered = try await world.waitFor("the canary made and the condition gone", timeout: .seconds(60)) {
+            reconciled($0) == nil && $0[path: ["status", "phase"]] == "Progressing"
+        }
+        #expect(recovered[path: ["status", "phase"]] == "Progressing")
     }
 }
