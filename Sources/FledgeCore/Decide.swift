@@ -329,7 +329,7 @@ struct Engine {
             guard checkTraffic(canary: false) else { return false }
             actions.append(.ensureCanaryDeployment(desired))
             status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
-            setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)")
+            setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)", expected: true)
             return false
         }
         guard checkTraffic(canary: true) else { return false }
@@ -835,10 +835,11 @@ struct Engine {
     }
 
     @discardableResult
-    mutating func setTraffic(_ ok: Bool, _ reason: String, _ message: String) -> Bool {
+    /// `expected`: a step of a normal rollout (the canary being made), reported as a Normal Event, not a Warning.
+    mutating func setTraffic(_ ok: Bool, _ reason: String, _ message: String, expected: Bool = false) -> Bool {
         let before = status.condition(ConditionType.trafficReady)
         status.setCondition(ConditionType.trafficReady, ok ? .true : .false, reason: reason, message: message, generation: generation, now: now)
-        if !ok, before?.message != message { event(.warning, reason, message) }
+        if !ok, before?.message != message { event(expected ? .normal : .warning, reason, message) }
         if !ok, !status.phase.isIdle, status.phase != .rollingBack { status.message = "holding: \(message)" }
         return ok
     }

@@ -356,7 +356,7 @@ public final class KubernetesClient: Sendable {
 }
 
 /// Which namespace a collection call covers.
-public enum NamespaceScope: Sendable, Hashable, ExpressibleByStringLiteral {
+public enum NamespaceScope: Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The configuration's namespace.
     case `default`
     /// Every namespace.
@@ -364,6 +364,15 @@ public enum NamespaceScope: Sendable, Hashable, ExpressibleByStringLiteral {
     case named(String)
 
     public init(stringLiteral value: String) { self = .named(value) }
+
+    /// As logs show it: the namespace's name, `(all)` or `(default)`.
+    public var description: String {
+        switch self {
+        case .default: "(default)"
+        case .all: "(all)"
+        case .named(let name): name
+        }
+    }
 }
 
 /// One page of a list answer.

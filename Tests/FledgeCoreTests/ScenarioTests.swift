@@ -305,6 +305,8 @@ struct ScenarioTests {
         #expect(sim.observed.canary?.podLabels["version"] == "v2")
         #expect(sim.observed.canary?.podLabels["verison"] == nil)
         #expect(sim.observed.canary?.selector == ["app": "product-service", "version": "v2"])
+        // Making the canary is a normal step, not a Warning.
+        #expect(sim.events.first { $0.message.contains("is being created") }?.type == .normal)
     }
 
     @Test func aCanaryWhoseLabelsNoLongerMatchTheSubsetIsRewritten() {
