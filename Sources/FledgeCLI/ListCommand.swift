@@ -55,7 +55,8 @@ struct ListCommand: AsyncParsableCommand {
             if let status, StatusView.showsStage(status), let index = status.stage { stage = "\(index + 1)/\(stages)" }
             let createdText = item[path: ["metadata", "creationTimestamp"]]?.stringValue
             let created: Timestamp? = createdText.flatMap { Timestamp(rfc3339: $0) }
-            let phase: String = status?.phase.rawValue ?? "-"
+            var phase: String = status?.phase.rawValue ?? "-"
+            if let status, let problem = StatusView.problem(status) { phase += " (\(problem))" }
             let weight: String = status.map { "\($0.canaryWeight)%" } ?? "-"
             let revision: String = status?.revision.map { String($0.prefix(8)) } ?? "-"
             let age: String = created.map { StatusView.age(since: $0, now: now) } ?? "-"

@@ -101,6 +101,16 @@ struct RolloutViewTests {
             shop       product-service  Paused  2/3    50%     01234567  2h
             """)
         #expect(ListCommand.table([items[0]], allNamespaces: false, now: now).hasPrefix("NAME             PHASE"))
+
+        // A Healthy phase says nothing of a spec that is invalid or a target that is gone: the reason is shown.
+        var broken = RolloutStatus(phase: .healthy)
+        broken.setCondition(ConditionType.trafficReady, .false, reason: "StableNotFound", message: "Deployment product-service not found", generation: 1, now: now)
+        #expect(ListCommand.table([Self.rolloutJSON(status: try JSONValue(encoding: broken))], allNamespaces: false, now: now).contains("Healthy (StableNotFound)"))
+        broken.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: "spec.stages: …", generation: 1, now: now)
+        #expect(ListCommand.table([Self.rolloutJSON(status: try JSONValue(encoding: broken))], allNamespaces: false, now: now).contains("Healthy (InvalidSpec)"))
+        var starting = RolloutStatus(phase: .initializing)
+        starting.setCondition(ConditionType.trafficReady, .false, reason: "CanaryNotReady", message: "being created", generation: 1, now: now)
+        #expect(!ListCommand.table([Self.rolloutJSON(status: try JSONValue(encoding: starting))], allNamespaces: false, now: now).contains("("))
     }
 
     @Test func tokensAreFresh() {

@@ -23,7 +23,11 @@ struct CRDTests {
         #expect(version["name"] as? String == "v1alpha1")
         #expect((version["subresources"] as? [String: Any])?["status"] != nil)
         let columns = (version["additionalPrinterColumns"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-        #expect(columns == ["Phase", "Stage", "Weight", "Revision", "Age"])
+        #expect(columns == ["Phase", "Stage", "Weight", "Revision", "Message", "Age"])
+        // The message only with -o wide.
+        let message = (version["additionalPrinterColumns"] as? [[String: Any]])?.first { $0["name"] as? String == "Message" }
+        #expect(message?["priority"] as? Int == 1)
+        #expect(message?["jsonPath"] as? String == ".status.message")
         let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
         let status = try #require((schema["properties"] as? [String: Any])?["status"] as? [String: Any])
         let phase = try #require((status["properties"] as? [String: Any])?["phase"] as? [String: Any])

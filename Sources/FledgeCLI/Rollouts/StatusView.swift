@@ -1,3 +1,4 @@
+import FledgeController
 import FledgeCore
 import FledgeJSON
 import Foundation
@@ -93,6 +94,15 @@ enum StatusView {
             let text = "\(stage.weight)\(stage.manual ? "⏸" : "")"
             return index == current ? "[\(text)]" : text
         }.joined(separator: " ─ ")
+    }
+
+    /// What keeps the rollout from doing its job, beyond its phase: an invalid spec, a write that keeps failing, or
+    /// traffic that cannot be routed (not the canary still starting). `nil` when nothing does.
+    static func problem(_ status: RolloutStatus) -> String? {
+        for type in [ConditionType.specValid, reconciledCondition, ConditionType.trafficReady] {
+            if let c = status.condition(type), c.status == .false, c.reason != "CanaryNotReady" { return c.reason }
+        }
+        return nil
     }
 
     static func showsStage(_ status: RolloutStatus) -> Bool {
