@@ -26,6 +26,8 @@ struct ClusterWriter: Sendable {
             try await writeStableTemplate(deployment: deployment, template: template, revision: revision, namespace: references.namespace)
         case .scaleCanary(let deployment, let replicas):
             try await scaleCanary(deployment: deployment, replicas: replicas, namespace: references.namespace)
+        case .setFinalizer(let present):
+            try await setFinalizer(present, rollout: rollout, namespace: references.namespace)
         case .callWebhook, .emitEvent, .runAnalysis, .requeue:
             break  // not cluster writes; the controller runs these itself
         }
@@ -131,6 +133,23 @@ struct ClusterWriter: Sendable {
                 fieldManager: fieldManager)
         }
         caches.deployments.inject(updated, replacing: current)
+    }
+
+    /// Adds or removes `Finalizers.traffic`, keeping any other finalizer, with the Rollout's `resourceVersion`
+    /// (the list is replaced whole by a merge patch, so it must be the list it was computed from).
+    func setFinalizer(_ present: Bool, rollout: JSONValue, namespace: String) async throws(ControllerError) {
+        let name = rollout[path: ["metadata", "name"]]?.stringValue ?? ""
+        let action = present ? "add finalizer \(Finalizers.traffic)" : "remove finalizer \(Finalizers.traffic)"
+        let current = rollout[path: ["metadata", "finalizers"]]?.arrayValue ?? []
+        var finalizers = current.filter { $0.stringValue != Finalizers.traffic }
+        if present { finalizers.append(.string(Finalizers.traffic)) }
+        if finalizers == current { return }
+        let patch: JSONValue = ["metadata": ["finalizers": finalizers.isEmpty ? .null : .array(finalizers)]]
+        let updated = try await write(action) { () async throws(KubernetesError) in
+            try await client.patch(.rollouts, namespace: namespace, name: name, .merge(Self.preconditioned(patch, on: rollout)), fieldManager: fieldManager)
+        }
+        // Not after a removal: that may have let the API server delete the Rollout, and its watch says so.
+        if present { caches.rollouts.inject(updated, replacing: rollout) }
     }
 
     // MARK: - Status and Events

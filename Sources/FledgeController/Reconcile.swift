@@ -195,7 +195,7 @@ extension Controller {
                 submitWebhook(key, identity: identity, call)
             case .requeue(let after):
                 queue.add(key, after: .milliseconds(max(after.milliseconds, 0)))
-            case .ensureCanaryDeployment, .setWeights, .writeStableTemplate, .scaleCanary:
+            case .ensureCanaryDeployment, .setWeights, .writeStableTemplate, .scaleCanary, .setFinalizer:
                 // In order, stopping at the first failure: weight 0 must land before the canary is scaled down.
                 guard failure == nil, let references else { continue }
                 do {

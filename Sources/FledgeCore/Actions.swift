@@ -11,6 +11,8 @@ public enum Action: Sendable, Equatable {
     case writeStableTemplate(deployment: String, template: JSONValue, revision: String)
     /// Set the canary Deployment's `spec.replicas`.
     case scaleCanary(deployment: String, replicas: Int)
+    /// Add (`true`) or remove Fledge's finalizer (`Finalizers.traffic`) on the Rollout itself.
+    case setFinalizer(Bool)
     /// POST `body` to the webhook; report the answer back in `Analysis.webhooks[call.id]`. The same id may be
     /// asked for again while the call is in flight: run it once.
     case callWebhook(WebhookCall)

@@ -78,6 +78,11 @@ struct Engine {
     mutating func run() {
         status.observedGeneration = generation
         let planned = rollout.spec.plan()
+        if rollout.metadata.deletionTimestamp != nil {
+            if case .success(let plan) = planned { self.plan = plan }
+            finishDeletion()
+            return
+        }
         var issues = rollout.specDecodingIssues
         if case .failure(let errors) = planned { issues += errors.issues }
         if !issues.isEmpty {
@@ -118,22 +123,49 @@ struct Engine {
             let proceed = step()
             if !proceed || (status.phase, status.stage) == before { break }
         }
+        keepFinalizerWhileTrafficMayReachTheCanary()
         scheduleWakeUp()
+    }
+
+    // MARK: - Deletion
+
+    var holdsFinalizer: Bool { rollout.metadata.finalizers?.contains(Finalizers.traffic) == true }
+
+    /// A rollout in flight carries the finalizer, so that deleting it cannot leave weight on a canary that is about
+    /// to be garbage-collected; it comes off once the rollout is idle with no weight on the canary (an idle Rollout
+    /// deletes at once, also with no controller running). Added before any weight moves in the same decision.
+    mutating func keepFinalizerWhileTrafficMayReachTheCanary() {
+        let movingWeight = actions.contains { if case .setWeights(let w) = $0 { return w.canaryWeight > 0 } else { return false } }
+        let inFlight = !status.phase.isIdle || movingWeight
+        if inFlight, !holdsFinalizer {
+            actions.insert(.setFinalizer(true), at: 0)
+        } else if !inFlight, holdsFinalizer, observedWeight == 0 || (observedWeight == nil && managed.isEmpty),
+            !actions.contains(where: { if case .setWeights = $0 { return true } else { return false } })
+        {
+            actions.append(.setFinalizer(false))
+        }
+    }
+
+    /// The Rollout is being deleted: take the weight off the canary, then let the deletion finish. Nothing else
+    /// happens (no new stage, no promotion).
+    mutating func finishDeletion() {
+        guard holdsFinalizer else { return }
+        if plan != nil {
+            readRoutes()
+            if observedWeight != 0, !managed.isEmpty {
+                setWeights(0)
+                status.message = "deleting: moving all traffic back to stable first"
+                event(.normal, "Deleting", "the Rollout is being deleted: moving the canary's \(observedWeight.map { "\($0)%" } ?? "traffic") back to stable")
+                return
+            }
+        }
+        status.message = "deleting: no traffic on the canary"
+        actions.append(.setFinalizer(false))
     }
 
     /// Reads the observations. False when nothing can be decided (stable Deployment missing, template error).
     mutating func prepare() -> Bool {
-        if let vs = observed.virtualService {
-            switch managedRoutes(of: vs, traffic: plan.traffic) {
-            case .success(let routes):
-                managed = routes
-                let weights = routes.map { $0.canaryWeight(stableSubset: plan.traffic.stableSubset, canarySubset: plan.traffic.canarySubset) }
-                if let first = weights.first, let w = first, weights.allSatisfy({ $0 == w }) { observedWeight = w }
-            case .failure(let error): trafficError = error
-            }
-        } else {
-            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(plan.traffic.virtualService) not found")
-        }
+        readRoutes()
         if let w = observedWeight { status.canaryWeight = w }
         if let dr = observed.destinationRule {
             let all = subsets(of: dr)
@@ -162,6 +194,21 @@ struct Engine {
         return true
     }
 
+    /// Finds the managed routes and the weight they give the canary (nil when they disagree or cannot be read).
+    mutating func readRoutes() {
+        if let vs = observed.virtualService {
+            switch managedRoutes(of: vs, traffic: plan.traffic) {
+            case .success(let routes):
+                managed = routes
+                let weights = routes.map { $0.canaryWeight(stableSubset: plan.traffic.stableSubset, canarySubset: plan.traffic.canarySubset) }
+                if let first = weights.first, let w = first, weights.allSatisfy({ $0 == w }) { observedWeight = w }
+            case .failure(let error): trafficError = error
+            }
+        } else {
+            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(plan.traffic.virtualService) not found")
+        }
+    }
+
     /// Without a revision (the stable Deployment is gone, or the canary cannot be built from it) nothing can start,
     /// advance or promote; a rollout in flight must still answer an abort, fail at its progress deadline and finish
     /// its rollback, taking the weight off the canary (Rule 4). Other requests are refused with the reason.
@@ -172,6 +219,7 @@ struct Engine {
         if [.initializing, .progressing].contains(status.phase) { _ = deadlinePassed() }
         if status.phase == .rollingBack { _ = rollingBack() }
         safetyWeightsToStable()
+        keepFinalizerWhileTrafficMayReachTheCanary()
         scheduleWakeUp()
     }
 

@@ -8,10 +8,14 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     public var generation: Int64?
     public var labels: [String: String]?
     public var annotations: [String: String]?
+    public var finalizers: [String]?
+    /// Set by the API server when the object is deleted while finalizers remain.
+    public var deletionTimestamp: String?
 
     public init(
         name: String, namespace: String? = nil, uid: String? = nil, generation: Int64? = nil,
-        labels: [String: String]? = nil, annotations: [String: String]? = nil
+        labels: [String: String]? = nil, annotations: [String: String]? = nil, finalizers: [String]? = nil,
+        deletionTimestamp: String? = nil
     ) {
         self.name = name
         self.namespace = namespace
@@ -19,7 +23,16 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
         self.generation = generation
         self.labels = labels
         self.annotations = annotations
+        self.finalizers = finalizers
+        self.deletionTimestamp = deletionTimestamp
     }
+}
+
+public enum Finalizers {
+    /// On a Rollout while traffic may reach its canary: deleting the Rollout first moves that traffic back to
+    /// stable (on a cluster the canary Deployment is garbage-collected with its owner, and a weight left on it
+    /// would send requests to no pod).
+    public static let traffic = "fledge.dev/traffic"
 }
 
 /// A Rollout object: `apiVersion: fledge.dev/v1alpha1`, `kind: Rollout`.

@@ -87,6 +87,12 @@ struct ContractController {
                 metrics[metric.name] = MetricSample(.value(canary == .healthy ? good : bad), requests: 500)
             }
             latest = IntervalResult(time: now, requests: 500, metrics: metrics)
+        case .setFinalizer(let present):
+            try await store.modify(CLISandbox.rollouts, namespace: namespace, name: name) { object in
+                var finalizers = (object[path: ["metadata", "finalizers"]]?.arrayValue ?? []).filter { $0.stringValue != Finalizers.traffic }
+                if present { finalizers.append(.string(Finalizers.traffic)) }
+                object[path: ["metadata", "finalizers"]] = finalizers.isEmpty ? nil : .array(finalizers)
+            }
         case .callWebhook, .requeue:
             break
         }

@@ -136,6 +136,8 @@ struct Sim {
     var decisions: [Decision] = []
     var webhookCalls: [WebhookCall] = []
     var weightHistory: [Int] = []
+    /// The Rollout had a deletion timestamp and its last finalizer was removed: the API server deletes it.
+    var deleted = false
     /// When set, every analysis also carries the judge's counts for the canary weight in force.
     var counts: ((_ canaryWeight: Int) -> (canary: JudgeSample, stable: JudgeSample))?
 
@@ -186,6 +188,12 @@ struct Sim {
             if let answer = webhookAnswers[call.name] {
                 webhookOutcomes[call.id] = WebhookOutcome(passed: answer, message: answer ? "200 OK" : "503 not yet", time: now)
             }
+        case .setFinalizer(let present):
+            var finalizers = rollout.metadata.finalizers ?? []
+            finalizers.removeAll { $0 == Finalizers.traffic }
+            if present { finalizers.append(Finalizers.traffic) }
+            rollout.metadata.finalizers = finalizers.isEmpty ? nil : finalizers
+            if rollout.metadata.deletionTimestamp != nil, finalizers.isEmpty { deleted = true }
         case .emitEvent(let e): events.append(e)
         case .runAnalysis:
             latest = measure(behaviour, at: now)

@@ -486,6 +486,51 @@ struct ScenarioTests {
         #expect(sim.observedCanaryWeight == 0)
     }
 
+    @Test func aRolloutInFlightHoldsTheFinalizerUntilItIsDone() {
+        var sim = Sim()
+        sim.run { $0.rollout.metadata.finalizers != nil }
+        // Added in the decision that starts the rollout, before any weight moves.
+        let adding = sim.decisions.last!
+        #expect(adding.actions.first == .setFinalizer(true))
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        sim.run(untilPhase: .succeeded)
+        sim.run(maxSteps: 10) { $0.rollout.metadata.finalizers == nil }
+        #expect(sim.rollout.metadata.finalizers == nil)
+        #expect(sim.observedCanaryWeight == 0)
+        // Idle: no finalizer comes back.
+        #expect(!sim.reconcile().actions.contains(.setFinalizer(true)))
+    }
+
+    @Test func deletingARolloutMidRolloutMovesItsTrafficBackFirst() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        #expect(sim.rollout.metadata.finalizers == [Finalizers.traffic])
+        sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        let first = sim.reconcile()
+        #expect(first.weightChanges.map(\.canaryWeight) == [0])
+        #expect(!first.actions.contains(.setFinalizer(false)))
+        #expect(first.eventReasons.contains("Deleting"))
+        #expect(!sim.deleted)
+        let second = sim.reconcile()
+        #expect(second.actions.contains(.setFinalizer(false)))
+        #expect(second.weightChanges.isEmpty)
+        #expect(sim.deleted)
+        #expect(sim.observedCanaryWeight == 0)
+    }
+
+    @Test func deletingARolloutWithAnInvalidSpecOrNoVirtualServiceLetsItGo() {
+        var sim = Sim()
+        sim.run { $0.observedCanaryWeight == 10 }
+        sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        sim.observed.virtualService = nil
+        #expect(sim.reconcile().actions == [.setFinalizer(false)])
+        #expect(sim.deleted)
+        // Without the finalizer (an idle Rollout) there is nothing to do.
+        var idle = Sim(spec: seedSpec(image: nil))
+        idle.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        #expect(idle.reconcile().actions.isEmpty)
+    }
+
     @Test func promotionWaitsForTheStableDeployment() {
         var sim = Sim()
         sim.run { $0.phase == .promoting }
