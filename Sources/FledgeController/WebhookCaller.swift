@@ -20,7 +20,8 @@ struct WebhookCaller: Sendable {
             return WebhookOutcome(passed: response.isSuccess, message: message, time: Timestamp(now()))
         } catch {
             logger.warning("webhook failed", metadata: ["webhook": "\(call.name)", "url": "\(call.url)", "error": "\(error)"])
-            return WebhookOutcome(passed: false, message: "\(call.type.rawValue) webhook \(call.name) at \(call.url): \(error)", time: Timestamp(now()))
+            return WebhookOutcome(
+                passed: false, message: "\(call.type.rawValue) webhook \(call.name) at \(call.url): \(error)", time: Timestamp(now()), answered: false)
         }
     }
 }

@@ -57,11 +57,14 @@ public struct WebhookOutcome: Sendable, Equatable {
     /// The HTTP status and body excerpt, or the transport error.
     public var message: String
     public var time: Timestamp
+    /// False when no HTTP answer came (connection refused, timeout, TLS): the hook said nothing yet.
+    public var answered: Bool
 
-    public init(passed: Bool, message: String, time: Timestamp) {
+    public init(passed: Bool, message: String, time: Timestamp, answered: Bool = true) {
         self.passed = passed
         self.message = message
         self.time = time
+        self.answered = answered
     }
 }
 

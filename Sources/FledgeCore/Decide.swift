@@ -62,6 +62,8 @@ struct Engine {
     var stableRevision = ""
     /// Why `wanted` cannot be worked out this time (stable Deployment missing, canary template invalid).
     var revisionUnknown: String?
+    /// When a webhook that failed is due to be asked again.
+    var webhookRetryAt: Timestamp?
 
     init(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) {
         self.rollout = rollout
@@ -771,6 +773,7 @@ struct Engine {
         if [.initializing, .progressing].contains(status.phase), let last = status.lastProgressAt {
             times.append(last + plan.progressDeadline + .seconds(1))
         }
+        if let webhookRetryAt { times.append(webhookRetryAt) }
         // Webhook gates that failed are retried every interval.
         if actions.contains(where: { if case .callWebhook = $0 { return true } else { return false } }) == false,
             status.message?.hasPrefix("stage gate") == true
@@ -805,8 +808,19 @@ struct Engine {
             status.passedWebhooks.append(id)
             return .passed
         }
-        if hook.type == .stageGate, now >= outcome.time + plan.analysis.interval {
-            actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
+        // A stage gate that said no, or a pre-rollout hook that could not be reached (a blip must not fail the
+        // rollout; its progressDeadline bounds the wait), is asked again every interval.
+        let retried = hook.type == .stageGate || (hook.type == .preRollout && !outcome.answered)
+        if retried {
+            if now >= outcome.time + plan.analysis.interval {
+                actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
+            } else {
+                webhookRetryAt = outcome.time + plan.analysis.interval
+            }
+        }
+        if hook.type == .preRollout, !outcome.answered {
+            status.message = "waiting for pre-rollout webhook \(hook.name), retried every \(plan.analysis.interval) until the progressDeadline: \(outcome.message)"
+            return .waiting
         }
         return .failed(outcome.message)
     }

@@ -129,6 +129,8 @@ struct Sim {
     var behaviour: CanaryBehaviour = .healthy
     var canaryPodsBecomeReady = true
     var webhookAnswers: [String: Bool] = [:]
+    /// Webhooks that cannot be reached (no HTTP answer).
+    var unreachableWebhooks: Set<String> = []
     var webhookOutcomes: [String: WebhookOutcome] = [:]
     var latest: IntervalResult?
     var phases: [Phase] = []
@@ -185,7 +187,9 @@ struct Sim {
             observed.canary!.availableReplicas = replicas
         case .callWebhook(let call):
             webhookCalls.append(call)
-            if let answer = webhookAnswers[call.name] {
+            if unreachableWebhooks.contains(call.name) {
+                webhookOutcomes[call.id] = WebhookOutcome(passed: false, message: "connection refused", time: now, answered: false)
+            } else if let answer = webhookAnswers[call.name] {
                 webhookOutcomes[call.id] = WebhookOutcome(passed: answer, message: answer ? "200 OK" : "503 not yet", time: now)
             }
         case .setFinalizer(let present):

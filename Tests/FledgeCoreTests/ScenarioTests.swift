@@ -397,6 +397,30 @@ struct ScenarioTests {
         ok.run(untilPhase: .succeeded)
     }
 
+    @Test func anUnreachablePreRolloutWebhookIsRetriedUntilItAnswers() {
+        let hooks = [WebhookSpec(name: "smoke", type: "pre-rollout", url: "http://127.0.0.1:9/smoke")]
+        var sim = Sim(spec: seedSpec(webhooks: hooks))
+        sim.unreachableWebhooks = ["smoke"]
+        sim.run(maxSteps: 300) { $0.webhookCalls.count >= 3 }
+        #expect(sim.phase == .initializing)
+        #expect(sim.status.message?.contains("waiting for pre-rollout webhook smoke") == true)
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        // Asked again once per interval (10s), not on every reconcile.
+        let times = sim.decisions.indices.filter { i in sim.decisions[i].actions.contains { if case .callWebhook = $0 { true } else { false } } }
+        #expect(times.count == 3)
+        sim.unreachableWebhooks = []
+        sim.webhookAnswers["smoke"] = true
+        sim.run(untilPhase: .progressing)
+        #expect(sim.phase == .progressing)
+
+        // Never reachable: the progressDeadline ends it, and an answer that says no still fails at once.
+        var down = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        down.unreachableWebhooks = ["smoke"]
+        down.run(untilPhase: .failed)
+        #expect(down.status.history.last?.reason == "ProgressDeadlineExceeded")
+        #expect(down.weightHistory.allSatisfy { $0 == 0 })
+    }
+
     @Test func stageGateHoldsAndIsRetried() {
         let hooks = [
             WebhookSpec(name: "gate", type: "stage-gate", url: "http://127.0.0.1:9/gate"),
