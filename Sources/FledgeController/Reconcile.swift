@@ -185,7 +185,10 @@ extension Controller {
 
         var events: [RolloutEvent] = []
         var failure: ControllerError?
-        for action in decision.actions {
+        // Letting the Rollout go comes last, after its Events: once the finalizer is off it may be gone, and
+        // whoever watched it end (a report, `fledge status --watch`) reads those Events.
+        let release = decision.actions.filter { $0 == .setFinalizer(false) }
+        for action in decision.actions where action != .setFinalizer(false) {
             switch action {
             case .emitEvent(let event):
                 events.append(event)
@@ -227,6 +230,17 @@ extension Controller {
         }
         for event in events {
             await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+        }
+        for action in release {
+            guard let references else { break }
+            do {
+                try await writer.execute(action, rollout: current, references: references)
+                counters.withLock { $0.writes += 1 }
+                metrics.kubernetesWrites.increment()
+            } catch {
+                await handle(error, key: key, rollout: rollout, object: current)
+                return
+            }
         }
         recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
         let asksNothing = decision.actions.isEmpty && status == rollout.status

@@ -439,7 +439,7 @@ struct Engine {
             let judgeAllows = judgeAllowsAdvance(stage: index)
             guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
-                    "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(status.passedChecks)/\(required) passing checks, hold \(stage.hold)"
+                    "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(min(status.passedChecks, required))/\(required) passing checks, hold \(stage.hold)"
                 if !judgeAllows {
                     let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started }
                     status.message! += "; judge: "
@@ -721,14 +721,14 @@ struct Engine {
     func judgeResults(_ judged: JudgeVerdict, time: Timestamp) -> [MetricResult] {
         let decision: Verdict = judged.decision == .rollback ? .failed : judged.decision == .advance ? .passed : .inconclusive
         let overall = MetricResult(
-            name: "judge", value: nil, stableValue: nil, threshold: "harm conclusive: roll back; not worse than the margins: advance",
+            name: "judge", value: nil, stableValue: nil, threshold: "roll back on harm, advance within margins",
             verdict: decision, message: judged.explanation, requests: Int64(judged.errors.canary.requests), time: time)
         return [overall] + [("judge-errors", judged.errors), ("judge-latency", judged.latency)].compactMap { name, evidence in
             guard let evidence else { return nil }
+            // Short enough for a table column; the summary and `evidence` say the rest.
             let threshold =
-                "harm e-value >= \(fmt2(evidence.harmThreshold)); not worse than \(fmt2(evidence.allowedRatio)) × stable "
-                + "(e-value >= \(fmt2(evidence.acceptThreshold))) or below \(fmt2(evidence.allowedRate * 100))% "
-                + "(e-value >= \(fmt2(evidence.boundThreshold ?? 0))), or each e-value over its threshold summing to >= 1"
+                "harm e-value >= \(fmt2(evidence.harmThreshold)); advance ≤ \(fmt2(evidence.allowedRatio))× stable "
+                + "(e >= \(fmt2(evidence.acceptThreshold))) or < \(fmt2(evidence.allowedRate * 100))% (e >= \(fmt2(evidence.boundThreshold ?? 0)))"
             let verdict: Verdict = evidence.harmful ? .failed : evidence.acceptable ? .passed : .inconclusive
             return MetricResult(
                 name: name, value: evidence.canary.rate.map { $0 * 100 }, stableValue: evidence.stable.rate.map { $0 * 100 },
