@@ -705,13 +705,15 @@ public actor SandboxStore {
         return object
     }
 
-    func deleteCollection(_ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?)
-        throws(SandboxError) -> [JSONValue]
-    {
+    func deleteCollection(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        dryRun: Bool = false
+    ) throws(SandboxError) -> [JSONValue] {
         let items = try list(
             type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: nil,
             continueToken: nil
         ).items
+        if dryRun { return items }
         return items.map { item in
             let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
             return remove(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)

@@ -69,6 +69,72 @@ import Testing
 
     nonisolated(unsafe) static var outputs: [ObjectIdentifier: (URL, URL)] = [:]
 
+    /// The repository root, from this file's path.
+    static let repositoryRoot: URL = {
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        return root
+    }()
+
+    static let rollouts = GroupResource(group: "fledge.dev", resource: "rollouts")
+
+    /// A fresh sandbox (HTTPS, admin token) holding deploy/crds and rollouts/product-service, and kubectl pointed at it.
+    static func withKubectl(_ body: (Harness, Kubectl) async throws -> Void) async throws {
+        let kubectlPath = try kubectlPath()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let certificates = try SandboxCertificates.generate()
+        let configuration = SandboxServer.Configuration(
+            tls: certificates, tokens: ["admin-token": .admin()], tickInterval: .milliseconds(20))
+        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
+            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
+            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            try await h.server.store.apply(try ManifestLoader.load(paths: [repositoryRoot.appendingPathComponent("deploy/crds").path]))
+            try await h.server.store.apply(try ManifestLoader.load(paths: [repositoryRoot.appendingPathComponent("rollouts/product-service").path]))
+            try await body(h, Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath))
+        }
+    }
+
+    @Test func serverDryRunDeletesNothing() async throws {
+        try await Self.withKubectl { h, kubectl in
+            // kubectl sends the dry run in the DeleteOptions body ({"dryRun":["All"]}), not in the query.
+            var result = try await kubectl.run(["delete", "ro", "product-service", "-n", "shop", "--dry-run=server"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains(#"rollout.fledge.dev "product-service" deleted (server dry run)"#), "\(result.out)")
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service") != nil)
+            result = try await kubectl.run(["delete", "deployment", "product-service", "-n", "shop", "--dry-run=server"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await h.server.store.object(.deployments, namespace: "shop", name: "product-service") != nil)
+            result = try await kubectl.run(["get", "ro", "product-service", "-n", "shop", "-o", "name"])
+            #expect(result.out == "rollout.fledge.dev/product-service\n", "\(result.out) \(result.err)")
+
+            // The query form, on one object and on a collection; and a collection delete with DeleteOptions.
+            let collection = "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts"
+            let one = try await h.request(.delete, collection + "/product-service?dryRun=All")
+            #expect(one.status == 200)
+            #expect(one.json[path: ["metadata", "name"]] == "product-service")
+            var all = try await h.request(.delete, collection + "?dryRun=All")
+            #expect(all.status == 200)
+            #expect(all.json["items"]?.arrayValue?.count == 1)
+            all = try await h.request(.delete, collection, body: ["kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]])
+            #expect(all.status == 200)
+            #expect(all.json["items"]?.arrayValue?.count == 1)
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service") != nil)
+
+            // Only "All" is a dry run; anything else is refused, as by the real server.
+            let bad = try await h.request(.delete, collection + "/product-service", body: ["dryRun": ["Everything"]])
+            #expect(bad.status == 422)
+            #expect(bad.json["message"]?.stringValue?.contains(#"dryRun: Unsupported value"#) == true, "\(bad.json)")
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service") != nil)
+
+            // Without a dry run the collection delete deletes.
+            all = try await h.request(.delete, collection, body: ["kind": "DeleteOptions", "apiVersion": "v1"])
+            #expect(all.status == 200)
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service") == nil)
+        }
+    }
+
     @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
         let kubectlPath = try KubectlFidelityTests.kubectlPath()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
