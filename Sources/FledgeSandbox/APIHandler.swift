@@ -275,7 +275,7 @@ struct APIHandler: HTTPResponder {
         let header: String = call.request.headers[.contentType] ?? ""
         let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
         guard let patchType = PatchType(rawValue: mediaType) else {
-            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+            throw SandboxError.unsupportedPatch(mediaType, custom: call.type.isCustom)
         }
         let body = try await readBody(call.request)
         let result = try await store.patch(
@@ -297,7 +297,7 @@ struct APIHandler: HTTPResponder {
         let header: String = call.request.headers[.contentType] ?? ""
         let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
         guard let patchType = PatchType(rawValue: mediaType) else {
-            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+            throw SandboxError.unsupportedPatch(mediaType, custom: call.type.isCustom)
         }
         let body = try await readBody(call.request)
         let patch: JSONValue
@@ -421,8 +421,12 @@ struct APIHandler: HTTPResponder {
 
     /// A request body read as JSON, or YAML when its Content-Type says so.
     func decodeBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
-        let contentType = contentType ?? "application/json"
-        if contentType.contains("yaml") {
+        let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
+        switch mediaType {
+        case "", "application/json", "application/yaml": break
+        default: throw SandboxError.unsupportedMediaType(mediaType, accepted: ["application/json", "application/yaml"])
+        }
+        if mediaType == "application/yaml" {
             let documents = try ManifestLoader.parseYAML(String(decoding: bytes, as: UTF8.self), source: "request body")
             guard documents.count == 1 else { throw SandboxError.badRequest("the request body must contain exactly one object") }
             return documents[0]

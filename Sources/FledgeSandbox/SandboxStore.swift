@@ -649,7 +649,7 @@ public actor SandboxStore {
             }
         case .strategic:
             if type.isCustom {
-                throw SandboxError.unsupportedPatch(custom: true)
+                throw SandboxError.unsupportedPatch(PatchType.strategic.rawValue, custom: true)
             }
             patched = try StrategicMergePatch.apply(patch, to: current)
         case .apply:

@@ -135,6 +135,50 @@ import Testing
         }
     }
 
+    /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
+    /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
+    /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.
+    @Test func imperativeCreateOfBuiltInTypesIsAnsweredWithAClear415() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let commands = [
+                ["create", "namespace", "foo"], ["create", "configmap", "x", "--from-literal=a=b"],
+                ["create", "deployment", "dd", "--image=nginx"],
+            ]
+            for command in commands {
+                let result = try await kubectl.run(command)
+                #expect(result.status != 0)
+                #expect(result.err.contains("the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"), "\(result.err)")
+                #expect(result.err.contains("accepted media types include: application/json, application/yaml"), "\(result.err)")
+                #expect(result.err.contains("--dry-run=client -o yaml | kubectl create -f -"), "\(result.err)")
+            }
+            // The way round it the message gives: kubectl's generic (JSON) path.
+            for (index, command) in commands.enumerated() {
+                let generated = try await kubectl.run(command + ["--dry-run=client", "-o", "yaml"])
+                #expect(generated.status == 0, "\(generated.err)")
+                let file = try kubectl.write("generated-\(index).yaml", generated.out)
+                let created = try await kubectl.run(["create", "-f", file])
+                #expect(created.status == 0, "\(created.err)")
+            }
+            #expect(await h.server.store.object(.namespaces, namespace: nil, name: "foo") != nil)
+            #expect(await h.server.store.object(.configMaps, namespace: "default", name: "x")?["data"] == ["a": "b"])
+            #expect(await h.server.store.object(.deployments, namespace: "default", name: "dd") != nil)
+
+            // Any other unsupported body: 415 naming its type and what is accepted.
+            let plain = try await h.raw(.post, "/api/v1/namespaces/default/configmaps", body: "a=b", contentType: "text/plain; charset=utf-8")
+            #expect(plain.status == 415)
+            #expect(plain.json["reason"] == "UnsupportedMediaType")
+            #expect(plain.json["message"] == "the body of the request was in an unknown format (text/plain) - accepted media types include: application/json, application/yaml")
+            let put = try await h.raw(.put, "/api/v1/namespaces/default/configmaps/x", body: "a=b", contentType: "application/xml")
+            #expect(put.status == 415)
+            let patch = try await h.raw(.patch, "/api/v1/namespaces/default/configmaps/x", body: "a=b", contentType: "application/vnd.kubernetes.protobuf")
+            #expect(patch.status == 415)
+            #expect(patch.json["message"]?.stringValue?.hasPrefix("the body of the request was in an unknown format (application/vnd.kubernetes.protobuf) - accepted media types include: application/json-patch+json") == true, "\(patch.json)")
+            // YAML and JSON bodies, and none named (JSON), are read.
+            let yaml = try await h.raw(.post, "/api/v1/namespaces/default/configmaps", body: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n", contentType: "application/yaml")
+            #expect(yaml.status == 201)
+        }
+    }
+
     @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
         let kubectlPath = try KubectlFidelityTests.kubectlPath()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
