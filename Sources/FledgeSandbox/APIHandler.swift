@@ -205,7 +205,7 @@ struct APIHandler: HTTPResponder {
         func selectors() throws -> (LabelSelector, FieldSelector?) {
             let label = try LabelSelector(parsing: query["labelSelector"] ?? "")
             var field: FieldSelector? = nil
-            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text) }
+            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text, for: type) }
             return (label, field)
         }
     }
@@ -351,12 +351,10 @@ struct APIHandler: HTTPResponder {
         return APIHandler.json(.object(list))
     }
 
-    /// The object as the requested version presents it (Istio's v1 and v1beta1 share storage).
+    /// A stored object as the requested version presents it (Istio's v1 and v1beta1 share storage; events.k8s.io
+    /// Events are core Events converted).
     func output(_ object: JSONValue, _ type: ResourceType) -> JSONValue {
-        guard object["apiVersion"]?.stringValue != type.apiVersion else { return object }
-        var copy = object
-        copy["apiVersion"] = .string(type.apiVersion)
-        return copy
+        type.present(object)
     }
 
     func checkStrict(_ type: ResourceType, _ body: JSONValue, query: [String: String]) throws(SandboxError) {
@@ -458,12 +456,14 @@ struct APIHandler: HTTPResponder {
 
     static func render(_ event: WatchEvent, type: ResourceType, table: Bool, now: Date) -> ByteBuffer {
         var object = event.object
-        if event.type != "BOOKMARK" {
-            if table {
-                object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
-            } else if object["apiVersion"]?.stringValue != type.apiVersion {
-                object["apiVersion"] = .string(type.apiVersion)
-            }
+        if event.type == "BOOKMARK" {
+            // The watched version's kind, whichever version's store the watcher is registered with.
+            object["kind"] = .string(type.kind)
+            object["apiVersion"] = .string(type.apiVersion)
+        } else if table {
+            object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
+        } else {
+            object = type.present(object)
         }
         var line: JSONObject = [:]
         line["type"] = .string(event.type)
@@ -518,7 +518,7 @@ struct APIHandler: HTTPResponder {
         let clock = store.clock
         let id = started.id
         let events = started.events
-        let groupResource = type.groupResource
+        let groupResource = type.storageResource
         let body = ResponseBody { writer in
             let failure = await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
             await store.removeWatcher(id, groupResource)

@@ -179,6 +179,99 @@ import Testing
         }
     }
 
+    /// Events are one store served through core `v1` and `events.k8s.io/v1`, converted as a real API server does:
+    /// what Fledge records (events.k8s.io) is what `kubectl get events` (core) lists, and the other way round.
+    @Test func eventsAreServedThroughBothGroupsFromOneStore() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let uid = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "uid"]])
+            // As Fledge's controller records it (FledgeKubernetes.EventRecord): events.k8s.io/v1, regarding the Rollout.
+            let recorded = try await h.request(.post, "/apis/events.k8s.io/v1/namespaces/shop/events", body: [
+                "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": ["name": "product-service.18a1b2c3d4", "namespace": "shop"],
+                "eventTime": "2026-11-26T14:02:00.123456Z", "reportingController": "fledge.dev/rollout-controller",
+                "reportingInstance": "fledge-controller-0", "action": "SetWeight", "reason": "StageStarted",
+                "regarding": ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "namespace": "shop", "name": "product-service", "uid": uid],
+                "note": "stage 1: canary weight 10%", "type": "Normal",
+            ])
+            #expect(recorded.status == 201, "\(recorded.json)")
+            #expect(recorded.json["apiVersion"] == "events.k8s.io/v1")
+            #expect(recorded.json["note"] == "stage 1: canary weight 10%")
+            #expect(recorded.json["message"] == nil && recorded.json["involvedObject"] == nil)
+
+            // The README's command (core v1, involvedObject), and its table: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
+            var result = try await kubectl.run(["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            let lines = result.out.split(separator: "\n").map(String.init)
+            #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") == "LAST SEEN TYPE REASON OBJECT MESSAGE", "\(result.out)")
+            #expect(lines.count == 2 && lines[1].contains("Normal") && lines[1].contains("StageStarted")
+                && lines[1].contains("rollout/product-service") && lines[1].hasSuffix("stage 1: canary weight 10%"), "\(result.out)")
+            result = try await kubectl.run(["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=other"])
+            #expect(result.status == 0 && !result.out.contains("StageStarted"), "\(result.out) \(result.err)")
+            result = try await kubectl.run(["get", "events", "-n", "shop", "-o", "wide"])
+            #expect(result.out.contains("fledge.dev/rollout-controller, fledge-controller-0"), "\(result.out)")
+
+            // The core view: fields converted, nothing of the other group's shape left.
+            result = try await kubectl.run(["get", "events", "-n", "shop", "-o", "json"])
+            #expect(result.status == 0, "\(result.err)")
+            let core = try #require(try JSONValue(parsing: result.out)["items"]?[0])
+            #expect(core["apiVersion"] == "v1")
+            #expect(core["involvedObject"]?["uid"] == uid && core["involvedObject"]?["kind"] == "Rollout")
+            #expect(core["message"] == "stage 1: canary weight 10%")
+            #expect(core["reportingComponent"] == "fledge.dev/rollout-controller" && core["reportingInstance"] == "fledge-controller-0")
+            #expect(core["eventTime"] == "2026-11-26T14:02:00.123456Z" && core["action"] == "SetWeight")
+            #expect(core["regarding"] == nil && core["note"] == nil && core["reportingController"] == nil)
+
+            // A core Event (kubectl create -f) is seen through events.k8s.io with its fields converted.
+            let coreEvent = try kubectl.write("core-event.yaml", """
+                apiVersion: v1
+                kind: Event
+                metadata: {name: product-service.manual, namespace: shop}
+                involvedObject: {apiVersion: fledge.dev/v1alpha1, kind: Rollout, namespace: shop, name: product-service}
+                reason: ManualCheck
+                message: checked by hand
+                source: {component: operator, host: laptop}
+                firstTimestamp: "2026-11-26T14:00:00Z"
+                lastTimestamp: "2026-11-26T14:05:00Z"
+                count: 3
+                type: Warning
+                """)
+            result = try await kubectl.run(["create", "-f", coreEvent])
+            #expect(result.status == 0, "\(result.err)")
+            let converted = try await h.request(.get, "/apis/events.k8s.io/v1/namespaces/shop/events/product-service.manual")
+            #expect(converted.json["apiVersion"] == "events.k8s.io/v1")
+            #expect(converted.json["note"] == "checked by hand" && converted.json["regarding"]?["name"] == "product-service")
+            #expect(converted.json["deprecatedCount"] == 3 && converted.json["deprecatedSource"] == ["component": "operator", "host": "laptop"])
+            #expect(converted.json["deprecatedFirstTimestamp"] == "2026-11-26T14:00:00Z" && converted.json["deprecatedLastTimestamp"] == "2026-11-26T14:05:00Z")
+            #expect(converted.json["message"] == nil && converted.json["count"] == nil && converted.json["involvedObject"] == nil)
+
+            // events.k8s.io's own field selector; the other group's is refused, as by the real server.
+            result = try await kubectl.run(["get", "events.events.k8s.io", "-n", "shop", "--field-selector", "regarding.name=product-service,type=Warning", "-o", "jsonpath={.items[*].metadata.name}"])
+            #expect(result.out == "product-service.manual", "\(result.out) \(result.err)")
+            let wrongGroup = try await h.request(.get, "/api/v1/namespaces/shop/events?fieldSelector=regarding.name%3Dproduct-service")
+            #expect(wrongGroup.status == 400)
+            #expect(wrongGroup.json["message"] == "field label not supported: regarding.name")
+
+            // One store: a name taken through one group is taken in the other; an update through one shows in the other.
+            var again = recorded.json
+            again["metadata"] = ["name": "product-service.manual", "namespace": "shop"]
+            #expect(try await h.request(.post, "/apis/events.k8s.io/v1/namespaces/shop/events", body: again).status == 409)
+            let patched = try await h.raw(.patch, "/apis/events.k8s.io/v1/namespaces/shop/events/product-service.manual", body: #"{"note":"checked twice","deprecatedCount":4}"#, contentType: "application/merge-patch+json")
+            #expect(patched.json["note"] == "checked twice")
+            let seen = try await h.request(.get, "/api/v1/namespaces/shop/events/product-service.manual")
+            #expect(seen.json["message"] == "checked twice" && seen.json["count"] == 4 && seen.json["apiVersion"] == "v1")
+
+            // A watch through events.k8s.io sees a change made through core v1, in its own shape.
+            let since = try #require(seen.json[path: ["metadata", "resourceVersion"]]?.stringValue)
+            let watch = try await h.watch("/apis/events.k8s.io/v1/namespaces/shop/events?watch=true&resourceVersion=\(since)&fieldSelector=regarding.name%3Dproduct-service")
+            result = try await kubectl.run(["delete", "events", "product-service.manual", "-n", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            let events = try await collect(watch, count: 1)
+            #expect(events.first?["type"] == "DELETED")
+            #expect(events.first?["object"]?["apiVersion"] == "events.k8s.io/v1" && events.first?["object"]?["note"] == "checked twice")
+            #expect(try await h.request(.get, "/apis/events.k8s.io/v1/namespaces/shop/events/product-service.manual").status == 404)
+        }
+    }
+
     @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
         let kubectlPath = try KubectlFidelityTests.kubectlPath()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
