@@ -518,7 +518,7 @@ public actor SandboxStore {
         if type.tracksGeneration { metadata["generation"] = 1 } else { metadata.removeValue(forKey: "generation") }
         object["metadata"] = .object(metadata)
         if type.hasStatus { object["status"] = nil }
-        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
         try validate(type, object, name: name)
         object = type.toStorage(defaulted(type, object))
         if dryRun { return object }
@@ -565,13 +565,15 @@ public actor SandboxStore {
             metadata["resourceVersion"] = nil
             object["metadata"] = .object(metadata)
             if type.hasStatus { object["status"] = old["status"] }
-            if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+            // Defaults first, as the real server applies them when it decodes: a field left out that its default
+            // fills is no change of the spec.
+            if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
             if type.tracksGeneration, generationRelevant(type, object) != generationRelevant(type, old) {
                 let generation = (old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1
                 object[path: ["metadata", "generation"]] = .int(generation)
             }
         }
-        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
         try validate(type, object, name: name)
         object = defaulted(type, object)
         var comparableOld = old

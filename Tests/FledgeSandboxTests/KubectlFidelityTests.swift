@@ -272,6 +272,61 @@ import Testing
         }
     }
 
+    /// The Rollout CRD's `pattern`s and exclusive bounds are enforced with the real server's messages, and its
+    /// `default`s are applied to absent fields of objects that are there.
+    @Test func rolloutSchemaPatternsBoundsAndDefaults() async throws {
+        try await Self.withKubectl { h, kubectl in
+            func apply(_ name: String, _ spec: String) async throws -> (status: Int32, out: String, err: String) {
+                let file = try kubectl.write("\(name).yaml", "apiVersion: fledge.dev/v1alpha1\nkind: Rollout\nmetadata: {name: \(name), namespace: shop}\nspec: \(spec)\n")
+                return try await kubectl.run(["apply", "-f", file])
+            }
+            let duration = "'^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$'"
+            var result = try await apply("hold", #"{target: {deployment: product-service}, stages: [{weight: 10, hold: "-5s"}]}"#)
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"The Rollout "hold" is invalid: spec.stages[0].hold: Invalid value: "-5s": spec.stages[0].hold in body should match "# + duration), "\(result.err)")
+            result = try await apply("interval", "{target: {deployment: product-service}, stages: [{weight: 10}], analysis: {interval: 1.5m}}")
+            #expect(result.err.contains(#"spec.analysis.interval: Invalid value: "1.5m": spec.analysis.interval in body should match "# + duration), "\(result.err)")
+            result = try await apply("judge", "{target: {deployment: product-service}, stages: [{weight: 10}], analysis: {judge: {falseRollbackRate: 0, errorRateRatioMargin: 1, falsePromotionRate: 1}}}")
+            #expect(result.status != 0)
+            #expect(result.err.contains("spec.analysis.judge.falseRollbackRate: Invalid value: 0: spec.analysis.judge.falseRollbackRate in body should be greater than 0"), "\(result.err)")
+            #expect(result.err.contains("spec.analysis.judge.errorRateRatioMargin: Invalid value: 1: spec.analysis.judge.errorRateRatioMargin in body should be greater than 1"), "\(result.err)")
+            #expect(result.err.contains("spec.analysis.judge.falsePromotionRate: Invalid value: 1: spec.analysis.judge.falsePromotionRate in body should be less than 1"), "\(result.err)")
+            result = try await apply("hook", #"{target: {deployment: product-service}, stages: [{weight: 10}], webhooks: [{name: gate, type: stage-gate, url: "ftp://gate"}]}"#)
+            #expect(result.err.contains(#"spec.webhooks[0].url: Invalid value: "ftp://gate": spec.webhooks[0].url in body should match '^https?://'"#), "\(result.err)")
+            for name in ["hold", "interval", "judge", "hook"] {
+                #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: name) == nil)
+            }
+            // Values inside the bounds pass.
+            result = try await apply("judge", "{target: {deployment: product-service}, stages: [{weight: 10, hold: 1h30m}], analysis: {interval: 45s, judge: {falseRollbackRate: 0.001, errorRateRatioMargin: 1.01, errorRateAbsoluteMargin: 0}}}")
+            #expect(result.status == 0, "\(result.err)")
+
+            // Defaults fill absent fields of the objects that are there, and nothing else.
+            result = try await apply("minimal", #"{target: {deployment: product-service}, stages: [{weight: 10}, {weight: 100, approval: manual}], traffic: {}, analysis: {judge: {}, metrics: [{name: success-rate, min: 99}]}, webhooks: [{name: gate, type: stage-gate, url: "http://gate"}]}"#)
+            #expect(result.status == 0, "\(result.err)")
+            var stored = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "minimal"))
+            #expect(stored[path: ["spec", "stages"]] == [["weight": 10, "approval": "auto"], ["weight": 100, "approval": "manual"]])
+            #expect(stored[path: ["spec", "traffic"]] == ["stableSubset": "stable", "canarySubset": "canary"])
+            #expect(stored[path: ["spec", "analysis"]] == [
+                "judge": ["enabled": true], "metrics": [["name": "success-rate", "min": 99]],
+                "interval": "30s", "failureLimit": 3, "minRequests": 10, "noData": "inconclusive", "providerErrorLimit": 5,
+            ])
+            #expect(stored[path: ["spec", "webhooks", "0", "timeout"]] == nil && stored[path: ["spec", "webhooks"]]?[0]?["timeout"] == "10s")
+            #expect(stored[path: ["spec", "canary"]] == nil && stored[path: ["spec", "progressDeadline"]] == nil)
+            #expect(stored[path: ["metadata", "generation"]] == 1)
+            // A defaulted field removed comes back; the spec is then unchanged, so the generation stays.
+            result = try await kubectl.run(["patch", "rollout", "minimal", "-n", "shop", "--type", "merge", "-p", #"{"spec":{"analysis":{"interval":null}}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            stored = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "minimal"))
+            #expect(stored[path: ["spec", "analysis", "interval"]] == "30s")
+            #expect(stored[path: ["metadata", "generation"]] == 1)
+
+            // The repository's own Rollouts, with their namespaces, Deployments, Services and Istio objects.
+            result = try await kubectl.run(["apply", "-R", "-f", Self.repositoryRoot.appendingPathComponent("rollouts").path])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("rollout.fledge.dev/checkout created") && result.out.contains("rollout.fledge.dev/search-api created"), "\(result.out)")
+        }
+    }
+
     @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
         let kubectlPath = try KubectlFidelityTests.kubectlPath()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
