@@ -1166,6 +1166,34 @@ public actor SandboxStore {
         return result
     }
 
+    /// Loads manifests as `fledge sandbox --load` does: CustomResourceDefinitions first, so that custom resources
+    /// in the same files can be created, then the rest in order, each as `apply` does. An object refused stops the
+    /// load with an error naming its file (and document, when the file has several).
+    @discardableResult
+    public func load(_ manifests: [ManifestLoader.Manifest], defaultNamespace: String = "default") throws(SandboxError) -> [JSONValue] {
+        func isCRD(_ manifest: ManifestLoader.Manifest) -> Bool {
+            manifest.object["kind"]?.stringValue == "CustomResourceDefinition"
+                && manifest.object["apiVersion"]?.stringValue?.hasPrefix("apiextensions.k8s.io/") == true
+        }
+        var result: [JSONValue] = []
+        for manifest in manifests.filter(isCRD) + manifests.filter({ !isCRD($0) }) {
+            do {
+                result += try apply([manifest.object], defaultNamespace: defaultNamespace)
+            } catch {
+                let message: String
+                switch error {
+                case .status(_, _, let text, _): message = text
+                case .manifest(_, let text), .startup(let text):
+                    let kind = manifest.object["kind"]?.stringValue ?? "object"
+                    let name = manifest.object[path: ["metadata", "name"]]?.stringValue ?? ""
+                    message = "\(kind) \"\(name)\": \(text)"
+                }
+                throw SandboxError.manifest(source: manifest.location, message: message)
+            }
+        }
+        return result
+    }
+
     /// Writes an object's status directly (as a controller would through /status).
     @discardableResult
     public func setStatus(_ groupResource: GroupResource, namespace: String?, name: String, status: JSONValue)

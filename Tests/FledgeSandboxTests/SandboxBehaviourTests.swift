@@ -385,6 +385,60 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// What `fledge sandbox --load` does: CRDs first, then the rest; an object refused names its file, and its
+    /// document when the file has several.
+    @Test func loadErrorsNameTheFileAndTheDocument() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-load-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        let crds = root.appendingPathComponent("deploy/crds").path
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = folder.appendingPathComponent(name).path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let bad = try write("bad.yaml", """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: shop}
+            ---
+            apiVersion: fledge.dev/v1alpha1
+            kind: Rollout
+            metadata: {name: bad, namespace: shop}
+            spec: {target: {deployment: x}, stages: [{weight: 10, hold: "-5s"}]}
+            """)
+        // The Rollout comes before its CRD in the order given: CRDs are created first all the same.
+        var manifests = try ManifestLoader.loadManifests(paths: [bad, crds])
+        #expect(manifests.map(\.location) == [bad + " (document 1)", bad + " (document 2)", crds + "/rollouts.fledge.dev.yaml"])
+        try await withSandbox { h in
+            do {
+                try await h.server.store.load(manifests)
+                Issue.record("expected the invalid Rollout to be refused")
+            } catch {
+                #expect("\(error)" == #"\#(bad) (document 2): Rollout "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s": spec.stages[0].hold in body should match '^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$'"#)
+            }
+        }
+        let unknown = try write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g}\n")
+        manifests = try ManifestLoader.loadManifests(paths: [unknown])
+        try await withSandbox { h in
+            do {
+                try await h.server.store.load(manifests)
+                Issue.record("expected the unknown kind to be refused")
+            } catch {
+                #expect("\(error)" == #"\#(unknown): Gizmo "g": no resource is served for kind "Gizmo" in "example.com/v1""#)
+            }
+        }
+        let kindless = try write("kindless.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}\n")
+        do {
+            _ = try ManifestLoader.loadManifests(paths: [kindless])
+            Issue.record("expected the document without a kind to be refused")
+        } catch {
+            #expect(error.description == "\(kindless): document 2 has no kind")
+        }
+    }
+
     @Test func labelSelectorParsing() throws {
         let selector = try LabelSelector(parsing: "a=b, c!=d,e in (f, g),h notin (i),j,!k")
         #expect(selector.requirements == [
