@@ -13,7 +13,7 @@ struct SandboxCommand: AsyncParsableCommand {
             Serves the Kubernetes REST API (discovery, CRUD, patch, watch, status, CRDs, RBAC) on a \
             loopback address until interrupted (SIGINT/SIGTERM), and writes a kubeconfig for kubectl:
 
-              fledge sandbox --kubeconfig-out sandbox.kubeconfig --tls --load deploy/
+              fledge sandbox --kubeconfig-out sandbox.kubeconfig --load deploy/crds rollouts/product-service
               KUBECONFIG=sandbox.kubeconfig kubectl get crds
 
             Deployments simulate rollouts: their status follows the spec after --rollout-delay.
@@ -34,7 +34,7 @@ struct SandboxCommand: AsyncParsableCommand {
         """)
     var tls = true
 
-    @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start.")
+    @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start, CRDs first; an object refused stops the start, naming its file (and document).")
     var load: [String] = []
 
     @Option(help: "Bearer token for the admin user (default: a random one, written to the kubeconfig).")
@@ -77,11 +77,9 @@ struct SandboxCommand: AsyncParsableCommand {
             rolloutDelay: .milliseconds(Int64(rolloutDelay * 1000)))
         if tls { configuration.tls = try SandboxCertificates.generate() }
         let server = SandboxServer(configuration: configuration, logger: logger)
-        let objects = try ManifestLoader.load(paths: load)
-        // CRDs first, so the custom resources in the same folders can be created.
-        let crds = objects.filter { $0["kind"]?.stringValue == "CustomResourceDefinition" }
-        try await server.store.apply(crds)
-        try await server.store.apply(objects.filter { $0["kind"]?.stringValue != "CustomResourceDefinition" })
+        // CRDs first, so the custom resources in the same folders can be created; an error names the file.
+        let objects = try ManifestLoader.loadManifests(paths: load)
+        try await server.store.load(objects)
 
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

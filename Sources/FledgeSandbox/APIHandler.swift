@@ -120,7 +120,11 @@ struct APIHandler: HTTPResponder {
         guard !rest.isEmpty else { throw SandboxError.pathNotFound(request.uri.path) }
         let target = try await resolve(groupVersion: groupVersion, rest: rest)
         var query: [String: String] = [:]
-        for (key, value) in request.uri.queryParameters where query[String(key)] == nil { query[String(key)] = String(value) }
+        var dryRunValues: [String] = []
+        for (key, value) in request.uri.queryParameters {
+            if query[String(key)] == nil { query[String(key)] = String(value) }
+            if key == "dryRun" { dryRunValues.append(String(value)) }
+        }
         let type = target.type
         if let subresource = target.subresource {
             let served = (subresource == "status" && type.hasStatus) || (subresource == "scale" && type.hasScale)
@@ -157,9 +161,15 @@ struct APIHandler: HTTPResponder {
         }
 
         let wantsTable = request.headers[.accept]?.contains("as=Table") ?? false
+        // A delete carries its options (dry run, preconditions) in a DeleteOptions body; client-go sends them there.
+        var deleteOptions: JSONValue? = nil
+        if verb == "delete" || verb == "deletecollection" {
+            deleteOptions = try await readDeleteOptions(request)
+            for value in deleteOptions?["dryRun"]?.arrayValue ?? [] { dryRunValues.append(value.stringValue ?? value.serializedString()) }
+        }
         let call = Call(
             request: request, type: type, target: target, namespace: type.namespaced ? target.namespace : nil,
-            query: query, table: wantsTable, dryRun: query["dryRun"] == "All")
+            query: query, table: wantsTable, dryRun: try APIHandler.dryRun(dryRunValues, verb: verb), deleteOptions: deleteOptions)
         if target.subresource == "scale" {
             switch verb {
             case "get": return APIHandler.json(try await store.getScale(type, namespace: call.namespace, name: target.name!))
@@ -189,11 +199,13 @@ struct APIHandler: HTTPResponder {
         var query: [String: String]
         var table: Bool
         var dryRun: Bool
+        /// The DeleteOptions body of a delete, if one was sent.
+        var deleteOptions: JSONValue?
 
         func selectors() throws -> (LabelSelector, FieldSelector?) {
             let label = try LabelSelector(parsing: query["labelSelector"] ?? "")
             var field: FieldSelector? = nil
-            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text) }
+            if let text = query["fieldSelector"] { field = try FieldSelector(parsing: text, for: type) }
             return (label, field)
         }
     }
@@ -263,7 +275,7 @@ struct APIHandler: HTTPResponder {
         let header: String = call.request.headers[.contentType] ?? ""
         let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
         guard let patchType = PatchType(rawValue: mediaType) else {
-            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+            throw SandboxError.unsupportedPatch(mediaType, custom: call.type.isCustom)
         }
         let body = try await readBody(call.request)
         let result = try await store.patch(
@@ -285,7 +297,7 @@ struct APIHandler: HTTPResponder {
         let header: String = call.request.headers[.contentType] ?? ""
         let mediaType = String(header.split(separator: ";").first ?? "").trimmingSpaces
         guard let patchType = PatchType(rawValue: mediaType) else {
-            throw SandboxError.unsupportedPatch(custom: call.type.isCustom)
+            throw SandboxError.unsupportedPatch(mediaType, custom: call.type.isCustom)
         }
         let body = try await readBody(call.request)
         let patch: JSONValue
@@ -320,11 +332,7 @@ struct APIHandler: HTTPResponder {
     }
 
     func deleteOne(_ call: Call) async throws -> Response {
-        var precondition: String? = nil
-        let body = try await readBody(call.request)
-        if !body.isEmpty, let options = try? JSONValue(parsing: body) {
-            precondition = options[path: ["preconditions", "resourceVersion"]]?.stringValue
-        }
+        let precondition = call.deleteOptions?[path: ["preconditions", "resourceVersion"]]?.stringValue
         let deleted = try await store.delete(
             call.type, namespace: call.namespace, name: call.target.name!, preconditionRV: precondition, dryRun: call.dryRun)
         return APIHandler.json(output(deleted, call.type))
@@ -333,7 +341,8 @@ struct APIHandler: HTTPResponder {
     func deleteAll(_ call: Call) async throws -> Response {
         let (labelSelector, fieldSelector) = try call.selectors()
         let deleted = try await store.deleteCollection(
-            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector)
+            call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+            dryRun: call.dryRun)
         var list: JSONObject = [:]
         list["kind"] = .string(call.type.listKind)
         list["apiVersion"] = .string(call.type.apiVersion)
@@ -342,12 +351,10 @@ struct APIHandler: HTTPResponder {
         return APIHandler.json(.object(list))
     }
 
-    /// The object as the requested version presents it (Istio's v1 and v1beta1 share storage).
+    /// A stored object as the requested version presents it (Istio's v1 and v1beta1 share storage; events.k8s.io
+    /// Events are core Events converted).
     func output(_ object: JSONValue, _ type: ResourceType) -> JSONValue {
-        guard object["apiVersion"]?.stringValue != type.apiVersion else { return object }
-        var copy = object
-        copy["apiVersion"] = .string(type.apiVersion)
-        return copy
+        type.present(object)
     }
 
     func checkStrict(_ type: ResourceType, _ body: JSONValue, query: [String: String]) throws(SandboxError) {
@@ -357,6 +364,41 @@ struct APIHandler: HTTPResponder {
             let list = unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")
             throw SandboxError.badRequest("\(type.kind) in version \"\(type.version)\" cannot be handled as a \(type.kind): strict decoding error: \(list)")
         }
+    }
+
+    /// Whether a write is a dry run: `dryRun=All` in the query (or, for a delete, `"dryRun": ["All"]` in its
+    /// DeleteOptions). Any other value is refused with 422, as the real server's options validation does.
+    static func dryRun(_ values: [String], verb: String) throws(SandboxError) -> Bool {
+        let options: String
+        switch verb {
+        case "create": options = "CreateOptions"
+        case "update": options = "UpdateOptions"
+        case "patch": options = "PatchOptions"
+        case "delete", "deletecollection": options = "DeleteOptions"
+        default: return false
+        }
+        guard !values.isEmpty else { return false }
+        guard values.allSatisfy({ $0 == "All" }) else {
+            let given = values.map { "\"\($0)\"" }.joined(separator: ", ")
+            throw SandboxError.status(
+                code: 422, reason: "Invalid",
+                message: "\(options).meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\(given)}: supported values: \"All\"",
+                details: ["group": "meta.k8s.io", "kind": .string(options), "causes": [
+                    ["reason": "FieldValueNotSupported", "message": .string("Unsupported value: []string{\(given)}: supported values: \"All\""), "field": "dryRun"],
+                ]])
+        }
+        return true
+    }
+
+    /// The DeleteOptions a delete request carries in its body (nil when it has none).
+    func readDeleteOptions(_ request: Request) async throws -> JSONValue? {
+        let bytes = try await readBody(request)
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
+        let options = try decodeBody(bytes, contentType: request.headers[.contentType])
+        guard case .object = options else {
+            throw SandboxError.badRequest("the DeleteOptions in the request body must be an object, got \(options.typeName)")
+        }
+        return options
     }
 
     func readBody(_ request: Request) async throws -> [UInt8] {
@@ -372,9 +414,17 @@ struct APIHandler: HTTPResponder {
     }
 
     func readJSON(_ request: Request) async throws -> JSONValue {
-        let bytes = try await readBody(request)
-        let contentType = request.headers[.contentType] ?? "application/json"
-        if contentType.contains("yaml") {
+        try decodeBody(try await readBody(request), contentType: request.headers[.contentType])
+    }
+
+    /// A request body read as JSON, or YAML when its Content-Type says so.
+    func decodeBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
+        let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
+        switch mediaType {
+        case "", "application/json", "application/yaml": break
+        default: throw SandboxError.unsupportedMediaType(mediaType, accepted: ["application/json", "application/yaml"])
+        }
+        if mediaType == "application/yaml" {
             let documents = try ManifestLoader.parseYAML(String(decoding: bytes, as: UTF8.self), source: "request body")
             guard documents.count == 1 else { throw SandboxError.badRequest("the request body must contain exactly one object") }
             return documents[0]
@@ -406,12 +456,14 @@ struct APIHandler: HTTPResponder {
 
     static func render(_ event: WatchEvent, type: ResourceType, table: Bool, now: Date) -> ByteBuffer {
         var object = event.object
-        if event.type != "BOOKMARK" {
-            if table {
-                object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
-            } else if object["apiVersion"]?.stringValue != type.apiVersion {
-                object["apiVersion"] = .string(type.apiVersion)
-            }
+        if event.type == "BOOKMARK" {
+            // The watched version's kind, whichever version's store the watcher is registered with.
+            object["kind"] = .string(type.kind)
+            object["apiVersion"] = .string(type.apiVersion)
+        } else if table {
+            object = Table.table(type: type, objects: [object], resourceVersion: nil, now: now)
+        } else {
+            object = type.present(object)
         }
         var line: JSONObject = [:]
         line["type"] = .string(event.type)
@@ -466,7 +518,7 @@ struct APIHandler: HTTPResponder {
         let clock = store.clock
         let id = started.id
         let events = started.events
-        let groupResource = type.groupResource
+        let groupResource = type.storageResource
         let body = ResponseBody { writer in
             let failure = await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
             await store.removeWatcher(id, groupResource)

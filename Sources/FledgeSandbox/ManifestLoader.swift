@@ -5,9 +5,36 @@ import Yams
 /// Reads Kubernetes manifests (YAML, several documents, or JSON; `kind: List` expanded) into
 /// `JSONValue`s, keeping key order. Errors name the file and the document.
 public enum ManifestLoader {
+    /// One object read from a manifest, with where it came from.
+    public struct Manifest: Sendable {
+        public var object: JSONValue
+        /// The file (or `<input>`).
+        public var source: String
+        /// The document of the file it is in (1-based), of `documents`.
+        public var document: Int
+        public var documents: Int
+        /// Its place in a `kind: List` document (1-based), if it came from one.
+        public var item: Int?
+
+        /// Where it came from, for messages: the file, with the document when the file has several, and the item
+        /// of a List (`rollouts/a.yaml (document 2)`, `all.yaml (document 1, item 3)`).
+        public var location: String {
+            var parts: [String] = []
+            if documents > 1 { parts.append("document \(document)") }
+            if let item { parts.append("item \(item)") }
+            return parts.isEmpty ? source : "\(source) (\(parts.joined(separator: ", ")))"
+        }
+    }
+
     /// Parses YAML (or JSON, which is YAML) text with one or more documents.
     public static func parseYAML(_ text: String, source: String = "<input>") throws(SandboxError) -> [JSONValue] {
-        var documents: [JSONValue] = []
+        try parseManifests(text, source: source).map(\.object)
+    }
+
+    /// Parses YAML (or JSON) text with one or more documents, keeping where each object came from.
+    public static func parseManifests(_ text: String, source: String = "<input>") throws(SandboxError) -> [Manifest] {
+        var documents: [(document: Int, item: Int?, object: JSONValue)] = []
+        var count = 0
         do {
             var index = 0
             // Yams.compose_all stops quietly at a syntax error; the parser throws it.
@@ -21,30 +48,41 @@ public enum ManifestLoader {
                         source: source, message: "document \(index) is a \(value.typeName), not a Kubernetes object")
                 }
                 if value["kind"]?.stringValue == "List", let items = value["items"]?.arrayValue {
-                    documents.append(contentsOf: items)
+                    for (offset, item) in items.enumerated() { documents.append((index, offset + 1, item)) }
                 } else {
-                    documents.append(value)
+                    documents.append((index, nil, value))
                 }
             }
+            count = index
         } catch let error as SandboxError {
             throw error
         } catch {
             throw SandboxError.manifest(source: source, message: "invalid YAML: \(error)")
         }
-        for (index, document) in documents.enumerated() {
-            guard document["apiVersion"]?.stringValue?.isEmpty == false else {
-                throw SandboxError.manifest(source: source, message: "object \(index + 1) has no apiVersion")
+        var manifests: [Manifest] = []
+        for entry in documents {
+            let manifest = Manifest(object: entry.object, source: source, document: entry.document, documents: count, item: entry.item)
+            var place: String = "document \(entry.document)"
+            if let item = entry.item { place += ", item \(item)" }
+            guard entry.object["apiVersion"]?.stringValue?.isEmpty == false else {
+                throw SandboxError.manifest(source: source, message: "\(place) has no apiVersion")
             }
-            guard document["kind"]?.stringValue?.isEmpty == false else {
-                throw SandboxError.manifest(source: source, message: "object \(index + 1) has no kind")
+            guard entry.object["kind"]?.stringValue?.isEmpty == false else {
+                throw SandboxError.manifest(source: source, message: "\(place) has no kind")
             }
+            manifests.append(manifest)
         }
-        return documents
+        return manifests
     }
 
     /// Loads every `.yaml`, `.yml` and `.json` file at the paths (files, or folders read recursively in name order).
     public static func load(paths: [String]) throws(SandboxError) -> [JSONValue] {
-        var objects: [JSONValue] = []
+        try loadManifests(paths: paths).map(\.object)
+    }
+
+    /// `load(paths:)`, keeping where each object came from (for `SandboxStore.load`, whose errors name it).
+    public static func loadManifests(paths: [String]) throws(SandboxError) -> [Manifest] {
+        var objects: [Manifest] = []
         for path in paths {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -69,7 +107,7 @@ public enum ManifestLoader {
                 guard let text = String(data: data, encoding: .utf8) else {
                     throw SandboxError.manifest(source: file, message: "is not UTF-8 text")
                 }
-                objects += try parseYAML(text, source: file)
+                objects += try parseManifests(text, source: file)
             }
         }
         return objects

@@ -20,6 +20,8 @@ public struct GroupResource: Hashable, Sendable, CustomStringConvertible {
     public static let configMaps = GroupResource(group: "", resource: "configmaps")
     public static let secrets = GroupResource(group: "", resource: "secrets")
     public static let events = GroupResource(group: "", resource: "events")
+    /// `events.k8s.io/v1` Events: the core Events, converted (see `storage`).
+    public static let eventsV1 = GroupResource(group: "events.k8s.io", resource: "events")
     public static let deployments = GroupResource(group: "apps", resource: "deployments")
     public static let virtualServices = GroupResource(group: "networking.istio.io", resource: "virtualservices")
     public static let destinationRules = GroupResource(group: "networking.istio.io", resource: "destinationrules")
@@ -31,6 +33,10 @@ public struct GroupResource: Hashable, Sendable, CustomStringConvertible {
     public static let roleBindings = GroupResource(group: "rbac.authorization.k8s.io", resource: "rolebindings")
     public static let clusterRoleBindings = GroupResource(
         group: "rbac.authorization.k8s.io", resource: "clusterrolebindings")
+
+    /// Where the objects are kept: events.k8s.io Events are core Events, as on a real API server (one storage,
+    /// served through both groups with their fields converted); everything else is kept under its own name.
+    public var storage: GroupResource { self == .eventsV1 ? .events : self }
 }
 
 /// A column of `kubectl get` output (a CRD's `additionalPrinterColumns`, or a built-in one).
@@ -71,11 +77,30 @@ public struct ResourceType: Sendable {
     public var schema: JSONValue?
 
     public var groupResource: GroupResource { GroupResource(group: group, resource: resource) }
+    /// The group resource whose store holds these objects (see `GroupResource.storage`).
+    public var storageResource: GroupResource { groupResource.storage }
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
     public var groupVersion: String { apiVersion }
     public var listKind: String { kind + "List" }
     /// Objects of this kind carry `metadata.generation`.
     public var tracksGeneration: Bool { hasStatus || isCustom }
+
+    /// An object of this type in its stored form (an events.k8s.io Event as a core Event).
+    func toStorage(_ object: JSONValue) -> JSONValue {
+        groupResource == .eventsV1 ? EventConversion.toCore(object) : object
+    }
+
+    /// A stored object in this type's form.
+    func fromStorage(_ object: JSONValue) -> JSONValue {
+        groupResource == .eventsV1 ? EventConversion.toEventsV1(object) : object
+    }
+
+    /// A stored object as this version answers it: its own form and apiVersion (Istio's v1 and v1beta1 share storage).
+    func present(_ object: JSONValue) -> JSONValue {
+        var copy = fromStorage(object)
+        if copy["apiVersion"]?.stringValue != apiVersion { copy["apiVersion"] = .string(apiVersion) }
+        return copy
+    }
 
     static let allVerbs: [String] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -133,12 +158,7 @@ public struct ResourceType: Sendable {
                 ]),
             ResourceType(
                 group: "", version: "v1", resource: "events", singular: "event", kind: "Event", namespaced: true,
-                shortNames: ["ev"],
-                printerColumns: [
-                    PrinterColumn(name: "Type", type: "string", jsonPath: ".type"),
-                    PrinterColumn(name: "Reason", type: "string", jsonPath: ".reason"),
-                    PrinterColumn(name: "Message", type: "string", jsonPath: ".message"),
-                ]),
+                shortNames: ["ev"], printerColumns: Table.eventColumns),
             ResourceType(
                 group: "", version: "v1", resource: "serviceaccounts", singular: "serviceaccount",
                 kind: "ServiceAccount", namespaced: true, shortNames: ["sa"], printerColumns: age),
@@ -154,14 +174,10 @@ public struct ResourceType: Sendable {
                 group: "coordination.k8s.io", version: "v1", resource: "leases", singular: "lease", kind: "Lease",
                 namespaced: true,
                 printerColumns: [PrinterColumn(name: "Holder", type: "string", jsonPath: ".spec.holderIdentity")]),
+            // The same Events as core v1 (one storage, fields converted: EventConversion).
             ResourceType(
                 group: "events.k8s.io", version: "v1", resource: "events", singular: "event", kind: "Event",
-                namespaced: true, shortNames: ["ev"],
-                printerColumns: [
-                    PrinterColumn(name: "Type", type: "string", jsonPath: ".type"),
-                    PrinterColumn(name: "Reason", type: "string", jsonPath: ".reason"),
-                    PrinterColumn(name: "Note", type: "string", jsonPath: ".note"),
-                ]),
+                namespaced: true, shortNames: ["ev"], printerColumns: Table.eventColumns),
             ResourceType(
                 group: "apiextensions.k8s.io", version: "v1", resource: "customresourcedefinitions",
                 singular: "customresourcedefinition", kind: "CustomResourceDefinition", namespaced: false,

@@ -91,13 +91,24 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
             details: ["name": .string(name), "kind": .string(kind), "causes": .array(causeObjects)])
     }
 
-    static func unsupportedPatch(custom: Bool) -> SandboxError {
-        let types: String = custom
-            ? "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-            : "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
-        return .status(
-            code: 415, reason: "UnsupportedMediaType",
-            message: "the body of the request was in an unknown format - accepted media types include: \(types)", details: nil)
+    static func unsupportedPatch(_ given: String, custom: Bool) -> SandboxError {
+        var types = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+        if !custom { types.append("application/strategic-merge-patch+json") }
+        return unsupportedMediaType(given, accepted: types)
+    }
+
+    /// 415 for a body the sandbox cannot read, naming its type (the real server's message, plus the type). The
+    /// sandbox reads JSON and YAML only: protobuf, which kubectl 1.32 sends for built-in types it creates itself
+    /// (`kubectl create namespace|configmap|deployment …`), gets the way round it too; client-go does not retry a
+    /// protobuf request as JSON after a 415 (it does so for CBOR only).
+    static func unsupportedMediaType(_ given: String, accepted: [String]) -> SandboxError {
+        var message = "the body of the request was in an unknown format (\(given.isEmpty ? "no Content-Type" : given)) - accepted media types include: \(accepted.joined(separator: ", "))"
+        if given == "application/vnd.kubernetes.protobuf" {
+            message += "; the Fledge sandbox does not decode protobuf, which kubectl sends for built-in objects it builds itself"
+                + " (kubectl create namespace|configmap|deployment …): send them as YAML instead, e.g."
+                + " kubectl create … --dry-run=client -o yaml | kubectl create -f -"
+        }
+        return .status(code: 415, reason: "UnsupportedMediaType", message: message, details: nil)
     }
 
     static func unprocessable(_ message: String) -> SandboxError {

@@ -182,14 +182,14 @@ public actor SandboxStore {
 
     /// An object by group resource, namespace (nil for cluster-scoped) and name.
     public func object(_ groupResource: GroupResource, namespace: String?, name: String) -> JSONValue? {
-        buckets[groupResource]?.objects[SandboxStore.key(namespace, name)]
+        buckets[groupResource.storage]?.objects[SandboxStore.key(namespace, name)]
     }
 
     /// Every object of a group resource, optionally in one namespace, sorted by namespace and name.
     public func objects(_ groupResource: GroupResource, namespace: String? = nil) -> [JSONValue] {
-        guard var bucket = buckets[groupResource] else { return [] }
+        guard var bucket = buckets[groupResource.storage] else { return [] }
         let keys = bucket.keys()
-        buckets[groupResource] = bucket
+        buckets[groupResource.storage] = bucket
         let prefix = namespace.map { $0 + "/" }
         return keys.compactMap { key in
             if let prefix, !key.hasPrefix(prefix) { return nil }
@@ -197,10 +197,10 @@ public actor SandboxStore {
         }
     }
 
-    public func count(_ groupResource: GroupResource) -> Int { buckets[groupResource]?.objects.count ?? 0 }
+    public func count(_ groupResource: GroupResource) -> Int { buckets[groupResource.storage]?.objects.count ?? 0 }
 
     func get(_ type: ResourceType, namespace: String?, name: String) throws(SandboxError) -> JSONValue {
-        guard let object = object(type.groupResource, namespace: namespace, name: name) else {
+        guard let object = object(type.storageResource, namespace: namespace, name: name) else {
             throw SandboxError.notFound(type.groupResource, name)
         }
         return object
@@ -228,7 +228,7 @@ public actor SandboxStore {
             listRV = rv
             startAfter = String(text[text.index(after: colon)...])
         }
-        guard var bucket = buckets[type.groupResource] else {
+        guard var bucket = buckets[type.storageResource] else {
             return ListResult(items: [], resourceVersion: listRV, continueToken: nil, remaining: nil)
         }
         // A single key lookup answers a name selector, unless a namespaced type is listed across namespaces.
@@ -244,7 +244,7 @@ public actor SandboxStore {
             return ListResult(items: items, resourceVersion: listRV, continueToken: nil, remaining: nil)
         }
         let keys = bucket.keys()
-        buckets[type.groupResource] = bucket
+        buckets[type.storageResource] = bucket
         var startIndex = keys.startIndex
         if let startAfter {
             startIndex = binarySearch(keys, after: startAfter)
@@ -503,7 +503,7 @@ public actor SandboxStore {
             throw SandboxError.notFound(.namespaces, namespace)
         }
         let key = SandboxStore.key(namespace, name)
-        if buckets[type.groupResource]?.objects[key] != nil {
+        if buckets[type.storageResource]?.objects[key] != nil {
             throw SandboxError.alreadyExists(type.groupResource, name)
         }
         object["apiVersion"] = .string(type.apiVersion)
@@ -518,11 +518,11 @@ public actor SandboxStore {
         if type.tracksGeneration { metadata["generation"] = 1 } else { metadata.removeValue(forKey: "generation") }
         object["metadata"] = .object(metadata)
         if type.hasStatus { object["status"] = nil }
-        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
         try validate(type, object, name: name)
-        object = defaulted(type, object)
+        object = type.toStorage(defaulted(type, object))
         if dryRun { return object }
-        let stored = store(object, type.groupResource, key: key, event: "ADDED")
+        let stored = store(object, type.storageResource, key: key, event: "ADDED")
         afterWrite(type, stored, old: nil)
         return stored
     }
@@ -537,9 +537,11 @@ public actor SandboxStore {
                 "the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
         }
         let key = SandboxStore.key(namespace, name)
-        guard let old = buckets[type.groupResource]?.objects[key] else {
+        guard let storedOld = buckets[type.storageResource]?.objects[key] else {
             throw SandboxError.notFound(type.groupResource, name)
         }
+        // The change is made in the form of the version written to, and stored in the storage's form.
+        let old = type.fromStorage(storedOld)
         if let given = input[path: ["metadata", "resourceVersion"]]?.stringValue, !given.isEmpty,
             given != old[path: ["metadata", "resourceVersion"]]?.stringValue
         {
@@ -563,13 +565,15 @@ public actor SandboxStore {
             metadata["resourceVersion"] = nil
             object["metadata"] = .object(metadata)
             if type.hasStatus { object["status"] = old["status"] }
-            if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+            // Defaults first, as the real server applies them when it decodes: a field left out that its default
+            // fills is no change of the spec.
+            if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
             if type.tracksGeneration, generationRelevant(type, object) != generationRelevant(type, old) {
                 let generation = (old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1
                 object[path: ["metadata", "generation"]] = .int(generation)
             }
         }
-        if type.schema != nil { object = SchemaValidator.prune(object, schema: type.schema!) }
+        if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
         try validate(type, object, name: name)
         object = defaulted(type, object)
         var comparableOld = old
@@ -578,9 +582,9 @@ public actor SandboxStore {
         comparableNew[path: ["metadata", "resourceVersion"]] = nil
         if comparableOld == comparableNew || dryRun {
             // A no-op write keeps the resourceVersion and sends no event, as on a real server.
-            return dryRun ? object : old
+            return dryRun ? type.toStorage(object) : storedOld
         }
-        let stored = store(object, type.groupResource, key: key, event: "MODIFIED")
+        let stored = store(type.toStorage(object), type.storageResource, key: key, event: "MODIFIED")
         afterWrite(type, stored, old: old)
         return stored
     }
@@ -591,7 +595,7 @@ public actor SandboxStore {
         dryRun: Bool = false, fieldManager: String? = nil, force: Bool = false
     ) throws(SandboxError) -> (object: JSONValue, created: Bool) {
         let key = SandboxStore.key(namespace, name)
-        let current = buckets[type.groupResource]?.objects[key]
+        let current = buckets[type.storageResource]?.objects[key].map(type.fromStorage)
         if patchType == .apply {
             guard let fieldManager, !fieldManager.isEmpty else {
                 throw SandboxError.status(
@@ -649,7 +653,7 @@ public actor SandboxStore {
             }
         case .strategic:
             if type.isCustom {
-                throw SandboxError.unsupportedPatch(custom: true)
+                throw SandboxError.unsupportedPatch(PatchType.strategic.rawValue, custom: true)
             }
             patched = try StrategicMergePatch.apply(patch, to: current)
         case .apply:
@@ -684,7 +688,7 @@ public actor SandboxStore {
         throws(SandboxError) -> JSONValue
     {
         let key = SandboxStore.key(namespace, name)
-        guard let old = buckets[type.groupResource]?.objects[key] else {
+        guard let old = buckets[type.storageResource]?.objects[key] else {
             throw SandboxError.notFound(type.groupResource, name)
         }
         if let preconditionRV, preconditionRV != old[path: ["metadata", "resourceVersion"]]?.stringValue {
@@ -695,23 +699,25 @@ public actor SandboxStore {
     }
 
     private func remove(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
-        buckets[type.groupResource]?.objects.removeValue(forKey: key)
-        buckets[type.groupResource]?.sortedKeys = nil
+        buckets[type.storageResource]?.objects.removeValue(forKey: key)
+        buckets[type.storageResource]?.sortedKeys = nil
         resourceVersion += 1
         var object = old
         object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
-        publish(WatchEvent(type: "DELETED", object: object, resourceVersion: resourceVersion, groupResource: type.groupResource))
+        publish(WatchEvent(type: "DELETED", object: object, resourceVersion: resourceVersion, groupResource: type.storageResource))
         afterDelete(type, old)
         return object
     }
 
-    func deleteCollection(_ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?)
-        throws(SandboxError) -> [JSONValue]
-    {
+    func deleteCollection(
+        _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
+        dryRun: Bool = false
+    ) throws(SandboxError) -> [JSONValue] {
         let items = try list(
             type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: nil,
             continueToken: nil
         ).items
+        if dryRun { return items }
         return items.map { item in
             let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
             return remove(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)
@@ -853,14 +859,14 @@ public actor SandboxStore {
     ) throws(SandboxError) -> (id: Int, events: AsyncStream<WatchEvent>) {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
         var watcher = Watcher(
-            groupResource: type.groupResource, namespace: namespace, labelSelector: labelSelector,
+            groupResource: type.storageResource, namespace: namespace, labelSelector: labelSelector,
             fieldSelector: fieldSelector, continuation: continuation, bookmarks: bookmarks,
             deadline: timeout.map { clock.now.addingTimeInterval(SandboxStore.seconds($0)) })
         if let from, from > 0 {
             if from < oldestWatchable {
                 throw SandboxError.gone("too old resource version: \(from) (\(oldestWatchable + 1))")
             }
-            for event in history where event.resourceVersion > from && event.groupResource == type.groupResource {
+            for event in history where event.resourceVersion > from && event.groupResource == type.storageResource {
                 if watcherMatches(watcher, event) {
                     continuation.yield(event)
                     watcher.delivered += 1
@@ -872,11 +878,11 @@ public actor SandboxStore {
                 continuation.yield(WatchEvent(
                     type: "ADDED", object: item,
                     resourceVersion: Int64(item[path: ["metadata", "resourceVersion"]]?.stringValue ?? "") ?? 0,
-                    groupResource: type.groupResource))
+                    groupResource: type.storageResource))
             }
         }
         nextWatcherID += 1
-        watchers[type.groupResource, default: [:]][nextWatcherID] = watcher
+        watchers[type.storageResource, default: [:]][nextWatcherID] = watcher
         return (nextWatcherID, stream)
     }
 
@@ -1155,6 +1161,34 @@ public actor SandboxStore {
                     stored = try update(type, namespace: namespace, name: name, object: stored, status: true)
                 }
                 result.append(stored)
+            }
+        }
+        return result
+    }
+
+    /// Loads manifests as `fledge sandbox --load` does: CustomResourceDefinitions first, so that custom resources
+    /// in the same files can be created, then the rest in order, each as `apply` does. An object refused stops the
+    /// load with an error naming its file (and document, when the file has several).
+    @discardableResult
+    public func load(_ manifests: [ManifestLoader.Manifest], defaultNamespace: String = "default") throws(SandboxError) -> [JSONValue] {
+        func isCRD(_ manifest: ManifestLoader.Manifest) -> Bool {
+            manifest.object["kind"]?.stringValue == "CustomResourceDefinition"
+                && manifest.object["apiVersion"]?.stringValue?.hasPrefix("apiextensions.k8s.io/") == true
+        }
+        var result: [JSONValue] = []
+        for manifest in manifests.filter(isCRD) + manifests.filter({ !isCRD($0) }) {
+            do {
+                result += try apply([manifest.object], defaultNamespace: defaultNamespace)
+            } catch {
+                let message: String
+                switch error {
+                case .status(_, _, let text, _): message = text
+                case .manifest(_, let text), .startup(let text):
+                    let kind = manifest.object["kind"]?.stringValue ?? "object"
+                    let name = manifest.object[path: ["metadata", "name"]]?.stringValue ?? ""
+                    message = "\(kind) \"\(name)\": \(text)"
+                }
+                throw SandboxError.manifest(source: manifest.location, message: message)
             }
         }
         return result

@@ -1,8 +1,11 @@
 import FledgeJSON
+import Foundation
+import Synchronization
 
 /// Structural-schema checks for custom resources, as the API server applies a CRD's
-/// `openAPIV3Schema`: unknown fields are pruned, and types, required fields, enums and bounds
-/// are validated (422 with the field path).
+/// `openAPIV3Schema`: unknown fields are pruned, `default`s applied, and types, required fields, enums,
+/// bounds (inclusive and exclusive), lengths and patterns are validated (422 with the field path and the
+/// real server's messages).
 enum SchemaValidator {
     static func preservesUnknown(_ schema: JSONValue) -> Bool {
         schema["x-kubernetes-preserve-unknown-fields"]?.boolValue == true
@@ -36,6 +39,62 @@ enum SchemaValidator {
         default:
             return value
         }
+    }
+
+    /// Applies the schema's `default`s as the API server does on every write: a property with a default that is
+    /// absent (or null, unless `nullable`) gets it, in every object that is there, recursively (into the defaults
+    /// just applied too, array items and `additionalProperties` values). Objects that are not there get nothing.
+    static func applyDefaults(_ value: JSONValue, schema: JSONValue) -> JSONValue {
+        switch value {
+        case .object(var object):
+            let properties = schema["properties"]?.objectValue ?? [:]
+            for (key, propertySchema) in properties {
+                guard let defaultValue = propertySchema["default"] else { continue }
+                if let current = object[key], !(current.isNull && propertySchema["nullable"]?.boolValue != true) { continue }
+                object[key] = defaultValue
+            }
+            for (key, child) in object {
+                if let propertySchema = properties[key] {
+                    object[key] = applyDefaults(child, schema: propertySchema)
+                } else if let additional = schema["additionalProperties"], case .object = additional {
+                    object[key] = applyDefaults(child, schema: additional)
+                }
+            }
+            return .object(object)
+        case .array(let items):
+            guard let itemSchema = schema["items"] else { return value }
+            return .array(items.map { applyDefaults($0, schema: itemSchema) })
+        default:
+            return value
+        }
+    }
+
+    /// A number as Go's `%v` prints it in the API server's messages: `0`, `1` (also for 1.0), `0.5`, `1e-07`.
+    static func goNumber(_ value: JSONValue) -> String {
+        switch value {
+        case .int(let number): return String(number)
+        case .double(let number) where number.rounded() == number && abs(number) < 1e21: return String(Int64(number))
+        case .double(let number): return "\(number)"
+        default: return value.serializedString()
+        }
+    }
+
+    /// Compiled `pattern`s, shared by every validation (a CRD's few patterns are checked on every write).
+    /// NSRegularExpression is immutable and safe to use from several threads.
+    private static let patterns = Mutex<[String: NSRegularExpression]>([:])
+
+    /// Whether `text` matches `pattern` anywhere (JSON Schema patterns are not anchored); nil when the pattern does
+    /// not compile.
+    static func matches(_ text: String, pattern: String) -> Bool? {
+        let expression: NSRegularExpression
+        if let cached = patterns.withLock({ $0[pattern] }) {
+            expression = cached
+        } else {
+            guard let compiled = try? NSRegularExpression(pattern: pattern) else { return nil }
+            patterns.withLock { $0[pattern] = compiled }
+            expression = compiled
+        }
+        return expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
     }
 
     /// The paths of fields `prune` would drop, for `fieldValidation=Strict`.
@@ -107,11 +166,28 @@ enum SchemaValidator {
             causes.append((field, "Unsupported value: \(value.serializedString()): supported values: \(supported)"))
         }
         if let number = value.doubleValue {
-            if let minimum = schema["minimum"]?.doubleValue, number < minimum {
-                causes.append((field, "Invalid value: \(value.serializedString()): \(field) in body should be greater than or equal to \(schema["minimum"]!.serializedString())"))
+            // Bounds in both forms: OpenAPI v3.0's (what Kubernetes' structural schemas use), `minimum` with
+            // `exclusiveMinimum: true`, and JSON Schema's later numeric `exclusiveMinimum: 0`.
+            let shown = goNumber(value)
+            if let minimum = schema["minimum"], let bound = minimum.doubleValue {
+                if schema["exclusiveMinimum"]?.boolValue == true {
+                    if number <= bound { causes.append((field, "Invalid value: \(shown): \(field) in body should be greater than \(goNumber(minimum))")) }
+                } else if number < bound {
+                    causes.append((field, "Invalid value: \(shown): \(field) in body should be greater than or equal to \(goNumber(minimum))"))
+                }
             }
-            if let maximum = schema["maximum"]?.doubleValue, number > maximum {
-                causes.append((field, "Invalid value: \(value.serializedString()): \(field) in body should be less than or equal to \(schema["maximum"]!.serializedString())"))
+            if let exclusive = schema["exclusiveMinimum"], exclusive.boolValue == nil, let bound = exclusive.doubleValue, number <= bound {
+                causes.append((field, "Invalid value: \(shown): \(field) in body should be greater than \(goNumber(exclusive))"))
+            }
+            if let maximum = schema["maximum"], let bound = maximum.doubleValue {
+                if schema["exclusiveMaximum"]?.boolValue == true {
+                    if number >= bound { causes.append((field, "Invalid value: \(shown): \(field) in body should be less than \(goNumber(maximum))")) }
+                } else if number > bound {
+                    causes.append((field, "Invalid value: \(shown): \(field) in body should be less than or equal to \(goNumber(maximum))"))
+                }
+            }
+            if let exclusive = schema["exclusiveMaximum"], exclusive.boolValue == nil, let bound = exclusive.doubleValue, number >= bound {
+                causes.append((field, "Invalid value: \(shown): \(field) in body should be less than \(goNumber(exclusive))"))
             }
         }
         if let text = value.stringValue {
@@ -120,6 +196,9 @@ enum SchemaValidator {
             }
             if let maxLength = schema["maxLength"]?.intValue, text.count > maxLength {
                 causes.append((field, "Too long: may not be more than \(maxLength) bytes"))
+            }
+            if let pattern = schema["pattern"]?.stringValue, matches(text, pattern: pattern) == false {
+                causes.append((field, "Invalid value: \(value.serializedString()): \(field) in body should match '\(pattern)'"))
             }
         }
         switch value {

@@ -140,12 +140,15 @@ public struct LabelSelector: Sendable, Equatable {
     }
 }
 
-/// The field selectors the real server supports on every resource: `metadata.name` and
-/// `metadata.namespace`, with `=`, `==` and `!=`.
+/// The field selectors the real server supports, with `=`, `==` and `!=`: `metadata.name` and `metadata.namespace` on
+/// every resource, a few more on some (`status.phase`, `spec.nodeName`, `type`), and on Events their own: core's
+/// `involvedObject.*`, `reason`, `type`, `reportingComponent`, `source`, and events.k8s.io's `regarding.*`,
+/// `reportingController` (matched against the stored core form, as the real server converts them).
 struct FieldSelector: Sendable {
+    /// Paths into the stored form of the objects.
     var requirements: [(path: [String], value: String, equal: Bool)]
 
-    init(parsing text: String) throws(SandboxError) {
+    init(parsing text: String, for type: ResourceType? = nil) throws(SandboxError) {
         requirements = []
         for part in text.split(separator: ",") {
             let item = String(part).trimmingSpaces
@@ -162,12 +165,18 @@ struct FieldSelector: Sendable {
             } else {
                 throw SandboxError.badRequest("invalid field selector: \"\(item)\": expected field=value")
             }
-            let path = field.trimmingSpaces.split(separator: ".").map(String.init)
-            guard ["metadata.name", "metadata.namespace", "status.phase", "spec.nodeName", "type", "reason",
-                "involvedObject.name", "involvedObject.kind", "regarding.name", "regarding.kind"]
-                .contains(path.joined(separator: "."))
-            else {
-                throw SandboxError.badRequest("field label not supported: \(field)")
+            let label = field.trimmingSpaces
+            let path: [String]
+            if let type, type.storageResource == .events {
+                guard let eventPath = EventConversion.fieldPath(label, eventsV1: type.groupResource == .eventsV1) else {
+                    throw SandboxError.badRequest("field label not supported: \(label)")
+                }
+                path = eventPath
+            } else {
+                guard ["metadata.name", "metadata.namespace", "status.phase", "spec.nodeName", "type"].contains(label) else {
+                    throw SandboxError.badRequest("field label not supported: \(label)")
+                }
+                path = label.split(separator: ".").map(String.init)
             }
             requirements.append((path, value.trimmingSpaces, equal))
         }

@@ -14,6 +14,8 @@ enum Table {
         if !type.isCustom || type.printerColumns.isEmpty || type.group == "networking.istio.io" {
             columns.append(PrinterColumn(name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp"))
         }
+        // Events have columns of their own, the same through both groups (rows are read from the stored, core form).
+        if type.storageResource == .events { columns = eventColumns }
         var definitions: [JSONValue] = []
         for column in columns {
             var definition: JSONObject = [:]
@@ -46,7 +48,66 @@ enum Table {
         ]
     }
 
+    /// The real server's Event columns (`kubectl get events`: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; more with -o wide).
+    static let eventColumns: [PrinterColumn] = [
+        PrinterColumn(name: "Last Seen", type: "string", jsonPath: "#eventLastSeen", description: "The time at which the most recent occurrence of this event was recorded."),
+        PrinterColumn(name: "Type", type: "string", jsonPath: ".type", description: "Type of this event (Normal, Warning)."),
+        PrinterColumn(name: "Reason", type: "string", jsonPath: ".reason", description: "Short, machine understandable string that gives the reason for the transition."),
+        PrinterColumn(name: "Object", type: "string", jsonPath: "#eventObject", description: "The object that this event is about."),
+        PrinterColumn(name: "Subobject", type: "string", jsonPath: ".involvedObject.fieldPath", priority: 1),
+        PrinterColumn(name: "Source", type: "string", jsonPath: "#eventSource", description: "The component reporting this event.", priority: 1),
+        PrinterColumn(name: "Message", type: "string", jsonPath: "#eventMessage", description: "A human-readable description of the status of this operation."),
+        PrinterColumn(name: "First Seen", type: "string", jsonPath: "#eventFirstSeen", priority: 1),
+        PrinterColumn(name: "Count", type: "string", jsonPath: "#eventCount", priority: 1),
+        PrinterColumn(name: "Name", type: "string", jsonPath: "#eventName", priority: 1),
+    ]
+
+    /// An RFC 3339 time, with or without a fraction of a second (Events carry microseconds).
+    static func parseTime(_ text: String) -> Date? {
+        var text = text
+        if let dot = text.firstIndex(of: "."), let end = text[dot...].firstIndex(where: { !$0.isNumber && $0 != "." }) {
+            text.removeSubrange(dot..<end)
+        }
+        return try? Date(text, strategy: .iso8601)
+    }
+
+    /// How long ago, as kubectl shows it; `<unknown>` for no time.
+    static func since(_ value: JSONValue?, now: Date) -> String? {
+        guard let text = value?.stringValue, let date = parseTime(text) else { return nil }
+        return age(from: date, to: now)
+    }
+
+    static func eventCell(_ event: JSONValue, _ path: String, now: Date) -> JSONValue? {
+        let firstSeen = since(event["firstTimestamp"], now: now) ?? since(event["eventTime"], now: now) ?? "<unknown>"
+        switch path {
+        case "#eventFirstSeen":
+            return .string(firstSeen)
+        case "#eventLastSeen":
+            return .string(since(event[path: ["series", "lastObservedTime"]], now: now) ?? since(event["lastTimestamp"], now: now) ?? firstSeen)
+        case "#eventObject":
+            let kind = (event[path: ["involvedObject", "kind"]]?.stringValue ?? "").lowercased()
+            let name = event[path: ["involvedObject", "name"]]?.stringValue ?? ""
+            return .string(name.isEmpty ? kind : "\(kind)/\(name)")
+        case "#eventSource":
+            let component = event[path: ["source", "component"]]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                ?? event["reportingComponent"]?.stringValue ?? ""
+            let instance = event[path: ["source", "host"]]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                ?? event["reportingInstance"]?.stringValue ?? ""
+            return .string(instance.isEmpty ? component : "\(component), \(instance)")
+        case "#eventMessage":
+            return .string((event["message"]?.stringValue ?? "").trimmingSpaces)
+        case "#eventCount":
+            let count = event[path: ["series", "count"]]?.intValue ?? event["count"]?.intValue ?? 0
+            return .int(count == 0 ? 1 : count)
+        case "#eventName":
+            return event[path: ["metadata", "name"]] ?? ""
+        default:
+            return nil
+        }
+    }
+
     static func cell(_ object: JSONValue, _ column: PrinterColumn, now: Date) -> JSONValue {
+        if column.jsonPath.hasPrefix("#event"), let value = eventCell(object, column.jsonPath, now: now) { return value }
         switch column.jsonPath {
         case "#deploymentReady":
             let ready = object[path: ["status", "readyReplicas"]]?.intValue ?? 0

@@ -4,6 +4,7 @@ import FledgeKubernetes
 import FledgeSandbox
 import Foundation
 import LocalPrometheus
+import Testing
 
 /// The package root, from this file's path.
 let packageRoot: URL = {
@@ -39,6 +40,17 @@ final class RunningCLI: @unchecked Sendable {
         while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         return CLIResult(
             status: process.terminationStatus, out: try String(contentsOf: out, encoding: .utf8), err: try String(contentsOf: err, encoding: .utf8))
+    }
+
+    /// Waits for the exit, stopping the process (and recording that) if it is still running after `limit`.
+    func finish(orStopAfter limit: Duration) async throws -> CLIResult {
+        let deadline = ContinuousClock.now + limit
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("the process was still running after \(limit)")
+        }
+        return try await finish()
     }
 
     /// Waits until the process has printed `text` (a watch is then known to be following the object).

@@ -127,6 +127,95 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// `pattern`, both forms of `exclusiveMinimum`/`exclusiveMaximum` (the OpenAPI v3.0 boolean next to
+    /// `minimum`/`maximum` that Kubernetes uses, and the numeric JSON Schema one), and `default`s: applied to absent
+    /// (or non-nullable null) fields, recursively, in objects that are there, array items and map values included.
+    @Test func schemaPatternsExclusiveBoundsAndDefaults() async throws {
+        try await withSandbox { h in
+            try await h.server.store.apply(try yaml("""
+                apiVersion: apiextensions.k8s.io/v1
+                kind: CustomResourceDefinition
+                metadata: {name: gadgets.test.fledge.dev}
+                spec:
+                  group: test.fledge.dev
+                  scope: Namespaced
+                  names: {plural: gadgets, singular: gadget, kind: Gadget}
+                  versions:
+                  - name: v1
+                    served: true
+                    storage: true
+                    schema:
+                      openAPIV3Schema:
+                        type: object
+                        properties:
+                          spec:
+                            type: object
+                            properties:
+                              ratio: {type: number, exclusiveMinimum: 0, exclusiveMaximum: 1}
+                              share: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 1, exclusiveMaximum: true}
+                              count: {type: integer, minimum: 0, exclusiveMinimum: false, maximum: 5}
+                              code: {type: string, pattern: '^[a-z]+-[0-9]+$'}
+                              mode: {type: string, default: fast}
+                              maybe: {type: string, nullable: true, default: x}
+                              limits:
+                                type: object
+                                default: {}
+                                properties:
+                                  cpu: {type: string, default: "1"}
+                                  memory: {type: string, default: 1Gi}
+                              ports:
+                                type: array
+                                items:
+                                  type: object
+                                  properties:
+                                    name: {type: string}
+                                    protocol: {type: string, default: TCP}
+                              groups:
+                                type: object
+                                additionalProperties:
+                                  type: object
+                                  properties:
+                                    weight: {type: integer, default: 1}
+
+                """))
+            let path = "/apis/test.fledge.dev/v1/namespaces/default/gadgets"
+            func gadget(_ name: String, _ spec: JSONValue) -> JSONValue {
+                ["apiVersion": "test.fledge.dev/v1", "kind": "Gadget", "metadata": ["name": .string(name)], "spec": spec]
+            }
+            for (spec, message) in [
+                (["ratio": 0] as JSONValue, "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0"),
+                (["ratio": 1.0], "spec.ratio: Invalid value: 1: spec.ratio in body should be less than 1"),
+                (["share": 0], "spec.share: Invalid value: 0: spec.share in body should be greater than 0"),
+                (["share": 1], "spec.share: Invalid value: 1: spec.share in body should be less than 1"),
+                (["count": -1], "spec.count: Invalid value: -1: spec.count in body should be greater than or equal to 0"),
+                (["code": "AB-1"], #"spec.code: Invalid value: "AB-1": spec.code in body should match '^[a-z]+-[0-9]+$'"#),
+            ] {
+                let refused = try await h.request(.post, path, body: gadget("g", spec))
+                #expect(refused.status == 422)
+                #expect(refused.json["message"] == .string(#"Gadget "g" is invalid: "# + message), "\(refused.json)")
+            }
+            let inside = try await h.request(.post, path, body: gadget("inside", ["ratio": 0.5, "share": 0.999, "count": 0, "code": "ab-12"]))
+            #expect(inside.status == 201, "\(inside.json)")
+
+            let created = try await h.request(.post, path, body: gadget("defaults", [
+                "mode": nil, "ports": [["name": "http"], ["name": "dns", "protocol": "UDP"]], "groups": ["a": [:], "b": ["weight": 3]],
+            ]))
+            #expect(created.status == 201, "\(created.json)")
+            #expect(created.json["spec"] == [
+                "mode": "fast", "ports": [["name": "http", "protocol": "TCP"], ["name": "dns", "protocol": "UDP"]],
+                "groups": ["a": ["weight": 1], "b": ["weight": 3]], "maybe": "x", "limits": ["cpu": "1", "memory": "1Gi"],
+            ])
+            // A nullable field keeps its null; an object that is not there gets no defaults (spec has none itself).
+            let kept = try await h.request(.post, path, body: gadget("nullable", ["maybe": nil]))
+            #expect(kept.json[path: ["spec", "maybe"]] == .null && kept.json[path: ["spec", "mode"]] == "fast")
+            let bare = try await h.request(.post, path, body: ["apiVersion": "test.fledge.dev/v1", "kind": "Gadget", "metadata": ["name": "bare"]])
+            #expect(bare.status == 201 && bare.json["spec"] == nil)
+            // Updates are defaulted too.
+            let updated = try await h.request(.put, path + "/bare", body: gadget("bare", ["limits": ["cpu": "2"]]))
+            #expect(updated.json["spec"] == ["limits": ["cpu": "2", "memory": "1Gi"], "mode": "fast", "maybe": "x"], "\(updated.json)")
+        }
+    }
+
     @Test func invalidCRDIsRejected() async throws {
         try await withSandbox { h in
             var crd = try yaml(testCRDYAML)[0]
@@ -293,6 +382,60 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             Issue.record("expected an error")
         } catch {
             #expect(error.description == "/nonexistent/file.yaml: no such file or directory")
+        }
+    }
+
+    /// What `fledge sandbox --load` does: CRDs first, then the rest; an object refused names its file, and its
+    /// document when the file has several.
+    @Test func loadErrorsNameTheFileAndTheDocument() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-load-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        let crds = root.appendingPathComponent("deploy/crds").path
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = folder.appendingPathComponent(name).path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let bad = try write("bad.yaml", """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: shop}
+            ---
+            apiVersion: fledge.dev/v1alpha1
+            kind: Rollout
+            metadata: {name: bad, namespace: shop}
+            spec: {target: {deployment: x}, stages: [{weight: 10, hold: "-5s"}]}
+            """)
+        // The Rollout comes before its CRD in the order given: CRDs are created first all the same.
+        var manifests = try ManifestLoader.loadManifests(paths: [bad, crds])
+        #expect(manifests.map(\.location) == [bad + " (document 1)", bad + " (document 2)", crds + "/rollouts.fledge.dev.yaml"])
+        try await withSandbox { h in
+            do {
+                try await h.server.store.load(manifests)
+                Issue.record("expected the invalid Rollout to be refused")
+            } catch {
+                #expect("\(error)" == #"\#(bad) (document 2): Rollout "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s": spec.stages[0].hold in body should match '^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$'"#)
+            }
+        }
+        let unknown = try write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g}\n")
+        manifests = try ManifestLoader.loadManifests(paths: [unknown])
+        try await withSandbox { h in
+            do {
+                try await h.server.store.load(manifests)
+                Issue.record("expected the unknown kind to be refused")
+            } catch {
+                #expect("\(error)" == #"\#(unknown): Gizmo "g": no resource is served for kind "Gizmo" in "example.com/v1""#)
+            }
+        }
+        let kindless = try write("kindless.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}\n")
+        do {
+            _ = try ManifestLoader.loadManifests(paths: [kindless])
+            Issue.record("expected the document without a kind to be refused")
+        } catch {
+            #expect(error.description == "\(kindless): document 2 has no kind")
         }
     }
 
