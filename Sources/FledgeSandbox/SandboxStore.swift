@@ -576,6 +576,14 @@ public actor SandboxStore {
         if let schema = type.schema { object = SchemaValidator.applyDefaults(SchemaValidator.prune(object, schema: schema), schema: schema) }
         try validate(type, object, name: name)
         object = defaulted(type, object)
+        if old[path: ["metadata", "deletionTimestamp"]] != nil {
+            let before = Set(SandboxStore.finalizers(of: old))
+            let added = SandboxStore.finalizers(of: object).filter { !before.contains($0) }
+            if !added.isEmpty {
+                throw SandboxError.unprocessable(
+                    "\(type.groupResource) \"\(name)\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers \(added)")
+            }
+        }
         var comparableOld = old
         comparableOld[path: ["metadata", "resourceVersion"]] = nil
         var comparableNew = object
@@ -586,7 +594,27 @@ public actor SandboxStore {
         }
         let stored = store(type.toStorage(object), type.storageResource, key: key, event: "MODIFIED")
         afterWrite(type, stored, old: old)
+        // The last finalizer of an object being deleted is gone: the deletion completes.
+        if stored[path: ["metadata", "deletionTimestamp"]] != nil, SandboxStore.finalizers(of: stored).isEmpty {
+            return remove(type, key: key, old: stored)
+        }
         return stored
+    }
+
+    /// `metadata.finalizers`.
+    static func finalizers(of object: JSONValue) -> [String] {
+        object[path: ["metadata", "finalizers"]]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    /// Deletes, or with finalizers left only marks the object deleted (`deletionTimestamp`) and leaves it to them,
+    /// as the real server does: the object goes once an update removes the last finalizer.
+    private func deleteOrMark(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
+        guard !SandboxStore.finalizers(of: old).isEmpty else { return remove(type, key: key, old: old) }
+        if old[path: ["metadata", "deletionTimestamp"]] != nil { return old }
+        var marked = old
+        marked[path: ["metadata", "deletionTimestamp"]] = .string(now())
+        marked[path: ["metadata", "deletionGracePeriodSeconds"]] = 0
+        return store(marked, type.storageResource, key: key, event: "MODIFIED")
     }
 
     /// Patches an object atomically (read, apply, write) with the given patch type.
@@ -695,7 +723,7 @@ public actor SandboxStore {
             throw SandboxError.conflict(type.groupResource, name)
         }
         if dryRun { return old }
-        return remove(type, key: key, old: old)
+        return deleteOrMark(type, key: key, old: old)
     }
 
     private func remove(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
@@ -720,7 +748,7 @@ public actor SandboxStore {
         if dryRun { return items }
         return items.map { item in
             let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
-            return remove(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)
+            return deleteOrMark(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)
         }
     }
 

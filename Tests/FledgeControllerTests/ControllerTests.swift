@@ -149,6 +149,33 @@ import Testing
         #expect(standby.controller.counts.statusWrites > 0)
     }
 
+    /// Deleting a Rollout mid-rollout moves its traffic back to stable before the Rollout goes (its canary would
+    /// be garbage-collected on a cluster); an idle Rollout carries no finalizer.
+    @Test func deletingARolloutMidRolloutMovesItsTrafficBackFirst() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "2s"], ["weight": 50, "hold": "60s"]]]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        _ = try await world.waitForPhase("Healthy")
+        #expect(try await world.rollout()[path: ["metadata", "finalizers"]] == nil)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let serving = try await world.waitFor("stage 2 at 50%") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        #expect(serving[path: ["metadata", "finalizers"]] == ["fledge.dev/traffic"])
+        _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var gone = false
+        while !gone, ContinuousClock.now < deadline {
+            do {
+                _ = try await world.rollout()
+                try await Task.sleep(for: .milliseconds(100))
+            } catch let error as KubernetesError where error.isNotFound {
+                gone = true
+            }
+        }
+        #expect(gone)
+        #expect(weights(try await world.virtualService()) == (100, 0))
+    }
+
     /// A leader that shuts down hands its Lease over at once instead of leaving it to expire.
     @Test func aLeaderThatStopsReleasesItsLease() async throws {
         let world = try await World()

@@ -135,6 +135,40 @@ import Testing
         }
     }
 
+    /// Finalizers hold a deletion, as on a real server: the object gets a deletionTimestamp and stays until an
+    /// update removes the last one; no new finalizer may be added meanwhile.
+    @Test func finalizersHoldADeletionUntilTheyAreRemoved() async throws {
+        try await Self.withKubectl { h, kubectl in
+            var result = try await kubectl.run([
+                "patch", "ro", "product-service", "-n", "shop", "--type=merge", "-p", #"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["delete", "ro", "product-service", "-n", "shop", "--wait=false"])
+            #expect(result.status == 0, "\(result.err)")
+            let marked = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            #expect(marked[path: ["metadata", "deletionTimestamp"]] != nil)
+            // Deleting again changes nothing; adding a finalizer is refused.
+            result = try await kubectl.run(["delete", "ro", "product-service", "-n", "shop", "--wait=false"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run([
+                "patch", "ro", "product-service", "-n", "shop", "--type=merge", "-p",
+                #"{"metadata":{"finalizers":["example.com/hold","example.com/late"]}}"#,
+            ])
+            #expect(result.status != 0)
+            #expect(result.err.contains("no new finalizers can be added if the object is being deleted"), "\(result.err)")
+            result = try await kubectl.run(["get", "ro", "product-service", "-n", "shop", "-o", "jsonpath={.metadata.deletionTimestamp}"])
+            #expect(!result.out.isEmpty, "\(result.out) \(result.err)")
+            // Removing the last finalizer completes the deletion.
+            result = try await kubectl.run([
+                "patch", "ro", "product-service", "-n", "shop", "--type=json", "-p", #"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service") == nil)
+            result = try await kubectl.run(["get", "ro", "product-service", "-n", "shop"])
+            #expect(result.status != 0 && result.err.contains("not found"), "\(result.err)")
+        }
+    }
+
     /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
     /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
     /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.
