@@ -28,7 +28,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Prometheus URL for Rollouts that do not name their own.")
     var prometheus: String?
 
-    @Option(help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
+    // `.unconditional`: the documented `--metrics-port -1` is the value, not a short option named 1.
+    @Option(parsing: .unconditional, help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
     var metricsPort: Int = 8080
 
     @Option(help: "Address the metrics server listens on.")

@@ -4,6 +4,8 @@ import Foundation
 import LocalPrometheus
 import Testing
 
+@testable import FledgeCLI
+
 /// `fledge run` as a process: it serves health and metrics, reconciles the seed rollout, logs structured lines carrying the
 /// rollout, and stops cleanly on SIGTERM.
 @Suite(.serialized) struct RunCommandTests {
@@ -53,6 +55,16 @@ import Testing
             let result = try await controller.finish()
             #expect(result.status == 0, "\(result)")
         }
+    }
+
+    /// `--metrics-port -1` as README and --help write it: -1 is the value, not an unknown short option.
+    @Test func negativeMetricsPortIsAValue() throws {
+        for arguments in [["run", "--metrics-port", "-1"], ["run", "--metrics-port=-1"]] {
+            let command = try #require(try Fledge.parseAsRoot(arguments) as? RunCommand, "\(arguments)")
+            #expect(command.metricsPort == -1, "\(arguments)")
+        }
+        #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "-2"]) }
+        #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "--leader-elect"]) }
     }
 
     @Test func badFlagsAndAMissingKubeconfigAreOneLine() async throws {
