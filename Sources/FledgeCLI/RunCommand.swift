@@ -78,6 +78,14 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--prometheus must be an http(s) URL, got '\(prometheus)'")
             }
         }
+        if let selector {
+            // The API server answers a bad selector with 400 on every list, which the watches would retry forever.
+            do {
+                _ = try LabelSelector(parsing: selector)
+            } catch {
+                throw ValidationError("--selector: \(error.message)")
+            }
+        }
         if let kubeconfig, !FileManager.default.fileExists(atPath: kubeconfig) {
             throw ValidationError("--kubeconfig \(kubeconfig): no such file")
         }

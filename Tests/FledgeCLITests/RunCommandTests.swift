@@ -67,6 +67,22 @@ import Testing
         #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "--leader-elect"]) }
     }
 
+    /// A selector the API server would refuse (HTTP 400 on every list, retried forever) fails at start, naming the flag.
+    @Test(arguments: [("a in (", "expected \")\""), ("app=web,", "expected a label key"), ("env in prod", "expected \"(\"")])
+    func badSelectorFailsAtStart(selector: String, expected: String) throws {
+        for arguments in [["run", "--selector", selector], ["run", "-l", selector]] {
+            do {
+                _ = try Fledge.parseAsRoot(arguments)
+                Issue.record("\(arguments) parsed")
+            } catch {
+                let message = Fledge.message(for: error)
+                #expect(message.hasPrefix("--selector: ") && message.contains(selector) && message.contains(expected), "\(message)")
+            }
+        }
+        let good = try #require(try Fledge.parseAsRoot(["run", "-l", "shard in (a, b),!legacy"]) as? RunCommand)
+        #expect(good.selector == "shard in (a, b),!legacy")
+    }
+
     @Test func badFlagsAndAMissingKubeconfigAreOneLine() async throws {
         try await CLISandbox.with { sandbox in
             let badPort = try await sandbox.run(["run", "--metrics-port", "70000"])
