@@ -75,20 +75,18 @@ struct Engine {
 
     mutating func run() {
         status.observedGeneration = generation
-        let planned = rollout.spec.plan()
-        var issues = rollout.specDecodingIssues
-        if case .failure(let errors) = planned { issues += errors.issues }
-        if !issues.isEmpty {
-            let message = issues.map(\.description).joined(separator: "; ")
+        switch rollout.plan() {
+        case .failure(let errors):
+            let message = errors.issues.map(\.description).joined(separator: "; ")
             let before = status.condition(ConditionType.specValid)
             status.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: message, generation: generation, now: now)
             if before?.status != .false || before?.message != message {
                 event(.warning, "InvalidSpec", message)
             }
             return
+        case .success(let plan):
+            self.plan = plan
         }
-        guard case .success(let plan) = planned else { return }
-        self.plan = plan
         if status.condition(ConditionType.specValid)?.status == .false {
             event(.normal, "SpecValid", "the spec is valid again")
         }

@@ -193,10 +193,8 @@ struct Checker {
             add(.error, doc, error.path, error.message)
             return nil
         }
-        for issue in rollout.specDecodingIssues { add(.error, doc, issue.path, issue.message) }
-        guard rollout.specDecodingIssues.isEmpty else { return nil }
         let plan: RolloutPlan
-        switch rollout.spec.plan() {
+        switch rollout.plan() {
         case .failure(let errors):
             for issue in errors.issues { add(.error, doc, issue.path, issue.message) }
             return nil

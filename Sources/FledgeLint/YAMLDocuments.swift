@@ -87,7 +87,8 @@ enum YAMLReader {
             case Tag.Name.bool.rawValue: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
             case Tag.Name.int.rawValue:
                 if let i = Int64(scalar.string) { return .int(i) }
-                return node.int.map { .int(Int64($0)) } ?? .string(scalar.string)
+                // Too large for 64 bits: a number still (as kubectl sends it), so the check says "too large", not "a string".
+                return node.int.map { .int(Int64($0)) } ?? node.float.map(JSONValue.double) ?? Double(scalar.string).map(JSONValue.double) ?? .string(scalar.string)
             case Tag.Name.float.rawValue: return node.float.map(JSONValue.double) ?? .string(scalar.string)
             default: return .string(scalar.string)
             }

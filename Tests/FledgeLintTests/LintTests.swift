@@ -154,6 +154,38 @@ struct LintTests {
         #expect(errors(report).contains { $0.path == "spec.analysis.failureLimit" && $0.message.contains("expected an integer") }, "\(report.findings)")
     }
 
+    /// A number that does not fit the field is named by its path and value, not "spec: The given data was not
+    /// valid JSON." at the spec's line.
+    @Test(arguments: [
+        ("- {weight: 50.5, hold: 20s}", "expected an integer, found 50.5"),
+        ("- {weight: 99999999999999999999999, hold: 20s}", "1e+23 is too large for an integer"),
+        ("- {weight: [10], hold: 20s}", "expected an integer, found a list"),
+    ])
+    func numberThatDoesNotFitIsReportedWithItsPath(stage: String, message: String) throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "- {weight: 10, hold: 20s}", stage))
+        #expect(errors(report).map { "\($0.path ?? "-"): \($0.message)" } == ["spec.stages[0].weight: \(message)"], "\(report.findings)")
+        #expect(errors(report).first?.line == 19)
+    }
+
+    /// One field of the wrong type hides neither the other wrong fields nor the spec's other problems.
+    @Test func everyProblemOfTheSpecAtOnce() throws {
+        var sources = try variant("rollout.yaml", "- {weight: 10, hold: 20s}", "- {weight: 50.5, hold: 20s}")
+        sources = sources.map { s in
+            guard s.file == "rollout.yaml" else { return s }
+            return (s.file, s.text.replacingOccurrences(of: "failureLimit: 3", with: "failureLimit: three")
+                .replacingOccurrences(of: "- {weight: 50, hold: 20s}", with: "- {weight: 50, hold: 20}")
+                .replacingOccurrences(of: "    deployment: product-service", with: "    deployment: {name: product-service}"))
+        }
+        let found = errors(Linter.lint(sources: sources)).map { "\($0.path ?? "-"): \($0.message)" }
+        #expect(found.contains("spec.stages[0].weight: expected an integer, found 50.5"), "\(found)")
+        #expect(found.contains("spec.analysis.failureLimit: expected an integer, found \"three\""), "\(found)")
+        #expect(found.contains("spec.target.deployment: expected a string, found an object"), "\(found)")
+        #expect(found.contains { $0.hasPrefix("spec.stages[2].hold: '20' is not a duration") }, "\(found)")
+        // A field that did not decode is not also "required".
+        #expect(!found.contains { $0.contains("is required") }, "\(found)")
+        #expect(found.count == 4, "\(found)")
+    }
+
     @Test func brokenYAMLIsAFindingWithALine() throws {
         let report = Linter.lint(sources: try variant("virtualservice.yaml", "    retries:\n", "    retries: [\n"))
         let finding = errors(report).first { $0.file == "virtualservice.yaml" }
