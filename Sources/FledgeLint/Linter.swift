@@ -2,10 +2,18 @@ import FledgeCore
 import FledgeJSON
 import Foundation
 
-/// How bad a finding is. Any error makes `fledge lint` exit 1.
+/// How bad a finding is. Any error makes `fledge lint` exit 1; warnings and infos (a file skipped because it is no
+/// Kubernetes manifest) do not.
 public enum Severity: String, Sendable, Codable, Comparable {
-    case warning, error
-    public static func < (a: Severity, b: Severity) -> Bool { a == .warning && b == .error }
+    case info, warning, error
+    var rank: Int {
+        switch self {
+        case .info: return 0
+        case .warning: return 1
+        case .error: return 2
+        }
+    }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
 /// One problem found: where (file, line, object, field path), what, how bad.
@@ -41,14 +49,17 @@ public struct LintReport: Sendable, Equatable, Codable {
     public var findings: [Finding]
     public var errors: Int { findings.filter { $0.severity == .error }.count }
     public var warnings: Int { findings.filter { $0.severity == .warning }.count }
+    public var infos: Int { findings.filter { $0.severity == .info }.count }
     public var hasErrors: Bool { errors > 0 }
 }
 
 /// Lints Rollouts together with the Kubernetes and Istio manifests found with them.
 public enum Linter {
     /// Reads files and folders (recursively: `*.yaml`, `*.yml`, `*.json`) and lints everything found together.
+    /// A file found in a folder that holds no Kubernetes object (a kustomization.yaml, a Grafana dashboard) is
+    /// skipped with an info finding; a file named in `paths` must be Kubernetes manifests.
     public static func lint(paths: [String]) -> LintReport {
-        var sources: [(String, String)] = []
+        var sources: [Source] = []
         var findings: [Finding] = []
         let fm = FileManager.default
         for path in paths {
@@ -58,6 +69,7 @@ public enum Linter {
                 continue
             }
             var files: [String] = []
+            let inFolder = isDirectory.boolValue
             if isDirectory.boolValue {
                 let base = URL(fileURLWithPath: path)
                 if let walker = fm.enumerator(at: base, includingPropertiesForKeys: nil) {
@@ -81,25 +93,57 @@ public enum Linter {
                     findings.append(Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "is not UTF-8 text"))
                     continue
                 }
-                sources.append((file, text))
+                sources.append(Source(file: file, text: text, inFolder: inFolder))
             }
         }
-        var report = lint(sources: sources)
+        var report = lint(sources)
         report.findings = findings + report.findings
         return report
     }
 
-    /// Lints in-memory sources: (file name, YAML text).
+    /// Lints in-memory sources: (file name, YAML text), each as if named on the command line.
     public static func lint(sources: [(file: String, text: String)]) -> LintReport {
+        lint(sources.map { Source(file: $0.file, text: $0.text, inFolder: false) })
+    }
+
+    /// A file's text, and whether it was found in a folder (rather than named): only those may be skipped.
+    struct Source {
+        var file: String
+        var text: String
+        var inFolder: Bool
+    }
+
+    /// kustomize's own files (`Kustomization`, `Component`): they sit next to manifests but are not applied.
+    static func isKustomizeFile(_ doc: LintDocument) -> Bool {
+        doc.apiVersion?.hasPrefix("kustomize.config.k8s.io/") == true
+    }
+
+    static func lint(_ sources: [Source]) -> LintReport {
         var documents: [LintDocument] = []
         var findings: [Finding] = []
-        for (file, text) in sources {
-            let (docs, problem) = YAMLReader.documents(of: text, file: file)
+        for source in sources {
+            let file = source.file
+            let (docs, problem) = YAMLReader.documents(of: source.text, file: file)
             if let problem {
                 findings.append(Finding(severity: .error, file: file, line: problem.line, object: nil, path: nil, message: problem.message))
             }
+            // Found in a folder and nothing in it has an apiVersion or kind (a Grafana dashboard, a values file):
+            // not a manifest, so not a mistake in one.
+            if source.inFolder, problem == nil, !docs.contains(where: { $0.apiVersion != nil || $0.kind != nil }) {
+                findings.append(
+                    Finding(severity: .info, file: file, line: nil, object: nil, path: nil, message: "skipped: no apiVersion or kind, not a Kubernetes manifest"))
+                continue
+            }
             for doc in docs {
                 if doc.json.isNull { continue }
+                if Self.isKustomizeFile(doc) {
+                    let what = "\(doc.kind ?? "?") (\(doc.apiVersion ?? "")) is kustomize's configuration, not a Kubernetes object"
+                    findings.append(
+                        source.inFolder
+                            ? Finding(severity: .info, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "skipped: \(what)")
+                            : Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1): \(what)"))
+                    continue
+                }
                 guard case .object = doc.json else {
                     findings.append(
                         Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is a \(doc.json.typeName), not a Kubernetes object"))
@@ -201,19 +245,23 @@ struct Checker {
         case .success(let p): plan = p
         }
 
-        let deployment = find("Deployment", named: plan.target, near: doc)
-        if deployment == nil {
-            add(.error, doc, "spec.target.deployment", "Deployment \(plan.target) is not among the linted manifests")
+        // An object the Rollout names that is not among the files may well be in the cluster already: a warning
+        // that it was not checked, the same for all three.
+        func notLinted(_ kind: String, _ name: String, _ path: String) {
+            add(.warning, doc, path,
+                "\(kind) \(name) is not among the linted manifests; not checked (it may be in the cluster already)")
         }
-        guard let vs = find("VirtualService", named: plan.traffic.virtualService, near: doc) else {
-            add(.error, doc, doc.json[path: ["spec", "traffic", "virtualService"]] == nil ? "spec.traffic" : "spec.traffic.virtualService",
-                "VirtualService \(plan.traffic.virtualService) is not among the linted manifests")
-            return plan
+        let deployment = find("Deployment", named: plan.target, near: doc)
+        if deployment == nil { notLinted("Deployment", plan.target, "spec.target.deployment") }
+        let vs = find("VirtualService", named: plan.traffic.virtualService, near: doc)
+        if vs == nil {
+            notLinted("VirtualService", plan.traffic.virtualService,
+                doc.json[path: ["spec", "traffic", "virtualService"]] == nil ? "spec.traffic" : "spec.traffic.virtualService")
         }
         let dr = find("DestinationRule", named: plan.traffic.destinationRule, near: doc)
         if dr == nil {
-            add(.error, doc, doc.json[path: ["spec", "traffic", "destinationRule"]] == nil ? "spec.traffic" : "spec.traffic.destinationRule",
-                "DestinationRule \(plan.traffic.destinationRule) is not among the linted manifests")
+            notLinted("DestinationRule", plan.traffic.destinationRule,
+                doc.json[path: ["spec", "traffic", "destinationRule"]] == nil ? "spec.traffic" : "spec.traffic.destinationRule")
         }
         let subsetList = dr.map { subsets(of: $0.json) } ?? []
         if let dr {
@@ -223,15 +271,17 @@ struct Checker {
                     "DestinationRule \(dr.name ?? "") has no subset '\(name)' (it has \(subsetList.map { "'\($0.name)'" }.joined(separator: ", ")))")
             }
         }
-        switch managedRoutes(of: vs.json, traffic: plan.traffic) {
-        case .failure(let error):
-            add(.error, doc, plan.traffic.routes.isEmpty ? "spec.traffic" : "spec.traffic.routes", error.message)
-        case .success(let routes):
-            for route in routes {
-                let subsetsUsed = Set(route.destinations.compactMap(\.subset))
-                if !subsetsUsed.contains(plan.traffic.canarySubset) {
-                    add(.warning, vs, "spec.http[\(route.index)].route",
-                        "managed route \(route.id) has no destination for subset \(plan.traffic.canarySubset); Fledge will add one")
+        if let vs {
+            switch managedRoutes(of: vs.json, traffic: plan.traffic) {
+            case .failure(let error):
+                add(.error, doc, plan.traffic.routes.isEmpty ? "spec.traffic" : "spec.traffic.routes", error.message)
+            case .success(let routes):
+                for route in routes {
+                    let subsetsUsed = Set(route.destinations.compactMap(\.subset))
+                    if !subsetsUsed.contains(plan.traffic.canarySubset) {
+                        add(.warning, vs, "spec.http[\(route.index)].route",
+                            "managed route \(route.id) has no destination for subset \(plan.traffic.canarySubset); Fledge will add one")
+                    }
                 }
             }
         }

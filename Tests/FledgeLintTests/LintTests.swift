@@ -192,7 +192,7 @@ struct LintTests {
         #expect(finding?.line != nil)
         #expect(finding?.message.hasPrefix("invalid YAML") == true, "\(report.findings)")
         // The Rollout still finds nothing to cross-check against.
-        #expect(errors(report).contains { $0.object == "Rollout shop/product-service" && $0.message.contains("VirtualService product-service is not among") })
+        #expect(report.findings.contains { $0.object == "Rollout shop/product-service" && $0.message.contains("VirtualService product-service is not among") })
     }
 
     @Test func tabIndentationIsBrokenYAML() {
@@ -200,16 +200,57 @@ struct LintTests {
         #expect(errors(report).first?.line == 4, "\(report.findings)")
     }
 
+    /// An object the Rollout names but the files do not hold may be in the cluster already: a warning for each of
+    /// the three, and lint passes.
+    @Test func referencesMissingFromTheFilesAreWarnings() throws {
+        let report = Linter.lint(sources: try seedSources().filter { $0.file == "rollout.yaml" })
+        #expect(errors(report) == [], "\(report.findings)")
+        let warned = report.findings.filter { $0.severity == .warning }.map { "\($0.path ?? "-"): \($0.message)" }
+        #expect(warned == [
+            "spec.target.deployment: Deployment product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+            "spec.traffic.virtualService: VirtualService product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+            "spec.traffic.destinationRule: DestinationRule product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+        ])
+    }
+
     @Test func missingVirtualServiceAndDestinationRule() throws {
         let sources = try seedSources().filter { $0.file != "virtualservice.yaml" && $0.file != "destinationrule.yaml" }
         let report = Linter.lint(sources: sources)
-        let e = errors(report)
-        #expect(e.contains { $0.path == "spec.traffic.virtualService" && $0.message == "VirtualService product-service is not among the linted manifests" })
+        #expect(!report.hasErrors, "\(report.findings)")
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.traffic.virtualService" && $0.message.hasPrefix("VirtualService product-service is not among the linted manifests") })
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.traffic.destinationRule" })
     }
 
     @Test func missingDeployment() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "deployment.yaml" })
-        #expect(errors(report).contains { $0.path == "spec.target.deployment" })
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.target.deployment" }, "\(report.findings)")
+    }
+
+    /// This repository's deploy/: the kustomization.yaml and the Grafana dashboard are not manifests; skipped.
+    @Test func folderFilesThatAreNotManifestsAreSkipped() {
+        let deploy = URL(fileURLWithPath: seedFolder).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("deploy").path
+        let report = Linter.lint(paths: [deploy])
+        #expect(errors(report) == [], "\(report.findings)")
+        let skipped = report.findings.filter { $0.severity == .info }
+        #expect(skipped.map(\.file) == [deploy + "/grafana/fledge-dashboard.json", deploy + "/kustomization.yaml"], "\(report.findings)")
+        #expect(skipped.allSatisfy { $0.message.hasPrefix("skipped: ") })
+        #expect(skipped.last?.message.contains("Kustomization") == true)
+        // Named on the command line, they must be manifests.
+        let named = Linter.lint(paths: [deploy + "/kustomization.yaml", deploy + "/grafana/fledge-dashboard.json"])
+        #expect(errors(named).count == 2, "\(named.findings)")
+        #expect(named.infos == 0)
+    }
+
+    /// In a folder, a file with a manifest in it is linted whole: a document without apiVersion next to one with it
+    /// is a mistake, not a file to skip.
+    @Test func aBrokenManifestInAFolderIsNotSkipped() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: Service\nmetadata: {name: b}\n"
+            .write(to: folder.appendingPathComponent("services.yaml"), atomically: true, encoding: .utf8)
+        let report = Linter.lint(paths: [folder.path])
+        #expect(errors(report).map(\.message) == ["document 2 has no apiVersion; not a Kubernetes object"], "\(report.findings)")
     }
 
     @Test func noManagedRoute() throws {
