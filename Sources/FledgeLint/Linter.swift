@@ -358,9 +358,16 @@ struct Checker {
                 let host = dest.host ?? ""
                 let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
                 guard !hostDRs.isEmpty else {
+                    // A DestinationRule for another host next to this route: likely a typo in the host. None at all: it
+                    // may be in the cluster already.
                     let known = drs.compactMap { $0.json[path: ["spec", "host"]]?.stringValue }.map(shortHost)
-                    add(.error, doc, "\(path).host",
-                        "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
+                    if drs.isEmpty {
+                        add(.warning, doc, "\(path).host",
+                            "host '\(host)' has no DestinationRule among the linted manifests; subset '\(subset)' not checked (it may be in the cluster already)")
+                    } else {
+                        add(.error, doc, "\(path).host",
+                            "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
+                    }
                     continue
                 }
                 guard let (dr, s, si) = hostDRs.lazy.compactMap({ dr -> (LintDocument, Subset, Int)? in
@@ -375,9 +382,9 @@ struct Checker {
                 }
                 _ = dr
                 _ = si
-                // Weight on a subset whose pods nothing provides.
+                // Weight on a subset whose pods nothing provides (unknown without any Deployment among the files).
                 let share = route.destinations.count == 1 ? (dest.weight ?? 100) : (dest.weight ?? 0)
-                guard share > 0, !providedByDeployment(s, near: doc) else { continue }
+                guard share > 0, objects("Deployment").contains(where: { sameNamespace($0, doc) }), !providedByDeployment(s, near: doc) else { continue }
                 let what = route.hasMatch ? "requests matching route \(route.id)" : "\(share)% of route \(route.id)'s traffic"
                 if canarySubsets.contains(subset) {
                     add(.warning, doc, "\(base).route[\(i)]",
@@ -434,6 +441,10 @@ struct Checker {
                 continue
             }
             if stableNames.contains(s.name) { continue }  // checked against the Rollout's target
+            if deployments.isEmpty {
+                add(.warning, doc, base, "no Deployment among the linted manifests; subset '\(s.name)' (\(labelList(s.labels))) not checked (its pods may be in the cluster already)")
+                continue
+            }
             if !deployments.contains(where: { selects(s.labels, podLabels($0)) }) {
                 // Point at the label that keeps it from the closest Deployment.
                 let best = deployments.max { a, b in

@@ -213,6 +213,18 @@ struct LintTests {
         ])
     }
 
+    /// The same for what a VirtualService or DestinationRule refers to: each seed file linted alone has no errors.
+    @Test func eachSeedFileAloneHasNoErrors() throws {
+        for source in try seedSources() {
+            let report = Linter.lint(sources: [source])
+            #expect(errors(report) == [], "\(source.file): \(report.findings)")
+        }
+        let vs = Linter.lint(sources: try seedSources().filter { $0.file == "virtualservice.yaml" })
+        #expect(vs.findings.contains { $0.severity == .warning && $0.path == "spec.http[1].route[0].destination.host" && $0.message.contains("no DestinationRule among the linted manifests") })
+        let dr = Linter.lint(sources: try seedSources().filter { $0.file == "destinationrule.yaml" })
+        #expect(dr.warnings == 2, "\(dr.findings)")
+    }
+
     @Test func missingVirtualServiceAndDestinationRule() throws {
         let sources = try seedSources().filter { $0.file != "virtualservice.yaml" && $0.file != "destinationrule.yaml" }
         let report = Linter.lint(sources: sources)
