@@ -1,5 +1,6 @@
 import FledgeHTTP
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -91,6 +92,8 @@ public struct Kubeconfig: Sendable, Equatable {
 
     /// Parses one kubeconfig file's text; `file` names it in errors and anchors relative paths.
     public static func parse(yaml: String, file: String) throws(KubernetesError) -> Kubeconfig {
+        // Before composing, which would expand them.
+        if let alias = YAMLAliases.first(in: yaml) { throw KubernetesError.configuration(alias.description, file: file) }
         let root: JSONValue
         do {
             guard let node = try Yams.compose(yaml: yaml) else {

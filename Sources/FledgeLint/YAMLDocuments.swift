@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -45,6 +46,8 @@ public struct YAMLProblem: Error, Sendable {
 enum YAMLReader {
     /// Reads every document of a YAML stream. Stops at the first syntax error, keeping the documents before it.
     static func documents(of text: String, file: String) -> ([LintDocument], YAMLProblem?) {
+        // Refused before composing: Yams expands every alias while it composes, without a limit.
+        if let alias = YAMLAliases.first(in: text) { return ([], YAMLProblem(message: alias.message, line: alias.line)) }
         var out: [LintDocument] = []
         do {
             var sequence = try Yams.compose_all(yaml: text, Resolver.default.removing(.timestamp))
@@ -113,6 +116,7 @@ enum YAMLReader {
             }
             return .array(array)
         case .alias:
+            // Yams' composer resolves aliases (and YAMLAliases refused them before); only its emitter makes these.
             throw YAMLProblem(message: "YAML aliases are not supported in Kubernetes manifests", line: node.mark?.line)
         }
     }

@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -7,6 +8,8 @@ import Yams
 public enum ManifestLoader {
     /// Parses YAML (or JSON, which is YAML) text with one or more documents.
     public static func parseYAML(_ text: String, source: String = "<input>") throws(SandboxError) -> [JSONValue] {
+        // Before composing, which would expand them.
+        if let alias = YAMLAliases.first(in: text) { throw SandboxError.manifest(source: source, message: alias.description) }
         var documents: [JSONValue] = []
         do {
             var index = 0

@@ -2,6 +2,7 @@ import ArgumentParser
 import FledgeCore
 import FledgeJSON
 import Foundation
+import TestSupport
 import Testing
 
 @testable import FledgeCLI
@@ -69,6 +70,24 @@ struct RolloutCommandParseTests {
         }
         try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
+    }
+
+    /// A template patch file is read like lint reads manifests: an alias is refused before it expands.
+    @Test(.timeLimit(.minutes(1))) func triggerTemplatePatchRefusesYAMLAliases() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("patch-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        // One level first: were aliases expanded, eight would not end.
+        for levels in [1, 8] {
+            try yamlBomb(levels: levels, prefix: "spec:\n  x: 1\nmetadata: {}\nbomb:\n").write(toFile: file, atomically: true, encoding: .utf8)
+            let command = try TriggerCommand.parse(["r", "--template-patch", file])
+            do {
+                _ = try command.canary(replacing: nil)
+                Issue.record("an alias was accepted")
+                return
+            } catch {
+                #expect("\(error)".contains("\(file): line 6: YAML alias '*l0' is not supported"), "\(error)")
+            }
+        }
     }
 
     @Test(arguments: [

@@ -1,6 +1,7 @@
 import FledgeCore
 import FledgeLint
 import Foundation
+import TestSupport
 import Testing
 
 /// The repository's `rollouts/product-service/` folder.
@@ -316,6 +317,24 @@ struct MoreLintTests {
         let e = errors(report)
         #expect(e.contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels.version" }, "\(e)")
         #expect(e.contains { $0.path == "spec.subsets[0].labels.version" })
+    }
+
+    /// Aliases are refused before Yams composes the document (and expands them): the bomb's 9⁹ values are never
+    /// made, and the finding names the line and the alias.
+    @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() throws {
+        let small = Linter.lint(sources: [("small.yaml", yamlBomb(levels: 1))])
+        let finding = try #require(errors(small).first, "an alias was accepted: \(small.findings)")
+        #expect(finding.file == "small.yaml" && finding.line == 6, "\(finding)")
+        #expect(finding.message.hasPrefix("YAML alias '*l0' is not supported"), "\(finding)")
+        #expect(errors(small).count == 1)
+        let bomb = Linter.lint(sources: [("laughs.yaml", yamlBomb(levels: 8))])
+        #expect(errors(bomb).map(\.line) == [6], "\(bomb.findings)")
+        // An alias after other documents: the file is refused, at the alias's line.
+        let later = Linter.lint(sources: [("later.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n" + yamlBomb(levels: 1))])
+        #expect(errors(later).map(\.line) == [10], "\(later.findings)")
+        // Anchors alone expand nothing and are fine.
+        let anchored = Linter.lint(sources: [("anchor.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: &d {x: y}\n")])
+        #expect(anchored.findings == [], "\(anchored.findings)")
     }
 
     @Test func duplicateKeyIsBrokenYAML() {

@@ -2,6 +2,7 @@ import FledgeHTTP
 import FledgeJSON
 import FledgeSandbox
 import Foundation
+import TestSupport
 import Testing
 
 /// Reads watch lines until `count` events arrived (or the stream ended).
@@ -293,6 +294,20 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             Issue.record("expected an error")
         } catch {
             #expect(error.description == "/nonexistent/file.yaml: no such file or directory")
+        }
+    }
+
+    /// `fledge sandbox --load` and the demo read manifests with the same refusal as lint: aliases never expand.
+    @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() {
+        // One level first: were aliases expanded, eight would not end.
+        for levels in [1, 8] {
+            do {
+                _ = try ManifestLoader.parseYAML(yamlBomb(levels: levels), source: "laughs.yaml")
+                Issue.record("an alias was accepted")
+                return
+            } catch {
+                #expect(error.description.hasPrefix("laughs.yaml: line 6: YAML alias '*l0' is not supported"), "\(error)")
+            }
         }
     }
 
