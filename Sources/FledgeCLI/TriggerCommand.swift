@@ -75,7 +75,7 @@ struct TriggerCommand: AsyncParsableCommand {
             }
             let patch = try YAML.parse(text, source: templatePatch)
             guard case .object = patch else {
-                throw CLIError("--template-patch: \(templatePatch) holds a \(patch.typeName); expected an object (a JSON merge patch over the pod template)")
+                throw CLIError("--template-patch: \(templatePatch) holds \(patch.typeNameWithArticle); expected an object (a JSON merge patch over the pod template)")
             }
             canary["templatePatch"] = patch
         }

@@ -390,7 +390,7 @@ struct Engine {
             enterStage(index + 1)
         } else {
             enter(.promoting)
-            event(.normal, "Promoting", "all \(plan.stages.count) stages passed; promoting revision \(wanted) into Deployment \(plan.target)")
+            event(.normal, "Promoting", "\(plan.stages.count == 1 ? "the stage" : "all \(plan.stages.count) stages") passed; promoting revision \(wanted) into Deployment \(plan.target)")
         }
         return true
     }

@@ -65,7 +65,7 @@ public struct Rollout: Codable, Sendable, Equatable {
     /// as `specDecodingIssues` (so the controller can report it), and a status that does not decode is
     /// dropped (the controller starts over from the cluster's state).
     public init(json: JSONValue) throws(RolloutDecodingError) {
-        guard case .object = json else { throw RolloutDecodingError(path: "", message: "expected an object, found \(json.typeName)") }
+        guard case .object = json else { throw RolloutDecodingError(path: "", message: "expected an object, found \(json.typeNameWithArticle)") }
         if let kind = json["kind"]?.stringValue, kind != Rollout.kind {
             throw RolloutDecodingError(path: "kind", message: "expected Rollout, found \(kind)")
         }

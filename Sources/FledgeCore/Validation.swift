@@ -253,7 +253,7 @@ extension RolloutSpec {
             }
             if let p = canary.templatePatch {
                 if case .object = p { patch = p } else if !p.isNull {
-                    issue("spec.canary.templatePatch", "must be an object (a JSON merge patch over the pod template), found \(p.typeName)")
+                    issue("spec.canary.templatePatch", "must be an object (a JSON merge patch over the pod template), found \(p.typeNameWithArticle)")
                 }
             }
             if let r = canary.replicas, r < 1 || r > 1000 { issue("spec.canary.replicas", "\(r) is not within 1…1000") }

@@ -235,7 +235,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
     mutating func next() throws -> ValueDecoder {
         guard !isAtEnd else {
             throw DecodingError.valueNotFound(
-                JSONValue.self, .init(codingPath: codingPath + [IndexKey(currentIndex)], debugDescription: "the list has only \(array.count) items"))
+                JSONValue.self, .init(codingPath: codingPath + [IndexKey(currentIndex)], debugDescription: "the list has only \(array.count) item\(array.count == 1 ? "" : "s")"))
         }
         defer { currentIndex += 1 }
         return ValueDecoder(value: array[currentIndex], codingPath: codingPath + [IndexKey(currentIndex)], state: state)

@@ -146,7 +146,7 @@ public enum Linter {
                 }
                 guard case .object = doc.json else {
                     findings.append(
-                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is a \(doc.json.typeName), not a Kubernetes object"))
+                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is \(doc.json.typeNameWithArticle), not a Kubernetes object"))
                     continue
                 }
                 if doc.kind == nil || doc.apiVersion == nil || doc.name == nil {

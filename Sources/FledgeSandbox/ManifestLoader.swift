@@ -21,7 +21,7 @@ public enum ManifestLoader {
                 if value.isNull { continue }
                 guard case .object = value else {
                     throw SandboxError.manifest(
-                        source: source, message: "document \(index) is a \(value.typeName), not a Kubernetes object")
+                        source: source, message: "document \(index) is \(value.typeNameWithArticle), not a Kubernetes object")
                 }
                 if value["kind"]?.stringValue == "List", let items = value["items"]?.arrayValue {
                     documents.append(contentsOf: items)

@@ -65,9 +65,7 @@ struct RolloutCommandParseTests {
         try "- a\n- b\n".write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         let command = try TriggerCommand.parse(["r", "--template-patch", file])
-        #expect { try command.canary(replacing: nil) } throws: { error in
-            "\(error)".contains("holds a array; expected an object") || "\(error)".contains("expected an object")
-        }
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file) holds an array; expected an object") }
         try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
     }

@@ -296,6 +296,7 @@ struct LintTests {
     @Test func notAKubernetesObject() {
         let report = Linter.lint(sources: [("x.yaml", "- a\n- b\n"), ("y.yaml", "foo: bar\n")])
         #expect(errors(report).count == 2)
+        #expect(errors(report).first?.message == "document 1 is an array, not a Kubernetes object", "\(report.findings)")
     }
 
     @Test func missingPath() {
