@@ -135,6 +135,13 @@ struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as HealthServer.ListenError {
+            throw CLIError(
+                error.addressInUse
+                    ? "\(error.host):\(error.port) is already in use by another process; --metrics-port sets the port of /healthz, /readyz and /metrics: pick another, 0 for a free one, or -1 to turn the server off"
+                    : "cannot listen on \(error.host):\(error.port) for /healthz, /readyz and /metrics: \(error.reason) (--metrics-host sets the address, --metrics-port the port; -1 turns the server off)")
+        }
     }
 }

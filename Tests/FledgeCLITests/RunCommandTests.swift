@@ -83,6 +83,16 @@ import Testing
         #expect(good.selector == "shard in (a, b),!legacy")
     }
 
+    /// A taken port names the address, the port and the flag that sets it (was: bind(descriptor:ptr:bytes:): …).
+    @Test func aBusyMetricsPortNamesTheAddressAndTheFlag() async throws {
+        try await CLISandbox.with { sandbox in
+            let busy = try #require(sandbox.server.url?.port)  // the sandbox API server listens there
+            let result = try await sandbox.run(["run", "--metrics-port", String(busy), "--metrics-host", "127.0.0.1"])
+            #expect(result.status != 0)
+            #expect(result.errLines.last == "Error: 127.0.0.1:\(busy) is already in use by another process; --metrics-port sets the port of /healthz, /readyz and /metrics: pick another, 0 for a free one, or -1 to turn the server off", "\(result)")
+        }
+    }
+
     @Test func badFlagsAndAMissingKubeconfigAreOneLine() async throws {
         try await CLISandbox.with { sandbox in
             let badPort = try await sandbox.run(["run", "--metrics-port", "70000"])
