@@ -179,6 +179,13 @@ struct RolloutCommandParseTests {
     }
 
     /// The message a parse of `arguments` fails with, or nil when it parses.
+    @Test func hintsNameTheNamespaceAndTheFlagsGiven() throws {
+        let plain = try #require(try Fledge.parseAsRoot(["abort", "r"]) as? AbortCommand)
+        #expect(plain.kubernetes.suggestion("retry", "r", namespace: "shop") == "fledge retry r -n shop")
+        let flagged = try #require(try Fledge.parseAsRoot(["abort", "r", "--context", "prod", "--kubeconfig", "/tmp/my config", "-n", "x"]) as? AbortCommand)
+        #expect(flagged.kubernetes.suggestion("abort", "r", namespace: "x") == "fledge abort r -n x --context prod --kubeconfig '/tmp/my config'")
+    }
+
     static func failure(_ arguments: [String]) -> String? {
         do {
             _ = try Fledge.parseAsRoot(arguments)
