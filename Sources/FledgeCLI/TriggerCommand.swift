@@ -16,7 +16,8 @@ struct TriggerCommand: AsyncParsableCommand {
             Deployment's pod template with the change applied.
 
             Refuses while another revision is in flight (phase neither Healthy, Succeeded, Failed nor Aborted), \
-            naming it, unless --force: the controller then moves traffic back to stable and starts the new revision.
+            naming it, unless --force: the controller then moves traffic back to stable and starts the new revision \
+            (or, when spec.canary is back to what stable runs, only cancels the one in flight).
 
               fledge trigger product-service --image registry.example/product-service:2.0.0 -n shop
               fledge trigger product-service --image app=reg/app:2 --image sidecar=reg/proxy:1.3
