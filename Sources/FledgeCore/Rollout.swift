@@ -192,6 +192,12 @@ public struct RolloutReferences: Sendable, Hashable {
     /// What the canary Deployment's name adds to the stable one's.
     public static let canarySuffix = "-canary"
 
+    /// The longest `spec.target.deployment` whose canary can run: Kubernetes names end at 253 characters, the
+    /// canary Deployment is `<target>-canary` (7 more) and its ReplicaSets `<target>-canary-<pod-template-hash>`
+    /// (the hash is a 32-bit number, up to 10 digits, so 11 more). A longer canary Deployment is refused by the API
+    /// server (over 246), or is created and never gets a ReplicaSet, so never a pod (236 to 246).
+    public static let maxTargetLength = 253 - canarySuffix.count - 11
+
     /// The canary Deployment Fledge owns for the stable Deployment `target`.
     public static func canaryDeployment(of target: String) -> String { target + canarySuffix }
 

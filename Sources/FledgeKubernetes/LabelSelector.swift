@@ -143,7 +143,7 @@ private struct SelectorParser {
     func isDNSSubdomain(_ text: String) -> Bool {
         guard !text.isEmpty, text.utf8.count <= 253 else { return false }
         return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            guard let first = label.unicodeScalars.first, let last = label.unicodeScalars.last, label.utf8.count <= 63 else { return false }
+            guard let first = label.unicodeScalars.first, let last = label.unicodeScalars.last else { return false }
             func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("0"..."9").contains(c) }
             return ok(first) && ok(last) && label.unicodeScalars.allSatisfy { ok($0) || $0 == "-" }
         }

@@ -227,6 +227,12 @@ struct Checker {
         if doc.apiVersion != Rollout.apiVersion {
             add(.error, doc, "apiVersion", "'\(doc.apiVersion ?? "")' is not \(Rollout.apiVersion)")
         }
+        // The API server takes names up to 253 characters, but the canary Deployment carries the Rollout's name as a
+        // label value, which ends at 63: a longer name could never create its canary.
+        if let name = doc.name, name.utf8.count > 63 {
+            add(.error, doc, "metadata.name",
+                "is \(name.utf8.count) characters long; at most 63: the canary Deployment is labelled fledge.dev/rollout=<name>, and label values end at 63")
+        }
         for issue in unknownFields(doc.json["spec"] ?? .null, schema: rolloutSchema, path: "spec") {
             add(.error, doc, issue.path, issue.message)
         }

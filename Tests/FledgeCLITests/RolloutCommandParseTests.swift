@@ -179,6 +179,14 @@ struct RolloutCommandParseTests {
     }
 
     /// The message a parse of `arguments` fails with, or nil when it parses.
+    /// Object names as Kubernetes has them: 253 characters, no limit per '.'-separated part.
+    @Test func rolloutNamesAreKubernetesObjectNames() throws {
+        #expect(KubernetesOptions.isObjectName(String(repeating: "a", count: 100)))
+        #expect(KubernetesOptions.isObjectName("shop.product-service"))
+        #expect(!KubernetesOptions.isObjectName(String(repeating: "a", count: 254)))
+        #expect(!KubernetesOptions.isObjectName("a..b") && !KubernetesOptions.isObjectName("-a"))
+    }
+
     @Test func hintsNameTheNamespaceAndTheFlagsGiven() throws {
         let plain = try #require(try Fledge.parseAsRoot(["abort", "r"]) as? AbortCommand)
         #expect(plain.kubernetes.suggestion("retry", "r", namespace: "shop") == "fledge retry r -n shop")

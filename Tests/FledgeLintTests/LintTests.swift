@@ -144,6 +144,19 @@ struct LintTests {
         #expect(e.first { $0.path == "spec.stages[2].weight" }?.line == 21)
     }
 
+    /// Lint says the same limits as the docs: 235 for the target, 63 for the Rollout's name (a label value).
+    @Test func nameLengths() throws {
+        let longTarget = String(repeating: "a", count: 240)
+        let target = errors(Linter.lint(sources: try variant("rollout.yaml", "    deployment: product-service", "    deployment: \(longTarget)")))
+        #expect(target.contains { $0.path == "spec.target.deployment" && $0.message.hasPrefix("is 240 characters long; at most 235") }, "\(target)")
+        #expect(!target.contains { $0.message.contains("253)") || $0.message.contains("246") }, "\(target)")
+        let longName = String(repeating: "r", count: 64)
+        let name = errors(Linter.lint(sources: try variant("rollout.yaml", "  name: product-service", "  name: \(longName)")))
+        #expect(name.map { "\($0.path ?? "-"): \($0.message)" } == [
+            "metadata.name: is 64 characters long; at most 63: the canary Deployment is labelled fledge.dev/rollout=<name>, and label values end at 63",
+        ])
+    }
+
     @Test func unknownFieldIsReported() throws {
         let report = Linter.lint(sources: try variant("rollout.yaml", "failureLimit: 3", "failureLimt: 3"))
         let finding = errors(report).first { $0.path == "spec.analysis.failureLimt" }

@@ -57,16 +57,17 @@ struct KubernetesOptions: ParsableArguments {
         return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
-    static func isDNSLabel(_ text: String) -> Bool {
-        guard !text.isEmpty, text.count <= 63, let first = text.first, let last = text.last else { return false }
+    static func isDNSLabel(_ text: String, maximum: Int = 63) -> Bool {
+        guard !text.isEmpty, text.count <= maximum, let first = text.first, let last = text.last else { return false }
         let allowed = text.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
         return allowed && first != "-" && last != "-"
     }
 
-    /// Rollout names are DNS subdomains (RFC 1123), as for any Kubernetes object.
+    /// Rollout names are DNS-1123 subdomains, as for any Kubernetes object: at most 253 characters, '.'-separated
+    /// parts of lowercase letters, digits and '-' (no length per part, as Kubernetes has it).
     static func isObjectName(_ text: String) -> Bool {
         guard !text.isEmpty, text.count <= 253 else { return false }
-        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0), maximum: 253) }
     }
 }
 
