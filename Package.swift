@@ -5,6 +5,7 @@
 //   CCurl ─ FledgeHTTP ─┬─ FledgePrometheus
 //                       └─ FledgeKubernetes
 //   FledgeJSON ─ FledgeCore (pure decisions) ─ FledgeLint
+//   FledgeYAML (user YAML checked for aliases before it is composed): FledgeLint, FledgeKubernetes, FledgeSandbox, FledgeCLI
 //   FledgeSandbox (in-process Kubernetes API server), LocalPrometheus (runs a real Prometheus)
 //   FledgeMesh (a simulated Istio mesh: follows VirtualService weights, serves Istio's metrics)
 //   FledgeCLI ─ fledge (the executable), FledgeBench ─ fledge-bench
@@ -85,15 +86,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // User YAML refused when it has aliases, before Yams expands them (every YAML reader below checks first).
+        .target(
+            name: "FledgeYAML",
+            dependencies: ["Yams"],
+            swiftSettings: strict
+        ),
         .target(
             name: "FledgeLint",
-            dependencies: ["FledgeCore", "FledgeJSON", "Yams"],
+            dependencies: ["FledgeCore", "FledgeJSON", "FledgeYAML", "Yams"],
             swiftSettings: strict
         ),
         .target(
             name: "FledgeKubernetes",
             dependencies: [
-                "FledgeHTTP", "FledgeJSON", "Yams", "CZlib",
+                "FledgeHTTP", "FledgeJSON", "FledgeYAML", "Yams", "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -103,7 +110,7 @@ let package = Package(
         .target(
             name: "FledgeSandbox",
             dependencies: [
-                "FledgeJSON", "Yams",
+                "FledgeJSON", "FledgeYAML", "Yams",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -157,7 +164,7 @@ let package = Package(
             name: "FledgeCLI",
             dependencies: [
                 "FledgeHTTP", "FledgePrometheus", "FledgeCore", "FledgeLint",
-                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "FledgeJudge", "FledgeReport", "Yams",
+                "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus", "FledgeJSON", "FledgeController", "FledgeMesh", "FledgeJudge", "FledgeReport", "FledgeYAML", "Yams",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

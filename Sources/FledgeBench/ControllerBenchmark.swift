@@ -238,7 +238,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
             let counted = Mutex(0)
             let single = PrometheusAnalyzer(defaultAddress: prometheus.url, http: CurlHTTPClient(), onQuery: { _ in counted.withLock { $0 += 1 } })
             let requests = controller.caches.rollouts.list().compactMap { object -> AnalysisRequest? in
-                guard let rollout = try? Rollout(json: object), case .success(let plan) = rollout.spec.plan() else { return nil }
+                guard let rollout = try? Rollout(json: object), case .success(let plan) = rollout.plan() else { return nil }
                 return AnalysisRequest(rollout: rollout, plan: plan)
             }
             for request in requests { _ = await single.measure([request], at: Date()) }

@@ -52,7 +52,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         let cluster = try kubernetes.connect()
         let fetched = try await cluster.rollout(rollout)
         let plan: RolloutPlan
-        switch fetched.rollout.spec.plan() {
+        switch fetched.rollout.plan() {
         case .success(let p): plan = p
         case .failure(let errors):
             throw CLIError("rollout \"\(rollout)\" has an invalid spec: \(errors.issues.map(\.description).joined(separator: "; "))")

@@ -13,7 +13,11 @@ struct LintCommand: ParsableCommand {
             Reads YAML files and folders (recursively, multi-document files too), validates every Rollout and
             cross-checks it with the VirtualServices, DestinationRules and Deployments found with it: subsets
             exist and select pods, no dead routes, weights sum to 100, a managed route exists, no weight on a
-            subset whose pods nothing provides. Exit status 1 when any finding is an error.
+            subset whose pods nothing provides. An object the Rollout names that is not among the files is a
+            warning (it may be in the cluster already). Files in a folder that hold no Kubernetes object (a
+            kustomization.yaml, a Grafana dashboard) are skipped with an info line; a file named on the
+            command line must hold Kubernetes objects. Exit status 1 when any finding is an error; warnings and
+            infos alone exit 0.
             """)
 
     @Argument(help: "YAML files or folders.")
@@ -40,7 +44,7 @@ struct LintCommand: ParsableCommand {
             }
             let out: JSONValue = [
                 "files": .array(report.files.map(JSONValue.string)), "errors": .int(Int64(report.errors)),
-                "warnings": .int(Int64(report.warnings)), "findings": .array(findings),
+                "warnings": .int(Int64(report.warnings)), "infos": .int(Int64(report.infos)), "findings": .array(findings),
             ]
             print(out.serializedString(pretty: true))
         case .table:
@@ -59,7 +63,7 @@ struct LintCommand: ParsableCommand {
             lines.append(table.render())
             lines.append("")
         }
-        lines.append("\(report.files.count) file(s): \(report.errors) error(s), \(report.warnings) warning(s)")
+        lines.append("\(report.files.count) file(s): \(report.errors) error(s), \(report.warnings) warning(s)\(report.infos > 0 ? ", \(report.infos) info" : "")")
         return lines.joined(separator: "\n")
     }
 }

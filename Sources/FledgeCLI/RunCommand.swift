@@ -28,7 +28,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Prometheus URL for Rollouts that do not name their own.")
     var prometheus: String?
 
-    @Option(help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
+    // `.unconditional`: the documented `--metrics-port -1` is the value, not a short option named 1.
+    @Option(parsing: .unconditional, help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
     var metricsPort: Int = 8080
 
     @Option(help: "Address the metrics server listens on.")
@@ -75,6 +76,14 @@ struct RunCommand: AsyncParsableCommand {
         if let prometheus {
             guard let url = URL(string: prometheus), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
                 throw ValidationError("--prometheus must be an http(s) URL, got '\(prometheus)'")
+            }
+        }
+        if let selector {
+            // The API server answers a bad selector with 400 on every list, which the watches would retry forever.
+            do {
+                _ = try LabelSelector(parsing: selector)
+            } catch {
+                throw ValidationError("--selector: \(error.message)")
             }
         }
         if let kubeconfig, !FileManager.default.fileExists(atPath: kubeconfig) {
@@ -126,6 +135,13 @@ struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as HealthServer.ListenError {
+            throw CLIError(
+                error.addressInUse
+                    ? "\(error.host):\(error.port) is already in use by another process; --metrics-port sets the port of /healthz, /readyz and /metrics: pick another, 0 for a free one, or -1 to turn the server off"
+                    : "cannot listen on \(error.host):\(error.port) for /healthz, /readyz and /metrics: \(error.reason) (--metrics-host sets the address, --metrics-port the port; -1 turns the server off)")
+        }
     }
 }

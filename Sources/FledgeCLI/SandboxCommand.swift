@@ -86,7 +86,14 @@ struct SandboxCommand: AsyncParsableCommand {
                 services: [.init(service: server), .init(service: Announcer(server: server, kubeconfigPath: kubeconfigOut, token: adminToken, loaded: objects.count))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch SandboxError.cannotListen(let host, let port, let reason, let addressInUse) {
+            throw CLIError(
+                addressInUse
+                    ? "\(host):\(port) is already in use by another process; --port sets the sandbox's port: pick another, or 0 for a free one"
+                    : "cannot listen on \(host):\(port): \(reason) (--host sets the address, --port the port)")
+        }
     }
 
     static func randomToken() -> String {
@@ -114,7 +121,7 @@ struct SandboxCommand: AsyncParsableCommand {
             }
             var lines = "fledge sandbox: Kubernetes API on \(url.absoluteString)\n"
             lines += "fledge sandbox: kubeconfig written to \(kubeconfigPath)  (export KUBECONFIG=\(kubeconfigPath))\n"
-            if loaded > 0 { lines += "fledge sandbox: loaded \(loaded) objects\n" }
+            if loaded > 0 { lines += "fledge sandbox: loaded \(loaded) object\(loaded == 1 ? "" : "s")\n" }
             lines += "fledge sandbox: press Ctrl-C to stop\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
             try? await gracefulShutdown()

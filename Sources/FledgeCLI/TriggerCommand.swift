@@ -16,7 +16,8 @@ struct TriggerCommand: AsyncParsableCommand {
             Deployment's pod template with the change applied.
 
             Refuses while another revision is in flight (phase neither Healthy, Succeeded, Failed nor Aborted), \
-            naming it, unless --force: the controller then moves traffic back to stable and starts the new revision.
+            naming it, unless --force: the controller then moves traffic back to stable and starts the new revision \
+            (or, when spec.canary is back to what stable runs, only cancels the one in flight).
 
               fledge trigger product-service --image registry.example/product-service:2.0.0 -n shop
               fledge trigger product-service --image app=reg/app:2 --image sidecar=reg/proxy:1.3
@@ -75,7 +76,7 @@ struct TriggerCommand: AsyncParsableCommand {
             }
             let patch = try YAML.parse(text, source: templatePatch)
             guard case .object = patch else {
-                throw CLIError("--template-patch: \(templatePatch) holds a \(patch.typeName); expected an object (a JSON merge patch over the pod template)")
+                throw CLIError("--template-patch: \(templatePatch) holds \(patch.typeNameWithArticle); expected an object (a JSON merge patch over the pod template)")
             }
             canary["templatePatch"] = patch
         }
@@ -99,6 +100,9 @@ struct TriggerCommand: AsyncParsableCommand {
                 revision = try CoreBridge.revision(plan: planned, observed: observed)
             }
             let status = fetched.status
+            func hint(_ subcommand: String) -> String { kubernetes.suggestion(subcommand, rollout, namespace: cluster.namespace) }
+            // The revision --force replaces, to say so when it is done.
+            var replaced: String?
             if let wanted = revision?.revision, !status.phase.isIdle, let inFlight = status.revision {
                 if inFlight == wanted {
                     print("revision \(wanted) is already in flight (\(status.phase.rawValue)); nothing to do")
@@ -106,12 +110,13 @@ struct TriggerCommand: AsyncParsableCommand {
                 }
                 if !force {
                     throw CLIError(
-                        "revision \(inFlight) of rollout \"\(rollout)\" is in flight (\(StatusView.phaseSummary(status, stages: planned.stages.count))); wait for it, abort it (fledge abort \(rollout)), or pass --force to replace it with \(wanted)")
+                        "revision \(inFlight) of rollout \"\(rollout)\" is in flight (\(StatusView.phaseSummary(status, stages: planned.stages.count))); wait for it, abort it (\(hint("abort"))), or pass --force to replace it with \(wanted)")
                 }
+                replaced = inFlight
             } else if let wanted = revision?.revision, status.revision == wanted, [.failed, .aborted].contains(status.phase), fetched.statusIsCurrent {
                 // The controller does not start an ended revision again by itself.
                 throw CLIError(
-                    "revision \(wanted) of rollout \"\(rollout)\" ended \(status.phase.rawValue); `fledge retry \(rollout)` runs it again")
+                    "revision \(wanted) of rollout \"\(rollout)\" ended \(status.phase.rawValue); `\(hint("retry"))` runs it again")
             } else if revision == nil, !status.phase.isIdle, !force {
                 throw CLIError("revision \(status.revision ?? "?") of rollout \"\(rollout)\" is in flight (\(status.phase.rawValue)); pass --force to replace it")
             }
@@ -130,13 +135,25 @@ struct TriggerCommand: AsyncParsableCommand {
             let subject = "rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\""
             if let revision {
                 let unchanged = revision.revision == revision.stableRevision
-                print(
-                    unchanged
-                        ? "\(subject): revision \(revision.revision) is what the stable Deployment runs; nothing to roll out"
-                        : "\(subject) triggered: revision \(revision.revision) (stable runs \(revision.stableRevision))")
+                switch (unchanged, replaced) {
+                case (true, let replaced?) where [.initializing, .progressing, .paused].contains(status.phase):
+                    // decide: spec.canary back to stable mid-rollout rolls the canary back (CanaryReverted) and ends Healthy.
+                    print(
+                        "\(subject): spec.canary now matches the stable Deployment (revision \(revision.revision)), so revision \(replaced) in flight (\(status.phase.rawValue)) is cancelled: the controller moves traffic back to stable and removes the canary")
+                case (true, let replaced?):
+                    print(
+                        "\(subject): spec.canary now matches the stable Deployment (revision \(revision.revision)); revision \(replaced) was \(status.phase.rawValue): see \(hint("status"))")
+                case (true, nil):
+                    print("\(subject): revision \(revision.revision) is what the stable Deployment runs; nothing to roll out")
+                case (false, let replaced?):
+                    print(
+                        "\(subject) triggered: revision \(revision.revision) replaces revision \(replaced) in flight (\(status.phase.rawValue)): traffic back to stable, then it starts over (stable runs \(revision.stableRevision))")
+                case (false, nil):
+                    print("\(subject) triggered: revision \(revision.revision) (stable runs \(revision.stableRevision))")
+                }
             } else {
                 // Without read access to the Deployment and DestinationRule the revision is the controller's to compute.
-                print("\(subject) triggered (revision not known: cannot read Deployment \(planned.target) and DestinationRule \(planned.traffic.destinationRule); see fledge status)")
+                print("\(subject) triggered (revision not known: cannot read Deployment \(planned.target) and DestinationRule \(planned.traffic.destinationRule); see \(hint("status")))")
             }
             return
         }

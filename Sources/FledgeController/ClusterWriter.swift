@@ -65,7 +65,7 @@ struct ClusterWriter: Sendable {
     // MARK: - Workloads
 
     func ensureCanary(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) async throws(ControllerError) {
-        let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replicas, revision \(spec.revision))"
+        let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replica\(spec.replicas == 1 ? "" : "s"), revision \(spec.revision))"
         let desired = Self.canaryDeployment(spec, rollout: rollout, namespace: namespace)
         if let current = caches.deployments.get(namespace: namespace, name: spec.name) {
             // A Deployment's selector is immutable. Fledge never deletes (its RBAC has no delete): it says what to do.

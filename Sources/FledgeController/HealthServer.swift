@@ -1,7 +1,9 @@
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// `/healthz`, `/readyz` and `/metrics` on one port, as a Service.
 public struct HealthServer: Service {
@@ -44,11 +46,43 @@ public struct HealthServer: Service {
         var appLogger = logger
         appLogger.logLevel = .warning
         let onBound = self.onBound
+        let bound = Mutex(false)
         let app = Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "fledge"),
-            onServerRunning: { channel in onBound(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in
+                bound.withLock { $0 = true }
+                onBound(channel.localAddress?.port ?? 0)
+            },
             logger: appLogger)
-        try await app.run()
+        do {
+            try await app.run()
+        } catch where !bound.withLock({ $0 }) {
+            throw ListenError(host: host, port: port, error: error)
+        }
+    }
+
+    /// The server could not listen on its address (the port is taken, the address is not this host's, …).
+    public struct ListenError: Error, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        /// The system's words (`Address already in use`), or the error's.
+        public var reason: String
+        /// Another socket holds the port (EADDRINUSE).
+        public var addressInUse: Bool
+
+        init(host: String, port: Int, error: any Error) {
+            self.host = host
+            self.port = port
+            if let error = error as? IOError {
+                reason = String(cString: strerror(error.errnoCode))
+                addressInUse = error.errnoCode == EADDRINUSE
+            } else {
+                reason = "\(error)"
+                addressInUse = false
+            }
+        }
+
+        public var description: String { "cannot listen on \(host):\(port): \(reason)" }
     }
 }

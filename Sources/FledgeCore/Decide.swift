@@ -79,25 +79,24 @@ struct Engine {
 
     mutating func run() {
         status.observedGeneration = generation
-        let planned = rollout.spec.plan()
+        let planned = rollout.plan()
         if rollout.metadata.deletionTimestamp != nil {
             if case .success(let plan) = planned { self.plan = plan }
             finishDeletion()
             return
         }
-        var issues = rollout.specDecodingIssues
-        if case .failure(let errors) = planned { issues += errors.issues }
-        if !issues.isEmpty {
-            let message = issues.map(\.description).joined(separator: "; ")
+        switch planned {
+        case .failure(let errors):
+            let message = errors.issues.map(\.description).joined(separator: "; ")
             let before = status.condition(ConditionType.specValid)
             status.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: message, generation: generation, now: now)
             if before?.status != .false || before?.message != message {
                 event(.warning, "InvalidSpec", message)
             }
             return
+        case .success(let plan):
+            self.plan = plan
         }
-        guard case .success(let plan) = planned else { return }
-        self.plan = plan
         if let owner = observed.canary?.owningRollout, owner != rollout.metadata.name {
             // Two Rollouts naming one Deployment would take turns scaling and routing its canary. The one that made
             // the canary keeps it; this one writes nothing until the conflict is resolved.
@@ -478,7 +477,7 @@ struct Engine {
             enterStage(index + 1)
         } else {
             enter(.promoting)
-            event(.normal, "Promoting", "all \(plan.stages.count) stages passed; promoting revision \(wanted) into Deployment \(plan.target)")
+            event(.normal, "Promoting", "\(plan.stages.count == 1 ? "the stage" : "all \(plan.stages.count) stages") passed; promoting revision \(wanted) into Deployment \(plan.target)")
         }
         return true
     }

@@ -43,9 +43,12 @@ public struct Rollout: Codable, Sendable, Equatable {
     public var metadata: ObjectMeta
     public var spec: RolloutSpec
     public var status: RolloutStatus?
-    /// Problems met while decoding `spec` from JSON (a string where a number belongs…). When not empty, `spec`
-    /// is empty and `decide` reports these as an invalid spec. Not encoded.
+    /// Problems met while decoding `spec` from JSON (a string where a number belongs…), one per field. A field that
+    /// does not decode is read as absent, so the rest of `spec` is still there to check; `plan()` reports these
+    /// and the rest together. Not encoded.
     public var specDecodingIssues: [ValidationIssue] = []
+    /// The paths (`spec.stages[0].weight`) of the optional fields read as absent because of `specDecodingIssues`.
+    var specFieldsReadAsAbsent: [String] = []
 
     public init(metadata: ObjectMeta, spec: RolloutSpec, status: RolloutStatus? = nil) {
         self.metadata = metadata
@@ -75,21 +78,27 @@ public struct Rollout: Codable, Sendable, Equatable {
     /// as `specDecodingIssues` (so the controller can report it), and a status that does not decode is
     /// dropped (the controller starts over from the cluster's state).
     public init(json: JSONValue) throws(RolloutDecodingError) {
-        guard case .object = json else { throw RolloutDecodingError(path: "", message: "expected an object, found \(json.typeName)") }
+        guard case .object = json else { throw RolloutDecodingError(path: "", message: "expected an object, found \(json.typeNameWithArticle)") }
         if let kind = json["kind"]?.stringValue, kind != Rollout.kind {
             throw RolloutDecodingError(path: "kind", message: "expected Rollout, found \(kind)")
         }
+        guard let metadataJSON = json["metadata"], !metadataJSON.isNull else { throw RolloutDecodingError(path: "metadata", message: "is required") }
         do {
-            metadata = try (json["metadata"] ?? .null).decode(ObjectMeta.self)
+            metadata = try JSONValueDecoder.decode(ObjectMeta.self, from: metadataJSON)
         } catch {
             throw RolloutDecodingError(path: "metadata" + codingPathText(error), message: decodingMessage(error))
         }
         if let specJSON = json["spec"], !specJSON.isNull {
             do {
-                spec = try Rollout.durationsAsText(specJSON).decode(RolloutSpec.self)
+                // Each field of the wrong type is read as absent and reported, so one does not hide the others.
+                let (decoded, problems) = try JSONValueDecoder.decodeCollectingProblems(RolloutSpec.self, from: Rollout.durationsAsText(specJSON))
+                spec = decoded
+                specDecodingIssues = problems.map { ValidationIssue(path: "spec" + codingPathText($0.error), message: decodingMessage($0.error)) }
+                specFieldsReadAsAbsent = problems.map { "spec" + codingPathText($0.absentField) }
             } catch {
                 spec = RolloutSpec()
                 specDecodingIssues = [ValidationIssue(path: "spec" + codingPathText(error), message: decodingMessage(error))]
+                specFieldsReadAsAbsent = ["spec"]
             }
         } else {
             spec = RolloutSpec()
@@ -123,6 +132,19 @@ public struct Rollout: Codable, Sendable, Equatable {
         return s
     }
 
+    /// Every problem of the spec at once: the fields that did not decode, then what `spec.plan()` finds in the
+    /// rest. A field that did not decode was read as absent; what `spec.plan()` says about it (`is required`) is
+    /// left out.
+    public func plan() -> Result<RolloutPlan, ValidationErrors> {
+        let planned = spec.plan()
+        guard !specDecodingIssues.isEmpty else { return planned }
+        var issues = specDecodingIssues
+        if case .failure(let errors) = planned {
+            issues += errors.issues.filter { issue in !specFieldsReadAsAbsent.contains { isPath(issue.path, within: $0) } }
+        }
+        return .failure(ValidationErrors(issues: issues))
+    }
+
     /// Manual requests whose annotation token differs from the one last recorded in status, in the order
     /// abort, retry, promote-full, promote.
     public var pendingRequests: [(kind: ManualRequest, token: String)] {
@@ -142,33 +164,31 @@ public struct RolloutDecodingError: Error, Sendable, Equatable, CustomStringConv
     public var description: String { path.isEmpty ? "Rollout: \(message)" : "\(path): \(message)" }
 }
 
-/// `.stages[2].weight` from a DecodingError's coding path.
-func codingPathText(_ error: any Error) -> String {
-    let path: [any CodingKey]
-    switch error as? DecodingError {
-    case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx), .dataCorrupted(let ctx): path = ctx.codingPath
-    case .keyNotFound(let key, let ctx): path = ctx.codingPath + [key]
-    default: path = []
-    }
-    return path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
+/// `spec.stages[0].weight` is within `spec.stages` and `spec.stages[0]`, and within itself.
+func isPath(_ path: String, within field: String) -> Bool {
+    path == field || path.hasPrefix(field + ".") || path.hasPrefix(field + "[")
 }
 
+/// `.stages[2].weight` from a DecodingError's coding path.
+func codingPathText(_ error: any Error) -> String {
+    switch error as? DecodingError {
+    case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx), .dataCorrupted(let ctx): return codingPathText(ctx.codingPath)
+    case .keyNotFound(let key, let ctx): return codingPathText(ctx.codingPath + [key])
+    default: return ""
+    }
+}
+
+func codingPathText(_ path: [any CodingKey]) -> String {
+    path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
+}
+
+/// What is wrong, for a path: JSONValueDecoder's errors carry it (`expected an integer, found 50.5`), as do the
+/// `init(from:)` of Timestamp and RolloutDuration.
 func decodingMessage(_ error: any Error) -> String {
     switch error as? DecodingError {
-    case .typeMismatch(let type, let ctx):
-        let wanted: String
-        switch type {
-        case is Int.Type, is Int64.Type: wanted = "an integer"
-        case is Double.Type: wanted = "a number"
-        case is String.Type: wanted = "a string"
-        case is Bool.Type: wanted = "a boolean"
-        default: wanted = String(describing: type).hasPrefix("Array") ? "a list" : "an object"
-        }
-        if ctx.debugDescription.contains("but found a string") { return "expected \(wanted), found a string" }
-        return "expected \(wanted)"
+    case .typeMismatch(_, let ctx), .dataCorrupted(let ctx): return ctx.debugDescription
     case .valueNotFound: return "must not be null"
     case .keyNotFound: return "is required"
-    case .dataCorrupted(let ctx): return ctx.debugDescription
     default: return "\(error)"
     }
 }
@@ -184,6 +204,12 @@ public struct RolloutReferences: Sendable, Hashable {
 
     /// What the canary Deployment's name adds to the stable one's.
     public static let canarySuffix = "-canary"
+
+    /// The longest `spec.target.deployment` whose canary can run: Kubernetes names end at 253 characters, the
+    /// canary Deployment is `<target>-canary` (7 more) and its ReplicaSets `<target>-canary-<pod-template-hash>`
+    /// (the hash is a 32-bit number, up to 10 digits, so 11 more). A longer canary Deployment is refused by the API
+    /// server (over 246), or is created and never gets a ReplicaSet, so never a pod (236 to 246).
+    public static let maxTargetLength = 253 - canarySuffix.count - 11
 
     /// The canary Deployment Fledge owns for the stable Deployment `target`.
     public static func canaryDeployment(of target: String) -> String { target + canarySuffix }

@@ -221,9 +221,19 @@ extension RolloutSpec {
             return value
         }
 
-        // target
-        let target = name(target?.deployment, "spec.target.deployment")
-        if target.count > 253 - 7 { issue("spec.target.deployment", "is too long to add '-canary'") }
+        // target: a Deployment name with room for the canary's and its ReplicaSets' suffixes (one rule, one message).
+        let target = self.target?.deployment ?? ""
+        if self.target?.deployment == nil {
+            issue("spec.target.deployment", "is required")
+        } else if !isDNSSubdomain(target) || target.utf8.count > RolloutReferences.maxTargetLength {
+            let limit = RolloutReferences.maxTargetLength
+            let why = "the canary's ReplicaSets are named <deployment>-canary-<pod-template-hash>, up to \(253 - limit) characters more, and names end at 253"
+            issue(
+                "spec.target.deployment",
+                isDNSSubdomain(target)
+                    ? "is \(target.utf8.count) characters long; at most \(limit): \(why)"
+                    : "'\(target)' is not a valid Deployment name (lowercase letters, digits, '-' and '.', at most \(limit) characters: \(why))")
+        }
 
         // canary
         var images: [ImageChange] = []
@@ -253,7 +263,7 @@ extension RolloutSpec {
             }
             if let p = canary.templatePatch {
                 if case .object = p { patch = p } else if !p.isNull {
-                    issue("spec.canary.templatePatch", "must be an object (a JSON merge patch over the pod template), found \(p.typeName)")
+                    issue("spec.canary.templatePatch", "must be an object (a JSON merge patch over the pod template), found \(p.typeNameWithArticle)")
                 }
             }
             if let r = canary.replicas, r < 1 || r > 1000 { issue("spec.canary.replicas", "\(r) is not within 1…1000") }
@@ -451,17 +461,23 @@ func fmt(_ d: Double) -> String {
     return String(d)
 }
 
+/// Kubernetes' DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit.
 func isDNSLabel(_ s: String) -> Bool {
-    guard !s.isEmpty, s.utf8.count <= 63 else { return false }
-    let bytes = Array(s.utf8)
-    func ok(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
-    guard ok(bytes.first!), ok(bytes.last!) else { return false }
-    return bytes.allSatisfy { ok($0) || $0 == 45 }
+    s.utf8.count <= 63 && isDNSLabelText(Substring(s))
 }
 
+func isDNSLabelText(_ s: Substring) -> Bool {
+    let bytes = Array(s.utf8)
+    guard let first = bytes.first, let last = bytes.last else { return false }
+    func ok(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
+    return ok(first) && ok(last) && bytes.allSatisfy { ok($0) || $0 == 45 }
+}
+
+/// Kubernetes' DNS-1123 subdomain, the rule for object names: at most 253 characters, '.'-separated parts as in a
+/// label. Kubernetes sets no length per part (DNS would), so a 100-character Deployment name without dots is valid.
 func isDNSSubdomain(_ s: String) -> Bool {
     guard !s.isEmpty, s.utf8.count <= 253 else { return false }
-    return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
+    return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isDNSLabelText)
 }
 
 func placeholders(in template: String) -> [String] {

@@ -164,12 +164,12 @@ public struct JSONPatch: Sendable, Equatable {
     /// Reads a patch document (a JSON array of operation objects).
     public init(json: JSONValue) throws(JSONPatchError) {
         guard case .array(let items) = json else {
-            throw JSONPatchError("a JSON patch must be an array of operations, got \(json.typeName)")
+            throw JSONPatchError("a JSON patch must be an array of operations, got \(json.typeNameWithArticle)")
         }
         var operations: [JSONPatchOperation] = []
         for (index, item) in items.enumerated() {
             guard case .object(let object) = item else {
-                throw JSONPatchError("operation \(index): expected an object, got \(item.typeName)")
+                throw JSONPatchError("operation \(index): expected an object, got \(item.typeNameWithArticle)")
             }
             guard let op = object["op"]?.stringValue else {
                 throw JSONPatchError("operation \(index): missing \"op\"")
@@ -312,7 +312,7 @@ public struct JSONPatch: Sendable, Equatable {
                     return
                 }
                 guard let index = arrayIndex(first), index <= array.count else {
-                    throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) items)")
+                    throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) item\(array.count == 1 ? "" : "s"))")
                 }
                 document = .null
                 array.insert(value, at: index)
@@ -320,7 +320,7 @@ public struct JSONPatch: Sendable, Equatable {
                 return
             }
             guard let index = arrayIndex(first), array.indices.contains(index) else {
-                throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) items)")
+                throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) item\(array.count == 1 ? "" : "s"))")
             }
             var child = array[index]
             document = .null
@@ -329,7 +329,7 @@ public struct JSONPatch: Sendable, Equatable {
             array[index] = child
             document = .array(array)
         default:
-            throw JSONPatchError("path \"\(full)\": cannot add into a \(document.typeName)")
+            throw JSONPatchError("path \"\(full)\": cannot add into \(document.typeNameWithArticle)")
         }
     }
 
@@ -359,7 +359,7 @@ public struct JSONPatch: Sendable, Equatable {
             return try remove(at: rest, in: &child, full: full)
         case .array(var array):
             guard let index = arrayIndex(first), array.indices.contains(index) else {
-                throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) items)")
+                throw JSONPatchError("path \"\(full)\": index \"\(first)\" is out of bounds (array has \(array.count) item\(array.count == 1 ? "" : "s"))")
             }
             var child = array[index]
             document = .null
@@ -375,7 +375,7 @@ public struct JSONPatch: Sendable, Equatable {
             }
             return try remove(at: rest, in: &child, full: full)
         default:
-            throw JSONPatchError("path \"\(full)\" does not exist (\"\(first)\" is inside a \(document.typeName))")
+            throw JSONPatchError("path \"\(full)\" does not exist (\"\(first)\" is inside \(document.typeNameWithArticle))")
         }
     }
 }

@@ -84,6 +84,15 @@ extension JSONValue {
         }
     }
 
+    /// The type name with its article, for error messages: `an array`, `a string`, `null`.
+    public var typeNameWithArticle: String {
+        switch self {
+        case .null: return "null"
+        case .array, .object: return "an \(typeName)"
+        default: return "a \(typeName)"
+        }
+    }
+
     /// The JSON type name, for error messages.
     public var typeName: String {
         switch self {

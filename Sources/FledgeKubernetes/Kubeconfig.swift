@@ -1,5 +1,6 @@
 import FledgeHTTP
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -91,6 +92,8 @@ public struct Kubeconfig: Sendable, Equatable {
 
     /// Parses one kubeconfig file's text; `file` names it in errors and anchors relative paths.
     public static func parse(yaml: String, file: String) throws(KubernetesError) -> Kubeconfig {
+        // Before composing, which would expand them.
+        if let alias = YAMLAliases.first(in: yaml) { throw KubernetesError.configuration(alias.description, file: file) }
         let root: JSONValue
         do {
             guard let node = try Yams.compose(yaml: yaml) else {
@@ -111,7 +114,7 @@ public struct Kubeconfig: Sendable, Equatable {
             return empty
         }
         guard root.objectValue != nil else {
-            throw KubernetesError.configuration("a kubeconfig must be a mapping, found \(root.typeName)", file: file)
+            throw KubernetesError.configuration("a kubeconfig must be a mapping, found \(root.typeNameWithArticle)", file: file)
         }
         if let kind = root["kind"]?.stringValue, kind != "Config" {
             throw KubernetesError.configuration("kind is \"\(kind)\", expected \"Config\"", file: file, field: "kind")
@@ -283,7 +286,7 @@ private struct FieldReader {
 
     func list(_ value: JSONValue, _ key: String) throws(KubernetesError) -> [JSONValue] {
         guard let raw = value[key], !raw.isNull else { return [] }
-        guard let items = raw.arrayValue else { throw fail("must be a list, found \(raw.typeName)", key) }
+        guard let items = raw.arrayValue else { throw fail("must be a list, found \(raw.typeNameWithArticle)", key) }
         return items
     }
 
@@ -293,7 +296,7 @@ private struct FieldReader {
         case .string(let s): return s
         case .int(let i): return String(i)
         case .double, .bool: return raw.serializedString()
-        default: throw fail("must be a string, found \(raw.typeName)", field)
+        default: throw fail("must be a string, found \(raw.typeNameWithArticle)", field)
         }
     }
 
@@ -304,7 +307,7 @@ private struct FieldReader {
 
     func object(_ value: JSONValue, _ key: String, at field: String) throws(KubernetesError) -> JSONValue? {
         guard let raw = value[key], !raw.isNull else { return nil }
-        guard raw.objectValue != nil else { throw fail("must be a mapping, found \(raw.typeName)", field) }
+        guard raw.objectValue != nil else { throw fail("must be a mapping, found \(raw.typeNameWithArticle)", field) }
         return raw
     }
 

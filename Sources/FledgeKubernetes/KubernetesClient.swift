@@ -400,13 +400,13 @@ public struct ObjectList: Sendable {
             throw context.error(.invalidResponse, "the list answer is not JSON: \(error)")
         }
         guard case .object(var object) = value else {
-            throw context.error(.invalidResponse, "the list answer is a \(value.typeName), expected an object")
+            throw context.error(.invalidResponse, "the list answer is \(value.typeNameWithArticle), expected an object")
         }
         let items = object.removeValue(forKey: "items") ?? .array([])
         switch items {
         case .array(let array): self.items = array
         case .null: self.items = []
-        default: throw context.error(.invalidResponse, "the list answer's items is a \(items.typeName), expected an array")
+        default: throw context.error(.invalidResponse, "the list answer's items is \(items.typeNameWithArticle), expected an array")
         }
         let metadata = object["metadata"]
         resourceVersion = metadata?["resourceVersion"]?.stringValue ?? ""

@@ -93,6 +93,62 @@ private struct SelectorParser {
         return out
     }
 
+    /// A label key as the API server accepts it: `[prefix/]name`, the name at most 63 characters of letters,
+    /// digits, `-`, `_` and `.` that starts and ends with a letter or digit, the prefix a DNS subdomain. The key is
+    /// read whole first, so the error points at its start.
+    mutating func key() throws(KubernetesError) -> String {
+        let start = index
+        let key = word()
+        guard !key.isEmpty else { return key }
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        let name = String(parts.last!)
+        var problem: String?
+        if parts.count > 2 {
+            problem = "has more than one '/'"
+        } else if parts.count == 2, !isDNSSubdomain(String(parts[0])) {
+            problem = "has a prefix that is not a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253)"
+        } else if !isLabelValue(name) || name.isEmpty {
+            problem = "is not a valid name (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"
+        }
+        if let problem {
+            index = start
+            throw fail("label key \"\(key)\" \(problem)")
+        }
+        return key
+    }
+
+    /// A label value: empty, or at most 63 letters, digits, `-`, `_` and `.` starting and ending with a letter or digit.
+    mutating func value() throws(KubernetesError) -> String {
+        let start = index
+        let value = word()
+        guard isLabelValue(value) else {
+            index = start
+            throw fail("label value \"\(value)\" is not valid (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)")
+        }
+        return value
+    }
+
+    func isLabelValue(_ text: String) -> Bool {
+        let scalars = Array(text.unicodeScalars)
+        guard let first = scalars.first, let last = scalars.last else { return true }
+        func alphanumeric(_ c: Unicode.Scalar) -> Bool {
+            switch c {
+            case "a"..."z", "A"..."Z", "0"..."9": return true
+            default: return false
+            }
+        }
+        return scalars.count <= 63 && alphanumeric(first) && alphanumeric(last) && scalars.allSatisfy { alphanumeric($0) || $0 == "-" || $0 == "_" || $0 == "." }
+    }
+
+    func isDNSSubdomain(_ text: String) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            guard let first = label.unicodeScalars.first, let last = label.unicodeScalars.last else { return false }
+            func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("0"..."9").contains(c) }
+            return ok(first) && ok(last) && label.unicodeScalars.allSatisfy { ok($0) || $0 == "-" }
+        }
+    }
+
     mutating func parse() throws(KubernetesError) -> [LabelSelector.Requirement] {
         var result: [LabelSelector.Requirement] = []
         skipSpaces()
@@ -111,11 +167,11 @@ private struct SelectorParser {
         if index < text.count, text[index] == "!" {
             index += 1
             skipSpaces()
-            let key = word()
+            let key = try self.key()
             guard !key.isEmpty else { throw fail("expected a label key after \"!\"") }
             return .doesNotExist(key)
         }
-        let key = word()
+        let key = try self.key()
         guard !key.isEmpty else { throw fail("expected a label key") }
         skipSpaces()
         guard index < text.count, text[index] != "," else { return .exists(key) }
@@ -123,12 +179,12 @@ private struct SelectorParser {
             index += 1
             if index < text.count, text[index] == "=" { index += 1 }
             skipSpaces()
-            return .equals(key, word())
+            return .equals(key, try value())
         }
         if text[index] == "!", index + 1 < text.count, text[index + 1] == "=" {
             index += 2
             skipSpaces()
-            return .notEquals(key, word())
+            return .notEquals(key, try value())
         }
         let op = word()
         switch op {
@@ -143,9 +199,11 @@ private struct SelectorParser {
         guard index < text.count, text[index] == "(" else { throw fail("expected \"(\"") }
         index += 1
         var values = Set<String>()
+        skipSpaces()
+        if index < text.count, text[index] == ")" { throw fail("expected at least one value") }
         while true {
             skipSpaces()
-            values.insert(word())
+            values.insert(try value())
             skipSpaces()
             guard index < text.count else { throw fail("expected \")\"") }
             if text[index] == ")" {

@@ -35,7 +35,7 @@ public struct WatchEvent: Sendable, Equatable {
     /// Reads an already parsed watch event.
     public init(_ value: JSONValue) throws(KubernetesError) {
         guard case .object(let object) = value else {
-            throw KubernetesError(kind: .invalidResponse, message: "a watch event is a \(value.typeName), expected an object")
+            throw KubernetesError(kind: .invalidResponse, message: "a watch event is \(value.typeNameWithArticle), expected an object")
         }
         guard let typeName = object["type"]?.stringValue else {
             throw KubernetesError(kind: .invalidResponse, message: "a watch event has no type")
@@ -44,7 +44,7 @@ public struct WatchEvent: Sendable, Equatable {
             throw KubernetesError(kind: .invalidResponse, message: "unknown watch event type \"\(typeName)\"")
         }
         guard let payload = object["object"], payload.objectValue != nil else {
-            throw KubernetesError(kind: .invalidResponse, message: "a \(typeName) watch event has no object")
+            throw KubernetesError(kind: .invalidResponse, message: "watch event \(typeName) has no object")
         }
         self.type = type
         self.object = payload

@@ -2,10 +2,18 @@ import FledgeCore
 import FledgeJSON
 import Foundation
 
-/// How bad a finding is. Any error makes `fledge lint` exit 1.
+/// How bad a finding is. Any error makes `fledge lint` exit 1; warnings and infos (a file skipped because it is no
+/// Kubernetes manifest) do not.
 public enum Severity: String, Sendable, Codable, Comparable {
-    case warning, error
-    public static func < (a: Severity, b: Severity) -> Bool { a == .warning && b == .error }
+    case info, warning, error
+    var rank: Int {
+        switch self {
+        case .info: return 0
+        case .warning: return 1
+        case .error: return 2
+        }
+    }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
 /// One problem found: where (file, line, object, field path), what, how bad.
@@ -41,14 +49,17 @@ public struct LintReport: Sendable, Equatable, Codable {
     public var findings: [Finding]
     public var errors: Int { findings.filter { $0.severity == .error }.count }
     public var warnings: Int { findings.filter { $0.severity == .warning }.count }
+    public var infos: Int { findings.filter { $0.severity == .info }.count }
     public var hasErrors: Bool { errors > 0 }
 }
 
 /// Lints Rollouts together with the Kubernetes and Istio manifests found with them.
 public enum Linter {
     /// Reads files and folders (recursively: `*.yaml`, `*.yml`, `*.json`) and lints everything found together.
+    /// A file found in a folder that holds no Kubernetes object (a kustomization.yaml, a Grafana dashboard) is
+    /// skipped with an info finding; a file named in `paths` must be Kubernetes manifests.
     public static func lint(paths: [String]) -> LintReport {
-        var sources: [(String, String)] = []
+        var sources: [Source] = []
         var findings: [Finding] = []
         let fm = FileManager.default
         for path in paths {
@@ -58,6 +69,7 @@ public enum Linter {
                 continue
             }
             var files: [String] = []
+            let inFolder = isDirectory.boolValue
             if isDirectory.boolValue {
                 let base = URL(fileURLWithPath: path)
                 if let walker = fm.enumerator(at: base, includingPropertiesForKeys: nil) {
@@ -81,28 +93,60 @@ public enum Linter {
                     findings.append(Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "is not UTF-8 text"))
                     continue
                 }
-                sources.append((file, text))
+                sources.append(Source(file: file, text: text, inFolder: inFolder))
             }
         }
-        var report = lint(sources: sources)
+        var report = lint(sources)
         report.findings = findings + report.findings
         return report
     }
 
-    /// Lints in-memory sources: (file name, YAML text).
+    /// Lints in-memory sources: (file name, YAML text), each as if named on the command line.
     public static func lint(sources: [(file: String, text: String)]) -> LintReport {
+        lint(sources.map { Source(file: $0.file, text: $0.text, inFolder: false) })
+    }
+
+    /// A file's text, and whether it was found in a folder (rather than named): only those may be skipped.
+    struct Source {
+        var file: String
+        var text: String
+        var inFolder: Bool
+    }
+
+    /// kustomize's own files (`Kustomization`, `Component`): they sit next to manifests but are not applied.
+    static func isKustomizeFile(_ doc: LintDocument) -> Bool {
+        doc.apiVersion?.hasPrefix("kustomize.config.k8s.io/") == true
+    }
+
+    static func lint(_ sources: [Source]) -> LintReport {
         var documents: [LintDocument] = []
         var findings: [Finding] = []
-        for (file, text) in sources {
-            let (docs, problem) = YAMLReader.documents(of: text, file: file)
+        for source in sources {
+            let file = source.file
+            let (docs, problem) = YAMLReader.documents(of: source.text, file: file)
             if let problem {
                 findings.append(Finding(severity: .error, file: file, line: problem.line, object: nil, path: nil, message: problem.message))
             }
+            // Found in a folder and nothing in it has an apiVersion or kind (a Grafana dashboard, a values file):
+            // not a manifest, so not a mistake in one.
+            if source.inFolder, problem == nil, !docs.contains(where: { $0.apiVersion != nil || $0.kind != nil }) {
+                findings.append(
+                    Finding(severity: .info, file: file, line: nil, object: nil, path: nil, message: "skipped: no apiVersion or kind, not a Kubernetes manifest"))
+                continue
+            }
             for doc in docs {
                 if doc.json.isNull { continue }
+                if Self.isKustomizeFile(doc) {
+                    let what = "\(doc.kind ?? "?") (\(doc.apiVersion ?? "")) is kustomize's configuration, not a Kubernetes object"
+                    findings.append(
+                        source.inFolder
+                            ? Finding(severity: .info, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "skipped: \(what)")
+                            : Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1): \(what)"))
+                    continue
+                }
                 guard case .object = doc.json else {
                     findings.append(
-                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is a \(doc.json.typeName), not a Kubernetes object"))
+                        Finding(severity: .error, file: file, line: doc.line(of: ""), object: nil, path: nil, message: "document \(doc.index + 1) is \(doc.json.typeNameWithArticle), not a Kubernetes object"))
                     continue
                 }
                 if doc.kind == nil || doc.apiVersion == nil || doc.name == nil {
@@ -183,6 +227,12 @@ struct Checker {
         if doc.apiVersion != Rollout.apiVersion {
             add(.error, doc, "apiVersion", "'\(doc.apiVersion ?? "")' is not \(Rollout.apiVersion)")
         }
+        // The API server takes names up to 253 characters, but the canary Deployment carries the Rollout's name as a
+        // label value, which ends at 63: a longer name could never create its canary.
+        if let name = doc.name, name.utf8.count > 63 {
+            add(.error, doc, "metadata.name",
+                "is \(name.utf8.count) characters long; at most 63: the canary Deployment is labelled fledge.dev/rollout=<name>, and label values end at 63")
+        }
         for issue in unknownFields(doc.json["spec"] ?? .null, schema: rolloutSchema, path: "spec") {
             add(.error, doc, issue.path, issue.message)
         }
@@ -193,29 +243,31 @@ struct Checker {
             add(.error, doc, error.path, error.message)
             return nil
         }
-        for issue in rollout.specDecodingIssues { add(.error, doc, issue.path, issue.message) }
-        guard rollout.specDecodingIssues.isEmpty else { return nil }
         let plan: RolloutPlan
-        switch rollout.spec.plan() {
+        switch rollout.plan() {
         case .failure(let errors):
             for issue in errors.issues { add(.error, doc, issue.path, issue.message) }
             return nil
         case .success(let p): plan = p
         }
 
-        let deployment = find("Deployment", named: plan.target, near: doc)
-        if deployment == nil {
-            add(.error, doc, "spec.target.deployment", "Deployment \(plan.target) is not among the linted manifests")
+        // An object the Rollout names that is not among the files may well be in the cluster already: a warning
+        // that it was not checked, the same for all three.
+        func notLinted(_ kind: String, _ name: String, _ path: String) {
+            add(.warning, doc, path,
+                "\(kind) \(name) is not among the linted manifests; not checked (it may be in the cluster already)")
         }
-        guard let vs = find("VirtualService", named: plan.traffic.virtualService, near: doc) else {
-            add(.error, doc, doc.json[path: ["spec", "traffic", "virtualService"]] == nil ? "spec.traffic" : "spec.traffic.virtualService",
-                "VirtualService \(plan.traffic.virtualService) is not among the linted manifests")
-            return plan
+        let deployment = find("Deployment", named: plan.target, near: doc)
+        if deployment == nil { notLinted("Deployment", plan.target, "spec.target.deployment") }
+        let vs = find("VirtualService", named: plan.traffic.virtualService, near: doc)
+        if vs == nil {
+            notLinted("VirtualService", plan.traffic.virtualService,
+                doc.json[path: ["spec", "traffic", "virtualService"]] == nil ? "spec.traffic" : "spec.traffic.virtualService")
         }
         let dr = find("DestinationRule", named: plan.traffic.destinationRule, near: doc)
         if dr == nil {
-            add(.error, doc, doc.json[path: ["spec", "traffic", "destinationRule"]] == nil ? "spec.traffic" : "spec.traffic.destinationRule",
-                "DestinationRule \(plan.traffic.destinationRule) is not among the linted manifests")
+            notLinted("DestinationRule", plan.traffic.destinationRule,
+                doc.json[path: ["spec", "traffic", "destinationRule"]] == nil ? "spec.traffic" : "spec.traffic.destinationRule")
         }
         let subsetList = dr.map { subsets(of: $0.json) } ?? []
         if let dr {
@@ -225,15 +277,17 @@ struct Checker {
                     "DestinationRule \(dr.name ?? "") has no subset '\(name)' (it has \(subsetList.map { "'\($0.name)'" }.joined(separator: ", ")))")
             }
         }
-        switch managedRoutes(of: vs.json, traffic: plan.traffic) {
-        case .failure(let error):
-            add(.error, doc, plan.traffic.routes.isEmpty ? "spec.traffic" : "spec.traffic.routes", error.message)
-        case .success(let routes):
-            for route in routes {
-                let subsetsUsed = Set(route.destinations.compactMap(\.subset))
-                if !subsetsUsed.contains(plan.traffic.canarySubset) {
-                    add(.warning, vs, "spec.http[\(route.index)].route",
-                        "managed route \(route.id) has no destination for subset \(plan.traffic.canarySubset); Fledge will add one")
+        if let vs {
+            switch managedRoutes(of: vs.json, traffic: plan.traffic) {
+            case .failure(let error):
+                add(.error, doc, plan.traffic.routes.isEmpty ? "spec.traffic" : "spec.traffic.routes", error.message)
+            case .success(let routes):
+                for route in routes {
+                    let subsetsUsed = Set(route.destinations.compactMap(\.subset))
+                    if !subsetsUsed.contains(plan.traffic.canarySubset) {
+                        add(.warning, vs, "spec.http[\(route.index)].route",
+                            "managed route \(route.id) has no destination for subset \(plan.traffic.canarySubset); Fledge will add one")
+                    }
                 }
             }
         }
@@ -310,9 +364,16 @@ struct Checker {
                 let host = dest.host ?? ""
                 let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
                 guard !hostDRs.isEmpty else {
+                    // A DestinationRule for another host next to this route: likely a typo in the host. None at all: it
+                    // may be in the cluster already.
                     let known = drs.compactMap { $0.json[path: ["spec", "host"]]?.stringValue }.map(shortHost)
-                    add(.error, doc, "\(path).host",
-                        "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
+                    if drs.isEmpty {
+                        add(.warning, doc, "\(path).host",
+                            "host '\(host)' has no DestinationRule among the linted manifests; subset '\(subset)' not checked (it may be in the cluster already)")
+                    } else {
+                        add(.error, doc, "\(path).host",
+                            "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
+                    }
                     continue
                 }
                 guard let (dr, s, si) = hostDRs.lazy.compactMap({ dr -> (LintDocument, Subset, Int)? in
@@ -327,9 +388,9 @@ struct Checker {
                 }
                 _ = dr
                 _ = si
-                // Weight on a subset whose pods nothing provides.
+                // Weight on a subset whose pods nothing provides (unknown without any Deployment among the files).
                 let share = route.destinations.count == 1 ? (dest.weight ?? 100) : (dest.weight ?? 0)
-                guard share > 0, !providedByDeployment(s, near: doc) else { continue }
+                guard share > 0, objects("Deployment").contains(where: { sameNamespace($0, doc) }), !providedByDeployment(s, near: doc) else { continue }
                 let what = route.hasMatch ? "requests matching route \(route.id)" : "\(share)% of route \(route.id)'s traffic"
                 if canarySubsets.contains(subset) {
                     add(.warning, doc, "\(base).route[\(i)]",
@@ -386,6 +447,10 @@ struct Checker {
                 continue
             }
             if stableNames.contains(s.name) { continue }  // checked against the Rollout's target
+            if deployments.isEmpty {
+                add(.warning, doc, base, "no Deployment among the linted manifests; subset '\(s.name)' (\(labelList(s.labels))) not checked (its pods may be in the cluster already)")
+                continue
+            }
             if !deployments.contains(where: { selects(s.labels, podLabels($0)) }) {
                 // Point at the label that keeps it from the closest Deployment.
                 let best = deployments.max { a, b in

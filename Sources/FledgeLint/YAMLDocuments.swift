@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -45,6 +46,8 @@ public struct YAMLProblem: Error, Sendable {
 enum YAMLReader {
     /// Reads every document of a YAML stream. Stops at the first syntax error, keeping the documents before it.
     static func documents(of text: String, file: String) -> ([LintDocument], YAMLProblem?) {
+        // Refused before composing: Yams expands every alias while it composes, without a limit.
+        if let alias = YAMLAliases.first(in: text) { return ([], YAMLProblem(message: alias.message, line: alias.line)) }
         var out: [LintDocument] = []
         do {
             var sequence = try Yams.compose_all(yaml: text, Resolver.default.removing(.timestamp))
@@ -87,7 +90,8 @@ enum YAMLReader {
             case Tag.Name.bool.rawValue: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
             case Tag.Name.int.rawValue:
                 if let i = Int64(scalar.string) { return .int(i) }
-                return node.int.map { .int(Int64($0)) } ?? .string(scalar.string)
+                // Too large for 64 bits: a number still (as kubectl sends it), so the check says "too large", not "a string".
+                return node.int.map { .int(Int64($0)) } ?? node.float.map(JSONValue.double) ?? Double(scalar.string).map(JSONValue.double) ?? .string(scalar.string)
             case Tag.Name.float.rawValue: return node.float.map(JSONValue.double) ?? .string(scalar.string)
             default: return .string(scalar.string)
             }
@@ -112,6 +116,7 @@ enum YAMLReader {
             }
             return .array(array)
         case .alias:
+            // Yams' composer resolves aliases (and YAMLAliases refused them before); only its emitter makes these.
             throw YAMLProblem(message: "YAML aliases are not supported in Kubernetes manifests", line: node.mark?.line)
         }
     }

@@ -48,7 +48,7 @@ public struct ReportGatherer: Sendable {
         var notes: [String] = []
 
         let plan: RolloutPlan?
-        switch rollout.spec.plan() {
+        switch rollout.plan() {
         case .success(let checked): plan = checked
         case .failure(let errors):
             plan = nil

@@ -317,7 +317,7 @@ struct APIHandler: HTTPResponder {
             case .merge, .strategic, .apply:
                 // A Scale has no lists, so a strategic merge or an apply merges like a merge patch.
                 guard case .object = patch else {
-                    throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeName)")
+                    throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeNameWithArticle)")
                 }
                 return current.applyingMergePatch(patch)
             case .json:

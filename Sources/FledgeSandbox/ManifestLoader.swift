@@ -1,4 +1,5 @@
 import FledgeJSON
+import FledgeYAML
 import Foundation
 import Yams
 
@@ -33,6 +34,8 @@ public enum ManifestLoader {
 
     /// Parses YAML (or JSON) text with one or more documents, keeping where each object came from.
     public static func parseManifests(_ text: String, source: String = "<input>") throws(SandboxError) -> [Manifest] {
+        // Before composing, which would expand them.
+        if let alias = YAMLAliases.first(in: text) { throw SandboxError.manifest(source: source, message: alias.description) }
         var documents: [(document: Int, item: Int?, object: JSONValue)] = []
         var count = 0
         do {
@@ -45,7 +48,7 @@ public enum ManifestLoader {
                 if value.isNull { continue }
                 guard case .object = value else {
                     throw SandboxError.manifest(
-                        source: source, message: "document \(index) is a \(value.typeName), not a Kubernetes object")
+                        source: source, message: "document \(index) is \(value.typeNameWithArticle), not a Kubernetes object")
                 }
                 if value["kind"]?.stringValue == "List", let items = value["items"]?.arrayValue {
                     for (offset, item) in items.enumerated() { documents.append((index, offset + 1, item)) }

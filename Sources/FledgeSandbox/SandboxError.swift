@@ -7,14 +7,17 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
     case status(code: Int, reason: String, message: String, details: JSONValue?)
     /// A manifest could not be loaded: the file (or "<input>") and what is wrong.
     case manifest(source: String, message: String)
-    /// The server could not start (bind, TLS material, ...).
+    /// The server could not start (TLS material, ...).
     case startup(String)
+    /// The server could not listen on its address: the system's reason, and whether another socket holds the port.
+    case cannotListen(host: String, port: Int, reason: String, addressInUse: Bool)
 
     public var description: String {
         switch self {
         case .status(let code, let reason, let message, _): return "\(message) (\(reason), HTTP \(code))"
         case .manifest(let source, let message): return "\(source): \(message)"
         case .startup(let message): return "sandbox could not start: \(message)"
+        case .cannotListen(let host, let port, let reason, _): return "sandbox could not start: cannot listen on \(host):\(port): \(reason)"
         }
     }
 

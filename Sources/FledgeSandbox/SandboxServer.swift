@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -167,13 +168,22 @@ public final class SandboxServer: Service, Sendable {
                 onBound(bound)
             },
             logger: appLogger)
+        let (host, port) = (configuration.host, configuration.port)
         let store = self.store
         let clock = configuration.clock
         let tick = configuration.tickInterval
         let bookmarkInterval = SandboxStore.seconds(configuration.bookmarkInterval)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                try await app.run()
+                do {
+                    try await app.run()
+                } catch where self.boundPort.withLock({ $0 }) == nil {
+                    if let error = error as? IOError {
+                        throw SandboxError.cannotListen(
+                            host: host, port: port, reason: String(cString: strerror(error.errnoCode)), addressInUse: error.errnoCode == EADDRINUSE)
+                    }
+                    throw SandboxError.cannotListen(host: host, port: port, reason: "\(error)", addressInUse: false)
+                }
             }
             group.addTask {
                 // The simulation: deployment rollouts, watch timeouts and bookmarks, on the injected clock.

@@ -372,7 +372,7 @@ public actor SandboxStore {
     /// Checks the parts every object shares, and that the body is the kind the URL names.
     private func checkEnvelope(_ type: ResourceType, _ object: JSONValue, namespace: String?) throws(SandboxError) {
         guard case .object = object else {
-            throw SandboxError.badRequest("the body of the request must be a JSON object, got \(object.typeName)")
+            throw SandboxError.badRequest("the body of the request must be a JSON object, got \(object.typeNameWithArticle)")
         }
         if let kind = object["kind"], kind.stringValue != type.kind {
             throw SandboxError.badRequest(
@@ -391,11 +391,11 @@ public actor SandboxStore {
         for field in ["labels", "annotations"] {
             guard let map = metadata[field], !map.isNull else { continue }
             guard case .object(let entries) = map else {
-                throw SandboxError.badRequest("metadata.\(field) must be an object of strings, got \(map.typeName)")
+                throw SandboxError.badRequest("metadata.\(field) must be an object of strings, got \(map.typeNameWithArticle)")
             }
             for (key, value) in entries where value.stringValue == nil {
                 throw SandboxError.badRequest(
-                    "metadata.\(field).\(key) must be a string, got \(value.typeName) (\(value.serializedString()))")
+                    "metadata.\(field).\(key) must be a string, got \(value.typeNameWithArticle) (\(value.serializedString()))")
             }
         }
         if let given = metadata["namespace"]?.stringValue, !given.isEmpty, let namespace, given != namespace {
@@ -433,7 +433,7 @@ public actor SandboxStore {
                     }
                 } else if !replicas.isNull {
                     throw SandboxError.badRequest(
-                        "Deployment in version \"v1\" cannot be handled as a Deployment: spec.replicas must be an integer, got \(replicas.typeName)")
+                        "Deployment in version \"v1\" cannot be handled as a Deployment: spec.replicas must be an integer, got \(replicas.typeNameWithArticle)")
                 }
             }
             let containers = object[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
@@ -450,16 +450,16 @@ public actor SandboxStore {
             }
         case .configMaps:
             for (key, value) in object["data"]?.objectValue ?? [:] where value.stringValue == nil {
-                throw SandboxError.badRequest("ConfigMap data.\(key) must be a string, got \(value.typeName)")
+                throw SandboxError.badRequest("ConfigMap data.\(key) must be a string, got \(value.typeNameWithArticle)")
             }
         case .leases:
             for field in ["leaseDurationSeconds", "leaseTransitions"] {
                 if let value = object[path: ["spec", field]], !value.isNull, value.intValue == nil {
-                    throw SandboxError.badRequest("Lease spec.\(field) must be an integer, got \(value.typeName)")
+                    throw SandboxError.badRequest("Lease spec.\(field) must be an integer, got \(value.typeNameWithArticle)")
                 }
             }
             if let value = object[path: ["spec", "holderIdentity"]], !value.isNull, value.stringValue == nil {
-                throw SandboxError.badRequest("Lease spec.holderIdentity must be a string, got \(value.typeName)")
+                throw SandboxError.badRequest("Lease spec.holderIdentity must be a string, got \(value.typeNameWithArticle)")
             }
         case .customResourceDefinitions:
             _ = try ResourceType.fromCRD(object)
@@ -633,7 +633,7 @@ public actor SandboxStore {
             }
             let applied = try SandboxStore.decodeApplyBody(body)
             guard case .object = applied else {
-                throw SandboxError.badRequest("an apply patch must be an object, got \(applied.typeName)")
+                throw SandboxError.badRequest("an apply patch must be an object, got \(applied.typeNameWithArticle)")
             }
             guard let current else {
                 var object = applied
@@ -664,7 +664,7 @@ public actor SandboxStore {
         switch patchType {
         case .merge:
             guard case .object = patch else {
-                throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeName)")
+                throw SandboxError.badRequest("a merge patch must be a JSON object, got \(patch.typeNameWithArticle)")
             }
             patched = current.applyingMergePatch(patch)
         case .json:
@@ -688,7 +688,7 @@ public actor SandboxStore {
             throw SandboxError.badRequest("an apply patch cannot be applied as a JSON patch")
         }
         guard case .object = patched else {
-            throw SandboxError.unprocessable("the patch turned \(type.groupResource) \"\(name)\" into a \(patched.typeName)")
+            throw SandboxError.unprocessable("the patch turned \(type.groupResource) \"\(name)\" into \(patched.typeNameWithArticle)")
         }
         // A patch may carry a resourceVersion precondition; otherwise it applies to the current version.
         if patched[path: ["metadata", "resourceVersion"]] == nil {
@@ -1215,6 +1215,7 @@ public actor SandboxStore {
                     let kind = manifest.object["kind"]?.stringValue ?? "object"
                     let name = manifest.object[path: ["metadata", "name"]]?.stringValue ?? ""
                     message = "\(kind) \"\(name)\": \(text)"
+                case .cannotListen: message = error.description
                 }
                 throw SandboxError.manifest(source: manifest.location, message: message)
             }

@@ -34,7 +34,7 @@ extension SandboxStore {
         let current = try get(type, namespace: namespace, name: name)
         let desired = try change(SandboxStore.scaleView(of: current))
         guard case .object = desired else {
-            throw SandboxError.badRequest("a Scale must be a JSON object, got \(desired.typeName)")
+            throw SandboxError.badRequest("a Scale must be a JSON object, got \(desired.typeNameWithArticle)")
         }
         if let kind = desired["kind"]?.stringValue, kind != "Scale" {
             throw SandboxError.badRequest("the body is a \(kind), expected an autoscaling/v1 Scale")

@@ -31,7 +31,7 @@ enum StrategicMergePatch {
 
     static func apply(_ patch: JSONValue, to original: JSONValue) throws(SandboxError) -> JSONValue {
         guard case .object = patch else {
-            throw SandboxError.badRequest("a strategic merge patch must be a JSON object, got \(patch.typeName)")
+            throw SandboxError.badRequest("a strategic merge patch must be a JSON object, got \(patch.typeNameWithArticle)")
         }
         return try mergeObject(original, patch, path: [])
     }

@@ -30,6 +30,15 @@ struct LintCommandTests {
         #expect(throws: ExitCode(1)) { try command.run() }
     }
 
+    /// Warnings and skipped files alone exit 0: deploy/ (a kustomization.yaml and a dashboard in it) and a Rollout
+    /// linted without the objects it names.
+    @Test func warningsAndSkippedFilesExitZero() throws {
+        let root = URL(fileURLWithPath: Self.seed).deletingLastPathComponent().deletingLastPathComponent()
+        try LintCommand.parse([root.appendingPathComponent("deploy").path]).run()
+        try LintCommand.parse([Self.seed + "/rollout.yaml", "-o", "json"]).run()
+        #expect(throws: ExitCode(1)) { try LintCommand.parse([root.appendingPathComponent("deploy/kustomization.yaml").path]).run() }
+    }
+
     @Test func needsAPath() {
         #expect(throws: (any Error).self) { try LintCommand.parse([]) }
     }

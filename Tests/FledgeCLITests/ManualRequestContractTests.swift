@@ -111,7 +111,7 @@ struct ManualRequestContractTests {
 
             let again = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
             #expect(again.status == 1)
-            #expect(again.err == "Error: revision \(revision) of rollout \"product-service\" ended Failed; `fledge retry product-service` runs it again\n", "\(again)")
+            #expect(again.err == "Error: revision \(revision) of rollout \"product-service\" ended Failed; `fledge retry product-service -n shop` runs it again\n", "\(again)")
 
             controller.canary = .healthy
             let (result, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)

@@ -75,6 +75,10 @@ struct RolloutCommandEndToEndTests {
             #expect(refused.status == 1)
             #expect(refused.errLines.count == 1, "\(refused)")
             #expect(refused.err.contains("revision \(inFlight)") && refused.err.contains("Progressing") && refused.err.contains("--force"))
+            // The hint reaches the same Rollout when pasted: its namespace, and the flags this command was given.
+            #expect(refused.err.contains("abort it (fledge abort product-service -n shop)"), "\(refused)")
+            let flagged = try await sandbox.run(["trigger", "product-service", "--image", "reg/x:3", "--kubeconfig", sandbox.kubeconfig, "-n", "shop"])
+            #expect(flagged.err.contains("abort it (fledge abort product-service -n shop --kubeconfig \(sandbox.kubeconfig))"), "\(flagged)")
             #expect(try await sandbox.rollout().spec.canary?.image == Self.newImage)
 
             let same = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
@@ -87,6 +91,25 @@ struct RolloutCommandEndToEndTests {
             let replaced = try await sandbox.rollout()
             #expect(replaced.status?.revision == String(revision))
             #expect(replaced.status?.history.last?.outcome == "Superseded")
+            #expect(forced.out.contains("revision \(revision) replaces revision \(inFlight) in flight (Progressing)"), "\(forced)")
+        }
+    }
+
+    /// --force back to the image stable runs cancels the revision in flight, and says so (it said "nothing to roll out").
+    @Test func forcingBackToTheStableImageSaysItCancelsTheRevisionInFlight() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run(untilPhase: .progressing)
+            let inFlight = try #require(try await sandbox.rollout().status?.revision)
+            let back = try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:1.0.0", "--force"])
+            #expect(back.status == 0, "\(back)")
+            #expect(!back.out.contains("nothing to roll out"), "\(back)")
+            #expect(back.out.contains("so revision \(inFlight) in flight (Progressing) is cancelled: the controller moves traffic back to stable and removes the canary"), "\(back)")
+            try await controller.reconcile()
+            let reverted = try await sandbox.rollout()
+            #expect(reverted.status?.history.last?.outcome == "Superseded")
+            #expect(reverted.status?.phase == .rollingBack || reverted.status?.phase == .healthy, "\(String(describing: reverted.status?.phase))")
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import FledgeCore
 import FledgeJSON
 import Foundation
+import TestSupport
 import Testing
 
 @testable import FledgeCLI
@@ -64,11 +65,27 @@ struct RolloutCommandParseTests {
         try "- a\n- b\n".write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         let command = try TriggerCommand.parse(["r", "--template-patch", file])
-        #expect { try command.canary(replacing: nil) } throws: { error in
-            "\(error)".contains("holds a array; expected an object") || "\(error)".contains("expected an object")
-        }
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file) holds an array; expected an object") }
         try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
+    }
+
+    /// A template patch file is read like lint reads manifests: an alias is refused before it expands.
+    @Test(.timeLimit(.minutes(1))) func triggerTemplatePatchRefusesYAMLAliases() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("patch-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        // One level first: were aliases expanded, eight would not end.
+        for levels in [1, 8] {
+            try yamlBomb(levels: levels, prefix: "spec:\n  x: 1\nmetadata: {}\nbomb:\n").write(toFile: file, atomically: true, encoding: .utf8)
+            let command = try TriggerCommand.parse(["r", "--template-patch", file])
+            do {
+                _ = try command.canary(replacing: nil)
+                Issue.record("an alias was accepted")
+                return
+            } catch {
+                #expect("\(error)".contains("\(file): line 6: YAML alias '*l0' is not supported"), "\(error)")
+            }
+        }
     }
 
     @Test(arguments: [
@@ -162,6 +179,21 @@ struct RolloutCommandParseTests {
     }
 
     /// The message a parse of `arguments` fails with, or nil when it parses.
+    /// Object names as Kubernetes has them: 253 characters, no limit per '.'-separated part.
+    @Test func rolloutNamesAreKubernetesObjectNames() throws {
+        #expect(KubernetesOptions.isObjectName(String(repeating: "a", count: 100)))
+        #expect(KubernetesOptions.isObjectName("shop.product-service"))
+        #expect(!KubernetesOptions.isObjectName(String(repeating: "a", count: 254)))
+        #expect(!KubernetesOptions.isObjectName("a..b") && !KubernetesOptions.isObjectName("-a"))
+    }
+
+    @Test func hintsNameTheNamespaceAndTheFlagsGiven() throws {
+        let plain = try #require(try Fledge.parseAsRoot(["abort", "r"]) as? AbortCommand)
+        #expect(plain.kubernetes.suggestion("retry", "r", namespace: "shop") == "fledge retry r -n shop")
+        let flagged = try #require(try Fledge.parseAsRoot(["abort", "r", "--context", "prod", "--kubeconfig", "/tmp/my config", "-n", "x"]) as? AbortCommand)
+        #expect(flagged.kubernetes.suggestion("abort", "r", namespace: "x") == "fledge abort r -n x --context prod --kubeconfig '/tmp/my config'")
+    }
+
     static func failure(_ arguments: [String]) -> String? {
         do {
             _ = try Fledge.parseAsRoot(arguments)

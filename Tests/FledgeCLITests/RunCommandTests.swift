@@ -4,6 +4,8 @@ import Foundation
 import LocalPrometheus
 import Testing
 
+@testable import FledgeCLI
+
 /// `fledge run` as a process: it serves health and metrics, reconciles the seed rollout, logs structured lines carrying the
 /// rollout, and stops cleanly on SIGTERM.
 @Suite(.serialized) struct RunCommandTests {
@@ -52,6 +54,42 @@ import Testing
             kill(controller.process.processIdentifier, SIGTERM)
             let result = try await controller.finish()
             #expect(result.status == 0, "\(result)")
+        }
+    }
+
+    /// `--metrics-port -1` as README and --help write it: -1 is the value, not an unknown short option.
+    @Test func negativeMetricsPortIsAValue() throws {
+        for arguments in [["run", "--metrics-port", "-1"], ["run", "--metrics-port=-1"]] {
+            let command = try #require(try Fledge.parseAsRoot(arguments) as? RunCommand, "\(arguments)")
+            #expect(command.metricsPort == -1, "\(arguments)")
+        }
+        #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "-2"]) }
+        #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "--leader-elect"]) }
+    }
+
+    /// A selector the API server would refuse (HTTP 400 on every list, retried forever) fails at start, naming the flag.
+    @Test(arguments: [("a in (", "expected \")\""), ("app=web,", "expected a label key"), ("env in prod", "expected \"(\"")])
+    func badSelectorFailsAtStart(selector: String, expected: String) throws {
+        for arguments in [["run", "--selector", selector], ["run", "-l", selector]] {
+            do {
+                _ = try Fledge.parseAsRoot(arguments)
+                Issue.record("\(arguments) parsed")
+            } catch {
+                let message = Fledge.message(for: error)
+                #expect(message.hasPrefix("--selector: ") && message.contains(selector) && message.contains(expected), "\(message)")
+            }
+        }
+        let good = try #require(try Fledge.parseAsRoot(["run", "-l", "shard in (a, b),!legacy"]) as? RunCommand)
+        #expect(good.selector == "shard in (a, b),!legacy")
+    }
+
+    /// A taken port names the address, the port and the flag that sets it (was: bind(descriptor:ptr:bytes:): …).
+    @Test func aBusyMetricsPortNamesTheAddressAndTheFlag() async throws {
+        try await CLISandbox.with { sandbox in
+            let busy = try #require(sandbox.server.url?.port)  // the sandbox API server listens there
+            let result = try await sandbox.run(["run", "--metrics-port", String(busy), "--metrics-host", "127.0.0.1"])
+            #expect(result.status != 0)
+            #expect(result.errLines.last == "Error: 127.0.0.1:\(busy) is already in use by another process; --metrics-port sets the port of /healthz, /readyz and /metrics: pick another, 0 for a free one, or -1 to turn the server off", "\(result)")
         }
     }
 

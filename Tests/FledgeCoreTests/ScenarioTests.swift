@@ -466,6 +466,29 @@ struct ScenarioTests {
         #expect(d.status.condition(ConditionType.specValid)?.message.hasPrefix("spec.stages[0].weight: expected an integer") == true)
     }
 
+    /// Every field of the wrong type is reported, with what was found, and the rest of the spec is still checked.
+    @Test func everyUndecodableFieldIsReportedWithTheRest() throws {
+        var json = try JSONValue(encoding: seedRollout())
+        json[path: ["spec", "stages"]] = [["weight": 10.5], ["weight": 5], ["weight": .double(1e23)]]
+        json[path: ["spec", "analysis", "judge", "enabled"]] = "yes"
+        let rollout = try Rollout(json: json)
+        #expect(rollout.specDecodingIssues.map(\.description) == [
+            "spec.stages[0].weight: expected an integer, found 10.5",
+            "spec.stages[2].weight: 1e+23 is too large for an integer",
+            "spec.analysis.judge.enabled: expected a boolean, found \"yes\"",
+        ])
+        guard case .failure(let errors) = rollout.plan() else {
+            Issue.record("an undecodable spec planned")
+            return
+        }
+        // The decoding problems, then what plan() finds in the rest; nothing about the fields read as absent.
+        #expect(errors.issues.map(\.path) == ["spec.stages[0].weight", "spec.stages[2].weight", "spec.analysis.judge.enabled"])
+        json[path: ["spec", "stages"]] = [["weight": 10.5], ["weight": 200]]
+        let withRest = try Rollout(json: json)
+        guard case .failure(let more) = withRest.plan() else { return }
+        #expect(more.issues.map(\.description).contains("spec.stages[1].weight: 200 is not within 1…100"), "\(more)")
+    }
+
     @Test func missingStableDeploymentHolds() {
         var sim = Sim()
         sim.observed.stable = nil

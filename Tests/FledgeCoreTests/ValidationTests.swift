@@ -93,7 +93,7 @@ struct ValidationTests {
         Bad(name: "min above max", edit: { $0.analysis?.metrics = [MetricSpec(name: "x", query: "q", min: 5, max: 1)] },
             expected: "spec.analysis.metrics[0]: min 5 is above max 1"),
         Bad(name: "no target", edit: { $0.target = nil }, expected: "spec.target.deployment: is required"),
-        Bad(name: "bad target", edit: { $0.target = TargetSpec(deployment: "Product_Service") }, expected: "spec.target.deployment: 'Product_Service' is not a valid name"),
+        Bad(name: "bad target", edit: { $0.target = TargetSpec(deployment: "Product_Service") }, expected: "spec.target.deployment: 'Product_Service' is not a valid Deployment name"),
         Bad(name: "same subsets", edit: { $0.traffic?.canarySubset = "stable" }, expected: "spec.traffic.canarySubset: 'stable' is the same as stableSubset"),
         Bad(name: "image and images", edit: { $0.canary = CanaryChange(image: "a:1", images: ["app=b:2"]) }, expected: "spec.canary: set either image or images, not both"),
         Bad(name: "bad container", edit: { $0.canary = CanaryChange(images: ["App=b:2"]) }, expected: "spec.canary.images[0]: 'App' is not a container name"),
@@ -114,6 +114,22 @@ struct ValidationTests {
         c.edit(&spec)
         let issues = spec.validate().map(\.description)
         #expect(issues.contains { $0.hasPrefix(c.expected) }, "\(issues)")
+    }
+
+    /// One rule and one message for the target's name: room for -canary and the canary's ReplicaSet suffix.
+    @Test func targetNameLength() {
+        func issues(_ name: String) -> [String] {
+            var spec = seedSpec()
+            spec.target = TargetSpec(deployment: name)
+            return spec.validate().map(\.description).filter { $0.hasPrefix("spec.target.deployment") }
+        }
+        #expect(issues(String(repeating: "a", count: 235)) == [])
+        #expect(issues(String(repeating: "a", count: 236)) == [
+            "spec.target.deployment: is 236 characters long; at most 235: the canary's ReplicaSets are named <deployment>-canary-<pod-template-hash>, up to 18 characters more, and names end at 253",
+        ])
+        let bad = issues("Product_Service")
+        #expect(bad.count == 1 && bad[0].contains("'Product_Service' is not a valid Deployment name") && bad[0].contains("at most 235 characters"), "\(bad)")
+        #expect(issues(String(repeating: "a", count: 300)).count == 1)
     }
 
     @Test func everyProblemIsReportedAtOnce() {

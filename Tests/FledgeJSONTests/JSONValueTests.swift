@@ -175,3 +175,69 @@ struct JSONValueTests {
         #expect(decoded == ["x": [1, 2.5, "s", nil, true]])
     }
 }
+
+@Suite("JSONValueDecoder")
+struct JSONValueDecoderTests {
+    struct Stage: Decodable, Equatable {
+        var weight: Int?
+        var hold: String?
+    }
+
+    struct Spec: Decodable, Equatable {
+        var name: String
+        var ratio: Double?
+        var enabled: Bool?
+        var stages: [Stage]?
+        var labels: [String: String]?
+        var patch: JSONValue?
+        var count: Int64?
+    }
+
+    @Test func decodesWhatFoundationsDecoderDecodes() throws {
+        let value: JSONValue = [
+            "name": "a", "ratio": 2, "enabled": true, "stages": [["weight": 10, "hold": "1m"], ["weight": 5.0]],
+            "labels": ["app": "web"], "patch": ["z": 1, "a": [1, "x"]], "count": .int(Int64.max),
+        ]
+        let spec = try JSONValueDecoder.decode(Spec.self, from: value)
+        #expect(spec == (try value.decode(Spec.self)))
+        #expect(spec.stages == [Stage(weight: 10, hold: "1m"), Stage(weight: 5)])
+        // A JSONValue field is taken as it is, key order kept.
+        #expect(spec.patch?.objectValue.map { Array($0.keys) } == ["z", "a"])
+        #expect(try JSONValueDecoder.decode(Spec.self, from: ["name": "a", "ratio": .null]).ratio == nil)
+    }
+
+    @Test func errorsCarryThePathAndWhatWasFound() {
+        func failure(_ value: JSONValue) -> String {
+            do {
+                _ = try JSONValueDecoder.decode(Spec.self, from: value)
+                return "decoded"
+            } catch let error as DecodingError {
+                switch error {
+                case .typeMismatch(_, let c), .dataCorrupted(let c), .valueNotFound(_, let c):
+                    return c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined() + ": " + c.debugDescription
+                case .keyNotFound(let key, _): return "missing \(key.stringValue)"
+                @unknown default: return "\(error)"
+                }
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure(["name": "a", "stages": [["weight": 1], ["weight": 50.5]]]) == ".stages[1].weight: expected an integer, found 50.5")
+        #expect(failure(["name": "a", "count": .double(1e23)]) == ".count: 1e+23 is too large for an integer")
+        #expect(failure(["name": "a", "enabled": "yes"]) == ".enabled: expected a boolean, found \"yes\"")
+        #expect(failure(["name": "a", "stages": "x"]) == ".stages: expected a list, found \"x\"")
+        #expect(failure(["name": "a", "labels": ["app": 1]]) == ".labels.app: expected a string, found 1")
+        #expect(failure(["name": .null]) == ".name: must not be null")
+        #expect(failure([:]) == "missing name")
+        #expect(failure(["name": "a", "ratio": [1]]) == ".ratio: expected a number, found a list")
+    }
+
+    @Test func collectingReadsWrongOptionalFieldsAsAbsent() throws {
+        let value: JSONValue = ["name": "a", "ratio": "high", "stages": [["weight": 10], ["weight": "x", "hold": 3]], "enabled": false]
+        let (spec, problems) = try JSONValueDecoder.decodeCollectingProblems(Spec.self, from: value)
+        #expect(spec == Spec(name: "a", ratio: nil, enabled: false, stages: [Stage(weight: 10), Stage(weight: nil, hold: nil)]))
+        #expect(problems.map { $0.absentField.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: "/") } == ["ratio", "stages/1/weight", "stages/1/hold"])
+        // A required field stays an error.
+        #expect(throws: DecodingError.self) { try JSONValueDecoder.decodeCollectingProblems(Spec.self, from: ["ratio": 1]) }
+    }
+}

@@ -1,5 +1,6 @@
 import FledgeHTTP
 import Foundation
+import TestSupport
 import Testing
 
 @testable import FledgeKubernetes
@@ -234,6 +235,20 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         } catch {
             #expect(error.description.contains(words), "\(error)")
             #expect(error.file == "/cfg/k")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() {
+        // One level first: were aliases expanded, eight would not end.
+        for levels in [1, 8] {
+            do {
+                _ = try Kubeconfig.parse(yaml: yamlBomb(levels: levels, prefix: "apiVersion: v1\nkind: Config\nclusters: []\npreferences:\n"), file: "/cfg/laughs")
+                Issue.record("an alias was accepted")
+                return
+            } catch {
+                #expect(error.kind == .configuration && error.file == "/cfg/laughs")
+                #expect(error.description.contains("line 6: YAML alias '*l0' is not supported"), "\(error)")
+            }
         }
     }
 

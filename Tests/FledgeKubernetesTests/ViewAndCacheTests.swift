@@ -129,6 +129,30 @@ let seedVirtualService = """
     func rejects(selector: String) {
         #expect(throws: KubernetesError.self) { try LabelSelector(parsing: selector) }
     }
+
+    /// What the API server refuses with 400 is refused here too, saying which key or value is wrong.
+    @Test(arguments: [
+        ("env in ()", "expected at least one value"),
+        ("-app=web", "label key \"-app\""),
+        ("app=web-", "label value \"web-\""),
+        ("app=" + String(repeating: "a", count: 64), "label value"),
+        ("Example.com/app=web", "prefix"),
+        ("a/b/c", "more than one '/'"),
+        ("env notin (prod, -x)", "label value \"-x\""),
+    ])
+    func rejectsWhatTheAPIServerRejects(selector: String, expected: String) {
+        do {
+            _ = try LabelSelector(parsing: selector)
+            Issue.record("\(selector) parsed")
+        } catch {
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+
+    @Test func acceptsWhatTheAPIServerAccepts() throws {
+        let selector = try LabelSelector(parsing: "app.kubernetes.io/name=web,tier=,Env_1 in (A.b, c-D),fledge.dev/shard notin (x)")
+        #expect(selector.requirements.count == 4)
+    }
 }
 
 @Suite struct InformerStoreTests {

@@ -36,6 +36,18 @@ struct CRDTests {
         #expect(Set((requests?["kind"] as? [String: Any])?["enum"] as? [String] ?? []) == Set(ManualRequest.allCases.map(\.rawValue)))
     }
 
+    /// The API server refuses what validation refuses: the same longest target.
+    @Test func targetDeploymentLengthMatchesValidation() throws {
+        let crd = try Self.crd()
+        let version = try #require(((crd["spec"] as? [String: Any])?["versions"] as? [[String: Any]])?.first)
+        let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
+        let spec = try #require((schema["properties"] as? [String: Any])?["spec"] as? [String: Any])
+        let target = try #require((spec["properties"] as? [String: Any])?["target"] as? [String: Any])
+        let deployment = try #require((target["properties"] as? [String: Any])?["deployment"] as? [String: Any])
+        #expect(deployment["maxLength"] as? Int == RolloutReferences.maxTargetLength)
+        #expect(RolloutReferences.maxTargetLength == 235)
+    }
+
     @Test func statusFieldsAreInTheSchema() throws {
         let crd = try Self.crd()
         let version = try #require(((crd["spec"] as? [String: Any])?["versions"] as? [[String: Any]])?.first)

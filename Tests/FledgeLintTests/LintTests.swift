@@ -1,6 +1,7 @@
 import FledgeCore
 import FledgeLint
 import Foundation
+import TestSupport
 import Testing
 
 /// The repository's `rollouts/product-service/` folder.
@@ -143,6 +144,19 @@ struct LintTests {
         #expect(e.first { $0.path == "spec.stages[2].weight" }?.line == 21)
     }
 
+    /// Lint says the same limits as the docs: 235 for the target, 63 for the Rollout's name (a label value).
+    @Test func nameLengths() throws {
+        let longTarget = String(repeating: "a", count: 240)
+        let target = errors(Linter.lint(sources: try variant("rollout.yaml", "    deployment: product-service", "    deployment: \(longTarget)")))
+        #expect(target.contains { $0.path == "spec.target.deployment" && $0.message.hasPrefix("is 240 characters long; at most 235") }, "\(target)")
+        #expect(!target.contains { $0.message.contains("253)") || $0.message.contains("246") }, "\(target)")
+        let longName = String(repeating: "r", count: 64)
+        let name = errors(Linter.lint(sources: try variant("rollout.yaml", "  name: product-service", "  name: \(longName)")))
+        #expect(name.map { "\($0.path ?? "-"): \($0.message)" } == [
+            "metadata.name: is 64 characters long; at most 63: the canary Deployment is labelled fledge.dev/rollout=<name>, and label values end at 63",
+        ])
+    }
+
     @Test func unknownFieldIsReported() throws {
         let report = Linter.lint(sources: try variant("rollout.yaml", "failureLimit: 3", "failureLimt: 3"))
         let finding = errors(report).first { $0.path == "spec.analysis.failureLimt" }
@@ -154,13 +168,45 @@ struct LintTests {
         #expect(errors(report).contains { $0.path == "spec.analysis.failureLimit" && $0.message.contains("expected an integer") }, "\(report.findings)")
     }
 
+    /// A number that does not fit the field is named by its path and value, not "spec: The given data was not
+    /// valid JSON." at the spec's line.
+    @Test(arguments: [
+        ("- {weight: 50.5, hold: 20s}", "expected an integer, found 50.5"),
+        ("- {weight: 99999999999999999999999, hold: 20s}", "1e+23 is too large for an integer"),
+        ("- {weight: [10], hold: 20s}", "expected an integer, found a list"),
+    ])
+    func numberThatDoesNotFitIsReportedWithItsPath(stage: String, message: String) throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "- {weight: 10, hold: 20s}", stage))
+        #expect(errors(report).map { "\($0.path ?? "-"): \($0.message)" } == ["spec.stages[0].weight: \(message)"], "\(report.findings)")
+        #expect(errors(report).first?.line == 19)
+    }
+
+    /// One field of the wrong type hides neither the other wrong fields nor the spec's other problems.
+    @Test func everyProblemOfTheSpecAtOnce() throws {
+        var sources = try variant("rollout.yaml", "- {weight: 10, hold: 20s}", "- {weight: 50.5, hold: 20s}")
+        sources = sources.map { s in
+            guard s.file == "rollout.yaml" else { return s }
+            return (s.file, s.text.replacingOccurrences(of: "failureLimit: 3", with: "failureLimit: three")
+                .replacingOccurrences(of: "- {weight: 50, hold: 20s}", with: "- {weight: 50, hold: 20}")
+                .replacingOccurrences(of: "    deployment: product-service", with: "    deployment: {name: product-service}"))
+        }
+        let found = errors(Linter.lint(sources: sources)).map { "\($0.path ?? "-"): \($0.message)" }
+        #expect(found.contains("spec.stages[0].weight: expected an integer, found 50.5"), "\(found)")
+        #expect(found.contains("spec.analysis.failureLimit: expected an integer, found \"three\""), "\(found)")
+        #expect(found.contains("spec.target.deployment: expected a string, found an object"), "\(found)")
+        #expect(found.contains { $0.hasPrefix("spec.stages[2].hold: '20' is not a duration") }, "\(found)")
+        // A field that did not decode is not also "required".
+        #expect(!found.contains { $0.contains("is required") }, "\(found)")
+        #expect(found.count == 4, "\(found)")
+    }
+
     @Test func brokenYAMLIsAFindingWithALine() throws {
         let report = Linter.lint(sources: try variant("virtualservice.yaml", "    retries:\n", "    retries: [\n"))
         let finding = errors(report).first { $0.file == "virtualservice.yaml" }
         #expect(finding?.line != nil)
         #expect(finding?.message.hasPrefix("invalid YAML") == true, "\(report.findings)")
         // The Rollout still finds nothing to cross-check against.
-        #expect(errors(report).contains { $0.object == "Rollout shop/product-service" && $0.message.contains("VirtualService product-service is not among") })
+        #expect(report.findings.contains { $0.object == "Rollout shop/product-service" && $0.message.contains("VirtualService product-service is not among") })
     }
 
     @Test func tabIndentationIsBrokenYAML() {
@@ -168,16 +214,69 @@ struct LintTests {
         #expect(errors(report).first?.line == 4, "\(report.findings)")
     }
 
+    /// An object the Rollout names but the files do not hold may be in the cluster already: a warning for each of
+    /// the three, and lint passes.
+    @Test func referencesMissingFromTheFilesAreWarnings() throws {
+        let report = Linter.lint(sources: try seedSources().filter { $0.file == "rollout.yaml" })
+        #expect(errors(report) == [], "\(report.findings)")
+        let warned = report.findings.filter { $0.severity == .warning }.map { "\($0.path ?? "-"): \($0.message)" }
+        #expect(warned == [
+            "spec.target.deployment: Deployment product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+            "spec.traffic.virtualService: VirtualService product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+            "spec.traffic.destinationRule: DestinationRule product-service is not among the linted manifests; not checked (it may be in the cluster already)",
+        ])
+    }
+
+    /// The same for what a VirtualService or DestinationRule refers to: each seed file linted alone has no errors.
+    @Test func eachSeedFileAloneHasNoErrors() throws {
+        for source in try seedSources() {
+            let report = Linter.lint(sources: [source])
+            #expect(errors(report) == [], "\(source.file): \(report.findings)")
+        }
+        let vs = Linter.lint(sources: try seedSources().filter { $0.file == "virtualservice.yaml" })
+        #expect(vs.findings.contains { $0.severity == .warning && $0.path == "spec.http[1].route[0].destination.host" && $0.message.contains("no DestinationRule among the linted manifests") })
+        let dr = Linter.lint(sources: try seedSources().filter { $0.file == "destinationrule.yaml" })
+        #expect(dr.warnings == 2, "\(dr.findings)")
+    }
+
     @Test func missingVirtualServiceAndDestinationRule() throws {
         let sources = try seedSources().filter { $0.file != "virtualservice.yaml" && $0.file != "destinationrule.yaml" }
         let report = Linter.lint(sources: sources)
-        let e = errors(report)
-        #expect(e.contains { $0.path == "spec.traffic.virtualService" && $0.message == "VirtualService product-service is not among the linted manifests" })
+        #expect(!report.hasErrors, "\(report.findings)")
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.traffic.virtualService" && $0.message.hasPrefix("VirtualService product-service is not among the linted manifests") })
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.traffic.destinationRule" })
     }
 
     @Test func missingDeployment() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "deployment.yaml" })
-        #expect(errors(report).contains { $0.path == "spec.target.deployment" })
+        #expect(report.findings.contains { $0.severity == .warning && $0.path == "spec.target.deployment" }, "\(report.findings)")
+    }
+
+    /// This repository's deploy/: the kustomization.yaml and the Grafana dashboard are not manifests; skipped.
+    @Test func folderFilesThatAreNotManifestsAreSkipped() {
+        let deploy = URL(fileURLWithPath: seedFolder).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("deploy").path
+        let report = Linter.lint(paths: [deploy])
+        #expect(errors(report) == [], "\(report.findings)")
+        let skipped = report.findings.filter { $0.severity == .info }
+        #expect(skipped.map(\.file) == [deploy + "/grafana/fledge-dashboard.json", deploy + "/kustomization.yaml"], "\(report.findings)")
+        #expect(skipped.allSatisfy { $0.message.hasPrefix("skipped: ") })
+        #expect(skipped.last?.message.contains("Kustomization") == true)
+        // Named on the command line, they must be manifests.
+        let named = Linter.lint(paths: [deploy + "/kustomization.yaml", deploy + "/grafana/fledge-dashboard.json"])
+        #expect(errors(named).count == 2, "\(named.findings)")
+        #expect(named.infos == 0)
+    }
+
+    /// In a folder, a file with a manifest in it is linted whole: a document without apiVersion next to one with it
+    /// is a mistake, not a file to skip.
+    @Test func aBrokenManifestInAFolderIsNotSkipped() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: Service\nmetadata: {name: b}\n"
+            .write(to: folder.appendingPathComponent("services.yaml"), atomically: true, encoding: .utf8)
+        let report = Linter.lint(paths: [folder.path])
+        #expect(errors(report).map(\.message) == ["document 2 has no apiVersion; not a Kubernetes object"], "\(report.findings)")
     }
 
     @Test func noManagedRoute() throws {
@@ -210,6 +309,7 @@ struct LintTests {
     @Test func notAKubernetesObject() {
         let report = Linter.lint(sources: [("x.yaml", "- a\n- b\n"), ("y.yaml", "foo: bar\n")])
         #expect(errors(report).count == 2)
+        #expect(errors(report).first?.message == "document 1 is an array, not a Kubernetes object", "\(report.findings)")
     }
 
     @Test func missingPath() {
@@ -231,6 +331,24 @@ struct MoreLintTests {
         let e = errors(report)
         #expect(e.contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels.version" }, "\(e)")
         #expect(e.contains { $0.path == "spec.subsets[0].labels.version" })
+    }
+
+    /// Aliases are refused before Yams composes the document (and expands them): the bomb's 9⁹ values are never
+    /// made, and the finding names the line and the alias.
+    @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() throws {
+        let small = Linter.lint(sources: [("small.yaml", yamlBomb(levels: 1))])
+        let finding = try #require(errors(small).first, "an alias was accepted: \(small.findings)")
+        #expect(finding.file == "small.yaml" && finding.line == 6, "\(finding)")
+        #expect(finding.message.hasPrefix("YAML alias '*l0' is not supported"), "\(finding)")
+        #expect(errors(small).count == 1)
+        let bomb = Linter.lint(sources: [("laughs.yaml", yamlBomb(levels: 8))])
+        #expect(errors(bomb).map(\.line) == [6], "\(bomb.findings)")
+        // An alias after other documents: the file is refused, at the alias's line.
+        let later = Linter.lint(sources: [("later.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n" + yamlBomb(levels: 1))])
+        #expect(errors(later).map(\.line) == [10], "\(later.findings)")
+        // Anchors alone expand nothing and are fine.
+        let anchored = Linter.lint(sources: [("anchor.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: &d {x: y}\n")])
+        #expect(anchored.findings == [], "\(anchored.findings)")
     }
 
     @Test func duplicateKeyIsBrokenYAML() {

@@ -2,6 +2,7 @@ import FledgeHTTP
 import FledgeJSON
 import FledgeSandbox
 import Foundation
+import TestSupport
 import Testing
 
 /// Reads watch lines until `count` events arrived (or the stream ended).
@@ -436,6 +437,20 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             Issue.record("expected the document without a kind to be refused")
         } catch {
             #expect(error.description == "\(kindless): document 2 has no kind")
+        }
+    }
+
+    /// `fledge sandbox --load` and the demo read manifests with the same refusal as lint: aliases never expand.
+    @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() {
+        // One level first: were aliases expanded, eight would not end.
+        for levels in [1, 8] {
+            do {
+                _ = try ManifestLoader.parseYAML(yamlBomb(levels: levels), source: "laughs.yaml")
+                Issue.record("an alias was accepted")
+                return
+            } catch {
+                #expect(error.description.hasPrefix("laughs.yaml: line 6: YAML alias '*l0' is not supported"), "\(error)")
+            }
         }
     }
 

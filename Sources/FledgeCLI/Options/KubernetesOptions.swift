@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FledgeKubernetes
 
 /// Which cluster, user and namespace, as kubectl takes them; shared by every command that talks to the API server.
@@ -38,16 +39,35 @@ struct KubernetesOptions: ParsableArguments {
         return Cluster(client: KubernetesClient(configuration: configuration), namespace: namespace ?? configuration.namespace)
     }
 
-    static func isDNSLabel(_ text: String) -> Bool {
-        guard !text.isEmpty, text.count <= 63, let first = text.first, let last = text.last else { return false }
+    /// A command line to suggest in a hint, e.g. `fledge abort product-service -n shop`: with the namespace the
+    /// command worked in, and the --context and --kubeconfig given to this one (the defaults need none), so that
+    /// it reaches the same Rollout when pasted. `kubectl fledge` when run as the plugin.
+    func suggestion(_ subcommand: String, _ rollout: String, namespace: String) -> String {
+        var words = [CommandLineEntry.invokedAsPlugin(CommandLine.arguments.first) ? "kubectl fledge" : "fledge", subcommand, rollout, "-n", namespace]
+        if let context { words += ["--context", context] }
+        if let kubeconfig { words += ["--kubeconfig", kubeconfig] }
+        return words.enumerated().map { $0.offset == 0 ? $0.element : Self.shellQuoted($0.element) }.joined(separator: " ")
+    }
+
+    /// `word` as a shell reads it back: as it is when it has nothing special, else in single quotes.
+    static func shellQuoted(_ word: String) -> String {
+        let plain = !word.isEmpty && word.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || "-_./:=@%+,".unicodeScalars.contains(c)
+        }
+        return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    static func isDNSLabel(_ text: String, maximum: Int = 63) -> Bool {
+        guard !text.isEmpty, text.count <= maximum, let first = text.first, let last = text.last else { return false }
         let allowed = text.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
         return allowed && first != "-" && last != "-"
     }
 
-    /// Rollout names are DNS subdomains (RFC 1123), as for any Kubernetes object.
+    /// Rollout names are DNS-1123 subdomains, as for any Kubernetes object: at most 253 characters, '.'-separated
+    /// parts of lowercase letters, digits and '-' (no length per part, as Kubernetes has it).
     static func isObjectName(_ text: String) -> Bool {
         guard !text.isEmpty, text.count <= 253 else { return false }
-        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0), maximum: 253) }
     }
 }
 

@@ -35,14 +35,12 @@ enum CoreBridge {
         return decision.status.requests.first { $0.kind == kind && $0.token == token }
     }
 
-    /// `spec.plan()` as one CLI error listing every problem.
+    /// `Rollout.plan()` as one CLI error listing every problem.
     static func plan(_ rollout: Rollout) throws(CLIError) -> RolloutPlan {
-        var issues = rollout.specDecodingIssues
-        switch rollout.spec.plan() {
-        case .success(let plan) where issues.isEmpty: return plan
-        case .success: break
-        case .failure(let errors): issues += errors.issues
+        switch rollout.plan() {
+        case .success(let plan): return plan
+        case .failure(let errors):
+            throw CLIError("rollout \"\(rollout.metadata.name)\" has an invalid spec: \(errors.issues.map(\.description).joined(separator: "; "))")
         }
-        throw CLIError("rollout \"\(rollout.metadata.name)\" has an invalid spec: \(issues.map(\.description).joined(separator: "; "))")
     }
 }

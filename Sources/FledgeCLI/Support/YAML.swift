@@ -1,5 +1,6 @@
 import FledgeJSON
 import FledgeKubernetes
+import FledgeYAML
 import Yams
 
 /// YAML in and out for the CLI: `-o yaml`, and `--template-patch` files written in YAML or JSON.
@@ -31,6 +32,8 @@ enum YAML {
 
     /// Parses one YAML (or JSON) document; `source` names it in errors.
     static func parse(_ text: String, source: String) throws(CLIError) -> JSONValue {
+        // Before composing, which would expand them.
+        if let alias = YAMLAliases.first(in: text) { throw CLIError("\(source): \(alias.description)") }
         do {
             let parser = try Parser(yaml: text)
             guard let root = try parser.nextRoot() else { throw CLIError("\(source): empty document") }
