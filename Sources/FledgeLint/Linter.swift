@@ -210,6 +210,7 @@ struct Checker {
                     traffic?["canarySubset"]?.stringValue ?? Defaults.canarySubset, traffic?["virtualService"]?.stringValue ?? target,
                     (traffic?["routes"]?.arrayValue ?? []).compactMap(\.stringValue)))
         }
+        checkSharedTargets()
         for doc in objects("Deployment") { checkDeployment(doc) }
         for doc in objects("VirtualService") {
             let managing = rolloutSubsets.filter { $0.vs == doc.name && (doc.namespace == nil || $0.namespace == nil || $0.namespace == doc.namespace) }
@@ -222,6 +223,21 @@ struct Checker {
     }
 
     // MARK: Rollout
+
+    /// One Deployment, one Rollout: two would take turns scaling and routing the same canary (the controller lets
+    /// the one that made it act and holds the other with TargetInUse).
+    mutating func checkSharedTargets() {
+        let rollouts = objects("Rollout")
+        for (index, doc) in rollouts.enumerated() {
+            guard let target = doc.json[path: ["spec", "target", "deployment"]]?.stringValue else { continue }
+            let earlier = rollouts[..<index].first {
+                sameNamespace($0, doc) && $0.json[path: ["spec", "target", "deployment"]]?.stringValue == target
+            }
+            guard let earlier else { continue }
+            add(.error, doc, "spec.target.deployment",
+                "Deployment \(target) is also the target of Rollout \(earlier.name ?? "?") (\(earlier.file)); one Deployment can have only one Rollout")
+        }
+    }
 
     mutating func checkRollout(_ doc: LintDocument) -> RolloutPlan? {
         if doc.apiVersion != Rollout.apiVersion {

@@ -106,6 +106,9 @@ final class GateServer: Sendable {
         var again = first
         again["status"] = nil
         for field in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] { again[path: ["metadata", field]] = nil }
+        // In flight, it holds the traffic finalizer: the controller takes the canary's weight off before it goes.
+        // Drop the finalizer with the deletion, so both watch events can still arrive in one batch.
+        _ = try await world.sandbox.store.modify(rollouts, namespace: "shop", name: "product-service") { $0[path: ["metadata", "finalizers"]] = nil }
         _ = try await world.sandbox.store.remove(rollouts, namespace: "shop", name: "product-service")
         _ = try await world.sandbox.store.apply([again])
         let recreated = try await world.rollout()
@@ -137,8 +140,14 @@ final class GateServer: Sendable {
         #expect(!metrics.text().contains(series), "\(metrics.text())")
         #expect(running.controller.resyncPass() == 0)
 
-        // The Deployment it named changing now concerns no Rollout.
-        let reconciles = running.controller.counts.reconciles
+        // The Deployment it named changing now concerns no Rollout. (A reconcile queued before the deletion may
+        // still run, and find nothing: wait until none has run for half a second.)
+        var reconciles = running.controller.counts.reconciles
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(500))
+            if running.controller.counts.reconciles == reconciles { break }
+            reconciles = running.controller.counts.reconciles
+        }
         _ = try await world.client.patch(
             .deployments, namespace: "shop", name: "product-service", .merge(["metadata": ["annotations": ["example.com/touched": "yes"]]]))
         try await Task.sleep(for: .seconds(1))

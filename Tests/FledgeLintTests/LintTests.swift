@@ -47,6 +47,20 @@ struct LintTests {
         #expect(warning?.line == 25)
     }
 
+    @Test func twoRolloutsOnOneDeploymentAreAnError() throws {
+        var sources = try seedSources()
+        let rollout = try #require(sources.first { $0.file == "rollout.yaml" })
+        sources.append(("rollout-2.yaml", rollout.text.replacingOccurrences(of: "name: product-service\n", with: "name: product-service-2\n")))
+        let report = Linter.lint(sources: sources)
+        let shared = errors(report).filter { $0.path == "spec.target.deployment" }
+        #expect(shared.count == 1, "\(report.findings)")
+        #expect(shared.first?.file == "rollout.yaml" || shared.first?.file == "rollout-2.yaml")
+        #expect(shared.first?.message.contains("Deployment product-service is also the target of Rollout") == true, "\(shared)")
+        // In another namespace it is another Deployment.
+        sources[sources.count - 1].text = sources[sources.count - 1].text.replacingOccurrences(of: "namespace: shop", with: "namespace: other")
+        #expect(!errors(Linter.lint(sources: sources)).contains { $0.path == "spec.target.deployment" })
+    }
+
     @Test func stableSubsetLabelTypoPointsAtTheLabel() throws {
         let report = Linter.lint(sources: try variant("destinationrule.yaml", "version: v1", "verison: v1"))
         let e = errors(report)
