@@ -6,6 +6,7 @@ import FledgeJSON
 import FledgeJudge
 import FledgePrometheus
 import Foundation
+import Logging
 
 /// `fledge analyze ROLLOUT`: the rollout's analysis, once, as the controller would run it, printed; nothing written.
 struct AnalyzeCommand: AsyncParsableCommand {
@@ -63,7 +64,10 @@ struct AnalyzeCommand: AsyncParsableCommand {
         let time = try at.map { Date(timeIntervalSince1970: try PrometheusTime.parse($0)) } ?? Date()
         var request = AnalysisRequest(rollout: fetched.rollout, plan: plan)
         request.prometheusAddress = address
-        let analyzer = PrometheusAnalyzer(defaultAddress: address, http: CurlHTTPClient())
+        // A failed query is shown in the table with its error; the controller's warning log would say it twice.
+        var quiet = Logger(label: "fledge.analyze")
+        quiet.logLevel = .error
+        let analyzer = PrometheusAnalyzer(defaultAddress: address, http: CurlHTTPClient(logger: quiet), logger: quiet)
         let result = await analyzer.measure([request], at: time)[0]
         let (verdict, metrics, _) = judgeInterval(plan.analysis, result)
         let judged = Self.judge(plan: plan, status: fetched.status, result: result)
