@@ -13,7 +13,8 @@ struct SandboxCommand: AsyncParsableCommand {
             Serves the Kubernetes REST API (discovery, CRUD, patch, watch, status, CRDs, RBAC) on a \
             loopback address until interrupted (SIGINT/SIGTERM), and writes a kubeconfig for kubectl:
 
-              fledge sandbox --kubeconfig-out sandbox.kubeconfig --load deploy/crds rollouts/product-service
+              fledge sandbox --kubeconfig-out sandbox.kubeconfig \\
+                --load deploy/crds rollouts/product-service
               KUBECONFIG=sandbox.kubeconfig kubectl get crds
 
             Deployments simulate rollouts: their status follows the spec after --rollout-delay.

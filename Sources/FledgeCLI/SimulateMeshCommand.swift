@@ -18,8 +18,10 @@ struct SimulateMeshCommand: AsyncParsableCommand {
             with Istio's labels, for both reporters. A subset whose labels select no ready pod gets \
             503s with response_flags="UH", reported by the source only.
 
-              fledge simulate-mesh --kubeconfig sandbox.kubeconfig -n shop --virtual-service product-service \\
-                --rps 200 --error-rate product-service-canary=0.05 --p99-ms product-service-canary=900
+              fledge simulate-mesh --kubeconfig sandbox.kubeconfig -n shop \\
+                --virtual-service product-service --rps 200 \\
+                --error-rate product-service-canary=0.05 \\
+                --p99-ms product-service-canary=900
 
             Runs until interrupted (SIGINT/SIGTERM).
             """)

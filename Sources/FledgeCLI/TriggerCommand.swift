@@ -19,10 +19,13 @@ struct TriggerCommand: AsyncParsableCommand {
             naming it, unless --force: the controller then moves traffic back to stable and starts the new revision \
             (or, when spec.canary is back to what stable runs, only cancels the one in flight).
 
-              fledge trigger product-service --image registry.example/product-service:2.0.0 -n shop
-              fledge trigger product-service --image app=reg/app:2 --image sidecar=reg/proxy:1.3
+              fledge trigger product-service -n shop \\
+                --image registry.example/product-service:2.0.0
+              fledge trigger product-service \\
+                --image app=reg/app:2 --image sidecar=reg/proxy:1.3
               fledge trigger product-service --template-patch patch.yaml
-              fledge trigger product-service --image reg/app:2 && fledge status product-service --watch
+              fledge trigger product-service --image reg/app:2 \\
+                && fledge status product-service --watch
             """)
 
     @Argument(help: "The Rollout's name.")

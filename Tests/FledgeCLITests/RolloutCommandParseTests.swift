@@ -10,6 +10,18 @@ import Testing
 /// Every flag of the rollout commands, and every validate() failure, at the parse level.
 @Suite("rollout commands: parsing")
 struct RolloutCommandParseTests {
+    /// Help is read in 80-column terminals: an example command must fit on its line, or the help wraps it in the
+    /// middle (lines continue with a backslash instead).
+    @Test func helpExamplesFitEightyColumns() {
+        for command in Fledge.configuration.subcommands {
+            for line in command.configuration.discussion.split(separator: "\n") where line.hasPrefix("  ") {
+                let example = line.drop { $0 == " " }
+                guard ["fledge ", "kubectl ", "--", "&&"].contains(where: { example.hasPrefix($0) }) else { continue }
+                #expect(line.count <= 78, "\(command._commandName): \(line)")
+            }
+        }
+    }
+
     // MARK: - Shared Kubernetes flags
 
     @Test func kubernetesFlagsOnEveryCommand() throws {
