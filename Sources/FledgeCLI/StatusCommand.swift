@@ -49,7 +49,8 @@ struct StatusCommand: AsyncParsableCommand {
     static func outcome(_ fetched: FetchedRollout) -> Int32? {
         guard fetched.statusIsCurrent else { return nil }
         switch fetched.status.phase {
-        case .succeeded, .healthy: return 0
+        // Healthy with an invalid spec or a missing target rolled nothing out: not a success for a pipeline.
+        case .succeeded, .healthy: return StatusView.problem(fetched.status) == nil ? 0 : 1
         case .failed, .aborted: return 1
         default: return nil
         }

@@ -92,6 +92,7 @@ struct TriggerCommand: AsyncParsableCommand {
         // The check and the write are one step: the patch carries the resourceVersion that was checked.
         for _ in 0..<5 {
             let fetched = try await cluster.rollout(rollout)
+            try fetched.requireNotDeleting("trigger")
             let current = fetched.object[path: ["spec", "canary"]]
             let canary = try canary(replacing: current)
             var changed = fetched.object

@@ -145,8 +145,15 @@ struct ClusterWriter: Sendable {
         if present { finalizers.append(.string(Finalizers.traffic)) }
         if finalizers == current { return }
         let patch: JSONValue = ["metadata": ["finalizers": finalizers.isEmpty ? .null : .array(finalizers)]]
-        let updated = try await write(action) { () async throws(KubernetesError) in
-            try await client.patch(.rollouts, namespace: namespace, name: name, .merge(Self.preconditioned(patch, on: rollout)), fieldManager: fieldManager)
+        let updated: JSONValue
+        do {
+            updated = try await write(action) { () async throws(KubernetesError) in
+                try await client.patch(.rollouts, namespace: namespace, name: name, .merge(Self.preconditioned(patch, on: rollout)), fieldManager: fieldManager)
+            }
+        } catch {
+            // Gone already: an earlier removal let the deletion finish, which is what this one wanted.
+            if !present, case .kubernetes(_, let k) = error, k.isNotFound { return }
+            throw error
         }
         // Not after a removal: that may have let the API server delete the Rollout, and its watch says so.
         if present { caches.rollouts.inject(updated, replacing: rollout) }

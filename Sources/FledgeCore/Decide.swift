@@ -64,6 +64,8 @@ struct Engine {
     var revisionUnknown: String?
     /// When a webhook that failed is due to be asked again.
     var webhookRetryAt: Timestamp?
+    /// Set only while deleting a Rollout whose spec does not validate (see `traffic`).
+    var deletionTraffic: TrafficPlan?
 
     init(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) {
         self.rollout = rollout
@@ -81,7 +83,10 @@ struct Engine {
         status.observedGeneration = generation
         let planned = rollout.plan()
         if rollout.metadata.deletionTimestamp != nil {
-            if case .success(let plan) = planned { self.plan = plan }
+            switch planned {
+            case .success(let plan): self.plan = plan
+            case .failure: deletionTraffic = rollout.spec.namedTraffic
+            }
             finishDeletion()
             return
         }
@@ -93,6 +98,9 @@ struct Engine {
             if before?.status != .false || before?.message != message {
                 event(.warning, "InvalidSpec", message)
             }
+            // Answered, not left waiting: nothing can be done with a spec that does not validate.
+            handleRequests(
+                refusingAll: "the spec is invalid (\(message)); fix it first, or delete the Rollout (its traffic goes back to stable before it goes)")
             return
         case .success(let plan):
             self.plan = plan
@@ -151,7 +159,7 @@ struct Engine {
     /// happens (no new stage, no promotion).
     mutating func finishDeletion() {
         guard holdsFinalizer else { return }
-        if plan != nil {
+        if plan != nil || deletionTraffic != nil {
             readRoutes()
             if observedWeight != 0, !managed.isEmpty {
                 setWeights(0)
@@ -198,17 +206,21 @@ struct Engine {
     /// Finds the managed routes and the weight they give the canary (nil when they disagree or cannot be read).
     mutating func readRoutes() {
         if let vs = observed.virtualService {
-            switch managedRoutes(of: vs, traffic: plan.traffic) {
+            switch managedRoutes(of: vs, traffic: traffic) {
             case .success(let routes):
                 managed = routes
-                let weights = routes.map { $0.canaryWeight(stableSubset: plan.traffic.stableSubset, canarySubset: plan.traffic.canarySubset) }
+                let weights = routes.map { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) }
                 if let first = weights.first, let w = first, weights.allSatisfy({ $0 == w }) { observedWeight = w }
             case .failure(let error): trafficError = error
             }
         } else {
-            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(plan.traffic.virtualService) not found")
+            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(traffic.virtualService) not found")
         }
     }
+
+    /// The routes and subsets to move weight on: the plan's, or, for a Rollout being deleted whose spec no longer
+    /// validates, what its spec.traffic names with the defaults.
+    var traffic: TrafficPlan { deletionTraffic ?? plan.traffic }
 
     /// Without a revision (the stable Deployment is gone, or the canary cannot be built from it) nothing can start,
     /// advance or promote; a rollout in flight must still answer an abort, fail at its progress deadline and finish
@@ -253,9 +265,9 @@ struct Engine {
         }
     }
 
-    mutating func handleRequests() {
+    mutating func handleRequests(refusingAll reason: String? = nil) {
         for (kind, token) in rollout.pendingRequests {
-            let (accepted, message) = apply(kind)
+            let (accepted, message) = reason.map { (false, $0) } ?? apply(kind)
             status.requests.removeAll { $0.kind == kind }
             status.requests.append(RequestRecord(kind: kind, token: token, seenAt: now, accepted: accepted, message: message))
             status.requests.sort { $0.kind.rawValue < $1.kind.rawValue }
@@ -887,7 +899,8 @@ struct Engine {
             let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
             if !ready {
                 return setTraffic(
-                    false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready")
+                    false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
+                    expected: status.phase == .initializing)
             }
         }
         return setTraffic(
@@ -909,13 +922,13 @@ struct Engine {
         guard let vs = observed.virtualService, !managed.isEmpty else { return }
         let change = WeightChange(
             stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id),
-            virtualService: settingWeights(of: vs, routes: managed, traffic: plan.traffic, canaryWeight: canaryWeight))
+            virtualService: settingWeights(of: vs, routes: managed, traffic: traffic, canaryWeight: canaryWeight))
         actions.removeAll { if case .setWeights = $0 { return true } else { return false } }
         actions.append(.setWeights(change))
         if let reason {
             event(
                 .normal, "WeightsReset",
-                "routes \(managed.map(\.id).joined(separator: ", ")) sent \(observedWeight.map { "\($0)%" } ?? "an irregular split") to subset \(plan.traffic.canarySubset); moving it to \(canaryWeight)% because \(reason)")
+                "routes \(managed.map(\.id).joined(separator: ", ")) sent \(observedWeight.map { "\($0)%" } ?? "an irregular split") to subset \(traffic.canarySubset); moving it to \(canaryWeight)% because \(reason)")
         }
     }
 
@@ -925,7 +938,8 @@ struct Engine {
 
     @discardableResult
     mutating func hold(_ message: String) -> Bool {
-        if !status.phase.isIdle { status.message = "holding: \(message)" }
+        // A rollback's message says why it rolls back, and becomes the outcome's.
+        if !status.phase.isIdle, status.phase != .rollingBack { status.message = "holding: \(message)" }
         return false
     }
 

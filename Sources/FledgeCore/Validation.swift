@@ -197,6 +197,15 @@ extension RolloutSpec {
     }
 
     /// The checked spec with defaults, or every problem found.
+    /// The traffic this spec names, with the defaults, whether or not the rest of it validates (nil without a
+    /// target): where a Rollout being deleted still has to move its weight back from.
+    public var namedTraffic: TrafficPlan? {
+        guard let target = target?.deployment, !target.isEmpty else { return nil }
+        return TrafficPlan(
+            virtualService: traffic?.virtualService ?? target, routes: traffic?.routes ?? [], destinationRule: traffic?.destinationRule ?? target,
+            stableSubset: traffic?.stableSubset ?? Defaults.stableSubset, canarySubset: traffic?.canarySubset ?? Defaults.canarySubset)
+    }
+
     public func plan() -> Result<RolloutPlan, ValidationErrors> {
         var issues: [ValidationIssue] = []
         func issue(_ path: String, _ message: String) { issues.append(ValidationIssue(path: path, message: message)) }

@@ -83,6 +83,23 @@ struct RolloutViewTests {
             #expect(StatusCommand.outcome(fetched) == expected, "\(phase) observed \(observed)")
         }
         #expect(StatusCommand.outcome(try FetchedRollout(Self.rolloutJSON(status: nil))) == nil)
+        // Healthy with an invalid spec or no target rolled nothing out: a pipeline must not read success.
+        var broken = RolloutStatus(phase: .healthy)
+        broken.observedGeneration = 2
+        broken.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: "spec.stages: …", generation: 2, now: Timestamp(seconds: 0))
+        #expect(StatusCommand.outcome(try FetchedRollout(Self.rolloutJSON(status: try JSONValue(encoding: broken)))) == 1)
+    }
+
+    @Test func aRolloutBeingDeletedTakesNoChange() throws {
+        var json = Self.rolloutJSON(status: nil)
+        #expect(throws: Never.self) { try FetchedRollout(json).requireNotDeleting("trigger") }
+        json[path: ["metadata", "deletionTimestamp"]] = "2027-01-15T10:00:00Z"
+        do {
+            try FetchedRollout(json).requireNotDeleting("trigger")
+            Issue.record("a Rollout being deleted was changed")
+        } catch {
+            #expect(error.description.contains("is being deleted (since 2027-01-15T10:00:00Z"), "\(error)")
+        }
     }
 
     @Test func listTable() throws {

@@ -516,6 +516,9 @@ struct ScenarioTests {
         #expect(sim.phase == .aborted)
         #expect(sim.observedCanaryWeight == 0)
         #expect(sim.observed.canary?.replicas == 0)
+        // The outcome says why it ended, not what it held on.
+        #expect(sim.status.history.last?.message == "aborted by request")
+        #expect(sim.status.message == "aborted by request")
     }
 
     @Test func theProgressDeadlineStillEndsARolloutWhoseStableDeploymentDisappeared() {
@@ -561,6 +564,25 @@ struct ScenarioTests {
         let second = sim.reconcile()
         #expect(second.actions.contains(.setFinalizer(false)))
         #expect(second.weightChanges.isEmpty)
+        #expect(sim.deleted)
+        #expect(sim.observedCanaryWeight == 0)
+    }
+
+    @Test func deletingARolloutWhoseSpecBrokeMidRolloutStillMovesItsTrafficBack() {
+        var sim = Sim()
+        sim.run { $0.observedCanaryWeight == 10 && $0.phase == .progressing }
+        // Stages no longer ascending: the spec does not validate, and requests are answered, not left waiting.
+        sim.rollout.spec.stages = [StageSpec(weight: 50, hold: "20s"), StageSpec(weight: 25, hold: "20s")]
+        sim.request(.abort)
+        let invalid = sim.reconcile()
+        #expect(invalid.status.condition(ConditionType.specValid)?.status == .false)
+        let answer = invalid.status.requests.first { $0.kind == .abort }
+        #expect(answer?.accepted == false)
+        #expect(answer?.message.contains("the spec is invalid") == true)
+        sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        #expect(sim.reconcile().weightChanges.map(\.canaryWeight) == [0])
+        #expect(!sim.deleted)
+        #expect(sim.reconcile().actions.contains(.setFinalizer(false)))
         #expect(sim.deleted)
         #expect(sim.observedCanaryWeight == 0)
     }

@@ -25,6 +25,7 @@ struct ManualRequestRunner {
     /// Exit status: 0 accepted (or written with --no-wait), 1 refused, 2 no answer within the timeout.
     func run() async throws(CLIError) -> Int32 {
         let fetched = try await cluster.rollout(name)
+        try fetched.requireNotDeleting(kind.rawValue)
         let token = Self.freshToken()
         // Ask the core first: a request it would refuse in this phase is refused here, with its reason, and not
         // written. What the controller answers later is what counts; this only spares a pointless write.

@@ -22,6 +22,13 @@ struct FetchedRollout: Sendable {
     var resourceVersion: String? { object[path: ["metadata", "resourceVersion"]]?.stringValue }
     var status: RolloutStatus { rollout.status ?? RolloutStatus() }
 
+    /// Refuses to change a Rollout that is being deleted: whatever is written now never runs.
+    func requireNotDeleting(_ what: String) throws(CLIError) {
+        guard let since = rollout.metadata.deletionTimestamp else { return }
+        throw CLIError(
+            "rollout \"\(name)\" in namespace \"\(namespace)\" is being deleted (since \(since); the controller moves its traffic back to stable first), so there is nothing to \(what)")
+    }
+
     /// Whether `status` describes the current spec: the controller has seen `metadata.generation`. Until then the
     /// phase may belong to the previous spec (right after `fledge trigger`).
     var statusIsCurrent: Bool {
