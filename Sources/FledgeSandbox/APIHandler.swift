@@ -267,7 +267,7 @@ struct APIHandler: HTTPResponder {
         try checkStrict(call.type, body, query: call.query)
         let updated = try await store.update(
             call.type, namespace: call.namespace, name: call.target.name!, object: body,
-            status: call.target.subresource == "status", dryRun: call.dryRun)
+            status: call.target.subresource == "status", dryRun: call.dryRun, requireResourceVersion: call.type.isCustom)
         return APIHandler.json(output(updated, call.type))
     }
 

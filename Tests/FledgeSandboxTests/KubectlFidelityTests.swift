@@ -680,4 +680,43 @@ import Testing
             #expect(result.out == "deployment.apps/second-canary\n", "\(result.out) \(result.err)")
         }
     }
+
+    /// A PUT of a custom resource must carry metadata.resourceVersion (custom resources allow no unconditional
+    /// update); built-in types may leave it out. kubectl replace fills it in from the server's object when the file
+    /// has none, so it works either way.
+    @Test func replacingACustomResourceNeedsItsResourceVersion() async throws {
+        try await Self.withKubectl { h, kubectl in
+            var rollout = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            rollout[path: ["metadata", "resourceVersion"]] = nil
+            rollout[path: ["metadata", "labels"]] = ["edited": "yes"]
+            let path = "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts/product-service"
+            for suffix in ["", "/status"] {
+                let answer = try await h.request(.put, path + suffix, body: rollout)
+                #expect(answer.status == 422, "\(answer.json)")
+                #expect(answer.json["message"] == #"rollouts.fledge.dev "product-service" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#, "\(answer.json)")
+                #expect(answer.json["details"] == [
+                    "name": "product-service", "group": "fledge.dev", "kind": "rollouts",
+                    "causes": [["reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update", "field": "metadata.resourceVersion"]],
+                ], "\(answer.json)")
+            }
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "labels", "edited"]] == nil)
+            // A missing object is not found first.
+            var other = rollout
+            other[path: ["metadata", "name"]] = "other"
+            let missing = try await h.request(.put, "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts/other", body: other)
+            #expect(missing.status == 404, "\(missing.json)")
+
+            // A built-in type may be replaced unconditionally.
+            var deployment = try #require(await h.server.store.object(.deployments, namespace: "shop", name: "product-service"))
+            deployment[path: ["metadata", "resourceVersion"]] = nil
+            deployment[path: ["metadata", "labels", "edited"]] = "yes"
+            let replaced = try await h.request(.put, "/apis/apps/v1/namespaces/shop/deployments/product-service", body: deployment)
+            #expect(replaced.status == 200, "\(replaced.json)")
+
+            // kubectl replace of a file without the resourceVersion: kubectl fetches it first.
+            let result = try await kubectl.run(["replace", "-f", try kubectl.write("rollout.json", rollout.serializedString())])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "labels", "edited"]] == "yes")
+        }
+    }
 }
