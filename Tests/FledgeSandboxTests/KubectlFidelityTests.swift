@@ -1,3 +1,4 @@
+import FledgeHTTP
 import FledgeJSON
 import FledgeSandbox
 import Foundation
@@ -717,6 +718,38 @@ import Testing
             let result = try await kubectl.run(["replace", "-f", try kubectl.write("rollout.json", rollout.serializedString())])
             #expect(result.status == 0, "\(result.err)")
             #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "labels", "edited"]] == "yes")
+        }
+    }
+
+    /// A named object in a namespace that does not exist is not found as that object (only a create there names the
+    /// namespace), as on a real server. kubectl 1.32's get and patch then look the namespace up themselves (after
+    /// the object's 404 they GET /api/v1/namespaces/<ns>, visible at -v=6) and print `namespaces "…" not found`, as
+    /// they do against a real cluster; its delete prints the server's answer.
+    @Test func anObjectInAMissingNamespaceIsNotFoundAsItself() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let path = "/apis/fledge.dev/v1alpha1/namespaces/nonexistent/rollouts/x"
+            let body: JSONValue = ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "metadata": ["name": "x", "resourceVersion": "1"], "spec": [:]]
+            for (method, body, contentType) in [
+                (HTTPMethod.get, nil, "application/json"), (.delete, nil, "application/json"), (.put, body, "application/json"),
+                (.patch, ["metadata": ["labels": ["a": "b"]]] as JSONValue?, "application/merge-patch+json"),
+            ] {
+                let answer = try await h.request(method, path, body: body, contentType: contentType)
+                #expect(answer.status == 404, "\(method): \(answer.json)")
+                #expect(answer.json["message"] == #"rollouts.fledge.dev "x" not found"#, "\(method): \(answer.json)")
+                #expect(answer.json["details"] == ["name": "x", "group": "fledge.dev", "kind": "rollouts"], "\(method): \(answer.json)")
+            }
+            var result = try await kubectl.run(["delete", "ro", "x", "-n", "nonexistent"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"rollouts.fledge.dev "x" not found"#), "\(result.err)")
+            result = try await kubectl.run(["get", "ro", "x", "-n", "nonexistent"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "nonexistent" not found"#), "\(result.err)")
+            var rollout = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            rollout["metadata"] = ["name": "x", "namespace": "nonexistent"]
+            rollout["status"] = nil
+            result = try await kubectl.run(["create", "-f", try kubectl.write("x.json", rollout.serializedString())])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "nonexistent" not found"#), "\(result.err)")
         }
     }
 }
