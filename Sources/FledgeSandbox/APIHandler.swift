@@ -267,7 +267,7 @@ struct APIHandler: HTTPResponder {
         try checkStrict(call.type, body, query: call.query)
         let updated = try await store.update(
             call.type, namespace: call.namespace, name: call.target.name!, object: body,
-            status: call.target.subresource == "status", dryRun: call.dryRun)
+            status: call.target.subresource == "status", dryRun: call.dryRun, requireResourceVersion: call.type.isCustom)
         return APIHandler.json(output(updated, call.type))
     }
 
@@ -334,7 +334,8 @@ struct APIHandler: HTTPResponder {
     func deleteOne(_ call: Call) async throws -> Response {
         let precondition = call.deleteOptions?[path: ["preconditions", "resourceVersion"]]?.stringValue
         let deleted = try await store.delete(
-            call.type, namespace: call.namespace, name: call.target.name!, preconditionRV: precondition, dryRun: call.dryRun)
+            call.type, namespace: call.namespace, name: call.target.name!, preconditionRV: precondition, dryRun: call.dryRun,
+            propagation: try propagation(call))
         return APIHandler.json(output(deleted, call.type))
     }
 
@@ -342,13 +343,30 @@ struct APIHandler: HTTPResponder {
         let (labelSelector, fieldSelector) = try call.selectors()
         let deleted = try await store.deleteCollection(
             call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
-            dryRun: call.dryRun)
+            dryRun: call.dryRun, propagation: try propagation(call))
         var list: JSONObject = [:]
         list["kind"] = .string(call.type.listKind)
         list["apiVersion"] = .string(call.type.apiVersion)
         list["metadata"] = .object(["resourceVersion": .string(String(await store.resourceVersion))])
         list["items"] = .array(deleted.map { output($0, call.type) })
         return APIHandler.json(.object(list))
+    }
+
+    /// A delete's `propagationPolicy`, from its DeleteOptions body or the query (kubectl `--cascade=orphan` sends
+    /// `Orphan` in the body); Background when neither gives one.
+    func propagation(_ call: Call) throws(SandboxError) -> SandboxStore.Propagation {
+        guard let text = call.deleteOptions?["propagationPolicy"]?.stringValue ?? call.query["propagationPolicy"] else {
+            return .background
+        }
+        guard let policy = SandboxStore.Propagation(rawValue: text) else {
+            let message = "propagationPolicy: Unsupported value: \"\(text)\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            throw SandboxError.status(
+                code: 422, reason: "Invalid", message: "DeleteOptions.meta.k8s.io \"\" is invalid: \(message)",
+                details: ["group": "meta.k8s.io", "kind": "DeleteOptions", "causes": [
+                    ["reason": "FieldValueNotSupported", "message": .string(String(message.dropFirst("propagationPolicy: ".count))), "field": "propagationPolicy"],
+                ]])
+        }
+        return policy
     }
 
     /// A stored object as the requested version presents it (Istio's v1 and v1beta1 share storage; events.k8s.io

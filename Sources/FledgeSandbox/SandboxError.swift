@@ -77,7 +77,11 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
         .status(code: 400, reason: "BadRequest", message: message, details: nil)
     }
 
-    static func invalid(kind: String, name: String, causes: [(String, String)]) -> SandboxError {
+    /// 422 Invalid. `detailsKind` (and `group`) go into the details when they differ from the message's kind, as
+    /// where the real server names a resource there.
+    static func invalid(
+        kind: String, name: String, causes: [(String, String)], group: String = "", detailsKind: String? = nil
+    ) -> SandboxError {
         let summary = causes.map { (cause: (String, String)) -> String in "\(cause.0): \(cause.1)" }.joined(separator: ", ")
         let listed: String = causes.count == 1 ? summary : "[\(summary)]"
         let message = "\(kind) \"\(name)\" is invalid: \(listed)"
@@ -91,7 +95,9 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
         }
         return .status(
             code: 422, reason: "Invalid", message: message,
-            details: ["name": .string(name), "kind": .string(kind), "causes": .array(causeObjects)])
+            details: group.isEmpty
+                ? ["name": .string(name), "kind": .string(detailsKind ?? kind), "causes": .array(causeObjects)]
+                : ["name": .string(name), "group": .string(group), "kind": .string(detailsKind ?? kind), "causes": .array(causeObjects)])
     }
 
     static func unsupportedPatch(_ given: String, custom: Bool) -> SandboxError {

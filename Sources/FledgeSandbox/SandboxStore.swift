@@ -528,9 +528,13 @@ public actor SandboxStore {
     }
 
     /// Replaces an object (PUT). With `status`, only the status changes; otherwise the status is kept.
-    func update(_ type: ResourceType, namespace: String?, name: String, object input: JSONValue, status: Bool, dryRun: Bool = false)
-        throws(SandboxError) -> JSONValue
-    {
+    /// `requireResourceVersion`: refuse an update without `metadata.resourceVersion`, as the real server does for a
+    /// PUT of a custom resource (their strategy allows no unconditional update); built-in types, patches and the
+    /// store's own callers update unconditionally.
+    func update(
+        _ type: ResourceType, namespace: String?, name: String, object input: JSONValue, status: Bool, dryRun: Bool = false,
+        requireResourceVersion: Bool = false
+    ) throws(SandboxError) -> JSONValue {
         try checkEnvelope(type, input, namespace: namespace)
         if let bodyName = input[path: ["metadata", "name"]]?.stringValue, bodyName != name {
             throw SandboxError.badRequest(
@@ -539,6 +543,13 @@ public actor SandboxStore {
         let key = SandboxStore.key(namespace, name)
         guard let storedOld = buckets[type.storageResource]?.objects[key] else {
             throw SandboxError.notFound(type.groupResource, name)
+        }
+        if requireResourceVersion, input[path: ["metadata", "resourceVersion"]]?.stringValue?.isEmpty ?? true {
+            // The real server's message names the resource where the kind goes (its own TODO says so).
+            throw SandboxError.invalid(
+                kind: type.groupResource.description, name: name,
+                causes: [("metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")],
+                group: type.group, detailsKind: type.resource)
         }
         // The change is made in the form of the version written to, and stored in the storage's form.
         let old = type.fromStorage(storedOld)
@@ -712,9 +723,21 @@ public actor SandboxStore {
         }
     }
 
-    func delete(_ type: ResourceType, namespace: String?, name: String, preconditionRV: String? = nil, dryRun: Bool = false)
-        throws(SandboxError) -> JSONValue
-    {
+    /// How a deletion treats the owner's dependents (DeleteOptions `propagationPolicy`).
+    enum Propagation: String {
+        /// The default: once the owner is gone, dependents left without a live owner are deleted.
+        case background = "Background"
+        /// Treated as Background: the sandbox's collection is synchronous, so the owner is never seen waiting on
+        /// its dependents (`foregroundDeletion`), and the dependents are gone by the time the owner is.
+        case foreground = "Foreground"
+        /// Dependents stay, their references to the owner removed.
+        case orphan = "Orphan"
+    }
+
+    func delete(
+        _ type: ResourceType, namespace: String?, name: String, preconditionRV: String? = nil, dryRun: Bool = false,
+        propagation: Propagation = .background
+    ) throws(SandboxError) -> JSONValue {
         let key = SandboxStore.key(namespace, name)
         guard let old = buckets[type.storageResource]?.objects[key] else {
             throw SandboxError.notFound(type.groupResource, name)
@@ -723,6 +746,7 @@ public actor SandboxStore {
             throw SandboxError.conflict(type.groupResource, name)
         }
         if dryRun { return old }
+        if propagation == .orphan { orphanDependents(of: old) }
         return deleteOrMark(type, key: key, old: old)
     }
 
@@ -734,22 +758,92 @@ public actor SandboxStore {
         object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
         publish(WatchEvent(type: "DELETED", object: object, resourceVersion: resourceVersion, groupResource: type.storageResource))
         afterDelete(type, old)
+        collectGarbage(after: old)
         return object
+    }
+
+    // MARK: Garbage collection
+
+    /// Every stored object that could be a dependent of `owner`: in its namespace, or anywhere for a cluster-scoped
+    /// owner. (groupResource, key, object) triples, in a fixed order.
+    private func candidateDependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
+        let namespace = owner[path: ["metadata", "namespace"]]?.stringValue
+        var found: [(GroupResource, String, JSONValue)] = []
+        for (groupResource, bucket) in buckets.sorted(by: { $0.key.description < $1.key.description }) {
+            for (key, object) in bucket.objects.sorted(by: { $0.key < $1.key }) {
+                if let namespace, !key.hasPrefix(namespace + "/") { continue }
+                guard object[path: ["metadata", "ownerReferences"]]?.arrayValue?.isEmpty == false else { continue }
+                found.append((groupResource, key, object))
+            }
+        }
+        return found
+    }
+
+    /// Whether an owner reference of `dependent` points at an object that exists with that uid. An owner of a kind
+    /// the sandbox does not serve cannot be looked up and counts as live (the real collector does not delete then
+    /// either).
+    private func ownerExists(_ reference: JSONValue, of dependent: JSONValue) -> Bool {
+        guard let uid = reference["uid"]?.stringValue,
+            let type = self.type(apiVersion: reference["apiVersion"]?.stringValue ?? "", kind: reference["kind"]?.stringValue ?? "")
+        else { return true }
+        let namespace = type.namespaced ? dependent[path: ["metadata", "namespace"]]?.stringValue : nil
+        return object(type.storageResource, namespace: namespace, name: reference["name"]?.stringValue ?? "")?[path: ["metadata", "uid"]]?.stringValue == uid
+    }
+
+    /// What the real garbage collector does once `owner` is gone, here at once: each dependent left with no live
+    /// owner is deleted through the ordinary path (its own finalizers hold it; its dependents follow in turn), and a
+    /// dependent that still has a live owner loses its references to owners that are gone.
+    private func collectGarbage(after owner: JSONValue) {
+        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
+        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+            let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
+            guard references.contains(where: { $0["uid"]?.stringValue == uid }),
+                let current = buckets[groupResource]?.objects[key], current == dependent,
+                let type = self.type(for: groupResource)
+            else { continue }
+            let live = references.filter { $0["uid"]?.stringValue != uid && ownerExists($0, of: dependent) }
+            if live.isEmpty {
+                _ = deleteOrMark(type, key: key, old: dependent)
+            } else {
+                var kept = dependent
+                kept[path: ["metadata", "ownerReferences"]] = .array(live)
+                _ = store(kept, groupResource, key: key, event: "MODIFIED")
+            }
+        }
+    }
+
+    /// Deletion with `propagationPolicy: Orphan`: the dependents stay, without their references to `owner`.
+    private func orphanDependents(of owner: JSONValue) {
+        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
+        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+            let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
+            let kept = references.filter { $0["uid"]?.stringValue != uid }
+            guard kept.count != references.count else { continue }
+            var orphan = dependent
+            orphan[path: ["metadata", "ownerReferences"]] = kept.isEmpty ? nil : .array(kept)
+            _ = store(orphan, groupResource, key: key, event: "MODIFIED")
+        }
     }
 
     func deleteCollection(
         _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
-        dryRun: Bool = false
+        dryRun: Bool = false, propagation: Propagation = .background
     ) throws(SandboxError) -> [JSONValue] {
         let items = try list(
             type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, limit: nil,
             continueToken: nil
         ).items
         if dryRun { return items }
-        return items.map { item in
+        var deleted: [JSONValue] = []
+        for item in items {
             let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
-            return deleteOrMark(type, key: SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name), old: item)
+            let key = SandboxStore.key(namespace ?? item[path: ["metadata", "namespace"]]?.stringValue, name)
+            // An earlier item's dependents may have gone with it.
+            guard let current = buckets[type.storageResource]?.objects[key] else { continue }
+            if propagation == .orphan { orphanDependents(of: current) }
+            deleted.append(deleteOrMark(type, key: key, old: buckets[type.storageResource]?.objects[key] ?? current))
         }
+        return deleted
     }
 
     private func randomSuffix() -> String {
@@ -822,13 +916,16 @@ public actor SandboxStore {
             if let first = crdTypes.removeValue(forKey: name)?.first {
                 for item in objects(first.groupResource) {
                     let key = SandboxStore.key(item[path: ["metadata", "namespace"]]?.stringValue, item[path: ["metadata", "name"]]?.stringValue ?? "")
-                    _ = remove(first, key: key, old: item)
+                    guard let current = buckets[first.storageResource]?.objects[key] else { continue }
+                    _ = remove(first, key: key, old: current)
                 }
             }
         case .namespaces:
             for (groupResource, bucket) in buckets {
                 guard let itemType = self.type(for: groupResource), itemType.namespaced else { continue }
-                for (key, item) in bucket.objects where key.hasPrefix(name + "/") {
+                for (key, _) in bucket.objects where key.hasPrefix(name + "/") {
+                    // Collected with an owner removed before it: gone already.
+                    guard let item = buckets[groupResource]?.objects[key] else { continue }
                     _ = remove(itemType, key: key, old: item)
                 }
             }

@@ -1,3 +1,4 @@
+import FledgeHTTP
 import FledgeJSON
 import FledgeSandbox
 import Foundation
@@ -565,6 +566,190 @@ import Testing
             result = try await kubectl.run(["delete", "vs", "product-service"], kubeconfig: readerConfig)
             #expect(result.status != 0)
             #expect(result.err.contains(#"virtualservices.networking.istio.io "product-service" is forbidden: User "system:serviceaccount:default:reader" cannot delete resource "virtualservices" in API group "networking.istio.io" in the namespace "default""#), "\(result.err)")
+        }
+    }
+
+    /// Deleting an owner deletes its dependents (background cascading deletion, as the real garbage collector
+    /// does): the Rollout's canary Deployment, the Deployment's Pods, a ConfigMap owned by the canary in turn (held by
+    /// its finalizer until that is removed); an object with another live owner stays, without the dead reference.
+    @Test func deletingAnOwnerGarbageCollectsItsDependents() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let store = h.server.store
+            let rollout = try #require(await store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            let rolloutUID = try #require(rollout[path: ["metadata", "uid"]]?.stringValue)
+            func owner(_ apiVersion: String, _ kind: String, _ name: String, _ uid: String) -> JSONValue {
+                ["apiVersion": .string(apiVersion), "kind": .string(kind), "name": .string(name), "uid": .string(uid), "controller": true]
+            }
+            var canary = deploymentJSON
+            canary[path: ["metadata", "name"]] = "product-service-canary"
+            canary[path: ["metadata", "namespace"]] = "shop"
+            canary[path: ["metadata", "ownerReferences"]] = [owner("fledge.dev/v1alpha1", "Rollout", "product-service", rolloutUID)]
+            let stored = try await store.apply([canary])
+            let canaryUID = try #require(stored[0][path: ["metadata", "uid"]]?.stringValue)
+            await store.settleDeployments()
+            #expect(await store.objects(.pods, namespace: "shop").contains {
+                $0[path: ["metadata", "name"]]?.stringValue?.hasPrefix("product-service-canary-") == true
+            })
+            let keeper = try await store.apply([["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "keeper", "namespace": "shop"]]])
+            let keeperUID = try #require(keeper[0][path: ["metadata", "uid"]]?.stringValue)
+            try await store.apply([
+                ["apiVersion": "v1", "kind": "ConfigMap", "metadata": [
+                    "name": "chained", "namespace": "shop", "finalizers": ["example.com/hold"],
+                    "ownerReferences": [owner("apps/v1", "Deployment", "product-service-canary", canaryUID)],
+                ]],
+                ["apiVersion": "v1", "kind": "ConfigMap", "metadata": [
+                    "name": "shared", "namespace": "shop",
+                    "ownerReferences": [
+                        owner("fledge.dev/v1alpha1", "Rollout", "product-service", rolloutUID),
+                        owner("v1", "ConfigMap", "keeper", keeperUID),
+                    ],
+                ]],
+                // No owner: untouched.
+                ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "unrelated", "namespace": "shop"]],
+            ])
+
+            var result = try await kubectl.run(["delete", "ro", "product-service", "-n", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(Self.rollouts, namespace: "shop", name: "product-service") == nil)
+            #expect(await store.object(.deployments, namespace: "shop", name: "product-service-canary") == nil)
+            #expect(await store.object(.deployments, namespace: "shop", name: "product-service") != nil)
+            #expect(!(await store.objects(.pods, namespace: "shop").contains {
+                $0[path: ["metadata", "name"]]?.stringValue?.hasPrefix("product-service-canary-") == true
+            }))
+            let shared = try #require(await store.object(.configMaps, namespace: "shop", name: "shared"))
+            #expect(shared[path: ["metadata", "ownerReferences"]] == [owner("v1", "ConfigMap", "keeper", keeperUID)])
+            #expect(await store.object(.configMaps, namespace: "shop", name: "unrelated") != nil)
+            // The chained dependent's own finalizer holds its deletion.
+            let chained = try #require(await store.object(.configMaps, namespace: "shop", name: "chained"))
+            #expect(chained[path: ["metadata", "deletionTimestamp"]] != nil)
+            result = try await kubectl.run([
+                "patch", "configmap", "chained", "-n", "shop", "--type=json", "-p", #"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(.configMaps, namespace: "shop", name: "chained") == nil)
+            // The last owner gone, the shared ConfigMap goes too.
+            result = try await kubectl.run(["delete", "configmap", "keeper", "-n", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(.configMaps, namespace: "shop", name: "shared") == nil)
+
+            // Deleting the namespace still removes everything in it.
+            result = try await kubectl.run(["delete", "namespace", "shop", "--wait=false"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.objects(.deployments, namespace: "shop").isEmpty)
+            #expect(await store.objects(.configMaps, namespace: "shop").isEmpty)
+        }
+    }
+
+    /// `--cascade=orphan` (DeleteOptions `propagationPolicy: Orphan`, or the query parameter) leaves the dependents,
+    /// without their references to the deleted owner.
+    @Test func orphanDeletionLeavesDependentsWithoutTheOwnerReference() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let store = h.server.store
+            func ownedCanary(_ name: String, by rollout: JSONValue) -> JSONValue {
+                var canary = deploymentJSON
+                canary[path: ["metadata", "name"]] = .string(name)
+                canary[path: ["metadata", "namespace"]] = "shop"
+                canary[path: ["metadata", "ownerReferences"]] = [[
+                    "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "name": rollout[path: ["metadata", "name"]] ?? "",
+                    "uid": rollout[path: ["metadata", "uid"]] ?? "", "controller": true,
+                ]]
+                return canary
+            }
+            let rollout = try #require(await store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            try await store.apply([ownedCanary("product-service-canary", by: rollout)])
+            var result = try await kubectl.run(["delete", "ro", "product-service", "-n", "shop", "--cascade=orphan"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(Self.rollouts, namespace: "shop", name: "product-service") == nil)
+            let orphan = try #require(await store.object(.deployments, namespace: "shop", name: "product-service-canary"))
+            #expect(orphan[path: ["metadata", "ownerReferences"]] == nil, "\(orphan)")
+
+            // The query parameter does the same; an unknown policy is refused.
+            var second = rollout
+            second[path: ["metadata"]] = ["name": "second", "namespace": "shop"]
+            second["status"] = nil
+            let created = try await store.apply([second])
+            try await store.apply([ownedCanary("second-canary", by: created[0])])
+            let path = "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts/second"
+            let bad = try await h.request(.delete, path + "?propagationPolicy=Sometimes")
+            #expect(bad.status == 422, "\(bad.json)")
+            #expect(bad.json["message"]?.stringValue?.contains("propagationPolicy: Unsupported value: \"Sometimes\"") == true, "\(bad.json)")
+            let deleted = try await h.request(.delete, path + "?propagationPolicy=Orphan")
+            #expect(deleted.status == 200, "\(deleted.json)")
+            let secondOrphan = try #require(await store.object(.deployments, namespace: "shop", name: "second-canary"))
+            #expect(secondOrphan[path: ["metadata", "ownerReferences"]] == nil)
+            result = try await kubectl.run(["get", "deployment", "second-canary", "-n", "shop", "-o", "name"])
+            #expect(result.out == "deployment.apps/second-canary\n", "\(result.out) \(result.err)")
+        }
+    }
+
+    /// A PUT of a custom resource must carry metadata.resourceVersion (custom resources allow no unconditional
+    /// update); built-in types may leave it out. kubectl replace fills it in from the server's object when the file
+    /// has none, so it works either way.
+    @Test func replacingACustomResourceNeedsItsResourceVersion() async throws {
+        try await Self.withKubectl { h, kubectl in
+            var rollout = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            rollout[path: ["metadata", "resourceVersion"]] = nil
+            rollout[path: ["metadata", "labels"]] = ["edited": "yes"]
+            let path = "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts/product-service"
+            for suffix in ["", "/status"] {
+                let answer = try await h.request(.put, path + suffix, body: rollout)
+                #expect(answer.status == 422, "\(answer.json)")
+                #expect(answer.json["message"] == #"rollouts.fledge.dev "product-service" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#, "\(answer.json)")
+                #expect(answer.json["details"] == [
+                    "name": "product-service", "group": "fledge.dev", "kind": "rollouts",
+                    "causes": [["reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update", "field": "metadata.resourceVersion"]],
+                ], "\(answer.json)")
+            }
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "labels", "edited"]] == nil)
+            // A missing object is not found first.
+            var other = rollout
+            other[path: ["metadata", "name"]] = "other"
+            let missing = try await h.request(.put, "/apis/fledge.dev/v1alpha1/namespaces/shop/rollouts/other", body: other)
+            #expect(missing.status == 404, "\(missing.json)")
+
+            // A built-in type may be replaced unconditionally.
+            var deployment = try #require(await h.server.store.object(.deployments, namespace: "shop", name: "product-service"))
+            deployment[path: ["metadata", "resourceVersion"]] = nil
+            deployment[path: ["metadata", "labels", "edited"]] = "yes"
+            let replaced = try await h.request(.put, "/apis/apps/v1/namespaces/shop/deployments/product-service", body: deployment)
+            #expect(replaced.status == 200, "\(replaced.json)")
+
+            // kubectl replace of a file without the resourceVersion: kubectl fetches it first.
+            let result = try await kubectl.run(["replace", "-f", try kubectl.write("rollout.json", rollout.serializedString())])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service")?[path: ["metadata", "labels", "edited"]] == "yes")
+        }
+    }
+
+    /// A named object in a namespace that does not exist is not found as that object (only a create there names the
+    /// namespace), as on a real server. kubectl 1.32's get and patch then look the namespace up themselves (after
+    /// the object's 404 they GET /api/v1/namespaces/<ns>, visible at -v=6) and print `namespaces "…" not found`, as
+    /// they do against a real cluster; its delete prints the server's answer.
+    @Test func anObjectInAMissingNamespaceIsNotFoundAsItself() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let path = "/apis/fledge.dev/v1alpha1/namespaces/nonexistent/rollouts/x"
+            let body: JSONValue = ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "metadata": ["name": "x", "resourceVersion": "1"], "spec": [:]]
+            for (method, body, contentType) in [
+                (HTTPMethod.get, nil, "application/json"), (.delete, nil, "application/json"), (.put, body, "application/json"),
+                (.patch, ["metadata": ["labels": ["a": "b"]]] as JSONValue?, "application/merge-patch+json"),
+            ] {
+                let answer = try await h.request(method, path, body: body, contentType: contentType)
+                #expect(answer.status == 404, "\(method): \(answer.json)")
+                #expect(answer.json["message"] == #"rollouts.fledge.dev "x" not found"#, "\(method): \(answer.json)")
+                #expect(answer.json["details"] == ["name": "x", "group": "fledge.dev", "kind": "rollouts"], "\(method): \(answer.json)")
+            }
+            var result = try await kubectl.run(["delete", "ro", "x", "-n", "nonexistent"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"rollouts.fledge.dev "x" not found"#), "\(result.err)")
+            result = try await kubectl.run(["get", "ro", "x", "-n", "nonexistent"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "nonexistent" not found"#), "\(result.err)")
+            var rollout = try #require(await h.server.store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            rollout["metadata"] = ["name": "x", "namespace": "nonexistent"]
+            rollout["status"] = nil
+            result = try await kubectl.run(["create", "-f", try kubectl.write("x.json", rollout.serializedString())])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "nonexistent" not found"#), "\(result.err)")
         }
     }
 }

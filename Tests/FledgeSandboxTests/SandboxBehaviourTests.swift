@@ -211,8 +211,10 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             #expect(kept.json[path: ["spec", "maybe"]] == .null && kept.json[path: ["spec", "mode"]] == "fast")
             let bare = try await h.request(.post, path, body: ["apiVersion": "test.fledge.dev/v1", "kind": "Gadget", "metadata": ["name": "bare"]])
             #expect(bare.status == 201 && bare.json["spec"] == nil)
-            // Updates are defaulted too.
-            let updated = try await h.request(.put, path + "/bare", body: gadget("bare", ["limits": ["cpu": "2"]]))
+            // Updates are defaulted too. (A custom resource's PUT carries its resourceVersion, as a real server requires.)
+            var update = gadget("bare", ["limits": ["cpu": "2"]])
+            update[path: ["metadata", "resourceVersion"]] = bare.json[path: ["metadata", "resourceVersion"]]
+            let updated = try await h.request(.put, path + "/bare", body: update)
             #expect(updated.json["spec"] == ["limits": ["cpu": "2", "memory": "1Gi"], "mode": "fast", "maybe": "x"], "\(updated.json)")
         }
     }
