@@ -134,7 +134,7 @@ public enum Linter {
                     Finding(severity: .info, file: file, line: nil, object: nil, path: nil, message: "skipped: no apiVersion or kind, not a Kubernetes manifest"))
                 continue
             }
-            for doc in docs {
+            for doc in docs.flatMap({ $0.listItems ?? [$0] }) {
                 if doc.json.isNull { continue }
                 if Self.isKustomizeFile(doc) {
                     let what = "\(doc.kind ?? "?") (\(doc.apiVersion ?? "")) is kustomize's configuration, not a Kubernetes object"

@@ -17,6 +17,21 @@ public struct LintDocument: Sendable {
     public var name: String? { json[path: ["metadata", "name"]]?.stringValue }
     public var namespace: String? { json[path: ["metadata", "namespace"]]?.stringValue }
 
+    /// The objects of a `kind: List` (what `kubectl get -o yaml` writes), each with its own lines; nil otherwise.
+    public var listItems: [LintDocument]? {
+        guard kind == "List", let items = json["items"]?.arrayValue else { return nil }
+        return items.enumerated().map { offset, item in
+            let prefix = "items[\(offset)]"
+            var itemLines: [String: Int] = [:]
+            for (path, line) in lines {
+                if path == prefix { itemLines[""] = line } else if path.hasPrefix(prefix + ".") {
+                    itemLines[String(path.dropFirst(prefix.count + 1))] = line
+                }
+            }
+            return LintDocument(file: file, index: index, json: item, lines: itemLines)
+        }
+    }
+
     /// `VirtualService shop/product-service`.
     public var objectDescription: String {
         "\(kind ?? "?") \(namespace.map { "\($0)/" } ?? "")\(name ?? "?")"

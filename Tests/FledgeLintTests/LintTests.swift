@@ -47,6 +47,23 @@ struct LintTests {
         #expect(warning?.line == 25)
     }
 
+    /// `kubectl get … -o yaml` writes a `kind: List`: its items are linted like documents, with their own lines.
+    @Test func aListIsLintedItemByItem() throws {
+        let seed = try seedSources().map(\.text).joined(separator: "\n---\n")
+        let items = seed.components(separatedBy: "\n---\n").filter { $0.contains("kind:") }.map { doc in
+            "- " + doc.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\n  ")
+        }
+        let list = "apiVersion: v1\nkind: List\nitems:\n" + items.joined(separator: "\n") + "\n"
+        let report = Linter.lint(sources: [("all.yaml", list)])
+        #expect(errors(report) == [], "\(report.findings)")
+        #expect(report.findings.contains { $0.object == "VirtualService shop/product-service" && $0.severity == .warning })
+        // A broken item is found, on its own line.
+        let broken = Linter.lint(sources: [("all.yaml", list.replacingOccurrences(of: "version: v2", with: "verison: v2"))])
+        let finding = errors(broken).first { $0.path?.contains("verison") == true }
+        #expect(finding != nil, "\(broken.findings)")
+        #expect(finding.flatMap(\.line).map { list.split(separator: "\n", omittingEmptySubsequences: false)[$0 - 1].contains("v2") } == true)
+    }
+
     @Test func twoRolloutsOnOneDeploymentAreAnError() throws {
         var sources = try seedSources()
         let rollout = try #require(sources.first { $0.file == "rollout.yaml" })
