@@ -35,6 +35,24 @@ final class RunningCLI: @unchecked Sendable {
         self.err = err
     }
 
+    /// Starts `executable` with only `environment`, no stdin, stdout and stderr into `out` and `err` (created).
+    static func launch(
+        _ executable: String, _ arguments: [String], environment: [String: String], out: URL, err: URL, directory: URL? = nil
+    ) throws -> RunningCLI {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment
+        if let directory { process.currentDirectoryURL = directory }
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return RunningCLI(process: process, out: out, err: err)
+    }
+
     /// Waits for the exit by polling (no thread blocked in waitUntilExit).
     func finish() async throws -> CLIResult {
         while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
@@ -154,22 +172,11 @@ struct CLISandbox {
 
     /// Starts the binary (or `executable`, e.g. a kubectl-fledge link) with KUBECONFIG set to `kubeconfig`.
     func start(_ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil) throws -> RunningCLI {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable ?? binary)
-        process.arguments = arguments
-        process.environment = [
-            "KUBECONFIG": kubeconfig ?? self.kubeconfig, "HOME": folder.path, "PATH": path ?? "/usr/bin:/bin",
-        ]
         let id = UUID().uuidString
-        let out = folder.appendingPathComponent("out-\(id)")
-        let err = folder.appendingPathComponent("err-\(id)")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return RunningCLI(process: process, out: out, err: err)
+        return try RunningCLI.launch(
+            executable ?? binary, arguments,
+            environment: ["KUBECONFIG": kubeconfig ?? self.kubeconfig, "HOME": folder.path, "PATH": path ?? "/usr/bin:/bin"],
+            out: folder.appendingPathComponent("out-\(id)"), err: folder.appendingPathComponent("err-\(id)"))
     }
 
     func run(_ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil) async throws -> CLIResult {

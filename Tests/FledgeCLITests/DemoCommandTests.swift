@@ -140,20 +140,10 @@ struct DemoRun {
 
     static func start(_ arguments: [String], path: String = "/usr/bin:/bin") throws -> DemoRun {
         let folder = try TemporaryDirectory.make(prefix: "fledge-demo-test")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try FledgeBinary.path())
-        process.arguments = ["demo", "--manifests", packageRoot.path] + arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        process.environment = ["PATH": path, "HOME": folder]
-        let out = URL(fileURLWithPath: folder + "/stdout")
-        let err = URL(fileURLWithPath: folder + "/stderr")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return DemoRun(process: process, folder: folder, out: out, err: err)
+        let running = try RunningCLI.launch(
+            try FledgeBinary.path(), ["demo", "--manifests", packageRoot.path] + arguments, environment: ["PATH": path, "HOME": folder],
+            out: URL(fileURLWithPath: folder + "/stdout"), err: URL(fileURLWithPath: folder + "/stderr"), directory: URL(fileURLWithPath: folder))
+        return DemoRun(process: running.process, folder: folder, out: running.out, err: running.err)
     }
 
     /// Waits for the exit (a deadline far above the test's own budget, so a hung demo fails instead of blocking).

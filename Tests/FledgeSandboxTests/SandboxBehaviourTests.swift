@@ -402,16 +402,7 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
-        let bad = try write("bad.yaml", """
-            apiVersion: v1
-            kind: Namespace
-            metadata: {name: shop}
-            ---
-            apiVersion: fledge.dev/v1alpha1
-            kind: Rollout
-            metadata: {name: bad, namespace: shop}
-            spec: {target: {deployment: x}, stages: [{weight: 10, hold: "-5s"}]}
-            """)
+        let bad = try write("bad.yaml", namespaceAndInvalidRolloutManifest)
         // The Rollout comes before its CRD in the order given: CRDs are created first all the same.
         var manifests = try ManifestLoader.loadManifests(paths: [bad, crds])
         #expect(manifests.map(\.location) == [bad + " (document 1)", bad + " (document 2)", crds + "/rollouts.fledge.dev.yaml"])
