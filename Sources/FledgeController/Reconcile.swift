@@ -174,9 +174,7 @@ extension Controller {
         var current = object
         if status != rollout.status {
             do {
-                current = try await writer.writeStatus(status, of: object)
-                counters.withLock { $0.statusWrites += 1 }
-                metrics.kubernetesWrites.increment()
+                current = try await writeCounted(status, of: object)
             } catch {
                 await handle(error, key: key, rollout: rollout, object: object)
                 return
@@ -202,9 +200,7 @@ extension Controller {
                 // In order, stopping at the first failure: weight 0 must land before the canary is scaled down.
                 guard failure == nil, let references else { continue }
                 do {
-                    try await writer.execute(action, rollout: current, references: references)
-                    counters.withLock { $0.writes += 1 }
-                    metrics.kubernetesWrites.increment()
+                    try await executeCounted(action, rollout: current, references: references)
                 } catch {
                     failure = error
                 }
@@ -220,9 +216,7 @@ extension Controller {
         if status.condition(reconciledCondition) != nil {
             status.removeCondition(reconciledCondition)
             do {
-                current = try await writer.writeStatus(status, of: current)
-                counters.withLock { $0.statusWrites += 1 }
-                metrics.kubernetesWrites.increment()
+                current = try await writeCounted(status, of: current)
             } catch {
                 await handle(error, key: key, rollout: rollout, object: current)
                 return
@@ -234,9 +228,7 @@ extension Controller {
         for action in release {
             guard let references else { break }
             do {
-                try await writer.execute(action, rollout: current, references: references)
-                counters.withLock { $0.writes += 1 }
-                metrics.kubernetesWrites.increment()
+                try await executeCounted(action, rollout: current, references: references)
             } catch {
                 await handle(error, key: key, rollout: rollout, object: current)
                 return
@@ -261,6 +253,21 @@ extension Controller {
                     "events": "\(events.map(\.reason).joined(separator: ","))",
                 ])
         }
+    }
+
+    /// Writes a Rollout's status, counted for the tests and `/metrics`.
+    func writeCounted(_ status: RolloutStatus, of object: JSONValue) async throws(ControllerError) -> JSONValue {
+        let written = try await writer.writeStatus(status, of: object)
+        counters.withLock { $0.statusWrites += 1 }
+        metrics.kubernetesWrites.increment()
+        return written
+    }
+
+    /// Carries out one of a decision's cluster writes, counted likewise.
+    func executeCounted(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) {
+        try await writer.execute(action, rollout: rollout, references: references)
+        counters.withLock { $0.writes += 1 }
+        metrics.kubernetesWrites.increment()
     }
 
     /// Decodes the cached Rollout (not kept: idle rollouts are never decoded again, and memory is the budget).
