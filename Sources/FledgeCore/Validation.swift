@@ -267,7 +267,8 @@ extension RolloutSpec {
                     issue(path, error.message)
                 }
             }
-            if images.count > 1, images.contains(where: { $0.container == nil }) {
+            // (With both image and images set, the first error says it all.)
+            if images.count > 1, canary.image == nil || canary.images == nil, images.contains(where: { $0.container == nil }) {
                 issue("spec.canary.images", "with several images, each needs a container name: CONTAINER=IMAGE")
             }
             if let p = canary.templatePatch {

@@ -127,6 +127,12 @@ public enum Linter {
             if let problem {
                 findings.append(Finding(severity: .error, file: file, line: problem.line, object: nil, path: nil, message: problem.message))
             }
+            // Named on the command line and empty (or only comments): nothing was checked, which is no pass.
+            if !source.inFolder, problem == nil, docs.allSatisfy({ $0.json.isNull }) {
+                findings.append(
+                    Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "holds no Kubernetes object (the file is empty)"))
+                continue
+            }
             // Found in a folder and nothing in it has an apiVersion or kind (a Grafana dashboard, a values file):
             // not a manifest, so not a mistake in one.
             if source.inFolder, problem == nil, !docs.contains(where: { $0.apiVersion != nil || $0.kind != nil }) {

@@ -116,6 +116,12 @@ struct ValidationTests {
         #expect(issues.contains { $0.hasPrefix(c.expected) }, "\(issues)")
     }
 
+    @Test func imageAndImagesTogetherIsOneError() {
+        var spec = seedSpec()
+        spec.canary = CanaryChange(image: "a:1", images: ["app=b:2"])
+        #expect(spec.validate().map(\.description) == ["spec.canary: set either image or images, not both"])
+    }
+
     /// One rule and one message for the target's name: room for -canary and the canary's ReplicaSet suffix.
     @Test func targetNameLength() {
         func issues(_ name: String) -> [String] {

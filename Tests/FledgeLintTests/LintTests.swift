@@ -64,6 +64,13 @@ struct LintTests {
         #expect(finding.flatMap(\.line).map { list.split(separator: "\n", omittingEmptySubsequences: false)[$0 - 1].contains("v2") } == true)
     }
 
+    @Test func anEmptyFileNamedOnTheCommandLineIsAnError() {
+        for text in ["", "# only a comment\n", "---\n---\n"] {
+            let report = Linter.lint(sources: [("empty.yaml", text)])
+            #expect(errors(report).map(\.message) == ["holds no Kubernetes object (the file is empty)"], "\(text): \(report.findings)")
+        }
+    }
+
     @Test func twoRolloutsOnOneDeploymentAreAnError() throws {
         var sources = try seedSources()
         let rollout = try #require(sources.first { $0.file == "rollout.yaml" })
