@@ -93,6 +93,8 @@ actor StatusPrinter {
     private var lastText: String?
     private var seenEvents: Set<String> = []
     private(set) var lastPhase: String?
+    /// When the watch began: Events before it (or before the rollout it follows started) belong to earlier rollouts.
+    private let watchStarted = Timestamp(Date())
     /// Where the view goes (`fledge demo -o json` keeps stdout for its summary), and lines drawn above it on a terminal.
     let sink: FileHandle
     let header: String
@@ -128,7 +130,9 @@ actor StatusPrinter {
                 emit("\(Timestamp(Date()))  \(line)\n")
             }
             if case .success(let events) = await cluster.events(for: fetched) {
-                for event in events where seenEvents.insert(event.key).inserted {
+                // The current rollout's Events from its start; before the controller has seen the spec, only new ones.
+                let since = fetched.statusIsCurrent ? min(fetched.status.startedAt ?? watchStarted, watchStarted) : watchStarted
+                for event in events where (event.time.map { $0 >= since } ?? true) && seenEvents.insert(event.key).inserted {
                     emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
                 }
             }

@@ -184,6 +184,16 @@ struct ManualRequestContractTests {
             let json = try await sandbox.run(["status", "product-service", "--watch", "-o", "json"])
             let phase = try JSONValue(parsing: Array(json.out.utf8))["phase"]?.stringValue
             #expect(json.status == 0 && phase == "Succeeded")
+
+            // A second rollout's watch shows its own Events, not the first one's again.
+            let first = try await sandbox.rollout().status?.revision
+            _ = try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:3.0.0"])
+            let again = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await again.waitForOutput(containing: "product-service: ")
+            try await controller.run { $0.status?.phase == .succeeded && $0.status?.revision != first }
+            let second = try await again.finish()
+            #expect(second.status == 0, "\(second)")
+            #expect(second.out.components(separatedBy: "event Normal RolloutStarted").count == 2, "\(second.out)")
         }
     }
 }
