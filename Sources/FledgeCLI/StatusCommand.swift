@@ -130,9 +130,10 @@ actor StatusPrinter {
                 emit("\(Timestamp(Date()))  \(line)\n")
             }
             if case .success(let events) = await cluster.events(for: fetched) {
-                // The current rollout's Events from its start; before the controller has seen the spec, only new ones.
-                let since = fetched.statusIsCurrent ? min(fetched.status.startedAt ?? watchStarted, watchStarted) : watchStarted
-                for event in events where (event.time.map { $0 >= since } ?? true) && seenEvents.insert(event.key).inserted {
+                // The current rollout's Events from its start (both times are the controller's clock); none until the
+                // controller has seen the spec: a new rollout's Events come after its status.
+                let since = fetched.statusIsCurrent ? fetched.status.startedAt ?? watchStarted : nil
+                for event in events where since.map({ s in event.time.map { $0 >= s } ?? true }) ?? false && seenEvents.insert(event.key).inserted {
                     emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
                 }
             }

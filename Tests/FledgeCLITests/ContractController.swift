@@ -76,7 +76,7 @@ struct ContractController {
             // As the controller records it: an events.k8s.io/v1 Event regarding the Rollout.
             let record = EventRecord(
                 regarding: rollout, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
-                action: event.reason, reportingInstance: "contract-test", time: Date())
+                action: event.reason, reportingInstance: "contract-test", time: now.date)
             let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
             try await store.apply([record.eventObject(namespace: namespace, uniqueSuffix: suffix)])
         case .runAnalysis(let request):
