@@ -23,6 +23,11 @@ public enum Action: Sendable, Equatable {
     /// Call `decide` again after this long, even if nothing changes.
     case requeue(after: RolloutDuration)
 
+    /// The weights a `.setWeights` writes; nil for every other action.
+    public var weightChange: WeightChange? {
+        if case .setWeights(let change) = self { return change } else { return nil }
+    }
+
     /// True for actions that change something outside (the cluster, a webhook, an event). `runAnalysis` and
     /// `requeue` are not writes.
     public var isWrite: Bool {

@@ -144,12 +144,12 @@ struct Engine {
     /// to be garbage-collected; it comes off once the rollout is idle with no weight on the canary (an idle Rollout
     /// deletes at once, also with no controller running). Added before any weight moves in the same decision.
     mutating func keepFinalizerWhileTrafficMayReachTheCanary() {
-        let movingWeight = actions.contains { if case .setWeights(let w) = $0 { return w.canaryWeight > 0 } else { return false } }
+        let movingWeight = actions.contains { ($0.weightChange?.canaryWeight ?? 0) > 0 }
         let inFlight = !status.phase.isIdle || movingWeight
         if inFlight, !holdsFinalizer {
             actions.insert(.setFinalizer(true), at: 0)
         } else if !inFlight, holdsFinalizer, observedWeight == 0 || (observedWeight == nil && managed.isEmpty),
-            !actions.contains(where: { if case .setWeights = $0 { return true } else { return false } })
+            !actions.contains(where: { $0.weightChange != nil })
         {
             actions.append(.setFinalizer(false))
         }
@@ -784,13 +784,8 @@ struct Engine {
         if [.initializing, .progressing].contains(status.phase), let last = status.lastProgressAt {
             times.append(last + plan.progressDeadline + .seconds(1))
         }
+        // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook) is asked again then.
         if let webhookRetryAt { times.append(webhookRetryAt) }
-        // Webhook gates that failed are retried every interval.
-        if actions.contains(where: { if case .callWebhook = $0 { return true } else { return false } }) == false,
-            status.message?.hasPrefix("stage gate") == true
-        {
-            times.append(now + plan.analysis.interval)
-        }
         guard let next = times.filter({ $0 > now }).min() else { return }
         actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
     }
@@ -923,7 +918,7 @@ struct Engine {
         let change = WeightChange(
             stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id),
             virtualService: settingWeights(of: vs, routes: managed, traffic: traffic, canaryWeight: canaryWeight))
-        actions.removeAll { if case .setWeights = $0 { return true } else { return false } }
+        actions.removeAll { $0.weightChange != nil }
         actions.append(.setWeights(change))
         if let reason {
             event(

@@ -238,7 +238,7 @@ struct Sim {
 
 extension Decision {
     var weightChanges: [WeightChange] {
-        actions.compactMap { if case .setWeights(let w) = $0 { return w } else { return nil } }
+        actions.compactMap(\.weightChange)
     }
     var eventReasons: [String] {
         actions.compactMap { if case .emitEvent(let e) = $0 { return e.reason } else { return nil } }
