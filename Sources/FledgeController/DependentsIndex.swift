@@ -85,6 +85,7 @@ struct DependentsIndex: Sendable {
         var roles: [String: Roles] = [:]
         roles[r.stableDeployment, default: []].insert(.stableDeployment)
         roles[r.virtualService, default: []].insert(.virtualService)
+        if let former = r.formerVirtualService { roles[former, default: []].insert(.virtualService) }
         roles[r.destinationRule, default: []].insert(.destinationRule)
         return roles.map { (Object(namespace: r.namespace, name: $0.key), $0.value) }
     }

@@ -121,8 +121,10 @@ struct Engine {
         }
         status.setCondition(ConditionType.specValid, .true, reason: "Valid", message: "the spec is valid", generation: generation, now: now)
 
+        if movingFormerTrafficBack() { return }
         guard prepare() else {
             if let revisionUnknown { continueWithoutRevision(revisionUnknown) }
+            recordRoutedTraffic()
             return
         }
         handleNewRevision()
@@ -133,7 +135,67 @@ struct Engine {
             if !proceed || (status.phase, status.stage) == before { break }
         }
         keepFinalizerWhileTrafficMayReachTheCanary()
+        recordRoutedTraffic()
         scheduleWakeUp()
+    }
+
+    // MARK: - Routes the spec no longer names
+
+    /// Remembers the routes that may carry canary weight after this decision (a weight read back there, or one this
+    /// decision writes), and forgets them once they are read back at 0. Routes that cannot be read keep the record.
+    mutating func recordRoutedTraffic() {
+        let writesWeight = actions.contains { ($0.weightChange?.canaryWeight ?? 0) > 0 }
+        if writesWeight || (!managed.isEmpty && observedWeight != 0) {
+            status.routedTraffic = RoutedTraffic(traffic)
+        } else if observed.virtualService == nil || !managed.isEmpty {
+            status.routedTraffic = nil
+        }
+    }
+
+    /// `spec.traffic` changed (another VirtualService, other routes or subsets) while the routes it named before still
+    /// send the canary traffic: that weight goes back to stable first, before anything else happens, or it would
+    /// stay on a canary that the rollout later scales to zero (Rules 2 and 4). True while there is such weight.
+    mutating func movingFormerTrafficBack() -> Bool {
+        guard let former = status.routedTraffic, !former.isRouted(by: traffic) else { return false }
+        let formerTraffic = former.traffic
+        let vs = former.virtualService == traffic.virtualService ? observed.virtualService : observed.formerVirtualService
+        guard let vs else {
+            status.routedTraffic = nil  // Deleted: nothing routes through it any more.
+            return false
+        }
+        let place = "route\(former.routes.count == 1 ? "" : "s") \(former.routes.isEmpty ? "" : former.routes.joined(separator: ", ") + " ")of VirtualService \(former.virtualService) (subsets \(former.stableSubset)/\(former.canarySubset))"
+        switch managedRoutes(of: vs, traffic: formerTraffic) {
+        case .failure(let error):
+            // Edited by hand so that no route splits between the two subsets any more: no weight of ours is left there.
+            event(.warning, "FormerTrafficUnreadable", "spec.traffic changed; the \(place) it named before cannot be read (\(error.message)), so no weight is moved there")
+            status.routedTraffic = nil
+            return false
+        case .success(let all):
+            var routes = all.filter { $0.canaryWeight(stableSubset: former.stableSubset, canarySubset: former.canarySubset) != 0 }
+            if former.virtualService == traffic.virtualService, former.stableSubset == traffic.stableSubset,
+                former.canarySubset == traffic.canarySubset, case .success(let current) = managedRoutes(of: vs, traffic: traffic)
+            {
+                // Routes the spec still manages, now by name, keep their weight: the rollout goes on with them.
+                let stillManaged = Set(current.map(\.id))
+                routes.removeAll { stillManaged.contains($0.id) }
+            }
+            if routes.isEmpty {
+                status.routedTraffic = nil
+                return false
+            }
+            let ids = routes.map(\.id)
+            actions.append(
+                .setWeights(
+                    WeightChange(
+                        stableWeight: 100, canaryWeight: 0, routes: ids,
+                        virtualService: settingWeights(of: vs, routes: routes, traffic: formerTraffic, canaryWeight: 0))))
+            let message =
+                "spec.traffic no longer names \(place), which still send\(former.routes.count == 1 ? "s" : "") the canary traffic: moving it back to stable first"
+            status.message = message
+            event(.normal, "TrafficMoved", message)
+            if !holdsFinalizer { actions.insert(.setFinalizer(true), at: 0) }
+            return true
+        }
     }
 
     // MARK: - Deletion
@@ -160,6 +222,7 @@ struct Engine {
     mutating func finishDeletion() {
         guard holdsFinalizer else { return }
         if plan != nil || deletionTraffic != nil {
+            if movingFormerTrafficBack() { return }
             readRoutes()
             if observedWeight != 0, !managed.isEmpty {
                 setWeights(0)

@@ -86,18 +86,28 @@ public struct Observed: Sendable, Equatable {
     public var virtualService: JSONValue?
     /// The DestinationRule object; nil when it does not exist.
     public var destinationRule: JSONValue?
+    /// The VirtualService `status.routedTraffic` names when it is not the one the spec names (`spec.traffic`
+    /// changed while the canary had weight there); nil otherwise, or when it does not exist.
+    public var formerVirtualService: JSONValue?
 
-    public init(stable: ObservedDeployment?, canary: ObservedDeployment?, virtualService: JSONValue?, destinationRule: JSONValue?) {
+    public init(
+        stable: ObservedDeployment?, canary: ObservedDeployment?, virtualService: JSONValue?, destinationRule: JSONValue?,
+        formerVirtualService: JSONValue? = nil
+    ) {
         self.stable = stable
         self.canary = canary
         self.virtualService = virtualService
         self.destinationRule = destinationRule
+        self.formerVirtualService = formerVirtualService
     }
 
     /// From the objects as the API server returns them.
-    public init(stableDeployment: JSONValue?, canaryDeployment: JSONValue?, virtualService: JSONValue?, destinationRule: JSONValue?) {
+    public init(
+        stableDeployment: JSONValue?, canaryDeployment: JSONValue?, virtualService: JSONValue?, destinationRule: JSONValue?,
+        formerVirtualService: JSONValue? = nil
+    ) {
         self.init(
             stable: stableDeployment.map(ObservedDeployment.init(json:)), canary: canaryDeployment.map(ObservedDeployment.init(json:)),
-            virtualService: virtualService, destinationRule: destinationRule)
+            virtualService: virtualService, destinationRule: destinationRule, formerVirtualService: formerVirtualService)
     }
 }

@@ -201,6 +201,9 @@ public struct RolloutReferences: Sendable, Hashable {
     public var canaryDeployment: String
     public var virtualService: String
     public var destinationRule: String
+    /// The VirtualService that may still carry canary weight from before `spec.traffic` changed
+    /// (`status.routedTraffic`), when it is not `virtualService`.
+    public var formerVirtualService: String?
 
     /// What the canary Deployment's name adds to the stable one's.
     public static let canarySuffix = "-canary"
@@ -214,12 +217,16 @@ public struct RolloutReferences: Sendable, Hashable {
     /// The canary Deployment Fledge owns for the stable Deployment `target`.
     public static func canaryDeployment(of target: String) -> String { target + canarySuffix }
 
-    public init(namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String) {
+    public init(
+        namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String,
+        formerVirtualService: String? = nil
+    ) {
         self.namespace = namespace
         self.stableDeployment = stableDeployment
         self.canaryDeployment = canaryDeployment
         self.virtualService = virtualService
         self.destinationRule = destinationRule
+        self.formerVirtualService = formerVirtualService == virtualService ? nil : formerVirtualService
     }
 }
 
@@ -230,6 +237,7 @@ extension Rollout {
         guard let target = spec.target?.deployment, !target.isEmpty else { return nil }
         return RolloutReferences(
             namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: RolloutReferences.canaryDeployment(of: target),
-            virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target)
+            virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target,
+            formerVirtualService: status?.routedTraffic?.virtualService)
     }
 }

@@ -24,6 +24,39 @@ public enum Phase: String, Codable, Sendable, CaseIterable {
     public var isIdle: Bool { [.healthy, .succeeded, .failed, .aborted].contains(self) }
 }
 
+/// Which routes of which VirtualService carry the canary's weight: the part of a `TrafficPlan` that moving weight
+/// needs (the DestinationRule plays no part in moving it back to stable).
+public struct RoutedTraffic: Codable, Sendable, Equatable {
+    public var virtualService: String
+    /// The route names `spec.traffic.routes` listed; empty: every route whose destinations are exactly the two subsets.
+    public var routes: [String]
+    public var stableSubset: String
+    public var canarySubset: String
+
+    public init(_ traffic: TrafficPlan) {
+        virtualService = traffic.virtualService
+        routes = traffic.routes
+        stableSubset = traffic.stableSubset
+        canarySubset = traffic.canarySubset
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        virtualService = try c.decode(String.self, forKey: .virtualService)
+        routes = try c.decodeIfPresent([String].self, forKey: .routes) ?? []
+        stableSubset = try c.decode(String.self, forKey: .stableSubset)
+        canarySubset = try c.decode(String.self, forKey: .canarySubset)
+    }
+
+    /// To read and write these routes with.
+    public var traffic: TrafficPlan {
+        TrafficPlan(virtualService: virtualService, routes: routes, destinationRule: "", stableSubset: stableSubset, canarySubset: canarySubset)
+    }
+
+    /// Whether `traffic` moves weight on exactly these routes.
+    public func isRouted(by traffic: TrafficPlan) -> Bool { self == RoutedTraffic(traffic) }
+}
+
 /// `status` of a Rollout. Every bit of progress lives here, so a restarted controller resumes where it stopped.
 public struct RolloutStatus: Codable, Sendable, Equatable {
     public var phase: Phase
@@ -72,6 +105,10 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     /// The stage whose advance the judge has allowed: the canary was shown not worse than the margins at the next
     /// stage's weight (or at 100 % for the last stage).
     public var judgeAcceptedStage: Int?
+    /// The routes the canary was last given weight on, kept until they are read back at 0: when `spec.traffic`
+    /// changes (another VirtualService, other routes or subsets) while they still send the canary traffic, that
+    /// weight is moved back to stable before anything else, instead of staying on a canary that later goes away.
+    public var routedTraffic: RoutedTraffic?
 
     public static let historyLimit = 10
 
@@ -92,6 +129,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         case phase, observedGeneration, revision, stableRevision, stage, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
         case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks, judge, judgeAcceptedStage
+        case routedTraffic
     }
 
     public init(from decoder: any Decoder) throws {
@@ -120,6 +158,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         passedWebhooks = try c.decodeIfPresent([String].self, forKey: .passedWebhooks) ?? []
         judge = try c.decodeIfPresent(JudgeState.self, forKey: .judge)
         judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
+        routedTraffic = try c.decodeIfPresent(RoutedTraffic.self, forKey: .routedTraffic)
     }
 
     public func condition(_ type: String) -> Condition? { conditions.first { $0.type == type } }

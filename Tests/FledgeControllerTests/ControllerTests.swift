@@ -176,6 +176,31 @@ import Testing
         #expect(weights(try await world.virtualService()) == (100, 0))
     }
 
+    /// `spec.traffic` renamed to another VirtualService mid-rollout: the old one's canary weight goes back to stable
+    /// before the new one gets any, and the old one sends nothing to the canary from then on.
+    @Test func renamingTheVirtualServiceMidRolloutMovesTheOldWeightBackFirst() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "2s"], ["weight": 50, "hold": "60s"]]]))
+        var copy = settingWeights(try await world.virtualService(), 100, 0)
+        copy["metadata"] = ["name": "product-service-v2", "namespace": "shop"]
+        _ = try await world.client.create(.virtualServices, namespace: "shop", copy)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        _ = try await world.waitForPhase("Healthy")
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let serving = try await world.waitFor("stage 2 at 50%") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        #expect(serving[path: ["status", "routedTraffic", "virtualService"]] == "product-service")
+        try await world.patchSpec(["traffic": ["virtualService": "product-service-v2"]])
+        let moved = try await world.waitFor("the new VirtualService at 50%") {
+            $0[path: ["status", "routedTraffic", "virtualService"]] == "product-service-v2" && $0[path: ["status", "canaryWeight"]]?.intValue == 50
+        }
+        #expect(moved[path: ["status", "phase"]] == "Progressing")
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(weights(try await world.client.get(.virtualServices, namespace: "shop", name: "product-service-v2")) == (50, 50))
+        let events = try await world.client.list(.events, namespace: "shop")
+        #expect(events.items.contains { $0["reason"] == "TrafficMoved" })
+    }
+
     /// A leader that shuts down hands its Lease over at once instead of leaving it to expire.
     @Test func aLeaderThatStopsReleasesItsLease() async throws {
         let world = try await World()

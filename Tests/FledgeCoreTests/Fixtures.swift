@@ -138,6 +138,8 @@ struct Sim {
     var decisions: [Decision] = []
     var webhookCalls: [WebhookCall] = []
     var weightHistory: [Int] = []
+    /// Weights written to `observed.formerVirtualService`.
+    var formerWeightHistory: [Int] = []
     /// The Rollout had a deletion timestamp and its last finalizer was removed: the API server deletes it.
     var deleted = false
     /// When set, every analysis also carries the judge's counts for the canary weight in force.
@@ -176,6 +178,13 @@ struct Sim {
                 name: spec.name, template: spec.template, selector: spec.selector, replicas: spec.replicas, readyReplicas: ready,
                 updatedReplicas: ready, availableReplicas: ready, revisionAnnotation: spec.revision)
         case .setWeights(let change):
+            // Written where it is named, as the API server would.
+            let name = change.virtualService[path: ["metadata", "name"]]
+            if let former = observed.formerVirtualService, former[path: ["metadata", "name"]] == name {
+                observed.formerVirtualService = change.virtualService
+                formerWeightHistory.append(change.canaryWeight)
+                return
+            }
             observed.virtualService = change.virtualService
             weightHistory.append(change.canaryWeight)
         case .writeStableTemplate(_, let template, _):
