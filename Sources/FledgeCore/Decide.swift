@@ -64,8 +64,8 @@ struct Engine {
     var revisionUnknown: String?
     /// When a webhook that failed is due to be asked again.
     var webhookRetryAt: Timestamp?
-    /// Set only while deleting a Rollout whose spec does not validate (see `traffic`).
-    var deletionTraffic: TrafficPlan?
+    /// Set only when the spec does not validate: the routes its `spec.traffic` names, with the defaults (see `traffic`).
+    var fallbackTraffic: TrafficPlan?
 
     init(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) {
         self.rollout = rollout
@@ -85,7 +85,7 @@ struct Engine {
         if rollout.metadata.deletionTimestamp != nil {
             switch planned {
             case .success(let plan): self.plan = plan
-            case .failure: deletionTraffic = rollout.spec.namedTraffic
+            case .failure: fallbackTraffic = rollout.spec.namedTraffic
             }
             finishDeletion()
             return
@@ -98,9 +98,7 @@ struct Engine {
             if before?.status != .false || before?.message != message {
                 event(.warning, "InvalidSpec", message)
             }
-            // Answered, not left waiting: nothing can be done with a spec that does not validate.
-            handleRequests(
-                refusingAll: "the spec is invalid (\(message)); fix it first, or delete the Rollout (its traffic goes back to stable before it goes)")
+            continueWithoutPlan(message)
             return
         case .success(let plan):
             self.plan = plan
@@ -221,7 +219,7 @@ struct Engine {
     /// happens (no new stage, no promotion).
     mutating func finishDeletion() {
         guard holdsFinalizer else { return }
-        if plan != nil || deletionTraffic != nil {
+        if plan != nil || fallbackTraffic != nil {
             if movingFormerTrafficBack() { return }
             readRoutes()
             if observedWeight != 0, !managed.isEmpty {
@@ -283,7 +281,7 @@ struct Engine {
 
     /// The routes and subsets to move weight on: the plan's, or, for a Rollout being deleted whose spec no longer
     /// validates, what its spec.traffic names with the defaults.
-    var traffic: TrafficPlan { deletionTraffic ?? plan.traffic }
+    var traffic: TrafficPlan { fallbackTraffic ?? plan.traffic }
 
     /// Without a revision (the stable Deployment is gone, or the canary cannot be built from it) nothing can start,
     /// advance or promote; a rollout in flight must still answer an abort, fail at its progress deadline and finish
@@ -297,6 +295,25 @@ struct Engine {
         safetyWeightsToStable()
         keepFinalizerWhileTrafficMayReachTheCanary()
         scheduleWakeUp()
+    }
+
+    /// The spec does not validate: nothing can start, advance or promote, and those requests are answered with the
+    /// reason rather than left waiting. A rollout in flight can still be aborted, and a rollback still finishes, on
+    /// the routes the spec names (moving first any weight left where it named before): the way out of a broken spec
+    /// must not depend on fixing it (Rule 4).
+    mutating func continueWithoutPlan(_ problem: String) {
+        fallbackTraffic = rollout.spec.namedTraffic
+        wanted = status.revision ?? ""
+        stableRevision = status.stableRevision ?? ""
+        revisionUnknown = "the spec is invalid (\(problem)); fix it first, or delete the Rollout (its traffic goes back to stable before it goes)"
+        handleRequests()
+        guard fallbackTraffic != nil, status.phase == .rollingBack else { return }
+        if movingFormerTrafficBack() { return }
+        readRoutes()
+        if let w = observedWeight { status.canaryWeight = w }
+        _ = rollingBack()
+        keepFinalizerWhileTrafficMayReachTheCanary()
+        recordRoutedTraffic()
     }
 
     /// In phases that must send nothing to the canary, moves the weight back even when little else is known.
@@ -597,7 +614,7 @@ struct Engine {
             return false
         }
         if let canary = observed.canary, canary.replicas > 0 {
-            actions.append(.scaleCanary(deployment: plan.canaryDeployment, replicas: 0))
+            actions.append(.scaleCanary(deployment: canary.name, replicas: 0))
             return false
         }
         let end = status.rollbackTo ?? .failed
@@ -671,7 +688,8 @@ struct Engine {
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
         event(phase == .succeeded || phase == .healthy ? .normal : .warning, "Rollout\(phase.rawValue)", message)
-        for hook in plan.webhooks where hook.type == .postRollout {
+        // Without a plan (the spec does not validate) no hook can be called.
+        for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
             actions.append(.callWebhook(webhookCall(hook, id: "post-rollout/\(hook.name)/\(wanted)/\(phase.rawValue)", stage: nil)))
         }
     }

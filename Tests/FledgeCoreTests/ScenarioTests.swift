@@ -573,18 +573,44 @@ struct ScenarioTests {
         sim.run { $0.observedCanaryWeight == 10 && $0.phase == .progressing }
         // Stages no longer ascending: the spec does not validate, and requests are answered, not left waiting.
         sim.rollout.spec.stages = [StageSpec(weight: 50, hold: "20s"), StageSpec(weight: 25, hold: "20s")]
-        sim.request(.abort)
+        sim.request(.promote)
         let invalid = sim.reconcile()
         #expect(invalid.status.condition(ConditionType.specValid)?.status == .false)
-        let answer = invalid.status.requests.first { $0.kind == .abort }
+        let answer = invalid.status.requests.first { $0.kind == .promote }
         #expect(answer?.accepted == false)
         #expect(answer?.message.contains("the spec is invalid") == true)
+        #expect(invalid.weightChanges.isEmpty)
         sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
         #expect(sim.reconcile().weightChanges.map(\.canaryWeight) == [0])
         #expect(!sim.deleted)
         #expect(sim.reconcile().actions.contains(.setFinalizer(false)))
         #expect(sim.deleted)
         #expect(sim.observedCanaryWeight == 0)
+    }
+
+    /// The way out of a broken spec must not depend on fixing it: an abort takes the weight off the canary and
+    /// scales it down on the routes the spec names.
+    @Test func anAbortIsTakenWhileTheSpecIsInvalid() {
+        var sim = Sim()
+        sim.run { $0.observedCanaryWeight == 25 && $0.phase == .progressing }
+        sim.rollout.spec.stages = [StageSpec(weight: 50, hold: "20s"), StageSpec(weight: 25, hold: "20s")]
+        sim.rollout.spec.analysis?.interval = "nonsense"
+        sim.request(.abort)
+        let first = sim.reconcile()
+        #expect(first.status.requests.first { $0.kind == .abort }?.accepted == true)
+        #expect(first.weightChanges.map(\.canaryWeight) == [0])
+        sim.run(maxSteps: 20) { $0.phase.isIdle }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.rollout.metadata.finalizers == nil)
+        #expect(sim.status.history.last?.outcome == "Aborted")
+        #expect(sim.status.condition(ConditionType.specValid)?.status == .false)
+        // Still nothing else: a retry is refused with the reason.
+        sim.request(.retry)
+        let retry = sim.reconcile()
+        #expect(retry.status.requests.first { $0.kind == .retry }?.accepted == false)
+        #expect(retry.writes.allSatisfy { if case .emitEvent = $0 { true } else { false } })
     }
 
     @Test func deletingARolloutWithAnInvalidSpecOrNoVirtualServiceLetsItGo() {
