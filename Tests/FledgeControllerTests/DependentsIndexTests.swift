@@ -40,4 +40,17 @@ import Testing
         index.update(rollout: "checkout", from: Self.references("checkout", virtualService: "checkout"), to: nil)
         #expect(index.count == 0)
     }
+
+    /// The VirtualService a Rollout named before `spec.traffic` changed wakes it while weight may remain there.
+    @Test func aFormerVirtualServiceFindsItsRolloutUntilItIsForgotten() {
+        var index = DependentsIndex()
+        var renamed = Self.references("cart", virtualService: "cart-v2")
+        renamed.formerVirtualService = "cart"
+        index.update(rollout: "cart", from: nil, to: renamed)
+        #expect(index.rollouts(naming: .virtualService, namespace: "shop", name: "cart") == ["shop/cart"])
+        #expect(index.rollouts(naming: .virtualService, namespace: "shop", name: "cart-v2") == ["shop/cart"])
+        index.update(rollout: "cart", from: renamed, to: Self.references("cart", virtualService: "cart-v2"))
+        #expect(index.rollouts(naming: .virtualService, namespace: "shop", name: "cart").isEmpty)
+        #expect(index.rollouts(naming: .deployment, namespace: "shop", name: "cart") == ["shop/cart"])
+    }
 }
