@@ -201,6 +201,27 @@ import Testing
         #expect(events.items.contains { $0["reason"] == "TrafficMoved" })
     }
 
+    /// A spec broken mid-rollout does not trap the canary's traffic: an abort still takes it off.
+    @Test func anAbortIsTakenWhileTheSpecIsInvalid() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "2s"], ["weight": 50, "hold": "60s"]]]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        _ = try await world.waitForPhase("Healthy")
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        _ = try await world.waitFor("stage 2 at 50%") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        // Stages out of order: the CRD's schema cannot see it; the controller's validation does.
+        try await world.patchSpec(["stages": [["weight": 50, "hold": "2s"], ["weight": 25, "hold": "60s"]]])
+        _ = try await world.waitFor("SpecValid=False") { rollout in
+            rollout[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"] == "SpecValid" && $0["status"] == "False" } == true
+        }
+        try await world.request(.abort)
+        let aborted = try await world.waitForPhase("Aborted")
+        #expect(aborted[path: ["status", "canaryWeight"]]?.intValue == 0)
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
+    }
+
     /// A leader that shuts down hands its Lease over at once instead of leaving it to expire.
     @Test func aLeaderThatStopsReleasesItsLease() async throws {
         let world = try await World()
