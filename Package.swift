@@ -279,6 +279,7 @@ let package = Package(
             dependencies: [
                 "FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus",
                 "FledgeController", "FledgeHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
