@@ -275,6 +275,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FledgeBenchTests",
+            dependencies: ["FledgeBench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FledgeCLITests",
             dependencies: [
                 "FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus",
