@@ -275,10 +275,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FledgeBenchTests",
+            dependencies: ["FledgeBench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FledgeCLITests",
             dependencies: [
                 "FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus",
                 "FledgeController", "FledgeHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -13,6 +13,12 @@ struct DecisionsBenchmark: ParsableCommand {
             Every run draws one stream of requests (Poisson arrivals, Bernoulli errors, latencies from a \
             distribution counted into Istio's buckets) and replays it through every policy with the same \
             stages (10 %, 25 %, 50 %, then promotion). Same seed, same numbers.
+
+            The scenarios are issue 8's unless --traffic, --baseline-error-rates, --error-multipliers or --latency \
+            choose others. A scenario changes one thing about the canary: for every request rate and baseline error \
+            rate, each error multiplier runs with stable's latency (when --latency includes unchanged), and each \
+            other latency shape with the canary's errors ×1. The report describes the scenarios it ran and counts its \
+            targets over them.
             """)
 
     @Option(help: "Seed of the random streams.") var seed: UInt64 = 1
@@ -21,7 +27,28 @@ struct DecisionsBenchmark: ParsableCommand {
     @Option(help: "The judge's analysis interval in seconds.") var judgeInterval: Int = 15
     @Option(help: "How long a rollout is followed, in minutes (exposure of a promoted bad canary counts until then).")
     var horizonMinutes: Int = 30
-    @Option(parsing: .upToNextOption, help: "Request rates (req/s) to simulate.") var traffic: [Double] = [1, 10, 100, 1000]
+    @Option(
+        name: .customLong("traffic"), parsing: .upToNextOption,
+        help: ArgumentHelp("Request rates (req/s) to simulate (space- or comma-separated, repeatable).", valueName: "rate"))
+    var trafficArguments: [String] = ["1", "10", "100", "1000"]
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Stable's error rates to simulate, each in (0, 0.5]: 0.001 or 0.1% (space- or comma-separated, repeatable).",
+            valueName: "rate"))
+    var baselineErrorRates: [String] = ["0.001", "0.01"]
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Canary error rate ÷ stable's, each ≥ 1 (1 is a good canary; space- or comma-separated, repeatable). They run with stable's latency.",
+            valueName: "multiplier"))
+    var errorMultipliers: [String] = ["1", "2", "5", "20"]
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Canary latency shapes: unchanged (the error multipliers run with it), p99+50 (p99 1.5× stable's), heavy-tail (5 % from a Pareto tail); each other than unchanged runs with errors ×1.",
+            valueName: "shape"))
+    var latency: [String] = ["unchanged", "p99+50", "heavy-tail"]
     @Option(help: "Judge: target chance of rolling back a good canary.") var falseRollbackRate: Double = 0.01
     @Option(help: "Judge: error-rate margin relative to stable.") var errorRatioMargin: Double = 1.5
     @Option(help: "Judge: error-rate margin in absolute terms (0.001 = 0.1 percentage point).")
@@ -35,12 +62,93 @@ struct DecisionsBenchmark: ParsableCommand {
             errorRateAbsoluteMargin: errorAbsoluteMargin, latencyTailRatioMargin: latencyRatioMargin)
     }
 
+    /// `--traffic`, parsed (see `validate()`).
+    var traffic: [Double] { (try? Self.numbers(trafficArguments, option: "--traffic")) ?? [] }
+    /// `--baseline-error-rates`, parsed (see `validate()`).
+    var baselineRates: [Double] { (try? Self.rates(baselineErrorRates, option: "--baseline-error-rates")) ?? [] }
+    /// `--error-multipliers`, parsed.
+    var multipliers: [Double] { (try? Self.numbers(errorMultipliers, option: "--error-multipliers")) ?? [] }
+    /// `--latency`, parsed, in the report's order.
+    var latencies: [LatencyCase] { (try? Self.latencyCases(latency)) ?? [] }
+
+    var scenarios: [DecisionScenario] {
+        DecisionScenario.all(traffic: traffic, baselineErrorRates: baselineRates, errorMultipliers: multipliers, latencies: latencies)
+    }
+
+    /// Every value of a list option: each argument may hold several, separated by commas.
+    static func words(_ arguments: [String]) -> [String] {
+        arguments.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+
+    static func numbers(_ arguments: [String], option: String, percentAllowed: Bool = false) throws -> [Double] {
+        var values: [Double] = []
+        for word in words(arguments) {
+            let isPercent = percentAllowed && word.hasSuffix("%")
+            guard let value = Double(isPercent ? String(word.dropLast()) : word), value.isFinite else {
+                throw ValidationError("\(option): \"\(word)\" is not a number")
+            }
+            let scaled = isPercent ? value / 100 : value
+            if !values.contains(scaled) { values.append(scaled) }
+        }
+        guard !values.isEmpty else { throw ValidationError("\(option) needs one or more values") }
+        return values
+    }
+
+    static func rates(_ arguments: [String], option: String) throws -> [Double] {
+        let values = try numbers(arguments, option: option, percentAllowed: true)
+        for value in values where !(value > 0 && value <= 0.5) {
+            throw ValidationError("\(option): \(value) is not an error rate in (0, 0.5] (write 0.01 or 1% for 1 %)")
+        }
+        return values
+    }
+
+    static func latencyCases(_ arguments: [String]) throws -> [LatencyCase] {
+        var found: Set<String> = []
+        for word in words(arguments) {
+            guard let shape = LatencyCase(argument: word) else {
+                throw ValidationError(
+                    "--latency: \"\(word)\" is not a latency shape (one of \(LatencyCase.allCases.map(\.argument).joined(separator: ", ")))")
+            }
+            found.insert(shape.rawValue)
+        }
+        guard !found.isEmpty else { throw ValidationError("--latency needs one or more shapes") }
+        return LatencyCase.allCases.filter { found.contains($0.rawValue) }
+    }
+
+    /// The scenarios in words, for a run that is not issue 8's full set.
+    var scenarioNote: String? {
+        guard !scenarioFlags.isEmpty || traffic != [1, 10, 100, 1000] else { return nil }
+        let all = scenarios
+        var parts = ["stable error rates " + baselineRates.map(pct).joined(separator: ", ")]
+        if latencies.contains(.unchanged) {
+            parts.append("canary errors " + multipliers.map { "×" + num($0) }.joined(separator: ", ") + " with stable's latency")
+        }
+        let shapes = latencies.filter { $0 != .unchanged }
+        if !shapes.isEmpty { parts.append("canary latency " + shapes.map(\.rawValue).joined(separator: ", ") + " with errors ×1") }
+        parts.append(traffic.map(num).joined(separator: ", ") + " req/s")
+        let good = all.filter(\.isGood).count
+        return "Scenarios run: " + parts.joined(separator: "; ")
+            + ": \(all.count) \(all.count == 1 ? "scenario" : "scenarios"), \(good) with a good canary and \(all.count - good) with a bad one."
+    }
+
+    /// The scenario axes' flags that differ from the defaults, as they reproduce the run.
+    var scenarioFlags: [String] {
+        var flags: [String] = []
+        if baselineRates != DecisionScenario.defaultBaselineErrorRates {
+            flags.append("--baseline-error-rates " + baselineRates.map { "\($0)" }.joined(separator: ","))
+        }
+        if multipliers != DecisionScenario.defaultErrorMultipliers { flags.append("--error-multipliers " + multipliers.map(num).joined(separator: ",")) }
+        if latencies != LatencyCase.allCases { flags.append("--latency " + latencies.map(\.argument).joined(separator: ",")) }
+        return flags
+    }
+
     /// The flags that differ from the defaults, to print the command that reproduces a report.
     var nonDefaultFlags: String {
         var flags: [String] = []
         if judgeInterval != 15 { flags.append("--judge-interval \(judgeInterval)") }
         if horizonMinutes != 30 { flags.append("--horizon-minutes \(horizonMinutes)") }
         if traffic != [1, 10, 100, 1000] { flags.append("--traffic " + traffic.map(num).joined(separator: " ")) }
+        flags += scenarioFlags
         if falseRollbackRate != 0.01 { flags.append("--false-rollback-rate \(falseRollbackRate)") }
         if errorRatioMargin != 1.5 { flags.append("--error-ratio-margin \(errorRatioMargin)") }
         if errorAbsoluteMargin != 0.001 { flags.append("--error-absolute-margin \(errorAbsoluteMargin)") }
@@ -52,8 +160,23 @@ struct DecisionsBenchmark: ParsableCommand {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard judgeInterval >= 1 else { throw ValidationError("--judge-interval must be at least 1 second, got \(judgeInterval)") }
         guard horizonMinutes >= 1 else { throw ValidationError("--horizon-minutes must be at least 1, got \(horizonMinutes)") }
-        guard !traffic.isEmpty, traffic.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw ValidationError("--traffic needs one or more positive request rates, got \(traffic)")
+        for rate in try Self.numbers(trafficArguments, option: "--traffic") where rate <= 0 {
+            throw ValidationError("--traffic: \(num(rate)) is not a positive request rate")
+        }
+        let rates = try Self.rates(baselineErrorRates, option: "--baseline-error-rates")
+        let multipliers = try Self.numbers(errorMultipliers, option: "--error-multipliers")
+        for multiplier in multipliers where multiplier < 1 {
+            throw ValidationError("--error-multipliers: \(num(multiplier)) is below 1 (the canary's error rate ÷ stable's; 1 is a good canary)")
+        }
+        for multiplier in multipliers {
+            for rate in rates where rate * multiplier > 1 {
+                throw ValidationError(
+                    "--error-multipliers: ×\(num(multiplier)) of the baseline error rate \(rate) is a canary error rate of \(rate * multiplier), above 1")
+            }
+        }
+        let latencies = try Self.latencyCases(latency)
+        if !latencies.contains(.unchanged), multipliers != DecisionScenario.defaultErrorMultipliers {
+            throw ValidationError("--error-multipliers run with unchanged latency: add unchanged to --latency (now \(latencies.map(\.argument).joined(separator: ",")))")
         }
         do {
             try judgeConfiguration.validate()
@@ -70,7 +193,7 @@ struct DecisionsBenchmark: ParsableCommand {
             DecisionPolicy(name: "Flagger 30s/3", intervalSeconds: 30, rule: .flagger(threshold: 3, successRateMin: 99, latencyP99Max: 500)),
         ]
         let stages: [Double] = [10, 25, 50]
-        let scenarios = DecisionScenario.all(traffic: traffic)
+        let scenarios = self.scenarios
         let horizon = horizonMinutes * 60
         let root = SplitMix64(seed: seed)
         let started = ContinuousClock.now
@@ -93,7 +216,7 @@ struct DecisionsBenchmark: ParsableCommand {
         let summaries = try results.withLock { done in try scenarios.indices.map { try done[$0]!.get() } }
         let report = DecisionReport(
             scenarios: scenarios, policies: policies.map(\.name), summaries: summaries, runs: runs, seed: seed,
-            judgeInterval: judgeInterval, horizon: horizon, flags: nonDefaultFlags, judge: judgeConfiguration)
+            judgeInterval: judgeInterval, horizon: horizon, flags: nonDefaultFlags, judge: judgeConfiguration, scenarioNote: scenarioNote)
         let folder = URL(fileURLWithPath: out, isDirectory: true)
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -164,6 +287,8 @@ struct DecisionReport {
     var horizon: Int
     var flags: String
     var judge: JudgeConfiguration
+    /// The scenarios in words when they are not issue 8's full set (nil for the default run, whose tables say it).
+    var scenarioNote: String? = nil
 
     struct BadCheck {
         var exposureRatio: Double
@@ -220,43 +345,72 @@ struct DecisionReport {
 
     func targetSummary() -> [String] {
         var lines: [String] = []
-        for flagger in 1..<policies.count {
+        if indicesBad.isEmpty {
+            lines.append("Bad canaries, ≥ 10 req/s: none among these scenarios, so the exposure and time-to-rollback targets were not checked.")
+        }
+        for flagger in 1..<policies.count where !indicesBad.isEmpty {
             let met = indicesBad.filter { badCheck(summaries[$0], against: flagger).met }
             let missed = indicesBad.filter { !badCheck(summaries[$0], against: flagger).met }
             let impossible = missed.filter { badReach($0, against: flagger) == .none }.count
             let notAtFirst = missed.filter { badReach($0, against: flagger) == .onlyByAdvancing }.count
-            lines.append(
-                "Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met.count) of \(indicesBad.count) scenarios; "
-                    + "of the \(missed.count) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
-                    + "and \(notAtFirst) \(notAtFirst == 1 ? "is" : "are") possible only by advancing the bad canary past 10 % first.")
+            var line = "Bad canaries, ≥ 10 req/s: exposure ≤ 0.25× and time to rollback ≤ 0.5× \(policies[flagger]) in \(met.count) of \(indicesBad.count) \(plural(indicesBad.count))"
+            if missed.isEmpty {
+                line += "."
+            } else {
+                line += "; of the \(missed.count) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
+                    + "and \(notAtFirst) \(notAtFirst == 1 ? "is" : "are") possible only by advancing the bad canary past 10 % first."
+            }
+            lines.append(line)
         }
         let goodTraffic = indicesGood.filter { scenarios[$0].requestsPerSecond >= 10 }
-        let falseOK = indicesGood.filter { summaries[$0][0].rollbackRate <= 0.01 }.count
-        lines.append("Good canaries: false rollbacks ≤ 1 % in \(falseOK) of \(indicesGood.count) scenarios (worst \(pct(indicesGood.map { summaries[$0][0].rollbackRate }.max() ?? 0))).")
-        for flagger in 1..<policies.count {
+        if indicesGood.isEmpty {
+            lines.append("Good canaries: none among these scenarios, so the false-rollback and time-to-promote targets were not checked.")
+        } else {
+            let falseOK = indicesGood.filter { summaries[$0][0].rollbackRate <= 0.01 }.count
+            lines.append(
+                "Good canaries: false rollbacks ≤ 1 % in \(falseOK) of \(indicesGood.count) \(plural(indicesGood.count)) (worst \(pct(indicesGood.map { summaries[$0][0].rollbackRate }.max() ?? 0))).")
+            if goodTraffic.isEmpty { lines.append("Good canaries, ≥ 10 req/s: none among these scenarios, so time to promote was not compared.") }
+        }
+        for flagger in 1..<policies.count where !goodTraffic.isEmpty {
             let met = goodTraffic.filter { promoteMet(summaries[$0], against: flagger) }.count
             let impossible = goodTraffic.filter { !promoteMet(summaries[$0], against: flagger) && !promoteReachable($0, against: flagger) }.count
-            lines.append(
-                "Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) scenarios; "
-                    + "of the \(goodTraffic.count - met) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy that promotes a canary at the error margin "
-                    + "at most \(pct(judge.falsePromotionRate)) of the time.")
+            var line = "Good canaries, ≥ 10 req/s: median time to promote no worse than \(policies[flagger]) in \(met) of \(goodTraffic.count) \(plural(goodTraffic.count))"
+            if met == goodTraffic.count {
+                line += "."
+            } else {
+                line += "; of the \(goodTraffic.count - met) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy that promotes a canary at the error margin "
+                    + "at most \(pct(judge.falsePromotionRate)) of the time."
+            }
+            lines.append(line)
         }
         let slow = scenarios.indices.filter { scenarios[$0].requestsPerSecond < 10 }
-        let promotedSlow = slow.reduce(0) { $0 + summaries[$1][0].promoted }
-        lines.append("Below 10 req/s the judge promoted \(promotedSlow) of \(slow.count * runs) rollouts (good and bad) and held the rest as inconclusive or rolled back.")
+        if !slow.isEmpty {
+            let promotedSlow = slow.reduce(0) { $0 + summaries[$1][0].promoted }
+            let kinds = slow.allSatisfy { scenarios[$0].isGood } ? "all good" : slow.allSatisfy { !scenarios[$0].isGood } ? "all bad" : "good and bad"
+            lines.append("Below 10 req/s the judge promoted \(promotedSlow) of \(slow.count * runs) rollouts (\(kinds)) and held the rest as inconclusive or rolled back.")
+        }
         return lines
     }
+
+    func plural(_ count: Int) -> String { count == 1 ? "scenario" : "scenarios" }
 
     /// Context computed from this run's numbers, so the notes stay true for any seed.
     func readingNotes() -> [String] {
         var notes: [String] = []
         let flaggerFalse = indicesGood.flatMap { i in (1..<policies.count).map { summaries[i][$0].rollbackRate } }
         let judgeFalse = indicesGood.map { summaries[$0][0].rollbackRate }
-        notes.append(
-            "- False rollbacks of good canaries: judge at most \(pct(judgeFalse.max() ?? 0)), Flagger's rule up to "
-                + "\(pct(flaggerFalse.max() ?? 0)): with a 1 % baseline the 99 % success threshold sits on the good "
-                + "canary's own error rate, so each check is close to a coin toss. Flagger's fast rollbacks of "
-                + "mildly bad canaries at that baseline come from the same trigger.")
+        if !indicesGood.isEmpty {
+            // Why Flagger's rule rolls good canaries back, where this run shows it: at a baseline near its threshold.
+            let nearThreshold = indicesGood.contains { scenarios[$0].baselineErrorRate >= 0.005 }
+            notes.append(
+                "- False rollbacks of good canaries: judge at most \(pct(judgeFalse.max() ?? 0)), Flagger's rule up to "
+                    + "\(pct(flaggerFalse.max() ?? 0))"
+                    + (nearThreshold
+                        ? ": with a 1 % baseline the 99 % success threshold sits on the good "
+                            + "canary's own error rate, so each check is close to a coin toss. Flagger's fast rollbacks of "
+                            + "mildly bad canaries at that baseline come from the same trigger."
+                        : "."))
+        }
         notes.append(
             "- The judge's guarantees cost evidence: to roll back with at most 1 % false rollbacks, or to show a "
                 + "canary within its margins of stable, it needs enough bad requests on both sides. At 10 req/s "
@@ -265,11 +419,14 @@ struct DecisionReport {
                 + "success rate, and it rolls back mild degradations later than the targets ask.")
         let missedBad = (1..<policies.count).flatMap { f in indicesBad.filter { !badCheck(summaries[$0], against: f).met }.map { ($0, f) } }
         let beyond = missedBad.filter { badReach($0.0, against: $0.1) != .any }.count
-        notes.append(
-            "- Of the \(missedBad.count) missed bad-canary comparisons, \(beyond) ask for more than the information bound below allows a "
-                + "policy that keeps a bad canary at its first stage (the judge advances only on evidence of non-inferiority): "
-                + "Flagger's rule reaches those times because its fixed threshold also rolls back good canaries (up to "
-                + "\(pct(flaggerFalse.max() ?? 0)) here), or because it never rolls back at all and the target is then measured against the horizon.")
+        if !missedBad.isEmpty {
+            let goodRollbacks = indicesGood.isEmpty ? "" : " (up to \(pct(flaggerFalse.max() ?? 0)) here)"
+            notes.append(
+                "- Of the \(missedBad.count) missed bad-canary comparisons, \(beyond) ask for more than the information bound below allows a "
+                    + "policy that keeps a bad canary at its first stage (the judge advances only on evidence of non-inferiority): "
+                    + "Flagger's rule reaches those times because its fixed threshold also rolls back good canaries\(goodRollbacks), "
+                    + "or because it never rolls back at all and the target is then measured against the horizon.")
+        }
         let goodTraffic = indicesGood.filter { scenarios[$0].requestsPerSecond >= 10 }
         let missedPromote = (1..<policies.count).flatMap { f in
             goodTraffic.filter { !promoteMet(summaries[$0], against: f) }.map { ($0, f) }
@@ -288,9 +445,11 @@ struct DecisionReport {
                     + "log(1/α) however long it runs, so it needs several times the bound's requests. Flagger's rule promotes these "
                     + "canaries on a few clean intervals, and at a 0.1 % baseline a canary with twice the errors just as fast.")
         }
-        notes.append(
-            "- Promoted bad canaries dominate exposure: Flagger's rule cannot see an error rate below 1 % or a "
-                + "latency change under its 500 ms p99 limit, and promotes those canaries to everyone.")
+        if scenarios.contains(where: { !$0.isGood }) {
+            notes.append(
+                "- Promoted bad canaries dominate exposure: Flagger's rule cannot see an error rate below 1 % or a "
+                    + "latency change under its 500 ms p99 limit, and promotes those canaries to everyone.")
+        }
         return notes
     }
 
@@ -298,14 +457,13 @@ struct DecisionReport {
         var md = """
             # Decisions: Fledge's judge against Flagger's rule
 
-            Generated by `fledge-bench decisions --seed \(seed) --runs \(runs)\(flags)`. Same seed, same numbers.
+            Generated by `fledge-bench decisions --seed \(seed) --runs \(runs)\(flags)`. Same seed, same numbers.\(scenarioNote.map { "\n\n" + $0 } ?? "")
 
             Each run draws one stream of requests and replays it through every policy with the same stages
             (canary weight 10 %, 25 %, 50 %, then promotion): Poisson arrivals at the scenario's rate, each request
             routed to the canary when its routing number is below the policy's current weight, Bernoulli 5xx errors,
             latencies counted into Istio's default histogram buckets. Stable: lognormal latency (median 50 ms,
-            σ 0.6, p99 ≈ 202 ms). "p99 +50%": the canary's σ grows so its p99 is 1.5× stable's, median unchanged.
-            "heavy tail": 5 % of the canary's requests come from a Pareto tail (scale 100 ms, shape 1.2).
+            σ 0.6, p99 ≈ 202 ms).\(latencyNotes)
 
             - **Fledge judge** (`FledgeJudge.CanaryJudge`: false-rollback rate \(pct(judge.falseRollbackRate)),
               false-promotion rate \(pct(judge.falsePromotionRate)), error margin ×\(num(judge.errorRateRatioMargin)) or
@@ -343,6 +501,7 @@ struct DecisionReport {
             |---|\(policies.map { _ in "---|" }.joined())---|---|
 
             """
+        if !scenarios.contains(where: { !$0.isGood }) { md += "| none among these scenarios |\(policies.map { _ in " |" }.joined()) | |\n" }
         for i in scenarios.indices where !scenarios[i].isGood {
             let s = summaries[i]
             let cells = s.map { "\(pct($0.rollbackRate)) · \(censored($0.medianRollback)) · \(num($0.meanExposure))" }
@@ -367,6 +526,7 @@ struct DecisionReport {
             |---|\(policies.map { _ in "---|" }.joined())---|---|---|
 
             """
+        if indicesGood.isEmpty { md += "| none among these scenarios |\(policies.map { _ in " |" }.joined()) | | |\n" }
         for i in indicesGood {
             let s = summaries[i]
             let cells = s.map { "\(pct($0.rollbackRate)) · \(pct($0.promotionRate)) · \(censored($0.medianPromotion))" }
@@ -400,6 +560,18 @@ struct DecisionReport {
             Raw numbers: [decisions.csv](decisions.csv).
             """
         return md + "\n"
+    }
+
+    /// What the latency shapes run here mean, after the description of stable's (nothing for those not run).
+    var latencyNotes: String {
+        var text = ""
+        if scenarios.contains(where: { $0.latency == .p99Plus50 }) {
+            text += " \"p99 +50%\": the canary's σ grows so its p99 is 1.5× stable's, median unchanged."
+        }
+        if scenarios.contains(where: { $0.latency == .heavyTail }) {
+            text += "\n\"heavy tail\": 5 % of the canary's requests come from a Pareto tail (scale 100 ms, shape 1.2)."
+        }
+        return text
     }
 
     /// A median time, or "≥ horizon" when it did not happen in at least half of the runs.

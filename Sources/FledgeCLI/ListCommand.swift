@@ -51,8 +51,7 @@ struct ListCommand: AsyncParsableCommand {
             let rollout = try? Rollout(json: item)
             let status = rollout?.status
             let stages = rollout?.spec.stages?.count ?? 0
-            var stage = "-"
-            if let status, StatusView.showsStage(status), let index = status.stage { stage = "\(index + 1)/\(stages)" }
+            let stage = status.flatMap { RolloutStatus.stageProgress(phase: $0.phase, stage: $0.stage, stages: stages) } ?? "-"
             let createdText = item[path: ["metadata", "creationTimestamp"]]?.stringValue
             let created: Timestamp? = createdText.flatMap { Timestamp(rfc3339: $0) }
             var phase: String = status?.phase.rawValue ?? "-"

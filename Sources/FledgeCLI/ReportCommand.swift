@@ -1,5 +1,4 @@
 import ArgumentParser
-import FledgeHTTP
 import FledgePrometheus
 import FledgeReport
 import Foundation
@@ -13,7 +12,8 @@ struct ReportCommand: AsyncParsableCommand {
             The page shows the canary weight and every analysis metric against its threshold over the rollout, with \
             each decision of the controller marked (stage advanced, check failed, paused for approval, promoted, rolled \
             back, aborted) and listed. It reads the Rollout and its Events; with --prometheus it also queries each \
-            metric over the rollout's time range with the controller's own PromQL. Without Prometheus the page still \
+            metric over the rollout's time range with the controller's own PromQL (authenticating with --prometheus-token, \
+            or --prometheus-user and FLEDGE_PROMETHEUS_PASSWORD, and --prometheus-header, as `fledge query` does). Without Prometheus the page still \
             shows the weights, the decisions and the values the controller judged, and says why the series are missing.
 
             The file needs no network: inline CSS and SVG, no scripts, no web fonts.
@@ -28,27 +28,19 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(name: .customLong("prometheus"), help: ArgumentHelp("Prometheus base URL, e.g. http://127.0.0.1:9090, for the metric series.", valueName: "url"))
     var prometheusURL: String?
 
-    @Option(name: .customLong("prometheus-token"), help: ArgumentHelp("Bearer token for Prometheus.", valueName: "token"))
-    var prometheusToken: String?
-
-    @Option(name: .customLong("prometheus-ca"), help: ArgumentHelp("CA bundle (PEM file) to verify an HTTPS Prometheus.", valueName: "file"))
-    var prometheusCA: String?
-
-    @Option(name: .customLong("prometheus-timeout"), help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
-    var prometheusTimeout: Double = 10
+    @OptionGroup var prometheus: PrometheusAccessOptions
 
     @OptionGroup var kubernetes: KubernetesOptions
 
     func validate() throws {
         try validateRolloutName(rollout)
         if output.isEmpty { throw ValidationError("--output: must not be empty") }
-        if let prometheusURL, !(prometheusURL.hasPrefix("http://") || prometheusURL.hasPrefix("https://")) {
-            throw ValidationError("--prometheus: \"\(prometheusURL)\" is not an http:// or https:// URL")
+        if let prometheusURL {
+            try PrometheusAccessOptions.validateURL(prometheusURL)
+        } else if !prometheus.givenFlags.isEmpty {
+            let flags = prometheus.givenFlags
+            throw ValidationError("\(flags.joined(separator: ", ")) \(flags.count == 1 ? "needs" : "need") --prometheus")
         }
-        if prometheusURL == nil, prometheusToken != nil || prometheusCA != nil {
-            throw ValidationError("--prometheus-token and --prometheus-ca need --prometheus")
-        }
-        guard prometheusTimeout > 0, prometheusTimeout.isFinite else { throw ValidationError("--prometheus-timeout: must be above 0") }
     }
 
     func run() async throws {
@@ -75,11 +67,6 @@ struct ReportCommand: AsyncParsableCommand {
     }
 
     func makePrometheusClient() -> PrometheusClient? {
-        guard let prometheusURL else { return nil }
-        var configuration = HTTPClientConfiguration(
-            connectTimeout: .milliseconds(Int64(min(prometheusTimeout, 5) * 1000)), timeout: .milliseconds(Int64(prometheusTimeout * 1000)))
-        if let prometheusToken { configuration.authorization = .bearer(prometheusToken) }
-        if let prometheusCA { configuration.tls.certificateAuthority = .file(prometheusCA) }
-        return PrometheusClient(baseURL: prometheusURL, http: CurlHTTPClient(configuration: configuration))
+        prometheusURL.map(prometheus.makeClient(url:))
     }
 }

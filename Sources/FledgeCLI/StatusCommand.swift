@@ -15,7 +15,9 @@ struct StatusCommand: AsyncParsableCommand {
             answers to manual requests and the Rollout's recent Events.
 
             --watch follows the rollout until it ends. On a terminal the view is redrawn in place; otherwise one plain \
-            line is printed whenever something changes, plus each new Event. A phase counts only once the controller \
+            line is printed whenever something changes, plus each new Event, in the order they happened (an Event \
+            recorded before a status change above that change's line; the final decision's Events before exiting). \
+            A phase counts only once the controller \
             has seen the current spec (status.observedGeneration), so `fledge trigger … && fledge status --watch …` \
             waits for the new revision rather than reporting the previous rollout.
 
@@ -81,6 +83,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (phase \(last))")
             throw ExitCode(2)
         }
+        await printer.drainFinalEvents()
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -93,6 +96,10 @@ actor StatusPrinter {
     private var lastText: String?
     private var seenEvents: Set<String> = []
     private(set) var lastPhase: String?
+    /// The last Rollout shown, for the Events that come after its final status.
+    private var lastFetched: FetchedRollout?
+    /// The newest time of the Events printed.
+    private var newestEventTime: Timestamp?
     /// When the watch began: Events before it (or before the rollout it follows started) belong to earlier rollouts.
     private let watchStarted = Timestamp(Date())
     /// Where the view goes (`fledge demo -o json` keeps stdout for its summary), and lines drawn above it on a terminal.
@@ -124,20 +131,77 @@ actor StatusPrinter {
             // Clear the screen and home the cursor, then draw the whole view.
             emit("\u{1B}[H\u{1B}[2J" + header + text + "\n")
         case .table:
+            lastFetched = fetched
             let line = StatusView.line(fetched)
-            if line != lastText {
-                lastText = line
-                emit("\(Timestamp(Date()))  \(line)\n")
+            let changed = line != lastText
+            lastText = line
+            let fresh = await newEvents(for: fetched)
+            guard changed else {
+                for event in fresh { emit(event) }
+                return
             }
-            if case .success(let events) = await cluster.events(for: fetched) {
-                // The current rollout's Events from its start (both times are the controller's clock); none until the
-                // controller has seen the spec: a new rollout's Events come after its status.
-                let since = fetched.statusIsCurrent ? fetched.status.startedAt ?? watchStarted : nil
-                for event in events where since.map({ s in event.time.map { $0 >= s } ?? true }) ?? false && seenEvents.insert(event.key).inserted {
-                    emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
-                }
-            }
+            // In the order things happened: the Events recorded before this status was written come first, those
+            // recorded after it (the decision that wrote it records its Events after its status) follow. An Event
+            // recorded after the previous status was seen shows up only now, yet belongs above this line.
+            let isBefore = Self.recordedBefore(fetched)
+            for event in fresh where isBefore(event) { emit(event) }
+            emit("\(Timestamp(Date()))  \(line)\n")
+            for event in fresh where !isBefore(event) { emit(event) }
         }
+    }
+
+    /// The Events of the followed rollout not printed yet, oldest first: all of them, not the last few, so that a
+    /// burst between two status changes is not cut.
+    private func newEvents(for fetched: FetchedRollout) async -> [EventLine] {
+        guard case .success(let events) = await cluster.events(for: fetched, limit: .max) else { return [] }
+        // The current rollout's Events from its start (both times are the controller's clock); none until the
+        // controller has seen the spec: a new rollout's Events come after its status.
+        guard fetched.statusIsCurrent else { return [] }
+        let since = fetched.status.startedAt ?? watchStarted
+        return events.filter { event in event.time.map { $0 >= since } ?? true }.filter { seenEvents.insert($0.key).inserted }
+    }
+
+    /// After the final status: the controller records the decision's Events only after writing that status, so
+    /// the last of them (`RolloutSucceeded`, …) may not exist yet when the status arrives. Waits, a few seconds at
+    /// most, for an Event from that decision (stamped with the time the rollout ended), printing what comes.
+    func drainFinalEvents() async {
+        guard output == .table, !terminal, let fetched = lastFetched, fetched.statusIsCurrent,
+            [.succeeded, .failed, .aborted].contains(fetched.status.phase),
+            let started = fetched.status.startedAt, let ended = fetched.status.history.last?.finishedAt, ended >= started
+        else { return }
+        for attempt in 0..<30 {
+            if let newest = newestEventTime, newest >= ended { return }
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(100)) }
+            for event in await newEvents(for: fetched) { emit(event) }
+        }
+    }
+
+    private func emit(_ event: EventLine) {
+        if let time = event.time { newestEventTime = max(newestEventTime ?? time, time) }
+        emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
+    }
+
+    /// Whether an Event was recorded before this version of the Rollout was written. Both resourceVersions come from
+    /// the same API server (one counter, etcd's revision), so no clock is involved; without them, the Event's time
+    /// against the status's newest timestamp (both the controller's clock).
+    static func recordedBefore(_ fetched: FetchedRollout) -> @Sendable (EventLine) -> Bool {
+        let version = fetched.object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
+        let time = statusTime(fetched.status)
+        return { event in
+            if let version, event.order.1 > 0 { return event.order.1 < version }
+            guard let time, let eventTime = event.time else { return false }
+            return eventTime < time
+        }
+    }
+
+    /// When the controller wrote this status, as near as the status tells: its newest timestamp (`decide` stamps
+    /// what it changes with the decision's time). Nil when it has none.
+    static func statusTime(_ status: RolloutStatus) -> Timestamp? {
+        var times: [Timestamp] = [status.startedAt, status.stageStartedAt, status.lastProgressAt, status.lastAnalysisAt].compactMap { $0 }
+        times += status.conditions.map(\.lastTransitionTime)
+        times += status.requests.map(\.seenAt)
+        times += status.history.map(\.finishedAt)
+        return times.max()
     }
 
     /// Straight to the file descriptor: a pipe sees each change as it happens, not when a buffer fills.

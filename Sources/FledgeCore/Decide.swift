@@ -36,6 +36,11 @@ import FledgeJudge
 public func decide(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) -> Decision {
     var engine = Engine(rollout: rollout, observed: observed, analysis: analysis, now: now)
     engine.run()
+    // Derived from the phase and stage wherever the decision left them, so no path can forget it. An invalid spec
+    // changes nothing else, this included.
+    if let plan = engine.plan {
+        engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: plan.stages.count)
+    }
     return Decision(status: engine.status, actions: engine.actions)
 }
 

@@ -68,6 +68,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     public var stableRevision: String?
     /// Index into `spec.stages` while Progressing or Paused.
     public var stage: Int?
+    /// The stage for people, `2/4` (1-based, of `spec.stages`), while Progressing or Paused; nil otherwise.
+    /// `kubectl get rollouts` shows it in the Stage column, as `fledge list` does; machines read `stage`.
+    public var stageProgress: String?
     /// The canary weight the managed routes were last read back with (Rule 3).
     public var canaryWeight: Int
     /// A one-line summary of why the rollout is where it is.
@@ -126,7 +129,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case phase, observedGeneration, revision, stableRevision, stage, canaryWeight, message, startedAt, stageStartedAt
+        case phase, observedGeneration, revision, stableRevision, stage, stageProgress, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
         case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks, judge, judgeAcceptedStage
         case routedTraffic
@@ -139,6 +142,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         revision = try c.decodeIfPresent(String.self, forKey: .revision)
         stableRevision = try c.decodeIfPresent(String.self, forKey: .stableRevision)
         stage = try c.decodeIfPresent(Int.self, forKey: .stage)
+        stageProgress = try c.decodeIfPresent(String.self, forKey: .stageProgress)
         canaryWeight = try c.decodeIfPresent(Int.self, forKey: .canaryWeight) ?? 0
         message = try c.decodeIfPresent(String.self, forKey: .message)
         startedAt = try c.decodeIfPresent(Timestamp.self, forKey: .startedAt)
@@ -159,6 +163,13 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         judge = try c.decodeIfPresent(JudgeState.self, forKey: .judge)
         judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
         routedTraffic = try c.decodeIfPresent(RoutedTraffic.self, forKey: .routedTraffic)
+    }
+
+    /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What
+    /// `status.stageProgress` holds and `fledge list` shows.
+    public static func stageProgress(phase: Phase, stage: Int?, stages: Int) -> String? {
+        guard phase == .progressing || phase == .paused, let stage else { return nil }
+        return "\(stage + 1)/\(stages)"
     }
 
     public func condition(_ type: String) -> Condition? { conditions.first { $0.type == type } }

@@ -171,16 +171,22 @@ struct CLISandbox {
     }
 
     /// Starts the binary (or `executable`, e.g. a kubectl-fledge link) with KUBECONFIG set to `kubeconfig`.
-    func start(_ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil) throws -> RunningCLI {
+    /// `environment` adds variables to those.
+    func start(
+        _ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil, environment: [String: String] = [:]
+    ) throws -> RunningCLI {
         let id = UUID().uuidString
         return try RunningCLI.launch(
             executable ?? binary, arguments,
-            environment: ["KUBECONFIG": kubeconfig ?? self.kubeconfig, "HOME": folder.path, "PATH": path ?? "/usr/bin:/bin"],
+            environment: ["KUBECONFIG": kubeconfig ?? self.kubeconfig, "HOME": folder.path, "PATH": path ?? "/usr/bin:/bin"]
+                .merging(environment) { _, added in added },
             out: folder.appendingPathComponent("out-\(id)"), err: folder.appendingPathComponent("err-\(id)"))
     }
 
-    func run(_ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil) async throws -> CLIResult {
-        try await start(arguments, kubeconfig: kubeconfig, executable: executable, path: path).finish()
+    func run(
+        _ arguments: [String], kubeconfig: String? = nil, executable: String? = nil, path: String? = nil, environment: [String: String] = [:]
+    ) async throws -> CLIResult {
+        try await start(arguments, kubeconfig: kubeconfig, executable: executable, path: path, environment: environment).finish()
     }
 
     // MARK: - Reading and changing the Rollout directly

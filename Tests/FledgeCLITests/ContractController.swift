@@ -17,6 +17,9 @@ struct ContractController {
     var now = Timestamp(Date())
     var canary: Canary = .healthy
     var latest: IntervalResult?
+    /// While set, Events are kept here instead of recorded, as a controller whose Event writes lag behind its status
+    /// writes; `recordHeldEvents()` writes them (with the times of their decisions).
+    var heldEvents: [JSONValue]?
 
     init(_ sandbox: CLISandbox) { self.sandbox = sandbox }
 
@@ -78,7 +81,12 @@ struct ContractController {
                 regarding: rollout, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
                 action: event.reason, reportingInstance: "contract-test", time: now.date)
             let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-            try await store.apply([record.eventObject(namespace: namespace, uniqueSuffix: suffix)])
+            let eventObject = record.eventObject(namespace: namespace, uniqueSuffix: suffix)
+            if heldEvents != nil {
+                heldEvents?.append(eventObject)
+            } else {
+                try await store.apply([eventObject])
+            }
         case .runAnalysis(let request):
             var metrics: [String: MetricSample] = [:]
             for metric in request.metrics {
@@ -96,6 +104,13 @@ struct ContractController {
         case .callWebhook, .requeue:
             break
         }
+    }
+
+    /// Records the Events held back, and records the next ones at once again.
+    mutating func recordHeldEvents() async throws {
+        let held = heldEvents ?? []
+        heldEvents = nil
+        if !held.isEmpty { try await store.apply(held) }
     }
 
     /// Reconciles until `done` holds for the stored Rollout, moving the synthetic clock on whenever a reconcile

@@ -158,6 +158,55 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// A controller records a decision's Events after its status, and they may land only after the watch has
+    /// seen that status: they still print above the next status line (they happened before it), and the Events
+    /// of the final decision, recorded after the final status, are not lost when the watch ends.
+    @Test func watchPrintsEventsInTheOrderTheyHappenedAndLosesNone() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let watch = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await watch.waitForOutput(containing: "stage 1/4  weight 10%")
+
+            controller.heldEvents = []
+            try await controller.run { $0.status?.stage == 1 && $0.status?.canaryWeight == 25 }
+            try await watch.waitForOutput(containing: "stage 2/4  weight 25%")
+            let late = Self.eventTexts(controller.heldEvents ?? [])
+            #expect(late.contains { $0.contains("StageStarted") }, "\(late)")
+            try await controller.recordHeldEvents()
+            try await controller.run { $0.status?.stage == 2 }
+
+            controller.heldEvents = []
+            try await controller.run(untilPhase: .succeeded)
+            let final = Self.eventTexts(controller.heldEvents ?? [])
+            #expect(final.contains { $0.contains("RolloutSucceeded") }, "\(final)")
+            // Recorded only once the watch has printed the final status.
+            try await watch.waitForOutput(containing: "product-service: Succeeded")
+            try await controller.recordHeldEvents()
+
+            let watched = try await watch.finish()
+            #expect(watched.status == 0, "\(watched)")
+            let lines = watched.out.split(separator: "\n").map(String.init)
+            func index(_ text: String) -> Int? { lines.firstIndex { $0.hasSuffix(text) || $0.contains(text) } }
+            let stage2 = try #require(lines.firstIndex { !$0.contains(" event ") && $0.contains("stage 2/4  weight 25%") }, "\(watched.out)")
+            let next = try #require(lines.indices.first { $0 > stage2 && !lines[$0].contains(" event ") }, "\(watched.out)")
+            for text in late {
+                let at = try #require(index(text), "\(text) missing from \(watched.out)")
+                #expect(at > stage2 && at < next, "\(text) at line \(at), not between lines \(stage2) and \(next):\n\(watched.out)")
+            }
+            for text in late + final {
+                #expect(lines.filter { $0.contains(text) }.count == 1, "\(text) not exactly once in \(watched.out)")
+            }
+            #expect(lines.last { !$0.contains(" event ") }?.contains("product-service: Succeeded") == true, "\(watched.out)")
+        }
+    }
+
+    /// `event TYPE REASON: NOTE`, as the watch prints an Event object.
+    static func eventTexts(_ events: [JSONValue]) -> [String] {
+        events.map { "event \($0["type"]?.stringValue ?? "") \($0["reason"]?.stringValue ?? ""): \($0["note"]?.stringValue ?? "")" }
+    }
+
     @Test func watchExitsZeroOnSuccessAndTwoOnTimeout() async throws {
         try await CLISandbox.with { sandbox in
             var controller = ContractController(sandbox)

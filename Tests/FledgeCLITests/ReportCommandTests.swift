@@ -15,14 +15,30 @@ struct ReportCommandTests {
         #expect(plain.output == "report.html" && plain.prometheusURL == nil && plain.kubernetes.namespace == "shop")
         let full = try #require(
             try Fledge.parseAsRoot(["report", "r", "-o", "/tmp/r.html", "--prometheus", "http://127.0.0.1:9090", "--prometheus-timeout", "3"]) as? ReportCommand)
-        #expect(full.output == "/tmp/r.html" && full.prometheusURL == "http://127.0.0.1:9090" && full.prometheusTimeout == 3)
+        #expect(full.output == "/tmp/r.html" && full.prometheusURL == "http://127.0.0.1:9090" && full.prometheus.timeoutSeconds == 3)
         #expect(full.makePrometheusClient()?.baseURL == "http://127.0.0.1:9090")
         #expect(plain.makePrometheusClient() == nil)
+        // The same authentication flags as `fledge query`, from the same option group.
+        let authenticated = try #require(
+            try Fledge.parseAsRoot([
+                "report", "r", "--prometheus", "https://p.example", "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a",
+                "--prometheus-header", "X-Empty=", "--prometheus-ca", "/etc/ca.pem",
+            ]) as? ReportCommand)
+        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == "/etc/ca.pem")
+        let client = try #require(authenticated.makePrometheusClient())
+        #expect(client.headers["X-Scope-OrgID"] == "team-a" && client.headers["X-Empty"] == "")
     }
 
     @Test(arguments: [
         (["report", "r", "--prometheus", "127.0.0.1:9090"], "--prometheus: \"127.0.0.1:9090\" is not an http:// or https:// URL"),
-        (["report", "r", "--prometheus-token", "t"], "--prometheus-token and --prometheus-ca need --prometheus"),
+        (["report", "r", "--prometheus-token", "t"], "--prometheus-token needs --prometheus"),
+        (["report", "r", "--prometheus-user", "u", "--prometheus-header", "A=b"], "--prometheus-user, --prometheus-header need --prometheus"),
+        (["report", "r", "--prometheus-ca", "/ca.pem"], "--prometheus-ca needs --prometheus"),
+        (["report", "r", "--prometheus", "http://p", "--prometheus-header", "novalue"], "--prometheus-header: \"novalue\" is not NAME=VALUE"),
+        (["report", "r", "--prometheus", "http://p", "--prometheus-header", "=v"], "--prometheus-header: \"=v\" is not NAME=VALUE"),
+        (["report", "r", "--prometheus", "http://p", "--prometheus-header", "X Tenant=v"], "--prometheus-header: \"X Tenant=v\" is not NAME=VALUE"),
+        (["report", "r", "--prometheus", "http://p", "--prometheus-token", "t", "--prometheus-user", "u"],
+         "--prometheus-token and --prometheus-user cannot be used together"),
         (["report", "r", "-o", ""], "--output: must not be empty"),
         (["report", "r", "--prometheus", "http://p", "--prometheus-timeout", "0"], "--prometheus-timeout: must be above 0"),
         (["report", "Product_Service"], "not a valid Rollout name"),
@@ -37,6 +53,46 @@ struct ReportCommandTests {
             message = Fledge.message(for: error)
         }
         #expect(message?.contains(expected) == true, "\(message ?? "parsed")")
+    }
+
+    /// `report` sends `--prometheus-user` (password from the environment) and `--prometheus-header` with every query,
+    /// as `query` does: behind a proxy that wants both, the series come; without them, the page and the warning name
+    /// the server's 401.
+    @Test func authenticatesToPrometheusWithUserAndHeaders() async throws {
+        let proxy = try AuthenticatingPrometheus(authorization: "Basic ZmxlZGdlOnMzY3JldA==", tenant: "team-a")  // fledge:s3cret
+        defer { Task { await proxy.stop() } }
+        try await CLISandbox.with { sandbox in
+            #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let file = sandbox.folder.appendingPathComponent("report-auth.html").path
+
+            let result = try await sandbox.run(
+                ["report", "product-service", "-o", file, "--prometheus", proxy.url, "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a"],
+                environment: ["FLEDGE_PROMETHEUS_PASSWORD": "s3cret"])
+            #expect(result.status == 0, "\(result)")
+            #expect(!result.err.contains("metric series not available"), "\(result)")
+            let seen = proxy.seen
+            #expect(!seen.isEmpty && seen.allSatisfy { $0.path == "/api/v1/query_range" }, "\(seen)")
+            #expect(seen.allSatisfy { $0.authorization == "Basic ZmxlZGdlOnMzY3JldA==" && $0.tenant == "team-a" }, "\(seen)")
+            #expect(!(try String(contentsOfFile: file, encoding: .utf8)).contains("Metric series were not available"))
+
+            // A wrong password: every query is refused, the report still comes and says so.
+            let before = proxy.seen.count
+            let refused = try await sandbox.run(
+                ["report", "product-service", "-o", file, "--prometheus", proxy.url, "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a"],
+                environment: ["FLEDGE_PROMETHEUS_PASSWORD": "wrong"])
+            #expect(refused.status == 0, "\(refused)")
+            #expect(refused.err.contains("warning: metric series not available") && refused.err.contains("401"), "\(refused)")
+            #expect(proxy.seen.dropFirst(before).allSatisfy { $0.authorization == "Basic ZmxlZGdlOndyb25n" && $0.tenant == "team-a" })
+
+            // No tenant header: refused too, and the request carried none.
+            let noTenant = try await sandbox.run(
+                ["report", "product-service", "-o", file, "--prometheus", proxy.url, "--prometheus-user", "fledge"],
+                environment: ["FLEDGE_PROMETHEUS_PASSWORD": "s3cret"])
+            #expect(noTenant.err.contains("401"), "\(noTenant)")
+            #expect(proxy.seen.last?.tenant == nil)
+        }
     }
 
     @Test func writesTheTimelineOfARolloutInFlight() async throws {

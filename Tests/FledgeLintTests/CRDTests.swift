@@ -28,6 +28,10 @@ struct CRDTests {
         let message = (version["additionalPrinterColumns"] as? [[String: Any]])?.first { $0["name"] as? String == "Message" }
         #expect(message?["priority"] as? Int == 1)
         #expect(message?["jsonPath"] as? String == ".status.message")
+        // Stage as people read it (`2/4`, as `fledge list` shows it), not the 0-based status.stage.
+        let stage = (version["additionalPrinterColumns"] as? [[String: Any]])?.first { $0["name"] as? String == "Stage" }
+        #expect(stage?["jsonPath"] as? String == ".status.stageProgress")
+        #expect(stage?["type"] as? String == "string")
         let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
         let status = try #require((schema["properties"] as? [String: Any])?["status"] as? [String: Any])
         let phase = try #require((status["properties"] as? [String: Any])?["phase"] as? [String: Any])
@@ -60,6 +64,7 @@ struct CRDTests {
         sim.revision = "a"
         sim.stableRevision = "b"
         sim.stage = 0
+        sim.stageProgress = "1/4"
         sim.message = "m"
         sim.startedAt = Timestamp(seconds: 0)
         sim.stageStartedAt = Timestamp(seconds: 0)

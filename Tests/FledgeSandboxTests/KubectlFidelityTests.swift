@@ -559,6 +559,20 @@ import Testing
             #expect(result.status == 0, "\(result.err)")
             result = try await kubectl.run(["get", "rollout", "product-service", "-n", "shop", "-o", "jsonpath={.status.phase} {.metadata.generation} {.spec.canary.image}"])
             #expect(result.out == "Progressing 2 registry.example/product-service:2.0.0", "\(result.out) \(result.err)")
+            // The Stage column is status.stageProgress (`2/4`, as `fledge list` shows it), not the 0-based index.
+            result = try await kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
+                #"{"status":{"stage":1,"stageProgress":"2/4","canaryWeight":25}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["get", "ro", "-n", "shop"])
+            let header = result.out.split(separator: "\n").first.map { $0.split(separator: " ").map(String.init) }
+            let row = result.out.split(separator: "\n").dropFirst().first.map { $0.split(separator: " ").map(String.init) }
+            #expect(header.map { Array($0.prefix(5)) } == ["NAME", "PHASE", "STAGE", "WEIGHT", "REVISION"], "\(result.out)")
+            #expect(row.map { Array($0.prefix(4)) } == ["product-service", "Progressing", "2/4", "25"], "\(result.out)")
+            // The schema keeps the field to what the controller writes.
+            result = try await kubectl.run(["patch", "rollout", "product-service", "-n", "shop", "--subresource=status", "--type", "merge", "-p",
+                #"{"status":{"stageProgress":"second"}}"#])
+            #expect(result.status != 0)
+            #expect(result.err.contains("status.stageProgress"), "\(result.err)")
 
             // RBAC: a user without rights is refused with the real server's message.
             let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path

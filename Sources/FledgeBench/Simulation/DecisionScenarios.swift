@@ -6,6 +6,22 @@ enum LatencyCase: String, Sendable, CaseIterable {
     case unchanged = "unchanged"
     case p99Plus50 = "p99 +50%"
     case heavyTail = "heavy tail"
+
+    /// How `--latency` spells it.
+    var argument: String {
+        switch self {
+        case .unchanged: "unchanged"
+        case .p99Plus50: "p99+50"
+        case .heavyTail: "heavy-tail"
+        }
+    }
+
+    /// `--latency`'s word, or the name the report prints (`p99 +50%`).
+    init?(argument: String) {
+        let word = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        guard let found = LatencyCase.allCases.first(where: { $0.argument == word || $0.rawValue == word }) else { return nil }
+        self = found
+    }
 }
 
 struct DecisionScenario: Sendable {
@@ -46,14 +62,25 @@ struct DecisionScenario: Sendable {
         "\(percent(baselineErrorRate)) ×\(number(errorMultiplier)), latency \(latency.rawValue), \(number(requestsPerSecond)) req/s"
     }
 
-    static func all(traffic: [Double]) -> [DecisionScenario] {
+    static let defaultBaselineErrorRates: [Double] = [0.001, 0.01]
+    static let defaultErrorMultipliers: [Double] = [1, 2, 5, 20]
+
+    /// The scenarios, one degradation at a time as issue 8 lists them: for every request rate and baseline error
+    /// rate, each canary error multiplier with stable's latency (when `latencies` has `unchanged`), then each
+    /// other latency shape with the canary's errors ×1. ×1 with unchanged latency is the good canary.
+    static func all(
+        traffic: [Double], baselineErrorRates: [Double] = defaultBaselineErrorRates, errorMultipliers: [Double] = defaultErrorMultipliers,
+        latencies: [LatencyCase] = LatencyCase.allCases
+    ) -> [DecisionScenario] {
         var result: [DecisionScenario] = []
         for rps in traffic {
-            for baseline in [0.001, 0.01] {
-                for multiplier in [1.0, 2, 5, 20] {
-                    result.append(DecisionScenario(baselineErrorRate: baseline, errorMultiplier: multiplier, latency: .unchanged, requestsPerSecond: rps))
+            for baseline in baselineErrorRates {
+                if latencies.contains(.unchanged) {
+                    for multiplier in errorMultipliers {
+                        result.append(DecisionScenario(baselineErrorRate: baseline, errorMultiplier: multiplier, latency: .unchanged, requestsPerSecond: rps))
+                    }
                 }
-                for latency in [LatencyCase.p99Plus50, .heavyTail] {
+                for latency in LatencyCase.allCases where latency != .unchanged && latencies.contains(latency) {
                     result.append(DecisionScenario(baselineErrorRate: baseline, errorMultiplier: 1, latency: latency, requestsPerSecond: rps))
                 }
             }

@@ -193,6 +193,7 @@ final class DemoDriver: Service, Sendable {
             return .timedOut(phase: await printer.lastPhase ?? "unknown")
         }
         let duration = triggered.duration(to: .now)
+        await printer.drainFinalEvents()
         let status = ended.status
         let stableImage = try? await stableDeploymentImage(ended)
         let summary = DemoSummary(

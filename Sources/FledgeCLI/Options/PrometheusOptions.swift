@@ -2,40 +2,79 @@ import ArgumentParser
 import FledgeHTTP
 import FledgePrometheus
 
-/// How to reach Prometheus; shared by every command that queries it.
+/// How to reach Prometheus; shared by every command that queries it and must be told where it is.
 struct PrometheusOptions: ParsableArguments {
     @Option(name: .customLong("prometheus"), help: "Prometheus base URL, e.g. http://127.0.0.1:9090.")
     var url: String
 
-    @Option(name: .customLong("prometheus-token"), help: "Bearer token for Prometheus.")
+    @OptionGroup var access: PrometheusAccessOptions
+
+    func validate() throws {
+        try PrometheusAccessOptions.validateURL(url)
+    }
+
+    func makeClient() -> PrometheusClient { access.makeClient(url: url) }
+}
+
+/// How to authenticate to Prometheus and how long to wait: every `--prometheus-*` flag but the URL itself. Commands
+/// whose Prometheus is optional (`report`) declare their own `--prometheus` and take this group, so that the
+/// authentication flags are the same, and checked the same, wherever Prometheus is read.
+struct PrometheusAccessOptions: ParsableArguments {
+    @Option(name: .customLong("prometheus-token"), help: ArgumentHelp("Bearer token for Prometheus.", valueName: "token"))
     var token: String?
 
-    @Option(name: .customLong("prometheus-user"), help: "Basic-auth user for Prometheus (password from FLEDGE_PROMETHEUS_PASSWORD).")
+    @Option(
+        name: .customLong("prometheus-user"),
+        help: ArgumentHelp("Basic-auth user for Prometheus (password from FLEDGE_PROMETHEUS_PASSWORD).", valueName: "user"))
     var user: String?
 
-    @Option(name: .customLong("prometheus-header"), help: "Extra header for Prometheus, as NAME=VALUE (repeatable).")
+    @Option(
+        name: .customLong("prometheus-header"),
+        help: ArgumentHelp("Extra header for Prometheus, as NAME=VALUE (repeatable).", valueName: "name=value"))
     var headers: [String] = []
 
-    @Option(name: .customLong("prometheus-ca"), help: "CA bundle (PEM file) to verify an HTTPS Prometheus.")
+    @Option(name: .customLong("prometheus-ca"), help: ArgumentHelp("CA bundle (PEM file) to verify an HTTPS Prometheus.", valueName: "file"))
     var caFile: String?
 
-    @Option(name: .customLong("prometheus-timeout"), help: "Seconds to wait for each query.")
+    @Option(name: .customLong("prometheus-timeout"), help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
     var timeoutSeconds: Double = 10
 
     func validate() throws {
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ValidationError("--prometheus: \"\(url)\" is not an http:// or https:// URL")
-        }
-        for header in headers where !header.contains("=") {
-            throw ValidationError("--prometheus-header: \"\(header)\" is not NAME=VALUE")
+        for header in headers {
+            let name = header.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            guard header.contains("="), !name.isEmpty, name.allSatisfy(Self.isTokenCharacter) else {
+                throw ValidationError("--prometheus-header: \"\(header)\" is not NAME=VALUE")
+            }
         }
         if token != nil, user != nil {
             throw ValidationError("--prometheus-token and --prometheus-user cannot be used together")
         }
-        guard timeoutSeconds > 0 else { throw ValidationError("--prometheus-timeout: must be above 0") }
+        guard timeoutSeconds > 0, timeoutSeconds.isFinite else { throw ValidationError("--prometheus-timeout: must be above 0") }
     }
 
-    func makeClient() -> PrometheusClient {
+    /// The flags given other than the defaults, as written (for "... need --prometheus").
+    var givenFlags: [String] {
+        var flags: [String] = []
+        if token != nil { flags.append("--prometheus-token") }
+        if user != nil { flags.append("--prometheus-user") }
+        if !headers.isEmpty { flags.append("--prometheus-header") }
+        if caFile != nil { flags.append("--prometheus-ca") }
+        return flags
+    }
+
+    static func validateURL(_ url: String) throws {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ValidationError("--prometheus: \"\(url)\" is not an http:// or https:// URL")
+        }
+    }
+
+    /// An HTTP header name is an RFC 9110 token.
+    static func isTokenCharacter(_ c: Character) -> Bool {
+        guard c.isASCII, let ascii = c.asciiValue else { return false }
+        return c.isLetter || c.isNumber || "!#$%&'*+-.^_`|~".utf8.contains(ascii)
+    }
+
+    func makeClient(url: String) -> PrometheusClient {
         var configuration = HTTPClientConfiguration(
             connectTimeout: .milliseconds(Int64(min(timeoutSeconds, 5) * 1000)),
             timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
@@ -46,7 +85,7 @@ struct PrometheusOptions: ParsableArguments {
         if let caFile { configuration.tls.certificateAuthority = .file(caFile) }
         var extra = HTTPHeaders()
         for header in headers {
-            let parts = header.split(separator: "=", maxSplits: 1)
+            let parts = header.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             extra.add(String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
         }
         return PrometheusClient(baseURL: url, http: CurlHTTPClient(configuration: configuration), headers: extra)
