@@ -29,6 +29,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Prometheus URL (default: the Rollout's spec.analysis.prometheus.address).", valueName: "url"))
     var prometheus: String?
 
+    /// Credentials and TLS for `--prometheus` only.
+    @OptionGroup var prometheusAccess: PrometheusAccessOptions
+
     @Option(help: ArgumentHelp("End of the measured window: RFC 3339 or Unix seconds (default: now).", valueName: "time"))
     var at: String?
 
@@ -42,11 +45,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         if let at {
             do { _ = try PrometheusTime.parse(at) } catch { throw ValidationError("--at: \(error)") }
         }
-        if let prometheus {
-            guard let url = URL(string: prometheus), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
-                throw ValidationError("--prometheus must be an http(s) URL, got '\(prometheus)'")
-            }
-        }
+        try prometheusAccess.validate(optionalURL: prometheus)
     }
 
     func run() async throws {
@@ -67,7 +66,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
         // A failed query is shown in the table with its error; the controller's warning log would say it twice.
         var quiet = Logger(label: "fledge.analyze")
         quiet.logLevel = .error
-        let analyzer = PrometheusAnalyzer(defaultAddress: address, http: CurlHTTPClient(logger: quiet), logger: quiet)
+        let analyzer = PrometheusAnalyzer(
+            defaultAddress: address, http: CurlHTTPClient(logger: quiet), defaultClient: prometheus.map { prometheusAccess.makeClient(url: $0, logger: quiet) },
+            logger: quiet)
         let result = await analyzer.measure([request], at: time)[0]
         let (verdict, metrics, _) = judgeInterval(plan.analysis, result)
         let judged = Self.judge(plan: plan, status: fetched.status, result: result)

@@ -35,12 +35,7 @@ struct ReportCommand: AsyncParsableCommand {
     func validate() throws {
         try validateRolloutName(rollout)
         if output.isEmpty { throw ValidationError("--output: must not be empty") }
-        if let prometheusURL {
-            try PrometheusAccessOptions.validateURL(prometheusURL)
-        } else if !prometheus.givenFlags.isEmpty {
-            let flags = prometheus.givenFlags
-            throw ValidationError("\(flags.joined(separator: ", ")) \(flags.count == 1 ? "needs" : "need") --prometheus")
-        }
+        try prometheus.validate(optionalURL: prometheusURL)
     }
 
     func run() async throws {
@@ -67,6 +62,6 @@ struct ReportCommand: AsyncParsableCommand {
     }
 
     func makePrometheusClient() -> PrometheusClient? {
-        prometheusURL.map(prometheus.makeClient(url:))
+        prometheusURL.map { prometheus.makeClient(url: $0) }
     }
 }

@@ -28,6 +28,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Prometheus URL for Rollouts that do not name their own.")
     var prometheus: String?
 
+    /// Credentials and TLS for `--prometheus` only: a Rollout naming its own Prometheus never receives them.
+    @OptionGroup var prometheusAccess: PrometheusAccessOptions
+
     // `.unconditional`: the documented `--metrics-port -1` is the value, not a short option named 1.
     @Option(parsing: .unconditional, help: "Port for /healthz, /readyz and /metrics (0 picks a free port; -1 turns the server off).")
     var metricsPort: Int = 8080
@@ -73,11 +76,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
         guard workers >= 1, workers <= 64 else { throw ValidationError("--workers must be between 1 and 64, got \(workers)") }
-        if let prometheus {
-            guard let url = URL(string: prometheus), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
-                throw ValidationError("--prometheus must be an http(s) URL, got '\(prometheus)'")
-            }
-        }
+        try prometheusAccess.validate(optionalURL: prometheus)
         if let selector {
             // The API server answers a bad selector with 400 on every list, which the watches would retry forever.
             do {
@@ -123,7 +122,8 @@ struct RunCommand: AsyncParsableCommand {
                 leaseName: leaseName)
         }
         let controller = Controller(
-            client: client, configuration: configuration, http: CurlHTTPClient(logger: logger), logger: logger)
+            client: client, configuration: configuration, http: CurlHTTPClient(logger: logger),
+            prometheus: prometheus.map { prometheusAccess.makeClient(url: $0, logger: logger) }, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
         if metricsPort >= 0 {
             let host = metricsHost

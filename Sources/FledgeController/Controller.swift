@@ -2,6 +2,7 @@ import FledgeCore
 import FledgeHTTP
 import FledgeJSON
 import FledgeKubernetes
+import FledgePrometheus
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -45,10 +46,13 @@ public final class Controller: Service, Sendable {
     /// - Parameters:
     ///   - analyzer: nil uses Prometheus (`configuration.prometheusURL` and each Rollout's own address).
     ///   - http: the transport for Prometheus and webhooks (libcurl).
+    ///   - prometheus: the client for `configuration.prometheusURL` when it needs credentials, headers or a CA
+    ///     (`fledge run --prometheus-*`); only that address gets them.
     ///   - writeGate: asked right before every write, after the lease; false skips the write. Fault injection: tests
     ///     use it to stop a controller after any number of writes.
     public init(
-        client: KubernetesClient, configuration: ControllerConfiguration, http: any HTTPClient, analyzer: (any MetricsProvider)? = nil,
+        client: KubernetesClient, configuration: ControllerConfiguration, http: any HTTPClient, prometheus: PrometheusClient? = nil,
+        analyzer: (any MetricsProvider)? = nil,
         metrics: ControllerMetrics = ControllerMetrics(), logger: Logger = Logger(label: "fledge.controller"),
         now: @escaping @Sendable () -> Date = { Date() }, writeGate: (@Sendable () -> Bool)? = nil
     ) {
@@ -62,7 +66,7 @@ public final class Controller: Service, Sendable {
         self.analyzer =
             analyzer
             ?? PrometheusAnalyzer(
-                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, logger: logger,
+                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, defaultClient: prometheus, logger: logger,
                 onQuery: { [metrics] failed in metrics.prometheusQuery(failed: failed) })
         webhooks = WebhookCaller(http: http, logger: logger)
         analysisSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))

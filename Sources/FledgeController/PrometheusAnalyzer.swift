@@ -24,23 +24,29 @@ public final class PrometheusAnalyzer: MetricsProvider {
     private let logger: Logger
     private let onQuery: @Sendable (_ failed: Bool) -> Void
     private let clients = Mutex<[String: PrometheusClient]>([:])
+    private let defaultClient: PrometheusClient?
 
     /// - Parameters:
     ///   - defaultAddress: for requests that name no Prometheus (`--prometheus`).
+    ///   - defaultClient: the client for `defaultAddress` when it needs more than `http` (credentials, extra
+    ///     headers, a CA, timeouts). Only that address gets it: a Rollout that names its own Prometheus must not
+    ///     receive the controller's credentials.
     ///   - onQuery: called after every query with whether it failed (for `/metrics`).
     public init(
-        defaultAddress: String?, http: any HTTPClient, reporter: String = "destination",
+        defaultAddress: String?, http: any HTTPClient, reporter: String = "destination", defaultClient: PrometheusClient? = nil,
         logger: Logger = Logger(label: "fledge.analysis"), onQuery: @escaping @Sendable (_ failed: Bool) -> Void = { _ in }
     ) {
         self.defaultAddress = defaultAddress
         self.http = http
         self.reporter = reporter
+        self.defaultClient = defaultClient
         self.logger = logger
         self.onQuery = onQuery
     }
 
     private func client(_ address: String) -> PrometheusClient {
-        clients.withLock { clients in
+        if address == defaultAddress, let defaultClient { return defaultClient }
+        return clients.withLock { clients in
             if let client = clients[address] { return client }
             let client = PrometheusClient(baseURL: address, http: http, logger: logger)
             clients[address] = client

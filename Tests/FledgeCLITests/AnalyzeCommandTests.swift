@@ -55,6 +55,21 @@ import TestSupport
         }
     }
 
+    /// `--prometheus-user` and `--prometheus-header` reach the Prometheus, as with `query` and `report`.
+    @Test func authenticatesToPrometheus() async throws {
+        let proxy = try AuthenticatingPrometheus(authorization: "Basic ZmxlZGdlOnMzY3JldA==", tenant: "team-a")  // fledge:s3cret
+        defer { Task { await proxy.stop() } }
+        await proxy.listening()
+        try await CLISandbox.with { sandbox in
+            let flags = ["--prometheus", proxy.url, "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a"]
+            let result = try await sandbox.run(["analyze", "product-service"] + flags, environment: ["FLEDGE_PROMETHEUS_PASSWORD": "s3cret"])
+            #expect(result.status == 3 && result.out.contains("no data") && !result.out.contains("401"), "no traffic, but no refusal: \(result)")
+            #expect(!proxy.seen.isEmpty && proxy.seen.allSatisfy { $0.authorization == "Basic ZmxlZGdlOnMzY3JldA==" && $0.tenant == "team-a" })
+            let refused = try await sandbox.run(["analyze", "product-service"] + flags, environment: ["FLEDGE_PROMETHEUS_PASSWORD": "wrong"])
+            #expect(refused.status == 3 && refused.out.contains("401"), "\(refused)")
+        }
+    }
+
     @Test func noDataIsInconclusiveAndProblemsAreOneLine() async throws {
         try await withBackfilledPrometheus(Self.traffic) { prometheus in
             try await CLISandbox.with { sandbox in

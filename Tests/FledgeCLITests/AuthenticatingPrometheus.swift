@@ -22,6 +22,7 @@ final class AuthenticatingPrometheus: Sendable {
     let log = Log()
     private let group: ServiceGroup
     private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
+    private let running = AsyncStream.makeStream(of: Void.self)
 
     var url: String { "http://127.0.0.1:\(port)" }
     var seen: [Seen] { log.requests.withLock { $0 } }
@@ -47,10 +48,21 @@ final class AuthenticatingPrometheus: Sendable {
         router.post("api/v1/query_range", use: answer)
         var logger = Logger(label: "test.prometheus-proxy")
         logger.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let running = self.running.continuation
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { _ in
+                running.yield()
+                running.finish()
+            }, logger: logger)
         group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
         let group = self.group
         task.withLock { $0 = Task { try await group.run() } }
+    }
+
+    /// Returns once the server accepts connections.
+    func listening() async {
+        for await _ in running.stream { return }
     }
 
     func stop() async {

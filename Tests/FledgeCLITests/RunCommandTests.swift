@@ -1,3 +1,5 @@
+import FledgeCore
+import FledgeController
 import FledgeHTTP
 import FledgeJSON
 import Foundation
@@ -65,6 +67,62 @@ import Testing
         }
         #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "-2"]) }
         #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--metrics-port", "--leader-elect"]) }
+    }
+
+    /// Prometheus credentials go to `--prometheus` only, so they are refused without it; `analyze` alike.
+    @Test func prometheusCredentialsNeedPrometheus() throws {
+        for command in ["run", "analyze"] {
+            let rest = command == "analyze" ? ["product-service"] : []
+            for (flags, named) in [
+                (["--prometheus-token", "t"], "--prometheus-token needs --prometheus"),
+                (["--prometheus-user", "u", "--prometheus-header", "X-Scope-OrgID=a"], "--prometheus-user, --prometheus-header need --prometheus"),
+                (["--prometheus", "http://p:9090", "--prometheus-header", "X Tenant=a"], "--prometheus-header: \"X Tenant=a\" is not NAME=VALUE"),
+                (["--prometheus", "ftp://p", "--prometheus-token", "t"], "--prometheus: \"ftp://p\" is not an http:// or https:// URL"),
+            ] {
+                do {
+                    _ = try Fledge.parseAsRoot([command] + rest + flags)
+                    Issue.record("\(command) \(flags) parsed")
+                } catch {
+                    let message = Fledge.message(for: error)
+                    #expect(message.hasPrefix(named), "\(command) \(flags): \(message)")
+                }
+            }
+        }
+        let good = try #require(
+            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", "/ca.pem"]) as? RunCommand)
+        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == "/ca.pem")
+    }
+
+    /// The controller authenticates to its `--prometheus` and to no other: a Rollout that names its own Prometheus
+    /// (`spec.analysis.prometheus.address`, which whoever may edit the Rollout can point anywhere) gets no credentials.
+    @Test func theControllersCredentialsGoToItsPrometheusOnly() async throws {
+        let ours = try AuthenticatingPrometheus(authorization: "Bearer s3cret", tenant: "team-a")
+        let theirs = try AuthenticatingPrometheus(authorization: "Bearer s3cret", tenant: "team-a")
+        defer { Task { await ours.stop(); await theirs.stop() } }
+        await ours.listening()
+        await theirs.listening()
+        let command = try #require(
+            try Fledge.parseAsRoot(["run", "--prometheus", ours.url, "--prometheus-token", "s3cret", "--prometheus-header", "X-Scope-OrgID=team-a"])
+                as? RunCommand)
+        let analyzer = PrometheusAnalyzer(
+            defaultAddress: ours.url, http: CurlHTTPClient(), defaultClient: command.prometheusAccess.makeClient(url: ours.url))
+        let rollout = try Rollout(json: try JSONValue(parsing: #"""
+            {"apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "product-service", "namespace": "shop"},
+             "spec": {"target": {"deployment": "product-service"}, "canary": {"image": "x:2"},
+                      "stages": [{"weight": 10, "hold": "1m"}],
+                      "analysis": {"metrics": [{"name": "success-rate", "min": 99}]}}}
+            """#))
+        let plan = try rollout.spec.plan().get()
+        var request = AnalysisRequest(rollout: rollout, plan: plan)
+        let mine = await analyzer.measure([request], at: Date())
+        #expect(!ours.seen.isEmpty && ours.seen.allSatisfy { $0.authorization == "Bearer s3cret" && $0.tenant == "team-a" }, "\(ours.seen)")
+        #expect(
+            !mine[0].metrics.isEmpty && mine[0].metrics.values.allSatisfy { if case .providerError = $0.outcome { false } else { true } },
+            "\(mine[0].metrics)")
+        request.prometheusAddress = theirs.url
+        let other = await analyzer.measure([request], at: Date())
+        #expect(!theirs.seen.isEmpty && theirs.seen.allSatisfy { $0.authorization == nil && $0.tenant == nil }, "\(theirs.seen)")
+        #expect(other[0].metrics.values.contains { if case .providerError = $0.outcome { true } else { false } })
     }
 
     /// A selector the API server would refuse (HTTP 400 on every list, retried forever) fails at start, naming the flag.

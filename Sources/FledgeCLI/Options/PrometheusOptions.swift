@@ -1,6 +1,8 @@
 import ArgumentParser
 import FledgeHTTP
 import FledgePrometheus
+import Foundation
+import Logging
 
 /// How to reach Prometheus; shared by every command that queries it and must be told where it is.
 struct PrometheusOptions: ParsableArguments {
@@ -63,8 +65,19 @@ struct PrometheusAccessOptions: ParsableArguments {
     }
 
     static func validateURL(_ url: String) throws {
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://"), let parsed = URL(string: url), parsed.host?.isEmpty == false else {
             throw ValidationError("--prometheus: \"\(url)\" is not an http:// or https:// URL")
+        }
+    }
+
+    /// For commands whose `--prometheus` is optional: checks it, and refuses these flags without it. They are sent
+    /// to that Prometheus only, never to an address a Rollout names (which anyone who may edit it can point anywhere).
+    func validate(optionalURL url: String?) throws {
+        if let url {
+            try Self.validateURL(url)
+        } else if !givenFlags.isEmpty {
+            throw ValidationError(
+                "\(givenFlags.joined(separator: ", ")) \(givenFlags.count == 1 ? "needs" : "need") --prometheus (credentials go to that Prometheus only)")
         }
     }
 
@@ -74,7 +87,7 @@ struct PrometheusAccessOptions: ParsableArguments {
         return c.isLetter || c.isNumber || "!#$%&'*+-.^_`|~".utf8.contains(ascii)
     }
 
-    func makeClient(url: String) -> PrometheusClient {
+    func makeClient(url: String, logger: Logger = Logger(label: "fledge.prometheus")) -> PrometheusClient {
         var configuration = HTTPClientConfiguration(
             connectTimeout: .milliseconds(Int64(min(timeoutSeconds, 5) * 1000)),
             timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
@@ -88,6 +101,6 @@ struct PrometheusAccessOptions: ParsableArguments {
             let parts = header.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             extra.add(String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
         }
-        return PrometheusClient(baseURL: url, http: CurlHTTPClient(configuration: configuration), headers: extra)
+        return PrometheusClient(baseURL: url, http: CurlHTTPClient(configuration: configuration, logger: logger), headers: extra, logger: logger)
     }
 }
