@@ -40,6 +40,8 @@ public func decide(rollout: Rollout, observed: Observed, analysis: Analysis, now
     // changes nothing else, this included.
     if let plan = engine.plan {
         engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: plan.stages.count)
+    } else if ![.progressing, .paused].contains(engine.status.phase) {
+        engine.status.stageProgress = nil  // An abort taken while the spec is invalid leaves no stage behind.
     }
     return Decision(status: engine.status, actions: engine.actions)
 }

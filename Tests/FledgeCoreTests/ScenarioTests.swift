@@ -514,6 +514,7 @@ struct ScenarioTests {
         #expect(d.weightChanges.map(\.canaryWeight) == [0])
         sim.run(maxSteps: 20) { $0.phase == .aborted }
         #expect(sim.phase == .aborted)
+        #expect(sim.status.stageProgress == nil)
         #expect(sim.observedCanaryWeight == 0)
         #expect(sim.observed.canary?.replicas == 0)
         // The outcome says why it ended, not what it held on.
@@ -601,6 +602,7 @@ struct ScenarioTests {
         #expect(first.weightChanges.map(\.canaryWeight) == [0])
         sim.run(maxSteps: 20) { $0.phase.isIdle }
         #expect(sim.phase == .aborted)
+        #expect(sim.status.stageProgress == nil)
         #expect(sim.observedCanaryWeight == 0)
         #expect(sim.observed.canary?.replicas == 0)
         #expect(sim.rollout.metadata.finalizers == nil)
