@@ -170,6 +170,83 @@ import Testing
         }
     }
 
+    /// Deleting a namespace works as on a real server: the namespace turns Terminating (deletionTimestamp,
+    /// `status.phase`), its content is deleted, an object with a finalizer (a Rollout holding `fledge.dev/traffic`)
+    /// is only marked and holds the namespace, nothing new may be created there (403 with the NamespaceLifecycle
+    /// message), and the namespace goes once the last finalizer does. default, kube-system and kube-public may not be
+    /// deleted; an empty namespace goes at once.
+    @Test func deletingANamespaceWaitsForTheFinalizersOfItsContent() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let store = h.server.store
+            var result = try await kubectl.run([
+                "patch", "ro", "product-service", "-n", "shop", "--type=merge", "-p", #"{"metadata":{"finalizers":["fledge.dev/traffic"]}}"#,
+            ])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(.deployments, namespace: "shop", name: "product-service") != nil)
+
+            result = try await kubectl.run(["delete", "namespace", "shop", "--wait=false"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains(#"namespace "shop" deleted"#), "\(result.out)")
+            result = try await kubectl.run(["get", "ns", "shop"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.split(separator: "\n").last?.split(separator: " ", omittingEmptySubsequences: true).prefix(2) == ["shop", "Terminating"], "\(result.out)")
+            result = try await kubectl.run(["get", "ns", "shop", "-o", "jsonpath={.metadata.deletionTimestamp}"])
+            #expect(!result.out.isEmpty, "\(result.out) \(result.err)")
+            // Everything without a finalizer is gone; the Rollout is marked and stays.
+            #expect(await store.objects(.deployments, namespace: "shop").isEmpty)
+            let marked = try #require(await store.object(Self.rollouts, namespace: "shop", name: "product-service"))
+            #expect(marked[path: ["metadata", "deletionTimestamp"]] != nil)
+            result = try await kubectl.run([
+                "get", "ns", "shop", "-o", #"jsonpath={.status.conditions[?(@.type=="NamespaceFinalizersRemaining")].message}"#,
+            ])
+            #expect(result.out == "Some content in the namespace has finalizers remaining: fledge.dev/traffic in 1 resource instances", "\(result.out) \(result.err)")
+
+            // Nothing new in a Terminating namespace.
+            let configMap = try kubectl.write("cm.yaml", """
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: late, namespace: shop}
+                data: {a: b}
+                """)
+            result = try await kubectl.run(["create", "-f", configMap])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"configmaps "late" is forbidden: unable to create new content in namespace shop because it is being terminated"#), "\(result.err)")
+            let refused = try await h.request(
+                .post, "/api/v1/namespaces/shop/configmaps", body: ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "late"]])
+            #expect(refused.status == 403)
+            #expect(refused.json["reason"] == "Forbidden")
+            #expect(refused.json["details"] == [
+                "name": "late", "kind": "configmaps",
+                "causes": [["reason": "NamespaceTerminating", "message": "namespace shop is being terminated", "field": "metadata.namespace"]],
+            ], "\(refused.json)")
+            #expect(await store.object(.configMaps, namespace: "shop", name: "late") == nil)
+            // Deleting it again changes nothing; it is still there.
+            result = try await kubectl.run(["delete", "namespace", "shop", "--wait=false"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(.namespaces, namespace: nil, name: "shop") != nil)
+
+            // The finalizer removed, the Rollout goes, and with it the namespace.
+            result = try await kubectl.run([
+                "patch", "ro", "product-service", "-n", "shop", "--type=json", "-p", #"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(Self.rollouts, namespace: "shop", name: "product-service") == nil)
+            result = try await kubectl.run(["get", "ns", "shop"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "shop" not found"#), "\(result.err)")
+
+            // An empty namespace goes at once (kubectl waits for it); default may not be deleted.
+            try await store.apply([["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "empty"]]])
+            result = try await kubectl.run(["delete", "namespace", "empty"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await store.object(.namespaces, namespace: nil, name: "empty") == nil)
+            result = try await kubectl.run(["delete", "namespace", "default"])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"namespaces "default" is forbidden: this namespace may not be deleted"#), "\(result.err)")
+            #expect(await store.object(.namespaces, namespace: nil, name: "default")?[path: ["metadata", "deletionTimestamp"]] == nil)
+        }
+    }
+
     /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
     /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
     /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.
