@@ -901,19 +901,26 @@ public actor SandboxStore {
 
     // MARK: Garbage collection
 
-    /// Every stored object that could be a dependent of `owner`: in its namespace, or anywhere for a cluster-scoped
-    /// owner. (groupResource, key, object) triples, in a fixed order.
-    private func candidateDependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
-        let namespace = owner[path: ["metadata", "namespace"]]?.stringValue
+    /// The dependents of `owner`: stored objects whose ownerReferences name its uid, in its namespace (anywhere for a
+    /// cluster-scoped owner). (groupResource, key, object) triples in a fixed order (group resource, then key). Only
+    /// the dependents are sorted, not every stored object.
+    private func dependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
+        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return [] }
+        let prefix = owner[path: ["metadata", "namespace"]]?.stringValue.map { $0 + "/" }
         var found: [(GroupResource, String, JSONValue)] = []
-        for (groupResource, bucket) in buckets.sorted(by: { $0.key.description < $1.key.description }) {
-            for (key, object) in bucket.objects.sorted(by: { $0.key < $1.key }) {
-                if let namespace, !key.hasPrefix(namespace + "/") { continue }
-                guard object[path: ["metadata", "ownerReferences"]]?.arrayValue?.isEmpty == false else { continue }
+        for (groupResource, bucket) in buckets {
+            for (key, object) in bucket.objects {
+                guard let references = object[path: ["metadata", "ownerReferences"]]?.arrayValue, !references.isEmpty,
+                    references.contains(where: { $0["uid"]?.stringValue == uid })
+                else { continue }
+                if let prefix, !key.hasPrefix(prefix) { continue }
                 found.append((groupResource, key, object))
             }
         }
-        return found
+        return found.sorted { left, right in
+            let (leftGroup, rightGroup) = (left.0.description, right.0.description)
+            return leftGroup != rightGroup ? leftGroup < rightGroup : left.1 < right.1
+        }
     }
 
     /// Whether an owner reference of `dependent` points at an object that exists with that uid. An owner of a kind
@@ -932,10 +939,10 @@ public actor SandboxStore {
     /// dependent that still has a live owner loses its references to owners that are gone.
     private func collectGarbage(after owner: JSONValue) {
         guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
-        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+        for (groupResource, key, dependent) in dependents(of: owner) {
             let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
-            guard references.contains(where: { $0["uid"]?.stringValue == uid }),
-                let current = buckets[groupResource]?.objects[key], current == dependent,
+            // An earlier dependent's collection may have changed or removed this one: then it is left as it now is.
+            guard let current = buckets[groupResource]?.objects[key], current == dependent,
                 let type = self.type(for: groupResource)
             else { continue }
             let live = references.filter { $0["uid"]?.stringValue != uid && ownerExists($0, of: dependent) }
@@ -952,7 +959,7 @@ public actor SandboxStore {
     /// Deletion with `propagationPolicy: Orphan`: the dependents stay, without their references to `owner`.
     private func orphanDependents(of owner: JSONValue) {
         guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
-        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+        for (groupResource, key, dependent) in dependents(of: owner) {
             let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
             let kept = references.filter { $0["uid"]?.stringValue != uid }
             guard kept.count != references.count else { continue }

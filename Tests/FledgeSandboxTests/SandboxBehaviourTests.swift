@@ -82,6 +82,47 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
     }
 }
 
+/// The garbage collector finds an owner's dependents by the uid their ownerReferences name, in any group and, for
+/// a cluster-scoped owner, in any namespace; it collects them in a fixed order and leaves everything else alone.
+@Suite struct SandboxGarbageCollectionTests {
+    @Test func aClusterScopedOwnersDependentsGoInEveryNamespaceInOrder() async throws {
+        try await withSandbox { h in
+            let store = h.server.store
+            let owner = try await store.apply([[
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": ["name": "owner"], "rules": [],
+            ]])[0]
+            let other = try await store.apply([["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "other", "namespace": "a"]]])[0]
+            func reference(_ object: JSONValue) -> JSONValue {
+                ["apiVersion": object["apiVersion"] ?? "", "kind": object["kind"] ?? "", "name": object[path: ["metadata", "name"]] ?? "",
+                 "uid": object[path: ["metadata", "uid"]] ?? ""]
+            }
+            func configMap(_ namespace: String, _ name: String, owners: [JSONValue]) -> JSONValue {
+                var metadata: JSONValue = ["name": .string(name), "namespace": .string(namespace)]
+                if !owners.isEmpty { metadata["ownerReferences"] = .array(owners.map(reference)) }
+                return ["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata]
+            }
+            try await store.apply([
+                configMap("b", "x", owners: [owner]), configMap("a", "y", owners: [owner]),
+                configMap("a", "z", owners: [other]), configMap("a", "w", owners: []),
+                ["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": [
+                    "name": "r", "namespace": "b", "ownerReferences": [reference(owner)]], "rules": []],
+            ])
+            let lines = try await h.watch("/api/v1/configmaps?watch=true&resourceVersion=\(await store.resourceVersion)")
+            let deleted = try await h.request(.delete, "/apis/rbac.authorization.k8s.io/v1/clusterroles/owner")
+            #expect(deleted.status == 200, "\(deleted.json)")
+            let events = try await collect(lines, count: 2)
+            #expect(events.map { $0["type"] } == ["DELETED", "DELETED"])
+            #expect(events.map { $0[path: ["object", "metadata", "namespace"]] } == ["a", "b"])
+            #expect(await store.object(.configMaps, namespace: "a", name: "y") == nil)
+            #expect(await store.object(.configMaps, namespace: "b", name: "x") == nil)
+            #expect(await store.object(.roles, namespace: "b", name: "r") == nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "z") != nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "w") != nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "other") != nil)
+        }
+    }
+}
+
 @Suite struct SandboxCRDTests {
     @Test func appliedCRDIsServedWithStatusValidationAndPruning() async throws {
         try await withSandbox { h in
