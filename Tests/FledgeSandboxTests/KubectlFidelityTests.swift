@@ -247,6 +247,48 @@ import Testing
         }
     }
 
+    /// `kubectl get` shows the columns a real server's Table has: a CRD's additionalPrinterColumns replace the default
+    /// Age column (the Rollout CRD lists its own Age last, so Age appears once); CustomResourceDefinitions, Roles and
+    /// ClusterRoles show "Created At" as an RFC 3339 timestamp and no Age; ServiceAccounts show Secrets.
+    @Test func tablesHaveTheRealServersColumns() async throws {
+        try await Self.withKubectl { h, kubectl in
+            let store = h.server.store
+            try await store.apply(try ManifestLoader.load(paths: [
+                Self.repositoryRoot.appendingPathComponent("deploy/namespace.yaml").path,
+                Self.repositoryRoot.appendingPathComponent("deploy/serviceaccount.yaml").path,
+                Self.repositoryRoot.appendingPathComponent("deploy/rbac.yaml").path,
+            ]))
+            func table(_ arguments: [String]) async throws -> [[String]] {
+                let result = try await kubectl.run(["get"] + arguments)
+                #expect(result.status == 0, "\(result.err)")
+                return result.out.split(separator: "\n").map { line in
+                    // Columns are separated by two or more spaces; a header may itself contain one ("CREATED AT").
+                    line.components(separatedBy: "  ").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                }
+            }
+            func created(_ groupResource: GroupResource, _ namespace: String?, _ name: String) async -> String {
+                await store.object(groupResource, namespace: namespace, name: name)?[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "?"
+            }
+            var rows = try await table(["rollouts", "-n", "shop"])
+            #expect(rows.first == ["NAME", "PHASE", "STAGE", "WEIGHT", "REVISION", "AGE"], "\(rows)")
+            rows = try await table(["rollouts", "-n", "shop", "-o", "wide"])
+            #expect(rows.first == ["NAME", "PHASE", "STAGE", "WEIGHT", "REVISION", "MESSAGE", "AGE"], "\(rows)")
+            rows = try await table(["crd"])
+            #expect(rows == [["NAME", "CREATED AT"], ["rollouts.fledge.dev", await created(.customResourceDefinitions, nil, "rollouts.fledge.dev")]], "\(rows)")
+            rows = try await table(["clusterroles"])
+            #expect(rows == [["NAME", "CREATED AT"], ["fledge-controller", await created(.clusterRoles, nil, "fledge-controller")]], "\(rows)")
+            rows = try await table(["roles", "-n", "fledge-system"])
+            #expect(rows == [["NAME", "CREATED AT"], ["fledge-leader-election", await created(.roles, "fledge-system", "fledge-leader-election")]], "\(rows)")
+            rows = try await table(["rolebindings", "-n", "fledge-system"])
+            #expect(rows.first == ["NAME", "ROLE", "AGE"], "\(rows)")
+            rows = try await table(["serviceaccounts", "-n", "fledge-system"])
+            #expect(rows.first == ["NAME", "SECRETS", "AGE"], "\(rows)")
+            #expect(rows.dropFirst().first?.prefix(2) == ["fledge", "0"], "\(rows)")
+            rows = try await table(["virtualservices", "-n", "shop"])
+            #expect(rows.first == ["NAME", "GATEWAYS", "HOSTS", "AGE"], "\(rows)")
+        }
+    }
+
     /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
     /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
     /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.
