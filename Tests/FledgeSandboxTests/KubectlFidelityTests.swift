@@ -289,6 +289,122 @@ import Testing
         }
     }
 
+    /// `kubectl auth can-i` (a SelfSubjectAccessReview, which kubectl sends as protobuf) and `--as` (impersonation
+    /// headers) with RBAC on: the answers follow deploy/rbac.yaml's ClusterRole and Role for the controller's service
+    /// account, exactly as its own requests are decided; only who may impersonate (the admin, system:masters, or a
+    /// user granted `impersonate`) can act as someone else.
+    @Test func canIAndImpersonationFollowTheLoadedRBAC() async throws {
+        let kubectlPath = try Self.kubectlPath()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let certificates = try SandboxCertificates.generate()
+        let configuration = SandboxServer.Configuration(
+            tls: certificates,
+            tokens: ["admin-token": .admin(), "reader-token": .serviceAccount(namespace: "default", name: "reader")],
+            rbac: true, tickInterval: .milliseconds(20))
+        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
+            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
+            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path
+            try h.server.kubeconfig(token: "reader-token").write(toFile: readerConfig, atomically: true, encoding: .utf8)
+            let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
+            try await h.server.store.apply(try ManifestLoader.load(paths: [
+                "deploy/crds", "deploy/namespace.yaml", "deploy/serviceaccount.yaml", "deploy/rbac.yaml", "rollouts/product-service",
+            ].map { Self.repositoryRoot.appendingPathComponent($0).path }))
+            let fledge = "system:serviceaccount:fledge-system:fledge"
+
+            // Discovery lists the review, so kubectl finds it.
+            var result = try await kubectl.run(["api-resources", "--api-group=authorization.k8s.io", "-o", "name"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out == "selfsubjectaccessreviews.authorization.k8s.io\n", "\(result.out)")
+
+            // The controller's service account, impersonated by the admin: yes exactly where deploy/rbac.yaml says.
+            let cases: [([String], Bool)] = [
+                (["patch", "virtualservices.networking.istio.io", "-n", "default"], true),
+                (["get", "virtualservices.networking.istio.io", "-n", "shop"], true),
+                (["delete", "virtualservices.networking.istio.io", "-n", "default"], false),
+                (["patch", "destinationrules.networking.istio.io", "-n", "default"], false),
+                (["update", "rollouts.fledge.dev", "--subresource=status", "-n", "shop"], true),
+                (["update", "rollouts.fledge.dev", "-n", "shop"], false),
+                (["create", "deployments.apps", "-n", "shop"], true),
+                (["delete", "deployments.apps", "-n", "shop"], false),
+                (["get", "leases.coordination.k8s.io", "-n", "fledge-system"], true),
+                (["get", "leases.coordination.k8s.io", "-n", "default"], false),
+            ]
+            for (arguments, allowed) in cases {
+                result = try await kubectl.run(["auth", "can-i"] + arguments + ["--as", fledge])
+                #expect(result.status == (allowed ? 0 : 1), "\(arguments): \(result.out) \(result.err)")
+                #expect(result.out == (allowed ? "yes\n" : "no\n"), "\(arguments): \(result.out) \(result.err)")
+            }
+            // The admin itself may do anything; the reader nothing it was not granted.
+            result = try await kubectl.run(["auth", "can-i", "delete", "virtualservices.networking.istio.io", "-n", "default"])
+            #expect(result.out == "yes\n", "\(result.out) \(result.err)")
+            result = try await kubectl.run(["auth", "can-i", "get", "virtualservices.networking.istio.io", "-n", "shop"], kubeconfig: readerConfig)
+            #expect(result.status == 1 && result.out == "no\n", "\(result.out) \(result.err)")
+
+            // The review's answer carries the real authorizer's reason.
+            let review: JSONValue = [
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": ["resourceAttributes": ["namespace": "fledge-system", "verb": "update", "group": "coordination.k8s.io", "resource": "leases"]],
+            ]
+            var headers: HTTPHeaders = ["Accept": "application/json", "Content-Type": "application/json", "Authorization": "Bearer admin-token"]
+            headers.set("Impersonate-User", fledge)
+            var answer = try await h.client.send(HTTPRequest(
+                method: .post, url: h.url + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", headers: headers, body: review.serialized()))
+            #expect(answer.status == 201)
+            #expect(try JSONValue(parsing: answer.body)["status"] == [
+                "allowed": true,
+                "reason": #"RBAC: allowed by RoleBinding "fledge-leader-election/fledge-system" of Role "fledge-leader-election" to ServiceAccount "fledge/fledge-system""#,
+            ], "\(String(decoding: answer.body, as: UTF8.self))")
+
+            // Impersonation applies to every request, decided as the impersonated identity's own.
+            result = try await kubectl.run(["get", "vs", "product-service", "-n", "shop", "-o", "name", "--as", fledge])
+            #expect(result.status == 0 && result.out == "virtualservice.networking.istio.io/product-service\n", "\(result.out) \(result.err)")
+            result = try await kubectl.run(["delete", "vs", "product-service", "-n", "shop", "--as", fledge])
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"virtualservices.networking.istio.io "product-service" is forbidden: User "system:serviceaccount:fledge-system:fledge" cannot delete resource "virtualservices" in API group "networking.istio.io" in the namespace "shop""#), "\(result.err)")
+            #expect(await h.server.store.object(.virtualServices, namespace: "shop", name: "product-service") != nil)
+
+            // Who may not impersonate is refused, naming what it may not impersonate.
+            result = try await kubectl.run(["auth", "can-i", "get", "pods", "--as", fledge], kubeconfig: readerConfig)
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"serviceaccounts "fledge" is forbidden: User "system:serviceaccount:default:reader" cannot impersonate resource "serviceaccounts" in API group "" in the namespace "fledge-system""#), "\(result.err)")
+            result = try await kubectl.run(["get", "vs", "-n", "shop", "--as", "jane"], kubeconfig: readerConfig)
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"users "jane" is forbidden: User "system:serviceaccount:default:reader" cannot impersonate resource "users" in API group "" at the cluster scope"#), "\(result.err)")
+            // Granted impersonation of that one service account, the reader may act as it, and as it only.
+            try await h.server.store.apply(try yaml("""
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: ClusterRole
+                metadata: {name: impersonate-fledge}
+                rules:
+                - {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate], resourceNames: [fledge]}
+                ---
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: RoleBinding
+                metadata: {name: reader-impersonates-fledge, namespace: fledge-system}
+                roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-fledge}
+                subjects:
+                - {kind: ServiceAccount, name: reader, namespace: default}
+                """))
+            result = try await kubectl.run(["auth", "can-i", "patch", "virtualservices.networking.istio.io", "-n", "default", "--as", fledge], kubeconfig: readerConfig)
+            #expect(result.status == 0 && result.out == "yes\n", "\(result.out) \(result.err)")
+            result = try await kubectl.run(["auth", "can-i", "get", "pods", "--as", "system:serviceaccount:fledge-system:other"], kubeconfig: readerConfig)
+            #expect(result.status != 0 && result.err.contains(#"serviceaccounts "other" is forbidden"#), "\(result.err)")
+            // Impersonating a group needs its own grant.
+            result = try await kubectl.run(["auth", "can-i", "get", "pods", "--as", fledge, "--as-group", "system:masters"], kubeconfig: readerConfig)
+            #expect(result.status != 0 && result.err.contains(#"groups "system:masters" is forbidden"#), "\(result.err)")
+
+            // Groups without a user are refused, as by the real server.
+            headers.remove("Impersonate-User")
+            headers.set("Impersonate-Group", "system:masters")
+            answer = try await h.client.send(HTTPRequest(method: .get, url: h.url + "/api/v1/namespaces/shop/configmaps", headers: headers))
+            #expect(answer.status == 500)
+            #expect(String(decoding: answer.body, as: UTF8.self).contains("without impersonating a user"))
+        }
+    }
+
     /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
     /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
     /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.

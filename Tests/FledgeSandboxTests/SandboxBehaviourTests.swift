@@ -373,6 +373,36 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// A SelfSubjectAccessReview that cannot be read is refused, saying what is wrong: protobuf that is truncated or
+    /// lacks the k8s envelope (400), a review asking about nothing (422), any method but POST (405).
+    @Test func malformedAccessReviewsAreRefusedClearly() async throws {
+        try await withSandbox { h in
+            let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+            func post(_ body: [UInt8], _ contentType: String) async throws -> (Int, String) {
+                let response = try await h.client.send(HTTPRequest(
+                    method: .post, url: h.url + path, headers: ["Accept": "application/json", "Content-Type": contentType], body: body))
+                return (response.status, String(decoding: response.body, as: UTF8.self))
+            }
+            let protobuf = "application/vnd.kubernetes.protobuf"
+            var (status, text) = try await post([0x6B, 0x38, 0x73, 0x00, 0x12, 0x50, 0x0A], protobuf)
+            #expect(status == 400 && text.contains("the protobuf body of the request is malformed: field 2 is longer than the body"), "\(text)")
+            (status, text) = try await post(Array("{}".utf8), protobuf)
+            #expect(status == 400 && text.contains("does not start with the k8s protobuf prefix"), "\(text)")
+            (status, text) = try await post(Array(#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{}}"#.utf8), "application/json")
+            #expect(status == 422 && text.contains("exactly one of nonResourceAttributes or resourceAttributes must be specified"), "\(text)")
+            (status, text) = try await post(Array(#"{"kind":"ConfigMap"}"#.utf8), "application/json")
+            #expect(status == 400 && text.contains("does not match the kind of the resource (SelfSubjectAccessReview)"), "\(text)")
+            let get = try await h.request(.get, path)
+            #expect(get.status == 405)
+            // Without RBAC every request is allowed, and the review says so.
+            (status, text) = try await post(
+                Array(#"{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"verb":"delete","resource":"pods"}}}"#.utf8),
+                "application/json")
+            #expect(status == 201)
+            #expect(try JSONValue(parsing: Array(text.utf8))["status"] == ["allowed": true], "\(text)")
+        }
+    }
+
     @Test func faultsAreInjectedDeterministically() async throws {
         try await withSandbox(.init(faults: SandboxFaults(conflictRate: 1))) { h in
             let write = try await h.request(.post, "/api/v1/namespaces/default/configmaps", body: ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "a"]])
