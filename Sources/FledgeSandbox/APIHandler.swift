@@ -154,7 +154,13 @@ struct APIHandler: HTTPResponder {
         case (.post, nil): verb = "create"
         case (.put, _?): verb = "update"
         case (.patch, _?): verb = "patch"
-        case (.delete, nil): verb = "deletecollection"
+        case (.delete, nil):
+            // Namespaces are deleted one by one (each through its own lifecycle): the real server serves no
+            // deletecollection for them.
+            if type.storageResource == .namespaces {
+                throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+            }
+            verb = "deletecollection"
         case (.delete, _?): verb = "delete"
         default:
             throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")

@@ -20,7 +20,8 @@ enum Discovery {
         for (_, type) in types {
             var entry: JSONValue = [
                 "name": .string(type.resource), "singularName": .string(type.singular), "namespaced": .bool(type.namespaced),
-                "kind": .string(type.kind), "verbs": .array(ResourceType.allVerbs.map { .string($0) }),
+                "kind": .string(type.kind),
+                "verbs": .array(ResourceType.allVerbs.filter { type.storageResource != .namespaces || $0 != "deletecollection" }.map { .string($0) }),
             ]
             if !type.shortNames.isEmpty { entry["shortNames"] = .array(type.shortNames.map { .string($0) }) }
             if !type.categories.isEmpty { entry["categories"] = .array(type.categories.map { .string($0) }) }

@@ -244,6 +244,13 @@ import Testing
             #expect(result.status != 0)
             #expect(result.err.contains(#"namespaces "default" is forbidden: this namespace may not be deleted"#), "\(result.err)")
             #expect(await store.object(.namespaces, namespace: nil, name: "default")?[path: ["metadata", "deletionTimestamp"]] == nil)
+            // Nor may namespaces be deleted as a collection (the real server serves no deletecollection for them).
+            let collection = try await h.request(.delete, "/api/v1/namespaces")
+            #expect(collection.status == 405, "\(collection.json)")
+            #expect(await store.object(.namespaces, namespace: nil, name: "default") != nil)
+            result = try await kubectl.run(["api-resources", "--api-group=", "-o", "wide"])
+            let namespaceLine = result.out.split(separator: "\n").first { $0.hasPrefix("namespaces ") }
+            #expect(namespaceLine?.contains(" create,delete,get,list,patch,update,watch") == true, "\(result.out)")
         }
     }
 
