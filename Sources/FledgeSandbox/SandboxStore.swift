@@ -308,9 +308,10 @@ public actor SandboxStore {
         resourceVersion += 1
         var object = object
         object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
-        var bucket = buckets[groupResource] ?? Bucket()
-        if bucket.objects.updateValue(object, forKey: key) == nil { bucket.sortedKeys = nil }
-        buckets[groupResource] = bucket
+        // In place: a copy of the bucket would copy every object of the type on every write.
+        let old = buckets[groupResource, default: Bucket()].objects.updateValue(object, forKey: key)
+        if old == nil { buckets[groupResource]?.sortedKeys = nil }
+        indexOwners(groupResource, key: key, old: old, new: object)
         publish(WatchEvent(type: event, object: object, resourceVersion: resourceVersion, groupResource: groupResource))
         return object
     }
@@ -887,7 +888,8 @@ public actor SandboxStore {
     }
 
     private func remove(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
-        buckets[type.storageResource]?.objects.removeValue(forKey: key)
+        let removed = buckets[type.storageResource]?.objects.removeValue(forKey: key)
+        indexOwners(type.storageResource, key: key, old: removed, new: nil)
         buckets[type.storageResource]?.sortedKeys = nil
         resourceVersion += 1
         var object = old
@@ -901,21 +903,44 @@ public actor SandboxStore {
 
     // MARK: Garbage collection
 
+    /// Where a stored object is: its bucket and key.
+    struct StoredKey: Hashable {
+        var groupResource: GroupResource
+        var key: String
+    }
+
+    /// Owner uid → every stored object whose ownerReferences name that uid, kept by `store` and `remove`, so that
+    /// the garbage collector finds an owner's dependents without reading every stored object.
+    private var dependentsByOwner: [String: Set<StoredKey>] = [:]
+
+    private static func ownerUIDs(_ object: JSONValue?) -> Set<String> {
+        guard let references = object?[path: ["metadata", "ownerReferences"]]?.arrayValue else { return [] }
+        return Set(references.compactMap { $0["uid"]?.stringValue })
+    }
+
+    private func indexOwners(_ groupResource: GroupResource, key: String, old: JSONValue?, new: JSONValue?) {
+        let before = SandboxStore.ownerUIDs(old)
+        let after = SandboxStore.ownerUIDs(new)
+        guard before != after else { return }
+        let entry = StoredKey(groupResource: groupResource, key: key)
+        for uid in before.subtracting(after) {
+            dependentsByOwner[uid]?.remove(entry)
+            if dependentsByOwner[uid]?.isEmpty == true { dependentsByOwner.removeValue(forKey: uid) }
+        }
+        for uid in after.subtracting(before) { dependentsByOwner[uid, default: []].insert(entry) }
+    }
+
     /// The dependents of `owner`: stored objects whose ownerReferences name its uid, in its namespace (anywhere for a
     /// cluster-scoped owner). (groupResource, key, object) triples in a fixed order (group resource, then key). Only
-    /// the dependents are sorted, not every stored object.
+    /// the dependents are read and sorted (from the owner index), not every stored object.
     private func dependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
-        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return [] }
+        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue, let entries = dependentsByOwner[uid] else { return [] }
         let prefix = owner[path: ["metadata", "namespace"]]?.stringValue.map { $0 + "/" }
         var found: [(GroupResource, String, JSONValue)] = []
-        for (groupResource, bucket) in buckets {
-            for (key, object) in bucket.objects {
-                guard let references = object[path: ["metadata", "ownerReferences"]]?.arrayValue, !references.isEmpty,
-                    references.contains(where: { $0["uid"]?.stringValue == uid })
-                else { continue }
-                if let prefix, !key.hasPrefix(prefix) { continue }
-                found.append((groupResource, key, object))
-            }
+        for entry in entries {
+            if let prefix, !entry.key.hasPrefix(prefix) { continue }
+            guard let object = buckets[entry.groupResource]?.objects[entry.key] else { continue }
+            found.append((entry.groupResource, entry.key, object))
         }
         return found.sorted { left, right in
             let (leftGroup, rightGroup) = (left.0.description, right.0.description)
