@@ -66,7 +66,7 @@ struct APIHandler: HTTPResponder {
             }
             let groupVersion = segments[1] + "/" + segments[2]
             if segments.count == 3 {
-                guard await store.types[groupVersion] != nil || groupVersion == AccessReview.groupVersion else {
+                guard await store.types[groupVersion] != nil || AccessReview.discoveryEntries[groupVersion] != nil else {
                     throw SandboxError.pathNotFound(path)
                 }
                 return APIHandler.json(await Discovery.resourceList(store: store, groupVersion: groupVersion))
@@ -78,6 +78,15 @@ struct APIHandler: HTTPResponder {
                 }
                 let review = try await AccessReview.review(
                     body: try await readBody(request), contentType: request.headers[.contentType], user: user, store: store)
+                return APIHandler.json(review, status: .created)
+            }
+            if groupVersion == AccessReview.whoAmIGroupVersion {
+                guard segments.count == 4, segments[3] == AccessReview.whoAmIResource else { throw SandboxError.pathNotFound(path) }
+                guard request.method == .post else {
+                    throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+                }
+                let review = try AccessReview.whoAmI(
+                    body: try await readBody(request), contentType: request.headers[.contentType], user: user)
                 return APIHandler.json(review, status: .created)
             }
             return try await resourceRequest(request, groupVersion: groupVersion, rest: Array(segments.dropFirst(3)), user: user)

@@ -9,11 +9,44 @@ enum AccessReview {
     static let groupVersion = "authorization.k8s.io/v1"
     static let resource = "selfsubjectaccessreviews"
 
-    /// The discovery entry (the only resource the sandbox serves in authorization.k8s.io/v1).
-    static let discoveryEntry: JSONValue = [
-        "name": .string(resource), "singularName": "selfsubjectaccessreview", "namespaced": false,
-        "kind": "SelfSubjectAccessReview", "verbs": ["create"],
+    /// `kubectl auth whoami`: SelfSubjectReview in authentication.k8s.io/v1.
+    static let whoAmIGroupVersion = "authentication.k8s.io/v1"
+    static let whoAmIResource = "selfsubjectreviews"
+
+    /// The group versions served here rather than from stored types, with their one resource's discovery entry.
+    static let discoveryEntries: [String: JSONValue] = [
+        groupVersion: [
+            "name": .string(resource), "singularName": "selfsubjectaccessreview", "namespaced": false,
+            "kind": "SelfSubjectAccessReview", "verbs": ["create"],
+        ],
+        whoAmIGroupVersion: [
+            "name": .string(whoAmIResource), "singularName": "selfsubjectreview", "namespaced": false,
+            "kind": "SelfSubjectReview", "verbs": ["create"],
+        ],
     ]
+
+    /// Answers `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the request acts as (after
+    /// impersonation). The body carries nothing the answer needs; it is read only to refuse another kind.
+    static func whoAmI(body: [UInt8], contentType: String?, user: SandboxUser) throws -> JSONValue {
+        let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
+        let kind: String?
+        if mediaType == Protobuf.mediaType {
+            kind = try Protobuf.unwrap(body).kind
+        } else if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            kind = nil
+        } else {
+            kind = try APIHandler.decodeBody(body, contentType: contentType)["kind"]?.stringValue
+        }
+        if let kind, !kind.isEmpty, kind != "SelfSubjectReview" {
+            throw SandboxError.badRequest("the kind in the body (\(kind)) does not match the kind of the resource (SelfSubjectReview)")
+        }
+        var answer: JSONObject = [:]
+        answer["kind"] = "SelfSubjectReview"
+        answer["apiVersion"] = .string(whoAmIGroupVersion)
+        answer["metadata"] = ["creationTimestamp": .null]
+        answer["status"] = ["userInfo": ["username": .string(user.name), "groups": .array(user.groups.map { .string($0) })]]
+        return .object(answer)
+    }
 
     /// Answers `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` for `user` (after impersonation).
     /// The body may be JSON, YAML, or protobuf, which kubectl's typed client sends.

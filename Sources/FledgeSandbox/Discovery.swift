@@ -40,15 +40,17 @@ enum Discovery {
                 ])
             }
         }
-        if groupVersion == AccessReview.groupVersion { resources.append(AccessReview.discoveryEntry) }
+        if let entry = AccessReview.discoveryEntries[groupVersion] { resources.append(entry) }
         return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(groupVersion), "resources": .array(resources)]
     }
 
     /// The groups with their versions, in registration order (the first version is preferred).
     static func groups(store: SandboxStore) async -> [(name: String, versions: [String])] {
         var result: [(String, [String])] = []
-        // authorization.k8s.io/v1 serves SelfSubjectAccessReviews (kubectl auth can-i), never stored objects.
-        for groupVersion in await store.groupVersions + [AccessReview.groupVersion] where groupVersion.contains("/") {
+        // authorization.k8s.io/v1 and authentication.k8s.io/v1 serve reviews (kubectl auth can-i, kubectl auth
+        // whoami), never stored objects.
+        let reviews = [AccessReview.groupVersion, AccessReview.whoAmIGroupVersion]
+        for groupVersion in await store.groupVersions + reviews where groupVersion.contains("/") {
             let parts = groupVersion.split(separator: "/", maxSplits: 1).map(String.init)
             if let index = result.firstIndex(where: { $0.0 == parts[0] }) {
                 if !result[index].1.contains(parts[1]) { result[index].1.append(parts[1]) }

@@ -344,6 +344,14 @@ import Testing
                 #expect(result.status == (allowed ? 0 : 1), "\(arguments): \(result.out) \(result.err)")
                 #expect(result.out == (allowed ? "yes\n" : "no\n"), "\(arguments): \(result.out) \(result.err)")
             }
+            // kubectl auth whoami names whom a request acts as.
+            result = try await kubectl.run(["auth", "whoami", "--as", fledge])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("Username    system:serviceaccount:fledge-system:fledge"), "\(result.out)")
+            #expect(result.out.contains("Groups      [system:serviceaccounts system:serviceaccounts:fledge-system system:authenticated]"), "\(result.out)")
+            result = try await kubectl.run(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], kubeconfig: readerConfig)
+            #expect(result.out == "system:serviceaccount:default:reader", "\(result.out) \(result.err)")
+
             // The admin itself may do anything; the reader nothing it was not granted.
             result = try await kubectl.run(["auth", "can-i", "delete", "virtualservices.networking.istio.io", "-n", "default"])
             #expect(result.out == "yes\n", "\(result.out) \(result.err)")
