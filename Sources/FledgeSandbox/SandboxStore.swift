@@ -717,10 +717,7 @@ public actor SandboxStore {
             }
         }
         var updated = namespace
-        if remaining.isEmpty {
-            updated[path: ["spec", "finalizers"]] = nil
-            if updated["spec"]?.objectValue?.isEmpty == true { updated["spec"] = [:] }
-        }
+        if remaining.isEmpty { updated[path: ["spec", "finalizers"]] = nil }
         updated[path: ["status", "conditions"]] = .array(namespaceConditions(
             remaining: remaining, finalizers: finalizers, old: namespace[path: ["status", "conditions"]]?.arrayValue ?? []))
         if remaining.isEmpty, SandboxStore.finalizers(of: updated).isEmpty {
