@@ -13,6 +13,7 @@ struct FledgeBench: AsyncParsableCommand {
             DecideBenchmark.self,
             DecisionsBenchmark.self,
             ControllerBenchmark.self,
+            SandboxDeleteBench.self,
         ]
     )
 }

@@ -18,6 +18,12 @@ struct SandboxCommand: AsyncParsableCommand {
               KUBECONFIG=sandbox.kubeconfig kubectl get crds
 
             Deployments simulate rollouts: their status follows the spec after --rollout-delay.
+
+            With --rbac, the loaded Roles and bindings decide every request but the admin's; the admin may \
+            impersonate, so this checks what the controller's service account may do:
+
+              kubectl auth can-i patch virtualservices.networking.istio.io -n default \\
+                --as system:serviceaccount:fledge-system:fledge
             """)
 
     @Option(help: "Port to listen on (0 picks a free port).")

@@ -37,7 +37,7 @@ struct APIHandler: HTTPResponder {
     func handle(_ request: Request) async throws -> Response {
         let path = request.uri.path
         let segments = path.split(separator: "/").map(String.init)
-        let user = try await authenticate(request)
+        let user = try await identify(request)
 
         switch segments.first {
         case "version" where segments.count == 1:
@@ -66,8 +66,28 @@ struct APIHandler: HTTPResponder {
             }
             let groupVersion = segments[1] + "/" + segments[2]
             if segments.count == 3 {
-                guard await store.types[groupVersion] != nil else { throw SandboxError.pathNotFound(path) }
+                guard await store.types[groupVersion] != nil || AccessReview.discoveryEntries[groupVersion] != nil else {
+                    throw SandboxError.pathNotFound(path)
+                }
                 return APIHandler.json(await Discovery.resourceList(store: store, groupVersion: groupVersion))
+            }
+            if groupVersion == AccessReview.groupVersion {
+                guard segments.count == 4, segments[3] == AccessReview.resource else { throw SandboxError.pathNotFound(path) }
+                guard request.method == .post else {
+                    throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+                }
+                let review = try await AccessReview.review(
+                    body: try await readBody(request), contentType: request.headers[.contentType], user: user, store: store)
+                return APIHandler.json(review, status: .created)
+            }
+            if groupVersion == AccessReview.whoAmIGroupVersion {
+                guard segments.count == 4, segments[3] == AccessReview.whoAmIResource else { throw SandboxError.pathNotFound(path) }
+                guard request.method == .post else {
+                    throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+                }
+                let review = try AccessReview.whoAmI(
+                    body: try await readBody(request), contentType: request.headers[.contentType], user: user)
+                return APIHandler.json(review, status: .created)
             }
             return try await resourceRequest(request, groupVersion: groupVersion, rest: Array(segments.dropFirst(3)), user: user)
         default:
@@ -84,6 +104,11 @@ struct APIHandler: HTTPResponder {
         let token = header.dropFirst("Bearer ".count).trimmingSpaces
         guard let user = tokens[token] else { throw SandboxError.unauthorized }
         return user
+    }
+
+    /// Who the request acts as: the authenticated user, or whom its Impersonate-* headers name if it may.
+    func identify(_ request: Request) async throws -> SandboxUser {
+        try await AccessReview.impersonate(request, as: try await authenticate(request), store: store)
     }
 
     struct Target {
@@ -138,7 +163,13 @@ struct APIHandler: HTTPResponder {
         case (.post, nil): verb = "create"
         case (.put, _?): verb = "update"
         case (.patch, _?): verb = "patch"
-        case (.delete, nil): verb = "deletecollection"
+        case (.delete, nil):
+            // Namespaces are deleted one by one (each through its own lifecycle): the real server serves no
+            // deletecollection for them.
+            if type.storageResource == .namespaces {
+                throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+            }
+            verb = "deletecollection"
         case (.delete, _?): verb = "delete"
         default:
             throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
@@ -412,7 +443,7 @@ struct APIHandler: HTTPResponder {
     func readDeleteOptions(_ request: Request) async throws -> JSONValue? {
         let bytes = try await readBody(request)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
-        let options = try decodeBody(bytes, contentType: request.headers[.contentType])
+        let options = try APIHandler.decodeBody(bytes, contentType: request.headers[.contentType])
         guard case .object = options else {
             throw SandboxError.badRequest("the DeleteOptions in the request body must be an object, got \(options.typeName)")
         }
@@ -432,11 +463,11 @@ struct APIHandler: HTTPResponder {
     }
 
     func readJSON(_ request: Request) async throws -> JSONValue {
-        try decodeBody(try await readBody(request), contentType: request.headers[.contentType])
+        try APIHandler.decodeBody(try await readBody(request), contentType: request.headers[.contentType])
     }
 
     /// A request body read as JSON, or YAML when its Content-Type says so.
-    func decodeBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
+    static func decodeBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
         let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
         switch mediaType {
         case "", "application/json", "application/yaml": break

@@ -20,7 +20,8 @@ enum Discovery {
         for (_, type) in types {
             var entry: JSONValue = [
                 "name": .string(type.resource), "singularName": .string(type.singular), "namespaced": .bool(type.namespaced),
-                "kind": .string(type.kind), "verbs": .array(ResourceType.allVerbs.map { .string($0) }),
+                "kind": .string(type.kind),
+                "verbs": .array(ResourceType.allVerbs.filter { type.storageResource != .namespaces || $0 != "deletecollection" }.map { .string($0) }),
             ]
             if !type.shortNames.isEmpty { entry["shortNames"] = .array(type.shortNames.map { .string($0) }) }
             if !type.categories.isEmpty { entry["categories"] = .array(type.categories.map { .string($0) }) }
@@ -39,16 +40,20 @@ enum Discovery {
                 ])
             }
         }
+        if let entry = AccessReview.discoveryEntries[groupVersion] { resources.append(entry) }
         return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(groupVersion), "resources": .array(resources)]
     }
 
     /// The groups with their versions, in registration order (the first version is preferred).
     static func groups(store: SandboxStore) async -> [(name: String, versions: [String])] {
         var result: [(String, [String])] = []
-        for groupVersion in await store.groupVersions where groupVersion.contains("/") {
+        // authorization.k8s.io/v1 and authentication.k8s.io/v1 serve reviews (kubectl auth can-i, kubectl auth
+        // whoami), never stored objects.
+        let reviews = [AccessReview.groupVersion, AccessReview.whoAmIGroupVersion]
+        for groupVersion in await store.groupVersions + reviews where groupVersion.contains("/") {
             let parts = groupVersion.split(separator: "/", maxSplits: 1).map(String.init)
             if let index = result.firstIndex(where: { $0.0 == parts[0] }) {
-                result[index].1.append(parts[1])
+                if !result[index].1.contains(parts[1]) { result[index].1.append(parts[1]) }
             } else {
                 result.append((parts[0], [parts[1]]))
             }

@@ -36,31 +36,61 @@ struct AccessRequest {
 extension SandboxStore {
     /// Whether RBAC (the Roles, ClusterRoles and bindings stored here) allows the request.
     func authorize(_ user: SandboxUser, _ request: AccessRequest) -> Bool {
-        if !rbacEnabled || user.groups.contains("system:masters") { return true }
-        for binding in objects(.clusterRoleBindings) where bindingNames(binding, user) {
-            if let role = roleFor(binding, namespace: nil), rulesAllow(role, request) { return true }
-        }
-        if let namespace = request.namespace {
-            for binding in objects(.roleBindings, namespace: namespace) where bindingNames(binding, user) {
-                if let role = roleFor(binding, namespace: namespace), rulesAllow(role, request) { return true }
-            }
-        }
-        return false
+        decide(user, request).allowed
     }
 
-    private func bindingNames(_ binding: JSONValue, _ user: SandboxUser) -> Bool {
+    /// RBAC's decision, with the real authorizer's reason when it allows (`RBAC: allowed by ClusterRoleBinding "…" of
+    /// ClusterRole "…" to ServiceAccount "name/namespace"`); empty otherwise, and for system:masters (allowed by the
+    /// privileged-group authorizer, which gives none) and when RBAC is off.
+    func decide(_ user: SandboxUser, _ request: AccessRequest) -> (allowed: Bool, reason: String) {
+        if !rbacEnabled || user.groups.contains("system:masters") { return (true, "") }
+        for binding in objects(.clusterRoleBindings) {
+            guard let subject = boundSubject(binding, user) else { continue }
+            if let role = roleFor(binding, namespace: nil), rulesAllow(role, request) {
+                return (true, "RBAC: allowed by ClusterRoleBinding \(quoted(binding[path: ["metadata", "name"]]?.stringValue ?? "")) of \(describeRole(binding)) to \(describe(subject, bindingNamespace: ""))")
+            }
+        }
+        if let namespace = request.namespace {
+            for binding in objects(.roleBindings, namespace: namespace) {
+                guard let subject = boundSubject(binding, user) else { continue }
+                if let role = roleFor(binding, namespace: namespace), rulesAllow(role, request) {
+                    let name = binding[path: ["metadata", "name"]]?.stringValue ?? ""
+                    return (true, "RBAC: allowed by RoleBinding \(quoted(name + "/" + namespace)) of \(describeRole(binding)) to \(describe(subject, bindingNamespace: namespace))")
+                }
+            }
+        }
+        return (false, "")
+    }
+
+    private func quoted(_ text: String) -> String { JSONValue.string(text).serializedString() }
+
+    private func describeRole(_ binding: JSONValue) -> String {
+        "\(binding[path: ["roleRef", "kind"]]?.stringValue ?? "") \(quoted(binding[path: ["roleRef", "name"]]?.stringValue ?? ""))"
+    }
+
+    /// A subject as the real authorizer's reasons name it: `ServiceAccount "name/namespace"`, `User "name"`.
+    private func describe(_ subject: JSONValue, bindingNamespace: String) -> String {
+        let kind = subject["kind"]?.stringValue ?? ""
+        let name = subject["name"]?.stringValue ?? ""
+        guard kind == "ServiceAccount" else { return "\(kind) \(quoted(name))" }
+        let namespace = subject["namespace"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? bindingNamespace
+        return "\(kind) \(quoted(name + "/" + namespace))"
+    }
+
+    /// The first subject of a binding that names the user (as a User, one of its Groups, or its ServiceAccount).
+    private func boundSubject(_ binding: JSONValue, _ user: SandboxUser) -> JSONValue? {
         for subject in binding["subjects"]?.arrayValue ?? [] {
             let name = subject["name"]?.stringValue ?? ""
             switch subject["kind"]?.stringValue ?? "" {
-            case "User": if name == user.name { return true }
-            case "Group": if user.groups.contains(name) { return true }
+            case "User": if name == user.name { return subject }
+            case "Group": if user.groups.contains(name) { return subject }
             case "ServiceAccount":
                 let namespace = subject["namespace"]?.stringValue ?? binding[path: ["metadata", "namespace"]]?.stringValue ?? ""
-                if user.name == "system:serviceaccount:\(namespace):\(name)" { return true }
+                if user.name == "system:serviceaccount:\(namespace):\(name)" { return subject }
             default: continue
             }
         }
-        return false
+        return nil
     }
 
     private func roleFor(_ binding: JSONValue, namespace: String?) -> JSONValue? {

@@ -54,6 +54,12 @@ public struct PrinterColumn: Sendable, Equatable {
         self.description = description
         self.priority = priority
     }
+
+    /// The creation time as an RFC 3339 timestamp (not an age): what the real server's default table convertor
+    /// (CustomResourceDefinitions) and its Role and ClusterRole printers show, and those tables have no Age column.
+    static let createdAt = PrinterColumn(
+        name: "Created At", type: "string", jsonPath: "#createdAt",
+        description: "CreationTimestamp is a timestamp representing the server time when this object was created.")
 }
 
 /// One served resource in one group version: what discovery lists and what the handlers need.
@@ -126,7 +132,6 @@ public struct ResourceType: Sendable {
 
     /// The types every sandbox serves from the start.
     static let builtIn: [ResourceType] = {
-        let age = [PrinterColumn]()
         var types: [ResourceType] = [
             ResourceType(
                 group: "", version: "v1", resource: "namespaces", singular: "namespace", kind: "Namespace",
@@ -161,7 +166,8 @@ public struct ResourceType: Sendable {
                 shortNames: ["ev"], printerColumns: Table.eventColumns),
             ResourceType(
                 group: "", version: "v1", resource: "serviceaccounts", singular: "serviceaccount",
-                kind: "ServiceAccount", namespaced: true, shortNames: ["sa"], printerColumns: age),
+                kind: "ServiceAccount", namespaced: true, shortNames: ["sa"],
+                printerColumns: [PrinterColumn(name: "Secrets", type: "integer", jsonPath: "#secretCount")]),
             ResourceType(
                 group: "apps", version: "v1", resource: "deployments", singular: "deployment", kind: "Deployment",
                 namespaced: true, shortNames: ["deploy"], categories: ["all"], hasStatus: true, hasScale: true,
@@ -182,13 +188,13 @@ public struct ResourceType: Sendable {
                 group: "apiextensions.k8s.io", version: "v1", resource: "customresourcedefinitions",
                 singular: "customresourcedefinition", kind: "CustomResourceDefinition", namespaced: false,
                 shortNames: ["crd", "crds"], hasStatus: true,
-                printerColumns: [PrinterColumn(name: "Created At", type: "date", jsonPath: ".metadata.creationTimestamp")]),
+                printerColumns: [PrinterColumn.createdAt]),
             ResourceType(
                 group: "rbac.authorization.k8s.io", version: "v1", resource: "roles", singular: "role", kind: "Role",
-                namespaced: true),
+                namespaced: true, printerColumns: [PrinterColumn.createdAt]),
             ResourceType(
                 group: "rbac.authorization.k8s.io", version: "v1", resource: "clusterroles", singular: "clusterrole",
-                kind: "ClusterRole", namespaced: false),
+                kind: "ClusterRole", namespaced: false, printerColumns: [PrinterColumn.createdAt]),
             ResourceType(
                 group: "rbac.authorization.k8s.io", version: "v1", resource: "rolebindings", singular: "rolebinding",
                 kind: "RoleBinding", namespaced: true,

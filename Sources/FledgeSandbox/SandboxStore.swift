@@ -308,9 +308,10 @@ public actor SandboxStore {
         resourceVersion += 1
         var object = object
         object[path: ["metadata", "resourceVersion"]] = .string(String(resourceVersion))
-        var bucket = buckets[groupResource] ?? Bucket()
-        if bucket.objects.updateValue(object, forKey: key) == nil { bucket.sortedKeys = nil }
-        buckets[groupResource] = bucket
+        // In place: a copy of the bucket would copy every object of the type on every write.
+        let old = buckets[groupResource, default: Bucket()].objects.updateValue(object, forKey: key)
+        if old == nil { buckets[groupResource]?.sortedKeys = nil }
+        indexOwners(groupResource, key: key, old: old, new: object)
         publish(WatchEvent(type: event, object: object, resourceVersion: resourceVersion, groupResource: groupResource))
         return object
     }
@@ -502,6 +503,10 @@ public actor SandboxStore {
         if let namespace, requireNamespaces, !namespaceExists(namespace) {
             throw SandboxError.notFound(.namespaces, namespace)
         }
+        // The NamespaceLifecycle admission plugin: nothing new in a namespace that is being deleted.
+        if let namespace, isTerminating(namespace) {
+            throw SandboxStore.namespaceTerminating(type.groupResource, name: name, namespace: namespace)
+        }
         let key = SandboxStore.key(namespace, name)
         if buckets[type.storageResource]?.objects[key] != nil {
             throw SandboxError.alreadyExists(type.groupResource, name)
@@ -606,9 +611,10 @@ public actor SandboxStore {
         let stored = store(type.toStorage(object), type.storageResource, key: key, event: "MODIFIED")
         afterWrite(type, stored, old: old)
         // The last finalizer of an object being deleted is gone: the deletion completes.
-        if stored[path: ["metadata", "deletionTimestamp"]] != nil, SandboxStore.finalizers(of: stored).isEmpty {
+        if stored[path: ["metadata", "deletionTimestamp"]] != nil, !SandboxStore.holdsDeletion(stored, type) {
             return remove(type, key: key, old: stored)
         }
+        if let namespace, type.namespaced { syncTerminatingNamespace(namespace) }
         return stored
     }
 
@@ -617,15 +623,138 @@ public actor SandboxStore {
         object[path: ["metadata", "finalizers"]]?.arrayValue?.compactMap(\.stringValue) ?? []
     }
 
+    /// Whether something still holds an object's deletion: its `metadata.finalizers`, or for a Namespace also its
+    /// `spec.finalizers` (`kubernetes`: the namespace controller's, removed once the namespace is empty).
+    static func holdsDeletion(_ object: JSONValue, _ type: ResourceType) -> Bool {
+        if !finalizers(of: object).isEmpty { return true }
+        guard type.storageResource == .namespaces else { return false }
+        return object[path: ["spec", "finalizers"]]?.arrayValue?.isEmpty == false
+    }
+
     /// Deletes, or with finalizers left only marks the object deleted (`deletionTimestamp`) and leaves it to them,
     /// as the real server does: the object goes once an update removes the last finalizer.
     private func deleteOrMark(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
+        if type.storageResource == .namespaces { return deleteNamespace(type, old: old) }
         guard !SandboxStore.finalizers(of: old).isEmpty else { return remove(type, key: key, old: old) }
         if old[path: ["metadata", "deletionTimestamp"]] != nil { return old }
         var marked = old
         marked[path: ["metadata", "deletionTimestamp"]] = .string(now())
         marked[path: ["metadata", "deletionGracePeriodSeconds"]] = 0
-        return store(marked, type.storageResource, key: key, event: "MODIFIED")
+        let stored = store(marked, type.storageResource, key: key, event: "MODIFIED")
+        if let namespace = stored[path: ["metadata", "namespace"]]?.stringValue { syncTerminatingNamespace(namespace) }
+        return stored
+    }
+
+    // MARK: Namespace lifecycle
+
+    /// The namespaces the real server's NamespaceLifecycle admission plugin never lets anyone delete.
+    static let immortalNamespaces: Set<String> = ["default", "kube-system", "kube-public"]
+
+    /// Namespaces whose content is being deleted right now (their conditions are written once, afterwards).
+    private var sweepingNamespaces: Set<String> = []
+
+    /// Whether a namespace is being deleted (it has a deletionTimestamp, phase Terminating).
+    func isTerminating(_ namespace: String) -> Bool {
+        object(.namespaces, namespace: nil, name: namespace)?[path: ["metadata", "deletionTimestamp"]] != nil
+    }
+
+    /// The 403 the real server answers a create in a Terminating namespace with.
+    static func namespaceTerminating(_ groupResource: GroupResource, name: String, namespace: String) -> SandboxError {
+        var details = SandboxError.details(name, groupResource)
+        var cause: JSONObject = [:]
+        cause["reason"] = "NamespaceTerminating"
+        cause["message"] = .string("namespace \(namespace) is being terminated")
+        cause["field"] = "metadata.namespace"
+        details["causes"] = [.object(cause)]
+        return .status(
+            code: 403, reason: "Forbidden",
+            message: "\(groupResource) \"\(name)\" is forbidden: unable to create new content in namespace \(namespace) because it is being terminated",
+            details: details)
+    }
+
+    /// Deleting a Namespace, as the real server and its namespace controller do it: the namespace is marked
+    /// (deletionTimestamp, phase Terminating), everything in it is deleted (objects with finalizers are only marked
+    /// and stay until those are removed), and the namespace itself goes once it is empty. A second delete changes
+    /// nothing.
+    private func deleteNamespace(_ type: ResourceType, old: JSONValue) -> JSONValue {
+        let name = old[path: ["metadata", "name"]]?.stringValue ?? ""
+        var namespace = old
+        if old[path: ["metadata", "deletionTimestamp"]] == nil {
+            namespace[path: ["metadata", "deletionTimestamp"]] = .string(now())
+            namespace[path: ["metadata", "deletionGracePeriodSeconds"]] = 0
+            namespace[path: ["status", "phase"]] = "Terminating"
+            namespace = store(namespace, type.storageResource, key: name, event: "MODIFIED")
+        }
+        sweepingNamespaces.insert(name)
+        for (groupResource, bucket) in buckets.sorted(by: { $0.key.description < $1.key.description }) {
+            guard let itemType = self.type(for: groupResource), itemType.namespaced else { continue }
+            for key in bucket.objects.keys.sorted() where key.hasPrefix(name + "/") {
+                // Collected with an owner deleted before it, or already marked: nothing to do.
+                guard let item = buckets[groupResource]?.objects[key], item[path: ["metadata", "deletionTimestamp"]] == nil
+                else { continue }
+                _ = deleteOrMark(itemType, key: key, old: item)
+            }
+        }
+        sweepingNamespaces.remove(name)
+        syncTerminatingNamespace(name)
+        return namespace
+    }
+
+    /// What the namespace controller does for a Terminating namespace: while content remains, conditions say what
+    /// and which finalizers hold it; once it is empty, the `kubernetes` finalizer goes and with it the namespace
+    /// (unless `metadata.finalizers` still hold it).
+    private func syncTerminatingNamespace(_ name: String) {
+        guard !sweepingNamespaces.contains(name), let namespace = object(.namespaces, namespace: nil, name: name),
+            namespace[path: ["metadata", "deletionTimestamp"]] != nil, let type = self.type(for: .namespaces)
+        else { return }
+        var remaining: [String: Int] = [:]
+        var finalizers: [String: Int] = [:]
+        for (groupResource, bucket) in buckets {
+            guard let itemType = self.type(for: groupResource), itemType.namespaced else { continue }
+            for (key, item) in bucket.objects where key.hasPrefix(name + "/") {
+                remaining[itemType.groupResource.description, default: 0] += 1
+                for finalizer in SandboxStore.finalizers(of: item) { finalizers[finalizer, default: 0] += 1 }
+            }
+        }
+        var updated = namespace
+        if remaining.isEmpty { updated[path: ["spec", "finalizers"]] = nil }
+        updated[path: ["status", "conditions"]] = .array(namespaceConditions(
+            remaining: remaining, finalizers: finalizers, old: namespace[path: ["status", "conditions"]]?.arrayValue ?? []))
+        if remaining.isEmpty, SandboxStore.finalizers(of: updated).isEmpty {
+            _ = remove(type, key: name, old: updated)
+        } else if updated != namespace {
+            _ = store(updated, type.storageResource, key: name, event: "MODIFIED")
+        }
+    }
+
+    /// The conditions the namespace controller writes on a Terminating namespace (the real types, reasons and
+    /// messages); a condition keeps its lastTransitionTime while its status stays.
+    private func namespaceConditions(remaining: [String: Int], finalizers: [String: Int], old: [JSONValue]) -> [JSONValue] {
+        func condition(_ type: String, _ status: Bool, _ reason: String, _ message: String) -> JSONValue {
+            let previous = old.first { $0["type"]?.stringValue == type }
+            let statusText = status ? "True" : "False"
+            var object: JSONObject = [:]
+            object["type"] = .string(type)
+            object["status"] = .string(statusText)
+            object["lastTransitionTime"] =
+                previous?["status"]?.stringValue == statusText ? previous?["lastTransitionTime"] ?? .string(now()) : .string(now())
+            object["reason"] = .string(reason)
+            object["message"] = .string(message)
+            return .object(object)
+        }
+        let resources = remaining.sorted { $0.key < $1.key }.map { "\($0.key) has \($0.value) resource instances" }
+        let held = finalizers.sorted { $0.key < $1.key }.map { "\($0.key) in \($0.value) resource instances" }
+        return [
+            condition("NamespaceDeletionDiscoveryFailure", false, "ResourcesDiscovered", "All resources successfully discovered"),
+            condition("NamespaceDeletionGroupVersionParsingFailure", false, "ParsedGroupVersions", "All legacy kube types successfully parsed"),
+            condition("NamespaceDeletionContentFailure", false, "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+            resources.isEmpty
+                ? condition("NamespaceContentRemaining", false, "ContentRemoved", "All content successfully removed")
+                : condition("NamespaceContentRemaining", true, "SomeResourcesRemain", "Some resources are remaining: \(resources.joined(separator: ", "))"),
+            held.isEmpty
+                ? condition("NamespaceFinalizersRemaining", false, "ContentHasNoFinalizers", "All content-preserving finalizers finished")
+                : condition("NamespaceFinalizersRemaining", true, "SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: \(held.joined(separator: ", "))"),
+        ]
     }
 
     /// Patches an object atomically (read, apply, write) with the given patch type.
@@ -745,13 +874,19 @@ public actor SandboxStore {
         if let preconditionRV, preconditionRV != old[path: ["metadata", "resourceVersion"]]?.stringValue {
             throw SandboxError.conflict(type.groupResource, name)
         }
+        if type.storageResource == .namespaces, SandboxStore.immortalNamespaces.contains(name) {
+            throw SandboxError.status(
+                code: 403, reason: "Forbidden", message: "namespaces \"\(name)\" is forbidden: this namespace may not be deleted",
+                details: SandboxError.details(name, .namespaces))
+        }
         if dryRun { return old }
         if propagation == .orphan { orphanDependents(of: old) }
         return deleteOrMark(type, key: key, old: old)
     }
 
     private func remove(_ type: ResourceType, key: String, old: JSONValue) -> JSONValue {
-        buckets[type.storageResource]?.objects.removeValue(forKey: key)
+        let removed = buckets[type.storageResource]?.objects.removeValue(forKey: key)
+        indexOwners(type.storageResource, key: key, old: removed, new: nil)
         buckets[type.storageResource]?.sortedKeys = nil
         resourceVersion += 1
         var object = old
@@ -759,24 +894,55 @@ public actor SandboxStore {
         publish(WatchEvent(type: "DELETED", object: object, resourceVersion: resourceVersion, groupResource: type.storageResource))
         afterDelete(type, old)
         collectGarbage(after: old)
+        if type.namespaced, let namespace = old[path: ["metadata", "namespace"]]?.stringValue { syncTerminatingNamespace(namespace) }
         return object
     }
 
     // MARK: Garbage collection
 
-    /// Every stored object that could be a dependent of `owner`: in its namespace, or anywhere for a cluster-scoped
-    /// owner. (groupResource, key, object) triples, in a fixed order.
-    private func candidateDependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
-        let namespace = owner[path: ["metadata", "namespace"]]?.stringValue
-        var found: [(GroupResource, String, JSONValue)] = []
-        for (groupResource, bucket) in buckets.sorted(by: { $0.key.description < $1.key.description }) {
-            for (key, object) in bucket.objects.sorted(by: { $0.key < $1.key }) {
-                if let namespace, !key.hasPrefix(namespace + "/") { continue }
-                guard object[path: ["metadata", "ownerReferences"]]?.arrayValue?.isEmpty == false else { continue }
-                found.append((groupResource, key, object))
-            }
+    /// Where a stored object is: its bucket and key.
+    struct StoredKey: Hashable {
+        var groupResource: GroupResource
+        var key: String
+    }
+
+    /// Owner uid → every stored object whose ownerReferences name that uid, kept by `store` and `remove`, so that
+    /// the garbage collector finds an owner's dependents without reading every stored object.
+    private var dependentsByOwner: [String: Set<StoredKey>] = [:]
+
+    private static func ownerUIDs(_ object: JSONValue?) -> Set<String> {
+        guard let references = object?[path: ["metadata", "ownerReferences"]]?.arrayValue else { return [] }
+        return Set(references.compactMap { $0["uid"]?.stringValue })
+    }
+
+    private func indexOwners(_ groupResource: GroupResource, key: String, old: JSONValue?, new: JSONValue?) {
+        let before = SandboxStore.ownerUIDs(old)
+        let after = SandboxStore.ownerUIDs(new)
+        guard before != after else { return }
+        let entry = StoredKey(groupResource: groupResource, key: key)
+        for uid in before.subtracting(after) {
+            dependentsByOwner[uid]?.remove(entry)
+            if dependentsByOwner[uid]?.isEmpty == true { dependentsByOwner.removeValue(forKey: uid) }
         }
-        return found
+        for uid in after.subtracting(before) { dependentsByOwner[uid, default: []].insert(entry) }
+    }
+
+    /// The dependents of `owner`: stored objects whose ownerReferences name its uid, in its namespace (anywhere for a
+    /// cluster-scoped owner). (groupResource, key, object) triples in a fixed order (group resource, then key). Only
+    /// the dependents are read and sorted (from the owner index), not every stored object.
+    private func dependents(of owner: JSONValue) -> [(GroupResource, String, JSONValue)] {
+        guard let uid = owner[path: ["metadata", "uid"]]?.stringValue, let entries = dependentsByOwner[uid] else { return [] }
+        let prefix = owner[path: ["metadata", "namespace"]]?.stringValue.map { $0 + "/" }
+        var found: [(GroupResource, String, JSONValue)] = []
+        for entry in entries {
+            if let prefix, !entry.key.hasPrefix(prefix) { continue }
+            guard let object = buckets[entry.groupResource]?.objects[entry.key] else { continue }
+            found.append((entry.groupResource, entry.key, object))
+        }
+        return found.sorted { left, right in
+            let (leftGroup, rightGroup) = (left.0.description, right.0.description)
+            return leftGroup != rightGroup ? leftGroup < rightGroup : left.1 < right.1
+        }
     }
 
     /// Whether an owner reference of `dependent` points at an object that exists with that uid. An owner of a kind
@@ -795,10 +961,10 @@ public actor SandboxStore {
     /// dependent that still has a live owner loses its references to owners that are gone.
     private func collectGarbage(after owner: JSONValue) {
         guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
-        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+        for (groupResource, key, dependent) in dependents(of: owner) {
             let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
-            guard references.contains(where: { $0["uid"]?.stringValue == uid }),
-                let current = buckets[groupResource]?.objects[key], current == dependent,
+            // An earlier dependent's collection may have changed or removed this one: then it is left as it now is.
+            guard let current = buckets[groupResource]?.objects[key], current == dependent,
                 let type = self.type(for: groupResource)
             else { continue }
             let live = references.filter { $0["uid"]?.stringValue != uid && ownerExists($0, of: dependent) }
@@ -815,7 +981,7 @@ public actor SandboxStore {
     /// Deletion with `propagationPolicy: Orphan`: the dependents stay, without their references to `owner`.
     private func orphanDependents(of owner: JSONValue) {
         guard let uid = owner[path: ["metadata", "uid"]]?.stringValue else { return }
-        for (groupResource, key, dependent) in candidateDependents(of: owner) {
+        for (groupResource, key, dependent) in dependents(of: owner) {
             let references = dependent[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
             let kept = references.filter { $0["uid"]?.stringValue != uid }
             guard kept.count != references.count else { continue }
@@ -1194,6 +1360,8 @@ public actor SandboxStore {
             if let existing {
                 pod = existing
             } else {
+                // The ReplicaSet controller's creates are refused in a namespace being deleted.
+                if isTerminating(namespace) { continue }
                 var owner: JSONObject = [:]
                 owner["apiVersion"] = "apps/v1"
                 owner["kind"] = "Deployment"

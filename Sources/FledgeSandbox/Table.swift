@@ -10,8 +10,11 @@ enum Table {
             PrinterColumn(name: "Name", type: "string", jsonPath: ".metadata.name", description: "Name must be unique within a namespace.")
         ]
         columns += type.printerColumns
-        // Built-in types and CRDs without printer columns end with Age, like the real server.
-        if !type.isCustom || type.printerColumns.isEmpty || type.group == "networking.istio.io" {
+        // Built-in types and CRDs without printer columns end with Age, like the real server; a CRD's own columns
+        // replace that default (the Rollout CRD lists its own Age last), and the tables that show "Created At"
+        // (CustomResourceDefinitions, Roles, ClusterRoles) have no Age.
+        let showsCreationTime = type.printerColumns.contains { $0.jsonPath == PrinterColumn.createdAt.jsonPath }
+        if (!type.isCustom && !showsCreationTime) || type.printerColumns.isEmpty || type.group == "networking.istio.io" {
             columns.append(PrinterColumn(name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp"))
         }
         // Events have columns of their own, the same through both groups (rows are read from the stored, core form).
@@ -122,6 +125,12 @@ enum Table {
             let data: Int = object["data"]?.objectValue?.count ?? 0
             let binary: Int = object["binaryData"]?.objectValue?.count ?? 0
             return .int(Int64(data + binary))
+        case "#createdAt":
+            let text = object[path: ["metadata", "creationTimestamp"]]?.stringValue ?? ""
+            guard let date = parseTime(text) else { return .string(text) }
+            return .string(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false)))
+        case "#secretCount":
+            return .int(Int64(object["secrets"]?.arrayValue?.count ?? 0))
         case "#roleRef":
             let kind = object[path: ["roleRef", "kind"]]?.stringValue ?? ""
             let name = object[path: ["roleRef", "name"]]?.stringValue ?? ""

@@ -82,6 +82,47 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
     }
 }
 
+/// The garbage collector finds an owner's dependents by the uid their ownerReferences name, in any group and, for
+/// a cluster-scoped owner, in any namespace; it collects them in a fixed order and leaves everything else alone.
+@Suite struct SandboxGarbageCollectionTests {
+    @Test func aClusterScopedOwnersDependentsGoInEveryNamespaceInOrder() async throws {
+        try await withSandbox { h in
+            let store = h.server.store
+            let owner = try await store.apply([[
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": ["name": "owner"], "rules": [],
+            ]])[0]
+            let other = try await store.apply([["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "other", "namespace": "a"]]])[0]
+            func reference(_ object: JSONValue) -> JSONValue {
+                ["apiVersion": object["apiVersion"] ?? "", "kind": object["kind"] ?? "", "name": object[path: ["metadata", "name"]] ?? "",
+                 "uid": object[path: ["metadata", "uid"]] ?? ""]
+            }
+            func configMap(_ namespace: String, _ name: String, owners: [JSONValue]) -> JSONValue {
+                var metadata: JSONValue = ["name": .string(name), "namespace": .string(namespace)]
+                if !owners.isEmpty { metadata["ownerReferences"] = .array(owners.map(reference)) }
+                return ["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata]
+            }
+            try await store.apply([
+                configMap("b", "x", owners: [owner]), configMap("a", "y", owners: [owner]),
+                configMap("a", "z", owners: [other]), configMap("a", "w", owners: []),
+                ["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": [
+                    "name": "r", "namespace": "b", "ownerReferences": [reference(owner)]], "rules": []],
+            ])
+            let lines = try await h.watch("/api/v1/configmaps?watch=true&resourceVersion=\(await store.resourceVersion)")
+            let deleted = try await h.request(.delete, "/apis/rbac.authorization.k8s.io/v1/clusterroles/owner")
+            #expect(deleted.status == 200, "\(deleted.json)")
+            let events = try await collect(lines, count: 2)
+            #expect(events.map { $0["type"] } == ["DELETED", "DELETED"])
+            #expect(events.map { $0[path: ["object", "metadata", "namespace"]] } == ["a", "b"])
+            #expect(await store.object(.configMaps, namespace: "a", name: "y") == nil)
+            #expect(await store.object(.configMaps, namespace: "b", name: "x") == nil)
+            #expect(await store.object(.roles, namespace: "b", name: "r") == nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "z") != nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "w") != nil)
+            #expect(await store.object(.configMaps, namespace: "a", name: "other") != nil)
+        }
+    }
+}
+
 @Suite struct SandboxCRDTests {
     @Test func appliedCRDIsServedWithStatusValidationAndPruning() async throws {
         try await withSandbox { h in
@@ -329,6 +370,36 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             // Discovery stays open to authenticated users.
             let discovery = try await h.request(.get, "/apis", token: "fledge-token")
             #expect(discovery.status == 200)
+        }
+    }
+
+    /// A SelfSubjectAccessReview that cannot be read is refused, saying what is wrong: protobuf that is truncated or
+    /// lacks the k8s envelope (400), a review asking about nothing (422), any method but POST (405).
+    @Test func malformedAccessReviewsAreRefusedClearly() async throws {
+        try await withSandbox { h in
+            let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+            func post(_ body: [UInt8], _ contentType: String) async throws -> (Int, String) {
+                let response = try await h.client.send(HTTPRequest(
+                    method: .post, url: h.url + path, headers: ["Accept": "application/json", "Content-Type": contentType], body: body))
+                return (response.status, String(decoding: response.body, as: UTF8.self))
+            }
+            let protobuf = "application/vnd.kubernetes.protobuf"
+            var (status, text) = try await post([0x6B, 0x38, 0x73, 0x00, 0x12, 0x50, 0x0A], protobuf)
+            #expect(status == 400 && text.contains("the protobuf body of the request is malformed: field 2 is longer than the body"), "\(text)")
+            (status, text) = try await post(Array("{}".utf8), protobuf)
+            #expect(status == 400 && text.contains("does not start with the k8s protobuf prefix"), "\(text)")
+            (status, text) = try await post(Array(#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{}}"#.utf8), "application/json")
+            #expect(status == 422 && text.contains("exactly one of nonResourceAttributes or resourceAttributes must be specified"), "\(text)")
+            (status, text) = try await post(Array(#"{"kind":"ConfigMap"}"#.utf8), "application/json")
+            #expect(status == 400 && text.contains("does not match the kind of the resource (SelfSubjectAccessReview)"), "\(text)")
+            let get = try await h.request(.get, path)
+            #expect(get.status == 405)
+            // Without RBAC every request is allowed, and the review says so.
+            (status, text) = try await post(
+                Array(#"{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"verb":"delete","resource":"pods"}}}"#.utf8),
+                "application/json")
+            #expect(status == 201)
+            #expect(try JSONValue(parsing: Array(text.utf8))["status"] == ["allowed": true], "\(text)")
         }
     }
 
