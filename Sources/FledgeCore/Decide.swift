@@ -56,6 +56,8 @@ struct Engine {
     var actions: [Action] = []
     /// The weight the previous status recorded, before this reconcile.
     let previousWeight: Int
+    /// The spec changed since the last decision (`metadata.generation` moved past `status.observedGeneration`).
+    let specChanged: Bool
 
     // Filled by prepare().
     var plan: RolloutPlan!
@@ -82,6 +84,7 @@ struct Engine {
         generation = rollout.metadata.generation
         status = rollout.status ?? RolloutStatus()
         previousWeight = status.canaryWeight
+        specChanged = status.observedGeneration.map { $0 != rollout.metadata.generation } ?? true
     }
 
     // MARK: - Entry
@@ -169,38 +172,40 @@ struct Engine {
             return false
         }
         let place = "route\(former.routes.count == 1 ? "" : "s") \(former.routes.isEmpty ? "" : former.routes.joined(separator: ", ") + " ")of VirtualService \(former.virtualService) (subsets \(former.stableSubset)/\(former.canarySubset))"
+        // The routes it named, or, when those cannot be found any more (renamed by hand), every route that still
+        // splits between the two subsets: weight there reaches the canary all the same.
+        var anyRoute = formerTraffic
+        anyRoute.routes = []
+        let found: [HTTPRouteView]
         switch managedRoutes(of: vs, traffic: formerTraffic) {
-        case .failure(let error):
-            // Edited by hand so that no route splits between the two subsets any more: no weight of ours is left there.
-            event(.warning, "FormerTrafficUnreadable", "spec.traffic changed; the \(place) it named before cannot be read (\(error.message)), so no weight is moved there")
+        case .success(let named): found = named
+        case .failure: found = (try? managedRoutes(of: vs, traffic: anyRoute).get()) ?? []
+        }
+        var routes = found.filter { $0.canaryWeight(stableSubset: former.stableSubset, canarySubset: former.canarySubset) != 0 }
+        if former.virtualService == traffic.virtualService, former.stableSubset == traffic.stableSubset,
+            former.canarySubset == traffic.canarySubset, case .success(let current) = managedRoutes(of: vs, traffic: traffic)
+        {
+            // Routes the spec still manages, now by name, keep their weight: the rollout goes on with them.
+            let stillManaged = Set(current.map(\.id))
+            routes.removeAll { stillManaged.contains($0.id) }
+        }
+        if routes.isEmpty {
             status.routedTraffic = nil
             return false
-        case .success(let all):
-            var routes = all.filter { $0.canaryWeight(stableSubset: former.stableSubset, canarySubset: former.canarySubset) != 0 }
-            if former.virtualService == traffic.virtualService, former.stableSubset == traffic.stableSubset,
-                former.canarySubset == traffic.canarySubset, case .success(let current) = managedRoutes(of: vs, traffic: traffic)
-            {
-                // Routes the spec still manages, now by name, keep their weight: the rollout goes on with them.
-                let stillManaged = Set(current.map(\.id))
-                routes.removeAll { stillManaged.contains($0.id) }
-            }
-            if routes.isEmpty {
-                status.routedTraffic = nil
-                return false
-            }
-            let ids = routes.map(\.id)
-            actions.append(
-                .setWeights(
-                    WeightChange(
-                        stableWeight: 100, canaryWeight: 0, routes: ids,
-                        virtualService: settingWeights(of: vs, routes: routes, traffic: formerTraffic, canaryWeight: 0))))
-            let message =
-                "spec.traffic no longer names \(place), which still send\(former.routes.count == 1 ? "s" : "") the canary traffic: moving it back to stable first"
-            status.message = message
-            event(.normal, "TrafficMoved", message)
-            if !holdsFinalizer { actions.insert(.setFinalizer(true), at: 0) }
-            return true
         }
+        let ids = routes.map(\.id)
+        actions.append(
+            .setWeights(
+                WeightChange(
+                    stableWeight: 100, canaryWeight: 0, routes: ids,
+                    virtualService: settingWeights(of: vs, routes: routes, traffic: formerTraffic, canaryWeight: 0))))
+        let message =
+            "spec.traffic no longer names \(place), which still send\(former.routes.count == 1 ? "s" : "") the canary traffic: moving it back to stable first"
+        // A rollback's message says why it rolls back, and becomes the outcome's.
+        if status.phase != .rollingBack { status.message = message }
+        event(.normal, "TrafficMoved", message)
+        if !holdsFinalizer { actions.insert(.setFinalizer(true), at: 0) }
+        return true
     }
 
     // MARK: - Deletion
@@ -229,6 +234,7 @@ struct Engine {
         if plan != nil || fallbackTraffic != nil {
             if movingFormerTrafficBack() { return }
             readRoutes()
+            findRoutesStillReachingTheCanary()
             if observedWeight != 0, !managed.isEmpty {
                 setWeights(0)
                 status.message = "deleting: moving all traffic back to stable first"
@@ -244,6 +250,8 @@ struct Engine {
     mutating func prepare() -> Bool {
         readRoutes()
         if let w = observedWeight { status.canaryWeight = w }
+        // Nothing routes through a VirtualService that does not exist (routes elsewhere were moved back first).
+        if observed.virtualService == nil { status.canaryWeight = 0 }
         if let dr = observed.destinationRule {
             let all = subsets(of: dr)
             stableLabels = all.first { $0.name == plan.traffic.stableSubset }?.labels
@@ -290,6 +298,37 @@ struct Engine {
     /// validates, what its spec.traffic names with the defaults.
     var traffic: TrafficPlan { fallbackTraffic ?? plan.traffic }
 
+    /// The weight must come off the canary (rolling back, finalising, idle, deleting), but the routes the spec names
+    /// cannot be read. A VirtualService that does not exist routes nothing; otherwise every route of it that still
+    /// splits between the two subsets carries the canary's traffic, and the canary is about to lose its pods: those
+    /// are the routes to move back (Rules 2 and 4), whatever their names are now.
+    mutating func findRoutesStillReachingTheCanary() {
+        guard managed.isEmpty, let error = trafficError else { return }
+        guard let vs = observed.virtualService else {
+            observedWeight = 0
+            status.canaryWeight = 0
+            return
+        }
+        var any = traffic
+        any.routes = []
+        let carrying: [HTTPRouteView]
+        switch managedRoutes(of: vs, traffic: any) {
+        case .success(let routes): carrying = routes.filter { $0.canaryWeight(stableSubset: any.stableSubset, canarySubset: any.canarySubset) != 0 }
+        case .failure: carrying = []
+        }
+        managed = carrying
+        if carrying.isEmpty {
+            observedWeight = 0
+            status.canaryWeight = 0
+        } else {
+            let weights = Set(carrying.map { $0.canaryWeight(stableSubset: any.stableSubset, canarySubset: any.canarySubset) })
+            observedWeight = weights.count == 1 ? weights.first! : nil
+            event(
+                .warning, "RoutesNotFound",
+                "\(error.message); route\(carrying.count == 1 ? "" : "s") \(carrying.map(\.id).joined(separator: ", ")) still split\(carrying.count == 1 ? "s" : "") between subsets \(any.stableSubset) and \(any.canarySubset): moving \(carrying.count == 1 ? "it" : "them") back to stable")
+        }
+    }
+
     /// Without a revision (the stable Deployment is gone, or the canary cannot be built from it) nothing can start,
     /// advance or promote; a rollout in flight must still answer an abort, fail at its progress deadline and finish
     /// its rollback, taking the weight off the canary (Rule 4). Other requests are refused with the reason.
@@ -312,8 +351,10 @@ struct Engine {
         fallbackTraffic = rollout.spec.namedTraffic
         wanted = status.revision ?? ""
         stableRevision = status.stableRevision ?? ""
-        revisionUnknown = "the spec is invalid (\(problem)); fix it first, or delete the Rollout (its traffic goes back to stable before it goes)"
+        revisionUnknown =
+            "the spec is invalid (\(problem)); fix it first, abort the rollout (fledge abort), or delete the Rollout (its traffic goes back to stable before it goes)"
         handleRequests()
+        if !status.phase.isIdle, status.phase != .rollingBack { hold("the spec is invalid: \(problem)") }
         guard fallbackTraffic != nil, status.phase == .rollingBack else { return }
         if movingFormerTrafficBack() { return }
         readRoutes()
@@ -325,6 +366,7 @@ struct Engine {
 
     /// In phases that must send nothing to the canary, moves the weight back even when little else is known.
     mutating func safetyWeightsToStable() {
+        if [.failed, .aborted, .rollingBack, .healthy, .succeeded].contains(status.phase) { findRoutesStillReachingTheCanary() }
         if [.failed, .aborted, .rollingBack, .healthy, .succeeded].contains(status.phase), observedWeight != 0, !managed.isEmpty {
             setWeights(0)
         }
@@ -434,6 +476,7 @@ struct Engine {
             return true
         }
         let stableOK = checkTraffic(canary: false)
+        if status.phase == .failed || status.phase == .aborted { findRoutesStillReachingTheCanary() }
         // Nothing in flight: everything to stable, canary scaled down. Healthy and Succeeded move weight only to a
         // stable subset that selects ready pods (Rule 2); Failed and Aborted take it off the canary regardless (Rule 4).
         if observedWeight != 0, !managed.isEmpty {
@@ -496,10 +539,18 @@ struct Engine {
     }
 
     mutating func progressing() -> Bool {
-        let index = min(status.stage ?? 0, plan.stages.count - 1)
+        let recorded = status.stage ?? 0
+        let index = min(recorded, plan.stages.count - 1)
         status.stage = index
         let stage = plan.stages[index]
         if status.phase == .progressing, deadlinePassed() { return true }
+        if status.stageStartedAt != nil,
+            recorded >= plan.stages.count || (specChanged && observedWeight == previousWeight && observedWeight != stage.weight)
+        {
+            // spec.stages was edited under a stage in progress (fewer stages, or another weight for this one): what
+            // was held, measured or approved was for the old stage, so this one starts over, gates included.
+            restartStage(index, because: recorded >= plan.stages.count ? "spec.stages now has \(plan.stages.count)" : "its weight is now \(stage.weight)%")
+        }
 
         if observedWeight != stage.weight {
             // Weight not (yet) where this stage wants it.
@@ -509,7 +560,12 @@ struct Engine {
             }
             guard checkTraffic(canary: true) else { return false }
             if previousWeight == stage.weight, status.stageStartedAt != nil {
-                event(.warning, "WeightsRestored", "managed routes were changed to \(observedWeight.map { "\($0)%" } ?? "an irregular split") outside Fledge; restoring \(stage.weight)%")
+                if status.routedTraffic == nil {
+                    // The weight went back to stable because spec.traffic now names other routes (TrafficMoved).
+                    event(.normal, "TrafficMoved", "stage \(index + 1)/\(plan.stages.count): moving \(stage.weight)% to the routes spec.traffic names now")
+                } else {
+                    event(.warning, "WeightsRestored", "managed routes were changed to \(observedWeight.map { "\($0)%" } ?? "an irregular split") outside Fledge; restoring \(stage.weight)%")
+                }
             }
             setWeights(stage.weight)
             status.message = "stage \(index + 1)/\(plan.stages.count): setting canary weight \(stage.weight)%"
@@ -599,6 +655,7 @@ struct Engine {
     }
 
     mutating func finalising() -> Bool {
+        findRoutesStillReachingTheCanary()
         if observedWeight != 0 {
             guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
             setWeights(0)
@@ -615,6 +672,7 @@ struct Engine {
     }
 
     mutating func rollingBack() -> Bool {
+        findRoutesStillReachingTheCanary()
         if observedWeight != 0 {
             guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
             setWeights(0)
@@ -665,6 +723,13 @@ struct Engine {
         status.lastProgressAt = now
         status.message = "stage \(index + 1)/\(plan.stages.count): setting canary weight \(plan.stages[index].weight)%"
         setProgressing(true, "StageAdvanced", status.message!)
+    }
+
+    mutating func restartStage(_ index: Int, because reason: String) {
+        if let approved = status.approvedStage, approved >= index { status.approvedStage = nil }
+        if let accepted = status.judgeAcceptedStage, accepted >= index { status.judgeAcceptedStage = nil }
+        event(.normal, "StageRestarted", "spec.stages changed (\(reason)): stage \(index + 1)/\(plan.stages.count) at \(plan.stages[index].weight)% starts over")
+        enterStage(index)
     }
 
     mutating func enter(_ phase: Phase) {
@@ -945,6 +1010,7 @@ struct Engine {
             return setTraffic(false, "SubsetNotFound", "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
         }
         let dr = plan.traffic.destinationRule
+        if let mismatch = routeToAnotherHost() { return setTraffic(false, "HostMismatch", mismatch) }
         let stable = observed.stable!
         if let miss = firstMismatch(stableLabels, stable.podLabels) {
             return setTraffic(
@@ -989,6 +1055,21 @@ struct Engine {
         return setTraffic(
             true, "Ready",
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
+    }
+
+    /// A managed route whose destination is another service than the DestinationRule's host: the subsets do not
+    /// apply there, and weight sent to the canary subset would reach no pod (Rule 2). Nil when all agree.
+    func routeToAnotherHost() -> String? {
+        guard let host = observed.destinationRule?[path: ["spec", "host"]]?.stringValue, !host.contains("*") else { return nil }
+        let namespace = rollout.metadata.namespace ?? "default"
+        let wanted = qualifiedHost(host, namespace: namespace)
+        for route in managed {
+            for destination in route.destinations {
+                guard let other = destination.host, qualifiedHost(other, namespace: namespace) != wanted else { continue }
+                return "route \(route.id) of VirtualService \(traffic.virtualService) sends to host \(other), but DestinationRule \(plan.traffic.destinationRule) is for host \(host): its subsets do not apply there"
+            }
+        }
+        return nil
     }
 
     @discardableResult

@@ -160,3 +160,15 @@ public func firstMismatch(_ selector: [String: String], _ labels: [String: Strin
 func labelText(_ labels: [String: String]) -> String {
     labels.isEmpty ? "(none)" : labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
 }
+
+/// A service host as Istio resolves it from a rule in `namespace`: `product-service` and `product-service.shop` both
+/// name `product-service.shop.svc.cluster.local`. Anything with more dots is taken as written.
+public func qualifiedHost(_ host: String, namespace: String, clusterDomain: String = "cluster.local") -> String {
+    let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+    switch parts.count {
+    case 1: return "\(host).\(namespace).svc.\(clusterDomain)"
+    case 2: return "\(host).svc.\(clusterDomain)"
+    case 3 where parts[2] == "svc": return "\(host).\(clusterDomain)"
+    default: return host
+    }
+}

@@ -99,14 +99,14 @@ import Testing
         #expect(d.status.routedTraffic?.virtualService == "product-service-v2")
     }
 
-    @Test func formerRoutesEditedByHandAreReportedAndLeftAlone() {
+    @Test func formerRoutesThatNoLongerReachTheCanaryAreLeftAlone() {
         var sim = renamedAt25()
         // Someone pointed the old route at other subsets: no weight of ours is left to move there.
         sim.observed.formerVirtualService = editingRoute(sim.observed.formerVirtualService, 1) { route in
             route["route"] = [["destination": ["host": "product-service", "subset": "v3"], "weight": 100]]
         }
         let d = sim.reconcile()
-        #expect(d.eventReasons.contains("FormerTrafficUnreadable"))
+        #expect(!d.eventReasons.contains("TrafficMoved"))
         #expect(d.weightChanges.map { $0.virtualService[path: ["metadata", "name"]] } == ["product-service-v2"])
         #expect(d.status.routedTraffic?.virtualService == "product-service-v2")
     }
@@ -143,5 +143,134 @@ import Testing
         #expect(try json.decode(RolloutStatus.self) == status)
         let older: JSONValue = ["phase": "Progressing", "routedTraffic": ["virtualService": "vs", "stableSubset": "s", "canarySubset": "c"]]
         #expect(try older.decode(RolloutStatus.self).routedTraffic?.routes == [])
+    }
+}
+
+/// Weight must come off the canary even when the routes the spec names cannot be read (renamed by hand, or the
+/// VirtualService gone): a rollback, a deletion and an abort finish, and nothing is left reaching a canary that goes.
+@Suite struct RoutesThatCannotBeReadTests {
+    func namedPrimary() -> Sim {
+        var spec = seedSpec()
+        spec.traffic?.routes = ["primary"]
+        var sim = Sim(spec: spec)
+        sim.observed.virtualService = TrafficChangeTests().editingRoute(sim.observed.virtualService, 1) { $0["name"] = "primary" }
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        // Renamed by hand: the spec's route name finds nothing, but the route still splits 75/25.
+        sim.observed.virtualService = TrafficChangeTests().editingRoute(sim.observed.virtualService, 1) { $0["name"] = "main" }
+        return sim
+    }
+
+    @Test func deletingMovesARenamedRouteBackBeforeLettingGo() {
+        var sim = namedPrimary()
+        sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        let first = sim.reconcile()
+        #expect(first.weightChanges.map(\.routes) == [["main"]])
+        #expect(first.weightChanges.map(\.canaryWeight) == [0])
+        #expect(first.eventReasons.contains("RoutesNotFound"))
+        #expect(!sim.deleted)
+        #expect(sim.reconcile().actions.contains(.setFinalizer(false)))
+        #expect(sim.deleted && sim.observedCanaryWeight == 0)
+    }
+
+    @Test func anAbortMovesARenamedRouteBackAndFinishes() {
+        var sim = namedPrimary()
+        sim.request(.abort)
+        sim.run(maxSteps: 30) { $0.phase.isIdle }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.status.canaryWeight == 0)
+    }
+
+    @Test func aRollbackFinishesWhenTheVirtualServiceIsGone() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.observed.virtualService = nil
+        #expect(sim.reconcile().status.canaryWeight == 0, "nothing routes through a VirtualService that does not exist")
+        sim.request(.abort)
+        sim.run(maxSteps: 30) { $0.phase.isIdle }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.status.message == "aborted by request")
+    }
+
+    @Test func finalisingFinishesWhenTheVirtualServiceIsGone() {
+        var sim = Sim()
+        sim.run(untilPhase: .promoting)
+        sim.observed.virtualService = nil
+        sim.run(maxSteps: 60) { $0.phase.isIdle }
+        #expect(sim.phase == .succeeded)
+        #expect(sim.observed.canary?.replicas == 0)
+    }
+}
+
+/// spec.stages edited under a stage in progress: the gates of the stage it lands on are passed again, never skipped.
+@Suite struct StagesEditedMidRolloutTests {
+    @Test func fewerStagesNeverPromoteWithoutTheirGates() {
+        var spec = seedSpec()
+        spec.stages = [
+            StageSpec(weight: 10, hold: "20s", approval: "manual"), StageSpec(weight: 25, hold: "20s", approval: "manual"),
+            StageSpec(weight: 50, hold: "20s"), StageSpec(weight: 100, hold: "20s"),
+        ]
+        var sim = Sim(spec: spec)
+        sim.run { $0.phase == .paused }
+        sim.request(.promote)  // approves stage 1
+        sim.run { $0.phase == .paused && $0.status.stage == 1 }
+        sim.rollout.spec.stages = [StageSpec(weight: 10, hold: "20s", approval: "manual")]
+        sim.rollout.metadata.generation! += 1
+        let edited = sim.reconcile()
+        #expect(edited.eventReasons.contains("StageRestarted"))
+        #expect(edited.status.phase == .progressing && edited.status.stage == 0)
+        #expect(edited.weightChanges.map(\.canaryWeight) == [10])
+        #expect(edited.status.approvedStage == nil, "the approval was for the old stage")
+        sim.run(maxSteps: 300) { $0.phase == .paused }
+        #expect(sim.phase == .paused, "waits for a new approval")
+        #expect(!sim.phases.contains(.promoting))
+    }
+
+    @Test func anotherWeightForTheCurrentStageRestartsItsHold() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 && $0.status.stageStartedAt != nil }
+        let started = sim.status.stageStartedAt
+        sim.now = Timestamp(seconds: sim.now.seconds + 15)
+        sim.rollout.spec.stages![1] = StageSpec(weight: 30, hold: "20s")
+        sim.rollout.metadata.generation! += 1
+        let edited = sim.reconcile()
+        #expect(edited.eventReasons.contains("StageRestarted"))
+        #expect(edited.weightChanges.map(\.canaryWeight) == [30])
+        #expect(!edited.eventReasons.contains("WeightsRestored"))
+        sim.reconcile()
+        #expect(sim.status.stageStartedAt.map { $0 > started! } == true, "the hold counts from the new weight")
+    }
+}
+
+@Suite struct RouteHostTests {
+    func vs(host: String) -> JSONValue {
+        var vs = seedVirtualService(canaryWeight: 0)
+        vs = TrafficChangeTests().editingRoute(vs, 1) { route in
+            route["route"] = [
+                ["destination": ["host": .string(host), "subset": "stable"], "weight": 100],
+                ["destination": ["host": .string(host), "subset": "canary"], "weight": 0],
+            ]
+        }!
+        return vs
+    }
+
+    @Test func aRouteToAnotherServiceGetsNoWeight() {
+        var sim = Sim()
+        sim.observed.virtualService = vs(host: "unrelated-svc")
+        sim.run(maxSteps: 50) { $0.status.condition(ConditionType.trafficReady)?.reason == "HostMismatch" }
+        let condition = sim.status.condition(ConditionType.trafficReady)
+        #expect(condition?.status == .false)
+        #expect(condition?.message.contains("sends to host unrelated-svc, but DestinationRule product-service is for host product-service") == true)
+        #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+    }
+
+    @Test(arguments: ["product-service", "product-service.shop", "product-service.shop.svc", "product-service.shop.svc.cluster.local"])
+    func theSameServiceUnderAnyOfItsNamesIsFine(host: String) {
+        var sim = Sim()
+        sim.observed.virtualService = vs(host: host)
+        sim.run { $0.observedCanaryWeight == 10 }
+        #expect(sim.observedCanaryWeight == 10)
     }
 }
