@@ -182,8 +182,12 @@ struct ClusterWriter: Sendable {
 
     func recordEvent(_ event: RolloutEvent, about rollout: JSONValue, identity: String, now: Date) async {
         guard mayWrite() else { return }
+        // Objects from a list may come without their type; an Event must name it (`involvedObject.kind=Rollout`).
+        var regarding = rollout
+        if regarding["kind"] == nil { regarding["kind"] = .string(Rollout.kind) }
+        if regarding["apiVersion"] == nil { regarding["apiVersion"] = .string(Rollout.apiVersion) }
         let record = EventRecord(
-            regarding: rollout, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
+            regarding: regarding, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
             action: event.reason, reportingInstance: identity, time: now)
         do {
             try await client.recordEvent(record)

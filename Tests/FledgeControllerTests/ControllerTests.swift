@@ -199,6 +199,8 @@ import Testing
         #expect(weights(try await world.client.get(.virtualServices, namespace: "shop", name: "product-service-v2")) == (50, 50))
         let events = try await world.client.list(.events, namespace: "shop")
         #expect(events.items.contains { $0["reason"] == "TrafficMoved" })
+        // Each Event names its object fully, so `kubectl get events --field-selector involvedObject.kind=Rollout` finds it.
+        #expect(events.items.allSatisfy { ($0["regarding"] ?? $0["involvedObject"])?["kind"] == "Rollout" }, "\(events.items.first ?? .null)")
     }
 
     /// A spec broken mid-rollout does not trap the canary's traffic: an abort still takes it off.
