@@ -21,6 +21,25 @@ import Testing
         throw KubectlMissing()
     }
 
+    /// A TLS sandbox with RBAC on, an admin (`admin-token`, whose kubeconfig is written to `kubeconfigPath`) and a
+    /// service account `default/reader` (`reader-token`), and a temporary folder removed afterwards.
+    static func withRBACSandbox(_ body: (Harness, URL, String, String) async throws -> Void) async throws {
+        let kubectlPath = try kubectlPath()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let certificates = try SandboxCertificates.generate()
+        let configuration = SandboxServer.Configuration(
+            tls: certificates,
+            tokens: ["admin-token": .admin(), "reader-token": .serviceAccount(namespace: "default", name: "reader")],
+            rbac: true, tickInterval: .milliseconds(20))
+        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
+            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
+            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+            try await body(h, folder, kubectlPath, kubeconfigPath)
+        }
+    }
+
     struct Kubectl {
         let path: String
         let folder: URL
@@ -301,18 +320,7 @@ import Testing
     /// account, exactly as its own requests are decided; only who may impersonate (the admin, system:masters, or a
     /// user granted `impersonate`) can act as someone else.
     @Test func canIAndImpersonationFollowTheLoadedRBAC() async throws {
-        let kubectlPath = try Self.kubectlPath()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let certificates = try SandboxCertificates.generate()
-        let configuration = SandboxServer.Configuration(
-            tls: certificates,
-            tokens: ["admin-token": .admin(), "reader-token": .serviceAccount(namespace: "default", name: "reader")],
-            rbac: true, tickInterval: .milliseconds(20))
-        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
-            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
-            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+        try await Self.withRBACSandbox { h, folder, kubectlPath, kubeconfigPath in
             let readerConfig = folder.appendingPathComponent("reader-kubeconfig").path
             try h.server.kubeconfig(token: "reader-token").write(toFile: readerConfig, atomically: true, encoding: .utf8)
             let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
@@ -613,19 +621,7 @@ import Testing
     }
 
     @Test func kubectlDrivesTheSandboxLikeACluster() async throws {
-        let kubectlPath = try KubectlFidelityTests.kubectlPath()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-kubectl-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-
-        let certificates = try SandboxCertificates.generate()
-        let configuration = SandboxServer.Configuration(
-            tls: certificates,
-            tokens: ["admin-token": .admin(), "reader-token": .serviceAccount(namespace: "default", name: "reader")],
-            rbac: true, tickInterval: .milliseconds(20))
-        try await withSandbox(configuration, token: "admin-token", caPEM: certificates.certificateAuthorityPEM) { h in
-            let kubeconfigPath = folder.appendingPathComponent("kubeconfig").path
-            try h.server.kubeconfig(token: "admin-token").write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+        try await Self.withRBACSandbox { h, folder, kubectlPath, kubeconfigPath in
             let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
 
             // create -f the seed's VirtualService and DestinationRule.
