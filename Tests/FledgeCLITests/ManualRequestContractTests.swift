@@ -99,6 +99,36 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// `abort --reason first`, `retry`, then `abort` without a reason: status shows no reason, never the old one
+    /// (the second abort removes the annotation; retry already does).
+    @Test func aLaterAbortWithoutAReasonShowsNoOldReason() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let (first, _) = try await Self.answered(["abort", "product-service", "--reason", "first"], .abort, sandbox: sandbox, controller: &controller)
+            #expect(first.status == 0, "\(first)")
+            try await controller.run(untilPhase: .aborted)
+            #expect(try await sandbox.run(["status", "product-service"]).out.contains("Abort reason:  first"))
+
+            let (retried, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)
+            #expect(retried.status == 0, "\(retried)")
+            #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == nil)
+            try await controller.run { $0.status?.phase == .progressing }
+            // As if retry had not removed it (an older fledge): the second abort still must.
+            _ = try await sandbox.server.store.modify(CLISandbox.rollouts, namespace: "shop", name: "product-service") { object in
+                object[path: ["metadata", "annotations", AbortCommand.reasonAnnotation]] = "first"
+            }
+
+            let (second, _) = try await Self.answered(["abort", "product-service"], .abort, sandbox: sandbox, controller: &controller)
+            #expect(second.status == 0, "\(second)")
+            #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == nil)
+            try await controller.run(untilPhase: .aborted)
+            let shown = try await sandbox.run(["status", "product-service"])
+            #expect(shown.out.contains("Phase:         Aborted") && !shown.out.contains("Abort reason"), "\(shown)")
+        }
+    }
+
     @Test func retryAfterAFailure() async throws {
         try await CLISandbox.with { sandbox in
             _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
