@@ -114,11 +114,20 @@ actor StatusPrinter {
         self.header = header
     }
 
+    /// The stored status with its keys in the order RolloutStatus declares them (phase first), whatever order the
+    /// API server keeps (a real one sorts them, the controller may write them in any order); keys this version
+    /// does not know come after, values untouched.
+    static func orderedStatus(_ fetched: FetchedRollout) -> JSONValue {
+        let status = fetched.object["status"] ?? .object([:])
+        guard let template = try? KeyOrder.of(fetched.status) else { return status }
+        return status.reordered(like: template)
+    }
+
     func show(_ fetched: FetchedRollout) async {
         lastPhase = fetched.rollout.status?.phase.rawValue
         switch output {
         case .json, .yaml:
-            let status = fetched.object["status"] ?? .object([:])
+            let status = Self.orderedStatus(fetched)
             let text = output == .json ? status.serializedString() : ((try? YAML.string(status)) ?? "")
             guard text != lastText else { return }
             lastText = text
