@@ -66,7 +66,7 @@ struct StatusCommand: AsyncParsableCommand {
                 let events = await cluster.events(for: fetched)
                 print(StatusView.render(fetched, events: events, now: Timestamp(Date())))
             } else {
-                try output.print(fetched.object["status"] ?? .object([:]))
+                try output.print(StatusPrinter.orderedStatus(fetched))
             }
             return
         }

@@ -24,6 +24,24 @@ struct RolloutViewTests {
         #expect(StatusView.age(since: Timestamp(seconds: 1_000_100), now: now) == "0s")
     }
 
+    /// status -o json/yaml: the stored status (a real API server sorts its keys) in RolloutStatus's order, phase
+    /// first, keys this version does not know last, values untouched.
+    @Test func statusOutputFollowsTheDeclarationOrder() throws {
+        let status: JSONValue = [
+            "canaryWeight": 10, "conditions": [["lastTransitionTime": "2026-11-26T10:00:00Z", "message": "m", "reason": "R", "status": "True", "type": "Progressing"]],
+            "failedChecks": 1, "lastProgressAt": "2026-11-26T10:00:00Z", "observedGeneration": 2, "phase": "Progressing",
+            "revision": "abc", "stableRevision": "def", "stage": 0, "zFuture": ["b": 1, "a": 2],
+        ]
+        let fetched = try FetchedRollout(Self.rolloutJSON(status: status))
+        let ordered = StatusPrinter.orderedStatus(fetched)
+        #expect(ordered == status)
+        #expect(
+            ordered.serializedString()
+                == #"{"phase":"Progressing","observedGeneration":2,"revision":"abc","stableRevision":"def","stage":0,"canaryWeight":10,"lastProgressAt":"2026-11-26T10:00:00Z","failedChecks":1,"conditions":[{"type":"Progressing","status":"True","reason":"R","message":"m","lastTransitionTime":"2026-11-26T10:00:00Z"}],"zFuture":{"b":1,"a":2}}"#)
+        // No status yet: an empty object, as before.
+        #expect(StatusPrinter.orderedStatus(try FetchedRollout(Self.rolloutJSON(status: nil))) == .object([:]))
+    }
+
     static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
         var object: JSONValue = [
             "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
