@@ -42,6 +42,40 @@ struct RolloutViewTests {
         #expect(StatusPrinter.orderedStatus(try FetchedRollout(Self.rolloutJSON(status: nil))) == .object([:]))
     }
 
+    /// The revision a watch follows is the first a current status names; another is a supersession, except the
+    /// rename to the stable revision while promoting (the same rollout).
+    @Test func revisionFollower() throws {
+        func fetched(_ phase: String, _ revision: String?, stable: String = "s", generation: Int64 = 2) throws -> FetchedRollout {
+            var status: JSONValue = ["phase": .string(phase), "observedGeneration": 2, "stableRevision": .string(stable)]
+            if let revision { status["revision"] = .string(revision) }
+            return try FetchedRollout(Self.rolloutJSON(status: status, generation: generation))
+        }
+        var follower = RevisionFollower()
+        #expect(follower.superseding(try fetched("Healthy", "old", generation: 3)) == nil)  // not about this spec yet
+        #expect(follower.followed == nil)
+        #expect(follower.superseding(try fetched("Initializing", nil)) == nil)
+        #expect(follower.superseding(try fetched("Progressing", "a")) == nil && follower.followed == "a")
+        #expect(follower.superseding(try fetched("Progressing", "a")) == nil)
+        #expect(follower.superseding(try fetched("Promoting", "s")) == nil && follower.followed == "s")
+        #expect(follower.superseding(try fetched("Succeeded", "s")) == nil)
+
+        var replaced = RevisionFollower()
+        _ = replaced.superseding(try fetched("Progressing", "a"))
+        #expect(replaced.superseding(try fetched("Initializing", "b")) == "b")
+        var reverted = RevisionFollower()
+        _ = reverted.superseding(try fetched("Progressing", "a"))
+        #expect(reverted.superseding(try fetched("RollingBack", "s")) == "s")
+        #expect(
+            StatusCommand.supersededMessage(followed: "a", by: "s", phase: .rollingBack, stable: "s", rollout: "r")
+                == "revision a of rollout \"r\" was superseded by revision s (the stable one: spec.canary was set back to the stable image; now RollingBack): it will not finish")
+        // Exit 3 is documented where the other codes are.
+        let help = StatusCommand.helpMessage(columns: 400)
+        #expect(help.contains("2 --timeout passed first, 3 the revision followed was superseded by another"), "\(help)")
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("2 when `--timeout` passes first, 3 when the revision it follows is superseded"))
+        #expect(StatusCommand.supersededExit == 3)
+    }
+
     static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
         var object: JSONValue = [
             "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
