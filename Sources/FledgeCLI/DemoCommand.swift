@@ -24,7 +24,7 @@ struct DemoCommand: AsyncParsableCommand {
             `fledge status --watch`) until the canary is promoted or rolled back. Every server and process it \
             started is stopped at the end, and on Ctrl-C or SIGTERM.
 
-              fledge demo                            # promoted about 90 s after the rollout starts
+              fledge demo                            # promoted about 90 s in
               fledge demo --canary-error-rate 0.05   # rolled back
               fledge demo --canary-p99-ms 900        # rolled back
               fledge demo --hold 2s --interval 2s    # quicker
