@@ -156,10 +156,35 @@ struct DecisionsBenchmark: ParsableCommand {
         return flags.map { " " + $0 }.joined()
     }
 
+    /// What stops the report being written into `folder` (created with its parents if missing), checked before
+    /// the simulation runs: the path or an ancestor is a file, or the nearest existing folder is not writable.
+    static func outputFolderProblem(_ folder: String) -> String? {
+        guard !folder.isEmpty else { return "must not be empty" }
+        let manager = FileManager.default
+        var url = URL(fileURLWithPath: folder).standardizedFileURL
+        var isFolder: ObjCBool = false
+        while !manager.fileExists(atPath: url.path, isDirectory: &isFolder) {
+            url.deleteLastPathComponent()
+        }
+        if !isFolder.boolValue { return "cannot write the report into \(folder): \(url.path) is a file, not a folder" }
+        if !manager.isWritableFile(atPath: url.path) { return "cannot write the report into \(folder): the folder \(url.path) is not writable" }
+        return nil
+    }
+
+    /// The operating system's reason inside a Foundation file error, when it carries one.
+    static func reason(_ error: any Error) -> String {
+        let error = error as NSError
+        if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return error.localizedDescription
+    }
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard judgeInterval >= 1 else { throw ValidationError("--judge-interval must be at least 1 second, got \(judgeInterval)") }
         guard horizonMinutes >= 1 else { throw ValidationError("--horizon-minutes must be at least 1, got \(horizonMinutes)") }
+        if let problem = Self.outputFolderProblem(out) { throw ValidationError("--out: \(problem)") }
         for rate in try Self.numbers(trafficArguments, option: "--traffic") where rate <= 0 {
             throw ValidationError("--traffic: \(num(rate)) is not a positive request rate")
         }
@@ -224,7 +249,7 @@ struct DecisionsBenchmark: ParsableCommand {
             try report.csv().write(to: folder.appendingPathComponent("decisions.csv"), atomically: true, encoding: .utf8)
             try report.svg().write(to: folder.appendingPathComponent("decisions.svg"), atomically: true, encoding: .utf8)
         } catch {
-            throw ValidationError("cannot write the report into --out \(out): \(error.localizedDescription)")
+            throw ValidationError("--out: \(Self.outputFolderProblem(out) ?? "cannot write the report into \(out): \(Self.reason(error))")")
         }
         print(report.targetSummary().joined(separator: "\n"))
         print("Wrote \(out)/README.md, decisions.csv, decisions.svg in \(started.duration(to: .now)).")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FledgeCore
+import FledgeJSON
 import Foundation
 
 /// `fledge abort ROLLOUT [--reason TEXT]`: roll back now and end Aborted.
@@ -21,7 +22,9 @@ struct AbortCommand: AsyncParsableCommand {
     @Argument(help: "The Rollout's name.")
     var rollout: String
 
-    @Option(help: ArgumentHelp("Why, recorded on the Rollout as the fledge.dev/abort-reason annotation.", valueName: "text"))
+    @Option(help: ArgumentHelp(
+        "Why, recorded on the Rollout as the fledge.dev/abort-reason annotation (without it, an earlier abort's reason is removed).",
+        valueName: "text"))
     var reason: String?
 
     @OptionGroup var wait: RequestWaitOptions
@@ -37,7 +40,8 @@ struct AbortCommand: AsyncParsableCommand {
 
     func run() async throws {
         var runner = ManualRequestRunner(cluster: try kubernetes.connect(), name: rollout, kind: .abort, wait: wait)
-        if let reason { runner.extraAnnotations[Self.reasonAnnotation] = reason }
+        // Without --reason an earlier abort's reason is removed (merge patch null): status never shows a stale one.
+        runner.extraAnnotations[Self.reasonAnnotation] = reason.map(JSONValue.string) ?? .null
         let status = try await runner.run()
         if status != 0 { throw ExitCode(status) }
     }

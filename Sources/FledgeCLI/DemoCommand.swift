@@ -24,7 +24,7 @@ struct DemoCommand: AsyncParsableCommand {
             `fledge status --watch`) until the canary is promoted or rolled back. Every server and process it \
             started is stopped at the end, and on Ctrl-C or SIGTERM.
 
-              fledge demo                            # promoted, in about 90 s
+              fledge demo                            # promoted about 90 s in
               fledge demo --canary-error-rate 0.05   # rolled back
               fledge demo --canary-p99-ms 900        # rolled back
               fledge demo --hold 2s --interval 2s    # quicker
@@ -102,6 +102,8 @@ struct DemoCommand: AsyncParsableCommand {
         }
         guard timeout > .zero else { throw ValidationError("--timeout: must be above 0") }
         guard !kubeconfigOut.isEmpty else { throw ValidationError("--kubeconfig-out: must not be empty") }
+        // The report is written next to the kubeconfig, so this checks its folder too.
+        if let problem = OutputFile.problem(kubeconfigOut) { throw ValidationError("--kubeconfig-out: \(problem)") }
         // The demo removes its kubeconfig at the end: never overwrite (and then delete) someone's own kubeconfig.
         if let existing = FileManager.default.contents(atPath: kubeconfigOut),
             !String(decoding: existing, as: UTF8.self).contains("current-context: \(DemoCommand.kubeconfigContext)")
@@ -145,9 +147,11 @@ struct DemoCommand: AsyncParsableCommand {
 
         let kubeconfigPath = URL(fileURLWithPath: kubeconfigOut).standardizedFileURL.path
         do {
-            try sandbox.kubeconfig(token: token, namespace: DemoDriver.namespace, contextName: DemoCommand.kubeconfigContext).write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
-        } catch {
-            throw CLIError("--kubeconfig-out: cannot write \(kubeconfigPath): \(error.localizedDescription)")
+            try OutputFile.write(
+                Data(sandbox.kubeconfig(token: token, namespace: DemoDriver.namespace, contextName: DemoCommand.kubeconfigContext).utf8),
+                to: kubeconfigPath)
+        } catch let error as CLIError {
+            throw CLIError("--kubeconfig-out: \(error.message)")
         }
         defer { try? FileManager.default.removeItem(atPath: kubeconfigPath) }
         let client: KubernetesClient

@@ -10,14 +10,19 @@ struct LintCommand: ParsableCommand {
         commandName: "lint",
         abstract: "Check Rollouts and the Istio and Kubernetes manifests around them.",
         discussion: """
-            Reads YAML files and folders (recursively, multi-document files too), validates every Rollout and
-            cross-checks it with the VirtualServices, DestinationRules and Deployments found with it: subsets
-            exist and select pods, no dead routes, weights sum to 100, a managed route exists, no weight on a
-            subset whose pods nothing provides. An object the Rollout names that is not among the files is a
-            warning (it may be in the cluster already). Files in a folder that hold no Kubernetes object (a
-            kustomization.yaml, a Grafana dashboard) are skipped with an info line; a file named on the
-            command line must hold Kubernetes objects. Exit status 1 when any finding is an error; warnings and
-            infos alone exit 0.
+            Reads YAML files and folders (recursively, multi-document files too), validates every Rollout and \
+            cross-checks it with the VirtualServices, DestinationRules and Deployments found with it: subsets exist \
+            and select pods, no dead routes, weights sum to 100, a managed route exists, no weight on a subset whose \
+            pods nothing provides. An object the Rollout names that is not among the files is a warning (it may be in \
+            the cluster already).
+
+            Files in a folder that hold no Kubernetes object (a kustomization.yaml, a Grafana dashboard) are skipped \
+            with an info line; a file named on the command line must hold Kubernetes objects. A file with a YAML \
+            syntax error is an error; what the other files' checks would conclude from objects it may hold is then \
+            only a warning.
+
+            Findings are sorted by file, line, then severity. Exit status 1 when any finding is an error; warnings \
+            and infos alone exit 0.
             """)
 
     @Argument(help: "YAML files or folders.")

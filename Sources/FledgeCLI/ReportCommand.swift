@@ -35,6 +35,7 @@ struct ReportCommand: AsyncParsableCommand {
     func validate() throws {
         try validateRolloutName(rollout)
         if output.isEmpty { throw ValidationError("--output: must not be empty") }
+        if let problem = OutputFile.problem(output) { throw ValidationError("--output: \(problem)") }
         try prometheus.validate(optionalURL: prometheusURL)
     }
 
@@ -50,11 +51,7 @@ struct ReportCommand: AsyncParsableCommand {
             throw CLIError(error.message)
         }
         let html = ReportRenderer.html(data)
-        do {
-            try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-        } catch {
-            throw CLIError("cannot write \(output): \(error.localizedDescription)")
-        }
+        try OutputFile.write(Data(html.utf8), to: output)
         if let reason = data.seriesUnavailable {
             StandardError.write("warning: metric series not available: \(reason)")
         }

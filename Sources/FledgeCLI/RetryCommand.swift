@@ -1,5 +1,6 @@
 import ArgumentParser
 import FledgeCore
+import FledgeJSON
 
 /// `fledge retry ROLLOUT`: start a Failed or Aborted rollout of the same revision again.
 struct RetryCommand: AsyncParsableCommand {
@@ -22,7 +23,9 @@ struct RetryCommand: AsyncParsableCommand {
     func validate() throws { try validateRolloutName(rollout) }
 
     func run() async throws {
-        let runner = ManualRequestRunner(cluster: try kubernetes.connect(), name: rollout, kind: .retry, wait: wait)
+        var runner = ManualRequestRunner(cluster: try kubernetes.connect(), name: rollout, kind: .retry, wait: wait)
+        // The new attempt starts without the last abort's reason (a later automatic rollback must not show it).
+        runner.extraAnnotations[AbortCommand.reasonAnnotation] = .null
         let status = try await runner.run()
         if status != 0 { throw ExitCode(status) }
     }

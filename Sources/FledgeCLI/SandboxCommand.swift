@@ -69,6 +69,8 @@ struct SandboxCommand: AsyncParsableCommand {
         if let token, token.isEmpty || token.contains(where: \.isWhitespace) {
             throw ValidationError("--token must be non-empty and contain no spaces")
         }
+        if kubeconfigOut.isEmpty { throw ValidationError("--kubeconfig-out: must not be empty") }
+        if let problem = OutputFile.problem(kubeconfigOut) { throw ValidationError("--kubeconfig-out: \(problem)") }
         for path in load where !FileManager.default.fileExists(atPath: path) {
             throw ValidationError("--load \(path): no such file or directory")
         }
@@ -122,9 +124,9 @@ struct SandboxCommand: AsyncParsableCommand {
             let url = server.url!
             let kubeconfig = server.kubeconfig(token: server.configuration.tls == nil ? nil : token)
             do {
-                try kubeconfig.write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
-            } catch {
-                throw ValidationError("cannot write the kubeconfig to \(kubeconfigPath): \(error.localizedDescription)")
+                try OutputFile.write(Data(kubeconfig.utf8), to: kubeconfigPath)
+            } catch let error as CLIError {
+                throw CLIError("--kubeconfig-out: \(error.message)")
             }
             var lines = "fledge sandbox: Kubernetes API on \(url.absoluteString)\n"
             lines += "fledge sandbox: kubeconfig written to \(kubeconfigPath)  (export KUBECONFIG=\(kubeconfigPath))\n"

@@ -21,14 +21,20 @@ struct StatusCommand: AsyncParsableCommand {
             has seen the current spec (status.observedGeneration), so `fledge trigger … && fledge status --watch …` \
             waits for the new revision rather than reporting the previous rollout.
 
+            --watch follows one revision: the one the controller reports for the current spec when the watch \
+            begins. If another replaces it (a `fledge trigger --force` of a new image, or spec.canary set back to the \
+            stable image), the watch says which and exits 3 at once, rather than report the other revision's outcome \
+            as its own.
+
             Exit status with --watch: 0 Succeeded (or Healthy: nothing to roll out), 1 Failed or Aborted (or an \
-            error), 2 --timeout passed first. Without --watch: 0 whenever the status could be shown.
+            error), 2 --timeout passed first, 3 the revision followed was superseded by another. Without --watch: 0 \
+            whenever the status could be shown.
             """)
 
     @Argument(help: "The Rollout's name.")
     var rollout: String
 
-    @Flag(name: [.short, .long], help: "Follow the rollout until it succeeds, fails or is aborted.")
+    @Flag(name: [.short, .long], help: "Follow the rollout until it succeeds, fails, is aborted or is superseded by another revision.")
     var watch = false
 
     @Option(
@@ -45,6 +51,15 @@ struct StatusCommand: AsyncParsableCommand {
         try validateRolloutName(rollout)
         if timeout != nil, !watch { throw ValidationError("--timeout needs --watch") }
         if let timeout, timeout <= .zero { throw ValidationError("--timeout: must be above 0") }
+    }
+
+    /// Exit status of --watch when the revision it followed was replaced by another.
+    static let supersededExit: Int32 = 3
+
+    /// How a watch ended: the rollout reached a final state, or another revision replaced the one followed.
+    enum WatchEnd: Sendable, Equatable {
+        case ended(Int32)
+        case superseded(followed: String, by: String, phase: Phase)
     }
 
     /// The exit status a Rollout's state stands for, once it is final and about the current spec.
@@ -66,25 +81,59 @@ struct StatusCommand: AsyncParsableCommand {
                 let events = await cluster.events(for: fetched)
                 print(StatusView.render(fetched, events: events, now: Timestamp(Date())))
             } else {
-                try output.print(fetched.object["status"] ?? .object([:]))
+                try output.print(StatusPrinter.orderedStatus(fetched))
             }
             return
         }
         // Fail fast on a missing Rollout or bad credentials, before watching.
         _ = try await cluster.rollout(rollout)
         let printer = StatusPrinter(cluster: cluster, output: output, terminal: isatty(STDOUT_FILENO) == 1)
-        let code = try await cluster.waitForRollout(rollout, timeout: timeout) { fetched throws(CLIError) in
+        let end = try await cluster.waitForRollout(rollout, timeout: timeout) { fetched throws(CLIError) -> WatchEnd? in
             await printer.show(fetched)
-            return Self.outcome(fetched)
+            if let superseded = await printer.follow(fetched) { return superseded }
+            return Self.outcome(fetched).map(WatchEnd.ended)
         }
-        guard let code else {
+        guard let end else {
             let last = await printer.lastPhase ?? "unknown"
             StandardError.write(
                 "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (phase \(last))")
             throw ExitCode(2)
         }
-        await printer.drainFinalEvents()
-        if code != 0 { throw ExitCode(code) }
+        switch end {
+        case .ended(let code):
+            await printer.drainFinalEvents()
+            if code != 0 { throw ExitCode(code) }
+        case .superseded(let followed, let other, let phase):
+            StandardError.write(Self.supersededMessage(followed: followed, by: other, phase: phase, stable: await printer.lastStableRevision, rollout: rollout))
+            throw ExitCode(Self.supersededExit)
+        }
+    }
+
+    static func supersededMessage(followed: String, by other: String, phase: Phase, stable: String?, rollout: String) -> String {
+        let why = other == stable ? "the stable one: spec.canary was set back to the stable image" : "spec.canary changed"
+        return "revision \(followed) of rollout \"\(rollout)\" was superseded by revision \(other) (\(why); now \(phase.rawValue)): it will not finish"
+    }
+}
+
+/// The revision a watch follows: the first one a status about the current spec names. Another one later means
+/// the followed revision was replaced (its history entry says Superseded) and will never end by itself.
+struct RevisionFollower: Sendable {
+    private(set) var followed: String?
+
+    /// The revision that replaced the followed one, when `fetched` names another; nil while it is the same.
+    mutating func superseding(_ fetched: FetchedRollout) -> String? {
+        guard fetched.statusIsCurrent, let revision = fetched.status.revision else { return nil }
+        guard let followed, revision != followed else {
+            followed = revision
+            return nil
+        }
+        // While promoting, the controller renames the revision to the stable Deployment's once that holds the
+        // template (the API server's normalised form of the same change): the same rollout, not another.
+        if [.promoting, .finalising, .succeeded].contains(fetched.status.phase), revision == fetched.status.stableRevision {
+            self.followed = revision
+            return nil
+        }
+        return revision
     }
 }
 
@@ -114,11 +163,30 @@ actor StatusPrinter {
         self.header = header
     }
 
+    /// The stored status with its keys in the order RolloutStatus declares them (phase first), whatever order the
+    /// API server keeps (a real one sorts them, the controller may write them in any order); keys this version
+    /// does not know come after, values untouched.
+    static func orderedStatus(_ fetched: FetchedRollout) -> JSONValue {
+        let status = fetched.object["status"] ?? .object([:])
+        guard let template = try? KeyOrder.of(fetched.status) else { return status }
+        return status.reordered(like: template)
+    }
+
+    private var follower = RevisionFollower()
+    private(set) var lastStableRevision: String?
+
+    /// How the watch ends if `fetched` shows another revision than the one followed.
+    func follow(_ fetched: FetchedRollout) -> StatusCommand.WatchEnd? {
+        lastStableRevision = fetched.status.stableRevision
+        guard let other = follower.superseding(fetched), let followed = follower.followed else { return nil }
+        return .superseded(followed: followed, by: other, phase: fetched.status.phase)
+    }
+
     func show(_ fetched: FetchedRollout) async {
         lastPhase = fetched.rollout.status?.phase.rawValue
         switch output {
         case .json, .yaml:
-            let status = fetched.object["status"] ?? .object([:])
+            let status = Self.orderedStatus(fetched)
             let text = output == .json ? status.serializedString() : ((try? YAML.string(status)) ?? "")
             guard text != lastText else { return }
             lastText = text

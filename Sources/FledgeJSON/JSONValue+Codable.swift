@@ -36,10 +36,11 @@ extension JSONValue: Codable {
         }
     }
 
-    /// Converts an `Encodable` value (a typed view) into a JSON value.
+    /// Converts an `Encodable` value (a typed view) into a JSON value, its keys in the order `encode(to:)` writes
+    /// them (a struct's declaration order), not the hash order Foundation's `JSONEncoder` leaves them in.
     public init<T: Encodable>(encoding value: T) throws {
         let data = try JSONEncoder().encode(value)
-        self = try JSONValue(parsing: Array(data))
+        self = try JSONValue(parsing: Array(data)).reordered(like: KeyOrder.of(value))
     }
 
     /// Decodes a typed view from this value.

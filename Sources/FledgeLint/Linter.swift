@@ -97,7 +97,7 @@ public enum Linter {
             }
         }
         var report = lint(sources)
-        report.findings = findings + report.findings
+        report.findings = sorted(findings + report.findings)
         return report
     }
 
@@ -121,11 +121,15 @@ public enum Linter {
     static func lint(_ sources: [Source]) -> LintReport {
         var documents: [LintDocument] = []
         var findings: [Finding] = []
+        var unparsed: [String] = []
         for source in sources {
             let file = source.file
             let (docs, problem) = YAMLReader.documents(of: source.text, file: file)
             if let problem {
-                findings.append(Finding(severity: .error, file: file, line: problem.line, object: nil, path: nil, message: problem.message))
+                // libyaml reports an unexpected end of the stream on the line after the last one: name the last.
+                let line = problem.line.map { min($0, max(1, lastLine(of: source.text))) }
+                findings.append(Finding(severity: .error, file: file, line: line, object: nil, path: nil, message: problem.message))
+                unparsed.append(file)
             }
             // Named on the command line and empty (or only comments): nothing was checked, which is no pass.
             if !source.inFolder, problem == nil, docs.allSatisfy({ $0.json.isNull }) {
@@ -165,10 +169,28 @@ public enum Linter {
                 documents.append(doc)
             }
         }
-        var checker = Checker(documents: documents)
+        var checker = Checker(documents: documents, unparsed: unparsed)
         checker.run()
         findings += checker.findings
-        return LintReport(files: sources.map(\.file), findings: findings)
+        return LintReport(files: sources.map(\.file), findings: sorted(findings))
+    }
+
+    /// The number of the last line of `text` (a final newline ends that line, it does not start another).
+    static func lastLine(of text: String) -> Int {
+        var count = 1
+        for byte in text.utf8 where byte == UInt8(ascii: "\n") { count += 1 }
+        return text.utf8.last == UInt8(ascii: "\n") ? count - 1 : count
+    }
+
+    /// Findings by file, then line (a whole file's first), then severity (errors first); ties keep their order.
+    static func sorted(_ findings: [Finding]) -> [Finding] {
+        findings.enumerated().sorted { a, b in
+            let (x, y) = (a.element, b.element)
+            if x.file != y.file { return x.file < y.file }
+            if x.line != y.line { return (x.line ?? 0) < (y.line ?? 0) }
+            if x.severity != y.severity { return x.severity > y.severity }
+            return a.offset < b.offset
+        }.map(\.element)
     }
 
     static func relative(_ path: String, to base: String) -> String {
@@ -180,9 +202,26 @@ public enum Linter {
 /// The cross-object checks.
 struct Checker {
     let documents: [LintDocument]
+    /// Files with a YAML syntax error: objects in them are missing from the checks.
+    let unparsed: [String]
     var findings: [Finding] = []
 
-    init(documents: [LintDocument]) { self.documents = documents }
+    init(documents: [LintDocument], unparsed: [String] = []) {
+        self.documents = documents
+        self.unparsed = unparsed
+    }
+
+    /// An error that rests on some object being absent from the files (no Rollout manages a subset, no Deployment
+    /// provides its pods, no DestinationRule for a host). When a file failed to parse the object may be in it: then
+    /// a warning that says so, not an error of its own.
+    mutating func addAbsence(_ doc: LintDocument, _ path: String?, _ message: String) {
+        if unparsed.isEmpty {
+            add(.error, doc, path, message)
+        } else {
+            let which = unparsed.count == 1 ? "\(unparsed[0]) failed to parse, and an object in it" : "\(unparsed.joined(separator: ", ")) failed to parse, and an object in them"
+            add(.warning, doc, path, "\(message) — not certain: \(which) may change this")
+        }
+    }
 
     func objects(_ kind: String) -> [LintDocument] { documents.filter { $0.kind == kind } }
 
@@ -393,7 +432,7 @@ struct Checker {
                         add(.warning, doc, "\(path).host",
                             "host '\(host)' has no DestinationRule among the linted manifests; subset '\(subset)' not checked (it may be in the cluster already)")
                     } else {
-                        add(.error, doc, "\(path).host",
+                        addAbsence(doc, "\(path).host",
                             "host '\(host)' has no DestinationRule among the linted manifests, so its subset '\(subset)' is undefined\(closest(shortHost(host), known))")
                     }
                     continue
@@ -420,7 +459,7 @@ struct Checker {
                             ? "\(what) go to subset '\(subset)' (\(labelList(s.labels))), whose pods exist only while a rollout runs; until then those requests fail"
                             : "\(what) goes to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides until a rollout starts; those requests fail. Fledge moves it to stable while nothing is in flight")
                 } else {
-                    add(.error, doc, "\(base).route[\(i)]",
+                    addAbsence(doc, "\(base).route[\(i)]",
                         "\(what) go\(route.hasMatch ? "" : "es") to subset '\(subset)' (\(labelList(s.labels))), whose pods no Deployment provides; those requests fail")
                 }
             }
@@ -479,10 +518,10 @@ struct Checker {
                     matchCount(s.labels, podLabels(a)) < matchCount(s.labels, podLabels(b))
                 }
                 if let best, let miss = firstMismatch(s.labels, podLabels(best)) {
-                    add(.error, doc, "\(base).\(miss.key)",
+                    addAbsence(doc, "\(base).\(miss.key)",
                         "subset '\(s.name)' selects \(miss.key)=\(miss.wanted) but no Deployment's pods have it (closest: Deployment \(best.name ?? "") has \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"))")
                 } else {
-                    add(.error, doc, base, "subset '\(s.name)' (\(labelList(s.labels))) selects the pods of no Deployment among the linted manifests")
+                    addAbsence(doc, base, "subset '\(s.name)' (\(labelList(s.labels))) selects the pods of no Deployment among the linted manifests")
                 }
             }
         }

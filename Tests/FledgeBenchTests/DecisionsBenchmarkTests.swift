@@ -125,3 +125,20 @@ struct DecisionsBenchmarkTests {
         #expect(text.contains("| 0.1% ×20, latency unchanged, 100 req/s |"))
     }
 }
+
+/// `--out` is checked before the simulation: a file in the way is named; missing folders are created.
+@Suite struct DecisionsOutputFolderTests {
+    @Test func aFileInTheWayIsNamedBeforeTheRun() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-decisions-out-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("file").path
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(DecisionsBenchmark.outputFolderProblem(folder.appendingPathComponent("new/deeper").path) == nil)
+        #expect(DecisionsBenchmark.outputFolderProblem(file) == "cannot write the report into \(file): \(file) is a file, not a folder")
+        #expect(
+            DecisionsBenchmark.outputFolderProblem(file + "/sub")
+                == "cannot write the report into \(file)/sub: \(file) is a file, not a folder")
+        #expect(throws: (any Error).self) { try DecisionsBenchmark.parse(["--out", file + "/sub"]) }
+    }
+}

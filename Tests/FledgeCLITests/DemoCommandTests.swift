@@ -12,6 +12,19 @@ struct DemoCommandTests {
     /// Short holds and intervals, and enough traffic for the judge to accept each stage within seconds.
     static let fast = ["--hold", "2s", "--interval", "2s", "--rps", "6000", "--timeout", "50s", "-o", "json"]
 
+    /// The README and `fledge demo --help` give the same time to promotion (they once said two minutes and 90 s).
+    @Test func readmeAndHelpAgreeOnHowLongTheDemoTakes() throws {
+        func promotedAfter(_ text: String) -> [String] {
+            let flat = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            return flat.matches(of: /promoted about (\d+) s/).map { String($0.output.1) }
+        }
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let help = DemoCommand.helpMessage(columns: 200)
+        #expect(promotedAfter(help) == ["90"], "\(help)")
+        #expect(promotedAfter(readme) == promotedAfter(help))
+        #expect(!readme.contains("ends in about two minutes"))
+    }
+
     @Test func healthyCanaryIsPromotedAndEverythingStops() async throws {
         let run = try DemoRun.start(Self.fast + ["--image", "registry.example/product-service:3.1.4"])
         let result = try await run.finish()

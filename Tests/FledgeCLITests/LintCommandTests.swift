@@ -42,4 +42,14 @@ struct LintCommandTests {
     @Test func needsAPath() {
         #expect(throws: (any Error).self) { try LintCommand.parse([]) }
     }
+
+    /// The discussion is paragraphs that ArgumentParser wraps to the terminal, not lines broken mid-sentence.
+    @Test func helpTextWrapsNaturally() {
+        let paragraphs = LintCommand.configuration.discussion.split(separator: "\n\n")
+        #expect(paragraphs.count >= 2)
+        #expect(paragraphs.allSatisfy { !$0.trimmingCharacters(in: .newlines).contains("\n") }, "\(paragraphs)")
+        let help = LintCommand.helpMessage(columns: 80)
+        #expect(help.contains("Reads YAML files and folders (recursively, multi-document files too), validates\nevery Rollout"), "\(help)")
+        #expect(help.split(separator: "\n").allSatisfy { $0.count <= 80 })
+    }
 }

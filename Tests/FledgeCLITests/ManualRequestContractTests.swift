@@ -99,6 +99,36 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// `abort --reason first`, `retry`, then `abort` without a reason: status shows no reason, never the old one
+    /// (the second abort removes the annotation; retry already does).
+    @Test func aLaterAbortWithoutAReasonShowsNoOldReason() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let (first, _) = try await Self.answered(["abort", "product-service", "--reason", "first"], .abort, sandbox: sandbox, controller: &controller)
+            #expect(first.status == 0, "\(first)")
+            try await controller.run(untilPhase: .aborted)
+            #expect(try await sandbox.run(["status", "product-service"]).out.contains("Abort reason:  first"))
+
+            let (retried, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)
+            #expect(retried.status == 0, "\(retried)")
+            #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == nil)
+            try await controller.run { $0.status?.phase == .progressing }
+            // As if retry had not removed it (an older fledge): the second abort still must.
+            _ = try await sandbox.server.store.modify(CLISandbox.rollouts, namespace: "shop", name: "product-service") { object in
+                object[path: ["metadata", "annotations", AbortCommand.reasonAnnotation]] = "first"
+            }
+
+            let (second, _) = try await Self.answered(["abort", "product-service"], .abort, sandbox: sandbox, controller: &controller)
+            #expect(second.status == 0, "\(second)")
+            #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == nil)
+            try await controller.run(untilPhase: .aborted)
+            let shown = try await sandbox.run(["status", "product-service"])
+            #expect(shown.out.contains("Phase:         Aborted") && !shown.out.contains("Abort reason"), "\(shown)")
+        }
+    }
+
     @Test func retryAfterAFailure() async throws {
         try await CLISandbox.with { sandbox in
             _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
@@ -205,6 +235,41 @@ struct ManualRequestContractTests {
     /// `event TYPE REASON: NOTE`, as the watch prints an Event object.
     static func eventTexts(_ events: [JSONValue]) -> [String] {
         events.map { "event \($0["type"]?.stringValue ?? "") \($0["reason"]?.stringValue ?? ""): \($0["note"]?.stringValue ?? "")" }
+    }
+
+    /// `fledge trigger … && fledge status --watch …` in CI: when the revision followed is replaced (trigger --force of
+    /// another image, or spec.canary set back to stable) the watch exits 3 at once, naming both revisions, and never
+    /// reports the other revision's success as its own.
+    @Test(arguments: ["registry.example/product-service:3.0.0", "registry.example/product-service:1.0.0"])
+    func watchExitsThreeWhenItsRevisionIsSuperseded(by image: String) async throws {
+        try await CLISandbox.with { sandbox in
+            var controller = ContractController(sandbox)
+            try await controller.reconcile()
+            let stable = try #require(try await sandbox.rollout().status?.stableRevision)
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            let watch = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await controller.run { $0.status?.phase == .progressing }
+            try await watch.waitForOutput(containing: "product-service: Progressing")
+            let followed = try #require(try await sandbox.rollout().status?.revision)
+
+            let forced = try await sandbox.run(["trigger", "product-service", "--image", image, "--force"])
+            #expect(forced.status == 0, "\(forced)")
+            try await controller.reconcile()
+            let other = try #require(try await sandbox.rollout().status?.revision)
+            #expect(other != followed)
+            #expect((other == stable) == image.hasSuffix(":1.0.0"))
+            let watched = try await watch.finish(orStopAfter: .seconds(60))
+            #expect(watched.status == 3, "\(watched)")
+            let why = other == stable ? "the stable one: spec.canary was set back to the stable image" : "spec.canary changed"
+            #expect(
+                watched.errLines.last?.hasPrefix(
+                    "revision \(followed) of rollout \"product-service\" was superseded by revision \(other) (\(why); now ") == true, "\(watched)")
+            // The other revision runs to its end; a watch started now follows it and exits 0.
+            let next = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await controller.run { [.succeeded, .healthy].contains($0.status?.phase) }
+            let nextWatched = try await next.finish(orStopAfter: .seconds(60))
+            #expect(nextWatched.status == 0, "\(nextWatched)")
+        }
     }
 
     @Test func watchExitsZeroOnSuccessAndTwoOnTimeout() async throws {

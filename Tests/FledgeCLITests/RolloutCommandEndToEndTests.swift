@@ -46,6 +46,30 @@ struct RolloutCommandEndToEndTests {
             #expect(parsed["revision"]?.stringValue == String(printed.1))
             let yaml = try await sandbox.run(["status", "product-service", "-o", "yaml"])
             #expect(yaml.out.contains("phase: Progressing"))
+
+            // A real API server keeps status keys sorted. -o json/yaml print them in RolloutStatus's order, phase
+            // first, values untouched (keys it does not know go last: KeyOrderTests).
+            _ = try await sandbox.server.store.modify(CLISandbox.rollouts, namespace: "shop", name: "product-service") { object in
+                var status = object["status"]?.objectValue ?? [:]
+                status.sort { $0.key < $1.key }
+                object["status"] = .object(status)
+            }
+            let declared = [
+                "phase", "observedGeneration", "revision", "stableRevision", "stage", "stageProgress", "canaryWeight", "message", "startedAt",
+                "stageStartedAt", "lastProgressAt", "lastAnalysisAt", "passedChecks", "failedChecks", "inconclusiveChecks", "errorChecks",
+                "lastAnalysis", "conditions", "history", "requests", "rollbackTo", "approvedStage", "passedWebhooks", "judge",
+                "judgeAcceptedStage", "routedTraffic",
+            ]
+            let storedStatus = try #require(await sandbox.server.store.object(CLISandbox.rollouts, namespace: "shop", name: "product-service")?["status"])
+            let ordered = try JSONValue(parsing: Array(try await sandbox.run(["status", "product-service", "-o", "json"]).out.utf8))
+            let keys = Array(try #require(ordered.objectValue).keys)
+            #expect(keys == declared.filter(keys.contains), "\(keys)")
+            #expect(keys.first == "phase" && keys.count > 8)
+            #expect(ordered == storedStatus)
+            // Each condition in Condition's order (type first), as the controller writes it.
+            if let condition = ordered["conditions"]?[0]?.objectValue { #expect(condition.keys.first == "type", "\(condition)") }
+            let orderedYAML = try await sandbox.run(["status", "product-service", "-o", "yaml"])
+            #expect(orderedYAML.out.split(separator: "\n").first { $0 != "---" } == "phase: Progressing", "\(orderedYAML)")
         }
     }
 

@@ -24,6 +24,58 @@ struct RolloutViewTests {
         #expect(StatusView.age(since: Timestamp(seconds: 1_000_100), now: now) == "0s")
     }
 
+    /// status -o json/yaml: the stored status (a real API server sorts its keys) in RolloutStatus's order, phase
+    /// first, keys this version does not know last, values untouched.
+    @Test func statusOutputFollowsTheDeclarationOrder() throws {
+        let status: JSONValue = [
+            "canaryWeight": 10, "conditions": [["lastTransitionTime": "2026-11-26T10:00:00Z", "message": "m", "reason": "R", "status": "True", "type": "Progressing"]],
+            "failedChecks": 1, "lastProgressAt": "2026-11-26T10:00:00Z", "observedGeneration": 2, "phase": "Progressing",
+            "revision": "abc", "stableRevision": "def", "stage": 0, "zFuture": ["b": 1, "a": 2],
+        ]
+        let fetched = try FetchedRollout(Self.rolloutJSON(status: status))
+        let ordered = StatusPrinter.orderedStatus(fetched)
+        #expect(ordered == status)
+        #expect(
+            ordered.serializedString()
+                == #"{"phase":"Progressing","observedGeneration":2,"revision":"abc","stableRevision":"def","stage":0,"canaryWeight":10,"lastProgressAt":"2026-11-26T10:00:00Z","failedChecks":1,"conditions":[{"type":"Progressing","status":"True","reason":"R","message":"m","lastTransitionTime":"2026-11-26T10:00:00Z"}],"zFuture":{"b":1,"a":2}}"#)
+        // No status yet: an empty object, as before.
+        #expect(StatusPrinter.orderedStatus(try FetchedRollout(Self.rolloutJSON(status: nil))) == .object([:]))
+    }
+
+    /// The revision a watch follows is the first a current status names; another is a supersession, except the
+    /// rename to the stable revision while promoting (the same rollout).
+    @Test func revisionFollower() throws {
+        func fetched(_ phase: String, _ revision: String?, stable: String = "s", generation: Int64 = 2) throws -> FetchedRollout {
+            var status: JSONValue = ["phase": .string(phase), "observedGeneration": 2, "stableRevision": .string(stable)]
+            if let revision { status["revision"] = .string(revision) }
+            return try FetchedRollout(Self.rolloutJSON(status: status, generation: generation))
+        }
+        var follower = RevisionFollower()
+        #expect(follower.superseding(try fetched("Healthy", "old", generation: 3)) == nil)  // not about this spec yet
+        #expect(follower.followed == nil)
+        #expect(follower.superseding(try fetched("Initializing", nil)) == nil)
+        #expect(follower.superseding(try fetched("Progressing", "a")) == nil && follower.followed == "a")
+        #expect(follower.superseding(try fetched("Progressing", "a")) == nil)
+        #expect(follower.superseding(try fetched("Promoting", "s")) == nil && follower.followed == "s")
+        #expect(follower.superseding(try fetched("Succeeded", "s")) == nil)
+
+        var replaced = RevisionFollower()
+        _ = replaced.superseding(try fetched("Progressing", "a"))
+        #expect(replaced.superseding(try fetched("Initializing", "b")) == "b")
+        var reverted = RevisionFollower()
+        _ = reverted.superseding(try fetched("Progressing", "a"))
+        #expect(reverted.superseding(try fetched("RollingBack", "s")) == "s")
+        #expect(
+            StatusCommand.supersededMessage(followed: "a", by: "s", phase: .rollingBack, stable: "s", rollout: "r")
+                == "revision a of rollout \"r\" was superseded by revision s (the stable one: spec.canary was set back to the stable image; now RollingBack): it will not finish")
+        // Exit 3 is documented where the other codes are.
+        let help = StatusCommand.helpMessage(columns: 400)
+        #expect(help.contains("2 --timeout passed first, 3 the revision followed was superseded by another"), "\(help)")
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("2 when `--timeout` passes first, 3 when the revision it follows is superseded"))
+        #expect(StatusCommand.supersededExit == 3)
+    }
+
     static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
         var object: JSONValue = [
             "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",

@@ -394,4 +394,49 @@ struct MoreLintTests {
         #expect(errors(report).first?.line == 4, "\(report.findings)")
         #expect(errors(report).first?.message.contains("key 'name' appears more than once") == true, "\(report.findings)")
     }
+
+    /// libyaml puts an unexpected end of the stream on the line after the last: the finding names the last real line.
+    @Test(arguments: [
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n", 4),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"x\n", 4),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x", 4),
+        ("a: [\n\n\n", 3),
+    ])
+    func aSyntaxErrorAtTheEndIsOnTheLastLine(text: String, line: Int) {
+        let report = Linter.lint(sources: [("broken.yaml", text)])
+        #expect(report.findings.count == 1 && report.findings.first?.line == line, "\(report.findings)")
+    }
+
+    /// By file, then line (a whole file's findings first), then severity (errors first).
+    @Test func findingsAreSortedByFileLineAndSeverity() throws {
+        var sources = try variant("virtualservice.yaml", "weight: 90", "weight: 80")
+        sources.append(("a-empty.yaml", ""))
+        sources.append(("z-broken.yaml", "a: [\n"))
+        let report = Linter.lint(sources: sources)
+        let keys = report.findings.map { ($0.file, $0.line ?? 0, [Severity.error: 0, .warning: 1, .info: 2][$0.severity]!) }
+        #expect(report.findings.count >= 4, "\(report.findings)")
+        #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 <= $1 }, "\(report.findings)")
+        #expect(report.findings.first?.file == "a-empty.yaml" && report.findings.last?.file == "z-broken.yaml")
+        // The same through paths (files that cannot be read are findings too).
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-lint-sort-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for (name, text) in sources { try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        let fromPaths = Linter.lint(paths: [folder.path + "/z-missing.yaml", folder.path])
+        let files = fromPaths.findings.map(\.file)
+        #expect(files == files.sorted(), "\(fromPaths.findings)")
+    }
+
+    /// A duplicate key in rollout.yaml: that is the error. The VirtualService and DestinationRule checks that rest on
+    /// no Rollout managing the canary subset become warnings that name the file, not errors of their own.
+    @Test func aFileThatFailsToParseTurnsItsConsequencesIntoWarnings() throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "  name: product-service\n", "  name: product-service\n  name: product-service\n"))
+        #expect(errors(report).count == 1, "\(report.findings)")
+        #expect(errors(report).first?.file == "rollout.yaml" && errors(report).first?.message.contains("appears more than once") == true)
+        let others = report.findings.filter { $0.file != "rollout.yaml" }
+        #expect(others.count >= 2, "\(report.findings)")
+        #expect(others.allSatisfy { $0.severity == .warning && $0.message.contains("not certain: rollout.yaml failed to parse") }, "\(others)")
+        // Without the Rollout at all (not a broken file) the same is an error, as before.
+        #expect(!errors(Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })).isEmpty)
+    }
 }

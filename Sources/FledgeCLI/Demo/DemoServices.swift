@@ -227,11 +227,7 @@ final class DemoDriver: Service, Sendable {
         } catch {
             throw CLIError("cannot gather the report of \(rollout.namespace)/\(rollout.name): \(error.message)")
         }
-        do {
-            try Data(ReportRenderer.html(data).utf8).write(to: URL(fileURLWithPath: reportPath), options: .atomic)
-        } catch {
-            throw CLIError("cannot write \(reportPath): \(error.localizedDescription)")
-        }
+        try OutputFile.write(Data(ReportRenderer.html(data).utf8), to: reportPath)
         return reportPath
     }
 

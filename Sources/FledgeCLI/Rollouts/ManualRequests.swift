@@ -10,8 +10,8 @@ struct ManualRequestRunner {
     let name: String
     let kind: ManualRequest
     let wait: RequestWaitOptions
-    /// Further annotations written in the same patch (the abort reason).
-    var extraAnnotations: [String: String] = [:]
+    /// Further annotations written in the same merge patch (the abort reason); `.null` removes one.
+    var extraAnnotations: [String: JSONValue] = [:]
 
     /// A token no earlier request of this Rollout has: the time to the millisecond plus random bits.
     static func freshToken(now: Date = Date()) -> String {
@@ -37,7 +37,7 @@ struct ManualRequestRunner {
             return 1
         }
         var annotations: JSONObject = [kind.annotation: .string(token)]
-        for (key, value) in extraAnnotations.sorted(by: { $0.key < $1.key }) { annotations[key] = .string(value) }
+        for (key, value) in extraAnnotations.sorted(by: { $0.key < $1.key }) { annotations[key] = value }
         do {
             _ = try await cluster.client.patch(
                 .rollouts, namespace: cluster.namespace, name: name, .merge(["metadata": ["annotations": .object(annotations)]]),
