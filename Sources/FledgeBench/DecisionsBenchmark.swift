@@ -382,8 +382,17 @@ struct DecisionReport {
             if missed.isEmpty {
                 line += "."
             } else {
-                line += "; of the \(missed.count) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks "
-                    + "and \(notAtFirst) \(notAtFirst == 1 ? "is" : "are") possible only by advancing the bad canary past 10 % first."
+                var reasons: [String] = []
+                if impossible > 0 {
+                    reasons.append(
+                        "\(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy with ≤ \(pct(judge.falseRollbackRate)) false rollbacks")
+                }
+                if notAtFirst > 0 {
+                    reasons.append("\(notAtFirst) \(notAtFirst == 1 ? "is" : "are") possible only by advancing the bad canary past 10 % first")
+                }
+                line += reasons.isEmpty
+                    ? "; the information bound puts none of the \(missed.count) missed out of reach."
+                    : "; of the \(missed.count) missed, " + reasons.joined(separator: " and ") + "."
             }
             lines.append(line)
         }
@@ -403,8 +412,10 @@ struct DecisionReport {
             if met == goodTraffic.count {
                 line += "."
             } else {
-                line += "; of the \(goodTraffic.count - met) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy that promotes a canary at the error margin "
-                    + "at most \(pct(judge.falsePromotionRate)) of the time."
+                line += impossible == 0
+                    ? "; the information bound puts none of the \(goodTraffic.count - met) missed out of reach."
+                    : "; of the \(goodTraffic.count - met) missed, \(impossible) \(impossible == 1 ? "is" : "are") impossible for any policy that promotes a canary at the error margin "
+                        + "at most \(pct(judge.falsePromotionRate)) of the time."
             }
             lines.append(line)
         }

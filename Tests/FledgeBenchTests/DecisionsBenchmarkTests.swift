@@ -95,9 +95,16 @@ struct DecisionsBenchmarkTests {
     }
 
     static func noOddities(_ text: String) {
-        for odd in ["0 of 0", " nan", "NaN", "of the 0 missed", "inf×", "∞", "0 scenarios", "in 0 of"] {
+        for odd in ["0 of 0", " nan", "NaN", "of the 0 missed", "inf×", "∞", "0 scenarios", "in 0 of", ", 0 are", "and 0 are", " 0 is "] {
             #expect(!text.contains(odd), "\(odd) in:\n\(text)")
         }
+    }
+
+    /// Scenarios of the user's own (rates the bound never rules out): the summary says so instead of "0 are impossible".
+    @Test func ownScenariosSummariseWithoutZeroCounts() throws {
+        let text = try Self.readme(["--baseline-error-rates", "0.5%", "--error-multipliers", "1,3,10", "--latency", "unchanged", "--traffic", "50,500"])
+        let targets = text.components(separatedBy: "## Targets")[1].components(separatedBy: "## Reading")[0]
+        for odd in [", 0 are", "and 0 are", " 0 is "] { #expect(!targets.contains(odd), "\(odd) in:\n\(targets)") }
     }
 
     @Test func onlyGoodCanariesAtOneRequestASecond() throws {
