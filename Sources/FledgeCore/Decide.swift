@@ -431,6 +431,12 @@ struct Engine {
             switch phase {
             case .progressing, .paused:
                 let stage = status.stage ?? 0
+                if status.canaryWeight != plan.stages[min(stage, plan.stages.count - 1)].weight,
+                    let blocked = status.condition(ConditionType.trafficReady), blocked.status == .false
+                {
+                    // Approving a stage that does not serve its weight would skip it once traffic can flow again.
+                    return (false, "stage \(stage + 1) does not serve its weight: \(blocked.message); promote once it does, or promote --full")
+                }
                 status.approvedStage = stage
                 return (true, "stage \(stage + 1) of \(plan.stages.count) (\(plan.stages[stage].weight)%) promoted")
             case .initializing: return (false, "the canary is not serving yet; no stage to promote")

@@ -274,3 +274,23 @@ import Testing
         #expect(sim.observedCanaryWeight == 10)
     }
 }
+
+@Suite struct PromoteBeforeAStageServesTests {
+    /// A stage whose weight could not be set (traffic not ready) cannot be approved: once traffic flows again it
+    /// would be skipped without ever serving.
+    @Test func promotingAStageThatNeverServedIsRefused() {
+        var sim = TrafficChangeTests().renamedAt25()
+        sim.observed.virtualService = nil  // the VirtualService the spec names now does not exist yet
+        sim.run(maxSteps: 20) { $0.status.condition(ConditionType.trafficReady)?.reason == "VirtualServiceNotFound" }
+        #expect(sim.status.canaryWeight == 0)
+        sim.request(.promote)
+        let refused = sim.reconcile()
+        let answer = refused.status.requests.first { $0.kind == .promote }
+        #expect(answer?.accepted == false)
+        #expect(answer?.message.contains("stage 2 does not serve its weight: VirtualService product-service-v2 not found") == true, "\(answer?.message ?? "")")
+        sim.observed.virtualService = TrafficChangeTests().virtualService(named: "product-service-v2", canaryWeight: 0)
+        sim.run(maxSteps: 50) { $0.observedCanaryWeight == 25 }
+        #expect(sim.observedCanaryWeight == 25, "stage 2 serves its weight instead of being skipped")
+        #expect(sim.status.stage == 1)
+    }
+}
