@@ -135,7 +135,8 @@ extension Controller {
             canaryDeployment: references.flatMap { caches.deployments.get(namespace: namespace, name: $0.canaryDeployment) },
             virtualService: references.flatMap { caches.virtualServices.get(namespace: namespace, name: $0.virtualService) },
             destinationRule: references.flatMap { caches.destinationRules.get(namespace: namespace, name: $0.destinationRule) },
-            formerVirtualService: references?.formerVirtualService.flatMap { caches.virtualServices.get(namespace: namespace, name: $0) })
+            formerVirtualService: references?.formerVirtualService.flatMap { caches.virtualServices.get(namespace: namespace, name: $0) },
+            formerCanaryDeployment: references?.formerCanaryDeployment.flatMap { caches.deployments.get(namespace: namespace, name: $0) })
         let identity = RolloutWork.identity(of: rollout)
         let (memory, replaced) = work.withLock { w -> (RolloutWork, Bool) in
             var entry = w[key] ?? RolloutWork()

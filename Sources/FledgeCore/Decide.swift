@@ -144,7 +144,34 @@ struct Engine {
         }
         keepFinalizerWhileTrafficMayReachTheCanary()
         recordRoutedTraffic()
+        retireFormerCanary()
         scheduleWakeUp()
+    }
+
+    /// Remembers the canary Deployment this Rollout made; one made for an earlier `spec.target.deployment` is scaled
+    /// to zero once no managed route gives the canary weight (its pods may still be what the canary subset selects),
+    /// and forgotten once it is at zero or gone.
+    mutating func retireFormerCanary() {
+        guard let references = rollout.references else { return }
+        if let former = observed.formerCanary, former.name == status.canaryDeployment, former.name != references.canaryDeployment {
+            guard former.replicas > 0, former.owningRollout == rollout.metadata.name else {
+                status.canaryDeployment = nil
+                return
+            }
+            if observedWeight == 0 || observed.virtualService == nil, !actions.contains(where: { ($0.weightChange?.canaryWeight ?? 0) > 0 }) {
+                actions.append(.scaleCanary(deployment: former.name, replicas: 0))
+                event(
+                    .normal, "CanaryRetired",
+                    "spec.target.deployment is now \(references.stableDeployment): scaling \(former.name), the canary of the previous target, to zero")
+            }
+            return
+        }
+        if status.canaryDeployment != nil, observed.formerCanary == nil, status.canaryDeployment != references.canaryDeployment {
+            status.canaryDeployment = nil  // Gone (or never seen): nothing to retire.
+        }
+        if observed.canary != nil || actions.contains(where: { if case .ensureCanaryDeployment = $0 { true } else { false } }) {
+            status.canaryDeployment = references.canaryDeployment
+        }
     }
 
     // MARK: - Routes the spec no longer names
@@ -340,6 +367,7 @@ struct Engine {
         if status.phase == .rollingBack { _ = rollingBack() }
         safetyWeightsToStable()
         keepFinalizerWhileTrafficMayReachTheCanary()
+        retireFormerCanary()
         scheduleWakeUp()
     }
 
@@ -355,13 +383,14 @@ struct Engine {
             "the spec is invalid (\(problem)); fix it first, abort the rollout (fledge abort), or delete the Rollout (its traffic goes back to stable before it goes)"
         handleRequests()
         if !status.phase.isIdle, status.phase != .rollingBack { hold("the spec is invalid: \(problem)") }
-        guard fallbackTraffic != nil, status.phase == .rollingBack else { return }
+        guard fallbackTraffic != nil else { return }
         if movingFormerTrafficBack() { return }
         readRoutes()
         if let w = observedWeight { status.canaryWeight = w }
-        _ = rollingBack()
+        if status.phase == .rollingBack { _ = rollingBack() }
         keepFinalizerWhileTrafficMayReachTheCanary()
         recordRoutedTraffic()
+        retireFormerCanary()
     }
 
     /// In phases that must send nothing to the canary, moves the weight back even when little else is known.

@@ -89,25 +89,30 @@ public struct Observed: Sendable, Equatable {
     /// The VirtualService `status.routedTraffic` names when it is not the one the spec names (`spec.traffic`
     /// changed while the canary had weight there); nil otherwise, or when it does not exist.
     public var formerVirtualService: JSONValue?
+    /// The canary Deployment `status.canaryDeployment` names when it is not `<target>-canary` any more
+    /// (`spec.target.deployment` changed); nil otherwise, or when it does not exist.
+    public var formerCanary: ObservedDeployment?
 
     public init(
         stable: ObservedDeployment?, canary: ObservedDeployment?, virtualService: JSONValue?, destinationRule: JSONValue?,
-        formerVirtualService: JSONValue? = nil
+        formerVirtualService: JSONValue? = nil, formerCanary: ObservedDeployment? = nil
     ) {
         self.stable = stable
         self.canary = canary
         self.virtualService = virtualService
         self.destinationRule = destinationRule
         self.formerVirtualService = formerVirtualService
+        self.formerCanary = formerCanary
     }
 
     /// From the objects as the API server returns them.
     public init(
         stableDeployment: JSONValue?, canaryDeployment: JSONValue?, virtualService: JSONValue?, destinationRule: JSONValue?,
-        formerVirtualService: JSONValue? = nil
+        formerVirtualService: JSONValue? = nil, formerCanaryDeployment: JSONValue? = nil
     ) {
         self.init(
             stable: stableDeployment.map(ObservedDeployment.init(json:)), canary: canaryDeployment.map(ObservedDeployment.init(json:)),
-            virtualService: virtualService, destinationRule: destinationRule, formerVirtualService: formerVirtualService)
+            virtualService: virtualService, destinationRule: destinationRule, formerVirtualService: formerVirtualService,
+            formerCanary: formerCanaryDeployment.map(ObservedDeployment.init(json:)))
     }
 }

@@ -204,6 +204,9 @@ public struct RolloutReferences: Sendable, Hashable {
     /// The VirtualService that may still carry canary weight from before `spec.traffic` changed
     /// (`status.routedTraffic`), when it is not `virtualService`.
     public var formerVirtualService: String?
+    /// The canary Deployment this Rollout made for an earlier target (`status.canaryDeployment`), when it is not
+    /// `canaryDeployment`.
+    public var formerCanaryDeployment: String?
 
     /// What the canary Deployment's name adds to the stable one's.
     public static let canarySuffix = "-canary"
@@ -219,7 +222,7 @@ public struct RolloutReferences: Sendable, Hashable {
 
     public init(
         namespace: String, stableDeployment: String, canaryDeployment: String, virtualService: String, destinationRule: String,
-        formerVirtualService: String? = nil
+        formerVirtualService: String? = nil, formerCanaryDeployment: String? = nil
     ) {
         self.namespace = namespace
         self.stableDeployment = stableDeployment
@@ -227,6 +230,7 @@ public struct RolloutReferences: Sendable, Hashable {
         self.virtualService = virtualService
         self.destinationRule = destinationRule
         self.formerVirtualService = formerVirtualService == virtualService ? nil : formerVirtualService
+        self.formerCanaryDeployment = formerCanaryDeployment == canaryDeployment ? nil : formerCanaryDeployment
     }
 }
 
@@ -238,6 +242,6 @@ extension Rollout {
         return RolloutReferences(
             namespace: metadata.namespace ?? "default", stableDeployment: target, canaryDeployment: RolloutReferences.canaryDeployment(of: target),
             virtualService: spec.traffic?.virtualService ?? target, destinationRule: spec.traffic?.destinationRule ?? target,
-            formerVirtualService: status?.routedTraffic?.virtualService)
+            formerVirtualService: status?.routedTraffic?.virtualService, formerCanaryDeployment: status?.canaryDeployment)
     }
 }

@@ -112,6 +112,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     /// changes (another VirtualService, other routes or subsets) while they still send the canary traffic, that
     /// weight is moved back to stable before anything else, instead of staying on a canary that later goes away.
     public var routedTraffic: RoutedTraffic?
+    /// The canary Deployment this Rollout made (`<target>-canary`). When `spec.target.deployment` changes, the one
+    /// named here is scaled to zero once no managed route sends the canary traffic, instead of running on unowned.
+    public var canaryDeployment: String?
 
     public static let historyLimit = 10
 
@@ -132,7 +135,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         case phase, observedGeneration, revision, stableRevision, stage, stageProgress, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
         case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks, judge, judgeAcceptedStage
-        case routedTraffic
+        case routedTraffic, canaryDeployment
     }
 
     public init(from decoder: any Decoder) throws {
@@ -163,6 +166,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         judge = try c.decodeIfPresent(JudgeState.self, forKey: .judge)
         judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
         routedTraffic = try c.decodeIfPresent(RoutedTraffic.self, forKey: .routedTraffic)
+        canaryDeployment = try c.decodeIfPresent(String.self, forKey: .canaryDeployment)
     }
 
     /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What

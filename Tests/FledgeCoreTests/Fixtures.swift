@@ -189,6 +189,9 @@ struct Sim {
             weightHistory.append(change.canaryWeight)
         case .writeStableTemplate(_, let template, _):
             observed.stable!.template = template
+        case .scaleCanary(let name, let replicas) where name == observed.formerCanary?.name:
+            observed.formerCanary!.replicas = replicas
+            observed.formerCanary!.readyReplicas = replicas
         case .scaleCanary(_, let replicas):
             observed.canary!.replicas = replicas
             observed.canary!.readyReplicas = replicas

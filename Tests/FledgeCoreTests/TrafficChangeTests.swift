@@ -294,3 +294,44 @@ import Testing
         #expect(sim.status.stage == 1)
     }
 }
+
+@Suite struct TargetChangedMidRolloutTests {
+    /// The canary made for the previous `spec.target.deployment` does not run on after an abort: it is scaled to
+    /// zero once no managed route gives the canary weight.
+    @Test(arguments: ["other-service", "Not_Valid"])
+    func theFormerTargetsCanaryIsScaledToZero(target: String) {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        #expect(sim.status.canaryDeployment == "product-service-canary")
+        sim.rollout.spec.target = TargetSpec(deployment: target)
+        sim.rollout.metadata.generation! += 1
+        #expect(sim.rollout.references?.formerCanaryDeployment == "product-service-canary")
+        var former = sim.observed.canary!
+        former.owningRollout = "product-service"
+        sim.observed.formerCanary = former
+        sim.observed.canary = nil
+        sim.observed.stable = nil
+        sim.request(.abort)
+        sim.run(maxSteps: 40) { $0.phase.isIdle && $0.observed.formerCanary?.replicas == 0 }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.formerCanary?.replicas == 0)
+        #expect(sim.events.contains { $0.reason == "CanaryRetired" })
+        sim.reconcile()
+        #expect(sim.status.canaryDeployment == nil)
+        #expect(sim.reconcile().writes.isEmpty)
+    }
+
+    @Test func aDeploymentThisRolloutDidNotMakeIsLeftAlone() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.rollout.spec.target = TargetSpec(deployment: "other-service")
+        sim.observed.formerCanary = sim.observed.canary  // no owner reference to this Rollout
+        sim.observed.canary = nil
+        sim.observed.stable = nil
+        sim.request(.abort)
+        sim.run(maxSteps: 40) { $0.phase.isIdle }
+        #expect(sim.observed.formerCanary?.replicas == 3)
+        #expect(!sim.events.contains { $0.reason == "CanaryRetired" })
+    }
+}

@@ -75,6 +75,7 @@ struct CRDTests {
         sim.approvedStage = 0
         sim.judge = try CanaryJudge().initialState()
         sim.judgeAcceptedStage = 0
+        sim.canaryDeployment = "c"
         sim.routedTraffic = RoutedTraffic(TrafficPlan(virtualService: "v", destinationRule: "d", stableSubset: "s", canarySubset: "c"))
         let json = try JSONValue(encoding: sim)
         for key in json.objectValue!.keys { #expect(known.contains(key), "status.\(key) is missing from the CRD schema") }
