@@ -181,7 +181,7 @@ struct Engine {
     mutating func recordRoutedTraffic() {
         let writesWeight = actions.contains { ($0.weightChange?.canaryWeight ?? 0) > 0 }
         if writesWeight || (!managed.isEmpty && observedWeight != 0) {
-            status.routedTraffic = RoutedTraffic(traffic)
+            status.routedTraffic = RoutedTraffic(traffic, host: serviceHost)
         } else if observed.virtualService == nil || !managed.isEmpty {
             status.routedTraffic = nil
         }
@@ -204,13 +204,14 @@ struct Engine {
         var anyRoute = formerTraffic
         anyRoute.routes = []
         let found: [HTTPRouteView]
-        switch managedRoutes(of: vs, traffic: formerTraffic) {
+        switch managedRoutes(of: vs, traffic: formerTraffic, host: former.host, namespace: namespace) {
         case .success(let named): found = named
-        case .failure: found = (try? managedRoutes(of: vs, traffic: anyRoute).get()) ?? []
+        case .failure: found = (try? managedRoutes(of: vs, traffic: anyRoute, host: former.host, namespace: namespace).get()) ?? []
         }
         var routes = found.filter { $0.canaryWeight(stableSubset: former.stableSubset, canarySubset: former.canarySubset) != 0 }
         if former.virtualService == traffic.virtualService, former.stableSubset == traffic.stableSubset,
-            former.canarySubset == traffic.canarySubset, case .success(let current) = managedRoutes(of: vs, traffic: traffic)
+            former.canarySubset == traffic.canarySubset,
+            case .success(let current) = managedRoutes(of: vs, traffic: traffic, host: serviceHost, namespace: namespace)
         {
             // Routes the spec still manages, now by name, keep their weight: the rollout goes on with them.
             let stillManaged = Set(current.map(\.id))
@@ -227,7 +228,7 @@ struct Engine {
                     stableWeight: 100, canaryWeight: 0, routes: ids,
                     virtualService: settingWeights(of: vs, routes: routes, traffic: formerTraffic, canaryWeight: 0))))
         let message =
-            "spec.traffic no longer names \(place), which still send\(former.routes.count == 1 ? "s" : "") the canary traffic: moving it back to stable first"
+            "spec.traffic no longer names \(place): moving the canary's weight on route\(ids.count == 1 ? "" : "s") \(ids.joined(separator: ", ")) back to stable first"
         // A rollback's message says why it rolls back, and becomes the outcome's.
         if status.phase != .rollingBack { status.message = message }
         event(.normal, "TrafficMoved", message)
@@ -309,7 +310,7 @@ struct Engine {
     /// Finds the managed routes and the weight they give the canary (nil when they disagree or cannot be read).
     mutating func readRoutes() {
         if let vs = observed.virtualService {
-            switch managedRoutes(of: vs, traffic: traffic) {
+            switch managedRoutes(of: vs, traffic: traffic, host: serviceHost, namespace: namespace) {
             case .success(let routes):
                 managed = routes
                 let weights = routes.map { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) }
@@ -319,6 +320,17 @@ struct Engine {
         } else {
             trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(traffic.virtualService) not found")
         }
+    }
+
+    var namespace: String { rollout.metadata.namespace ?? "default" }
+
+    /// The DestinationRule's host, fully qualified; else the one recorded with the routes the canary was given
+    /// weight on. Routes to other services are never managed by default.
+    var serviceHost: String? {
+        if let host = observed.destinationRule?[path: ["spec", "host"]]?.stringValue, !host.contains("*") {
+            return qualifiedHost(host, namespace: namespace)
+        }
+        return status.routedTraffic.flatMap { $0.isRouted(by: traffic) ? $0.host : nil }
     }
 
     /// The routes and subsets to move weight on: the plan's, or, for a Rollout being deleted whose spec no longer
@@ -339,7 +351,7 @@ struct Engine {
         var any = traffic
         any.routes = []
         let carrying: [HTTPRouteView]
-        switch managedRoutes(of: vs, traffic: any) {
+        switch managedRoutes(of: vs, traffic: any, host: serviceHost, namespace: namespace) {
         case .success(let routes): carrying = routes.filter { $0.canaryWeight(stableSubset: any.stableSubset, canarySubset: any.canarySubset) != 0 }
         case .failure: carrying = []
         }
@@ -529,7 +541,10 @@ struct Engine {
     mutating func initializing() -> Bool {
         if deadlinePassed() { return true }
         if observedWeight != 0 {
-            guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            guard !managed.isEmpty else {
+                checkTraffic(canary: false)  // TrafficReady=False says why, too
+                return hold(trafficError?.message ?? "no managed route")
+            }
             setWeights(0, because: "a new revision starts from stable")
             return false
         }
@@ -575,17 +590,21 @@ struct Engine {
 
     mutating func progressing() -> Bool {
         let recorded = status.stage ?? 0
-        let index = min(recorded, plan.stages.count - 1)
-        status.stage = index
-        let stage = plan.stages[index]
+        var index = min(recorded, plan.stages.count - 1)
         if status.phase == .progressing, deadlinePassed() { return true }
         if status.stageStartedAt != nil,
-            recorded >= plan.stages.count || (specChanged && observedWeight == previousWeight && observedWeight != stage.weight)
+            recorded >= plan.stages.count || (specChanged && observedWeight == previousWeight && observedWeight != plan.stages[index].weight)
         {
-            // spec.stages was edited under a stage in progress (fewer stages, or another weight for this one): what
-            // was held, measured or approved was for the old stage, so this one starts over, gates included.
-            restartStage(index, because: recorded >= plan.stages.count ? "spec.stages now has \(plan.stages.count)" : "its weight is now \(stage.weight)%")
+            // spec.stages was edited under a stage in progress (fewer stages, or another weight at this position):
+            // what was held, measured or approved was for the old stage. The rollout goes on at the last stage whose
+            // weight is not above what the canary serves now (never more traffic than was approved), from its start,
+            // gates included.
+            let serving = observedWeight ?? previousWeight
+            index = plan.stages.lastIndex { $0.weight <= serving } ?? 0
+            restartStage(index, because: recorded >= plan.stages.count ? "it now has \(plan.stages.count)" : "stage \(recorded + 1) is now \(plan.stages[min(recorded, plan.stages.count - 1)].weight)%")
         }
+        status.stage = index
+        let stage = plan.stages[index]
 
         if observedWeight != stage.weight {
             // Weight not (yet) where this stage wants it.
@@ -1096,7 +1115,6 @@ struct Engine {
     /// apply there, and weight sent to the canary subset would reach no pod (Rule 2). Nil when all agree.
     func routeToAnotherHost() -> String? {
         guard let host = observed.destinationRule?[path: ["spec", "host"]]?.stringValue, !host.contains("*") else { return nil }
-        let namespace = rollout.metadata.namespace ?? "default"
         let wanted = qualifiedHost(host, namespace: namespace)
         for route in managed {
             for destination in route.destinations {

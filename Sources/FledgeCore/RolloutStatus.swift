@@ -32,12 +32,16 @@ public struct RoutedTraffic: Codable, Sendable, Equatable {
     public var routes: [String]
     public var stableSubset: String
     public var canarySubset: String
+    /// The service the routes send to (the DestinationRule's host, fully qualified) when it was known: only routes
+    /// to it are moved when the named ones cannot be found.
+    public var host: String?
 
-    public init(_ traffic: TrafficPlan) {
+    public init(_ traffic: TrafficPlan, host: String? = nil) {
         virtualService = traffic.virtualService
         routes = traffic.routes
         stableSubset = traffic.stableSubset
         canarySubset = traffic.canarySubset
+        self.host = host
     }
 
     public init(from decoder: any Decoder) throws {
@@ -46,6 +50,7 @@ public struct RoutedTraffic: Codable, Sendable, Equatable {
         routes = try c.decodeIfPresent([String].self, forKey: .routes) ?? []
         stableSubset = try c.decode(String.self, forKey: .stableSubset)
         canarySubset = try c.decode(String.self, forKey: .canarySubset)
+        host = try c.decodeIfPresent(String.self, forKey: .host)
     }
 
     /// To read and write these routes with.
@@ -54,7 +59,10 @@ public struct RoutedTraffic: Codable, Sendable, Equatable {
     }
 
     /// Whether `traffic` moves weight on exactly these routes.
-    public func isRouted(by traffic: TrafficPlan) -> Bool { self == RoutedTraffic(traffic) }
+    public func isRouted(by traffic: TrafficPlan) -> Bool {
+        virtualService == traffic.virtualService && routes == traffic.routes && stableSubset == traffic.stableSubset
+            && canarySubset == traffic.canarySubset
+    }
 }
 
 /// `status` of a Rollout. Every bit of progress lives here, so a restarted controller resumes where it stopped.

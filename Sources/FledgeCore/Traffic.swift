@@ -58,7 +58,12 @@ public struct TrafficError: Error, Sendable, Equatable, CustomStringConvertible 
 /// The routes whose weights Fledge manages: the routes named in `spec.traffic.routes`, or by default every
 /// route whose destinations all name the stable or canary subset and include the stable one (the seed's
 /// `x-canary` header route sends only to canary, so it is left alone).
-public func managedRoutes(of virtualService: JSONValue, traffic: TrafficPlan) -> Result<[HTTPRouteView], TrafficError> {
+///
+/// `host`, when given (fully qualified, see `qualifiedHost`), keeps the default out of routes to other services whose
+/// subsets happen to have the same names; routes named in `spec.traffic.routes` are taken as named.
+public func managedRoutes(
+    of virtualService: JSONValue, traffic: TrafficPlan, host: String? = nil, namespace: String = "default"
+) -> Result<[HTTPRouteView], TrafficError> {
     let routes = httpRoutes(of: virtualService)
     if !traffic.routes.isEmpty {
         var out: [HTTPRouteView] = []
@@ -80,12 +85,14 @@ public func managedRoutes(of virtualService: JSONValue, traffic: TrafficPlan) ->
         !route.destinations.isEmpty
             && route.destinations.allSatisfy { $0.subset == traffic.stableSubset || $0.subset == traffic.canarySubset }
             && route.destinations.contains { $0.subset == traffic.stableSubset }
+            && (host.map { host in route.destinations.allSatisfy { $0.host.map { qualifiedHost($0, namespace: namespace) } == host } } ?? true)
     }
     if found.isEmpty {
         return .failure(
             TrafficError(
                 reason: "RouteNotFound",
-                message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"))
+                message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"
+                    + (host.map { " of host \($0)" } ?? "")))
     }
     return .success(found)
 }

@@ -29,7 +29,8 @@ import Testing
     func renamedAt25() -> Sim {
         var sim = Sim()
         sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
-        if case .success(let plan) = sim.rollout.spec.plan() { #expect(sim.status.routedTraffic == RoutedTraffic(plan.traffic)) }
+        if case .success(let plan) = sim.rollout.spec.plan() { #expect(sim.status.routedTraffic?.isRouted(by: plan.traffic) == true) }
+        #expect(sim.status.routedTraffic?.host == "product-service.shop.svc.cluster.local")
         sim.rollout.spec.traffic?.virtualService = "product-service-v2"
         sim.rollout.metadata.generation! += 1
         #expect(sim.rollout.references?.formerVirtualService == "product-service")
@@ -228,6 +229,29 @@ import Testing
         #expect(!sim.phases.contains(.promoting))
     }
 
+    /// An earlier stage removed while a later one waits for approval: the rollout stays at the weight it serves
+    /// and waits for approval again, instead of moving up to what is now at that position.
+    @Test func removingAnEarlierStageNeverRaisesTheWeightPastAnApproval() {
+        var spec = seedSpec()
+        spec.stages = [
+            StageSpec(weight: 10, hold: "20s", approval: "manual"), StageSpec(weight: 25, hold: "20s", approval: "manual"),
+            StageSpec(weight: 50, hold: "20s", approval: "manual"), StageSpec(weight: 100, hold: "20s"),
+        ]
+        var sim = Sim(spec: spec)
+        sim.run { $0.phase == .paused }
+        sim.request(.promote)
+        sim.run { $0.phase == .paused && $0.status.stage == 1 }
+        sim.rollout.spec.stages = Array(spec.stages!.dropFirst())
+        sim.rollout.metadata.generation! += 1
+        let edited = sim.reconcile()
+        #expect(edited.eventReasons.contains("StageRestarted"))
+        #expect(edited.status.stage == 0)
+        #expect(edited.weightChanges.isEmpty, "25 % is stage 1 now: the weight stays")
+        sim.run(maxSteps: 300) { $0.phase == .paused }
+        #expect(sim.phase == .paused && sim.status.stage == 0 && sim.observedCanaryWeight == 25)
+        #expect(sim.weightHistory.allSatisfy { $0 <= 25 })
+    }
+
     @Test func anotherWeightForTheCurrentStageRestartsItsHold() {
         var sim = Sim()
         sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 && $0.status.stageStartedAt != nil }
@@ -237,10 +261,14 @@ import Testing
         sim.rollout.metadata.generation! += 1
         let edited = sim.reconcile()
         #expect(edited.eventReasons.contains("StageRestarted"))
-        #expect(edited.weightChanges.map(\.canaryWeight) == [30])
+        // Never more traffic than the canary was given: back to the last stage not above 25 %, from its start.
+        #expect(edited.status.stage == 0)
+        #expect(edited.weightChanges.map(\.canaryWeight) == [10])
         #expect(!edited.eventReasons.contains("WeightsRestored"))
         sim.reconcile()
-        #expect(sim.status.stageStartedAt.map { $0 > started! } == true, "the hold counts from the new weight")
+        #expect(sim.status.stageStartedAt.map { $0 > started! } == true, "the hold counts from the restart")
+        sim.run { $0.observedCanaryWeight == 30 }
+        #expect(sim.status.stage == 1)
     }
 }
 
@@ -257,13 +285,52 @@ import Testing
     }
 
     @Test func aRouteToAnotherServiceGetsNoWeight() {
+        // Found by default: routes to another service are not taken, whatever their subsets are called.
         var sim = Sim()
         sim.observed.virtualService = vs(host: "unrelated-svc")
-        sim.run(maxSteps: 50) { $0.status.condition(ConditionType.trafficReady)?.reason == "HostMismatch" }
-        let condition = sim.status.condition(ConditionType.trafficReady)
-        #expect(condition?.status == .false)
-        #expect(condition?.message.contains("sends to host unrelated-svc, but DestinationRule product-service is for host product-service") == true)
+        sim.run(maxSteps: 50) { $0.status.condition(ConditionType.trafficReady)?.reason == "RouteNotFound" }
+        var condition = sim.status.condition(ConditionType.trafficReady)
+        #expect(condition?.status == .false, "\(sim.phases) \(sim.status.message ?? "")")
+        #expect(condition?.message.contains("of host product-service.shop.svc.cluster.local") == true, "\(condition?.message ?? "")")
         #expect(sim.weightHistory.allSatisfy { $0 == 0 })
+        // Named: taken as named, and refused for its host.
+        var spec = seedSpec()
+        spec.traffic?.routes = ["edge"]
+        var named = Sim(spec: spec)
+        named.observed.virtualService = TrafficChangeTests().editingRoute(vs(host: "unrelated-svc"), 1) { $0["name"] = "edge" }
+        named.run(maxSteps: 50) { $0.status.condition(ConditionType.trafficReady)?.reason == "HostMismatch" }
+        condition = named.status.condition(ConditionType.trafficReady)
+        #expect(condition?.message.contains("sends to host unrelated-svc, but DestinationRule product-service is for host product-service") == true)
+        #expect(named.weightHistory.allSatisfy { $0 == 0 })
+    }
+
+    /// A route to another service with subsets of the same names is neither managed by default nor moved when the
+    /// managed route was renamed by hand.
+    @Test func routesToAnotherServiceAreNeverMoved() {
+        var spec = seedSpec()
+        spec.traffic?.routes = ["primary"]
+        var sim = Sim(spec: spec)
+        let other: JSONValue = [
+            "name": "other", "match": [["uri": ["prefix": "/other"]]],
+            "route": [
+                ["destination": ["host": "other-service", "subset": "stable"], "weight": 70],
+                ["destination": ["host": "other-service", "subset": "canary"], "weight": 30],
+            ],
+        ]
+        var vs = TrafficChangeTests().editingRoute(sim.observed.virtualService, 1) { $0["name"] = "primary" }!
+        if case .array(var http)? = vs[path: ["spec", "http"]] {
+            http.insert(other, at: 0)
+            vs[path: ["spec", "http"]] = .array(http)
+        }
+        sim.observed.virtualService = vs
+        sim.run { $0.status.stage == 0 && $0.status.stageStartedAt != nil }
+        sim.observed.virtualService = TrafficChangeTests().editingRoute(sim.observed.virtualService, 2) { $0["name"] = "renamed" }
+        sim.request(.abort)
+        sim.run(maxSteps: 30) { $0.phase.isIdle }
+        #expect(sim.phase == .aborted)
+        let routes = httpRoutes(of: sim.observed.virtualService!)
+        #expect(routes[0].canaryWeight(stableSubset: "stable", canarySubset: "canary") == 30, "other-service keeps its split")
+        #expect(routes[2].canaryWeight(stableSubset: "stable", canarySubset: "canary") == 0)
     }
 
     @Test(arguments: ["product-service", "product-service.shop", "product-service.shop.svc", "product-service.shop.svc.cluster.local"])

@@ -76,9 +76,15 @@ struct CRDTests {
         sim.judge = try CanaryJudge().initialState()
         sim.judgeAcceptedStage = 0
         sim.canaryDeployment = "c"
-        sim.routedTraffic = RoutedTraffic(TrafficPlan(virtualService: "v", destinationRule: "d", stableSubset: "s", canarySubset: "c"))
+        sim.routedTraffic = RoutedTraffic(
+            TrafficPlan(virtualService: "v", routes: ["r"], destinationRule: "d", stableSubset: "s", canarySubset: "c"), host: "h")
         let json = try JSONValue(encoding: sim)
         for key in json.objectValue!.keys { #expect(known.contains(key), "status.\(key) is missing from the CRD schema") }
+        // Nested objects the schema spells out (not preserve-unknown-fields) would lose unknown keys to pruning.
+        let routed = ((status["properties"] as? [String: Any])?["routedTraffic"] as? [String: Any])?["properties"] as? [String: Any] ?? [:]
+        for key in Array(json["routedTraffic"]?.objectValue?.keys ?? []) {
+            #expect(routed[key] != nil, "status.routedTraffic.\(key) is missing from the CRD schema")
+        }
         // Spec fields likewise.
         let specProps = Set((((schema["properties"] as? [String: Any])?["spec"] as? [String: Any])?["properties"] as? [String: Any] ?? [:]).keys)
         #expect(specProps == ["target", "canary", "traffic", "stages", "analysis", "progressDeadline", "webhooks"])
