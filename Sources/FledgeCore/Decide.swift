@@ -199,16 +199,7 @@ struct Engine {
             return false
         }
         let place = "route\(former.routes.count == 1 ? "" : "s") \(former.routes.isEmpty ? "" : former.routes.joined(separator: ", ") + " ")of VirtualService \(former.virtualService) (subsets \(former.stableSubset)/\(former.canarySubset))"
-        // The routes it named, or, when those cannot be found any more (renamed by hand), every route that still
-        // splits between the two subsets: weight there reaches the canary all the same.
-        var anyRoute = formerTraffic
-        anyRoute.routes = []
-        let found: [HTTPRouteView]
-        switch managedRoutes(of: vs, traffic: formerTraffic, host: former.host, namespace: namespace) {
-        case .success(let named): found = named
-        case .failure: found = (try? managedRoutes(of: vs, traffic: anyRoute, host: former.host, namespace: namespace).get()) ?? []
-        }
-        var routes = found.filter { $0.canaryWeight(stableSubset: former.stableSubset, canarySubset: former.canarySubset) != 0 }
+        var routes = routesReachingTheCanary(of: vs, traffic: formerTraffic, host: former.host, namespace: namespace)
         if former.virtualService == traffic.virtualService, former.stableSubset == traffic.stableSubset,
             former.canarySubset == traffic.canarySubset,
             case .success(let current) = managedRoutes(of: vs, traffic: traffic, host: serviceHost, namespace: namespace)
@@ -348,23 +339,17 @@ struct Engine {
             status.canaryWeight = 0
             return
         }
-        var any = traffic
-        any.routes = []
-        let carrying: [HTTPRouteView]
-        switch managedRoutes(of: vs, traffic: any, host: serviceHost, namespace: namespace) {
-        case .success(let routes): carrying = routes.filter { $0.canaryWeight(stableSubset: any.stableSubset, canarySubset: any.canarySubset) != 0 }
-        case .failure: carrying = []
-        }
+        let carrying = routesReachingTheCanary(of: vs, traffic: traffic, host: serviceHost, namespace: namespace)
         managed = carrying
         if carrying.isEmpty {
             observedWeight = 0
             status.canaryWeight = 0
         } else {
-            let weights = Set(carrying.map { $0.canaryWeight(stableSubset: any.stableSubset, canarySubset: any.canarySubset) })
+            let weights = Set(carrying.map { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) })
             observedWeight = weights.count == 1 ? weights.first! : nil
             event(
                 .warning, "RoutesNotFound",
-                "\(error.message); route\(carrying.count == 1 ? "" : "s") \(carrying.map(\.id).joined(separator: ", ")) still split\(carrying.count == 1 ? "s" : "") between subsets \(any.stableSubset) and \(any.canarySubset): moving \(carrying.count == 1 ? "it" : "them") back to stable")
+                "\(error.message); route\(carrying.count == 1 ? "" : "s") \(carrying.map(\.id).joined(separator: ", ")) still split\(carrying.count == 1 ? "s" : "") between subsets \(traffic.stableSubset) and \(traffic.canarySubset): moving \(carrying.count == 1 ? "it" : "them") back to stable")
         }
     }
 

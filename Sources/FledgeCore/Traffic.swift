@@ -97,6 +97,20 @@ public func managedRoutes(
     return .success(found)
 }
 
+/// The routes of `virtualService` that give `traffic`'s canary subset weight: among the routes it names, or, when
+/// those cannot be found (renamed by hand), among every route to `host` that still splits between the two subsets.
+/// Weight there reaches the canary all the same, so these are what must move back before the canary goes.
+public func routesReachingTheCanary(
+    of virtualService: JSONValue, traffic: TrafficPlan, host: String?, namespace: String
+) -> [HTTPRouteView] {
+    var anyRoute = traffic
+    anyRoute.routes = []
+    let candidates =
+        (try? managedRoutes(of: virtualService, traffic: traffic, host: host, namespace: namespace).get())
+        ?? (try? managedRoutes(of: virtualService, traffic: anyRoute, host: host, namespace: namespace).get()) ?? []
+    return candidates.filter { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) != 0 }
+}
+
 /// The VirtualService with every managed route sending `100 - canaryWeight` to the stable subset and
 /// `canaryWeight` to the canary subset. Everything else (other routes, matches, retries, timeouts, hosts,
 /// unknown fields, key order) is kept. A missing canary destination is added as a copy of the stable one; a
