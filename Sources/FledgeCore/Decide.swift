@@ -278,7 +278,7 @@ struct Engine {
         }
 
         guard let stable = observed.stable else {
-            setTraffic(false, "StableNotFound", "Deployment \(plan.target) not found")
+            setTraffic(false, "StableNotFound", "Deployment \(plan.target) not found" + keepingTrafficNote)
             hold("Deployment \(plan.target) not found")
             revisionUnknown = "Deployment \(plan.target) not found"
             return false
@@ -390,10 +390,11 @@ struct Engine {
         retireFormerCanary()
     }
 
-    /// In phases that must send nothing to the canary, moves the weight back even when little else is known.
+    /// In phases that must send nothing to the canary, moves the weight back even when little else is known. A
+    /// rollback in progress does this itself (`rollingBack`), only once stable can take the traffic.
     mutating func safetyWeightsToStable() {
-        if [.failed, .aborted, .rollingBack, .healthy, .succeeded].contains(status.phase) { findRoutesStillReachingTheCanary() }
-        if [.failed, .aborted, .rollingBack, .healthy, .succeeded].contains(status.phase), observedWeight != 0, !managed.isEmpty {
+        if [.failed, .aborted, .healthy, .succeeded].contains(status.phase) { findRoutesStillReachingTheCanary() }
+        if [.failed, .aborted, .healthy, .succeeded].contains(status.phase), observedWeight != 0, !managed.isEmpty {
             setWeights(0)
         }
     }
@@ -697,6 +698,7 @@ struct Engine {
         findRoutesStillReachingTheCanary()
         if observedWeight != 0 {
             guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            if stableCannotServe() { return hold("Deployment \(plan.target) has no ready pods to take the canary's traffic") }
             setWeights(0)
             status.message = "moving all traffic back to Deployment \(plan.target)"
             return false
@@ -714,6 +716,7 @@ struct Engine {
         findRoutesStillReachingTheCanary()
         if observedWeight != 0 {
             guard !managed.isEmpty else { return hold(trafficError?.message ?? "no managed route") }
+            if stableCannotServe() { return false }
             setWeights(0)
             return false
         }
@@ -1094,6 +1097,26 @@ struct Engine {
         return setTraffic(
             true, "Ready",
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
+    }
+
+    /// Rule 2 holds on the way back too: the canary's weight goes back to stable only when stable has a ready pod to
+    /// take it; until then the canary keeps its traffic (and its pods), and TrafficReady says why. Moving it anyway
+    /// would turn a partial outage (stable deleted or down) into a total one. Not for a spec that does not validate
+    /// (no plan: the target it names may be the mistake) nor for a Rollout being deleted (its canary goes with it).
+    mutating func stableCannotServe() -> Bool {
+        guard plan != nil else { return false }
+        // The weight is on the canary of a former spec.target, whose stable side this Rollout no longer watches.
+        if let recorded = status.canaryDeployment, recorded != plan.canaryDeployment { return false }
+        guard let stable = observed.stable else { return true }  // prepare() reported StableNotFound.
+        guard stable.readyReplicas < 1 else { return false }
+        setTraffic(false, "StableNotReady", "Deployment \(plan.target) has no ready pods" + keepingTrafficNote)
+        return true
+    }
+
+    /// Said while a rollback or the end of a promotion waits for stable to have ready pods.
+    var keepingTrafficNote: String {
+        guard [.rollingBack, .finalising].contains(status.phase), status.canaryWeight > 0 else { return "" }
+        return "; the canary keeps its \(status.canaryWeight)% until it has ready pods (moving that traffic now would send it to no pod)"
     }
 
     /// A managed route whose destination is another service than the DestinationRule's host: the subsets do not

@@ -511,7 +511,16 @@ struct ScenarioTests {
         d = sim.reconcile()
         #expect(d.status.phase == .rollingBack)
         #expect(d.status.requests.first { $0.kind == .abort }?.accepted == true)
-        #expect(d.weightChanges.map(\.canaryWeight) == [0])
+        // Rule 2 on the way back: with no stable pod to take it, the canary keeps its traffic (and its pods).
+        sim.run(maxSteps: 20) { $0.phase == .aborted }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.weightHistory.last == 10)
+        #expect(sim.observed.canary?.replicas ?? 0 > 0)
+        let waiting = sim.status.condition(ConditionType.trafficReady)
+        #expect(waiting?.reason == "StableNotFound")
+        #expect(waiting?.message.contains("the canary keeps its 10%") == true, "\(String(describing: waiting))")
+        // Stable back: the rollback finishes.
+        sim.observed.stable = stableDeployment()
         sim.run(maxSteps: 20) { $0.phase == .aborted }
         #expect(sim.phase == .aborted)
         #expect(sim.status.stageProgress == nil)
@@ -532,8 +541,54 @@ struct ScenarioTests {
         #expect(d.actions.contains { if case .requeue = $0 { return true } else { return false } })
         sim.now = Timestamp(seconds: sim.now.seconds + 11 * 60)
         sim.run(maxSteps: 20) { $0.phase == .failed }
+        // The rollback waits for a stable pod rather than sending the canary's 10% to none.
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.observedCanaryWeight == 10)
+        sim.observed.stable = stableDeployment()
+        sim.run(maxSteps: 20) { $0.phase == .failed }
         #expect(sim.phase == .failed)
         #expect(sim.status.history.last?.reason == "ProgressDeadlineExceeded")
+        #expect(sim.observedCanaryWeight == 0)
+    }
+
+    @Test func aRollbackWaitsForAStablePodBeforeMovingTheCanarysTrafficToIt() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.observed.stable!.readyReplicas = 0
+        sim.request(.abort)
+        sim.run(maxSteps: 30) { $0.phase == .aborted }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.observedCanaryWeight == 25)
+        #expect(sim.observed.canary?.replicas ?? 0 > 0)
+        let condition = sim.status.condition(ConditionType.trafficReady)
+        #expect(condition?.reason == "StableNotReady")
+        #expect(condition?.message.contains("has no ready pods; the canary keeps its 25%") == true, "\(String(describing: condition))")
+        // Said once, not on every reconcile.
+        #expect(sim.events.filter { $0.reason == "StableNotReady" }.count == 1)
+        // The outcome keeps the rollback's reason.
+        sim.observed.stable!.readyReplicas = 3
+        sim.run(maxSteps: 30) { $0.phase == .aborted }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+        #expect(sim.observed.canary?.replicas == 0)
+        #expect(sim.status.history.last?.message == "aborted by request")
+    }
+
+    @Test func promotionFinishesMovingTrafficOnlyOnceStableHasReadyPods() {
+        var sim = Sim()
+        sim.run(untilPhase: .finalising)
+        // Weight put back on the canary by hand while stable loses its pods.
+        sim.observed.virtualService = seedVirtualService(canaryWeight: 50)
+        let before = sim.observedCanaryWeight
+        #expect(before == 50)
+        sim.observed.stable!.readyReplicas = 0
+        sim.run(maxSteps: 30) { $0.phase == .succeeded }
+        #expect(sim.phase == .finalising)
+        #expect(sim.observedCanaryWeight == before)
+        #expect(sim.status.message?.contains("has no ready pods") == true)
+        sim.observed.stable!.readyReplicas = 3
+        sim.run(maxSteps: 30) { $0.phase == .succeeded }
+        #expect(sim.phase == .succeeded)
         #expect(sim.observedCanaryWeight == 0)
     }
 
