@@ -1075,7 +1075,10 @@ struct Engine {
             return setTraffic(false, "StableNotReady", "Deployment \(plan.target) has no ready pods")
         }
         if checkCanary {
-            guard let canary = observed.canary, canary.revisionAnnotation == wanted else {
+            guard let canary = observed.canary else {
+                return setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) not found")
+            }
+            guard canary.revisionAnnotation == wanted else {
                 return setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is not yet at revision \(wanted)")
             }
             if let miss = firstMismatch(canaryLabels, canary.podLabels) {

@@ -551,6 +551,16 @@ struct ScenarioTests {
         #expect(sim.observedCanaryWeight == 0)
     }
 
+    @Test func aDeletedCanaryIsReportedAsMissingNotAsLagging() {
+        var sim = Sim()
+        sim.run { $0.phase == .progressing && $0.observedCanaryWeight == 10 }
+        sim.observed.virtualService = seedVirtualService(canaryWeight: 0)
+        sim.observed.canary = nil
+        let d = sim.reconcile()
+        #expect(d.weightChanges.isEmpty)
+        #expect(d.status.condition(ConditionType.trafficReady)?.message == "canary Deployment product-service-canary not found")
+    }
+
     @Test func aRollbackWaitsForAStablePodBeforeMovingTheCanarysTrafficToIt() {
         var sim = Sim()
         sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
