@@ -6,7 +6,7 @@ import Foundation
 /// `fledge abort ROLLOUT [--reason TEXT]`: roll back now and end Aborted.
 struct AbortCommand: AsyncParsableCommand {
     /// Where `--reason` goes, next to the request; `fledge status` shows it.
-    static let reasonAnnotation = "fledge.dev/abort-reason"
+    static let reasonAnnotation = ManualRequest.abortReasonAnnotation
 
     static let configuration = CommandConfiguration(
         commandName: "abort",

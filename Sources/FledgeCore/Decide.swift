@@ -410,12 +410,17 @@ struct Engine {
             status.revision = wanted
             return
         }
-        record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
-        event(.normal, "NewRevision", "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
         if wanted == stableRevision {
+            // Not a new rollout: spec.canary was set back to what stable runs, which cancels the one in flight.
+            record(outcome: "Superseded", reason: "NewRevision", message: "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)")
+            event(
+                .normal, "NewRevision",
+                "spec.canary was set back to the stable revision \(wanted): revision \(current) is cancelled, traffic goes back to stable and the rollout ends without promotion")
             status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
+            record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
+            event(.normal, "NewRevision", "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
             start()
         }
     }
@@ -437,7 +442,7 @@ struct Engine {
         case .abort:
             switch phase {
             case .initializing, .progressing, .paused:
-                beginRollback(to: .aborted, reason: "Aborted", message: "aborted by request")
+                beginRollback(to: .aborted, reason: "Aborted", message: rollout.abortReason.map { "aborted by request: \($0)" } ?? "aborted by request")
                 return (true, "rolling back revision \(status.revision ?? wanted)")
             case .promoting, .finalising:
                 return (false, "the canary is already being promoted (\(phase.rawValue)); change spec.canary to roll back")
@@ -464,6 +469,10 @@ struct Engine {
                     return (false, "stage \(stage + 1) does not serve its weight: \(blocked.message); promote once it does, or promote --full")
                 }
                 status.approvedStage = stage
+                if phase == .progressing {
+                    // Paused means the stage passed and waits for approval; Progressing means it is skipped.
+                    status.promotedStages = Array(Set(status.promotedStages ?? []).union([stage])).sorted()
+                }
                 return (true, "stage \(stage + 1) of \(plan.stages.count) (\(plan.stages[stage].weight)%) promoted")
             case .initializing: return (false, "the canary is not serving yet; no stage to promote")
             default: return (false, "no stage to promote (\(phase.rawValue))")
@@ -671,9 +680,20 @@ struct Engine {
             enterStage(index + 1)
         } else {
             enter(.promoting)
-            event(.normal, "Promoting", "\(plan.stages.count == 1 ? "the stage" : "all \(plan.stages.count) stages") passed; promoting revision \(wanted) into Deployment \(plan.target)")
+            event(.normal, "Promoting", "\(stagesDone()); promoting revision \(wanted) into Deployment \(plan.target)")
         }
         return true
+    }
+
+    /// `all 4 stages passed`, or `4 stages done, stage 3 promoted by request` when `fledge promote` advanced some
+    /// before their hold and checks were done.
+    func stagesDone() -> String {
+        let promoted = (status.promotedStages ?? []).filter { $0 < plan.stages.count }.map { String($0 + 1) }
+        let count = plan.stages.count
+        guard !promoted.isEmpty else { return count == 1 ? "the stage passed" : "all \(count) stages passed" }
+        if count == 1 { return "the stage was promoted by request" }
+        let names = promoted.count == 1 ? "stage \(promoted[0])" : "stages \(promoted.dropLast().joined(separator: ", ")) and \(promoted.last!)"
+        return "\(count) stages done, \(names) promoted by request"
     }
 
     mutating func promoting() -> Bool {
@@ -745,6 +765,7 @@ struct Engine {
         status.lastAnalysis = nil
         status.rollbackTo = nil
         status.approvedStage = nil
+        status.promotedStages = nil
         status.passedWebhooks = []
         status.judge = nil
         status.judgeAcceptedStage = nil
@@ -767,6 +788,10 @@ struct Engine {
     mutating func restartStage(_ index: Int, because reason: String) {
         if let approved = status.approvedStage, approved >= index { status.approvedStage = nil }
         if let accepted = status.judgeAcceptedStage, accepted >= index { status.judgeAcceptedStage = nil }
+        if let promoted = status.promotedStages {
+            let kept = promoted.filter { $0 < index }
+            status.promotedStages = kept.isEmpty ? nil : kept
+        }
         event(.normal, "StageRestarted", "spec.stages changed (\(reason)): stage \(index + 1)/\(plan.stages.count) at \(plan.stages[index].weight)% starts over")
         enterStage(index)
     }
@@ -793,6 +818,7 @@ struct Engine {
         status.stageStartedAt = nil
         status.rollbackTo = nil
         status.approvedStage = nil
+        status.promotedStages = nil
         status.message = message
         if phase != .healthy {
             record(outcome: phase.rawValue, reason: reason, message: message)
