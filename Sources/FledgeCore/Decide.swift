@@ -481,7 +481,7 @@ struct Engine {
             switch phase {
             case .progressing, .paused:
                 enter(.promoting)
-                status.message = "promote-full requested: promoting revision \(wanted)"
+                status.message = "promote --full requested: promoting revision \(wanted)"
                 return (true, "skipping the remaining stages; promoting revision \(wanted)")
             case .initializing: return (false, "the canary is not serving yet; wait for Progressing")
             default: return (false, "nothing to promote (\(phase.rawValue))")

@@ -60,7 +60,7 @@ struct ManualRequestContractTests {
             let revision = try #require(try await sandbox.rollout().status?.revision)
             let (result, _) = try await Self.answered(["promote", "product-service", "--full"], .promoteFull, sandbox: sandbox, controller: &controller)
             #expect(result.status == 0, "\(result)")
-            #expect(result.out == "promote-full accepted: skipping the remaining stages; promoting revision \(revision)\n")
+            #expect(result.out == "promote --full accepted: skipping the remaining stages; promoting revision \(revision)\n")
             #expect(try await sandbox.rollout().status?.phase == .promoting)
         }
     }
@@ -159,7 +159,7 @@ struct ManualRequestContractTests {
             #expect(try await sandbox.rollout().status?.phase == .healthy)
             for (arguments, message) in [
                 (["promote", "product-service"], "promote refused: no stage to promote (Healthy)"),
-                (["promote", "product-service", "--full"], "promote-full refused: nothing to promote (Healthy)"),
+                (["promote", "product-service", "--full"], "promote --full refused: nothing to promote (Healthy)"),
                 (["abort", "product-service"], "abort refused: no rollout in progress (Healthy)"),
                 (["retry", "product-service"], "retry refused: only a Failed or Aborted rollout can be retried (phase Healthy)"),
             ] {
