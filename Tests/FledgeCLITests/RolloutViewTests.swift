@@ -197,6 +197,13 @@ struct RolloutViewTests {
         #expect(try YAML.parse(text, source: "out") == value)
     }
 
+    @Test func yamlOutputWritesUnicodeAsIs() throws {
+        let value: JSONValue = ["message": "canary p99 ≥ 3× stable", "note": "naïve ✓"]
+        let text = try YAML.string(value)
+        #expect(text == "message: canary p99 ≥ 3× stable\nnote: naïve ✓\n", "\(text)")
+        #expect(try YAML.parse(text, source: "out") == value)
+    }
+
     /// The revision trigger prints is the one decide starts.
     @Test func triggerRevisionIsTheCoresRevision() throws {
         let template: JSONValue = [
