@@ -28,7 +28,7 @@ struct StatusCommand: AsyncParsableCommand {
 
             Exit status with --watch: 0 Succeeded (or Healthy: nothing to roll out), 1 Failed or Aborted (or an \
             error), 2 --timeout passed first, 3 the revision followed was superseded by another. Without --watch: 0 \
-            whenever the status could be shown.
+            whenever the status could be shown, 1 on an error. Either way \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")
