@@ -76,6 +76,30 @@ struct RolloutViewTests {
         #expect(StatusCommand.supersededExit == 3)
     }
 
+    /// `status --watch` piped: Events older than the status line's stamp print above it even when they reached the
+    /// API server after the status was written (a backlog: `08:44:31 event CanaryNotReady` before
+    /// `08:44:32 … Initializing`); newer ones below it.
+    @Test func watchPrintsBacklogEventsOlderThanTheLineAboveIt() throws {
+        var rollout = Self.rolloutJSON(status: ["phase": "Initializing", "observedGeneration": 2])
+        rollout[path: ["metadata", "resourceVersion"]] = "100"
+        let fetched = try FetchedRollout(rollout)
+        func event(_ name: String, _ time: String, version: Int) throws -> EventLine {
+            try #require(EventLine([
+                "metadata": ["name": .string(name), "namespace": "shop", "resourceVersion": .string(String(version))],
+                "eventTime": .string(time), "type": "Normal", "reason": .string(name), "note": "n",
+            ]))
+        }
+        let stamp = try #require(Timestamp(rfc3339: "2026-11-27T08:44:32Z"))
+        let fresh = [
+            try event("RolloutStarted", "2026-11-27T08:44:30Z", version: 99),  // before the status, by version
+            try event("CanaryNotReady", "2026-11-27T08:44:31Z", version: 101),  // after it by version, older by time
+            try event("StageStarted", "2026-11-27T08:44:40Z", version: 102),  // newer than the line
+        ]
+        let (before, after) = StatusPrinter.arrange(fresh, around: fetched, stampedAt: stamp)
+        #expect(before.map(\.reason) == ["RolloutStarted", "CanaryNotReady"])
+        #expect(after.map(\.reason) == ["StageStarted"])
+    }
+
     static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
         var object: JSONValue = [
             "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
