@@ -114,6 +114,22 @@ struct RolloutViewTests {
         return object
     }
 
+    /// With an invalid spec the Checks line still shows the limits the spec sets (or their defaults), and says
+    /// why one it cannot read is `?`.
+    @Test func checksLimitsOfAnInvalidSpec() throws {
+        var status = RolloutStatus(phase: .healthy)
+        status.observedGeneration = 2
+        var rollout = Self.rolloutJSON(status: try JSONValue(encoding: status))
+        rollout[path: ["spec", "target"]] = nil  // invalid, but not the limits
+        var text = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 1_795_700_000))
+        #expect(text.contains("Checks:        failed 0/4, inconclusive 0, provider errors 0/5\n"), "\(text)")
+        rollout[path: ["spec", "analysis", "failureLimit"]] = 0
+        text = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 1_795_700_000))
+        #expect(
+            text.contains("Checks:        failed 0/?, inconclusive 0, provider errors 0/5 (? = spec.analysis.failureLimit: 0 is below 1)\n"),
+            "\(text)")
+    }
+
     @Test func statusShowsWhyTheRolloutIsWhereItIs() throws {
         var status = RolloutStatus(phase: .progressing)
         status.observedGeneration = 2
