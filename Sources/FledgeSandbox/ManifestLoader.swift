@@ -36,6 +36,10 @@ public enum ManifestLoader {
     public struct Skipped: Sendable, Equatable, CustomStringConvertible {
         public var file: String
         public var reason: String
+        public init(file: String, reason: String) {
+            self.file = file
+            self.reason = reason
+        }
         public var description: String { "skipped \(file): \(reason)" }
     }
 
