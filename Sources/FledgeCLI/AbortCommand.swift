@@ -6,7 +6,7 @@ import Foundation
 /// `fledge abort ROLLOUT [--reason TEXT]`: roll back now and end Aborted.
 struct AbortCommand: AsyncParsableCommand {
     /// Where `--reason` goes, next to the request; `fledge status` shows it.
-    static let reasonAnnotation = "fledge.dev/abort-reason"
+    static let reasonAnnotation = ManualRequest.abortReasonAnnotation
 
     static let configuration = CommandConfiguration(
         commandName: "abort",
@@ -16,7 +16,7 @@ struct AbortCommand: AsyncParsableCommand {
             already being promoted: change spec.canary to roll back), and when nothing is in flight. Waits until the \
             controller records its answer in status.requests and prints it.
 
-            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout.
+            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout, \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")

@@ -41,7 +41,7 @@ struct DemoCommand: AsyncParsableCommand {
 
             Exit status: 0 when the rollout ran to an end (Succeeded, Failed or Aborted: a rollback is a \
             successful demo, check the phase); 1 on an error (prometheus missing, a server that cannot start, \
-            bad manifests); 2 when --timeout passed first; 130 when interrupted (SIGINT or SIGTERM).
+            bad manifests); 2 when --timeout passed first; 130 when interrupted (SIGINT or SIGTERM); \(usageErrorExit).
             """)
 
     @Option(help: ArgumentHelp("The canary's image: the change the demo rolls out.", valueName: "image"))

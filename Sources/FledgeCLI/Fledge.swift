@@ -18,3 +18,8 @@ public struct Fledge: AsyncParsableCommand {
 
     public init() {}
 }
+
+/// How every subcommand's help names the exit status of a usage error: ArgumentParser's `ExitCode.validationFailure`
+/// (EX_USAGE), which `CommandLineEntry` exits with for an unknown option, a missing or malformed value, or a
+/// `validate()` that refused the arguments, before anything reaches a cluster.
+let usageErrorExit = "64 usage error (an unknown option, a missing or malformed argument: nothing was done)"

@@ -22,7 +22,7 @@ struct LintCommand: ParsableCommand {
             only a warning.
 
             Findings are sorted by file, line, then severity. Exit status 1 when any finding is an error; warnings \
-            and infos alone exit 0.
+            and infos alone exit 0; \(usageErrorExit).
             """)
 
     @Argument(help: "YAML files or folders.")

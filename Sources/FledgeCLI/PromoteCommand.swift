@@ -13,7 +13,7 @@ struct PromoteCommand: AsyncParsableCommand {
             in status.requests, and prints it. A request the controller would refuse in the current phase is refused \
             at once with its reason.
 
-            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout.
+            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout, \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")

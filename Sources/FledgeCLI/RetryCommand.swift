@@ -11,7 +11,7 @@ struct RetryCommand: AsyncParsableCommand {
             Accepted only when the rollout is Failed or Aborted and its revision is not already the stable one. Waits \
             until the controller records its answer in status.requests and prints it.
 
-            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout.
+            Exit status: 0 accepted, 1 refused or error, 2 no answer within --timeout, \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")

@@ -41,7 +41,7 @@ struct SandboxCommand: AsyncParsableCommand {
         """)
     var tls = true
 
-    @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start, CRDs first; an object refused stops the start, naming its file (and document).")
+    @Option(parsing: .upToNextOption, help: "Manifest files or folders (YAML/JSON) to load at start, CRDs first; an object refused stops the start, naming its file (and document). In folders, files that are not Kubernetes manifests (a Grafana dashboard, kustomization.yaml) are skipped with a note.")
     var load: [String] = []
 
     @Option(help: "Bearer token for the admin user (default: a random one, written to the kubeconfig).")
@@ -87,7 +87,10 @@ struct SandboxCommand: AsyncParsableCommand {
         if tls { configuration.tls = try SandboxCertificates.generate() }
         let server = SandboxServer(configuration: configuration, logger: logger)
         // CRDs first, so the custom resources in the same folders can be created; an error names the file.
-        let objects = try ManifestLoader.loadManifests(paths: load)
+        // In folders, files that are not manifests (a Grafana dashboard, kustomization.yaml) are skipped, as lint does.
+        var skipped: [ManifestLoader.Skipped] = []
+        let objects = try ManifestLoader.loadManifests(paths: load, skipped: &skipped)
+        for file in skipped { StandardError.write("fledge sandbox: \(file)") }
         try await server.store.load(objects)
 
         let group = ServiceGroup(

@@ -28,7 +28,7 @@ struct StatusCommand: AsyncParsableCommand {
 
             Exit status with --watch: 0 Succeeded (or Healthy: nothing to roll out), 1 Failed or Aborted (or an \
             error), 2 --timeout passed first, 3 the revision followed was superseded by another. Without --watch: 0 \
-            whenever the status could be shown.
+            whenever the status could be shown, 1 on an error. Either way \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")
@@ -208,13 +208,11 @@ actor StatusPrinter {
                 for event in fresh { emit(event) }
                 return
             }
-            // In the order things happened: the Events recorded before this status was written come first, those
-            // recorded after it (the decision that wrote it records its Events after its status) follow. An Event
-            // recorded after the previous status was seen shows up only now, yet belongs above this line.
-            let isBefore = Self.recordedBefore(fetched)
-            for event in fresh where isBefore(event) { emit(event) }
-            emit("\(Timestamp(Date()))  \(line)\n")
-            for event in fresh where !isBefore(event) { emit(event) }
+            let stamp = Timestamp(Date())
+            let (before, after) = Self.arrange(fresh, around: fetched, stampedAt: stamp)
+            for event in before { emit(event) }
+            emit("\(stamp)  \(line)\n")
+            for event in after { emit(event) }
         }
     }
 
@@ -247,6 +245,21 @@ actor StatusPrinter {
     private func emit(_ event: EventLine) {
         if let time = event.time { newestEventTime = max(newestEventTime ?? time, time) }
         emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
+    }
+
+    /// The Events not printed yet (oldest first), split around the status line stamped `stamp`, so that the lines
+    /// read in the order things happened. Above the line: Events recorded before this version of the Rollout was
+    /// written, and any older than the line's stamp — the Events of a decision are recorded after the status it
+    /// wrote, and may reach the API server well after it (a backlog), yet happened before the line is printed.
+    /// Below: Events newer than the stamp (another clock running ahead) or without a time.
+    static func arrange(_ fresh: [EventLine], around fetched: FetchedRollout, stampedAt stamp: Timestamp) -> (before: [EventLine], after: [EventLine]) {
+        let isBefore = recordedBefore(fetched)
+        var before: [EventLine] = []
+        var after: [EventLine] = []
+        for event in fresh {
+            if isBefore(event) || event.time.map({ $0 <= stamp }) == true { before.append(event) } else { after.append(event) }
+        }
+        return (before, after)
     }
 
     /// Whether an Event was recorded before this version of the Rollout was written. Both resourceVersions come from

@@ -26,6 +26,9 @@ struct TriggerCommand: AsyncParsableCommand {
               fledge trigger product-service --template-patch patch.yaml
               fledge trigger product-service --image reg/app:2 \\
                 && fledge status product-service --watch
+
+            Exit status: 0 written (the revision is printed), 1 refused (another revision in flight) or error, \
+            \(usageErrorExit).
             """)
 
     @Argument(help: "The Rollout's name.")

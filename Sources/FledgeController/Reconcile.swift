@@ -309,13 +309,13 @@ extension Controller {
         var status = rollout.status ?? RolloutStatus()
         if changed || status.condition(reconciledCondition)?.message != error.description {
             status.setCondition(
-                reconciledCondition, .false, reason: "ActionFailed", message: error.description, generation: rollout.metadata.generation,
+                reconciledCondition, .false, reason: EventReason.actionFailed.rawValue, message: error.description, generation: rollout.metadata.generation,
                 now: Timestamp(now()))
             _ = try? await writer.writeStatus(status, of: object)
         }
         guard changed else { return }
         await writer.recordEvent(
-            RolloutEvent(type: .warning, reason: "ActionFailed", message: error.description), about: object,
+            RolloutEvent(type: .warning, reason: .actionFailed, message: error.description), about: object,
             identity: configuration.identity, now: now())
     }
 

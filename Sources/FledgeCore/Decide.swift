@@ -106,7 +106,7 @@ struct Engine {
             let before = status.condition(ConditionType.specValid)
             status.setCondition(ConditionType.specValid, .false, reason: "InvalidSpec", message: message, generation: generation, now: now)
             if before?.status != .false || before?.message != message {
-                event(.warning, "InvalidSpec", message)
+                event(.warning, .invalidSpec, message)
             }
             continueWithoutPlan(message)
             return
@@ -121,11 +121,11 @@ struct Engine {
             let before = status.condition(ConditionType.specValid)
             status.setCondition(ConditionType.specValid, .false, reason: "TargetInUse", message: message, generation: generation, now: now)
             status.message = message
-            if before?.message != message { event(.warning, "TargetInUse", message) }
+            if before?.message != message { event(.warning, .targetInUse, message) }
             return
         }
         if status.condition(ConditionType.specValid)?.status == .false {
-            event(.normal, "SpecValid", "the spec is valid again")
+            event(.normal, .specValid, "the spec is valid again")
         }
         status.setCondition(ConditionType.specValid, .true, reason: "Valid", message: "the spec is valid", generation: generation, now: now)
 
@@ -161,7 +161,7 @@ struct Engine {
             if observedWeight == 0 || observed.virtualService == nil, !actions.contains(where: { ($0.weightChange?.canaryWeight ?? 0) > 0 }) {
                 actions.append(.scaleCanary(deployment: former.name, replicas: 0))
                 event(
-                    .normal, "CanaryRetired",
+                    .normal, .canaryRetired,
                     "spec.target.deployment is now \(references.stableDeployment): scaling \(former.name), the canary of the previous target, to zero")
             }
             return
@@ -222,7 +222,7 @@ struct Engine {
             "spec.traffic no longer names \(place): moving the canary's weight on route\(ids.count == 1 ? "" : "s") \(ids.joined(separator: ", ")) back to stable first"
         // A rollback's message says why it rolls back, and becomes the outcome's.
         if status.phase != .rollingBack { status.message = message }
-        event(.normal, "TrafficMoved", message)
+        event(.normal, .trafficMoved, message)
         if !holdsFinalizer { actions.insert(.setFinalizer(true), at: 0) }
         return true
     }
@@ -257,7 +257,7 @@ struct Engine {
             if observedWeight != 0, !managed.isEmpty {
                 setWeights(0)
                 status.message = "deleting: moving all traffic back to stable first"
-                event(.normal, "Deleting", "the Rollout is being deleted: moving the canary's \(observedWeight.map { "\($0)%" } ?? "traffic") back to stable")
+                event(.normal, .deleting, "the Rollout is being deleted: moving the canary's \(observedWeight.map { "\($0)%" } ?? "traffic") back to stable")
                 return
             }
         }
@@ -278,7 +278,7 @@ struct Engine {
         }
 
         guard let stable = observed.stable else {
-            setTraffic(false, "StableNotFound", "Deployment \(plan.target) not found" + keepingTrafficNote)
+            setTraffic(false, .stableNotFound, "Deployment \(plan.target) not found" + keepingTrafficNote)
             hold("Deployment \(plan.target) not found")
             revisionUnknown = "Deployment \(plan.target) not found"
             return false
@@ -309,7 +309,7 @@ struct Engine {
             case .failure(let error): trafficError = error
             }
         } else {
-            trafficError = TrafficError(reason: "VirtualServiceNotFound", message: "VirtualService \(traffic.virtualService) not found")
+            trafficError = TrafficError(reason: .virtualServiceNotFound, message: "VirtualService \(traffic.virtualService) not found")
         }
     }
 
@@ -348,7 +348,7 @@ struct Engine {
             let weights = Set(carrying.map { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) })
             observedWeight = weights.count == 1 ? weights.first! : nil
             event(
-                .warning, "RoutesNotFound",
+                .warning, .routesNotFound,
                 "\(error.message); route\(carrying.count == 1 ? "" : "s") \(carrying.map(\.id).joined(separator: ", ")) still split\(carrying.count == 1 ? "s" : "") between subsets \(traffic.stableSubset) and \(traffic.canarySubset): moving \(carrying.count == 1 ? "it" : "them") back to stable")
         }
     }
@@ -411,12 +411,17 @@ struct Engine {
             status.revision = wanted
             return
         }
-        record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
-        event(.normal, "NewRevision", "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
         if wanted == stableRevision {
+            // Not a new rollout: spec.canary was set back to what stable runs, which cancels the one in flight.
+            record(outcome: "Superseded", reason: "NewRevision", message: "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)")
+            event(
+                .normal, .newRevision,
+                "spec.canary was set back to the stable revision \(wanted): revision \(current) is cancelled, traffic goes back to stable and the rollout ends without promotion")
             status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
+            record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
+            event(.normal, .newRevision, "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
             start()
         }
     }
@@ -427,7 +432,7 @@ struct Engine {
             status.requests.removeAll { $0.kind == kind }
             status.requests.append(RequestRecord(kind: kind, token: token, seenAt: now, accepted: accepted, message: message))
             status.requests.sort { $0.kind.rawValue < $1.kind.rawValue }
-            event(accepted ? .normal : .warning, accepted ? "RequestAccepted" : "RequestRefused", "\(kind.rawValue): \(message)")
+            event(accepted ? .normal : .warning, accepted ? .requestAccepted : .requestRefused, "\(kind.rawValue): \(message)")
         }
     }
 
@@ -438,7 +443,7 @@ struct Engine {
         case .abort:
             switch phase {
             case .initializing, .progressing, .paused:
-                beginRollback(to: .aborted, reason: "Aborted", message: "aborted by request")
+                beginRollback(to: .aborted, reason: "Aborted", message: rollout.abortReason.map { "aborted by request: \($0)" } ?? "aborted by request")
                 return (true, "rolling back revision \(status.revision ?? wanted)")
             case .promoting, .finalising:
                 return (false, "the canary is already being promoted (\(phase.rawValue)); change spec.canary to roll back")
@@ -465,6 +470,10 @@ struct Engine {
                     return (false, "stage \(stage + 1) does not serve its weight: \(blocked.message); promote once it does, or promote --full")
                 }
                 status.approvedStage = stage
+                if phase == .progressing {
+                    // Paused means the stage passed and waits for approval; Progressing means it is skipped.
+                    status.promotedStages = Array(Set(status.promotedStages ?? []).union([stage])).sorted()
+                }
                 return (true, "stage \(stage + 1) of \(plan.stages.count) (\(plan.stages[stage].weight)%) promoted")
             case .initializing: return (false, "the canary is not serving yet; no stage to promote")
             default: return (false, "no stage to promote (\(phase.rawValue))")
@@ -473,7 +482,7 @@ struct Engine {
             switch phase {
             case .progressing, .paused:
                 enter(.promoting)
-                status.message = "promote-full requested: promoting revision \(wanted)"
+                status.message = "promote --full requested: promoting revision \(wanted)"
                 return (true, "skipping the remaining stages; promoting revision \(wanted)")
             case .initializing: return (false, "the canary is not serving yet; wait for Progressing")
             default: return (false, "nothing to promote (\(phase.rawValue))")
@@ -556,7 +565,7 @@ struct Engine {
             guard checkTraffic(canary: false) else { return false }
             actions.append(.ensureCanaryDeployment(desired))
             status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
-            setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)", expected: true)
+            setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)", expected: true)
             return false
         }
         guard checkTraffic(canary: true) else { return false }
@@ -602,9 +611,9 @@ struct Engine {
             if previousWeight == stage.weight, status.stageStartedAt != nil {
                 if status.routedTraffic == nil {
                     // The weight went back to stable because spec.traffic now names other routes (TrafficMoved).
-                    event(.normal, "TrafficMoved", "stage \(index + 1)/\(plan.stages.count): moving \(stage.weight)% to the routes spec.traffic names now")
+                    event(.normal, .trafficMoved, "stage \(index + 1)/\(plan.stages.count): moving \(stage.weight)% to the routes spec.traffic names now")
                 } else {
-                    event(.warning, "WeightsRestored", "managed routes were changed to \(observedWeight.map { "\($0)%" } ?? "an irregular split") outside Fledge; restoring \(stage.weight)%")
+                    event(.warning, .weightsRestored, "managed routes were changed to \(observedWeight.map { "\($0)%" } ?? "an irregular split") outside Fledge; restoring \(stage.weight)%")
                 }
             }
             setWeights(stage.weight)
@@ -615,7 +624,7 @@ struct Engine {
         if status.stageStartedAt == nil {
             status.stageStartedAt = now
             status.lastProgressAt = now
-            event(.normal, "StageStarted", "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
+            event(.normal, .stageStarted, "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
         }
         guard checkTraffic(canary: true) else {
             // The canary serves but no longer passes Rule 2 (pods gone, subset edited): take its traffic away.
@@ -660,7 +669,7 @@ struct Engine {
             if stage.manualApproval {
                 if status.phase != .paused {
                     status.phase = .paused
-                    event(.normal, "AwaitingApproval", "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)% passed; waiting for `fledge promote`")
+                    event(.normal, .awaitingApproval, "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)% passed; waiting for `fledge promote`")
                 }
                 status.message = "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)% waits for approval (fledge promote)"
                 setProgressing(true, "AwaitingApproval", status.message!)
@@ -672,9 +681,20 @@ struct Engine {
             enterStage(index + 1)
         } else {
             enter(.promoting)
-            event(.normal, "Promoting", "\(plan.stages.count == 1 ? "the stage" : "all \(plan.stages.count) stages") passed; promoting revision \(wanted) into Deployment \(plan.target)")
+            event(.normal, .promoting, "\(stagesDone()); promoting revision \(wanted) into Deployment \(plan.target)")
         }
         return true
+    }
+
+    /// `all 4 stages passed`, or `4 stages done, stage 3 promoted by request` when `fledge promote` advanced some
+    /// before their hold and checks were done.
+    func stagesDone() -> String {
+        let promoted = (status.promotedStages ?? []).filter { $0 < plan.stages.count }.map { String($0 + 1) }
+        let count = plan.stages.count
+        guard !promoted.isEmpty else { return count == 1 ? "the stage passed" : "all \(count) stages passed" }
+        if count == 1 { return "the stage was promoted by request" }
+        let names = promoted.count == 1 ? "stage \(promoted[0])" : "stages \(promoted.dropLast().joined(separator: ", ")) and \(promoted.last!)"
+        return "\(count) stages done, \(names) promoted by request"
     }
 
     mutating func promoting() -> Bool {
@@ -748,13 +768,14 @@ struct Engine {
         status.lastAnalysis = nil
         status.rollbackTo = nil
         status.approvedStage = nil
+        status.promotedStages = nil
         status.passedWebhooks = []
         status.judge = nil
         status.judgeAcceptedStage = nil
         status.message = "starting revision \(wanted) (stable runs \(stableRevision))"
         status.removeCondition(ConditionType.analysis)
         setProgressing(true, "NewRevision", status.message!)
-        event(.normal, "RolloutStarted", "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
+        event(.normal, .rolloutStarted, "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
     }
 
     mutating func enterStage(_ index: Int) {
@@ -770,7 +791,11 @@ struct Engine {
     mutating func restartStage(_ index: Int, because reason: String) {
         if let approved = status.approvedStage, approved >= index { status.approvedStage = nil }
         if let accepted = status.judgeAcceptedStage, accepted >= index { status.judgeAcceptedStage = nil }
-        event(.normal, "StageRestarted", "spec.stages changed (\(reason)): stage \(index + 1)/\(plan.stages.count) at \(plan.stages[index].weight)% starts over")
+        if let promoted = status.promotedStages {
+            let kept = promoted.filter { $0 < index }
+            status.promotedStages = kept.isEmpty ? nil : kept
+        }
+        event(.normal, .stageRestarted, "spec.stages changed (\(reason)): stage \(index + 1)/\(plan.stages.count) at \(plan.stages[index].weight)% starts over")
         enterStage(index)
     }
 
@@ -787,7 +812,7 @@ struct Engine {
         status.stageStartedAt = nil
         status.message = message
         setProgressing(false, reason, message)
-        event(end == .healthy ? .normal : .warning, "RollingBack", "\(reason): \(message)")
+        event(end == .healthy ? .normal : .warning, .rollingBack, "\(reason): \(message)")
     }
 
     mutating func finish(_ phase: Phase, reason: String, message: String) {
@@ -796,12 +821,13 @@ struct Engine {
         status.stageStartedAt = nil
         status.rollbackTo = nil
         status.approvedStage = nil
+        status.promotedStages = nil
         status.message = message
         if phase != .healthy {
             record(outcome: phase.rawValue, reason: reason, message: message)
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
-        event(phase == .succeeded || phase == .healthy ? .normal : .warning, "Rollout\(phase.rawValue)", message)
+        event(phase == .succeeded || phase == .healthy ? .normal : .warning, .ended(in: phase), message)
         // Without a plan (the spec does not validate) no hook can be called.
         for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
             actions.append(.callWebhook(webhookCall(hook, id: "post-rollout/\(hook.name)/\(wanted)/\(phase.rawValue)", stage: nil)))
@@ -858,7 +884,7 @@ struct Engine {
             case .advance:
                 if status.judgeAcceptedStage != index {
                     status.judgeAcceptedStage = index
-                    event(.normal, "JudgeAccepted", "stage \(index + 1)/\(plan.stages.count): \(judged.explanation)")
+                    event(.normal, .judgeAccepted, "stage \(index + 1)/\(plan.stages.count): \(judged.explanation)")
                 }
             case .hold:
                 if verdict == .passed, status.judgeAcceptedStage != index { verdict = .inconclusive }
@@ -882,7 +908,7 @@ struct Engine {
         case .failed:
             status.failedChecks += 1
             status.errorChecks = 0
-            event(.warning, "AnalysisFailed", "check failed (\(status.failedChecks)/\(plan.analysis.failureLimit)): \(summary)")
+            event(.warning, .analysisFailed, "check failed (\(status.failedChecks)/\(plan.analysis.failureLimit)): \(summary)")
             if status.failedChecks >= plan.analysis.failureLimit {
                 beginRollback(
                     to: .failed, reason: "AnalysisFailed",
@@ -894,7 +920,7 @@ struct Engine {
             status.errorChecks = 0
         case .error:
             status.errorChecks += 1
-            event(.warning, "MetricProviderError", "provider error (\(status.errorChecks)/\(plan.analysis.providerErrorLimit) in a row): \(summary)")
+            event(.warning, .metricProviderError, "provider error (\(status.errorChecks)/\(plan.analysis.providerErrorLimit) in a row): \(summary)")
             if status.errorChecks >= plan.analysis.providerErrorLimit {
                 beginRollback(
                     to: .failed, reason: "MetricProviderUnavailable",
@@ -1043,62 +1069,61 @@ struct Engine {
     mutating func checkTraffic(canary checkCanary: Bool) -> Bool {
         if let trafficError { return setTraffic(false, trafficError.reason, trafficError.message) }
         guard observed.destinationRule != nil else {
-            return setTraffic(false, "DestinationRuleNotFound", "DestinationRule \(plan.traffic.destinationRule) not found")
+            return setTraffic(false, .destinationRuleNotFound, "DestinationRule \(plan.traffic.destinationRule) not found")
         }
         guard let stableLabels else {
-            return setTraffic(false, "SubsetNotFound", "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)'")
+            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)'")
         }
         guard let canaryLabels else {
-            return setTraffic(false, "SubsetNotFound", "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
+            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
         }
         let dr = plan.traffic.destinationRule
-        if let mismatch = routeToAnotherHost() { return setTraffic(false, "HostMismatch", mismatch) }
+        if let mismatch = routeToAnotherHost() { return setTraffic(false, .hostMismatch, mismatch) }
         let stable = observed.stable!
         if let miss = firstMismatch(stableLabels, stable.podLabels) {
             return setTraffic(
-                false, "SubsetSelectsNoPods",
+                false, .subsetSelectsNoPods,
                 "subset '\(plan.traffic.stableSubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
         }
         if stableLabels.isEmpty || canaryLabels.isEmpty {
-            return setTraffic(false, "SubsetWithoutLabels", "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) both need labels")
+            return setTraffic(false, .subsetWithoutLabels, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) both need labels")
         }
         if Set(stableLabels.keys) != Set(canaryLabels.keys) {
             let odd = Set(canaryLabels.keys).symmetricDifference(Set(stableLabels.keys)).sorted()
             return setTraffic(
-                false, "SubsetLabelMismatch",
+                false, .subsetLabelMismatch,
                 "subset '\(plan.traffic.canarySubset)' selects on labels [\(canaryLabels.keys.sorted().joined(separator: ", "))] but subset '\(plan.traffic.stableSubset)' on [\(stableLabels.keys.sorted().joined(separator: ", "))] (check label \(odd.joined(separator: ", ")) of DestinationRule \(dr) for a typo)")
         }
         if stableLabels == canaryLabels {
-            return setTraffic(false, "SubsetsIdentical", "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels")
+            return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels")
         }
         if stable.readyReplicas < 1 {
-            return setTraffic(false, "StableNotReady", "Deployment \(plan.target) has no ready pods")
+            return setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods")
         }
         if checkCanary {
             guard let canary = observed.canary else {
-                return setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) not found")
+                return setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) not found")
             }
             guard canary.revisionAnnotation == wanted else {
-                return setTraffic(false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment) is not yet at revision \(wanted)")
+                return setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is not yet at revision \(wanted)")
             }
             if let miss = firstMismatch(canaryLabels, canary.podLabels) {
                 return setTraffic(
-                    false, "SubsetSelectsNoPods",
+                    false, .subsetSelectsNoPods,
                     "subset '\(plan.traffic.canarySubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the canary pods have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
             }
             if selects(stable.selector, canary.podLabels) {
                 return setTraffic(
-                    false, "SelectorOverlap", "the selector of Deployment \(plan.target) (\(labelText(stable.selector))) also selects the canary's pods")
+                    false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(labelText(stable.selector))) also selects the canary's pods")
             }
             let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
             if !ready {
                 return setTraffic(
-                    false, "CanaryNotReady", "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
+                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
                     expected: status.phase == .initializing)
             }
         }
-        return setTraffic(
-            true, "Ready",
+        return trafficReady(
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
     }
 
@@ -1112,7 +1137,7 @@ struct Engine {
         if let recorded = status.canaryDeployment, recorded != plan.canaryDeployment { return false }
         guard let stable = observed.stable else { return true }  // prepare() reported StableNotFound.
         guard stable.readyReplicas < 1 else { return false }
-        setTraffic(false, "StableNotReady", "Deployment \(plan.target) has no ready pods" + keepingTrafficNote)
+        setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods" + keepingTrafficNote)
         return true
     }
 
@@ -1138,12 +1163,19 @@ struct Engine {
 
     @discardableResult
     /// `expected`: a step of a normal rollout (the canary being made), reported as a Normal Event, not a Warning.
-    mutating func setTraffic(_ ok: Bool, _ reason: String, _ message: String, expected: Bool = false) -> Bool {
+    mutating func setTraffic(_ ok: Bool, _ reason: EventReason, _ message: String, expected: Bool = false) -> Bool {
         let before = status.condition(ConditionType.trafficReady)
-        status.setCondition(ConditionType.trafficReady, ok ? .true : .false, reason: reason, message: message, generation: generation, now: now)
+        status.setCondition(
+            ConditionType.trafficReady, ok ? .true : .false, reason: reason.rawValue, message: message, generation: generation, now: now)
         if !ok, before?.message != message { event(expected ? .normal : .warning, reason, message) }
         if !ok, !status.phase.isIdle, status.phase != .rollingBack { status.message = "holding: \(message)" }
         return ok
+    }
+
+    /// TrafficReady=True (`Ready`, no Event).
+    mutating func trafficReady(_ message: String) -> Bool {
+        status.setCondition(ConditionType.trafficReady, .true, reason: "Ready", message: message, generation: generation, now: now)
+        return true
     }
 
     mutating func setWeights(_ canaryWeight: Int, because reason: String? = nil) {
@@ -1155,7 +1187,7 @@ struct Engine {
         actions.append(.setWeights(change))
         if let reason {
             event(
-                .normal, "WeightsReset",
+                .normal, .weightsReset,
                 "routes \(managed.map(\.id).joined(separator: ", ")) sent \(observedWeight.map { "\($0)%" } ?? "an irregular split") to subset \(traffic.canarySubset); moving it to \(canaryWeight)% because \(reason)")
         }
     }
@@ -1171,7 +1203,7 @@ struct Engine {
         return false
     }
 
-    mutating func event(_ type: RolloutEvent.Kind, _ reason: String, _ message: String) {
+    mutating func event(_ type: RolloutEvent.Kind, _ reason: EventReason, _ message: String) {
         actions.append(.emitEvent(RolloutEvent(type: type, reason: reason, message: message)))
     }
 }

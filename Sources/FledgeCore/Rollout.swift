@@ -145,6 +145,19 @@ public struct Rollout: Codable, Sendable, Equatable {
         return .failure(ValidationErrors(issues: issues))
     }
 
+    /// The `fledge.dev/abort-reason` annotation as one line (whitespace runs, line breaks included, become one
+    /// space) of at most `abortReasonLimit` characters; nil when absent or blank.
+    public var abortReason: String? {
+        guard let raw = metadata.annotations?[ManualRequest.abortReasonAnnotation] else { return nil }
+        let words = raw.split(whereSeparator: { $0.isWhitespace || $0.isNewline })
+        guard !words.isEmpty else { return nil }
+        let line = words.joined(separator: " ")
+        return line.count <= Self.abortReasonLimit ? line : String(line.prefix(Self.abortReasonLimit - 1)) + "…"
+    }
+
+    /// Characters of an abort reason that go into Events and `status.message` (an Event's note holds at most 1 kB).
+    public static let abortReasonLimit = 256
+
     /// Manual requests whose annotation token differs from the one last recorded in status, in the order
     /// abort, retry, promote-full, promote.
     public var pendingRequests: [(kind: ManualRequest, token: String)] {

@@ -108,6 +108,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     public var rollbackTo: Phase?
     /// Stage whose manual approval was given.
     public var approvedStage: Int?
+    /// Stages of this rollout (indexes into `spec.stages`) that `fledge promote` advanced before their hold and
+    /// checks were done, so the Promoting Event does not claim they passed. Nil when none.
+    public var promotedStages: [Int]?
     /// Webhook calls that passed in this rollout (their `WebhookCall.id`s).
     public var passedWebhooks: [String]
     /// The statistical judge's evidence so far in this rollout (nil until an interval brought counts). Carried
@@ -142,7 +145,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case phase, observedGeneration, revision, stableRevision, stage, stageProgress, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
-        case conditions, history, requests, rollbackTo, approvedStage, passedWebhooks, judge, judgeAcceptedStage
+        case conditions, history, requests, rollbackTo, approvedStage, promotedStages, passedWebhooks, judge, judgeAcceptedStage
         case routedTraffic, canaryDeployment
     }
 
@@ -170,6 +173,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         requests = try c.decodeIfPresent([RequestRecord].self, forKey: .requests) ?? []
         rollbackTo = try c.decodeIfPresent(Phase.self, forKey: .rollbackTo)
         approvedStage = try c.decodeIfPresent(Int.self, forKey: .approvedStage)
+        promotedStages = try c.decodeIfPresent([Int].self, forKey: .promotedStages)
         passedWebhooks = try c.decodeIfPresent([String].self, forKey: .passedWebhooks) ?? []
         judge = try c.decodeIfPresent(JudgeState.self, forKey: .judge)
         judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
@@ -341,4 +345,8 @@ public enum ManualRequest: String, Codable, Sendable, CaseIterable {
 
     /// The annotation the CLI writes: `fledge.dev/promote`, `fledge.dev/promote-full`, `fledge.dev/abort`, `fledge.dev/retry`.
     public var annotation: String { "fledge.dev/\(rawValue)" }
+
+    /// Why an abort was asked for (`fledge abort --reason`), written with the abort request; the abort's Events,
+    /// `status.message` and the history entry carry it.
+    public static let abortReasonAnnotation = "fledge.dev/abort-reason"
 }

@@ -50,7 +50,7 @@ public func httpRoutes(of virtualService: JSONValue) -> [HTTPRouteView] {
 
 /// Why the managed routes cannot be found.
 public struct TrafficError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var reason: String
+    public var reason: EventReason
     public var message: String
     public var description: String { message }
 }
@@ -69,12 +69,12 @@ public func managedRoutes(
         var out: [HTTPRouteView] = []
         for name in traffic.routes {
             guard let route = routes.first(where: { $0.name == name }) else {
-                return .failure(TrafficError(reason: "RouteNotFound", message: "VirtualService \(traffic.virtualService) has no HTTP route named '\(name)'"))
+                return .failure(TrafficError(reason: .routeNotFound, message: "VirtualService \(traffic.virtualService) has no HTTP route named '\(name)'"))
             }
             if route.destinations.contains(where: { $0.subset != traffic.stableSubset && $0.subset != traffic.canarySubset }) {
                 return .failure(
                     TrafficError(
-                        reason: "RouteNotManageable",
+                        reason: .routeNotManageable,
                         message: "route '\(name)' of VirtualService \(traffic.virtualService) sends to a destination other than subsets \(traffic.stableSubset) and \(traffic.canarySubset)"))
             }
             out.append(route)
@@ -90,7 +90,7 @@ public func managedRoutes(
     if found.isEmpty {
         return .failure(
             TrafficError(
-                reason: "RouteNotFound",
+                reason: .routeNotFound,
                 message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"
                     + (host.map { " of host \($0)" } ?? "")))
     }

@@ -32,8 +32,40 @@ public enum ManifestLoader {
         try parseManifests(text, source: source).map(\.object)
     }
 
+    /// A file found in a folder and left out because it is not a Kubernetes manifest, and why.
+    public struct Skipped: Sendable, Equatable, CustomStringConvertible {
+        public var file: String
+        public var reason: String
+        public init(file: String, reason: String) {
+            self.file = file
+            self.reason = reason
+        }
+        public var description: String { "skipped \(file): \(reason)" }
+    }
+
     /// Parses YAML (or JSON) text with one or more documents, keeping where each object came from.
     public static func parseManifests(_ text: String, source: String = "<input>") throws(SandboxError) -> [Manifest] {
+        try manifests(of: try documents(of: text, source: source), source: source)
+    }
+
+    /// Why a file found in a folder is not a Kubernetes manifest, as `fledge lint` decides it: no document has an
+    /// apiVersion or a kind (a Grafana dashboard, a values file), or every document is kustomize's configuration
+    /// (`kustomization.yaml`). Nil for a manifest, including a broken one (that stays an error).
+    static func notAManifest(_ parsed: (documents: [Document], count: Int)) -> String? {
+        let objects = parsed.documents.map(\.object)
+        if !objects.contains(where: { $0["apiVersion"] != nil || $0["kind"] != nil }) {
+            return "no apiVersion or kind, not a Kubernetes manifest"
+        }
+        if objects.allSatisfy({ $0["apiVersion"]?.stringValue?.hasPrefix("kustomize.config.k8s.io/") == true }) {
+            return "kustomize's configuration, not a Kubernetes object"
+        }
+        return nil
+    }
+
+    typealias Document = (document: Int, item: Int?, object: JSONValue)
+
+    /// The documents of YAML (or JSON) text, `kind: List` expanded, empty ones left out; and how many there were.
+    static func documents(of text: String, source: String) throws(SandboxError) -> (documents: [Document], count: Int) {
         // Before composing, which would expand them.
         if let alias = YAMLAliases.first(in: text) { throw SandboxError.manifest(source: source, message: alias.description) }
         var documents: [(document: Int, item: Int?, object: JSONValue)] = []
@@ -62,6 +94,12 @@ public enum ManifestLoader {
         } catch {
             throw SandboxError.manifest(source: source, message: "invalid YAML: \(error)")
         }
+        return (documents, count)
+    }
+
+    /// The parsed documents as manifests: each must have an apiVersion and a kind.
+    static func manifests(of parsed: (documents: [Document], count: Int), source: String) throws(SandboxError) -> [Manifest] {
+        let (documents, count) = parsed
         var manifests: [Manifest] = []
         for entry in documents {
             let manifest = Manifest(object: entry.object, source: source, document: entry.document, documents: count, item: entry.item)
@@ -85,6 +123,14 @@ public enum ManifestLoader {
 
     /// `load(paths:)`, keeping where each object came from (for `SandboxStore.load`, whose errors name it).
     public static func loadManifests(paths: [String]) throws(SandboxError) -> [Manifest] {
+        var skipped: [Skipped] = []
+        return try loadManifests(paths: paths, skipped: &skipped)
+    }
+
+    /// `loadManifests(paths:)`, saying which files found in folders were left out as not Kubernetes manifests (a
+    /// Grafana dashboard, a `kustomization.yaml`), as `fledge lint` skips them. A file named in `paths` must be a
+    /// manifest: one that is not is an error.
+    public static func loadManifests(paths: [String], skipped: inout [Skipped]) throws(SandboxError) -> [Manifest] {
         var objects: [Manifest] = []
         for path in paths {
             var isDirectory: ObjCBool = false
@@ -110,7 +156,12 @@ public enum ManifestLoader {
                 guard let text = String(data: data, encoding: .utf8) else {
                     throw SandboxError.manifest(source: file, message: "is not UTF-8 text")
                 }
-                objects += try parseManifests(text, source: file)
+                let parsed = try documents(of: text, source: file)
+                if isDirectory.boolValue, let reason = notAManifest(parsed) {
+                    skipped.append(Skipped(file: file, reason: reason))
+                    continue
+                }
+                objects += try manifests(of: parsed, source: file)
             }
         }
         return objects

@@ -60,7 +60,7 @@ struct ManualRequestContractTests {
             let revision = try #require(try await sandbox.rollout().status?.revision)
             let (result, _) = try await Self.answered(["promote", "product-service", "--full"], .promoteFull, sandbox: sandbox, controller: &controller)
             #expect(result.status == 0, "\(result)")
-            #expect(result.out == "promote-full accepted: skipping the remaining stages; promoting revision \(revision)\n")
+            #expect(result.out == "promote --full accepted: skipping the remaining stages; promoting revision \(revision)\n")
             #expect(try await sandbox.rollout().status?.phase == .promoting)
         }
     }
@@ -81,7 +81,9 @@ struct ManualRequestContractTests {
             #expect(try await sandbox.rollout().metadata.annotations?[AbortCommand.reasonAnnotation] == "p99 doubled")
             #expect(try await sandbox.rollout().status?.phase == .rollingBack)
             let rollingBack = try await sandbox.run(["status", "product-service"])
-            #expect(rollingBack.out.contains("Abort reason:  p99 doubled"), "\(rollingBack)")
+            // The controller carries the reason into status.message (and the Events): no separate line repeats it.
+            #expect(rollingBack.out.contains("Message:       aborted by request: p99 doubled\n"), "\(rollingBack)")
+            #expect(!rollingBack.out.contains("Abort reason:"), "\(rollingBack)")
 
             try await controller.run(untilPhase: .aborted)
             let watched = try await watch.finish()
@@ -109,7 +111,7 @@ struct ManualRequestContractTests {
             let (first, _) = try await Self.answered(["abort", "product-service", "--reason", "first"], .abort, sandbox: sandbox, controller: &controller)
             #expect(first.status == 0, "\(first)")
             try await controller.run(untilPhase: .aborted)
-            #expect(try await sandbox.run(["status", "product-service"]).out.contains("Abort reason:  first"))
+            #expect(try await sandbox.run(["status", "product-service"]).out.contains("Message:       aborted by request: first\n"))
 
             let (retried, _) = try await Self.answered(["retry", "product-service"], .retry, sandbox: sandbox, controller: &controller)
             #expect(retried.status == 0, "\(retried)")
@@ -126,6 +128,7 @@ struct ManualRequestContractTests {
             try await controller.run(untilPhase: .aborted)
             let shown = try await sandbox.run(["status", "product-service"])
             #expect(shown.out.contains("Phase:         Aborted") && !shown.out.contains("Abort reason"), "\(shown)")
+            #expect(shown.out.contains("Message:       aborted by request\n"), "\(shown)")
         }
     }
 
@@ -159,7 +162,7 @@ struct ManualRequestContractTests {
             #expect(try await sandbox.rollout().status?.phase == .healthy)
             for (arguments, message) in [
                 (["promote", "product-service"], "promote refused: no stage to promote (Healthy)"),
-                (["promote", "product-service", "--full"], "promote-full refused: nothing to promote (Healthy)"),
+                (["promote", "product-service", "--full"], "promote --full refused: nothing to promote (Healthy)"),
                 (["abort", "product-service"], "abort refused: no rollout in progress (Healthy)"),
                 (["retry", "product-service"], "retry refused: only a Failed or Aborted rollout can be retried (phase Healthy)"),
             ] {

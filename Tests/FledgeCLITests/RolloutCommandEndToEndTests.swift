@@ -57,7 +57,7 @@ struct RolloutCommandEndToEndTests {
             let declared = [
                 "phase", "observedGeneration", "revision", "stableRevision", "stage", "stageProgress", "canaryWeight", "message", "startedAt",
                 "stageStartedAt", "lastProgressAt", "lastAnalysisAt", "passedChecks", "failedChecks", "inconclusiveChecks", "errorChecks",
-                "lastAnalysis", "conditions", "history", "requests", "rollbackTo", "approvedStage", "passedWebhooks", "judge",
+                "lastAnalysis", "conditions", "history", "requests", "rollbackTo", "approvedStage", "promotedStages", "passedWebhooks", "judge",
                 "judgeAcceptedStage", "routedTraffic", "canaryDeployment",
             ]
             let storedStatus = try #require(await sandbox.server.store.object(CLISandbox.rollouts, namespace: "shop", name: "product-service")?["status"])

@@ -1,3 +1,4 @@
+import ArgumentParser
 import FledgeCore
 import FledgeJSON
 import Foundation
@@ -76,6 +77,48 @@ struct RolloutViewTests {
         #expect(StatusCommand.supersededExit == 3)
     }
 
+    /// Usage errors exit 64 (ArgumentParser's validationFailure), and every help that lists exit codes says so.
+    @Test func everyHelpThatListsExitCodesNamesTheUsageError() throws {
+        #expect(ExitCode.validationFailure.rawValue == 64)
+        #expect(usageErrorExit.hasPrefix("64 usage error"))
+        // AnalyzeCommand.swift is being reworked on another branch at the time of writing; it gets the line on merge.
+        let pendingElsewhere: Set<String> = ["analyze"]
+        var listing: [String] = []
+        for command in Fledge.configuration.subcommands where !pendingElsewhere.contains(command._commandName) {
+            let help = command.helpMessage(columns: 400)
+            guard help.contains("Exit status") else { continue }
+            listing.append(command._commandName)
+            #expect(help.contains(usageErrorExit), "fledge \(command._commandName) --help lists exit codes without 64")
+        }
+        #expect(Set(listing).isSuperset(of: ["trigger", "promote", "abort", "retry", "status", "lint", "demo"]), "\(listing)")
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("Usage errors exit **64**"))
+    }
+
+    /// `status --watch` piped: Events older than the status line's stamp print above it even when they reached the
+    /// API server after the status was written (a backlog: `08:44:31 event CanaryNotReady` before
+    /// `08:44:32 … Initializing`); newer ones below it.
+    @Test func watchPrintsBacklogEventsOlderThanTheLineAboveIt() throws {
+        var rollout = Self.rolloutJSON(status: ["phase": "Initializing", "observedGeneration": 2])
+        rollout[path: ["metadata", "resourceVersion"]] = "100"
+        let fetched = try FetchedRollout(rollout)
+        func event(_ name: String, _ time: String, version: Int) throws -> EventLine {
+            try #require(EventLine([
+                "metadata": ["name": .string(name), "namespace": "shop", "resourceVersion": .string(String(version))],
+                "eventTime": .string(time), "type": "Normal", "reason": .string(name), "note": "n",
+            ]))
+        }
+        let stamp = try #require(Timestamp(rfc3339: "2026-11-27T08:44:32Z"))
+        let fresh = [
+            try event("RolloutStarted", "2026-11-27T08:44:30Z", version: 99),  // before the status, by version
+            try event("CanaryNotReady", "2026-11-27T08:44:31Z", version: 101),  // after it by version, older by time
+            try event("StageStarted", "2026-11-27T08:44:40Z", version: 102),  // newer than the line
+        ]
+        let (before, after) = StatusPrinter.arrange(fresh, around: fetched, stampedAt: stamp)
+        #expect(before.map(\.reason) == ["RolloutStarted", "CanaryNotReady"])
+        #expect(after.map(\.reason) == ["StageStarted"])
+    }
+
     static func rolloutJSON(status: JSONValue?, generation: Int64 = 2) -> JSONValue {
         var object: JSONValue = [
             "apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
@@ -88,6 +131,22 @@ struct RolloutViewTests {
         ]
         if let status { object["status"] = status }
         return object
+    }
+
+    /// With an invalid spec the Checks line still shows the limits the spec sets (or their defaults), and says
+    /// why one it cannot read is `?`.
+    @Test func checksLimitsOfAnInvalidSpec() throws {
+        var status = RolloutStatus(phase: .healthy)
+        status.observedGeneration = 2
+        var rollout = Self.rolloutJSON(status: try JSONValue(encoding: status))
+        rollout[path: ["spec", "target"]] = nil  // invalid, but not the limits
+        var text = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 1_795_700_000))
+        #expect(text.contains("Checks:        failed 0/4, inconclusive 0, provider errors 0/5\n"), "\(text)")
+        rollout[path: ["spec", "analysis", "failureLimit"]] = 0
+        text = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 1_795_700_000))
+        #expect(
+            text.contains("Checks:        failed 0/?, inconclusive 0, provider errors 0/5 (? = spec.analysis.failureLimit: 0 is below 1)\n"),
+            "\(text)")
     }
 
     @Test func statusShowsWhyTheRolloutIsWhereItIs() throws {
@@ -194,6 +253,13 @@ struct RolloutViewTests {
         let value: JSONValue = ["phase": "Succeeded", "text": "true", "number": "10", "weight": 10, "ratio": 0.5, "none": .null, "list": ["a", 1]]
         let text = try YAML.string(value)
         #expect(text.hasPrefix("phase: Succeeded\ntext: 'true'\nnumber: '10'\nweight: 10\nratio: 0.5\n"), "\(text)")
+        #expect(try YAML.parse(text, source: "out") == value)
+    }
+
+    @Test func yamlOutputWritesUnicodeAsIs() throws {
+        let value: JSONValue = ["message": "canary p99 ≥ 3× stable", "note": "naïve ✓"]
+        let text = try YAML.string(value)
+        #expect(text == "message: canary p99 ≥ 3× stable\nnote: naïve ✓\n", "\(text)")
         #expect(try YAML.parse(text, source: "out") == value)
     }
 

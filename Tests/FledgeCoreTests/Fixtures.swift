@@ -252,7 +252,8 @@ extension Decision {
     var weightChanges: [WeightChange] {
         actions.compactMap(\.weightChange)
     }
-    var eventReasons: [String] {
-        actions.compactMap { if case .emitEvent(let e) = $0 { return e.reason } else { return nil } }
+    var eventReasons: [String] { events.map(\.reason) }
+    var events: [RolloutEvent] {
+        actions.compactMap { if case .emitEvent(let e) = $0 { return e } else { return nil } }
     }
 }

@@ -173,6 +173,7 @@ struct ScenarioTests {
         #expect(!d.actions.contains { if case .ensureCanaryDeployment = $0 { return true } else { return false } })
         #expect(d.status.history.last?.outcome == "Superseded")
         #expect(d.status.history.last?.revision == first)
+        #expect(d.events.first { $0.reason == "NewRevision" }?.message.contains("then starting over") == true)
         #expect(d.status.revision != first)
         #expect(d.status.observedGeneration == 2)
         sim.run(untilPhase: .succeeded)
@@ -185,11 +186,21 @@ struct ScenarioTests {
     @Test func revertingTheCanaryChangeMidRolloutCleansUpToHealthy() {
         var sim = Sim()
         sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        let first = sim.status.revision!
         sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:1.0.0")
+        let d = sim.reconcile()
+        // A cancel, not a new rollout: the Event says the canary went back to stable and nothing starts over.
+        let newRevision = d.events.first { $0.reason == "NewRevision" }
+        #expect(newRevision?.message.contains("set back to the stable revision \(d.status.stableRevision!)") == true, "\(newRevision?.message ?? "")")
+        #expect(newRevision?.message.contains("\(first) is cancelled") == true)
+        #expect(newRevision?.message.contains("ends without promotion") == true)
+        #expect(newRevision?.message.contains("starting over") == false)
+        #expect(d.status.history.last?.message?.contains("set back to the stable revision") == true)
         sim.run(untilPhase: .healthy)
         #expect(sim.observedCanaryWeight == 0)
         #expect(sim.observed.canary?.replicas == 0)
         #expect(sim.stableImage() == "registry.example/product-service:1.0.0")
+        #expect(!sim.events.contains { $0.reason == "RolloutStarted" && $0.message.hasPrefix("revision \(d.status.stableRevision!) ") })
     }
 
     @Test func manualApprovalStagePausesUntilPromote() {
@@ -208,6 +219,59 @@ struct ScenarioTests {
         #expect(d.status.requests.first { $0.kind == .promote }?.accepted == true)
         #expect(d.status.stage == 2)
         sim.run(untilPhase: .succeeded)
+    }
+
+    @Test func theAbortReasonReachesTheEventsStatusAndHistory() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.rollout.metadata.annotations = (sim.rollout.metadata.annotations ?? [:]).merging([ManualRequest.abortReasonAnnotation: "testing\n  abort"]) { $1 }
+        sim.request(.abort)
+        let d = sim.reconcile()
+        #expect(d.status.message == "aborted by request: testing abort")
+        #expect(d.events.contains { $0.reason == "RollingBack" && $0.message == "Aborted: aborted by request: testing abort" })
+        sim.run(untilPhase: .aborted)
+        #expect(sim.events.last { $0.reason == "RolloutAborted" }?.message == "aborted by request: testing abort")
+        #expect(sim.status.history.last?.message == "aborted by request: testing abort")
+    }
+
+    @Test func aLongOrBlankAbortReasonStaysOneBoundedLine() {
+        var rollout = seedRollout()
+        rollout.metadata.annotations = [ManualRequest.abortReasonAnnotation: "  \n "]
+        #expect(rollout.abortReason == nil)
+        rollout.metadata.annotations = [ManualRequest.abortReasonAnnotation: String(repeating: "x", count: 1000)]
+        #expect(rollout.abortReason?.count == Rollout.abortReasonLimit)
+        #expect(rollout.abortReason?.hasSuffix("…") == true)
+    }
+
+    @Test func thePromotingEventNamesTheStagesPromotedByRequest() {
+        var sim = Sim()
+        sim.run(untilPhase: .promoting)
+        #expect(sim.events.last { $0.reason == "Promoting" }?.message.hasPrefix("all 4 stages passed; promoting revision") == true)
+
+        var skipped = Sim()
+        skipped.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        skipped.request(.promote)
+        skipped.reconcile()
+        skipped.run { $0.status.stage == 2 && $0.observedCanaryWeight == 50 }
+        skipped.request(.promote)
+        skipped.reconcile()
+        #expect(skipped.status.promotedStages == [1, 2])
+        skipped.run(untilPhase: .promoting)
+        let message = skipped.events.last { $0.reason == "Promoting" }?.message ?? ""
+        #expect(message.hasPrefix("4 stages done, stages 2 and 3 promoted by request; promoting revision"), "\(message)")
+        skipped.run(untilPhase: .succeeded)
+        #expect(skipped.status.promotedStages == nil)
+    }
+
+    @Test func approvingAStageThatPassedIsNotASkip() {
+        let stages = [StageSpec(weight: 10, hold: "10s"), StageSpec(weight: 50, hold: "10s", approval: "manual"), StageSpec(weight: 100, hold: "10s")]
+        var sim = Sim(spec: seedSpec(stages: stages))
+        sim.run(untilPhase: .paused)
+        sim.request(.promote)
+        sim.reconcile()
+        #expect(sim.status.promotedStages == nil)
+        sim.run(untilPhase: .promoting)
+        #expect(sim.events.last { $0.reason == "Promoting" }?.message.hasPrefix("all 3 stages passed") == true)
     }
 
     @Test func abortMidStageSendsNothingToTheCanary() {

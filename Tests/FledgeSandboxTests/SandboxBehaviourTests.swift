@@ -504,6 +504,39 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// `--load deploy/`: in a folder, a Grafana dashboard and kustomization.yaml are not manifests and are skipped
+    /// with a note, as `fledge lint` skips them; named on their own they are still errors, and a manifest missing
+    /// its kind in a folder is still one.
+    @Test func foldersSkipFilesThatAreNotManifests() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-load-skip-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("grafana"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func write(_ name: String, _ text: String) throws -> String {
+            let path = folder.appendingPathComponent(name).path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let dashboard = try write("grafana/dashboard.json", #"{"title": "Fledge", "panels": [{"type": "timeseries"}]}"#)
+        let kustomization = try write("kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [namespace.yaml]\n")
+        let namespace = try write("namespace.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: fledge-system}\n")
+        var skipped: [ManifestLoader.Skipped] = []
+        let manifests = try ManifestLoader.loadManifests(paths: [folder.path], skipped: &skipped)
+        #expect(manifests.map(\.source) == [namespace])
+        #expect(skipped == [
+            ManifestLoader.Skipped(file: dashboard, reason: "no apiVersion or kind, not a Kubernetes manifest"),
+            ManifestLoader.Skipped(file: kustomization, reason: "kustomize's configuration, not a Kubernetes object"),
+        ])
+        #expect(skipped.first?.description == "skipped \(dashboard): no apiVersion or kind, not a Kubernetes manifest")
+        // Named on its own: the dashboard is refused as it was; kustomization.yaml is read as the object it claims
+        // to be, which the API server then refuses (no such kind), as a real one would.
+        var none: [ManifestLoader.Skipped] = []
+        #expect(throws: SandboxError.self) { try ManifestLoader.loadManifests(paths: [dashboard], skipped: &none) }
+        #expect(try ManifestLoader.loadManifests(paths: [kustomization], skipped: &none).map(\.source) == [kustomization])
+        #expect(none.isEmpty)
+        _ = try write("broken.yaml", "apiVersion: v1\nmetadata: {name: b}\n")
+        #expect(throws: SandboxError.self) { try ManifestLoader.loadManifests(paths: [folder.path], skipped: &skipped) }
+    }
+
     /// `fledge sandbox --load` and the demo read manifests with the same refusal as lint: aliases never expand.
     @Test(.timeLimit(.minutes(1))) func yamlAliasesAreRefusedBeforeTheyExpand() {
         // One level first: were aliases expanded, eight would not end.

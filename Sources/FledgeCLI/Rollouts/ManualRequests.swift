@@ -25,7 +25,7 @@ struct ManualRequestRunner {
     /// Exit status: 0 accepted (or written with --no-wait), 1 refused, 2 no answer within the timeout.
     func run() async throws(CLIError) -> Int32 {
         let fetched = try await cluster.rollout(name)
-        try fetched.requireNotDeleting(kind.rawValue)
+        try fetched.requireNotDeleting(kind == .promoteFull ? "promote" : kind.rawValue)
         let token = Self.freshToken()
         // Ask the core first: a request it would refuse in this phase is refused here, with its reason, and not
         // written. What the controller answers later is what counts; this only spares a pointless write.
@@ -33,7 +33,7 @@ struct ManualRequestRunner {
             let predicted = CoreBridge.requestOutcome(kind, token: token, rollout: fetched.rollout, observed: observed, now: Date()),
             !predicted.accepted
         {
-            StandardError.write("\(kind.rawValue) refused: \(predicted.message)")
+            StandardError.write("\(kind.command) refused: \(predicted.message)")
             return 1
         }
         var annotations: JSONObject = [kind.annotation: .string(token)]
@@ -47,7 +47,7 @@ struct ManualRequestRunner {
         }
         let subject = "rollout \"\(name)\" in namespace \"\(cluster.namespace)\""
         if wait.noWait {
-            print("\(kind.rawValue) requested for \(subject) (\(kind.annotation)=\(token))")
+            print("\(kind.command) requested for \(subject) (\(kind.annotation)=\(token))")
             return 0
         }
         let kind = self.kind
@@ -56,16 +56,21 @@ struct ManualRequestRunner {
         }
         guard let record else {
             StandardError.write(
-                "no answer from the Fledge controller within \(RolloutDuration(milliseconds: wait.timeout.milliseconds)): the \(kind.rawValue) request stays pending on \(subject) (\(kind.annotation)=\(token)); is the controller running?")
+                "no answer from the Fledge controller within \(RolloutDuration(milliseconds: wait.timeout.milliseconds)): the \(kind.command) request stays pending on \(subject) (\(kind.annotation)=\(token)); is the controller running?")
             return 2
         }
         if record.accepted {
-            print("\(kind.rawValue) accepted: \(record.message)")
+            print("\(kind.command) accepted: \(record.message)")
             return 0
         }
-        StandardError.write("\(kind.rawValue) refused: \(record.message)")
+        StandardError.write("\(kind.command) refused: \(record.message)")
         return 1
     }
+}
+
+extension ManualRequest {
+    /// The request in the words of the command that asks for it: `promote --full` for `promote-full`.
+    var command: String { self == .promoteFull ? "promote --full" : rawValue }
 }
 
 extension Duration {

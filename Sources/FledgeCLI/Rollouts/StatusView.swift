@@ -26,7 +26,10 @@ enum StatusView {
             field("Revision", "stable \(stable)")
         }
         if let message = status.message, !message.isEmpty { field("Message", message) }
-        if let reason = rollout.metadata.annotations?[AbortCommand.reasonAnnotation], [.rollingBack, .aborted].contains(status.phase) {
+        // The controller puts the reason into status.message (one line, bounded); the whole of it when it does not.
+        if let reason = rollout.metadata.annotations?[AbortCommand.reasonAnnotation], [.rollingBack, .aborted].contains(status.phase),
+            rollout.abortReason.map({ status.message?.hasSuffix(": " + $0) == true }) != true || reason != rollout.abortReason
+        {
             field("Abort reason", reason)
         }
         let weights = plan?.stages.map { ($0.weight, $0.manualApproval) }
@@ -36,9 +39,17 @@ enum StatusView {
         } else {
             field("Weight", "canary \(status.canaryWeight)%")
         }
-        var checks = "failed \(status.failedChecks)/\(plan.map { String($0.analysis.failureLimit) } ?? "?")"
+        let failureLimit = limit(
+            "spec.analysis.failureLimit", planned: plan?.analysis.failureLimit, spec: rollout.spec.analysis?.failureLimit,
+            default: Defaults.failureLimit, rollout: rollout)
+        let providerErrorLimit = limit(
+            "spec.analysis.providerErrorLimit", planned: plan?.analysis.providerErrorLimit, spec: rollout.spec.analysis?.providerErrorLimit,
+            default: Defaults.providerErrorLimit, rollout: rollout)
+        var checks = "failed \(status.failedChecks)/\(failureLimit.value)"
         checks += ", inconclusive \(status.inconclusiveChecks)"
-        checks += ", provider errors \(status.errorChecks)/\(plan.map { String($0.analysis.providerErrorLimit) } ?? "?")"
+        checks += ", provider errors \(status.errorChecks)/\(providerErrorLimit.value)"
+        let unknown = [failureLimit.unknownBecause, providerErrorLimit.unknownBecause].compactMap { $0 }
+        if !unknown.isEmpty { checks += " (? = \(unknown.joined(separator: "; ")))" }
         if showsStage(status) { checks += ", passed in this stage \(status.passedChecks)" }
         field("Checks", checks)
 
@@ -103,6 +114,18 @@ enum StatusView {
             if let c = status.condition(type), c.status == .false, c.reason != "CanaryNotReady" { return c.reason }
         }
         return nil
+    }
+
+    /// A limit of the Checks line: the plan's; with an invalid spec, what the spec sets (or the default when it sets
+    /// none), unless that field is among what is wrong: then `?` and why.
+    static func limit(_ field: String, planned: Int?, spec: Int?, default: Int, rollout: Rollout) -> (value: String, unknownBecause: String?) {
+        if let planned { return (String(planned), nil) }
+        guard case .failure(let errors) = rollout.plan() else { return (String(spec ?? `default`), nil) }
+        // An issue about the field, or about what holds it (`spec.analysis` that did not decode).
+        if let issue = errors.issues.first(where: { $0.path == field || field.hasPrefix($0.path + ".") || $0.path.isEmpty }) {
+            return ("?", issue.description)
+        }
+        return (String(spec ?? `default`), nil)
     }
 
     static func showsStage(_ status: RolloutStatus) -> Bool {

@@ -6,10 +6,10 @@ import Yams
 /// YAML in and out for the CLI: `-o yaml`, and `--template-patch` files written in YAML or JSON.
 enum YAML {
     /// Block-style YAML of a JSON value, keys in their order; strings that would read back as another type
-    /// (`"true"`, `"10"`) are quoted.
+    /// (`"true"`, `"10"`) are quoted. Non-ASCII text (`3× stable`, `≥`) is written as UTF-8, not escaped.
     static func string(_ value: JSONValue) throws(CLIError) -> String {
         do {
-            return try Yams.serialize(node: node(value), sortKeys: false)
+            return try Yams.serialize(node: node(value), allowUnicode: true, sortKeys: false)
         } catch {
             throw CLIError("cannot write YAML: \(error)")
         }
