@@ -643,7 +643,13 @@ struct Engine {
             guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
                     "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(min(status.passedChecks, required))/\(required) passing checks, hold \(stage.hold)"
-                if !judgeAllows {
+                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt, at >= started,
+                    last.status != .true, last.reason != Verdict.inconclusive.rawValue || judgeAllows
+                {
+                    // Why the checks do not add up (a provider error, no data, a failed check) is said here, not
+                    // only in the Analysis condition.
+                    status.message! += "; last interval \(last.reason): \(last.message)"
+                } else if !judgeAllows {
                     let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started }
                     status.message! += "; judge: "
                         + (judged?.message ?? "holding until counts of this stage are judged")

@@ -615,6 +615,22 @@ struct ScenarioTests {
         #expect(sim.observedCanaryWeight == 0)
     }
 
+    @Test func theStatusMessageSaysWhyChecksDoNotAddUp() {
+        var sim = Sim()
+        sim.run { $0.phase == .progressing && $0.observedCanaryWeight == 10 && $0.status.stageStartedAt != nil }
+        sim.behaviour = .providerDown
+        sim.run(maxSteps: 200) { $0.status.errorChecks == 1 }
+        #expect(sim.status.message?.contains("passing checks") == true)
+        #expect(sim.status.message?.contains("last interval Error: ") == true, "\(sim.status.message ?? "")")
+        #expect(sim.status.message?.contains("connection refused") == true, "\(sim.status.message ?? "")")
+        sim.behaviour = .noData
+        sim.run(maxSteps: 200) { $0.status.condition(ConditionType.analysis)?.reason == "Inconclusive" }
+        #expect(sim.status.message?.contains("last interval Inconclusive: ") == true, "\(sim.status.message ?? "")")
+        sim.behaviour = .healthy
+        sim.run(maxSteps: 200) { $0.status.condition(ConditionType.analysis)?.reason == "Passed" }
+        #expect(sim.status.message?.contains("last interval") != true, "\(sim.status.message ?? "")")
+    }
+
     @Test func aDeletedCanaryIsReportedAsMissingNotAsLagging() {
         var sim = Sim()
         sim.run { $0.phase == .progressing && $0.observedCanaryWeight == 10 }
