@@ -67,7 +67,7 @@ public final class LeaderElector: Service, Sendable {
         await cancelWhenGracefulShutdown { [self] in
             while !Task.isCancelled {
                 await attempt()
-                try? await Task.sleep(for: configuration.retryPeriod)
+                try? await Task.sleep(for: nextRoundDelay())
             }
         }
         let wasLeading = state.withLock { s in
@@ -87,6 +87,16 @@ public final class LeaderElector: Service, Sendable {
                     "could not release the leader lease; the next leader waits for it to expire",
                     metadata: ["lease": "\(lease)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// `retryPeriod`, but a leader whose renew deadline comes sooner tries (and if need be steps down) at the
+    /// deadline, so that `fledge_leader` drops when `canWrite` does, not up to a retry period later.
+    func nextRoundDelay() -> Duration {
+        let at = now()
+        return state.withLock { s in
+            guard s.leading, let renewed = s.renewedAt else { return configuration.retryPeriod }
+            return max(.zero, min(configuration.retryPeriod, renewed.advanced(by: configuration.renewDeadline) - at))
         }
     }
 
@@ -134,7 +144,9 @@ public final class LeaderElector: Service, Sendable {
             let first = await group.next() ?? nil
             // Cancelling the request aborts its transfer.
             group.cancelAll()
-            return first ?? .failure(RoundFailure(message: "the API server did not answer within the renew deadline (\(renewDeadline))"))
+            if let first { return first }
+            let earlier = state.withLock { $0.failure }.map { "; before that: \($0)" } ?? ""
+            return .failure(RoundFailure(message: "the API server did not answer within the renew deadline (\(Self.seconds(renewDeadline)))\(earlier)"))
         }
     }
 

@@ -121,6 +121,11 @@ final class ManualClock: Sendable {
         #expect(elector.canWrite)
         #expect(changes.withLock { $0 } == [true])
         #expect(logs.messages(containing: "lost the leader lease").isEmpty)
+        // The next round comes at the retry period, or at the renew deadline if that is sooner.
+        #expect(elector.nextRoundDelay() == .seconds(2))
+        clock.advance(by: .seconds(4))
+        #expect(elector.nextRoundDelay() == .seconds(1))
+        clock.advance(by: .seconds(-4))
 
         clock.advance(by: .seconds(6))
         // Past the deadline, writes stop whatever the elector has noticed yet; the next failed round steps down.
