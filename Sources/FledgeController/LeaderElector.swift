@@ -112,7 +112,8 @@ public final class LeaderElector: Service, Sendable {
         let result: Result<LeaseLock.Outcome, RoundFailure>
         if let deadline, deadline <= sentAt {
             // Already past it (the previous round failed just before): no request can make this round count.
-            result = .failure(RoundFailure(message: state.withLock { $0.failure } ?? "not renewed within the renew deadline"))
+            result = .failure(
+                RoundFailure(message: state.withLock { $0.failure } ?? "not renewed within the renew deadline (\(Self.seconds(configuration.renewDeadline)))"))
         } else {
             result = await round(until: deadline.map { $0 - sentAt })
         }
