@@ -47,13 +47,21 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Elect a leader through a Lease so that only one replica writes.")
     var leaderElect = false
 
-    @Option(help: "Namespace of the leader Lease (default: $POD_NAMESPACE, else the kubeconfig's or service account's namespace).")
+    @Option(
+        help: """
+            Namespace of the leader Lease (default: $POD_NAMESPACE, else the namespace of the kubeconfig's context or of the \
+            service account; never the watched -n namespace).
+            """)
     var leaderElectNamespace: String?
 
-    @Option(help: "Name of the leader Lease.")
-    var leaseName: String = "fledge-controller"
+    @Option(
+        help: """
+            Name of the leader Lease (default: fledge-controller; with -n or -l, fledge-controller- and a hash of the namespace and \
+            selector, so that each shard elects its own leader).
+            """)
+    var leaseName: String?
 
-    @Option(help: "This replica's name in the Lease and in Events (default: $POD_NAME, else host name and process id).")
+    @Option(help: "This replica's name in the Lease and in Events (default: $POD_NAME, else <host name>-<process id>).")
     var identity: String?
 
     @Option(help: "Parallel reconciles.")
@@ -85,9 +93,47 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--selector: \(error.message)")
             }
         }
+        if let leaseName, !Self.isDNSSubdomain(leaseName) {
+            throw ValidationError(
+                "--lease-name must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters), got '\(leaseName)'")
+        }
+        if let leaderElectNamespace, !Self.isDNSLabel(leaderElectNamespace) {
+            throw ValidationError(
+                "--leader-elect-namespace must be a namespace name (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters), got '\(leaderElectNamespace)'")
+        }
         if let kubeconfig, !FileManager.default.fileExists(atPath: kubeconfig) {
             throw ValidationError("--kubeconfig \(kubeconfig): no such file")
         }
+    }
+
+    /// This replica's name: `--identity`, else `$POD_NAME` (the downward API in deploy/deployment.yaml), else
+    /// `<host name>-<process id>`.
+    func resolvedIdentity(environment: [String: String], hostName: String, processID: Int32) -> String {
+        identity ?? environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(hostName)-\(processID)"
+    }
+
+    /// The Lease this replica elects through. Its namespace is `--leader-elect-namespace`, else `$POD_NAMESPACE`,
+    /// else `ownNamespace` (the kubeconfig context's or the service account's): the controller's own namespace,
+    /// where its RBAC lets it write Leases, never the namespace it watches. Its name is `--lease-name`, else one per
+    /// shard (`LeaderElectionConfiguration.defaultLeaseName`), so that shards never wait on each other's leader.
+    func leaderElection(environment: [String: String], ownNamespace: String) -> LeaderElectionConfiguration {
+        LeaderElectionConfiguration(
+            namespace: leaderElectNamespace ?? environment["POD_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 } ?? ownNamespace,
+            leaseName: leaseName
+                ?? LeaderElectionConfiguration.defaultLeaseName(namespace: namespace.map { .named($0) } ?? .all, labelSelector: selector))
+    }
+
+    /// A DNS-1123 label: what a namespace name must be.
+    static func isDNSLabel(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        func alphanumeric(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) }
+        guard let first = bytes.first, let last = bytes.last, bytes.count <= 63 else { return false }
+        return alphanumeric(first) && alphanumeric(last) && bytes.allSatisfy { alphanumeric($0) || $0 == 0x2D }
+    }
+
+    /// A DNS-1123 subdomain: what a Lease's name must be.
+    static func isDNSSubdomain(_ text: String) -> Bool {
+        text.utf8.count <= 253 && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
     }
 
     func run() async throws {
@@ -111,15 +157,11 @@ struct RunCommand: AsyncParsableCommand {
         configuration.labelSelector = selector
         configuration.prometheusURL = prometheus
         configuration.workers = workers
-        // In a pod (deploy/deployment.yaml), the downward API names the replica and its namespace.
         let env = ProcessInfo.processInfo.environment
-        configuration.identity =
-            identity ?? env["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        configuration.identity = resolvedIdentity(
+            environment: env, hostName: ProcessInfo.processInfo.hostName, processID: ProcessInfo.processInfo.processIdentifier)
         if leaderElect {
-            configuration.leaderElection = LeaderElectionConfiguration(
-                namespace: leaderElectNamespace ?? env["POD_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 } ?? namespace ?? kubernetes.namespace,
-                leaseName: leaseName)
+            configuration.leaderElection = leaderElection(environment: env, ownNamespace: kubernetes.namespace)
         }
         let controller = Controller(
             client: client, configuration: configuration, http: CurlHTTPClient(logger: logger),

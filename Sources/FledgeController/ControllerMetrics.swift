@@ -39,10 +39,21 @@ public final class ControllerMetrics: Sendable {
         kubernetesWrites = registry.makeCounter(descriptor: descriptor("fledge_kubernetes_writes_total", "Kubernetes writes sent"))
     }
 
-    func kubernetesError(verb: String) {
-        registry.makeCounter(
-            descriptor: descriptor("fledge_kubernetes_request_errors_total", "Kubernetes API requests that failed"), labels: [("verb", verb)]
-        ).increment()
+    /// A failed Kubernetes request. A 409 Conflict is not an error: the write was computed from a cache that had
+    /// just gone stale, and it is retried at once with the newer object, so it is counted on its own.
+    func kubernetesFailure(_ error: KubernetesError, action: String) {
+        let verb = error.verb ?? action
+        if error.isConflict {
+            registry.makeCounter(
+                descriptor: descriptor(
+                    "fledge_kubernetes_conflicts_total", "Kubernetes writes refused with 409 Conflict (a stale cache) and retried at once"),
+                labels: [("verb", verb)]
+            ).increment()
+        } else {
+            registry.makeCounter(
+                descriptor: descriptor("fledge_kubernetes_request_errors_total", "Kubernetes API requests that failed"), labels: [("verb", verb)]
+            ).increment()
+        }
     }
 
     private let queryCount = Atomic<Int>(0)

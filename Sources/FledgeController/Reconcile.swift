@@ -285,7 +285,7 @@ extension Controller {
     /// A failed write: conflicts retry at once (the watch brings the newer object); anything else backs off, is
     /// logged, shows in a `Reconciled=False` condition and a Warning Event when the error changes.
     func handle(_ error: ControllerError, key: String, rollout: Rollout, object: JSONValue) async {
-        if case .kubernetes(let action, let k) = error { metrics.kubernetesError(verb: k.verb ?? action) }
+        if case .kubernetes(let action, let k) = error { metrics.kubernetesFailure(k, action: action) }
         if error.isConflict {
             queue.add(key, after: .milliseconds(100))
             return

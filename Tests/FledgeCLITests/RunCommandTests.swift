@@ -161,4 +161,90 @@ import Testing
             #expect(missing.status != 0 && missing.err.contains("/nonexistent/kubeconfig"), "\(missing)")
         }
     }
+
+    /// Shards elect separately: with `-n` or `-l` the default Lease is the shard's own, so two shards never wait on one
+    /// leader; `--lease-name` still names it outright.
+    @Test func eachShardElectsThroughItsOwnLease() throws {
+        func lease(_ arguments: [String]) throws -> LeaderElectionConfiguration {
+            let command = try #require(try Fledge.parseAsRoot(["run", "--leader-elect"] + arguments) as? RunCommand, "\(arguments)")
+            return command.leaderElection(environment: [:], ownNamespace: "fledge-system")
+        }
+        #expect(try lease([]).leaseName == "fledge-controller")
+        let payments = try lease(["-n", "payments"]).leaseName
+        let search = try lease(["-n", "search"]).leaseName
+        let shardA = try lease(["-l", "fledge.dev/shard=a"]).leaseName
+        #expect(Set([payments, search, shardA, "fledge-controller"]).count == 4, "\([payments, search, shardA])")
+        // Every replica of a shard finds the same Lease.
+        #expect(try lease(["--namespace", "payments"]).leaseName == payments)
+        #expect(try lease(["-n", "payments", "--lease-name", "payments-leader"]).leaseName == "payments-leader")
+        for bad in ["Fledge", "fledge_controller", "-fledge", "fledge-", String(repeating: "a", count: 254)] {
+            #expect(throws: (any Error).self, "\(bad)") { try Fledge.parseAsRoot(["run", "--leader-elect", "--lease-name", bad]) }
+        }
+        #expect(throws: (any Error).self) { try Fledge.parseAsRoot(["run", "--leader-elect", "--leader-elect-namespace", "Fledge.System"]) }
+    }
+
+    /// The Lease lives in the controller's own namespace ($POD_NAMESPACE, else the kubeconfig's or the service
+    /// account's), where its Role lets it write Leases: never in the namespace it watches.
+    @Test func theLeaseNamespaceIsNeverTheWatchedNamespace() throws {
+        let watching = try #require(try Fledge.parseAsRoot(["run", "-n", "shop", "--leader-elect"]) as? RunCommand)
+        #expect(watching.leaderElection(environment: [:], ownNamespace: "fledge-system").namespace == "fledge-system")
+        #expect(watching.leaderElection(environment: ["POD_NAMESPACE": ""], ownNamespace: "fledge-system").namespace == "fledge-system")
+        #expect(watching.leaderElection(environment: ["POD_NAMESPACE": "controllers"], ownNamespace: "fledge-system").namespace == "controllers")
+        let named = try #require(
+            try Fledge.parseAsRoot(["run", "-n", "shop", "--leader-elect", "--leader-elect-namespace", "elections"]) as? RunCommand)
+        #expect(named.leaderElection(environment: ["POD_NAMESPACE": "controllers"], ownNamespace: "fledge-system").namespace == "elections")
+    }
+
+    /// `--identity`, else $POD_NAME (the downward API in deploy/deployment.yaml), else host name and process id.
+    @Test func identityComesFromTheFlagThePodOrTheHost() throws {
+        let plain = try #require(try Fledge.parseAsRoot(["run"]) as? RunCommand)
+        #expect(plain.resolvedIdentity(environment: [:], hostName: "build-1", processID: 42) == "build-1-42")
+        #expect(plain.resolvedIdentity(environment: ["POD_NAME": ""], hostName: "build-1", processID: 42) == "build-1-42")
+        #expect(plain.resolvedIdentity(environment: ["POD_NAME": "fledge-controller-7d9-x"], hostName: "build-1", processID: 42) == "fledge-controller-7d9-x")
+        let named = try #require(try Fledge.parseAsRoot(["run", "--identity", "me"]) as? RunCommand)
+        #expect(named.resolvedIdentity(environment: ["POD_NAME": "pod"], hostName: "build-1", processID: 42) == "me")
+    }
+
+    /// Two shards with --leader-elect, run as a new user would outside a pod: both lead (each through its own Lease,
+    /// in the kubeconfig's namespace, not the watched one) and say which Lease they use.
+    @Test func twoShardsBothLead() async throws {
+        try await CLISandbox.with { sandbox in
+            var shards: [(name: String, process: RunningCLI)] = []
+            defer { for shard in shards { shard.process.stop() } }
+            for watched in ["payments", "search"] {
+                let process = try sandbox.start(
+                    ["run", "-n", watched, "--leader-elect", "--metrics-port", "-1", "--log-format", "json"],
+                    environment: ["POD_NAME": "fledge-\(watched)"])
+                shards.append((watched, process))
+            }
+            func leaders() async throws -> [String: String] {
+                let leases = try await sandbox.client.list(.leases, namespace: .named("shop")).items
+                var holders: [String: String] = [:]
+                for lease in leases {
+                    if let name = lease[path: ["metadata", "name"]]?.stringValue, let holder = lease[path: ["spec", "holderIdentity"]]?.stringValue {
+                        holders[name] = holder
+                    }
+                }
+                return holders
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            var holders: [String: String] = [:]
+            while ContinuousClock.now < deadline {
+                holders = try await leaders()
+                if Set(holders.values) == ["fledge-payments", "fledge-search"] { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(Set(holders.values) == ["fledge-payments", "fledge-search"], "\(holders)")
+            #expect(holders.keys.allSatisfy { $0.hasPrefix("fledge-controller-") }, "\(holders)")
+            for shard in shards {
+                let lines = (try String(contentsOf: shard.process.err, encoding: .utf8)).split(separator: "\n").compactMap {
+                    try? JSONValue(parsing: String($0))
+                }
+                let lease = lines.first { $0["msg"]?.stringValue == "electing a leader through a Lease" }?["lease"]?.stringValue
+                #expect(lease.map { $0.hasPrefix("shop/fledge-controller-") && holders[String($0.dropFirst(5))] == "fledge-\(shard.name)" } == true,
+                    "\(shard.name): \(lines)")
+                #expect(lines.contains { $0["msg"]?.stringValue == "became the leader" }, "\(shard.name): \(lines)")
+            }
+        }
+    }
 }
