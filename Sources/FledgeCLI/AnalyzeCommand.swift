@@ -19,8 +19,16 @@ struct AnalyzeCommand: AsyncParsableCommand {
             Rollout's own thresholds and the statistical judge (continuing from the judge's state in status). \
             Writes nothing: a dry run for tuning thresholds and for post-mortems (--at a time during the rollout).
 
-            Exit status: 0 when the interval passes, 1 when it fails or on an error, 3 when it is inconclusive \
-            (no data, too few requests) or the metrics provider erred.
+            The interval's verdict combines the checks and the judge exactly as the controller does: a judge \
+            rollback makes it Failed, a judge that cannot judge the counts Error (unless a check failed), and a judge \
+            hold Inconclusive while the checks pass and the judge has not yet accepted the stage.
+
+            Exit status:
+              0  passed
+              1  failed: a check failed or the judge rolls back
+                 (also when the command itself fails)
+              3  inconclusive: no data, too few requests, or the judge holds;
+                 or error: the metrics provider failed or the judge rejected the counts
             """)
 
     @Argument(help: "The Rollout's name.")
@@ -70,8 +78,10 @@ struct AnalyzeCommand: AsyncParsableCommand {
             defaultAddress: address, http: CurlHTTPClient(logger: quiet), defaultClient: prometheus.map { prometheusAccess.makeClient(url: $0, logger: quiet) },
             logger: quiet)
         let result = await analyzer.measure([request], at: time)[0]
-        let (verdict, metrics, _) = judgeInterval(plan.analysis, result)
-        let judged = Self.judge(plan: plan, status: fetched.status, result: result)
+        let judgement = judgeInterval(plan, status: fetched.status, result: result)
+        let verdict = judgement.verdict
+        let metrics = judgement.checkResults
+        let judged = Self.judge(judgement)
 
         switch output {
         case .json:
@@ -79,7 +89,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
                 "rollout": .string("\(fetched.namespace)/\(fetched.name)"), "time": .string(Timestamp(time).description),
                 "window": .string(plan.analysis.interval.description), "prometheus": .string(address),
                 "requests": result.requests.map { .int($0) } ?? .null, "verdict": .string(verdict.rawValue),
-                "metrics": try JSONValue(encoding: metrics),
+                "checks": .string(judgement.checks.rawValue), "metrics": try JSONValue(encoding: metrics),
             ]
             if let judged { object["judge"] = judged }
             print(JSONValue.object(object).serializedString(pretty: true))
@@ -94,7 +104,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
             }
             print(table.render())
             if let judged { print("judge: \(judged["decision"]?.stringValue ?? "?"): \(judged["explanation"]?.stringValue ?? "")") }
-            print("interval: \(verdict.rawValue)")
+            print("interval: \(verdict.rawValue)\(Self.because(judgement))")
         }
         switch verdict {
         case .passed: return
@@ -103,22 +113,38 @@ struct AnalyzeCommand: AsyncParsableCommand {
         }
     }
 
-    /// The statistical judge on this interval's counts, continuing from the state in status, as the next
-    /// controller check would; nil when it does not apply (disabled, no counts, a 100 % stage).
-    static func judge(plan: RolloutPlan, status: RolloutStatus, result: IntervalResult) -> JSONValue? {
-        guard plan.analysis.judge.enabled, let canary = result.canaryCounts, let stable = result.stableCounts else { return nil }
-        let stage = min(status.stage ?? 0, plan.stages.count - 1)
-        guard plan.stages[stage].weight < 100 else { return nil }
-        let next = stage + 1 < plan.stages.count ? plan.stages[stage + 1].weight : 100
-        do {
-            let judge = try CanaryJudge(configuration: plan.analysis.judge.configuration)
-            let (verdict, _) = try judge.judge(canary: canary, stable: stable, nextWeight: Double(next), state: status.judge ?? judge.initialState())
-            var object = try JSONValue(encoding: verdict)
+    /// The judge's verdict for output, with its `decision` (rollback, advance, hold) as a string, or
+    /// `{decision: error, explanation}` when it rejected the counts; nil when it does not apply (disabled, no counts,
+    /// a 100 % stage).
+    static func judge(_ judgement: IntervalJudgement) -> JSONValue? {
+        switch judgement.judge {
+        case nil: return nil
+        case .rejected(let error)?: return ["decision": "error", "explanation": .string("\(error)")]
+        case .judged(let verdict, _)?:
+            guard var object = try? JSONValue(encoding: verdict) else {
+                return ["decision": .string("\(verdict.decision)"), "explanation": .string(verdict.explanation)]
+            }
             object["decision"] = .string("\(verdict.decision)")
             return object
-        } catch {
-            return ["decision": "error", "explanation": .string("\(error)")]
         }
+    }
+
+    /// Why the interval's verdict differs from the checks': ` (checks Passed; the judge holds)`; empty when the judge
+    /// did not change it.
+    static func because(_ judgement: IntervalJudgement) -> String {
+        guard judgement.verdict != judgement.checks else { return "" }
+        let judge: String
+        switch judgement.judge {
+        case .rejected?: judge = "the judge rejected the counts"
+        case .judged(let verdict, _)?:
+            switch verdict.decision {
+            case .rollback: judge = "the judge rolls back"
+            case .hold: judge = "the judge holds and has not accepted this stage"
+            case .advance: judge = "the judge advances"
+            }
+        case nil: return ""
+        }
+        return " (checks \(judgement.checks.rawValue); \(judge))"
     }
 
     static func number(_ value: Double) -> String {

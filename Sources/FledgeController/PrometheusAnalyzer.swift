@@ -134,6 +134,12 @@ public final class PrometheusAnalyzer: MetricsProvider {
                     try await prometheus.workloadCounts(
                         workloads: countWorkloads.sorted { $0.description < $1.description }, window: w, at: at, reporter: reporter))
                 for _ in 0..<3 { onQuery(false) }
+                if case .success(let known)? = counts {
+                    for (workload, adjusted) in known.sorted(by: { $0.key.description < $1.key.description }) {
+                        guard let why = adjusted.adjustment else { continue }
+                        logger.warning("counts adjusted", metadata: ["workload": "\(workload)", "why": "\(why)"])
+                    }
+                }
             } catch {
                 onQuery(true)
                 logger.warning("Prometheus count queries failed", metadata: ["error": "\(error)"])

@@ -863,37 +863,26 @@ struct Engine {
             return false
         }
         let index = status.stage ?? 0
-        var (verdict, metrics, summary) = judgeInterval(plan.analysis, latest)
-        let guardrails = verdict
-        switch runJudge(latest, stage: index) {
-        case nil: break
-        case .failure(let error)?:
-            let message = "the judge rejected the counts: \(error)"
-            metrics.append(
-                MetricResult(
-                    name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
-                    requests: nil, time: latest.time))
-            summary += "; judge: \(message)"
-            if verdict != .failed { verdict = .error }
-        case .success(let judged)?:
-            metrics += judgeResults(judged, time: latest.time)
-            summary += "; judge: \(judged.explanation)"
-            switch judged.decision {
+        let judged = judgeInterval(plan, status: status, result: latest)
+        let (verdict, guardrails, metrics, summary) = (judged.verdict, judged.checks, judged.metrics, judged.summary)
+        if case .judged(let judgeVerdict, let state)? = judged.judge {
+            status.judge = state
+            switch judgeVerdict.decision {
             case .rollback:
                 status.lastAnalysis = metrics
                 status.lastAnalysisAt = latest.time
                 status.failedChecks += 1
                 status.errorChecks = 0
                 status.setCondition(ConditionType.analysis, .false, reason: "HarmConclusive", message: summary, generation: generation, now: now)
-                beginRollback(to: .failed, reason: "HarmConclusive", message: judged.explanation)
+                beginRollback(to: .failed, reason: "HarmConclusive", message: judgeVerdict.explanation)
                 return true
             case .advance:
                 if status.judgeAcceptedStage != index {
                     status.judgeAcceptedStage = index
-                    event(.normal, .judgeAccepted, "stage \(index + 1)/\(plan.stages.count): \(judged.explanation)")
+                    event(.normal, .judgeAccepted, "stage \(index + 1)/\(plan.stages.count): \(judgeVerdict.explanation)")
                 }
             case .hold:
-                if verdict == .passed, status.judgeAcceptedStage != index { verdict = .inconclusive }
+                break
             }
         }
         status.lastAnalysis = metrics
@@ -935,44 +924,6 @@ struct Engine {
             }
         }
         return false
-    }
-
-    /// The judge's verdict on the interval's counts; nil when it does not apply: disabled, counts missing, or a
-    /// stage at 100 % where stable serves nothing to compare with.
-    mutating func runJudge(_ latest: IntervalResult, stage index: Int) -> Result<JudgeVerdict, JudgeError>? {
-        guard plan.analysis.judge.enabled, let canary = latest.canaryCounts, let stable = latest.stableCounts else { return nil }
-        guard plan.stages[index].weight < 100 else { return nil }
-        let next = index + 1 < plan.stages.count ? plan.stages[index + 1].weight : 100
-        do {
-            let judge = try CanaryJudge(configuration: plan.analysis.judge.configuration)
-            let (verdict, state) = try judge.judge(
-                canary: canary, stable: stable, nextWeight: Double(next), state: status.judge ?? judge.initialState())
-            status.judge = state
-            return .success(verdict)
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    /// The judge's evidence as metric results, every number kept in `evidence`.
-    /// `judge`: the decision and its explanation; `judge-errors`, `judge-latency`: each comparison.
-    func judgeResults(_ judged: JudgeVerdict, time: Timestamp) -> [MetricResult] {
-        let decision: Verdict = judged.decision == .rollback ? .failed : judged.decision == .advance ? .passed : .inconclusive
-        let overall = MetricResult(
-            name: "judge", value: nil, stableValue: nil, threshold: "roll back on harm, advance within margins",
-            verdict: decision, message: judged.explanation, requests: Int64(judged.errors.canary.requests), time: time)
-        return [overall] + [("judge-errors", judged.errors), ("judge-latency", judged.latency)].compactMap { name, evidence in
-            guard let evidence else { return nil }
-            // Short enough for a table column; the summary and `evidence` say the rest.
-            let threshold =
-                "harm e-value >= \(fmt2(evidence.harmThreshold)); advance ≤ \(fmt2(evidence.allowedRatio))× stable "
-                + "(e >= \(fmt2(evidence.acceptThreshold))) or < \(fmt2(evidence.allowedRate * 100))% (e >= \(fmt2(evidence.boundThreshold ?? 0)))"
-            let verdict: Verdict = evidence.harmful ? .failed : evidence.acceptable ? .passed : .inconclusive
-            return MetricResult(
-                name: name, value: evidence.canary.rate.map { $0 * 100 }, stableValue: evidence.stable.rate.map { $0 * 100 },
-                threshold: threshold, verdict: verdict, message: evidence.summary, requests: Int64(evidence.canary.requests), time: time,
-                evidence: evidence)
-        }
     }
 
     /// While the judge runs, a stage advances only with its permission.

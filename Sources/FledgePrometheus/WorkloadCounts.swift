@@ -24,11 +24,15 @@ public struct WorkloadCounts: Sendable, Equatable {
     /// The latency histogram's increase; nil when the workload reports no
     /// `istio_request_duration_milliseconds_bucket` series.
     public var latency: LatencyIncrease?
+    /// Why the counts were adjusted, nil when they are Prometheus's answer as it came. Set when the 5xx count
+    /// exceeded the request count (the two queries saw different scrapes) and was lowered to it.
+    public var adjustment: String?
 
-    public init(requests: Double, errors: Double, latency: LatencyIncrease?) {
+    public init(requests: Double, errors: Double, latency: LatencyIncrease?, adjustment: String? = nil) {
         self.requests = requests
         self.errors = errors
         self.latency = latency
+        self.adjustment = adjustment
     }
 
     /// `increase(istio_request_duration_milliseconds_bucket[window])` summed per `le`: the finite
@@ -74,18 +78,32 @@ extension IstioQueries {
         let by = "destination_workload_namespace, destination_workload"
         // Exact counts, not `increase()`: increase extrapolates each series on its own, and for series younger than
         // the window (a canary that just started) it extrapolates the buckets of one histogram by different factors,
-        // which made a healthy canary's share of slow requests look 8× stable's. The counter now minus the counter a
-        // window ago, with series that did not exist then counted from zero, is what happened in the window.
+        // which made a healthy canary's share of slow requests look 8× stable's. What happened in the window is, per
+        // series (one label set: pod, response code, bucket), the counter now minus the counter a window ago, summed
+        // over the workload's series afterwards:
+        // - a series that did not exist a window ago counts from zero (Envoy creates a counter at its first
+        //   increment, so its whole value was served since; `increase()` extrapolates such a series towards zero);
+        // - a series whose counter went down, or that `resets()` shows restarting inside the window (a restarted
+        //   sidecar or `fledge simulate-mesh`), counts its value now, the requests served since the restart, as
+        //   `increase()` treats a drop. What the old process served between the earlier sample and its restart is
+        //   not counted: no sample tells how much it was.
+        // Differencing the workload's sums instead made one restarted series cancel every other series' increase
+        // (clamped to 0 requests) while a new 5xx series still counted in full: more errors than requests.
+        // The number of queries stays one per metric; `resets()` reads the window's samples, as `increase()` would.
         func delta(_ series: String, _ grouping: String) -> String {
-            let now = "sum by (\(grouping)) (\(series))"
-            let before = "sum by (\(grouping)) (\(series) offset \(window))"
-            return "clamp_min(\(now) - (\(before) or \(now) * 0), 0)"
+            let continuing = "(\(series) - \(series) offset \(window)) >= 0 unless resets(\(series)[\(window)]) > 0"
+            return "sum by (\(grouping)) ((\(continuing)) or \(series))"
         }
         return (
             requests: delta("istio_requests_total{\(selector)}", by),
             errors: delta("istio_requests_total{\(selector),response_code=~\"5..\"}", by),
             latencyBuckets: delta("istio_request_duration_milliseconds_bucket{\(selector)}", "\(by), le")
         )
+    }
+
+    /// A count as people read it: `386`, `2.5`.
+    static func countText(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 
     /// `a|b|c` of the distinct values, each escaped for RE2 and then for a PromQL string. Prometheus
@@ -168,7 +186,17 @@ extension PrometheusClient {
         for sample in try series(errors, query: queries.errors) {
             let key = try ref(sample, query: queries.errors)
             guard out[key] != nil else { continue }
-            out[key]!.errors = try count(sample, query: queries.errors)
+            let errors = try count(sample, query: queries.errors)
+            let requests = out[key]!.requests
+            // The 5xx series are some of the request series and both queries count each series the same way at the
+            // same time, so this only happens when a scrape landed between the two queries. Errors without their
+            // requests would make the interval unjudgeable; the requests are the better-known count.
+            if errors > requests {
+                out[key]!.adjustment =
+                    "\(IstioQueries.countText(errors)) 5xx responses but \(IstioQueries.countText(requests)) requests in the window "
+                    + "(the queries saw different scrapes): errors lowered to the requests"
+            }
+            out[key]!.errors = min(errors, requests)
         }
         var buckets: [WorkloadRef: [(le: Double, count: Double)]] = [:]
         for sample in try series(latencyBuckets, query: queries.latencyBuckets) {

@@ -93,4 +93,113 @@ import TestSupport
             }
         }
     }
+
+    /// Per 15 s step from `start`: each workload's OK and 5xx responses, all faster than its first bucket bound.
+    static func traffic(_ workloads: [(name: String, ok: Int, errors: Int, bounds: [String])]) -> String {
+        func labels(_ name: String, _ code: Int) -> String {
+            "reporter=\"destination\",destination_workload=\"\(name)\",destination_workload_namespace=\"shop\",response_code=\"\(code)\""
+        }
+        var out = "# HELP istio_requests Total requests.\n# TYPE istio_requests counter\n"
+        for w in workloads {
+            for (code, n) in [(200, w.ok), (503, w.errors)] where n > 0 {
+                for i in 0...160 { out += "istio_requests_total{\(labels(w.name, code))} \(n * i) \(start + 15 * i)\n" }
+            }
+        }
+        out += "# HELP istio_request_duration_milliseconds Request duration.\n# TYPE istio_request_duration_milliseconds histogram\n"
+        for w in workloads {
+            for (code, n) in [(200, w.ok), (503, w.errors)] where n > 0 {
+                for i in 0...160 {
+                    for le in w.bounds + ["+Inf"] {
+                        out += "istio_request_duration_milliseconds_bucket{\(labels(w.name, code)),le=\"\(le)\"} \(n * i) \(start + 15 * i)\n"
+                    }
+                }
+            }
+        }
+        return out + "# EOF\n"
+    }
+
+    /// Checks that a 20 % error rate passes (min 50), so only the judge can fail the interval.
+    static func looseChecks(_ spec: inout JSONValue) {
+        spec[path: ["analysis", "interval"]] = "1m"
+        spec[path: ["analysis", "minRequests"]] = 1
+        spec[path: ["analysis", "metrics"]] = [["name": "success-rate", "min": 50], ["name": "latency-p99", "max": 500]]
+    }
+
+    @Test func aJudgeRollbackFailsTheIntervalAndExitsOne() async throws {
+        // Canary 20 % errors (80 of 400), stable 1 % (16 of 1600): conclusive harm at once.
+        let data = Self.traffic([
+            ("product-service", ok: 396, errors: 4, bounds: ["50", "100"]), ("product-service-canary", ok: 80, errors: 20, bounds: ["50", "100"]),
+        ])
+        try await withBackfilledPrometheus(data) { prometheus in
+            try await CLISandbox.with { sandbox in
+                try await sandbox.changeSpec { Self.looseChecks(&$0) }
+                let json = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at, "-o", "json"])
+                #expect(json.status == 1, "the controller rolls back on this interval: \(json)")
+                let object = try JSONValue(parsing: json.out)
+                #expect(object["verdict"] == "Failed" && object["checks"] == "Passed", "\(object)")
+                #expect(object["judge"]?["decision"] == "rollback")
+                #expect(object["metrics"]?.arrayValue?.allSatisfy { $0["verdict"] == "Passed" } == true)
+
+                let table = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(table.status == 1, "\(table)")
+                #expect(table.out.contains("judge: rollback: Roll back"), "\(table)")
+                #expect(table.out.contains("interval: Failed (checks Passed; the judge rolls back)"), "\(table)")
+            }
+        }
+    }
+
+    @Test func aJudgeHoldIsInconclusiveUntilTheJudgeAcceptedTheStage() async throws {
+        // 8 canary requests a minute, none failed: the checks pass, the judge has too little to advance.
+        let data = Self.traffic([
+            ("product-service", ok: 20, errors: 0, bounds: ["50", "100"]), ("product-service-canary", ok: 2, errors: 0, bounds: ["50", "100"]),
+        ])
+        try await withBackfilledPrometheus(data) { prometheus in
+            try await CLISandbox.with { sandbox in
+                try await sandbox.changeSpec { Self.looseChecks(&$0) }
+                let json = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at, "-o", "json"])
+                #expect(json.status == 3, "\(json)")
+                let object = try JSONValue(parsing: json.out)
+                #expect(object["verdict"] == "Inconclusive" && object["checks"] == "Passed" && object["judge"]?["decision"] == "hold", "\(object)")
+                let table = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(table.status == 3 && table.out.contains("interval: Inconclusive (checks Passed; the judge holds and has not accepted this stage)"), "\(table)")
+
+                // Once the judge has accepted the stage (status says so), its hold no longer holds the interval back.
+                try await sandbox.server.store.modify(CLISandbox.rollouts, namespace: "shop", name: "product-service") { object in
+                    var status = object["status"] ?? .object([:])
+                    status["judgeAcceptedStage"] = 0
+                    object["status"] = status
+                }
+                let accepted = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(accepted.status == 0 && accepted.out.contains("judge: hold") && accepted.out.contains("interval: Passed\n"), "\(accepted)")
+            }
+        }
+    }
+
+    @Test func aJudgeErrorIsAnErrorAndExitsThree() async throws {
+        // The two versions report different latency buckets: the judge cannot compare them.
+        let data = Self.traffic([
+            ("product-service", ok: 400, errors: 0, bounds: ["50", "100"]), ("product-service-canary", ok: 100, errors: 0, bounds: ["100", "250"]),
+        ])
+        try await withBackfilledPrometheus(data) { prometheus in
+            try await CLISandbox.with { sandbox in
+                try await sandbox.changeSpec { Self.looseChecks(&$0) }
+                let json = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at, "-o", "json"])
+                #expect(json.status == 3, "\(json)")
+                let object = try JSONValue(parsing: json.out)
+                #expect(object["verdict"] == "Error" && object["checks"] == "Passed" && object["judge"]?["decision"] == "error", "\(object)")
+                #expect(object["judge"]?["explanation"]?.stringValue?.hasPrefix("canary.latency.bounds: differ from stable.latency.bounds") == true)
+                let table = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(table.status == 3, "\(table)")
+                #expect(table.out.contains("judge: error: canary.latency.bounds"), "\(table)")
+                #expect(table.out.contains("interval: Error (checks Passed; the judge rejected the counts)"), "\(table)")
+            }
+        }
+    }
+
+    @Test func helpListsTheExitCodes() async throws {
+        try await CLISandbox.with { sandbox in
+            let help = try await sandbox.run(["analyze", "--help"])
+            #expect(help.out.contains("Exit status:") && help.out.contains("judge rolls back") && help.out.contains("judge rejected the counts"), "\(help)")
+        }
+    }
 }
