@@ -29,6 +29,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
                  (also when the command itself fails)
               3  inconclusive: no data, too few requests, or the judge holds;
                  or error: the metrics provider failed or the judge rejected the counts
+              \(usageErrorExit)
             """)
 
     @Argument(help: "The Rollout's name.")
