@@ -1,4 +1,5 @@
 import ArgumentParser
+import FledgeCore
 import FledgeHTTP
 import FledgePrometheus
 import Foundation
@@ -38,7 +39,7 @@ struct PrometheusAccessOptions: ParsableArguments {
     @Option(name: .customLong("prometheus-ca"), help: ArgumentHelp("CA bundle (PEM file) to verify an HTTPS Prometheus.", valueName: "file"))
     var caFile: String?
 
-    @Option(name: .customLong("prometheus-timeout"), help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
+    @Option(name: .customLong("prometheus-timeout"), parsing: .unconditional, help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
     var timeoutSeconds: Double = 10
 
     func validate() throws {
@@ -51,8 +52,14 @@ struct PrometheusAccessOptions: ParsableArguments {
         if token != nil, user != nil {
             throw ValidationError("--prometheus-token and --prometheus-user cannot be used together")
         }
-        guard timeoutSeconds > 0, timeoutSeconds.isFinite else { throw ValidationError("--prometheus-timeout: must be above 0") }
+        guard timeoutSeconds > 0, timeoutSeconds <= Self.maximumTimeoutSeconds else {
+            throw ValidationError(
+                "--prometheus-timeout: must be above 0 and at most \(Int(Self.maximumTimeoutSeconds)) seconds (a day), got \(QueryCommand.decimal(timeoutSeconds))")
+        }
     }
+
+    /// The longest `--prometheus-timeout`: a day. A query that has not answered by then never will.
+    static let maximumTimeoutSeconds: Double = 86_400
 
     /// The flags given other than the defaults, as written (for "... need --prometheus").
     var givenFlags: [String] {
@@ -89,8 +96,8 @@ struct PrometheusAccessOptions: ParsableArguments {
 
     func makeClient(url: String, logger: Logger = Logger(label: "fledge.prometheus")) -> PrometheusClient {
         var configuration = HTTPClientConfiguration(
-            connectTimeout: .milliseconds(Int64(min(timeoutSeconds, 5) * 1000)),
-            timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+            connectTimeout: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: min(timeoutSeconds, 5))),
+            timeout: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: timeoutSeconds)))
         if let token { configuration.authorization = .bearer(token) }
         if let user {
             configuration.authorization = .basic(username: user, password: ProcessEnvironment["FLEDGE_PROMETHEUS_PASSWORD"] ?? "")
