@@ -72,7 +72,9 @@ public struct Kubeconfig: Sendable, Equatable {
         var merged = Kubeconfig()
         var found = false
         for path in paths where !path.isEmpty {
-            guard FileManager.default.fileExists(atPath: path) else { continue }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { continue }
+            if isFolder.boolValue { throw .configuration("is a directory, not a kubeconfig file", file: path) }
             found = true
             let text = try readFile(path)
             merged.merge(try parse(yaml: text, file: path))
@@ -221,6 +223,27 @@ public struct Kubeconfig: Sendable, Equatable {
             }
             tls.insecureSkipVerify = true
         }
+
+        // Files the chosen entries name must exist now: later they would only surface as a failed TLS handshake.
+        func checkFile(_ path: String?, _ entryFile: String, _ field: String, _ what: String) throws(KubernetesError) {
+            guard let path else { return }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+                throw .configuration("\(what) file \(path) does not exist", file: entryFile, field: field)
+            }
+            if isFolder.boolValue { throw .configuration("\(what) \(path) is a directory, not a file", file: entryFile, field: field) }
+        }
+        if cluster.certificateAuthorityData == nil {
+            try checkFile(cluster.certificateAuthority, cluster.file, "\(cluster.location).cluster.certificate-authority", "certificate authority")
+        }
+        if let userName = context.user, let user = users[userName] {
+            let at = "\(user.location).user"
+            if user.clientCertificateData == nil {
+                try checkFile(user.clientCertificate, user.file, "\(at).client-certificate", "client certificate")
+            }
+            if user.clientKeyData == nil { try checkFile(user.clientKey, user.file, "\(at).client-key", "client key") }
+        }
+
 
         var credentials = KubernetesCredentials.none
         if let userName = context.user {
