@@ -94,6 +94,10 @@ struct SandboxCommand: AsyncParsableCommand {
         let server = SandboxServer(configuration: configuration, logger: logger)
         // CRDs first, so the custom resources in the same folders can be created; an error names the file.
         let objects = try ManifestLoader.loadManifests(paths: load)
+        // A path that gave no object (an empty file or folder) is said, not skipped in silence.
+        for path in load where !objects.contains(where: { $0.source == path || $0.source.hasPrefix(path.hasSuffix("/") ? path : path + "/") }) {
+            StandardError.write("fledge sandbox: --load \(path): no Kubernetes objects in it (empty, or only comments)")
+        }
         try await server.store.load(objects)
 
         let group = ServiceGroup(

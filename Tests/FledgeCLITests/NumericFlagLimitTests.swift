@@ -1,6 +1,7 @@
 import ArgumentParser
 import FledgeCore
 import Foundation
+import LocalPrometheus
 import Testing
 
 @testable import FledgeCLI
@@ -91,5 +92,75 @@ struct NumericFlagLimitTests {
     func namespacesAreDNSLabels(arguments: [String]) {
         let message = Self.failure(arguments)
         #expect(message?.contains("--namespace: \"Bad_NS\" is not a valid namespace name") == true, "\(message ?? "parsed")")
+    }
+}
+
+/// Files and folders named on the command line: what is wrong with them is said in plain words.
+@Suite("file and folder flags")
+struct FileFlagTests {
+    @Test func aDirectoryIsNotATemplatePatch() throws {
+        let folder = FileManager.default.temporaryDirectory.path
+        let message = NumericFlagLimitTests.failure(["trigger", "r", "--image", "i:1", "--template-patch", folder])
+        #expect(message?.contains("--template-patch: \(folder) is a directory, not a YAML or JSON file") == true, "\(message ?? "parsed")")
+        let missing = NumericFlagLimitTests.failure(["trigger", "r", "--image", "i:1", "--template-patch", "/nonexist/patch.yaml"])
+        #expect(missing?.contains("--template-patch: /nonexist/patch.yaml: no such file") == true, "\(missing ?? "parsed")")
+    }
+
+    @Test(arguments: ["http://127.0.0.1:9090", "https://127.0.0.1:9090"])
+    func theCAFileMustExistWhateverTheScheme(url: String) {
+        var message = NumericFlagLimitTests.failure(["query", "--prometheus", url, "-n", "shop", "--workload", "w", "--prometheus-ca", "/nonexist"])
+        #expect(message?.contains("--prometheus-ca: /nonexist: no such file") == true, "\(message ?? "parsed")")
+        message = NumericFlagLimitTests.failure(["run", "--prometheus", url, "--prometheus-ca", FileManager.default.temporaryDirectory.path])
+        #expect(message?.contains("is a directory, not a PEM file") == true, "\(message ?? "parsed")")
+        #expect(NumericFlagLimitTests.failure(["query", "--prometheus", url, "-n", "shop", "--workload", "w", "--prometheus-ca", #filePath]) == nil)
+    }
+
+    @Test func demoManifestsThatDoNotExist() {
+        var message = NumericFlagLimitTests.failure(["demo", "--manifests", "/nonexist"])
+        #expect(message?.contains("--manifests /nonexist: no such folder") == true, "\(message ?? "parsed")")
+        message = NumericFlagLimitTests.failure(["demo", "--manifests", #filePath])
+        #expect(message?.contains("is a file, not a folder") == true, "\(message ?? "parsed")")
+    }
+
+    /// A directory given as --kubeconfig: said so, and the command fails like for any other unusable kubeconfig
+    /// (was: "The operation could not be completed. (NSCocoaErrorDomain error 256.)").
+    @Test func aDirectoryAsKubeconfig() async throws {
+        let folder = try TemporaryDirectory.make(prefix: "fledge-kubeconfig-dir")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let binary = try FledgeBinary.path()
+        let missing = try await RunningCLI.launch(
+            binary, ["list", "--kubeconfig", folder + "/nonexist"], environment: ["HOME": folder, "PATH": "/usr/bin:/bin"],
+            out: URL(fileURLWithPath: folder + "/out1"), err: URL(fileURLWithPath: folder + "/err1")
+        ).finish(orStopAfter: .seconds(60))
+        let result = try await RunningCLI.launch(
+            binary, ["list", "--kubeconfig", folder], environment: ["HOME": folder, "PATH": "/usr/bin:/bin"],
+            out: URL(fileURLWithPath: folder + "/out2"), err: URL(fileURLWithPath: folder + "/err2")
+        ).finish(orStopAfter: .seconds(60))
+        #expect(result.err.contains("\(folder): is a directory, not a kubeconfig file"), "\(result)")
+        #expect(!result.err.contains("NSCocoaErrorDomain"), "\(result)")
+        #expect(result.status == missing.status && result.status != 0, "\(result) vs \(missing)")
+    }
+}
+
+extension FileFlagTests {
+    /// `--load` of a file with no object still starts, and says on stderr that it loaded nothing from it.
+    @Test func loadingAnEmptyFileIsSaid() async throws {
+        let folder = try TemporaryDirectory.make(prefix: "fledge-sandbox-empty")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let empty = folder + "/empty.yaml"
+        try "# nothing here\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let namespace = packageRoot.appendingPathComponent("rollouts/product-service/00-namespace.yaml").path
+        let running = try RunningCLI.launch(
+            try FledgeBinary.path(),
+            ["sandbox", "--no-tls", "--port", "0", "--kubeconfig-out", folder + "/kubeconfig", "--load", empty, namespace],
+            environment: ["HOME": folder, "PATH": "/usr/bin:/bin"], out: URL(fileURLWithPath: folder + "/out"),
+            err: URL(fileURLWithPath: folder + "/err"))
+        defer { running.stop() }
+        try await running.waitForOutput(containing: "press Ctrl-C")
+        running.stop()
+        let result = try await running.finish()
+        #expect(result.err.contains("fledge sandbox: --load \(empty): no Kubernetes objects in it (empty, or only comments)"), "\(result)")
+        #expect(!result.err.contains("--load \(namespace)"), "\(result)")
+        #expect(result.out.contains("loaded 1 object"), "\(result)")
     }
 }

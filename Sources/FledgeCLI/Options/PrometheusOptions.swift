@@ -14,6 +14,7 @@ struct PrometheusOptions: ParsableArguments {
 
     func validate() throws {
         try PrometheusAccessOptions.validateURL(url)
+        try access.validateCAFile()
     }
 
     func makeClient() -> PrometheusClient { access.makeClient(url: url) }
@@ -82,10 +83,22 @@ struct PrometheusAccessOptions: ParsableArguments {
     func validate(optionalURL url: String?) throws {
         if let url {
             try Self.validateURL(url)
+            try validateCAFile()
         } else if !givenFlags.isEmpty {
             throw ValidationError(
                 "\(givenFlags.joined(separator: ", ")) \(givenFlags.count == 1 ? "needs" : "need") --prometheus (credentials go to that Prometheus only)")
         }
+    }
+
+    /// `--prometheus-ca` must name a file, whatever the URL's scheme (an http:// URL never uses it, which is worth
+    /// hearing about rather than a CA silently ignored). Checked once the URL is known to be given.
+    func validateCAFile() throws {
+        guard let caFile else { return }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: caFile, isDirectory: &isFolder) else {
+            throw ValidationError("--prometheus-ca: \(caFile): no such file")
+        }
+        if isFolder.boolValue { throw ValidationError("--prometheus-ca: \(caFile) is a directory, not a PEM file") }
     }
 
     /// An HTTP header name is an RFC 9110 token.
