@@ -41,7 +41,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
     /// Credentials and TLS for `--prometheus` only.
     @OptionGroup var prometheusAccess: PrometheusAccessOptions
 
-    @Option(help: ArgumentHelp("End of the measured window: RFC 3339 or Unix seconds (default: now).", valueName: "time"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("End of the measured window: RFC 3339 or Unix seconds (default: now).", valueName: "time"))
     var at: String?
 
     @Option(name: [.short, .customLong("output")], help: "Output format: table or json.")

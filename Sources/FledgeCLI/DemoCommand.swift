@@ -47,13 +47,13 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The canary's image: the change the demo rolls out.", valueName: "image"))
     var image: String = "registry.example/product-service:2.0.0"
 
-    @Option(help: ArgumentHelp("Share of the canary's requests (0-1) that fail with 500 (e.g. 0.05 for a rollback).", valueName: "rate"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Share of the canary's requests (0-1) that fail with 500 (e.g. 0.05 for a rollback).", valueName: "rate"))
     var canaryErrorRate: Double = 0
 
-    @Option(help: ArgumentHelp("The canary's p99 latency in ms (e.g. 900 for a rollback; default: as stable, 100).", valueName: "ms"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The canary's p99 latency in ms (e.g. 900 for a rollback; default: as stable, 100).", valueName: "ms"))
     var canaryP99Ms: Double?
 
-    @Option(help: ArgumentHelp("Requests per second through the mesh. Enough for the statistical judge to accept each stage within its hold.", valueName: "rps"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Requests per second through the mesh. Enough for the statistical judge to accept each stage within its hold.", valueName: "rps"))
     var rps: Double = DemoCommand.defaultRequestsPerSecond
 
     @Option(
@@ -92,8 +92,8 @@ struct DemoCommand: AsyncParsableCommand {
     func validate() throws {
         guard image.isEmpty == false, !image.contains(where: \.isWhitespace) else { throw ValidationError("--image: must be an image reference without spaces") }
         guard (0...1).contains(canaryErrorRate) else { throw ValidationError("--canary-error-rate must be between 0 and 1, got \(canaryErrorRate)") }
-        if let canaryP99Ms, !(canaryP99Ms > 0 && canaryP99Ms.isFinite) {
-            throw ValidationError("--canary-p99-ms must be above 0, got \(canaryP99Ms)")
+        if let canaryP99Ms, !(canaryP99Ms > 0 && canaryP99Ms <= 3_600_000) {
+            throw ValidationError("--canary-p99-ms must be above 0 and at most 3600000 (an hour), got \(QueryCommand.decimal(canaryP99Ms))")
         }
         guard rps > 0, rps <= 100_000 else { throw ValidationError("--rps must be above 0 and at most 100000, got \(rps)") }
         if let hold, hold < .seconds(1) { throw ValidationError("--hold must be at least 1s") }

@@ -25,7 +25,7 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(help: "Window of the rates, a PromQL duration.")
     var window: String = "1m"
 
-    @Option(help: "Evaluation time: RFC 3339 (2026-11-26T14:02:00Z) or Unix seconds. Default: now.")
+    @Option(parsing: .unconditional, help: "Evaluation time: RFC 3339 (2026-11-26T14:02:00Z) or Unix seconds. Default: now.")
     var at: String?
 
     @Option(help: "Which Istio proxy reports: destination or source.")
@@ -41,7 +41,7 @@ struct QueryCommand: AsyncParsableCommand {
         if let at {
             do { _ = try PrometheusTime.parse(at) } catch { throw ValidationError("--at: \(error)") }
         }
-        guard !namespace.isEmpty else { throw ValidationError("--namespace: must not be empty") }
+        try KubernetesOptions.validateNamespace(namespace)
         guard !workload.isEmpty else { throw ValidationError("--workload: must not be empty") }
         guard ["destination", "source"].contains(reporter) else {
             throw ValidationError("--reporter: \"\(reporter)\" is neither destination nor source")
@@ -93,7 +93,8 @@ struct QueryCommand: AsyncParsableCommand {
 
     /// Two decimals, without trailing zeros.
     static func decimal(_ value: Double) -> String {
-        guard value.isFinite else { return "\(value)" }
+        // Beyond 1e15 there is no fraction to show (and value * 100 may overflow to inf): as Swift writes it.
+        guard value.isFinite, abs(value) < 1e15 else { return "\(value)" }
         let rounded = (value * 100).rounded() / 100
         if rounded == rounded.rounded() { return String(Int64(rounded)) }
         var text = "\(rounded)"

@@ -83,6 +83,7 @@ struct RunCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
+        try KubernetesOptions.validateNamespace(namespace)
         guard workers >= 1, workers <= 64 else { throw ValidationError("--workers must be between 1 and 64, got \(workers)") }
         try prometheusAccess.validate(optionalURL: prometheus)
         if let selector {

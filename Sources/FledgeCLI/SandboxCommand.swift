@@ -1,4 +1,5 @@
 import ArgumentParser
+import FledgeCore
 import FledgeSandbox
 import Foundation
 import Logging
@@ -50,8 +51,11 @@ struct SandboxCommand: AsyncParsableCommand {
     @Flag(help: "Enforce RBAC for users other than the admin.")
     var rbac = false
 
-    @Option(help: "Seconds after a Deployment change before its status reports the new replicas ready.")
+    @Option(parsing: .unconditional, help: "Seconds after a Deployment change before its status reports the new replicas ready.")
     var rolloutDelay: Double = 2
+
+    /// The longest `--rollout-delay`: an hour, longer than any rollout a sandbox is for.
+    static let maximumRolloutDelay: Double = 3600
 
     func validate() throws {
         guard (0...65535).contains(port) else {
@@ -60,8 +64,10 @@ struct SandboxCommand: AsyncParsableCommand {
         guard ["127.0.0.1", "localhost", "::1"].contains(host) else {
             throw ValidationError("--host must be a loopback address (127.0.0.1, localhost or ::1), got \(host)")
         }
-        guard rolloutDelay >= 0 else {
-            throw ValidationError("--rollout-delay must not be negative, got \(rolloutDelay)")
+        // NaN fails every comparison, so the range check also refuses it (and inf, which would trap as milliseconds).
+        guard (0...Self.maximumRolloutDelay).contains(rolloutDelay) else {
+            throw ValidationError(
+                "--rollout-delay must be a number of seconds from 0 to \(Int(Self.maximumRolloutDelay)) (an hour), got \(QueryCommand.decimal(rolloutDelay))")
         }
         if !tls, rbac || token != nil {
             throw ValidationError("--rbac and --token need TLS: kubectl sends no token over plain HTTP (drop --no-tls)")
@@ -83,7 +89,7 @@ struct SandboxCommand: AsyncParsableCommand {
             host: host == "localhost" ? "127.0.0.1" : host, port: port,
             // Without TLS kubectl sends no token, so there is nothing to authenticate.
             tokens: tls ? [adminToken: .admin("fledge-admin")] : [:], rbac: rbac,
-            rolloutDelay: .milliseconds(Int64(rolloutDelay * 1000)))
+            rolloutDelay: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: rolloutDelay)))
         if tls { configuration.tls = try SandboxCertificates.generate() }
         let server = SandboxServer(configuration: configuration, logger: logger)
         // CRDs first, so the custom resources in the same folders can be created; an error names the file.
@@ -91,6 +97,10 @@ struct SandboxCommand: AsyncParsableCommand {
         var skipped: [ManifestLoader.Skipped] = []
         let objects = try ManifestLoader.loadManifests(paths: load, skipped: &skipped)
         for file in skipped { StandardError.write("fledge sandbox: \(file)") }
+        // A path that gave no object (an empty file or folder) is said, not skipped in silence.
+        for path in load where !objects.contains(where: { $0.source == path || $0.source.hasPrefix(path.hasSuffix("/") ? path : path + "/") }) {
+            StandardError.write("fledge sandbox: --load \(path): no Kubernetes objects in it (empty, only comments, or no manifests)")
+        }
         try await server.store.load(objects)
 
         let group = ServiceGroup(

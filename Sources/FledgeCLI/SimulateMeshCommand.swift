@@ -38,10 +38,10 @@ struct SimulateMeshCommand: AsyncParsableCommand {
     @Option(help: "The VirtualService whose routes the traffic follows.")
     var virtualService: String
 
-    @Option(help: "Requests per second.")
+    @Option(parsing: .unconditional, help: "Requests per second.")
     var rps: Double = 100
 
-    @Option(help: "Share of requests (0-1) that carry the tag header (x-canary: true), for the header-match route.")
+    @Option(parsing: .unconditional, help: "Share of requests (0-1) that carry the tag header (x-canary: true), for the header-match route.")
     var taggedShare: Double = 0
 
     @Option(help: "Header that tags requests, as NAME=VALUE.")
@@ -68,16 +68,17 @@ struct SimulateMeshCommand: AsyncParsableCommand {
     @Option(help: "How requests arrive: poisson, or exact (expected counts, carried fractions).")
     var arrivals: ArrivalModel = .poisson
 
-    @Option(help: "Milliseconds between ticks.")
+    @Option(parsing: .unconditional, help: "Milliseconds between ticks.")
     var tickMs: Int = 100
 
     func validate() throws {
+        try KubernetesOptions.validateNamespace(namespace)
         _ = try meshConfiguration()
     }
 
     /// The simulator's configuration from the options; every error names its option.
     func meshConfiguration() throws -> MeshConfiguration {
-        guard tickMs > 0 else { throw ValidationError("--tick-ms must be positive, got \(tickMs)") }
+        guard (1...60_000).contains(tickMs) else { throw ValidationError("--tick-ms must be from 1 to 60000 (a minute), got \(tickMs)") }
         var configuration = MeshConfiguration(
             namespace: namespace, virtualService: virtualService, requestsPerSecond: rps, taggedShare: taggedShare,
             arrivals: arrivals, seed: seed, tickInterval: .milliseconds(tickMs), metricsPort: port)
@@ -92,6 +93,13 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         let errorRates = try Self.assignments(errorRate, option: "--error-rate")
         let p99s = try Self.assignments(p99Ms, option: "--p99-ms")
         let medians = try Self.assignments(medianMs, option: "--median-ms")
+        // Checked here, where the flag is known: the median derived from a p99 would otherwise be named instead.
+        for (option, latencies, quantity) in [("--p99-ms", p99s, "p99"), ("--median-ms", medians, "median")] {
+            for (workload, ms) in latencies.sorted(by: { $0.key < $1.key }) where !(ms > 0 && ms <= Self.maximumLatencyMs) {
+                throw ValidationError(
+                    "\(option) \(workload): the \(quantity) latency must be above 0 and at most \(Int(Self.maximumLatencyMs)) ms (an hour), got \(QueryCommand.decimal(ms))")
+            }
+        }
         for workload in Set(errorRates.keys).union(p99s.keys).union(medians.keys) {
             var behaviour = configuration.defaultBehaviour
             if let rate = errorRates[workload] { behaviour.errorRate = rate }
@@ -119,6 +127,9 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         }
         return configuration
     }
+
+    /// The longest latency a workload may be given: an hour.
+    static let maximumLatencyMs: Double = 3_600_000
 
     /// `NAME=NUMBER` options into a map.
     static func assignments(_ values: [String], option: String) throws -> [String: Double] {

@@ -63,8 +63,15 @@ struct TriggerCommand: AsyncParsableCommand {
         if let twice = containers.first(where: { name in containers.filter { $0 == name }.count > 1 }) {
             throw ValidationError("--image: container '\(twice)' is given twice")
         }
-        if let templatePatch, !FileManager.default.isReadableFile(atPath: templatePatch) {
-            throw ValidationError("--template-patch: cannot read \(templatePatch)")
+        if let templatePatch {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: templatePatch, isDirectory: &isFolder) else {
+                throw ValidationError("--template-patch: \(templatePatch): no such file")
+            }
+            guard !isFolder.boolValue else { throw ValidationError("--template-patch: \(templatePatch) is a directory, not a YAML or JSON file") }
+            guard FileManager.default.isReadableFile(atPath: templatePatch) else {
+                throw ValidationError("--template-patch: cannot read \(templatePatch) (permission denied)")
+            }
         }
     }
 

@@ -13,6 +13,18 @@ public struct RolloutDuration: Sendable, Hashable, Comparable, Codable, CustomSt
 
     public var seconds: Double { Double(milliseconds) / 1000 }
 
+    /// The whole milliseconds in `seconds`, for a number a user wrote (a flag, a field): never traps, as
+    /// `Int64(seconds * 1000)` does beyond Int64's range. NaN is 0; beyond ±`clampLimit` ms the value is clamped
+    /// (about 285,000 years, far beyond any bound a flag's validation allows).
+    public static func milliseconds(clampingSeconds seconds: Double) -> Int64 {
+        guard !seconds.isNaN else { return 0 }
+        let millis = (seconds * 1000).rounded()
+        return Int64(min(max(millis, -clampLimit), clampLimit))
+    }
+
+    /// Where `milliseconds(clampingSeconds:)` stops: ±9e15 ms, well inside Int64 and exact as a Double.
+    public static let clampLimit: Double = 9e15
+
     /// Parses `text`, throwing a message that says what is wrong (the caller adds the field path).
     public init(parsing text: String) throws(DurationParseError) {
         let units: [(String, Int64)] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]

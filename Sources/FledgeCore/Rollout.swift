@@ -48,7 +48,7 @@ public struct Rollout: Codable, Sendable, Equatable {
     /// and the rest together. Not encoded.
     public var specDecodingIssues: [ValidationIssue] = []
     /// The paths (`spec.stages[0].weight`) of the optional fields read as absent because of `specDecodingIssues`.
-    var specFieldsReadAsAbsent: [String] = []
+    public internal(set) var specFieldsReadAsAbsent: [String] = []
 
     public init(metadata: ObjectMeta, spec: RolloutSpec, status: RolloutStatus? = nil) {
         self.metadata = metadata

@@ -7,7 +7,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     public var seconds: Int64
 
     public init(seconds: Int64) { self.seconds = seconds }
-    public init(_ date: Date) { self.seconds = Int64(date.timeIntervalSince1970.rounded(.down)) }
+    /// Never traps: a date beyond ±9e12 s (about 285,000 years) is clamped to that bound, NaN is 1970.
+    public init(_ date: Date) {
+        let seconds = date.timeIntervalSince1970
+        self.seconds = seconds.isNaN ? 0 : Int64(min(max(seconds.rounded(.down), -9e12), 9e12))
+    }
     public var date: Date { Date(timeIntervalSince1970: TimeInterval(seconds)) }
 
     public static func < (a: Timestamp, b: Timestamp) -> Bool { a.seconds < b.seconds }

@@ -20,6 +20,20 @@ public struct ValidationErrors: Error, Sendable, Equatable, CustomStringConverti
     public var description: String { issues.map(\.description).joined(separator: "; ") }
 }
 
+extension TrafficSpec {
+    /// The problems of `spec.traffic.routes` entries (index, name): empty names and names listed twice. Also used by
+    /// lint on the entries that are strings when another entry is not, so that every bad entry is reported at once.
+    public static func routeIssues(_ routes: [(index: Int, name: String)]) -> [ValidationIssue] {
+        var out: [ValidationIssue] = []
+        var seen: Set<String> = []
+        for (i, r) in routes {
+            if r.isEmpty { out.append(ValidationIssue(path: "spec.traffic.routes[\(i)]", message: "is empty")) }
+            if !seen.insert(r).inserted { out.append(ValidationIssue(path: "spec.traffic.routes[\(i)]", message: "'\(r)' is listed twice")) }
+        }
+        return out
+    }
+}
+
 /// A checked spec with every default applied. Built by `RolloutSpec.plan()`.
 public struct RolloutPlan: Sendable, Equatable {
     public var target: String
@@ -153,10 +167,10 @@ public struct MetricPlan: Sendable, Equatable {
     /// The PromQL for a custom metric with its placeholders filled in; nil for built-ins.
     public func query(namespace: String, workload: String, interval: RolloutDuration) -> String? {
         guard case .custom(let template) = kind else { return nil }
-        return template
-            .replacingAll("{{namespace}}", with: namespace)
-            .replacingAll("{{workload}}", with: workload)
-            .replacingAll("{{interval}}", with: interval.description)
+        // Validation scanned the template with the same QueryTemplate, so this parses; an unvalidated plan's bad
+        // template is sent as written, and Prometheus's answer names the problem.
+        guard let parsed = try? QueryTemplate(parsing: template) else { return template }
+        return parsed.render(["namespace": namespace, "workload": workload, "interval": interval.description])
     }
 }
 
@@ -291,11 +305,7 @@ extension RolloutSpec {
             issue("spec.traffic.canarySubset", "'\(canarySubset)' is the same as stableSubset; the two slots need different subsets")
         }
         let routes = t.routes ?? []
-        var routeNames: Set<String> = []
-        for (i, r) in routes.enumerated() {
-            if r.isEmpty { issue("spec.traffic.routes[\(i)]", "is empty") }
-            if !routeNames.insert(r).inserted { issue("spec.traffic.routes[\(i)]", "'\(r)' is listed twice") }
-        }
+        issues += TrafficSpec.routeIssues(routes.enumerated().map { ($0.offset, $0.element) })
 
         // analysis
         let a = analysis ?? AnalysisSpec()
@@ -356,8 +366,10 @@ extension RolloutSpec {
             let kind: MetricPlan.Kind
             if let query = m.query {
                 if query.trimmingWhitespace().isEmpty { issue("\(path).query", "is empty") }
-                for placeholder in placeholders(in: query) where !["namespace", "workload", "interval"].contains(placeholder) {
-                    issue("\(path).query", "unknown placeholder {{\(placeholder)}}; use {{namespace}}, {{workload}} or {{interval}}")
+                do {
+                    _ = try QueryTemplate(parsing: query)
+                } catch {
+                    issue("\(path).query", "metric '\(metricName)': \(error.message)")
                 }
                 kind = .custom(query: query)
                 if m.min == nil, m.max == nil { issue(path, "a custom metric needs min or max") }
@@ -490,33 +502,11 @@ func isDNSSubdomain(_ s: String) -> Bool {
     return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isDNSLabelText)
 }
 
-func placeholders(in template: String) -> [String] {
-    var out: [String] = []
-    var rest = Substring(template)
-    while let open = rest.range(of: "{{") {
-        guard let close = rest[open.upperBound...].range(of: "}}") else { break }
-        out.append(String(rest[open.upperBound..<close.lowerBound]).trimmingWhitespace())
-        rest = rest[close.upperBound...]
-    }
-    return out
-}
-
 extension StringProtocol {
     func trimmingWhitespace() -> String {
         let scalars = unicodeScalars.drop { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
         var s = String(String.UnicodeScalarView(scalars))
         while let last = s.unicodeScalars.last, last == " " || last == "\t" || last == "\n" || last == "\r" { s.unicodeScalars.removeLast() }
         return s
-    }
-
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
-        }
-        return out + rest
     }
 }

@@ -158,8 +158,12 @@ public struct CanaryJudge: Sendable {
     var alphaAbsolute: Double { configuration.falsePromotionRate * 3 / 8 }
     var alphaRelative: Double { configuration.falsePromotionRate / 2 }
 
+    /// The largest ratio any acceptance test uses (also the cap on the ratio the absolute margin allows).
+    static let maximumTestedRatio = 1e6
+
+    /// Capped at `maximumTestedRatio`, so that the state stays finite (and encodable) whatever margin it is given.
     static func acceptGrid(_ ratioMargin: Double) -> [Double] {
-        acceptExposures.map { 1 + (ratioMargin - 1) / $0 }
+        acceptExposures.map { min(maximumTestedRatio, 1 + (ratioMargin - 1) / $0) }
     }
 
     static func checkCounts(_ sample: JudgeSample, side: String) throws(JudgeError) {
@@ -231,7 +235,7 @@ public struct CanaryJudge: Sendable {
         for (i, floor) in state.acceptRatios.enumerated() {
             var ratio = floor
             if absoluteMargin > 0, stableUpper > 0, stableUpper < 1 {
-                ratio = min(1e6, max(floor, 1 + absoluteMargin / (acceptExposures[i] * stableUpper)))
+                ratio = min(maximumTestedRatio, max(floor, 1 + absoluteMargin / (acceptExposures[i] * stableUpper)))
             }
             next.acceptTestedRatios[i] = ratio
             next.acceptLogLikelihoodRatios[i] -= JudgeStatistics.conditionalLogLikelihoodRatio(

@@ -86,19 +86,25 @@ public struct JudgeConfiguration: Codable, Sendable, Equatable {
             try c.decodeIfPresent(Double.self, forKey: .latencyBoundarySamples) ?? d.latencyBoundarySamples
     }
 
-    /// Checks every field; the error names the first bad one.
+    /// Checks every field; the error names the first bad one. Each field has a range beyond which it means
+    /// nothing useful and the judge's numbers stop being finite (a ratio margin of 1e308 made every state value
+    /// infinite, which no status can encode):
+    /// - the error rates and `latencyTailShare` in (0, 0.5]: a test wrong half the time or more decides nothing;
+    /// - the ratio margins in (1, 100]: a canary 100× worse than stable is no canary to accept;
+    /// - the absolute margins in [0, 1): a rate can differ by less than 1;
+    /// - `latencyBoundarySamples` from 1 to 1,000,000,000 requests.
     public func validate() throws(JudgeError) {
-        func open01(_ value: Double, _ name: String) throws(JudgeError) {
-            guard value.isFinite, value > 0, value < 1 else {
-                throw JudgeError(field: name, problem: "must be a probability strictly between 0 and 1, got \(value)")
+        for (value, name) in [
+            (falseRollbackRate, "falseRollbackRate"), (falsePromotionRate, "falsePromotionRate"), (latencyTailShare, "latencyTailShare"),
+        ] {
+            guard value.isFinite, value > 0, value <= Self.maximumRate else {
+                throw JudgeError(field: name, problem: "must be a probability above 0 and at most \(JudgeFormat.number(Self.maximumRate)), got \(value)")
             }
         }
-        try open01(falseRollbackRate, "falseRollbackRate")
-        try open01(falsePromotionRate, "falsePromotionRate")
-        try open01(latencyTailShare, "latencyTailShare")
         for (value, name) in [(errorRateRatioMargin, "errorRateRatioMargin"), (latencyTailRatioMargin, "latencyTailRatioMargin")] {
-            guard value.isFinite, value > 1 else {
-                throw JudgeError(field: name, problem: "must be a ratio greater than 1, got \(value)")
+            guard value.isFinite, value > 1, value <= Self.maximumRatioMargin else {
+                throw JudgeError(
+                    field: name, problem: "must be a ratio above 1 and at most \(JudgeFormat.number(Self.maximumRatioMargin)), got \(value)")
             }
         }
         for (value, name) in [
@@ -108,10 +114,19 @@ public struct JudgeConfiguration: Codable, Sendable, Equatable {
                 throw JudgeError(field: name, problem: "must be a rate in [0, 1), got \(value)")
             }
         }
-        guard latencyBoundarySamples.isFinite, latencyBoundarySamples >= 1 else {
-            throw JudgeError(field: "latencyBoundarySamples", problem: "must be at least 1, got \(latencyBoundarySamples)")
+        guard latencyBoundarySamples.isFinite, latencyBoundarySamples >= 1, latencyBoundarySamples <= Self.maximumBoundarySamples else {
+            throw JudgeError(
+                field: "latencyBoundarySamples",
+                problem: "must be from 1 to \(Int(Self.maximumBoundarySamples)) requests, got \(latencyBoundarySamples)")
         }
     }
+
+    /// The largest `falseRollbackRate`, `falsePromotionRate` and `latencyTailShare`.
+    public static let maximumRate = 0.5
+    /// The largest `errorRateRatioMargin` and `latencyTailRatioMargin`.
+    public static let maximumRatioMargin = 100.0
+    /// The largest `latencyBoundarySamples`.
+    public static let maximumBoundarySamples = 1_000_000_000.0
 }
 
 /// A latency histogram's increase over one interval, as Prometheus reports

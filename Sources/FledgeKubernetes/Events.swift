@@ -74,7 +74,7 @@ extension KubernetesClient {
     @discardableResult
     public func recordEvent(_ record: EventRecord) async throws(KubernetesError) -> JSONValue {
         let namespace = record.regarding["metadata"]?["namespace"]?.stringValue ?? configuration.namespace
-        let nanos = UInt64(max(0, record.time.timeIntervalSince1970 * 1_000_000_000))
+        let nanos = UInt64(min(max(0, record.time.timeIntervalSince1970 * 1_000_000_000), 9e18))
         let suffix = String(nanos, radix: 16) + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         return try await create(.events, namespace: namespace, record.eventObject(namespace: namespace, uniqueSuffix: suffix))
     }

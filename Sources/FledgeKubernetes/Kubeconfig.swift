@@ -31,6 +31,8 @@ public struct Kubeconfig: Sendable, Equatable {
         public var username: String?
         public var password: String?
         public var exec: ExecCredentialPlugin?
+        /// `as`, `as-uid`, `as-groups`, `as-user-extra`: whom every request acts as (kubectl's `--as`).
+        public var impersonation: Impersonation?
         public var file: String
         public var location: String
     }
@@ -70,7 +72,9 @@ public struct Kubeconfig: Sendable, Equatable {
         var merged = Kubeconfig()
         var found = false
         for path in paths where !path.isEmpty {
-            guard FileManager.default.fileExists(atPath: path) else { continue }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { continue }
+            if isFolder.boolValue { throw .configuration("is a directory, not a kubeconfig file", file: path) }
             found = true
             let text = try readFile(path)
             merged.merge(try parse(yaml: text, file: path))
@@ -162,10 +166,11 @@ public struct Kubeconfig: Sendable, Equatable {
                 clientKeyData: try reader.base64(body, "client-key-data", at: "\(at).client-key-data"),
                 username: try reader.string(body, "username", at: "\(at).username"),
                 password: try reader.string(body, "password", at: "\(at).password"),
-                exec: nil, file: file, location: location)
+                exec: nil, impersonation: nil, file: file, location: location)
             if let exec = try reader.object(body, "exec", at: "\(at).exec") {
                 user.exec = try reader.execPlugin(exec, at: "\(at).exec")
             }
+            user.impersonation = try reader.impersonation(body, at: at)
             if config.users[name] == nil { config.users[name] = user }
         }
 
@@ -219,6 +224,27 @@ public struct Kubeconfig: Sendable, Equatable {
             tls.insecureSkipVerify = true
         }
 
+        // Files the chosen entries name must exist now: later they would only surface as a failed TLS handshake.
+        func checkFile(_ path: String?, _ entryFile: String, _ field: String, _ what: String) throws(KubernetesError) {
+            guard let path else { return }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+                throw .configuration("\(what) file \(path) does not exist", file: entryFile, field: field)
+            }
+            if isFolder.boolValue { throw .configuration("\(what) \(path) is a directory, not a file", file: entryFile, field: field) }
+        }
+        if cluster.certificateAuthorityData == nil {
+            try checkFile(cluster.certificateAuthority, cluster.file, "\(cluster.location).cluster.certificate-authority", "certificate authority")
+        }
+        if let userName = context.user, let user = users[userName] {
+            let at = "\(user.location).user"
+            if user.clientCertificateData == nil {
+                try checkFile(user.clientCertificate, user.file, "\(at).client-certificate", "client certificate")
+            }
+            if user.clientKeyData == nil { try checkFile(user.clientKey, user.file, "\(at).client-key", "client key") }
+        }
+
+
         var credentials = KubernetesCredentials.none
         if let userName = context.user {
             guard let user = users[userName] else {
@@ -269,9 +295,11 @@ public struct Kubeconfig: Sendable, Equatable {
             }
         }
 
-        return KubernetesConfiguration(
+        var configuration = KubernetesConfiguration(
             server: cluster.server, namespace: context.namespace ?? "default", tls: tls, credentials: credentials,
             source: fileList, contextName: contextName)
+        configuration.impersonation = context.user.flatMap { users[$0]?.impersonation }
+        return configuration
     }
 }
 
@@ -357,6 +385,42 @@ private struct FieldReader {
         let rest = server.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
         guard rest.count >= 3, !rest[2].isEmpty else { throw fail("\"\(raw)\" has no host", field) }
         return server
+    }
+
+    /// kubectl's `as` (user), `as-uid`, `as-groups` (list) and `as-user-extra` (key → list of values). Groups, a
+    /// uid or extras without `as` are refused, as the API server refuses them.
+    func impersonation(_ body: JSONValue, at field: String) throws(KubernetesError) -> Impersonation? {
+        let user = try string(body, "as", at: "\(field).as").flatMap { $0.isEmpty ? nil : $0 }
+        let uid = try string(body, "as-uid", at: "\(field).as-uid").flatMap { $0.isEmpty ? nil : $0 }
+        var groups: [String] = []
+        for (index, group) in try list(body, "as-groups").enumerated() {
+            guard let text = try string(.array([group]), 0, at: "\(field).as-groups[\(index)]"), !text.isEmpty else {
+                throw fail("must be a non-empty string", "\(field).as-groups[\(index)]")
+            }
+            groups.append(text)
+        }
+        var extra: [String: [String]] = [:]
+        if let extras = try object(body, "as-user-extra", at: "\(field).as-user-extra")?.objectValue {
+            for (key, values) in extras {
+                let at = "\(field).as-user-extra.\(key)"
+                guard !key.isEmpty else { throw fail("has an empty key", "\(field).as-user-extra") }
+                let items = values.arrayValue ?? [values]
+                var texts: [String] = []
+                for (index, item) in items.enumerated() {
+                    guard let text = try string(.array([item]), 0, at: "\(at)[\(index)]") else { throw fail("must be a string", "\(at)[\(index)]") }
+                    texts.append(text)
+                }
+                extra[key] = texts
+            }
+        }
+        guard let user else {
+            let given = [uid != nil ? "as-uid" : nil, groups.isEmpty ? nil : "as-groups", extra.isEmpty ? nil : "as-user-extra"].compactMap { $0 }
+            if let first = given.first {
+                throw fail("\(given.joined(separator: ", ")) \(given.count == 1 ? "needs" : "need") `as` (the user to impersonate)", "\(field).\(first)")
+            }
+            return nil
+        }
+        return Impersonation(user: user, uid: uid, groups: groups, extra: extra)
     }
 
     func execPlugin(_ exec: JSONValue, at field: String) throws(KubernetesError) -> ExecCredentialPlugin {

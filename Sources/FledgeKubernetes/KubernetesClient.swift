@@ -108,6 +108,7 @@ public final class KubernetesClient: Sendable {
             request.headers.set("Accept", "application/json")
             if let contentType { request.headers.set("Content-Type", contentType) }
             if let authorization = resolved.authorization { request.headers.set("Authorization", authorization) }
+            impersonate(&request)
             let response: HTTPResponse
             do {
                 response = try await client.send(request)
@@ -147,6 +148,7 @@ public final class KubernetesClient: Sendable {
             var request = HTTPRequest(method: .get, url: url, timeout: .zero)
             request.headers.set("Accept", "application/json")
             if let authorization = resolved.authorization { request.headers.set("Authorization", authorization) }
+            impersonate(&request)
             do {
                 return try await client.stream(request)
             } catch let error as HTTPError {
@@ -156,6 +158,12 @@ public final class KubernetesClient: Sendable {
                 throw context.error(.transport, "\(error)")
             }
         }
+    }
+
+    /// The configuration's Impersonate-* headers, on every request (watches included), as client-go sends them.
+    func impersonate(_ request: inout HTTPRequest) {
+        guard let impersonation = configuration.impersonation else { return }
+        for header in impersonation.headers { request.headers.add(header.name, header.value) }
     }
 
     func namespace(for resource: GroupVersionResource, _ namespace: String?) -> String? {

@@ -15,6 +15,9 @@ public struct KubernetesConfiguration: Sendable, Equatable {
     /// The kubeconfig context, when one was used.
     public var contextName: String?
     public var userAgent: String
+    /// Whom every request acts as (a kubeconfig user's `as`, `as-groups`, `as-uid`, `as-user-extra`), nil for
+    /// the credentials' own identity.
+    public var impersonation: Impersonation?
     /// Default time for one request (watches have none).
     public var timeout: Duration
     public var connectTimeout: Duration
@@ -183,4 +186,47 @@ func describe(_ error: any Error) -> String {
         }
     }
     return ns.localizedDescription
+}
+
+/// Impersonation as client-go sends it: `Impersonate-User`, one `Impersonate-Group` per group, `Impersonate-Uid`
+/// and `Impersonate-Extra-<key>` (the key percent-encoded where a header name cannot hold it) once per value.
+/// The API server decides every request as that identity, after checking that the credentials may impersonate it.
+public struct Impersonation: Sendable, Equatable {
+    public var user: String
+    public var uid: String?
+    public var groups: [String]
+    public var extra: [String: [String]]
+
+    public init(user: String, uid: String? = nil, groups: [String] = [], extra: [String: [String]] = [:]) {
+        self.user = user
+        self.uid = uid
+        self.groups = groups
+        self.extra = extra
+    }
+
+    /// The headers, in a fixed order (extras by key).
+    public var headers: [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = [("Impersonate-User", user)]
+        if let uid { out.append(("Impersonate-Uid", uid)) }
+        for group in groups { out.append(("Impersonate-Group", group)) }
+        for key in extra.keys.sorted() {
+            for value in extra[key] ?? [] { out.append(("Impersonate-Extra-" + Self.escapeHeaderKey(key), value)) }
+        }
+        return out
+    }
+
+    /// client-go's headerKeyEscape: a byte that is not an RFC 7230 token character, or is '%', becomes %XX.
+    static func escapeHeaderKey(_ key: String) -> String {
+        let token = Set("!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        var out = ""
+        for byte in key.utf8 {
+            if token.contains(byte) {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
 }

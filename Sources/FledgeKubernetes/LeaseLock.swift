@@ -51,7 +51,8 @@ public final class LeaseLock: Sendable {
     /// otherwise reports who holds it.
     public func tryAcquireOrRenew(now: Date) async throws(KubernetesError) -> Outcome {
         let nowText = formatRFC3339(now, microseconds: true)
-        let seconds = Int64(max(1, durationSeconds.rounded(.up)))
+        // Whole seconds from 1 to a year: never traps on an infinite or huge duration (NaN gives 1).
+        let seconds = Int64(min(max(1, durationSeconds.rounded(.up)), 366 * 86_400))
         let existing: JSONValue
         do {
             existing = try await client.get(.leases, namespace: namespace, name: name)

@@ -85,7 +85,8 @@ public enum Linter {
                 files = [path]
             }
             for file in files {
-                guard let data = fm.contents(atPath: file) else {
+                // A device or a pipe (/dev/null, /dev/stdin, <(…)) is read as a stream: FileManager gives nil for those.
+                guard let data = fm.contents(atPath: file) ?? FileHandle(forReadingAtPath: file).flatMap({ try? $0.readToEnd() ?? Data() }) else {
                     findings.append(Finding(severity: .error, file: file, line: nil, object: nil, path: nil, message: "cannot be read"))
                     continue
                 }
@@ -308,6 +309,14 @@ struct Checker {
         switch rollout.plan() {
         case .failure(let errors):
             for issue in errors.issues { add(.error, doc, issue.path, issue.message) }
+            // An entry of the wrong type makes the whole list read as absent; the problems of the entries that are
+            // strings (empty, listed twice) are still worth reporting with it.
+            if rollout.specFieldsReadAsAbsent.contains("spec.traffic.routes"),
+                let routes = doc.json[path: ["spec", "traffic", "routes"]]?.arrayValue
+            {
+                let named = routes.enumerated().compactMap { entry in entry.element.stringValue.map { (index: entry.offset, name: $0) } }
+                for issue in TrafficSpec.routeIssues(named) { add(.error, doc, issue.path, issue.message) }
+            }
             return nil
         case .success(let p): plan = p
         }

@@ -2,24 +2,45 @@
 public enum PrometheusTime {
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var input: String
+        /// Set when the text is a time, but outside `PrometheusTime.range`.
+        public var outOfRange: Bool = false
+        public init(input: String, outOfRange: Bool = false) {
+            self.input = input
+            self.outOfRange = outOfRange
+        }
         public var description: String {
-            "\"\(input)\" is not a time: use RFC 3339 (2026-11-26T14:02:00Z) or Unix seconds (1795701720)"
+            if outOfRange {
+                return "\"\(input)\" is outside the years 1970 to 9999 (Unix seconds 0 to \(PrometheusTime.format(PrometheusTime.range.upperBound)))"
+            }
+            return "\"\(input)\" is not a time: use RFC 3339 (2026-11-26T14:02:00Z) or Unix seconds (1795701720)"
         }
     }
 
-    /// Parses `1795701720`, `1795701720.5` or `2026-11-26T14:02:00Z` / `…+01:00` / `….123Z` into Unix seconds.
+    /// The times `parse` accepts: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z. Wider than any metric store
+    /// holds, narrow enough that every conversion to whole milliseconds fits an Int64.
+    public static let range: ClosedRange<Double> = 0...253_402_300_799.999
+
+    /// Parses `1795701720`, `1795701720.5` or `2026-11-26T14:02:00Z` / `…+01:00` / `….123Z` into Unix seconds,
+    /// within `range`.
     public static func parse(_ text: String) throws(ParseError) -> Double {
         let trimmed = text.trimmingWhitespace()
-        if let seconds = Double(trimmed), seconds.isFinite, trimmed.first?.isNumber == true || trimmed.first == "-" {
-            return seconds
+        let seconds: Double
+        if let number = Double(trimmed), number.isFinite, trimmed.first?.isNumber == true || trimmed.first == "-" {
+            seconds = number
+        } else if let parsed = parseRFC3339(trimmed) {
+            seconds = parsed
+        } else {
+            throw ParseError(input: text)
         }
-        guard let seconds = parseRFC3339(trimmed) else { throw ParseError(input: text) }
+        guard range.contains(seconds) else { throw ParseError(input: text, outOfRange: true) }
         return seconds
     }
 
-    /// Formats Unix seconds the way the API accepts them, with millisecond precision.
+    /// Formats Unix seconds the way the API accepts them, with millisecond precision. Never traps: NaN is
+    /// formatted as 0 and values beyond ±9e12 s (about 285,000 years) as that bound, which no caller's time reaches.
     public static func format(_ seconds: Double) -> String {
-        let millis = (seconds * 1000).rounded()
+        let bounded = seconds.isNaN ? 0 : min(max(seconds, -9e12), 9e12)
+        let millis = (bounded * 1000).rounded()
         let whole = Int64(millis / 1000)
         let fraction = Int64(abs(millis)) % 1000
         return fraction == 0 ? String(whole) : "\(whole).\(String(fraction + 1000).dropFirst())"

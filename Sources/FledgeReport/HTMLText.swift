@@ -28,7 +28,8 @@ enum NumberText {
         var scale = 1.0
         for _ in 0..<decimals { scale *= 10 }
         let scaled = (value * scale).rounded()
-        guard abs(scaled) < 9e15 else { return String(Int64(value.rounded())) }
+        // A metric value can be any Double: beyond Int64 (where the conversion would trap) as Swift writes it.
+        guard abs(scaled) < 9e15 else { return abs(value) < 9e18 ? String(Int64(value.rounded())) : "\(value)" }
         let negative = scaled < 0
         let units = Int64(abs(scaled))
         let whole = units / Int64(scale)
@@ -49,9 +50,14 @@ enum NumberText {
     /// An SVG coordinate: one decimal.
     static func coordinate(_ value: Double) -> String { format(value, decimals: 1) }
 
+    /// Whole seconds that never trap: NaN is 0, and beyond ±9e12 s (some 285,000 years) the bound.
+    static func wholeSeconds(_ seconds: Double) -> Int64 {
+        seconds.isNaN ? 0 : Int64(min(max(seconds, -9e12), 9e12))
+    }
+
     /// Seconds since the start as `m:ss` (`h:mm:ss` past an hour).
     static func elapsed(_ seconds: Double) -> String {
-        let total = Int64(max(0, seconds).rounded())
+        let total = wholeSeconds(max(0, seconds).rounded())
         let h = total / 3600
         let m = (total % 3600) / 60
         let s = total % 60
@@ -61,7 +67,7 @@ enum NumberText {
 
     /// A duration in words: `1m 37s`, `2h 5m`, `12s`.
     static func duration(_ seconds: Double) -> String {
-        let total = Int64(max(0, seconds).rounded())
+        let total = wholeSeconds(max(0, seconds).rounded())
         let h = total / 3600
         let m = (total % 3600) / 60
         let s = total % 60
@@ -72,7 +78,7 @@ enum NumberText {
 
     /// Unix seconds as `2026-11-26 19:53:34 UTC`.
     static func utc(_ unixSeconds: Double) -> String {
-        let total = Int64(unixSeconds.rounded(.down))
+        let total = wholeSeconds(unixSeconds.rounded(.down))
         var days = total / 86400
         var rest = total % 86400
         if rest < 0 {

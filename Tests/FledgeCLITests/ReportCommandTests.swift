@@ -22,9 +22,9 @@ struct ReportCommandTests {
         let authenticated = try #require(
             try Fledge.parseAsRoot([
                 "report", "r", "--prometheus", "https://p.example", "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a",
-                "--prometheus-header", "X-Empty=", "--prometheus-ca", "/etc/ca.pem",
+                "--prometheus-header", "X-Empty=", "--prometheus-ca", #filePath,
             ]) as? ReportCommand)
-        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == "/etc/ca.pem")
+        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == #filePath)
         let client = try #require(authenticated.makePrometheusClient())
         #expect(client.headers["X-Scope-OrgID"] == "team-a" && client.headers["X-Empty"] == "")
     }

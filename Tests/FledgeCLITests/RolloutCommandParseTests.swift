@@ -107,7 +107,7 @@ struct RolloutCommandParseTests {
         (["r", "--image", "App=reg/app:2"], "is not a container name"),
         (["r", "--image", "reg/a:1", "--image", "b=reg/b:1"], "each needs a container name"),
         (["r", "--image", "a=reg/a:1", "--image", "a=reg/a:2"], "container 'a' is given twice"),
-        (["r", "--template-patch", "/nonexistent/patch.yaml"], "--template-patch: cannot read /nonexistent/patch.yaml"),
+        (["r", "--template-patch", "/nonexistent/patch.yaml"], "--template-patch: /nonexistent/patch.yaml: no such file"),
     ])
     func triggerRejects(arguments: [String], expected: String) {
         #expect(Self.failure(["trigger"] + arguments)?.contains(expected) == true, "\(Self.failure(["trigger"] + arguments) ?? "parsed")")

@@ -89,8 +89,8 @@ import Testing
             }
         }
         let good = try #require(
-            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", "/ca.pem"]) as? RunCommand)
-        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == "/ca.pem")
+            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", #filePath]) as? RunCommand)
+        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == #filePath)
     }
 
     /// The controller authenticates to its `--prometheus` and to no other: a Rollout that names its own Prometheus

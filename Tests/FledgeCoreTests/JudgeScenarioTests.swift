@@ -139,13 +139,33 @@ struct JudgeScenarioTests {
         #expect(sim.status.judge == nil, "rejected counts leave no trace in the evidence")
     }
 
+    /// Upper bounds too, each with its path: `errorRateRatioMargin: 1e308` passed and left every status write
+    /// failing on an infinite acceptance ratio.
+    @Test func judgeSettingsHaveUpperBoundsWithTheirPaths() throws {
+        var spec = seedSpec()
+        spec.analysis?.judge = JudgeSpec(
+            falseRollbackRate: 0.9, falsePromotionRate: 0.75, errorRateRatioMargin: 1e308, errorRateAbsoluteMargin: 2,
+            latencyTailRatioMargin: 101, latencyTailAbsoluteMargin: 1, latencyTailShare: 0.51, latencyBoundarySamples: 1e10)
+        let issues = spec.validate().map(\.description)
+        for field in [
+            "falseRollbackRate", "falsePromotionRate", "errorRateRatioMargin", "errorRateAbsoluteMargin", "latencyTailRatioMargin",
+            "latencyTailAbsoluteMargin", "latencyTailShare", "latencyBoundarySamples",
+        ] {
+            #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.\(field): must be") }, "\(field): \(issues)")
+        }
+        #expect(issues.contains("spec.analysis.judge.errorRateRatioMargin: must be a ratio above 1 and at most 100, got 1e+308"), "\(issues)")
+        #expect(issues.count == 8, "\(issues)")
+        spec.analysis?.judge = JudgeSpec(errorRateRatioMargin: 100, latencyTailShare: 0.5)
+        #expect(spec.validate().isEmpty)
+    }
+
     @Test func judgeSettingsAreValidatedWithTheirPaths() throws {
         var spec = seedSpec()
         spec.analysis?.judge = JudgeSpec(falseRollbackRate: 1.5, errorRateRatioMargin: 0.9, latencyBoundarySamples: 0)
         let issues = spec.validate().map(\.description)
-        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.falseRollbackRate: must be a probability strictly between 0 and 1") })
-        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.errorRateRatioMargin: must be a ratio greater than 1") })
-        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.latencyBoundarySamples: must be at least 1") })
+        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.falseRollbackRate: must be a probability above 0 and at most 0.5") })
+        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.errorRateRatioMargin: must be a ratio above 1 and at most 100") })
+        #expect(issues.contains { $0.hasPrefix("spec.analysis.judge.latencyBoundarySamples: must be from 1 to 1000000000") })
         #expect(issues.count == 3, "\(issues)")
 
         spec.analysis?.judge = JudgeSpec(falseRollbackRate: 0.001, errorRateAbsoluteMargin: 0.002)

@@ -85,7 +85,7 @@ struct ValidationTests {
         Bad(name: "custom without bounds", edit: { $0.analysis?.metrics = [MetricSpec(name: "errors", query: "sum(x)")] },
             expected: "spec.analysis.metrics[0]: a custom metric needs min or max"),
         Bad(name: "custom bad placeholder", edit: { $0.analysis?.metrics = [MetricSpec(name: "errors", query: "sum(x{ns=\"{{ns}}\"})", max: 1)] },
-            expected: "spec.analysis.metrics[0].query: unknown placeholder {{ns}}"),
+            expected: "spec.analysis.metrics[0].query: metric 'errors': unknown placeholder {{ns}}"),
         Bad(name: "duplicate metric", edit: { $0.analysis?.metrics = [MetricSpec(name: "success-rate", min: 99), MetricSpec(name: "success-rate", min: 98)] },
             expected: "spec.analysis.metrics[1].name: 'success-rate' is listed twice"),
         Bad(name: "ratio below 1", edit: { $0.analysis?.metrics = [MetricSpec(name: "latency-p99", max: 500, maxRatioToStable: 0.5)] },
@@ -157,6 +157,41 @@ struct ValidationTests {
         }
         let q = plan.analysis.metrics[0].query(namespace: "shop", workload: "product-service-canary", interval: plan.analysis.interval)
         #expect(q == "sum(rate(errors{namespace=\"shop\",workload=\"product-service-canary\"}[10s]))")
+    }
+
+    /// Whitespace inside the braces is accepted by validation and replaced by substitution alike (it passed
+    /// validation and was sent literally, so every interval had no data).
+    @Test func placeholdersWithSpacesAreReplaced() throws {
+        var spec = seedSpec()
+        spec.analysis?.metrics = [
+            MetricSpec(name: "errors", query: "sum(rate(errors{namespace=\"{{ namespace }}\",workload=\"{{\tworkload}}\"}[{{interval  }}]))", max: 1)
+        ]
+        let plan = try spec.plan().get()
+        let q = plan.analysis.metrics[0].query(namespace: "shop", workload: "product-service-canary", interval: plan.analysis.interval)
+        #expect(q == "sum(rate(errors{namespace=\"shop\",workload=\"product-service-canary\"}[10s]))")
+    }
+
+    @Test(arguments: [
+        ("sum(x{ns=\"{{namespace}\"})", "spec.analysis.metrics[0].query: metric 'errors': '{{namespace}\"})' opens a placeholder that is never closed with }}"),
+        ("sum(x{ns=\"{{namespace\"})", "spec.analysis.metrics[0].query: metric 'errors': '{{namespace\"})' opens a placeholder that is never closed"),
+        ("sum(x{ns=\"{{namespace {{workload}}\"})", "spec.analysis.metrics[0].query: metric 'errors': '{{namespace' opens a placeholder that is never closed"),
+        ("sum(x{ns=\"{{ }}\"})", "spec.analysis.metrics[0].query: metric 'errors': empty placeholder {{}}"),
+        ("sum(x{ns=\"{{ Namespace }}\"})", "spec.analysis.metrics[0].query: metric 'errors': unknown placeholder {{Namespace}}"),
+    ])
+    func badPlaceholdersNameTheMetricAndTheField(query: String, expected: String) {
+        var spec = seedSpec()
+        spec.analysis?.metrics = [MetricSpec(name: "errors", query: query, max: 1)]
+        let issues = spec.validate().map(\.description)
+        #expect(issues.contains { $0.hasPrefix(expected) }, "\(issues)")
+        #expect(issues.count == 1, "\(issues)")
+    }
+
+    @Test func theScannerSplitsTextAndPlaceholders() throws {
+        let template = try QueryTemplate(parsing: "a{{ namespace }}b{{workload}}{{interval}}")
+        #expect(template.parts == [.text("a"), .placeholder("namespace"), .text("b"), .placeholder("workload"), .placeholder("interval")])
+        #expect(template.render(["namespace": "n", "workload": "w", "interval": "1m"]) == "anbw1m")
+        #expect(try QueryTemplate(parsing: "no placeholders {a=\"}\"}").parts == [.text("no placeholders {a=\"}\"}")])
+        #expect(try QueryTemplate(parsing: "").parts.isEmpty)
     }
 
     @Test func timestamps() {

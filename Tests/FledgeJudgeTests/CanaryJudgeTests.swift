@@ -366,7 +366,7 @@ import Testing
     }
 
     @Test func configurationIsValidatedAndDecodesWithDefaults() throws {
-        #expect(throws: JudgeError(field: "falseRollbackRate", problem: "must be a probability strictly between 0 and 1, got 0.0")) {
+        #expect(throws: JudgeError(field: "falseRollbackRate", problem: "must be a probability above 0 and at most 0.5, got 0.0")) {
             _ = try CanaryJudge(configuration: JudgeConfiguration(falseRollbackRate: 0))
         }
         #expect(throws: JudgeError.self) { _ = try CanaryJudge(configuration: JudgeConfiguration(errorRateRatioMargin: 1)) }
@@ -376,6 +376,46 @@ import Testing
         #expect(partial.errorRateRatioMargin == JudgeConfiguration.default.errorRateRatioMargin)
         let strict = try CanaryJudge(configuration: partial)
         #expect(strict.initialState().errors.harmRatios.count == 8)
+    }
+
+    /// Every field has an upper bound too: the largest ratio margin that passed (1e308) made the acceptance grid
+    /// infinite, and a status holding inf cannot be encoded, so the rollout never left its first stage.
+    @Test(arguments: [
+        (JudgeConfiguration(errorRateRatioMargin: 1e308), "errorRateRatioMargin", "must be a ratio above 1 and at most 100, got 1e+308"),
+        (JudgeConfiguration(latencyTailRatioMargin: 100.5), "latencyTailRatioMargin", "must be a ratio above 1 and at most 100, got 100.5"),
+        (JudgeConfiguration(falseRollbackRate: 0.6), "falseRollbackRate", "must be a probability above 0 and at most 0.5, got 0.6"),
+        (JudgeConfiguration(falsePromotionRate: .nan), "falsePromotionRate", "must be a probability above 0 and at most 0.5, got nan"),
+        (JudgeConfiguration(latencyTailShare: 0.9), "latencyTailShare", "must be a probability above 0 and at most 0.5, got 0.9"),
+        (JudgeConfiguration(errorRateAbsoluteMargin: 1), "errorRateAbsoluteMargin", "must be a rate in [0, 1), got 1.0"),
+        (JudgeConfiguration(latencyBoundarySamples: 1e12), "latencyBoundarySamples", "must be from 1 to 1000000000 requests, got 1000000000000.0"),
+    ])
+    func everyFieldIsBounded(configuration: JudgeConfiguration, field: String, problem: String) {
+        #expect(throws: JudgeError(field: field, problem: problem)) { _ = try CanaryJudge(configuration: configuration) }
+    }
+
+    /// At the widest valid settings and extreme counts, every number in the state and the verdict stays finite,
+    /// so both encode as JSON (which has no inf or NaN).
+    @Test func theWidestValidSettingsKeepEveryNumberFinite() throws {
+        let judge = try CanaryJudge(configuration: JudgeConfiguration(
+            falseRollbackRate: 0.5, falsePromotionRate: 0.5, errorRateRatioMargin: 100, errorRateAbsoluteMargin: 0.999_999,
+            latencyTailRatioMargin: 100, latencyTailAbsoluteMargin: 0.999_999, latencyTailShare: 0.5, latencyBoundarySamples: 1))
+        var state = judge.initialState()
+        let histogram = JudgeHistogram(bounds: [10, 100], cumulativeCounts: [1e12, 1e15], total: 1e15)
+        let samples: [(JudgeSample, JudgeSample)] = [
+            (JudgeSample(requests: 1e15, errors: 1e15, latency: histogram), JudgeSample(requests: 1e15, errors: 0, latency: histogram)),
+            (JudgeSample(requests: 1e15, errors: 0, latency: histogram), JudgeSample(requests: 1e15, errors: 1e15, latency: histogram)),
+            (JudgeSample(requests: 0, errors: 0, latency: histogram), JudgeSample(requests: 1, errors: 1, latency: histogram)),
+        ]
+        for weight in [1.0, 5, 50, 100] {
+            for (canary, stable) in samples {
+                let result = try judge.judge(canary: canary, stable: stable, nextWeight: weight, state: state)
+                state = result.state
+                let encoder = JSONEncoder()
+                _ = try encoder.encode(result.state)
+                _ = try encoder.encode(result.verdict)
+            }
+        }
+        #expect(state.errors.acceptRatios.allSatisfy { $0.isFinite && $0 <= 1e6 })
     }
 }
 

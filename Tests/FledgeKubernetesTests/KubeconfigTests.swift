@@ -70,12 +70,61 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
             - name: a
               context: {cluster: c, user: u}
             """
-        let config = try Kubeconfig.parse(yaml: yaml, file: "/etc/kube/config").configuration()
-        #expect(config.tls.certificateAuthority == .file("/etc/kube/certs/ca.pem"))
-        #expect(config.tls.clientCertificate == .file("/abs/cert.pem"))
-        #expect(config.tls.clientKey == .file("/etc/kube/key.pem"))
-        #expect(config.credentials == .tokenFile(path: "/etc/kube/secrets/token", fallback: "fallback"))
+        let dir = try TempDir()
+        let ca = try dir.write("kube/certs/ca.pem", "CA")
+        let key = try dir.write("kube/key.pem", "KEY")
+        let certificate = try dir.write("abs/cert.pem", "CERT")
+        let config = try Kubeconfig.parse(yaml: yaml.replacingOccurrences(of: "/abs/cert.pem", with: certificate), file: dir.path + "/kube/config")
+            .configuration()
+        #expect(config.tls.certificateAuthority == .file(ca))
+        #expect(config.tls.clientCertificate == .file(certificate))
+        #expect(config.tls.clientKey == .file(key))
+        #expect(config.credentials == .tokenFile(path: dir.path + "/kube/secrets/token", fallback: "fallback"))
         #expect(config.namespace == "default")
+    }
+
+    /// A certificate file the chosen context names must exist: the error names the kubeconfig, the entry and the
+    /// field (it surfaced as "cannot reach the Kubernetes API server … TLS handshake failed").
+    @Test func missingCertificateFilesNameTheKubeconfigAndTheField() throws {
+        let dir = try TempDir()
+        try dir.write("key.pem", "KEY")
+        try dir.write("folder/keep", "")
+        func failure(_ cluster: String, _ user: String) -> KubernetesError? {
+            let yaml = """
+                current-context: a
+                clusters: [{name: other, cluster: {server: "https://x", certificate-authority: /gone/other.pem}}, {name: c, cluster: {server: "https://127.0.0.1:6443", \(cluster)}}]
+                users: [{name: u, user: {\(user)}}]
+                contexts: [{name: a, context: {cluster: c, user: u}}]
+                """
+            do {
+                _ = try Kubeconfig.parse(yaml: yaml, file: dir.path + "/config").configuration()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        var error = failure("certificate-authority: /nonexist/ca.pem", "token: t")
+        #expect(error?.file == dir.path + "/config")
+        #expect(error?.field == "clusters[1].cluster.certificate-authority")
+        #expect(error?.message == "certificate authority file /nonexist/ca.pem does not exist", "\(String(describing: error))")
+        error = failure("certificate-authority: folder", "token: t")
+        #expect(error?.message == "certificate authority \(dir.path)/folder is a directory, not a file", "\(String(describing: error))")
+        error = failure("insecure-skip-tls-verify: true", "client-certificate: cert.pem, client-key: key.pem")
+        #expect(error?.field == "users[0].user.client-certificate")
+        #expect(error?.message == "client certificate file \(dir.path)/cert.pem does not exist", "\(String(describing: error))")
+        // The entry no context uses is not checked, and data fields need no file.
+        #expect(failure("certificate-authority-data: \(Data("CA".utf8).base64EncodedString())", "token: t") == nil)
+    }
+
+    @Test func aDirectoryIsNotAKubeconfig() throws {
+        let dir = try TempDir()
+        do {
+            _ = try Kubeconfig.load(paths: [dir.path])
+            Issue.record("a directory loaded")
+        } catch {
+            #expect(error.file == dir.path)
+            #expect(error.message == "is a directory, not a kubeconfig file")
+        }
     }
 
     @Test func mergingFollowsKubectlFirstFileWins() throws {

@@ -71,6 +71,35 @@ struct LintTests {
         }
     }
 
+    /// A custom metric's placeholders are checked by the scanner that fills them in: an unclosed or unknown one is
+    /// an error naming the metric and the field; spaces inside the braces are fine.
+    @Test func customMetricPlaceholders() throws {
+        func findings(_ query: String) throws -> [Finding] {
+            let metric = "    - name: latency-p99\n      max: 500\n    - name: errors\n      query: '\(query)'\n      max: 1\n"
+            return errors(Linter.lint(sources: try variant("rollout.yaml", "    - name: latency-p99\n      max: 500\n", metric)))
+        }
+        #expect(try findings(#"sum(rate(x{namespace="{{ namespace }}",w="{{workload}}"}[{{ interval }}]))"#) == [])
+        let unclosed = try findings(#"sum(rate(x{namespace="{{namespace}"}[1m]))"#)
+        #expect(unclosed.map(\.path) == ["spec.analysis.metrics[2].query"], "\(unclosed)")
+        #expect(unclosed.first?.message.hasPrefix("metric 'errors': '{{namespace}\"}[1m]))' opens a placeholder that is never closed") == true, "\(unclosed)")
+        let unknown = try findings(#"sum(rate(x{namespace="{{ ns }}"}[1m]))"#)
+        #expect(unknown.map(\.message) == ["metric 'errors': unknown placeholder {{ns}}; use {{namespace}}, {{workload}} or {{interval}}"], "\(unknown)")
+    }
+
+    /// Decoding stops at an entry that is not a string; the empty and repeated entries before it are reported too.
+    @Test func everyBadRouteEntryIsReported() throws {
+        let report = Linter.lint(sources: try variant("rollout.yaml", "    canarySubset: canary\n", "    canarySubset: canary\n    routes: [\"\", \"\", 3]\n"))
+        let paths = Set(errors(report).map(\.path))
+        #expect(paths == ["spec.traffic.routes[0]", "spec.traffic.routes[1]", "spec.traffic.routes[2]"], "\(report.findings)")
+        #expect(errors(report).contains { $0.path == "spec.traffic.routes[1]" && $0.message == "'' is listed twice" }, "\(report.findings)")
+    }
+
+    /// /dev/null (or any device or pipe) is read as a stream: empty, not unreadable.
+    @Test func devNullIsEmptyNotUnreadable() {
+        let report = Linter.lint(paths: ["/dev/null"])
+        #expect(errors(report).map(\.message) == ["holds no Kubernetes object (the file is empty)"], "\(report.findings)")
+    }
+
     @Test func twoRolloutsOnOneDeploymentAreAnError() throws {
         var sources = try seedSources()
         let rollout = try #require(sources.first { $0.file == "rollout.yaml" })

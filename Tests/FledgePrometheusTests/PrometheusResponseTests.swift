@@ -152,4 +152,28 @@ struct PrometheusTimeTests {
         #expect(PrometheusTime.format(1_767_225_600) == "1767225600")
         #expect(PrometheusTime.format(1_767_225_600.25) == "1767225600.250")
     }
+
+    /// Times beyond the years 1970–9999 are refused by name, and the formatter never traps on any Double (it
+    /// used to convert 1e20 s to Int64 and crash `fledge query --at 1e20` with SIGILL).
+    @Test(arguments: ["1e20", "-1e20", "1e308", "-1", "253402300800", "0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z"])
+    func timesOutsideTheYears1970To9999(_ text: String) {
+        #expect(throws: PrometheusTime.ParseError.self) { try PrometheusTime.parse(text) }
+        do {
+            _ = try PrometheusTime.parse(text)
+        } catch {
+            #expect(error.description.contains("outside the years 1970 to 9999"), "\(error)")
+        }
+    }
+
+    @Test func rangeEnds() throws {
+        #expect(try PrometheusTime.parse("0") == 0)
+        #expect(try PrometheusTime.parse("9999-12-31T23:59:59Z") == 253_402_300_799)
+    }
+
+    @Test(arguments: [1e20, -1e20, 1e308, -Double.greatestFiniteMagnitude, .infinity, -.infinity, .nan])
+    func formattingNeverTraps(_ seconds: Double) {
+        let text = PrometheusTime.format(seconds)
+        #expect(!text.isEmpty)
+        #expect(Double(text)?.isFinite == true, "\(text)")
+    }
 }

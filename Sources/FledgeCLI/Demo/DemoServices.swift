@@ -23,6 +23,13 @@ enum DemoManifests {
             required.allSatisfy { FileManager.default.fileExists(atPath: folder + "/" + $0) }
         }
         if let given {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: given, isDirectory: &isFolder) else {
+                throw CLIError("--manifests \(given): no such folder (give the Fledge checkout, which holds \(required.joined(separator: " and ")))")
+            }
+            guard isFolder.boolValue else {
+                throw CLIError("--manifests \(given): is a file, not a folder (give the Fledge checkout, which holds \(required.joined(separator: " and ")))")
+            }
             guard holdsManifests(given) else {
                 throw CLIError("--manifests \(given): expected the folders \(required.joined(separator: " and ")) in it (the Fledge checkout)")
             }

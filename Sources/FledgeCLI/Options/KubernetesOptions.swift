@@ -16,6 +16,12 @@ struct KubernetesOptions: ParsableArguments {
     func validate() throws {
         if let kubeconfig, kubeconfig.isEmpty { throw ValidationError("--kubeconfig: must not be empty") }
         if let context, context.isEmpty { throw ValidationError("--context: must not be empty") }
+        try Self.validateNamespace(namespace)
+    }
+
+    /// Every command's `-n`/`--namespace` takes a Kubernetes namespace name, a DNS-1123 label: anything else would
+    /// only be refused by the API server later, or match nothing at all.
+    static func validateNamespace(_ namespace: String?) throws {
         if let namespace, !KubernetesOptions.isDNSLabel(namespace) {
             throw ValidationError("--namespace: \"\(namespace)\" is not a valid namespace name (lowercase letters, digits and '-', at most 63)")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FledgeCore
 import FledgeHTTP
 import FledgePrometheus
 import Foundation
@@ -13,6 +14,7 @@ struct PrometheusOptions: ParsableArguments {
 
     func validate() throws {
         try PrometheusAccessOptions.validateURL(url)
+        try access.validateCAFile()
     }
 
     func makeClient() -> PrometheusClient { access.makeClient(url: url) }
@@ -38,7 +40,7 @@ struct PrometheusAccessOptions: ParsableArguments {
     @Option(name: .customLong("prometheus-ca"), help: ArgumentHelp("CA bundle (PEM file) to verify an HTTPS Prometheus.", valueName: "file"))
     var caFile: String?
 
-    @Option(name: .customLong("prometheus-timeout"), help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
+    @Option(name: .customLong("prometheus-timeout"), parsing: .unconditional, help: ArgumentHelp("Seconds to wait for each query.", valueName: "seconds"))
     var timeoutSeconds: Double = 10
 
     func validate() throws {
@@ -51,8 +53,14 @@ struct PrometheusAccessOptions: ParsableArguments {
         if token != nil, user != nil {
             throw ValidationError("--prometheus-token and --prometheus-user cannot be used together")
         }
-        guard timeoutSeconds > 0, timeoutSeconds.isFinite else { throw ValidationError("--prometheus-timeout: must be above 0") }
+        guard timeoutSeconds > 0, timeoutSeconds <= Self.maximumTimeoutSeconds else {
+            throw ValidationError(
+                "--prometheus-timeout: must be above 0 and at most \(Int(Self.maximumTimeoutSeconds)) seconds (a day), got \(QueryCommand.decimal(timeoutSeconds))")
+        }
     }
+
+    /// The longest `--prometheus-timeout`: a day. A query that has not answered by then never will.
+    static let maximumTimeoutSeconds: Double = 86_400
 
     /// The flags given other than the defaults, as written (for "... need --prometheus").
     var givenFlags: [String] {
@@ -75,10 +83,22 @@ struct PrometheusAccessOptions: ParsableArguments {
     func validate(optionalURL url: String?) throws {
         if let url {
             try Self.validateURL(url)
+            try validateCAFile()
         } else if !givenFlags.isEmpty {
             throw ValidationError(
                 "\(givenFlags.joined(separator: ", ")) \(givenFlags.count == 1 ? "needs" : "need") --prometheus (credentials go to that Prometheus only)")
         }
+    }
+
+    /// `--prometheus-ca` must name a file, whatever the URL's scheme (an http:// URL never uses it, which is worth
+    /// hearing about rather than a CA silently ignored). Checked once the URL is known to be given.
+    func validateCAFile() throws {
+        guard let caFile else { return }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: caFile, isDirectory: &isFolder) else {
+            throw ValidationError("--prometheus-ca: \(caFile): no such file")
+        }
+        if isFolder.boolValue { throw ValidationError("--prometheus-ca: \(caFile) is a directory, not a PEM file") }
     }
 
     /// An HTTP header name is an RFC 9110 token.
@@ -89,8 +109,8 @@ struct PrometheusAccessOptions: ParsableArguments {
 
     func makeClient(url: String, logger: Logger = Logger(label: "fledge.prometheus")) -> PrometheusClient {
         var configuration = HTTPClientConfiguration(
-            connectTimeout: .milliseconds(Int64(min(timeoutSeconds, 5) * 1000)),
-            timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+            connectTimeout: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: min(timeoutSeconds, 5))),
+            timeout: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: timeoutSeconds)))
         if let token { configuration.authorization = .bearer(token) }
         if let user {
             configuration.authorization = .basic(username: user, password: ProcessEnvironment["FLEDGE_PROMETHEUS_PASSWORD"] ?? "")
