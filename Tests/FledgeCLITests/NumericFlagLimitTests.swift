@@ -159,7 +159,7 @@ extension FileFlagTests {
         try await running.waitForOutput(containing: "press Ctrl-C")
         running.stop()
         let result = try await running.finish()
-        #expect(result.err.contains("fledge sandbox: --load \(empty): no Kubernetes objects in it (empty, or only comments)"), "\(result)")
+        #expect(result.err.contains("fledge sandbox: --load \(empty): no Kubernetes objects in it (empty, only comments, or no manifests)"), "\(result)")
         #expect(!result.err.contains("--load \(namespace)"), "\(result)")
         #expect(result.out.contains("loaded 1 object"), "\(result)")
     }
