@@ -110,6 +110,8 @@ struct RunCommand: AsyncParsableCommand {
         configuration.namespace = namespace.map { .named($0) } ?? .all
         configuration.labelSelector = selector
         configuration.prometheusURL = prometheus
+        // Every Prometheus gets --prometheus-timeout, also those a Rollout names (spec.analysis.prometheus.address).
+        configuration.requestTimeout = .milliseconds(Int64(prometheusAccess.timeoutSeconds * 1000))
         configuration.workers = workers
         // In a pod (deploy/deployment.yaml), the downward API names the replica and its namespace.
         let env = ProcessInfo.processInfo.environment

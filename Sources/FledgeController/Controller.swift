@@ -66,7 +66,8 @@ public final class Controller: Service, Sendable {
         self.analyzer =
             analyzer
             ?? PrometheusAnalyzer(
-                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, defaultClient: prometheus, logger: logger,
+                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, defaultClient: prometheus,
+                requestTimeout: configuration.requestTimeout, logger: logger,
                 onQuery: { [metrics] failed in metrics.prometheusQuery(failed: failed) })
         webhooks = WebhookCaller(http: http, logger: logger)
         analysisSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))

@@ -354,21 +354,30 @@ extension Controller {
     }
 
     /// Collects the analysis requests of one batch window and measures them together: the built-in metrics of
-    /// any number of rollouts cost a constant number of queries.
+    /// any number of rollouts cost a constant number of queries. Batches run side by side, and each result is handed
+    /// over as soon as its server answered: rollouts on a healthy Prometheus never wait for a hanging one. (A rollout
+    /// has at most one measurement in flight, so a hanging server's rollouts do not pile up requests meanwhile.)
     func runAnalyses() async {
-        for await _ in analysisSignal.stream {
-            try? await Task.sleep(for: configuration.analysisBatchWindow)
-            let batch = pendingAnalyses.withLock { pending in
-                defer { pending.removeAll() }
-                return pending
-            }
-            guard !batch.isEmpty else { continue }
-            counters.withLock { $0.analysisBatches += 1 }
-            let results = await analyzer.measure(batch.map(\.request), at: now())
-            for ((key, identity, _), result) in zip(batch, results) {
-                deliver(to: key, identity: identity) {
-                    $0.latest = result
-                    $0.analysisInFlight = false
+        await withDiscardingTaskGroup { group in
+            for await _ in analysisSignal.stream {
+                try? await Task.sleep(for: configuration.analysisBatchWindow)
+                let batch = pendingAnalyses.withLock { pending in
+                    defer { pending.removeAll() }
+                    return pending
+                }
+                guard !batch.isEmpty else { continue }
+                counters.withLock { $0.analysisBatches += 1 }
+                let time = now()
+                group.addTask {
+                    await self.analyzer.measure(batch.map(\.request), at: time) { indices, results in
+                        for (i, result) in zip(indices, results) {
+                            let (key, identity, _) = batch[i]
+                            self.deliver(to: key, identity: identity) {
+                                $0.latest = result
+                                $0.analysisInFlight = false
+                            }
+                        }
+                    }
                 }
             }
         }
