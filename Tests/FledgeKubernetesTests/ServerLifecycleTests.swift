@@ -112,10 +112,14 @@ private func eventually(_ limit: Duration = .seconds(60), _ condition: () async 
     }
 
     /// `fledge sandbox` stops on SIGTERM while `fledge status --watch` watches it: graceful shutdown ends open watch
-    /// streams, also one the client opens again over its kept-alive connection when the first ends.
-    @Test(.timeLimit(.minutes(2))) func gracefulShutdownEndsOpenWatches() async throws {
+    /// streams, also one the client opens again over its kept-alive connection when the first ends. Over HTTPS with
+    /// a token, as `fledge sandbox` serves by default, and over plain HTTP.
+    @Test(.timeLimit(.minutes(2)), arguments: [true, false]) func gracefulShutdownEndsOpenWatches(tls: Bool) async throws {
         let dir = try TempDir()
-        let server = SandboxServer(configuration: .init(port: 0))
+        var configuration = SandboxServer.Configuration(port: 0, tokens: tls ? ["t0ken": .admin()] : [:])
+        if tls { configuration.tls = try SandboxCertificates.generate() }
+        let server = SandboxServer(configuration: configuration)
+        try await server.store.load(try ManifestLoader.loadManifests(paths: [repositoryRoot + "/deploy/crds", repositoryRoot + "/rollouts/product-service"]))
         var logger = Logger(label: "test.sandbox")
         logger.logLevel = .critical
         let services = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
@@ -125,13 +129,13 @@ private func eventually(_ limit: Duration = .seconds(60), _ condition: () async 
                 return "server"
             }
             #expect(await eventually { server.url != nil })
-            let client = try client(for: try #require(server.url), in: dir)
-            _ = try await client.create(.configMaps, namespace: "default", configMap("watched"))
-            // As `fledge status --watch`: one object by field selector, bookmarks, a server-side timeout, and a watch
+            let path = try dir.write("kubeconfig", server.kubeconfig(token: tls ? "t0ken" : nil, namespace: "shop"))
+            let client = KubernetesClient(configuration: try Kubeconfig.load(paths: [path]).configuration())
+            // As `fledge status --watch`: one Rollout by field selector, bookmarks, a server-side timeout, and a watch
             // that resumes whenever the server ends it.
             group.addTask {
                 let stream = client.listWatch(
-                    .configMaps, namespace: .named("default"), fieldSelector: "metadata.name=watched",
+                    .rollouts, namespace: .named("shop"), fieldSelector: "metadata.name=product-service",
                     options: ListWatchOptions(backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5)), watchTimeoutSeconds: 60))
                 for try await _ in stream {}
                 return "client"
@@ -145,3 +149,6 @@ private func eventually(_ limit: Duration = .seconds(60), _ condition: () async 
         }
     }
 }
+
+/// The repository root, for the manifests under `deploy/` and `rollouts/`.
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
