@@ -14,6 +14,7 @@ struct FledgeBench: AsyncParsableCommand {
             DecisionsBenchmark.self,
             ControllerBenchmark.self,
             SandboxDeleteBench.self,
+            HangingPrometheusBenchmark.self,
         ]
     )
 }

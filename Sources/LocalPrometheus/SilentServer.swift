@@ -3,11 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import LocalPrometheus
 
 /// A TCP server on 127.0.0.1 that takes connections and never answers: the kernel completes each handshake into the
 /// listen backlog and nothing ever reads. What a hung Prometheus (or one behind a black-holing proxy) looks like to
-/// a client: the request goes out, no byte comes back. `close()` it when done.
+/// a client: the request goes out, no byte comes back. For tests and benchmarks; `close()` it when done.
 public final class SilentServer: @unchecked Sendable {
     public let port: Int
     private var fd: Int32
@@ -24,7 +23,7 @@ public final class SilentServer: @unchecked Sendable {
         }
         guard bound == 0, listen(fd, 128) == 0 else {
             let code = errno
-            Glibc.close(fd)
+            closeSocket(fd)
             throw LocalServerError("cannot listen on 127.0.0.1:0: errno \(code)")
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -32,7 +31,7 @@ public final class SilentServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         guard named == 0 else {
-            Glibc.close(fd)
+            closeSocket(fd)
             throw LocalServerError("getsockname failed: errno \(errno)")
         }
         self.fd = fd
@@ -44,9 +43,14 @@ public final class SilentServer: @unchecked Sendable {
 
     public func close() {
         guard fd >= 0 else { return }
-        Glibc.close(fd)
+        closeSocket(fd)
         fd = -1
     }
 
     deinit { close() }
+}
+
+/// `close(2)`, named apart from `SilentServer.close()`.
+private func closeSocket(_ fd: Int32) {
+    _ = close(fd)
 }
