@@ -246,7 +246,11 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeKubernetesTests",
-            dependencies: ["FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "TestSupport"],
+            dependencies: [
+                "FledgeKubernetes", "FledgeSandbox", "FledgeJSON", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -15,6 +15,7 @@ struct FledgeBench: AsyncParsableCommand {
             ControllerBenchmark.self,
             SandboxDeleteBench.self,
             WorkloadCountsBench.self,
+            HangingPrometheusBenchmark.self,
         ]
     )
 }

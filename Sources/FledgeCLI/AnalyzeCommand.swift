@@ -77,7 +77,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         quiet.logLevel = .error
         let analyzer = PrometheusAnalyzer(
             defaultAddress: address, http: CurlHTTPClient(logger: quiet), defaultClient: prometheus.map { prometheusAccess.makeClient(url: $0, logger: quiet) },
-            logger: quiet)
+            requestTimeout: prometheusAccess.requestTimeout, logger: quiet)
         let result = await analyzer.measure([request], at: time)[0]
         let judgement = judgeInterval(plan, status: fetched.status, result: result)
         let verdict = judgement.verdict

@@ -157,6 +157,8 @@ struct RunCommand: AsyncParsableCommand {
         configuration.namespace = namespace.map { .named($0) } ?? .all
         configuration.labelSelector = selector
         configuration.prometheusURL = prometheus
+        // Every Prometheus gets --prometheus-timeout, also those a Rollout names (spec.analysis.prometheus.address).
+        configuration.requestTimeout = prometheusAccess.requestTimeout
         configuration.workers = workers
         let env = ProcessInfo.processInfo.environment
         configuration.identity = resolvedIdentity(

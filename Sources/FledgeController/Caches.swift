@@ -1,5 +1,6 @@
 import FledgeJSON
 import FledgeKubernetes
+import Foundation
 import Logging
 
 /// The watch caches the controller reads from: zero API reads per tick in steady state. Compact (objects kept
@@ -10,19 +11,29 @@ public struct Caches: Sendable {
     public let virtualServices: Informer
     public let destinationRules: Informer
 
-    public init(client: KubernetesClient, namespace: NamespaceScope, rolloutSelector: String?, logger: Logger) {
+    /// - Parameter now: the clock the informers note the start of a connection failure with (readiness).
+    public init(
+        client: KubernetesClient, namespace: NamespaceScope, rolloutSelector: String?, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
         rollouts = Informer(
             client: client, resource: .rollouts, namespace: namespace, labelSelector: rolloutSelector,
-            transform: Informer.dropManagedFields, compact: true, logger: logger)
+            transform: Informer.dropManagedFields, compact: true, logger: logger, now: now)
         // Only what decisions and merge patches need: never written back whole, so trimming loses nothing.
         deployments = Informer(
-            client: client, resource: .deployments, namespace: namespace, transform: Caches.trimDeployment, compact: true, logger: logger)
+            client: client, resource: .deployments, namespace: namespace, transform: Caches.trimDeployment, compact: true, logger: logger,
+            now: now)
         virtualServices = Informer(
             client: client, resource: .virtualServices, namespace: namespace, transform: Informer.dropManagedFields, compact: true,
-            logger: logger)
+            logger: logger, now: now)
         destinationRules = Informer(
             client: client, resource: .destinationRules, namespace: namespace, transform: Informer.dropManagedFields, compact: true,
-            logger: logger)
+            logger: logger, now: now)
+    }
+
+    /// The cache of `resource` (as a `KubernetesError` names it, e.g. `deployments.apps`), if the controller keeps one.
+    public func informer(for resource: String) -> Informer? {
+        all.first { $0.resource.description == resource }
     }
 
     public var all: [Informer] { [rollouts, deployments, virtualServices, destinationRules] }

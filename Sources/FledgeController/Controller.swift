@@ -62,11 +62,12 @@ public final class Controller: Service, Sendable {
         self.logger = logger
         self.now = now
         caches = Caches(
-            client: client, namespace: configuration.namespace, rolloutSelector: configuration.labelSelector, logger: logger)
+            client: client, namespace: configuration.namespace, rolloutSelector: configuration.labelSelector, logger: logger, now: now)
         self.analyzer =
             analyzer
             ?? PrometheusAnalyzer(
-                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, defaultClient: prometheus, logger: logger,
+                defaultAddress: configuration.prometheusURL, http: http, reporter: configuration.reporter, defaultClient: prometheus,
+                requestTimeout: configuration.requestTimeout, logger: logger,
                 onQuery: { [metrics] failed in metrics.prometheusQuery(failed: failed) })
         webhooks = WebhookCaller(http: http, logger: logger)
         analysisSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -95,8 +96,30 @@ public final class Controller: Service, Sendable {
     /// Whether this replica may write now.
     public var canWrite: Bool { leader?.canWrite ?? true }
 
-    /// Ready when every cache holds a complete list.
-    public var isReady: Bool { caches.hasSynced }
+    /// Ready when every cache holds a complete list and can reach the API server: its watch is connected, or was
+    /// less than `configuration.readinessGrace` ago.
+    public var isReady: Bool { readiness.ready }
+
+    /// Whether the replica is ready, and what `/readyz` says about it.
+    public var readiness: (ready: Bool, message: String) {
+        let informers = caches.all
+        if let pending = informers.first(where: { !$0.hasSynced }) {
+            return (false, "cache of \(pending.resource) not synced yet\(pending.lastError.map { ": \($0)" } ?? "")")
+        }
+        let date = now()
+        let grace = Double(configuration.readinessGrace.components.seconds) + Double(configuration.readinessGrace.components.attoseconds) / 1e18
+        for informer in informers {
+            guard let since = informer.failingSince else { continue }
+            let down = date.timeIntervalSince(since)
+            if down >= grace {
+                return (
+                    false,
+                    "cannot list or watch \(informer.resource) for \(Int(down))s (cache may be stale)\(informer.lastError.map { ": \($0)" } ?? "")"
+                )
+            }
+        }
+        return (true, "ok")
+    }
 
     public var counts: Counters { counters.withLock { $0 } }
 

@@ -24,8 +24,11 @@ public struct ControllerConfiguration: Sendable {
     public var leaderElection: LeaderElectionConfiguration?
     /// `fieldManager` on writes and the Events' reporting controller.
     public var fieldManager: String = "fledge"
-    /// Timeout of one Prometheus query or webhook call when the spec sets none.
+    /// Timeout of one Prometheus query (every Prometheus, also those a Rollout names; `--prometheus-timeout`).
     public var requestTimeout: Duration = .seconds(10)
+    /// `/readyz` turns 503 once a cache has been unable to list or watch for this long. Shorter outages (a watch the
+    /// server dropped, reconnected within moments) do not make the replica flap.
+    public var readinessGrace: Duration = .seconds(30)
 
     public init() {}
 }

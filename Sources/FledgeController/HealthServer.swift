@@ -26,10 +26,8 @@ public struct HealthServer: Service {
         let controller = self.controller
         router.get("healthz") { _, _ in "ok\n" }
         router.get("readyz") { _, _ -> Response in
-            let ready = controller.isReady
-            return Response(
-                status: ready ? .ok : .serviceUnavailable,
-                body: ResponseBody(byteBuffer: ByteBuffer(string: ready ? "ok\n" : "caches not synced yet\n")))
+            let (ready, message) = controller.readiness
+            return Response(status: ready ? .ok : .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: message + "\n")))
         }
         router.get("metrics") { _, _ -> Response in
             var headers = HTTPFields()

@@ -12,14 +12,39 @@ public protocol MetricsProvider: Sendable {
     /// Measures every request at `time`; one result per request, in order. Never throws: a provider that cannot
     /// answer gives `.providerError` outcomes, which `decide` holds on (Rule 6).
     func measure(_ requests: [AnalysisRequest], at time: Date) async -> [IntervalResult]
+
+    /// Measures every request at `time`, handing results over as soon as they are known: `deliver` gets the indices
+    /// (into `requests`) of the results it carries, and is called until every request has one. A provider that asks
+    /// several servers delivers each server's results when that server has answered, so rollouts on a healthy server
+    /// do not wait for a hanging one.
+    func measure(
+        _ requests: [AnalysisRequest], at time: Date, deliver: @escaping @Sendable (_ indices: [Int], _ results: [IntervalResult]) -> Void
+    ) async
+}
+
+extension MetricsProvider {
+    /// Everything at once, when the provider has no finer grain.
+    public func measure(
+        _ requests: [AnalysisRequest], at time: Date, deliver: @escaping @Sendable (_ indices: [Int], _ results: [IntervalResult]) -> Void
+    ) async {
+        let results = await measure(requests, at: time)
+        deliver(Array(results.indices), results)
+    }
 }
 
 /// The built-in metrics for many rollouts at once: one query per metric kind, window and Prometheus, grouped
 /// `by (destination_workload_namespace, destination_workload)`, so the number of queries does not grow with the
 /// number of rollouts (Flagger sends one per metric per canary). Custom PromQL metrics go one by one.
+///
+/// Each Prometheus is asked concurrently with the others (a hanging one delays only its own rollouts), and a server
+/// that gave no answer at all (refused, timed out) is sent none of its remaining queries of that measurement: its
+/// rollouts get that one transport error as their provider error, within one request timeout.
 public final class PrometheusAnalyzer: MetricsProvider {
     public let defaultAddress: String?
     public let reporter: String
+    /// Total time allowed for each query to a Prometheus the analyzer makes the client of (every address but
+    /// `defaultAddress` when a `defaultClient` is given, which keeps its own).
+    public let requestTimeout: Duration
     private let http: any HTTPClient
     private let logger: Logger
     private let onQuery: @Sendable (_ failed: Bool) -> Void
@@ -31,15 +56,18 @@ public final class PrometheusAnalyzer: MetricsProvider {
     ///   - defaultClient: the client for `defaultAddress` when it needs more than `http` (credentials, extra
     ///     headers, a CA, timeouts). Only that address gets it: a Rollout that names its own Prometheus must not
     ///     receive the controller's credentials.
-    ///   - onQuery: called after every query with whether it failed (for `/metrics`).
+    ///   - requestTimeout: total time per query (`--prometheus-timeout`), for every client the analyzer makes.
+    ///   - onQuery: called after every query sent with whether it failed (for `/metrics`).
     public init(
         defaultAddress: String?, http: any HTTPClient, reporter: String = "destination", defaultClient: PrometheusClient? = nil,
+        requestTimeout: Duration = .seconds(10),
         logger: Logger = Logger(label: "fledge.analysis"), onQuery: @escaping @Sendable (_ failed: Bool) -> Void = { _ in }
     ) {
         self.defaultAddress = defaultAddress
         self.http = http
         self.reporter = reporter
         self.defaultClient = defaultClient
+        self.requestTimeout = requestTimeout
         self.logger = logger
         self.onQuery = onQuery
     }
@@ -48,31 +76,58 @@ public final class PrometheusAnalyzer: MetricsProvider {
         if address == defaultAddress, let defaultClient { return defaultClient }
         return clients.withLock { clients in
             if let client = clients[address] { return client }
-            let client = PrometheusClient(baseURL: address, http: http, logger: logger)
+            let client = PrometheusClient(baseURL: address, http: http, timeout: requestTimeout, logger: logger)
             clients[address] = client
             return client
         }
     }
 
     public func measure(_ requests: [AnalysisRequest], at time: Date) async -> [IntervalResult] {
-        var results = [IntervalResult?](repeating: nil, count: requests.count)
-        // Group by (Prometheus, window): one batch of built-in queries each.
-        var groups: [BatchKey: [Int]] = [:]
+        let collected = Mutex([IntervalResult?](repeating: nil, count: requests.count))
+        await measure(requests, at: time) { indices, results in
+            collected.withLock { all in
+                for (i, result) in zip(indices, results) { all[i] = result }
+            }
+        }
+        return collected.withLock { $0.map { $0! } }
+    }
+
+    public func measure(
+        _ requests: [AnalysisRequest], at time: Date, deliver: @escaping @Sendable (_ indices: [Int], _ results: [IntervalResult]) -> Void
+    ) async {
+        // Group by Prometheus, then by window: one batch of built-in queries per (server, window).
+        var servers: [String: [RolloutDuration: [Int]]] = [:]
+        var unconfigured: [Int] = []
         for (i, request) in requests.enumerated() {
             guard let address = request.prometheusAddress ?? defaultAddress else {
-                results[i] = Self.failed(
-                    request, time: time,
-                    message: "no Prometheus configured: start the controller with --prometheus URL or set spec.analysis.prometheus.address")
+                unconfigured.append(i)
                 continue
             }
-            groups[BatchKey(address: address, window: request.window), default: []].append(i)
+            servers[address, default: [:]][request.window, default: []].append(i)
         }
-        for (key, indices) in groups.sorted(by: { $0.key.address + "\($0.key.window)" < $1.key.address + "\($1.key.window)" }) {
-            let batch = indices.map { requests[$0] }
-            let measured = await measureBatch(batch, address: key.address, window: key.window, time: time)
-            for (i, result) in zip(indices, measured) { results[i] = result }
+        if !unconfigured.isEmpty {
+            deliver(
+                unconfigured,
+                unconfigured.map {
+                    Self.failed(
+                        requests[$0], time: time,
+                        message: "no Prometheus configured: start the controller with --prometheus URL or set spec.analysis.prometheus.address")
+                })
         }
-        return results.map { $0! }
+        // One child per server: the measurement takes as long as the slowest server, and each server's rollouts get
+        // their results as soon as it has answered.
+        await withDiscardingTaskGroup { group in
+            for (address, windows) in servers {
+                group.addTask {
+                    var unreachable: PrometheusError?
+                    for (window, indices) in windows.sorted(by: { $0.key < $1.key }) {
+                        let measured = await self.measureBatch(
+                            indices.map { requests[$0] }, address: address, window: window, time: time, unreachable: &unreachable)
+                        deliver(indices, measured)
+                    }
+                }
+            }
+        }
     }
 
     struct BatchKey: Hashable {
@@ -88,7 +143,11 @@ public final class PrometheusAnalyzer: MetricsProvider {
         var workload: String
     }
 
-    func measureBatch(_ batch: [AnalysisRequest], address: String, window: RolloutDuration, time: Date) async -> [IntervalResult] {
+    /// Measures one (server, window) batch. `unreachable` is the transport error of an earlier query to this server in
+    /// this measurement: once set, no further query is sent and every one not sent fails with it.
+    func measureBatch(
+        _ batch: [AnalysisRequest], address: String, window: RolloutDuration, time: Date, unreachable: inout PrometheusError?
+    ) async -> [IntervalResult] {
         let prometheus = client(address)
         var workloads: Set<WorkloadKey> = []
         var percentiles: Set<Int> = []
@@ -109,18 +168,18 @@ public final class PrometheusAnalyzer: MetricsProvider {
         let by = "by (destination_workload_namespace, destination_workload)"
         let at = time.timeIntervalSince1970
 
-        let volume = await grouped(prometheus, "sum \(by) (increase(istio_requests_total{\(selector)}[\(w)]))", at: at)
+        let volume = await grouped(prometheus, "sum \(by) (increase(istio_requests_total{\(selector)}[\(w)]))", at: at, unreachable: &unreachable)
         var successRate: Series?
         if wantsSuccessRate {
             // `or … * 0` keeps workloads whose every request failed (the numerator would have no series at all).
             let total = "sum \(by) (rate(istio_requests_total{\(selector)}[\(w)]))"
             let good = "sum \(by) (rate(istio_requests_total{\(selector),response_code!~\"5.*\"}[\(w)]))"
-            successRate = await grouped(prometheus, "(\(good) or \(total) * 0) / \(total) * 100", at: at)
+            successRate = await grouped(prometheus, "(\(good) or \(total) * 0) / \(total) * 100", at: at, unreachable: &unreachable)
         }
         var latency: [Int: Series] = [:]
         for p in percentiles.sorted() {
             let q = "histogram_quantile(\(Double(p) / 100), sum by (destination_workload_namespace, destination_workload, le) (rate(istio_request_duration_milliseconds_bucket{\(selector)}[\(w)])))"
-            latency[p] = await grouped(prometheus, q, at: at)
+            latency[p] = await grouped(prometheus, q, at: at, unreachable: &unreachable)
         }
 
         // The statistical judge's counts (requests, 5xx, latency buckets) for both sides: three queries more.
@@ -128,7 +187,9 @@ public final class PrometheusAnalyzer: MetricsProvider {
         let countWorkloads = Set(batch.filter(\.needsCounts).flatMap {
             [WorkloadRef(namespace: $0.namespace, workload: $0.canaryWorkload), WorkloadRef(namespace: $0.namespace, workload: $0.stableWorkload)]
         })
-        if !countWorkloads.isEmpty {
+        if let unreachable, !countWorkloads.isEmpty {
+            counts = .failure(unreachable)
+        } else if !countWorkloads.isEmpty {
             do {
                 counts = .success(
                     try await prometheus.workloadCounts(
@@ -143,6 +204,7 @@ public final class PrometheusAnalyzer: MetricsProvider {
             } catch {
                 onQuery(true)
                 logger.warning("Prometheus count queries failed", metadata: ["error": "\(error)"])
+                if let error = error as? PrometheusError, error.isTransport { unreachable = error }
                 counts = .failure(error)
             }
         }
@@ -166,7 +228,8 @@ public final class PrometheusAnalyzer: MetricsProvider {
                     metrics[metric.name] = Self.sample(latency[p]!, canary: canary, stable: wantsStable ? stable : nil, requests: canaryRequests)
                 case .custom:
                     metrics[metric.name] = await custom(
-                        prometheus, metric, request: request, stable: wantsStable, window: window, at: at, requests: canaryRequests)
+                        prometheus, metric, request: request, stable: wantsStable, window: window, at: at, requests: canaryRequests,
+                        unreachable: &unreachable)
                 }
             }
             var result = IntervalResult(time: Timestamp(time), requests: canaryRequests, metrics: metrics)
@@ -200,41 +263,58 @@ public final class PrometheusAnalyzer: MetricsProvider {
 
     func custom(
         _ prometheus: PrometheusClient, _ metric: MetricPlan, request: AnalysisRequest, stable: Bool, window: RolloutDuration,
-        at: Double, requests: Int64?
+        at: Double, requests: Int64?, unreachable: inout PrometheusError?
     ) async -> MetricSample {
         guard let query = metric.query(namespace: request.namespace, workload: request.canaryWorkload, interval: window) else {
             return MetricSample(.noData, requests: requests)
         }
         let canaryValue: Double?
-        do {
-            let result = try await prometheus.query(query, at: at)
-            onQuery(false)
+        let sent = unreachable == nil
+        switch await send(prometheus, query, at: at, unreachable: &unreachable) {
+        case .success(let result):
             canaryValue = result.singleValue
-        } catch {
-            onQuery(true)
-            logger.warning("custom metric query failed", metadata: ["metric": "\(metric.name)", "error": "\(error)"])
+        case .failure(let error):
+            if sent { logger.warning("custom metric query failed", metadata: ["metric": "\(metric.name)", "error": "\(error)"]) }
             return MetricSample(.providerError(error.description), requests: requests)
         }
         var stableValue: Double?
         if stable, let q = metric.query(namespace: request.namespace, workload: request.stableWorkload, interval: window) {
-            stableValue = (try? await prometheus.query(q, at: at))?.singleValue
+            stableValue = try? await send(prometheus, q, at: at, unreachable: &unreachable).get().singleValue
         }
         guard let canaryValue, canaryValue.isFinite else { return MetricSample(.noData, requests: requests, stableValue: stableValue) }
         return MetricSample(.value(canaryValue), requests: requests, stableValue: stableValue)
     }
 
-    func grouped(_ prometheus: PrometheusClient, _ query: String, at: Double) async -> Series {
-        do {
-            let result = try await prometheus.query(query, at: at)
-            onQuery(false)
+    func grouped(_ prometheus: PrometheusClient, _ query: String, at: Double, unreachable: inout PrometheusError?) async -> Series {
+        switch await send(prometheus, query, at: at, unreachable: &unreachable) {
+        case .success(let result):
             var out: [WorkloadKey: Double] = [:]
             for (labels, value) in result.values(groupedBy: ["destination_workload_namespace", "destination_workload"]) {
                 out[WorkloadKey(namespace: labels[0], workload: labels[1])] = value
             }
             return .success(out)
+        case .failure(let error):
+            return .failure(error)
+        }
+    }
+
+    /// Sends one query unless the server already gave no answer in this measurement; a transport failure marks it so.
+    func send(_ prometheus: PrometheusClient, _ query: String, at: Double, unreachable: inout PrometheusError?) async -> Result<QueryResult, PrometheusError> {
+        if let unreachable { return .failure(unreachable) }
+        do {
+            let result = try await prometheus.query(query, at: at)
+            onQuery(false)
+            return .success(result)
         } catch {
             onQuery(true)
-            logger.warning("Prometheus query failed", metadata: ["query": "\(query)", "error": "\(error)"])
+            if error.isTransport {
+                unreachable = error
+                logger.warning(
+                    "Prometheus did not answer; its other queries wait for the next interval",
+                    metadata: ["server": "\(error.server)", "error": "\(error)"])
+            } else {
+                logger.warning("Prometheus query failed", metadata: ["query": "\(query)", "error": "\(error)"])
+            }
             return .failure(error)
         }
     }

@@ -36,10 +36,11 @@ struct RolloutWork: Sendable {
         var failures = 0
         var lastFailure: String?
         var revision: String?
+        var conflicts = 0
 
         var isEmpty: Bool {
             latest == nil && !analysisInFlight && webhookOutcomes.isEmpty && webhooksInFlight.isEmpty && failures == 0
-                && lastFailure == nil && revision == nil
+                && lastFailure == nil && revision == nil && conflicts == 0
         }
     }
 
@@ -73,6 +74,11 @@ struct RolloutWork: Sendable {
     var lastFailure: String? {
         get { inFlight.lastFailure }
         set { inFlight.lastFailure = newValue }
+    }
+    /// Consecutive writes refused with 409 Conflict (the object changed since the cache's version).
+    var conflicts: Int {
+        get { inFlight.conflicts }
+        set { inFlight.conflicts = newValue }
     }
     /// The revision the in-memory measurements belong to (nil while idle: they keep none).
     var revision: String? {
@@ -243,6 +249,7 @@ extension Controller {
             guard var entry = w[key], entry.identity == identity else { return }
             entry.failures = 0
             entry.lastFailure = nil
+            entry.conflicts = 0
             entry.settledAt = asksNothing ? inputVersion : nil
             w[key] = entry
         }
@@ -282,15 +289,20 @@ extension Controller {
         }
     }
 
-    /// A failed write: conflicts retry at once (the watch brings the newer object); anything else backs off, is
-    /// logged, shows in a `Reconciled=False` condition and a Warning Event when the error changes.
+    /// A failed write: conflicts retry soon (see `handleConflict`); anything else backs off, is logged, shows in a
+    /// `Reconciled=False` condition and a Warning Event when the error changes.
     func handle(_ error: ControllerError, key: String, rollout: Rollout, object: JSONValue) async {
         if case .kubernetes(let action, let k) = error { metrics.kubernetesFailure(k, action: action) }
-        if error.isConflict {
-            queue.add(key, after: .milliseconds(100))
+        if case .kubernetes(_, let k) = error, k.isConflict {
+            await handleConflict(k, key: key, object: object)
             return
         }
         if case .notLeader = error { return }
+        // A write to an object the cache has but the server does not: the cache is stale (its delete event was
+        // missed); drop the object so the next decision sees the cluster as it is.
+        if case .kubernetes(_, let k) = error, k.isNotFound, let name = k.name, let informer = k.resource.flatMap({ caches.informer(for: $0) }) {
+            await refresh(informer, namespace: k.namespace, name: name)
+        }
         let (failures, changed) = work.withLock { w -> (Int, Bool) in
             // A Rollout deleted while its reconcile ran gets no entry back.
             guard var entry = w[key] else { return (0, false) }
@@ -317,6 +329,76 @@ extension Controller {
         await writer.recordEvent(
             RolloutEvent(type: .warning, reason: .actionFailed, message: error.description), about: object,
             identity: configuration.identity, now: now())
+    }
+
+    /// Conflicts after which the controller warns (log and Event) and relists the conflicting resource.
+    static let conflictWarningThreshold = 3
+
+    /// A write refused with 409 Conflict: the object changed since the version the decision was made from. Usually
+    /// another writer raced us and the watch brings the newer object within moments, so the first conflict only
+    /// retries after 100 ms. Again and again means the cache is not catching up (a watch stuck on a server that lost
+    /// its state, say after a restore from a backup): from the second one the conflicting object is read from the API
+    /// into the cache, at the threshold the controller warns and relists that resource, and the retries back off
+    /// (100 ms doubling to 10 s). Reads happen only here, never in the steady state.
+    func handleConflict(_ error: KubernetesError, key: String, object: JSONValue) async {
+        let conflicts = work.withLock { w -> Int in
+            guard var entry = w[key] else { return 0 }
+            entry.conflicts += 1
+            entry.settledAt = nil
+            w[key] = entry
+            return entry.conflicts
+        }
+        // A Rollout deleted while its reconcile ran: nothing to retry.
+        guard conflicts > 0 else { return }
+        let informer = error.resource.flatMap { caches.informer(for: $0) }
+        if conflicts >= 2, let informer, let name = error.name {
+            await refresh(informer, namespace: error.namespace, name: name)
+        }
+        let delay = Duration.milliseconds(min(10_000, 100 << min(conflicts - 1, 7)))
+        if conflicts == Self.conflictWarningThreshold || (conflicts > Self.conflictWarningThreshold && conflicts % 10 == 0) {
+            logger.warning(
+                "writes keep conflicting; re-reading from the API server",
+                metadata: [
+                    "rollout": "\(key)", "conflicts": "\(conflicts)", "error": "\(error)", "retryIn": "\(delay)",
+                    "relisting": "\(informer?.resource.description ?? "-")",
+                ])
+            informer?.requestRelist()
+        }
+        if conflicts == Self.conflictWarningThreshold {
+            await writer.recordEvent(
+                RolloutEvent(
+                    type: .warning, reason: "WriteConflict",
+                    message: "\(conflicts) writes in a row refused with 409 Conflict (last: \(error)); the controller re-reads the objects and retries"),
+                about: object, identity: configuration.identity, now: now())
+        }
+        queue.add(key, after: delay)
+    }
+
+    /// Reads one object from the API server into its cache (or drops it from the cache when it is gone). Only a
+    /// cache that was behind changes, and so queues its Rollouts at once; one that was right keeps the backoff.
+    func refresh(_ informer: Informer, namespace: String?, name: String) async {
+        let cached = informer.get(namespace: namespace, name: name)
+        let cachedVersion = cached?["metadata"]?["resourceVersion"]?.stringValue
+        do {
+            let fresh = try await client.get(informer.resource, namespace: namespace, name: name)
+            let version = fresh["metadata"]?["resourceVersion"]?.stringValue
+            guard version != cachedVersion else { return }
+            logger.info(
+                "the cache was behind the API server; re-read the object",
+                metadata: [
+                    "object": "\(informer.resource) \(namespace ?? "")/\(name)", "cachedResourceVersion": "\(cachedVersion ?? "-")",
+                    "resourceVersion": "\(version ?? "-")",
+                ])
+            informer.apply(.modified(fresh))
+        } catch where error.isNotFound {
+            guard let cached else { return }
+            logger.info(
+                "the cache was behind the API server; the object is gone",
+                metadata: ["object": "\(informer.resource) \(namespace ?? "")/\(name)", "cachedResourceVersion": "\(cachedVersion ?? "-")"])
+            informer.remove(cached)
+        } catch {
+            logger.warning("could not re-read a conflicting object", metadata: ["object": "\(informer.resource) \(namespace ?? "")/\(name)", "error": "\(error)"])
+        }
     }
 
     func recordMetrics(namespace: String, name: String, old: RolloutStatus?, new: RolloutStatus) {
@@ -354,21 +436,30 @@ extension Controller {
     }
 
     /// Collects the analysis requests of one batch window and measures them together: the built-in metrics of
-    /// any number of rollouts cost a constant number of queries.
+    /// any number of rollouts cost a constant number of queries. Batches run side by side, and each result is handed
+    /// over as soon as its server answered: rollouts on a healthy Prometheus never wait for a hanging one. (A rollout
+    /// has at most one measurement in flight, so a hanging server's rollouts do not pile up requests meanwhile.)
     func runAnalyses() async {
-        for await _ in analysisSignal.stream {
-            try? await Task.sleep(for: configuration.analysisBatchWindow)
-            let batch = pendingAnalyses.withLock { pending in
-                defer { pending.removeAll() }
-                return pending
-            }
-            guard !batch.isEmpty else { continue }
-            counters.withLock { $0.analysisBatches += 1 }
-            let results = await analyzer.measure(batch.map(\.request), at: now())
-            for ((key, identity, _), result) in zip(batch, results) {
-                deliver(to: key, identity: identity) {
-                    $0.latest = result
-                    $0.analysisInFlight = false
+        await withDiscardingTaskGroup { group in
+            for await _ in analysisSignal.stream {
+                try? await Task.sleep(for: configuration.analysisBatchWindow)
+                let batch = pendingAnalyses.withLock { pending in
+                    defer { pending.removeAll() }
+                    return pending
+                }
+                guard !batch.isEmpty else { continue }
+                counters.withLock { $0.analysisBatches += 1 }
+                let time = now()
+                group.addTask {
+                    await self.analyzer.measure(batch.map(\.request), at: time) { indices, results in
+                        for (i, result) in zip(indices, results) {
+                            let (key, identity, _) = batch[i]
+                            self.deliver(to: key, identity: identity) {
+                                $0.latest = result
+                                $0.analysisInFlight = false
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -1,4 +1,5 @@
 import FledgeJSON
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -37,6 +38,7 @@ public final class Informer: Service, Sendable {
     /// of thousands of objects that are read rarely (the controller's).
     private let compact: Bool
     private let logger: Logger
+    private let now: @Sendable () -> Date
 
     private struct State {
         /// namespace ("" for cluster-scoped) → name → object.
@@ -45,6 +47,10 @@ public final class Informer: Service, Sendable {
         var synced = false
         var resourceVersion = ""
         var lastError: KubernetesError?
+        /// Since when lists and watches have been failing with no watch connected since; nil while connected.
+        var failingSince: Date?
+        /// Set while running: asks the list/watch loop to drop its watch and list again.
+        var relistRequest: AsyncStream<Void>.Continuation?
         var subscribers: [Int: AsyncStream<InformerChange>.Continuation] = [:]
         /// `changedKeys` subscribers: what changed since each last looked, and how to wake it.
         var keySubscribers: [Int: (pending: [String: KeyChange], wake: AsyncStream<Void>.Continuation)] = [:]
@@ -71,12 +77,14 @@ public final class Informer: Service, Sendable {
     ///     `metadata.managedFields` in a cache that is never written back).
     ///   - compact: keep objects serialized and deflated against a dictionary of sample objects (a small fraction of
     ///     the memory of parsed trees), and inflate and parse them on every read.
+    ///   - now: the clock `failingSince` is read from.
     public init(
         client: KubernetesClient, resource: GroupVersionResource, namespace: NamespaceScope = .all,
         labelSelector: String? = nil, options: ListWatchOptions = ListWatchOptions(),
         transform: (@Sendable (JSONValue) -> JSONValue)? = nil, compact: Bool = false,
-        logger: Logger = Logger(label: "fledge.kubernetes.informer")
+        logger: Logger = Logger(label: "fledge.kubernetes.informer"), now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.now = now
         self.compact = compact
         self.client = client
         self.resource = resource
@@ -108,7 +116,7 @@ public final class Informer: Service, Sendable {
     }
 
     /// Lists and watches until cancelled or until graceful shutdown; subscribers'
-    /// streams finish when it returns.
+    /// streams finish when it returns. `requestRelist()` starts the list and watch over.
     public func run() async throws {
         defer {
             // Finished outside the lock: finishing runs the stream's onTermination, which takes the lock again.
@@ -125,12 +133,50 @@ public final class Informer: Service, Sendable {
             for wake in keySubscribers { wake.finish() }
             for waiter in syncWaiters { waiter.finish() }
         }
+        var options = self.options
+        options.onWatchStarted = { [weak self] in self?.watchStarted() }
         let source = client.listWatch(resource, namespace: namespace, labelSelector: labelSelector, options: options)
         try await cancelWhenGracefulShutdown { [self] in
-            for try await event in source {
-                apply(event)
+            while !Task.isCancelled {
+                let (requests, request) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+                let stopped = state.withLock { state in
+                    state.relistRequest = request
+                    // A list cut short by a relist request starts again from its first page.
+                    state.staged = []
+                    return state.stopped
+                }
+                if stopped { return }
+                // The list/watch runs until cancelled; a relist request cancels it, and the loop starts a fresh one.
+                let relisting = try await withThrowingTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        for try await event in source { self.apply(event) }
+                        return false
+                    }
+                    group.addTask {
+                        for await _ in requests { return true }
+                        return false
+                    }
+                    let first = try await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+                state.withLock { $0.relistRequest = nil }
+                request.finish()
+                if !relisting { return }
             }
         }
+    }
+
+    /// Drops the watch and lists again (e.g. after writes conflicted again and again: the cache may be stale, say
+    /// after the API server was restored from a backup). Costs one list; does nothing unless running.
+    public func requestRelist() {
+        let request = state.withLock { $0.relistRequest }
+        logger.info("relisting: the cache may be stale", metadata: ["resource": "\(resource)"])
+        request?.yield()
+    }
+
+    private func watchStarted() {
+        state.withLock { $0.failingSince = nil }
     }
 
     /// Applies one list/watch event to the store. Public so that a store can be fed
@@ -144,7 +190,7 @@ public final class Informer: Service, Sendable {
         case .resync(let items, let version):
             let fresh = items.map { transform?($0) ?? $0 }
             let last = zip(fresh, store(fresh)).map { object, stored in (Self.location(of: object), stored) }
-            state.withLock { state in
+            let (relisted, count) = state.withLock { state -> (Bool, Int) in
                 let listed = state.staged + last
                 state.staged = []
                 var objects: [String: [String: StoredObject]] = [:]
@@ -174,12 +220,19 @@ public final class Informer: Service, Sendable {
                 state.synced = true
                 state.relists += 1
                 state.lastError = nil
+                state.failingSince = nil
                 for continuation in state.subscribers.values { continuation.yield(.synced(count: state.count)) }
                 for waiter in state.syncWaiters.values {
                     waiter.yield(true)
                     waiter.finish()
                 }
                 state.syncWaiters.removeAll()
+                return (state.relists > 1, state.count)
+            }
+            if relisted {
+                // Not the first list: the watch could not go on (410, a resourceVersion the server no longer knows, a
+                // relist asked for), and the cache now holds what the server has.
+                logger.info("relisted", metadata: ["resource": "\(resource)", "objects": "\(count)", "resourceVersion": "\(version)"])
             }
         case .added(let raw), .modified(let raw):
             let object = transform?(raw) ?? raw
@@ -211,8 +264,10 @@ public final class Informer: Service, Sendable {
         case .failure(let error, let retryIn):
             logger.warning(
                 "list/watch failed; retrying", metadata: ["resource": "\(resource)", "error": "\(error)", "retryIn": "\(retryIn)"])
+            let at = now()
             state.withLock { state in
                 state.lastError = error
+                if state.failingSince == nil { state.failingSince = at }
                 // A list that failed part-way starts again from its first page.
                 state.staged = []
             }
@@ -318,6 +373,9 @@ public final class Informer: Service, Sendable {
     public var resourceVersion: String { state.withLock { $0.resourceVersion } }
     /// The last list/watch failure since the last successful list, if any.
     public var lastError: KubernetesError? { state.withLock { $0.lastError } }
+    /// Since when the informer has been failing to list or watch, with no watch established since; nil while a watch
+    /// is connected (or being reopened after a normal end).
+    public var failingSince: Date? { state.withLock { $0.failingSince } }
     /// How many complete lists have been applied (1 after start; more after 410s).
     public var relistCount: Int { state.withLock { $0.relists } }
 

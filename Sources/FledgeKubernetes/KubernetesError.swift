@@ -71,6 +71,16 @@ public struct KubernetesError: Error, Sendable, CustomStringConvertible {
     public var isNotFound: Bool { code == 404 }
     /// 410: the requested `resourceVersion` is too old (watch or list must start again).
     public var isGone: Bool { code == 410 || reason == "Expired" || reason == "Gone" }
+    /// The requested `resourceVersion` is newer than anything the server has: it lost state (restored from a backup,
+    /// restarted empty) or is behind. 504 `Timeout` with the cause `ResourceVersionTooLarge` (older servers: only the
+    /// message "Too large resource version"). Like a 410, answered by listing afresh without a resourceVersion.
+    public var isResourceVersionTooLarge: Bool {
+        let causes = status?["details"]?["causes"]?.arrayValue ?? []
+        if causes.contains(where: { $0["reason"]?.stringValue == "ResourceVersionTooLarge" }) { return true }
+        return (code == 504 || reason == "Timeout") && message.contains("Too large resource version")
+    }
+    /// The watch or list cannot continue from its resourceVersion (410 Gone/Expired, or too large): list again.
+    public var needsRelist: Bool { isGone || isResourceVersionTooLarge }
     public var isUnauthorized: Bool { code == 401 }
     public var isForbidden: Bool { code == 403 }
     public var isInvalid: Bool { code == 422 }

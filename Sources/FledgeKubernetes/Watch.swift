@@ -139,6 +139,8 @@ public struct ListWatchOptions: Sendable {
     /// Deliver each page of a (re)list as it arrives (`.resyncPage`, then `.resync` with the last page) instead of
     /// one `.resync` with everything: a consumer that keeps objects compactly then never holds a whole list parsed.
     public var deliverPages = false
+    /// Called each time a watch connection is established (the server answered 200): the stream is live again.
+    public var onWatchStarted: (@Sendable () -> Void)?
 
     public init(
         backoff: Backoff = Backoff(), sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
@@ -154,7 +156,7 @@ public struct ListWatchOptions: Sendable {
 
 /// What a `ListWatch` delivers.
 public enum ListWatchEvent: Sendable {
-    /// A complete, fresh list: the first one, or a relist after a 410 / `ERROR` event.
+    /// A complete, fresh list: the first one, or a relist after a 410, a too-large resourceVersion or an `ERROR` event.
     /// Consumers replace what they hold with `items`.
     case resync(items: [JSONValue], resourceVersion: String)
     /// One page of a (re)list in progress, only with `ListWatchOptions.deliverPages`: the complete list is every
@@ -173,8 +175,10 @@ public enum ListWatchEvent: Sendable {
 ///
 /// Pull-driven: nothing runs between calls to `next()`, so no background task is
 /// left behind. A watch that ends normally resumes at once from the last version;
-/// a broken one resumes after a backoff; a 410 Gone, or an `ERROR` event, is
-/// answered by a fresh list delivered as `.resync`.
+/// a broken one resumes after a backoff; a 410 Gone, a resourceVersion the server
+/// says is too large (it lost state: restored, restarted empty), or any other `ERROR`
+/// event, is answered by a fresh list (without a resourceVersion) delivered as `.resync`,
+/// as client-go's reflector does.
 public struct ListWatch: AsyncSequence, Sendable {
     public typealias Element = ListWatchEvent
     let client: KubernetesClient
@@ -248,9 +252,10 @@ public struct ListWatch: AsyncSequence, Sendable {
                             labelSelector: source.labelSelector, fieldSelector: source.fieldSelector,
                             allowBookmarks: source.options.allowBookmarks, timeoutSeconds: source.options.watchTimeoutSeconds)
                         events = watch.makeAsyncIterator()
+                        source.options.onWatchStarted?()
                     } catch {
                         if Task.isCancelled { return nil }
-                        if error.isGone {
+                        if error.needsRelist {
                             needsList = true
                             continue
                         }
@@ -286,7 +291,7 @@ public struct ListWatch: AsyncSequence, Sendable {
                     needsList = true
                     let error = event.statusError(
                         RequestContext(verb: "watch", resource: source.resource.description, namespace: nil))
-                    if error.isGone { continue }
+                    if error.needsRelist { continue }
                     return fail(error)
                 }
             }

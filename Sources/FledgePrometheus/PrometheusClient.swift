@@ -7,18 +7,25 @@ public struct PrometheusClient: Sendable {
     /// Base URL, e.g. `http://prometheus.monitoring:9090` (a path prefix is kept).
     public let baseURL: String
     public let headers: HTTPHeaders
+    /// Total time allowed for each query; nil takes the HTTP client's default.
+    public let timeout: Duration?
     private let http: any HTTPClient
     private let logger: Logger
 
     /// - Parameters:
     ///   - headers: extra headers for every query (tenant ids, `Authorization`…).
     ///     Bearer and basic credentials belong in the HTTP client's configuration.
-    public init(baseURL: String, http: any HTTPClient, headers: HTTPHeaders = [:], logger: Logger = Logger(label: "fledge.prometheus")) {
+    ///   - timeout: total time allowed for each query (nil: the HTTP client's default).
+    public init(
+        baseURL: String, http: any HTTPClient, headers: HTTPHeaders = [:], timeout: Duration? = nil,
+        logger: Logger = Logger(label: "fledge.prometheus")
+    ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.http = http
         self.headers = headers
+        self.timeout = timeout
         self.logger = logger
     }
 
@@ -51,7 +58,8 @@ public struct PrometheusClient: Sendable {
     private func post(_ path: String, fields: [(String, String)], promql: String) async throws(PrometheusError) -> QueryResult {
         var requestHeaders = headers
         requestHeaders.set("Accept", "application/json")
-        let request = HTTPRequest.form(url: baseURL + path, fields: fields, headers: requestHeaders)
+        var request = HTTPRequest.form(url: baseURL + path, fields: fields, headers: requestHeaders)
+        request.timeout = timeout
         let response: HTTPResponse
         do {
             response = try await http.send(request)

@@ -22,6 +22,13 @@ public struct PrometheusError: Error, Sendable, CustomStringConvertible {
         self.query = query
     }
 
+    /// No answer came from the server (refused, timed out, TLS, connection broken): its other queries would fare
+    /// no better right now.
+    public var isTransport: Bool {
+        if case .transport = kind { return true }
+        return false
+    }
+
     public var description: String {
         let subject = "Prometheus at \(server)"
         let about = query.map { " (query: \($0))" } ?? ""

@@ -1,6 +1,7 @@
 import FledgeJSON
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// Answers every request to the sandbox: discovery, OpenAPI, and the resource REST API.
 struct APIHandler: HTTPResponder {
@@ -258,10 +259,17 @@ struct APIHandler: HTTPResponder {
             }
             limit = value
         }
+        var notOlderThan: Int64? = nil
+        if let text = call.query["resourceVersion"], !text.isEmpty {
+            guard let value = Int64(text), value >= 0 else {
+                throw SandboxError.badRequest("invalid resourceVersion \"\(text)\": must be an integer")
+            }
+            notOlderThan = value
+        }
         let (labelSelector, fieldSelector) = try call.selectors()
         let result = try await store.list(
             call.type, namespace: call.namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
-            limit: limit, continueToken: call.query["continue"])
+            limit: limit, continueToken: call.query["continue"], notOlderThan: notOlderThan)
         if call.table {
             var table = Table.table(type: call.type, objects: result.items, resourceVersion: result.resourceVersion, now: store.clock.now)
             if let token = result.continueToken { table[path: ["metadata", "continue"]] = .string(token) }
@@ -549,13 +557,14 @@ struct APIHandler: HTTPResponder {
         let outcome = await store.openWatch(
             type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
             resourceVersion: from, bookmarks: bookmarks, timeout: timeout)
-        let started: (id: Int, events: AsyncStream<WatchEvent>)
+        let started: SandboxStore.OpenedWatch
         switch outcome {
         case .success(let value):
             started = value
         case .failure(let error):
-            guard error.code == 410 else { throw error }
-            // As the real server: 200, then one ERROR event carrying the 410 Status.
+            guard error.code == 410 || error.code == 504 else { throw error }
+            // As the real server (its watch cache): 200, then one ERROR event carrying the Status (410 Expired, or 504
+            // with the cause ResourceVersionTooLarge); clients list again.
             var event: JSONObject = [:]
             event["type"] = "ERROR"
             event["object"] = error.statusObject
@@ -567,9 +576,15 @@ struct APIHandler: HTTPResponder {
         let clock = store.clock
         let id = started.id
         let events = started.events
+        let ending = started.continuation
         let groupResource = type.storageResource
         let body = ResponseBody { writer in
-            let failure = await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
+            // Graceful shutdown ends the stream (and so the response): an open watch must not keep the server up.
+            let failure = await withGracefulShutdownHandler {
+                await APIHandler.pump(events, into: &writer, type: type, table: table, clock: clock)
+            } onGracefulShutdown: {
+                ending.finish()
+            }
             await store.removeWatcher(id, groupResource)
             if let failure { throw failure }
             try await writer.finish(nil)

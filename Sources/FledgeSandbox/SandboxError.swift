@@ -132,6 +132,15 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
         .status(code: 410, reason: "Expired", message: message, details: nil)
     }
 
+    /// A list or watch from a resourceVersion the server has not reached (it lost state: restored from a backup,
+    /// restarted empty): the real server's 504 `Timeout` with the cause `ResourceVersionTooLarge`, which client-go's
+    /// reflector answers by listing again without a resourceVersion.
+    static func resourceVersionTooLarge(_ requested: Int64, current: Int64) -> SandboxError {
+        .status(
+            code: 504, reason: "Timeout", message: "Timeout: Too large resource version: \(requested), current: \(current)",
+            details: ["causes": [["reason": "ResourceVersionTooLarge", "message": "Too large resource version"]], "retryAfterSeconds": 1])
+    }
+
     static func internalError(_ message: String) -> SandboxError {
         .status(code: 500, reason: "InternalError", message: message, details: nil)
     }

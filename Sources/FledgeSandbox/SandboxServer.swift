@@ -127,7 +127,7 @@ public final class SandboxServer: Service, Sendable {
             defer { state = Running() }
             return (state.task, state.group)
         }
-        await store.dropWatches()
+        await store.closeWatches()
         await group?.triggerGracefulShutdown()
         _ = try? await task?.value
     }
@@ -197,7 +197,9 @@ public final class SandboxServer: Service, Sendable {
                         await store.serviceWatchers(bookmarks: sendBookmarks)
                     }
                 }
-                await store.dropWatches()
+                // Open watches end, and any a client opens again over its kept-alive connection ends at once: the
+                // HTTP server waits for every response to finish before it stops.
+                await store.closeWatches()
             }
         }
     }

@@ -93,6 +93,8 @@ public actor SandboxStore {
     private var oldestWatchable: Int64 = 0
     private var watchers: [GroupResource: [Int: Watcher]] = [:]
     private var nextWatcherID = 0
+    /// Set when the server shuts down: watches opened from then on end at once.
+    private var watchesClosed = false
 
     let clock: any SandboxClock
     /// How long after a Deployment's spec changes its status catches up.
@@ -213,10 +215,15 @@ public actor SandboxStore {
         var remaining: Int?
     }
 
+    /// - Parameter notOlderThan: the request's `resourceVersion`: a list must be at least that new, so one the server
+    ///   has not reached is refused as the real server does (504, `ResourceVersionTooLarge`).
     func list(
         _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
-        limit: Int?, continueToken: String?
+        limit: Int?, continueToken: String?, notOlderThan: Int64? = nil
     ) throws(SandboxError) -> ListResult {
+        if let notOlderThan, notOlderThan > resourceVersion {
+            throw SandboxError.resourceVersionTooLarge(notOlderThan, current: resourceVersion)
+        }
         var listRV = resourceVersion
         var startAfter: String? = nil
         if let continueToken, !continueToken.isEmpty {
@@ -1143,12 +1150,22 @@ public actor SandboxStore {
     // MARK: Watch
 
     /// Registers a watch. Events after `resourceVersion` are replayed from history first; with no
-    /// resourceVersion (or "0") every current object is sent as ADDED. Too old → 410 Expired.
+    /// resourceVersion (or "0") every current object is sent as ADDED. Too old → 410 Expired; newer than any
+    /// handed out (the client saw a server that has since lost state) → 504 with `ResourceVersionTooLarge`.
+    /// Once the server is shutting down the stream ends at once.
     func watch(
         _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
         resourceVersion from: Int64?, bookmarks: Bool, timeout: Duration?
-    ) throws(SandboxError) -> (id: Int, events: AsyncStream<WatchEvent>) {
+    ) throws(SandboxError) -> OpenedWatch {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
+        if let from, from > resourceVersion {
+            throw SandboxError.resourceVersionTooLarge(from, current: resourceVersion)
+        }
+        if watchesClosed {
+            continuation.finish()
+            nextWatcherID += 1
+            return OpenedWatch(id: nextWatcherID, events: stream, continuation: continuation)
+        }
         var watcher = Watcher(
             groupResource: type.storageResource, namespace: namespace, labelSelector: labelSelector,
             fieldSelector: fieldSelector, continuation: continuation, bookmarks: bookmarks,
@@ -1174,14 +1191,21 @@ public actor SandboxStore {
         }
         nextWatcherID += 1
         watchers[type.storageResource, default: [:]][nextWatcherID] = watcher
-        return (nextWatcherID, stream)
+        return OpenedWatch(id: nextWatcherID, events: stream, continuation: continuation)
+    }
+
+    /// A registered watch: its events, and the continuation that ends them (also from outside the store).
+    struct OpenedWatch: Sendable {
+        var id: Int
+        var events: AsyncStream<WatchEvent>
+        var continuation: AsyncStream<WatchEvent>.Continuation
     }
 
     /// `watch` as a Result, so callers need no typed-throws catch across an await.
     func openWatch(
         _ type: ResourceType, namespace: String?, labelSelector: LabelSelector, fieldSelector: FieldSelector?,
         resourceVersion from: Int64?, bookmarks: Bool, timeout: Duration?
-    ) -> Result<(id: Int, events: AsyncStream<WatchEvent>), SandboxError> {
+    ) -> Result<OpenedWatch, SandboxError> {
         do {
             return .success(try watch(
                 type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
@@ -1193,6 +1217,13 @@ public actor SandboxStore {
 
     func removeWatcher(_ id: Int, _ groupResource: GroupResource) {
         watchers[groupResource]?.removeValue(forKey: id)?.continuation.finish()
+    }
+
+    /// Closes every open watch connection and ends any opened later at once: the server is shutting down, and a
+    /// client that re-watches over its kept-alive connection must not hold the shutdown up.
+    public func closeWatches() {
+        watchesClosed = true
+        dropWatches()
     }
 
     /// Closes every open watch connection, as when an API server restarts or a proxy drops them.

@@ -123,4 +123,99 @@ func plan(_ name: String, _ kind: MetricPlan.Kind, min: Double? = nil, max: Doub
         guard case .providerError(let why)? = unconfigured.metrics["success-rate"]?.outcome else { return }
         #expect(why.contains("--prometheus"))
     }
+
+    /// A Prometheus that takes the connection and never answers. The client a Rollout's own address gets has the
+    /// controller's timeout (not the transport's 30 s default), and once a query got no answer at all, none of that
+    /// server's other queries (success rate, latency, custom, the judge's counts) is sent that interval: its rollouts
+    /// get that one error as their provider error.
+    @Test func aServerThatNeverAnswersGetsOneQueryWithTheConfiguredTimeout() async throws {
+        let silent = try SilentServer()
+        defer { silent.close() }
+        let http = RecordingHTTPClient(CurlHTTPClient())
+        let queries = Mutex<[Bool]>([])
+        let analyzer = PrometheusAnalyzer(
+            defaultAddress: nil, http: http, requestTimeout: .milliseconds(300), onQuery: { failed in queries.withLock { $0.append(failed) } })
+        let metrics = [
+            plan("success-rate", .successRate, min: 99), plan("latency-p99", .latency(percentile: 99), max: 500),
+            plan("errors", .custom(query: "sum(rate(istio_requests_total{destination_workload=\"{{workload}}\"}[{{interval}}]))"), max: 1),
+        ]
+        let requests = [
+            AnalysisRequest(
+                in: "shop", canary: "checkout-canary", stable: "checkout", window: .seconds(30), metrics: metrics, needsStable: true,
+                needsCounts: true, prometheus: silent.url),
+            // Another window on the same server: still nothing more sent to it.
+            AnalysisRequest(
+                in: "shop", canary: "cart-canary", stable: "cart", window: .minutes(1), metrics: metrics, needsStable: false,
+                prometheus: silent.url),
+        ]
+        let results = await analyzer.measure(requests, at: Date())
+        let sent = http.requests
+        #expect(sent.count == 1, "\(sent.map(\.url))")
+        #expect(sent.allSatisfy { $0.timeout == .milliseconds(300) }, "\(sent.map { String(describing: $0.timeout) })")
+        #expect(queries.withLock { $0 } == [true])
+        for result in results {
+            #expect(result.requests == nil)
+            for metric in metrics {
+                guard case .providerError(let message)? = result.metrics[metric.name]?.outcome else {
+                    Issue.record("\(metric.name): expected a provider error, got \(String(describing: result.metrics[metric.name]))")
+                    continue
+                }
+                #expect(message.contains(silent.url) && message.contains("timed out"), "\(message)")
+            }
+            #expect(result.canaryCounts == nil)
+        }
+    }
+
+    /// Each server's results are handed over when that server has answered: a healthy Prometheus's rollouts get
+    /// theirs while another server still hangs (here for as long as the test lets it).
+    @Test func aHealthyServersResultsDoNotWaitForAHangingOne() async throws {
+        let silent = try SilentServer()
+        defer { silent.close() }
+        try await withBackfilledPrometheus(EstateData.openMetrics) { server in
+            let analyzer = PrometheusAnalyzer(defaultAddress: server.url, http: CurlHTTPClient(), requestTimeout: .seconds(3600))
+            let builtIns = [plan("success-rate", .successRate, min: 99)]
+            let requests = [
+                AnalysisRequest(
+                    in: "shop", canary: "checkout-canary", stable: "checkout", window: .minutes(1), metrics: builtIns, needsStable: false,
+                    prometheus: silent.url),
+                AnalysisRequest(in: "shop", canary: "checkout-canary", stable: "checkout", window: .minutes(1), metrics: builtIns, needsStable: false),
+            ]
+            let (delivered, sink) = AsyncStream<([Int], [IntervalResult])>.makeStream()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await analyzer.measure(requests, at: EstateData.evaluationTime) { indices, results in sink.yield((indices, results)) }
+                    sink.finish()
+                }
+                var first: ([Int], [IntervalResult])?
+                for await batch in delivered {
+                    first = batch
+                    break
+                }
+                #expect(first?.0 == [1])
+                #expect(first?.1.first?.metrics["success-rate"]?.outcome == .value(50))
+                // The hanging server's query is abandoned when the measurement is cancelled (the controller stopping).
+                group.cancelAll()
+            }
+        }
+    }
+}
+
+/// The real transport, noting every request it sends.
+final class RecordingHTTPClient: HTTPClient {
+    private let inner: any HTTPClient
+    private let sent = Mutex<[HTTPRequest]>([])
+
+    init(_ inner: any HTTPClient) { self.inner = inner }
+
+    var requests: [HTTPRequest] { sent.withLock { $0 } }
+
+    func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        sent.withLock { $0.append(request) }
+        return try await inner.send(request)
+    }
+
+    func stream(_ request: HTTPRequest) async throws -> HTTPStreamingResponse {
+        sent.withLock { $0.append(request) }
+        return try await inner.stream(request)
+    }
 }

@@ -47,6 +47,34 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// A client that saw a resourceVersion this server never handed out (the server was restored from a backup or
+    /// restarted empty) is told so as a real API server does: a watch gets 200 and one ERROR event with the 504
+    /// `Timeout` Status whose cause is `ResourceVersionTooLarge` (client-go's reflector then lists again without a
+    /// resourceVersion), a list gets that Status as its answer. Not a watch that silently waits for versions that
+    /// may never come.
+    @Test func watchOrListFromAVersionAheadOfTheServerIsTooLarge() async throws {
+        try await withSandbox { h in
+            let current = await h.server.store.resourceVersion
+            let ahead = current + 1000
+            let lines = try await h.watch("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=\(ahead)&allowWatchBookmarks=true")
+            let events = try await collect(lines, count: 1)
+            #expect(events.first?["type"] == "ERROR")
+            #expect(events.first?[path: ["object", "code"]] == 504)
+            #expect(events.first?[path: ["object", "reason"]] == "Timeout")
+            #expect(events.first?[path: ["object", "details", "causes"]]?[0]?["reason"] == "ResourceVersionTooLarge")
+            #expect(events.first?[path: ["object", "message"]]?.stringValue == "Timeout: Too large resource version: \(ahead), current: \(current)")
+
+            let list = try await h.request(.get, "/api/v1/namespaces/default/configmaps?resourceVersion=\(ahead)")
+            #expect(list.status == 504)
+            #expect(list.json["kind"] == "Status" && list.json["reason"] == "Timeout")
+            #expect(list.json[path: ["details", "causes"]]?[0]?["reason"] == "ResourceVersionTooLarge")
+            // At or below the current version: served.
+            #expect(try await h.request(.get, "/api/v1/namespaces/default/configmaps?resourceVersion=\(current)").status == 200)
+            #expect(try await h.request(.get, "/api/v1/namespaces/default/configmaps?resourceVersion=0").status == 200)
+            #expect(try await h.request(.get, "/api/v1/namespaces/default/configmaps?resourceVersion=x").status == 400)
+        }
+    }
+
     @Test func watchWithoutVersionStartsWithCurrentObjectsAndHonoursSelectors() async throws {
         try await withSandbox { h in
             try await h.server.store.apply(try yaml("""

@@ -107,6 +107,9 @@ struct PrometheusAccessOptions: ParsableArguments {
         return c.isLetter || c.isNumber || "!#$%&'*+-.^_`|~".utf8.contains(ascii)
     }
 
+    /// `--prometheus-timeout` as a Duration, for every Prometheus client made from it.
+    var requestTimeout: Duration { .milliseconds(RolloutDuration.milliseconds(clampingSeconds: timeoutSeconds)) }
+
     func makeClient(url: String, logger: Logger = Logger(label: "fledge.prometheus")) -> PrometheusClient {
         var configuration = HTTPClientConfiguration(
             connectTimeout: .milliseconds(RolloutDuration.milliseconds(clampingSeconds: min(timeoutSeconds, 5))),
