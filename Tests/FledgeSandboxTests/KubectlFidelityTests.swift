@@ -583,7 +583,7 @@ import Testing
             #expect(result.status != 0)
             #expect(result.err.contains("spec.analysis.judge.falseRollbackRate: Invalid value: 0: spec.analysis.judge.falseRollbackRate in body should be greater than 0"), "\(result.err)")
             #expect(result.err.contains("spec.analysis.judge.errorRateRatioMargin: Invalid value: 1: spec.analysis.judge.errorRateRatioMargin in body should be greater than 1"), "\(result.err)")
-            #expect(result.err.contains("spec.analysis.judge.falsePromotionRate: Invalid value: 1: spec.analysis.judge.falsePromotionRate in body should be less than 1"), "\(result.err)")
+            #expect(result.err.contains("spec.analysis.judge.falsePromotionRate: Invalid value: 1: spec.analysis.judge.falsePromotionRate in body should be less than or equal to 0.5"), "\(result.err)")
             result = try await apply("hook", #"{target: {deployment: product-service}, stages: [{weight: 10}], webhooks: [{name: gate, type: stage-gate, url: "ftp://gate"}]}"#)
             #expect(result.err.contains(#"spec.webhooks[0].url: Invalid value: "ftp://gate": spec.webhooks[0].url in body should match '^https?://'"#), "\(result.err)")
             for name in ["hold", "interval", "judge", "hook"] {
