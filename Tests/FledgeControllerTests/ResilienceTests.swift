@@ -132,6 +132,33 @@ private func quietLogger() -> Logger {
         }
     }
 
+    /// A controller on a fresh cluster kept in `directory`, having taken the seed's Rollout to its second stage
+    /// (25 %, held for 10 minutes): where the restore tests kill the API server.
+    fileprivate static func rolloutAtStageTwo(directory: String) async throws -> (Cluster, Controller, RunningController) {
+        let cluster = try await Cluster.start(directory: directory)
+        var running: RunningController?
+        do {
+            _ = try await cluster.client.patch(
+                .rollouts, namespace: "shop", name: "product-service",
+                .merge(["spec": fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "1s"], ["weight": 25, "hold": "10m"]]])]))
+            var configuration = ControllerConfiguration()
+            configuration.analysisBatchWindow = .milliseconds(20)
+            let logger = quietLogger()
+            let controller = Controller(client: cluster.client, configuration: configuration, http: CurlHTTPClient(), analyzer: ScriptedMetrics(), logger: logger)
+            let started = RunningController(controller: controller, logger: logger)
+            running = started
+            #expect(try await eventually { try await cluster.rollout()[path: ["status", "phase"]] == "Healthy" })
+            _ = try await cluster.client.patch(
+                .rollouts, namespace: "shop", name: "product-service", .merge(["spec": ["canary": ["image": "registry.example/product-service:2.0.0"]]]))
+            #expect(try await eventually { try await cluster.rollout()[path: ["status", "canaryWeight"]]?.intValue == 25 })
+            return (cluster, controller, started)
+        } catch {
+            await running?.stop()
+            await cluster.server.stop()
+            throw error
+        }
+    }
+
     /// The API server is killed mid-rollout and comes back with the state it had before the rollout (restarted
     /// from its manifests; an etcd restore), so every resourceVersion the controller saw is ahead of it. The
     /// controller's watches cannot resume there: it lists afresh and decides from what the cluster now holds: no
@@ -140,22 +167,10 @@ private func quietLogger() -> Logger {
         let directory = NSTemporaryDirectory() + "fledge-reset-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try await Cluster.start(directory: directory)
+        let (first, controller, started) = try await Self.rolloutAtStageTwo(directory: directory)
         var second: Cluster?
-        var running: RunningController?
+        let running: RunningController? = started
         do {
-            _ = try await first.client.patch(
-                .rollouts, namespace: "shop", name: "product-service",
-                .merge(["spec": fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "1s"], ["weight": 25, "hold": "10m"]]])]))
-            var configuration = ControllerConfiguration()
-            configuration.analysisBatchWindow = .milliseconds(20)
-            let logger = quietLogger()
-            let controller = Controller(client: first.client, configuration: configuration, http: CurlHTTPClient(), analyzer: ScriptedMetrics(), logger: logger)
-            running = RunningController(controller: controller, logger: logger)
-            #expect(try await eventually { try await first.rollout()[path: ["status", "phase"]] == "Healthy" })
-            _ = try await first.client.patch(
-                .rollouts, namespace: "shop", name: "product-service", .merge(["spec": ["canary": ["image": "registry.example/product-service:2.0.0"]]]))
-            #expect(try await eventually { try await first.rollout()[path: ["status", "canaryWeight"]]?.intValue == 25 })
             #expect(controller.caches.all.allSatisfy { $0.relistCount == 1 })
 
             await first.server.stop()
@@ -165,7 +180,9 @@ private func quietLogger() -> Logger {
             let settled = try await eventually {
                 let rollout = try await restarted.rollout()
                 let vs = try await restarted.client.get(.virtualServices, namespace: "shop", name: "product-service")
+                // The status records a weight once it has read it back: the seed's 90/10 until the next decision.
                 return rollout[path: ["status", "phase"]] == "Healthy" && weights(vs) == (100, 0)
+                    && rollout[path: ["status", "canaryWeight"]]?.intValue ?? 0 == 0
             }
             let rollout = try await restarted.rollout()
             #expect(settled, "status on the restarted server: \(rollout["status"] ?? .null)")
@@ -195,22 +212,10 @@ private func quietLogger() -> Logger {
         let directory = NSTemporaryDirectory() + "fledge-reset-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try await Cluster.start(directory: directory)
+        let (first, controller, started) = try await Self.rolloutAtStageTwo(directory: directory)
         var second: Cluster?
-        var running: RunningController?
+        let running: RunningController? = started
         do {
-            _ = try await first.client.patch(
-                .rollouts, namespace: "shop", name: "product-service",
-                .merge(["spec": fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "1s"], ["weight": 25, "hold": "10m"]]])]))
-            var configuration = ControllerConfiguration()
-            configuration.analysisBatchWindow = .milliseconds(20)
-            let logger = quietLogger()
-            let controller = Controller(client: first.client, configuration: configuration, http: CurlHTTPClient(), analyzer: ScriptedMetrics(), logger: logger)
-            running = RunningController(controller: controller, logger: logger)
-            #expect(try await eventually { try await first.rollout()[path: ["status", "phase"]] == "Healthy" })
-            _ = try await first.client.patch(
-                .rollouts, namespace: "shop", name: "product-service", .merge(["spec": ["canary": ["image": "registry.example/product-service:2.0.0"]]]))
-            #expect(try await eventually { try await first.rollout()[path: ["status", "canaryWeight"]]?.intValue == 25 })
             let seen = await first.server.store.resourceVersion
             await first.server.stop()
 
@@ -267,18 +272,24 @@ private func quietLogger() -> Logger {
             let store = world.sandbox.store
             let before = await store.requestCounts
             await store.setFaults(SandboxFaults(conflictRate: 1))
-            // Watched in memory only: the test itself sends nothing the counts would include.
-            let relisted = await eventually { controller.caches.rollouts.relistCount >= 2 }
+            // Watched in memory only: the test itself sends nothing the counts would include. Which write meets the
+            // conflicts first (the Rollout's status or metadata, or the VirtualService's weights) depends on where the
+            // rollout is when they begin; whichever it is, its resource is listed again.
+            let relisted = await eventually { controller.caches.all.contains { $0.relistCount >= 2 } }
             let after = await store.requestCounts
             await store.setFaults(SandboxFaults())
             #expect(relisted)
             func delta(_ key: String) -> Int { (after[key] ?? 0) - (before[key] ?? 0) }
-            let writes = delta("update rollouts/status")
-            let reads = delta("get rollouts")
-            // Three conflicts reach the relist: not thirty.
-            #expect((3...5).contains(writes), "\(writes) status writes: \(after)")
-            #expect(reads >= 2 && reads < writes, "\(reads) reads for \(writes) writes")
-            #expect(delta("list rollouts") == 1)
+            func total(_ verbs: [String]) -> Int {
+                Set(after.keys).union(before.keys).filter { key in verbs.contains { key.hasPrefix($0 + " ") } }.reduce(0) { $0 + delta($1) }
+            }
+            let writes = total(["update", "patch"])
+            let reads = total(["get"])
+            let lists = total(["list"])
+            // A few conflicts reach the relist: not a retry every 100 ms (thirty and more in the same time).
+            #expect((3...16).contains(writes), "\(writes) writes: before \(before), after \(after)")
+            #expect(reads >= 2 && reads <= writes + 1, "\(reads) reads for \(writes) writes: \(after)")
+            #expect((1...2).contains(lists), "\(lists) lists: \(after)")
             // Writes going through again, the rollout goes on.
             _ = try await world.waitFor("stage 2 at 25%") { $0[path: ["status", "canaryWeight"]]?.intValue == 25 }
         } catch {
