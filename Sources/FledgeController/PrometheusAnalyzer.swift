@@ -130,11 +130,6 @@ public final class PrometheusAnalyzer: MetricsProvider {
         }
     }
 
-    struct BatchKey: Hashable {
-        var address: String
-        var window: RolloutDuration
-    }
-
     /// `namespace/workload` → value, or the query's error.
     typealias Series = Result<[WorkloadKey: Double], PrometheusError>
 

@@ -367,7 +367,7 @@ extension Controller {
         if conflicts == Self.conflictWarningThreshold {
             await writer.recordEvent(
                 RolloutEvent(
-                    type: .warning, reason: "WriteConflict",
+                    type: .warning, reason: .writeConflict,
                     message: "\(conflicts) writes in a row refused with 409 Conflict (last: \(error)); the controller re-reads the objects and retries"),
                 about: object, identity: configuration.identity, now: now())
         }

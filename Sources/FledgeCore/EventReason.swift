@@ -1,6 +1,7 @@
 /// Every reason of an Event about a Rollout. `decide` can only record reasons listed here (its `event` takes one),
 /// so this list is complete by construction; the README's table of Events is checked against it (a test fails when
-/// a reason here is missing there). `actionFailed` is the controller's own, for a decision it could not carry out.
+/// a reason here is missing there). `actionFailed` and `writeConflict` are the controller's own: a decision it could not carry out, and writes that
+/// keep conflicting.
 public enum EventReason: String, CaseIterable, Sendable {
     // The rollout's course.
     case rolloutStarted = "RolloutStarted"
@@ -48,6 +49,7 @@ public enum EventReason: String, CaseIterable, Sendable {
     case selectorOverlap = "SelectorOverlap"
     // The controller.
     case actionFailed = "ActionFailed"
+    case writeConflict = "WriteConflict"
 
     /// The Event that ends a rollout in `phase` (`finish`'s phases: Succeeded, Failed, Aborted, Healthy).
     static func ended(in phase: Phase) -> EventReason {
