@@ -103,7 +103,8 @@ struct APIHandler: HTTPResponder {
             throw SandboxError.unauthorized
         }
         let token = header.dropFirst("Bearer ".count).trimmingSpaces
-        guard let user = tokens[token] else { throw SandboxError.unauthorized }
+        if let user = tokens[token] { return user }
+        guard let user = await store.issuedTokenUser(token) else { throw SandboxError.unauthorized }
         return user
     }
 
@@ -154,7 +155,11 @@ struct APIHandler: HTTPResponder {
         let type = target.type
         if let subresource = target.subresource {
             let served = (subresource == "status" && type.hasStatus) || (subresource == "scale" && type.hasScale)
+                || (subresource == TokenRequest.subresource && type.groupResource == .serviceAccounts)
             guard served else { throw SandboxError.pathNotFound(request.uri.path) }
+        }
+        if target.subresource == TokenRequest.subresource {
+            return try await tokenRequest(request, target: target, user: user)
         }
         let isWatch = query["watch"].map { $0 == "true" || $0 == "1" } ?? false
         let verb: String
@@ -221,6 +226,21 @@ struct APIHandler: HTTPResponder {
         case "deletecollection": return try await deleteAll(call)
         default: throw SandboxError.methodNotAllowed("unsupported verb \(verb)")
         }
+    }
+
+    /// `POST …/serviceaccounts/{name}/token` (`kubectl create token`), which RBAC allows as `create` on
+    /// `serviceaccounts/token`.
+    func tokenRequest(_ request: Request, target: Target, user: SandboxUser) async throws -> Response {
+        guard request.method == .post, let name = target.name, let namespace = target.namespace else {
+            throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
+        }
+        let access = AccessRequest(
+            verb: "create", group: "", resource: "serviceaccounts", subresource: TokenRequest.subresource,
+            namespace: namespace, name: name)
+        guard await store.authorize(user, access) else { throw SandboxStore.forbidden(user, access) }
+        await store.countRequest(verb: "create", resource: "serviceaccounts/token")
+        let spec = try TokenRequest.spec(body: try await readBody(request), contentType: request.headers[.contentType])
+        return APIHandler.json(try await store.issueToken(namespace: namespace, name: name, spec: spec), status: .created)
     }
 
     struct Call: Sendable {

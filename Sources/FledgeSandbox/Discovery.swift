@@ -32,6 +32,7 @@ enum Discovery {
                     "kind": .string(type.kind), "verbs": ["get", "patch", "update"],
                 ])
             }
+            if type.groupResource == .serviceAccounts { resources.append(TokenRequest.discoveryEntry) }
             if type.hasScale {
                 // kubectl scale reads the Scale kind's group and version from this entry.
                 resources.append([

@@ -19,6 +19,7 @@ public struct GroupResource: Hashable, Sendable, CustomStringConvertible {
     public static let services = GroupResource(group: "", resource: "services")
     public static let configMaps = GroupResource(group: "", resource: "configmaps")
     public static let secrets = GroupResource(group: "", resource: "secrets")
+    public static let serviceAccounts = GroupResource(group: "", resource: "serviceaccounts")
     public static let events = GroupResource(group: "", resource: "events")
     /// `events.k8s.io/v1` Events: the core Events, converted (see `storage`).
     public static let eventsV1 = GroupResource(group: "events.k8s.io", resource: "events")

@@ -113,6 +113,8 @@ public actor SandboxStore {
 
     /// Bearer token → user. Empty: every request is served as an anonymous cluster admin.
     public var tokens: [String: SandboxUser]
+    /// Tokens issued through TokenRequests (`kubectl create token`), with what keeps each valid.
+    var issuedTokens: [String: IssuedToken] = [:]
     /// Enforce RBAC from the Roles and bindings stored in the sandbox.
     public var rbacEnabled: Bool
 

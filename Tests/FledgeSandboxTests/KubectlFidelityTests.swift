@@ -428,6 +428,66 @@ import Testing
         }
     }
 
+    /// `kubectl create token` (a TokenRequest, sent as protobuf): the token acts as the service account with exactly
+    /// what deploy/rbac.yaml grants it, so the controller can be run locally as itself; the real server's checks on
+    /// the request (RBAC on `serviceaccounts/token`, the account exists, at least 10 minutes) and on the token (its
+    /// audience, the account still there) apply.
+    @Test func createTokenActsAsTheServiceAccountWithItsRBAC() async throws {
+        try await Self.withRBACSandbox { h, folder, kubectlPath, kubeconfigPath in
+            let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
+            try await h.server.store.apply(try ManifestLoader.load(paths: [
+                "deploy/crds", "deploy/namespace.yaml", "deploy/serviceaccount.yaml", "deploy/rbac.yaml", "rollouts/product-service",
+            ].map { Self.repositoryRoot.appendingPathComponent($0).path }))
+            func kubeconfig(_ token: String) throws -> String {
+                let path = folder.appendingPathComponent("kubeconfig-\(UUID().uuidString)").path
+                try h.server.kubeconfig(token: token).write(toFile: path, atomically: true, encoding: .utf8)
+                return path
+            }
+
+            // Discovery lists the subresource next to serviceaccounts.
+            var result = try await kubectl.run(["get", "--raw", "/api/v1"])
+            let entry = try JSONValue(parsing: Array(result.out.utf8))["resources"]?.arrayValue?.first { $0["name"] == "serviceaccounts/token" }
+            #expect(entry?["kind"] == "TokenRequest" && entry?["group"] == "authentication.k8s.io" && entry?["verbs"] == ["create"], "\(result.out)")
+
+            result = try await kubectl.run(["create", "token", "fledge", "-n", "fledge-system"])
+            #expect(result.status == 0, "\(result.err)")
+            let token = result.out.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(token.count >= 40 && !token.contains(" "), "\(result.out)")
+            let asFledge = try kubeconfig(token)
+            result = try await kubectl.run(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], kubeconfig: asFledge)
+            #expect(result.out == "system:serviceaccount:fledge-system:fledge", "\(result.out) \(result.err)")
+            // What the controller needs it may do; what it does not, it may not.
+            result = try await kubectl.run(["get", "vs", "product-service", "-n", "shop", "-o", "name"], kubeconfig: asFledge)
+            #expect(result.status == 0 && result.out == "virtualservice.networking.istio.io/product-service\n", "\(result.out) \(result.err)")
+            result = try await kubectl.run(["delete", "vs", "product-service", "-n", "shop"], kubeconfig: asFledge)
+            #expect(result.err.contains(#"User "system:serviceaccount:fledge-system:fledge" cannot delete resource "virtualservices""#), "\(result.err)")
+            #expect(await h.server.store.object(.virtualServices, namespace: "shop", name: "product-service") != nil)
+            // The service account itself may not mint tokens.
+            result = try await kubectl.run(["create", "token", "fledge", "-n", "fledge-system"], kubeconfig: asFledge)
+            #expect(result.status != 0)
+            #expect(result.err.contains(#"serviceaccounts "fledge" is forbidden: User "system:serviceaccount:fledge-system:fledge" cannot create resource "serviceaccounts/token" in API group "" in the namespace "fledge-system""#), "\(result.err)")
+
+            // The request's own checks, with the real server's messages.
+            result = try await kubectl.run(["create", "token", "nobody", "-n", "fledge-system"])
+            #expect(result.status != 0 && result.err.contains(#"serviceaccounts "nobody" not found"#), "\(result.err)")
+            result = try await kubectl.run(["create", "token", "fledge", "-n", "fledge-system", "--duration", "5m"])
+            #expect(result.status != 0 && result.err.contains("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"), "\(result.err)")
+            result = try await kubectl.run(["create", "token", "fledge", "-n", "fledge-system", "--duration", "2h", "-o", "jsonpath={.spec.expirationSeconds} {.spec.audiences}"])
+            #expect(result.out == #"7200 ["https://kubernetes.default.svc.cluster.local"]"#, "\(result.out) \(result.err)")
+            // A token for another audience is not accepted by this API server.
+            result = try await kubectl.run(["create", "token", "fledge", "-n", "fledge-system", "--audience", "vault"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["get", "vs", "-n", "shop"], kubeconfig: try kubeconfig(result.out.trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(result.status != 0 && result.err.contains("Unauthorized"), "\(result.err)")
+
+            // Deleting the service account ends its tokens, as on a real cluster.
+            result = try await kubectl.run(["delete", "serviceaccount", "fledge", "-n", "fledge-system"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["get", "vs", "-n", "shop"], kubeconfig: asFledge)
+            #expect(result.status != 0 && result.err.contains("Unauthorized"), "\(result.err)")
+        }
+    }
+
     /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|deployment …`) send built-in types as
     /// protobuf, and client-go falls back to JSON after a 415 only for CBOR, never for protobuf. The sandbox does not
     /// decode protobuf: it answers 415 naming the type and the way round it, and the same objects sent as JSON work.
