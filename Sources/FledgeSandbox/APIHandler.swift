@@ -73,12 +73,16 @@ struct APIHandler: HTTPResponder {
                 return APIHandler.json(await Discovery.resourceList(store: store, groupVersion: groupVersion))
             }
             if groupVersion == AccessReview.groupVersion {
-                guard segments.count == 4, segments[3] == AccessReview.resource else { throw SandboxError.pathNotFound(path) }
+                guard segments.count == 4, [AccessReview.resource, AccessReview.rulesResource].contains(segments[3]) else {
+                    throw SandboxError.pathNotFound(path)
+                }
                 guard request.method == .post else {
                     throw SandboxError.methodNotAllowed("the server does not allow this method on the requested resource")
                 }
-                let review = try await AccessReview.review(
-                    body: try await readBody(request), contentType: request.headers[.contentType], user: user, store: store)
+                let body = try await readBody(request)
+                let review = segments[3] == AccessReview.rulesResource
+                    ? try await AccessReview.rulesReview(body: body, contentType: request.headers[.contentType], user: user, store: store)
+                    : try await AccessReview.review(body: body, contentType: request.headers[.contentType], user: user, store: store)
                 return APIHandler.json(review, status: .created)
             }
             if groupVersion == AccessReview.whoAmIGroupVersion {

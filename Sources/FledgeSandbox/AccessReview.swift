@@ -13,17 +13,79 @@ enum AccessReview {
     static let whoAmIGroupVersion = "authentication.k8s.io/v1"
     static let whoAmIResource = "selfsubjectreviews"
 
-    /// The group versions served here rather than from stored types, with their one resource's discovery entry.
-    static let discoveryEntries: [String: JSONValue] = [
+    /// `kubectl auth can-i --list`: SelfSubjectRulesReview in authorization.k8s.io/v1.
+    static let rulesResource = "selfsubjectrulesreviews"
+
+    /// The group versions served here rather than from stored types, with their resources' discovery entries.
+    static let discoveryEntries: [String: [JSONValue]] = [
         groupVersion: [
-            "name": .string(resource), "singularName": "selfsubjectaccessreview", "namespaced": false,
-            "kind": "SelfSubjectAccessReview", "verbs": ["create"],
+            [
+                "name": .string(resource), "singularName": "selfsubjectaccessreview", "namespaced": false,
+                "kind": "SelfSubjectAccessReview", "verbs": ["create"],
+            ],
+            [
+                "name": .string(rulesResource), "singularName": "selfsubjectrulesreview", "namespaced": false,
+                "kind": "SelfSubjectRulesReview", "verbs": ["create"],
+            ],
         ],
         whoAmIGroupVersion: [
-            "name": .string(whoAmIResource), "singularName": "selfsubjectreview", "namespaced": false,
-            "kind": "SelfSubjectReview", "verbs": ["create"],
+            [
+                "name": .string(whoAmIResource), "singularName": "selfsubjectreview", "namespaced": false,
+                "kind": "SelfSubjectReview", "verbs": ["create"],
+            ],
         ],
     ]
+
+    /// What every authenticated user may do here without any binding: ask about itself (the real cluster's
+    /// `system:basic-user`) and read the non-resource paths the sandbox serves to all (discovery, OpenAPI, version,
+    /// health).
+    static let basicResourceRules: [JSONValue] = [
+        ["verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]],
+        ["verbs": ["create"], "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"]],
+    ]
+    static let basicNonResourceRules: [JSONValue] = [["verbs": ["get"], "nonResourceURLs": ["*"]]]
+
+    /// Answers `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews` for `user` (after impersonation): every
+    /// rule of the roles bound to it cluster-wide and in `spec.namespace`, as the real RBAC rule resolver lists them.
+    /// The body may be JSON, YAML, or protobuf, which kubectl's typed client sends.
+    static func rulesReview(body: [UInt8], contentType: String?, user: SandboxUser, store: SandboxStore) async throws -> JSONValue {
+        let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
+        let namespace: String
+        if mediaType == Protobuf.mediaType {
+            let (_, kind, raw) = try Protobuf.unwrap(body)
+            guard kind == "SelfSubjectRulesReview" else {
+                throw SandboxError.badRequest("the kind in the body (\(kind)) does not match the kind of the resource (SelfSubjectRulesReview)")
+            }
+            var found = ""
+            for (number, value) in try Protobuf.fields(raw) where number == 2 {
+                for (field, part) in try Protobuf.fields(Protobuf.message(value) ?? []) where field == 1 {
+                    found = Protobuf.string(part) ?? ""
+                }
+            }
+            namespace = found
+        } else {
+            let review = try APIHandler.decodeBody(body, contentType: contentType)
+            guard case .object = review else {
+                throw SandboxError.badRequest("the body of the request must be a JSON object, got \(review.typeNameWithArticle)")
+            }
+            if let kind = review["kind"]?.stringValue, kind != "SelfSubjectRulesReview" {
+                throw SandboxError.badRequest("the kind in the body (\(kind)) does not match the kind of the resource (SelfSubjectRulesReview)")
+            }
+            namespace = review[path: ["spec", "namespace"]]?.stringValue ?? ""
+        }
+        let rules = await store.rules(for: user, namespace: namespace.isEmpty ? nil : namespace)
+        var status: JSONObject = [:]
+        status["resourceRules"] = .array(basicResourceRules + rules.resource)
+        status["nonResourceRules"] = .array(basicNonResourceRules + rules.nonResource)
+        status["incomplete"] = false
+        var answer: JSONObject = [:]
+        answer["kind"] = "SelfSubjectRulesReview"
+        answer["apiVersion"] = .string(groupVersion)
+        answer["metadata"] = ["creationTimestamp": .null]
+        answer["spec"] = namespace.isEmpty ? .object([:]) : ["namespace": .string(namespace)]
+        answer["status"] = .object(status)
+        return .object(answer)
+    }
 
     /// Answers `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the request acts as (after
     /// impersonation). The body carries nothing the answer needs; it is read only to refuse another kind.

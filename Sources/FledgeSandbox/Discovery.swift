@@ -41,7 +41,7 @@ enum Discovery {
                 ])
             }
         }
-        if let entry = AccessReview.discoveryEntries[groupVersion] { resources.append(entry) }
+        resources.append(contentsOf: AccessReview.discoveryEntries[groupVersion] ?? [])
         return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(groupVersion), "resources": .array(resources)]
     }
 

@@ -62,6 +62,40 @@ extension SandboxStore {
         return (false, "")
     }
 
+    /// Every rule of the roles bound to `user` cluster-wide and, given a namespace, there, split as a
+    /// SelfSubjectRulesReview lists them (each rule's resource part and non-resource part). With RBAC off, or for
+    /// `system:masters`, everything.
+    func rules(for user: SandboxUser, namespace: String?) -> (resource: [JSONValue], nonResource: [JSONValue]) {
+        if !rbacEnabled || user.groups.contains("system:masters") {
+            return ([["verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]]], [["verbs": ["*"], "nonResourceURLs": ["*"]]])
+        }
+        var roles: [JSONValue] = []
+        for binding in objects(.clusterRoleBindings) where boundSubject(binding, user) != nil {
+            if let role = roleFor(binding, namespace: nil) { roles.append(role) }
+        }
+        if let namespace {
+            for binding in objects(.roleBindings, namespace: namespace) where boundSubject(binding, user) != nil {
+                if let role = roleFor(binding, namespace: namespace) { roles.append(role) }
+            }
+        }
+        var resource: [JSONValue] = []
+        var nonResource: [JSONValue] = []
+        for rule in roles.flatMap({ $0["rules"]?.arrayValue ?? [] }) {
+            let verbs = rule["verbs"] ?? []
+            if let resources = rule["resources"], !(resources.arrayValue ?? []).isEmpty {
+                var entry: JSONObject = ["verbs": verbs]
+                entry["apiGroups"] = rule["apiGroups"] ?? []
+                entry["resources"] = resources
+                if let names = rule["resourceNames"], !(names.arrayValue ?? []).isEmpty { entry["resourceNames"] = names }
+                resource.append(.object(entry))
+            }
+            if let urls = rule["nonResourceURLs"], !(urls.arrayValue ?? []).isEmpty {
+                nonResource.append(["verbs": verbs, "nonResourceURLs": urls])
+            }
+        }
+        return (resource, nonResource)
+    }
+
     private func quoted(_ text: String) -> String { JSONValue.string(text).serializedString() }
 
     private func describeRole(_ binding: JSONValue) -> String {

@@ -332,7 +332,7 @@ import Testing
             // Discovery lists the review, so kubectl finds it.
             var result = try await kubectl.run(["api-resources", "--api-group=authorization.k8s.io", "-o", "name"])
             #expect(result.status == 0, "\(result.err)")
-            #expect(result.out == "selfsubjectaccessreviews.authorization.k8s.io\n", "\(result.out)")
+            #expect(result.out == "selfsubjectaccessreviews.authorization.k8s.io\nselfsubjectrulesreviews.authorization.k8s.io\n", "\(result.out)")
 
             // The controller's service account, impersonated by the admin: yes exactly where deploy/rbac.yaml says.
             let cases: [([String], Bool)] = [
@@ -425,6 +425,40 @@ import Testing
             answer = try await h.client.send(HTTPRequest(method: .get, url: h.url + "/api/v1/namespaces/shop/configmaps", headers: headers))
             #expect(answer.status == 500)
             #expect(String(decoding: answer.body, as: UTF8.self).contains("without impersonating a user"))
+        }
+    }
+
+    /// `kubectl auth can-i --list` (a SelfSubjectRulesReview, sent as protobuf): the rules of the roles bound to the
+    /// user cluster-wide and in the namespace asked about, plus what every authenticated user may do; everything for
+    /// the admin.
+    @Test func canIListShowsTheRulesBoundToTheUser() async throws {
+        try await Self.withRBACSandbox { h, folder, kubectlPath, kubeconfigPath in
+            let kubectl = Kubectl(path: kubectlPath, folder: folder, kubeconfig: kubeconfigPath)
+            try await h.server.store.apply(try ManifestLoader.load(paths: [
+                "deploy/crds", "deploy/namespace.yaml", "deploy/serviceaccount.yaml", "deploy/rbac.yaml",
+            ].map { Self.repositoryRoot.appendingPathComponent($0).path }))
+            func rows(_ arguments: [String]) async throws -> [String] {
+                let result = try await kubectl.run(["auth", "can-i", "--list"] + arguments)
+                #expect(result.status == 0, "\(arguments): \(result.err)")
+                return result.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+            }
+            let fledge = "system:serviceaccount:fledge-system:fledge"
+            // In a watched namespace: the ClusterRole's rules, and no Lease.
+            var list = try await rows(["-n", "shop", "--as", fledge])
+            #expect(list.first == "Resources Non-Resource URLs Resource Names Verbs", "\(list)")
+            #expect(list.contains("virtualservices.networking.istio.io [] [] [get list watch patch]"), "\(list)")
+            #expect(list.contains("rollouts.fledge.dev/status [] [] [update]"), "\(list)")
+            #expect(list.contains("selfsubjectaccessreviews.authorization.k8s.io [] [] [create]"), "\(list)")
+            #expect(!list.contains { $0.hasPrefix("leases.") }, "\(list)")
+            #expect(!list.contains { $0.hasPrefix("*.*") }, "\(list)")
+            // In its own namespace, the Role's Lease rule too.
+            list = try await rows(["-n", "fledge-system", "--as", fledge])
+            #expect(list.contains { $0.hasPrefix("leases.coordination.k8s.io [] [") && $0.hasSuffix("[get create update]") }, "\(list)")
+            // Someone bound to nothing may only ask about itself; the admin may do anything.
+            list = try await rows(["--as", "jane"])
+            #expect(list.dropFirst().allSatisfy { $0.hasPrefix("self") || $0 == "[*] [] [get]" }, "\(list)")
+            list = try await rows([])
+            #expect(list.contains("*.* [] [] [*]"), "\(list)")
         }
     }
 
