@@ -192,9 +192,9 @@ struct APIHandler: HTTPResponder {
 
         // Faults apply to resource requests only, never to discovery.
         let faults = await store.faults
-        if faults.latency > .zero { try await store.clock.sleep(for: faults.latency) }
+        if faults.latency > .zero, faults.resources?.contains(type.resource) ?? true { try await store.clock.sleep(for: faults.latency) }
         let isWrite = ["create", "update", "patch", "delete", "deletecollection"].contains(verb)
-        switch await store.decideFault(isWrite: isWrite) {
+        switch await store.decideFault(isWrite: isWrite, resource: type.resource) {
         case .serverError: throw SandboxError.internalError("injected fault: internal error")
         case .conflict:
             throw SandboxError.conflict(type.groupResource, target.name ?? "")

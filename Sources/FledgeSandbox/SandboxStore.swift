@@ -29,16 +29,21 @@ public struct SandboxFaults: Sendable {
     /// Close every watch after it has delivered this many events.
     public var dropWatchesAfterEvents: Int? = nil
     public var seed: UInt64 = 1
+    /// The resources (plural names: `virtualservices`, `rollouts`) whose requests get the latency, errors and
+    /// conflicts above; `nil`: every resource. So a test can fail one kind of write and watch what the client
+    /// reports through the others (an Event).
+    public var resources: Set<String>? = nil
 
     public init(
         latency: Duration = .zero, conflictRate: Double = 0, serverErrorRate: Double = 0,
-        dropWatchesAfterEvents: Int? = nil, seed: UInt64 = 1
+        dropWatchesAfterEvents: Int? = nil, seed: UInt64 = 1, resources: Set<String>? = nil
     ) {
         self.latency = latency
         self.conflictRate = conflictRate
         self.serverErrorRate = serverErrorRate
         self.dropWatchesAfterEvents = dropWatchesAfterEvents
         self.seed = seed
+        self.resources = resources
     }
 }
 
@@ -1446,7 +1451,8 @@ public actor SandboxStore {
 
     enum FaultDecision { case none, conflict, serverError }
 
-    func decideFault(isWrite: Bool) -> FaultDecision {
+    func decideFault(isWrite: Bool, resource: String) -> FaultDecision {
+        if let resources = faults.resources, !resources.contains(resource) { return .none }
         if faults.serverErrorRate > 0, random.nextUnit() < faults.serverErrorRate { return .serverError }
         if isWrite, faults.conflictRate > 0, random.nextUnit() < faults.conflictRate { return .conflict }
         return .none

@@ -299,6 +299,40 @@ private func quietLogger() -> Logger {
         await world.stop()
     }
 
+    /// Writes of one kind refused again and again (here the VirtualService's, as when another tool keeps rewriting
+    /// it) are reported where an operator looks: a `WriteConflict` Warning Event on the Rollout, once, at the third
+    /// conflict in a row, naming the refused write. The Events themselves go through.
+    @Test func persistentConflictsAreReportedAsAWriteConflictEvent() async throws {
+        let world = try await World()
+        do {
+            try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 10, "hold": "1s"], ["weight": 25, "hold": "10m"]]]))
+            _ = world.startController(analyzer: ScriptedMetrics())
+            _ = try await world.waitForPhase("Healthy")
+            let store = world.sandbox.store
+            await store.setFaults(SandboxFaults(conflictRate: 1, resources: ["virtualservices"]))
+            try await world.trigger(image: "registry.example/product-service:2.0.0")
+            let reported = await eventually {
+                ((try? await world.client.list(.events, namespace: "shop").items) ?? []).contains { $0["reason"] == "WriteConflict" }
+            }
+            #expect(reported)
+            await store.setFaults(SandboxFaults())
+            let events = try await world.client.list(.events, namespace: "shop").items.filter { $0["reason"] == "WriteConflict" }
+            #expect(events.count == 1, "\(events)")
+            let event = try #require(events.first)
+            #expect(event["type"] == "Warning")
+            #expect(event[path: ["regarding", "kind"]] == "Rollout" && event[path: ["regarding", "name"]] == "product-service", "\(event)")
+            let note = event["note"]?.stringValue ?? ""
+            #expect(note.hasPrefix("3 writes in a row refused with 409 Conflict"), "\(note)")
+            #expect(note.contains("virtualservices"), "\(note)")
+            // Writes going through again, the rollout goes on.
+            _ = try await world.waitFor("stage 2 at 25%") { $0[path: ["status", "canaryWeight"]]?.intValue == 25 }
+        } catch {
+            await world.stop()
+            throw error
+        }
+        await world.stop()
+    }
+
     /// `/readyz` follows the API server: ready once the caches are synced, still ready through a short outage (a
     /// dropped watch must not flap it), not ready once the caches could not list or watch for the grace period,
     /// and ready again once they reconnect. The grace period runs on the controller's injected clock.
