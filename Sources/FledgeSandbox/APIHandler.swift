@@ -319,7 +319,7 @@ struct APIHandler: HTTPResponder {
     }
 
     func createOne(_ call: Call) async throws -> Response {
-        let body = try await readJSON(call.request)
+        let body = try await readCreatedObject(call.request)
         try checkStrict(call.type, body, query: call.query)
         let created = try await store.create(call.type, namespace: call.namespace, object: body, dryRun: call.dryRun)
         return APIHandler.json(output(created, call.type), status: .created)
@@ -492,6 +492,19 @@ struct APIHandler: HTTPResponder {
                 code: 413, reason: "RequestEntityTooLarge", message: "the request body is too large (limit \(maximumBodySize) bytes)", details: nil)
         }
         return Array(buffer.readableBytesView)
+    }
+
+    /// The object a create sends: JSON or YAML, or protobuf for the built-in kinds kubectl builds itself
+    /// (`kubectl create namespace|configmap|…`).
+    func readCreatedObject(_ request: Request) async throws -> JSONValue {
+        let contentType = request.headers[.contentType]
+        let mediaType = String((contentType ?? "").split(separator: ";").first ?? "").trimmingSpaces.lowercased()
+        let body = try await readBody(request)
+        guard mediaType == Protobuf.mediaType else { return try APIHandler.decodeBody(body, contentType: contentType) }
+        guard let object = try ProtobufObjects.object(body) else {
+            throw SandboxError.unsupportedMediaType(mediaType, accepted: ["application/json", "application/yaml"])
+        }
+        return object
     }
 
     func readJSON(_ request: Request) async throws -> JSONValue {

@@ -110,12 +110,12 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
     /// sandbox reads JSON and YAML only: protobuf, which kubectl 1.32 sends for built-in types it creates itself
     /// (`kubectl create namespace|configmap|deployment …`), gets the way round it too; client-go does not retry a
     /// protobuf request as JSON after a 415 (it does so for CBOR only).
-    static func unsupportedMediaType(_ given: String, accepted: [String]) -> SandboxError {
+    static func unsupportedMediaType(_ given: String, accepted: [String], detail: String? = nil) -> SandboxError {
         var message = "the body of the request was in an unknown format (\(given.isEmpty ? "no Content-Type" : given)) - accepted media types include: \(accepted.joined(separator: ", "))"
         if given == "application/vnd.kubernetes.protobuf" {
-            message += "; the Fledge sandbox does not decode protobuf, which kubectl sends for built-in objects it builds itself"
-                + " (kubectl create namespace|configmap|deployment …): send them as YAML instead, e.g."
-                + " kubectl create … --dry-run=client -o yaml | kubectl create -f -"
+            message += "; " + (detail ?? "the Fledge sandbox reads protobuf, which kubectl sends for built-in objects it builds itself, only when"
+                + " creating \(ProtobufObjects.readableKinds)")
+                + ": send it as YAML instead, e.g. kubectl create … --dry-run=client -o yaml | kubectl create -f -"
         }
         return .status(code: 415, reason: "UnsupportedMediaType", message: message, details: nil)
     }
