@@ -2,7 +2,7 @@ import FledgeJSON
 import Foundation
 
 /// The built-in objects kubectl 1.32 builds itself and sends in protobuf (`kubectl create namespace|configmap|secret|
-/// serviceaccount|role|clusterrole|rolebinding|clusterrolebinding|deployment`), read into the JSON object they stand
+/// serviceaccount|service|role|clusterrole|rolebinding|clusterrolebinding|deployment`, `kubectl run`), read into the JSON object they stand
 /// for, so those commands work against the sandbox as against a cluster.
 ///
 /// Each kind is described by its fields from the Kubernetes API's generated.proto (number → JSON name and type).
@@ -111,6 +111,23 @@ enum ProtobufObjects {
         1: field("metadata", .message(objectMeta)), 2: field("spec", .message(podSpec)),
     ])
 
+    static let pod = Schema("Pod", [
+        1: field("metadata", .message(objectMeta)), 2: field("spec", .message(podSpec)), 3: field("status", .serverOwned),
+    ])
+    static let servicePort = Schema("ServicePort", [
+        1: field("name", .string), 2: field("protocol", .string), 3: field("port", .integer(keepZero: false)),
+        4: field("targetPort", .intOrString), 5: field("nodePort", .integer(keepZero: false)), 6: field("appProtocol", .string),
+    ])
+    static let service = Schema("Service", [
+        1: field("metadata", .message(objectMeta)),
+        2: field("spec", .message(Schema("ServiceSpec", [
+            1: list("ports", .message(servicePort)), 2: field("selector", .map(value: .string)), 3: field("clusterIP", .string),
+            4: field("type", .string), 5: list("externalIPs", .string), 7: field("sessionAffinity", .string),
+            10: field("externalName", .string), 11: field("externalTrafficPolicy", .string),
+        ]))),
+        3: field("status", .serverOwned),
+    ])
+
     // k8s.io/api/apps/v1
     static let deployment = Schema("Deployment", [
         1: field("metadata", .message(objectMeta)),
@@ -153,6 +170,7 @@ enum ProtobufObjects {
     /// The kinds read, by `apiVersion/kind`.
     static let schemas: [String: Schema] = [
         "v1/Namespace": namespace, "v1/ConfigMap": configMap, "v1/Secret": secret, "v1/ServiceAccount": serviceAccount,
+        "v1/Pod": pod, "v1/Service": service,
         "apps/v1/Deployment": deployment,
         "rbac.authorization.k8s.io/v1/Role": role, "rbac.authorization.k8s.io/v1/ClusterRole": clusterRole,
         "rbac.authorization.k8s.io/v1/RoleBinding": roleBinding,

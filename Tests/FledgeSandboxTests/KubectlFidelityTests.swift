@@ -522,7 +522,7 @@ import Testing
         }
     }
 
-    /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|secret|serviceaccount|role|…|deployment`)
+    /// kubectl 1.32's typed clients (`kubectl create namespace|configmap|secret|service|role|…|deployment`, `kubectl run`)
     /// send the built-in objects they build as protobuf, and client-go falls back to JSON after a 415 only for CBOR.
     /// The sandbox reads those kinds' protobuf: each command creates exactly the object kubectl meant, which is
     /// what `--dry-run=client -o json` prints. Other protobuf bodies get a 415 that names the way round.
@@ -541,6 +541,10 @@ import Testing
                 (["create", "clusterrolebinding", "health", "--clusterrole=health", "--group=system:authenticated"], .clusterRoleBindings, nil, "health"),
                 (["create", "deployment", "web", "-n", "team-a", "--image=nginx:1.27", "--port=8080", "--replicas=2", "--", "/bin/server", "--flag"], .deployments, "team-a", "web"),
                 (["create", "deployment", "idle", "-n", "team-a", "--image=busybox", "--replicas=0"], .deployments, "team-a", "idle"),
+                (["create", "service", "clusterip", "api", "-n", "team-a", "--tcp=80:8080", "--tcp=9090"], .services, "team-a", "api"),
+                (["create", "service", "nodeport", "edge", "-n", "team-a", "--tcp=443:8443", "--node-port=30443"], .services, "team-a", "edge"),
+                (["create", "service", "externalname", "db", "-n", "team-a", "--external-name=db.example.com"], .services, "team-a", "db"),
+                (["run", "debug", "-n", "team-a", "--image=busybox:1.36", "--labels=purpose=debug", "--env=MODE=x", "--port=7000", "--restart=Never", "--", "sleep", "3600"], .pods, "team-a", "debug"),
             ]
             for entry in commands {
                 // The flags go before a `--`, after which kubectl passes everything to the container.
@@ -559,28 +563,30 @@ import Testing
             #expect(rules?.arrayValue?.first?["apiGroups"] == [""], "\(String(describing: rules))")
             #expect(await h.server.store.object(.deployments, namespace: "team-a", name: "idle")?[path: ["spec", "replicas"]] == 0)
 
-            // A kind whose protobuf the sandbox does not read: 415 naming the type and the way round it.
-            var result = try await kubectl.run(["create", "service", "clusterip", "api", "--tcp=80:8080"])
-            #expect(result.status != 0)
-            #expect(result.err.contains("the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"), "\(result.err)")
-            #expect(result.err.contains("only when creating ClusterRole, ClusterRoleBinding, ConfigMap, Deployment, Namespace, Role, RoleBinding, Secret, ServiceAccount"), "\(result.err)")
-            #expect(result.err.contains("--dry-run=client -o yaml | kubectl create -f -"), "\(result.err)")
-            let generated = try await kubectl.run(["create", "service", "clusterip", "api", "--tcp=80:8080", "--dry-run=client", "-o", "yaml"])
-            result = try await kubectl.run(["create", "-f", try kubectl.write("service.yaml", generated.out)])
-            #expect(result.status == 0, "\(result.err)")
-
-            // A field the sandbox does not read, set: refused naming it, not dropped. (A ConfigMap whose field 9 is
-            // set, in kubectl's envelope.)
+            // Bodies in kubectl's protobuf envelope, built here: a kind whose protobuf the sandbox does not read (a
+            // Lease), and a ConfigMap with a field it does not read (9) set. Each is refused naming what is not read
+            // and the way round, and nothing is created.
             func message(_ number: UInt8, _ bytes: [UInt8]) -> [UInt8] { [number << 3 | 2, UInt8(bytes.count)] + bytes }
-            let typeMeta = message(1, Array("v1".utf8)) + message(2, Array("ConfigMap".utf8))
-            let configMap = message(1, message(1, Array("odd".utf8))) + [9 << 3, 1]
-            let body = Array("k8s".utf8) + [0] + message(1, typeMeta) + message(2, configMap)
-            let answer = try await h.client.send(HTTPRequest(
-                method: .post, url: h.url + "/api/v1/namespaces/default/configmaps",
-                headers: ["Accept": "application/json", "Content-Type": "application/vnd.kubernetes.protobuf", "Authorization": "Bearer admin-token"],
-                body: body))
-            #expect(answer.status == 415)
-            #expect(String(decoding: answer.body, as: UTF8.self).contains("ConfigMap has field 9 of ConfigMap set, which the Fledge sandbox does not read from protobuf"), "\(String(decoding: answer.body, as: UTF8.self))")
+            func envelope(_ apiVersion: String, _ kind: String, _ object: [UInt8]) -> [UInt8] {
+                Array("k8s".utf8) + [0] + message(1, message(1, Array(apiVersion.utf8)) + message(2, Array(kind.utf8))) + message(2, object)
+            }
+            func post(_ path: String, _ body: [UInt8]) async throws -> (Int, String) {
+                let answer = try await h.client.send(HTTPRequest(
+                    method: .post, url: h.url + path,
+                    headers: ["Accept": "application/json", "Content-Type": "application/vnd.kubernetes.protobuf", "Authorization": "Bearer admin-token"],
+                    body: body))
+                return (answer.status, String(decoding: answer.body, as: UTF8.self))
+            }
+            var (status, text) = try await post(
+                "/apis/coordination.k8s.io/v1/namespaces/default/leases", envelope("coordination.k8s.io/v1", "Lease", message(1, message(1, Array("l".utf8)))))
+            #expect(status == 415)
+            #expect(text.contains("the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"), "\(text)")
+            #expect(text.contains("only when creating ClusterRole, ClusterRoleBinding, ConfigMap, Deployment, Namespace, Pod, Role, RoleBinding, Secret, Service, ServiceAccount"), "\(text)")
+            #expect(text.contains("--dry-run=client -o yaml | kubectl create -f -"), "\(text)")
+            (status, text) = try await post(
+                "/api/v1/namespaces/default/configmaps", envelope("v1", "ConfigMap", message(1, message(1, Array("odd".utf8))) + [9 << 3, 1]))
+            #expect(status == 415)
+            #expect(text.contains("ConfigMap has field 9 of ConfigMap set, which the Fledge sandbox does not read from protobuf"), "\(text)")
             #expect(await h.server.store.object(.configMaps, namespace: "default", name: "odd") == nil)
 
             // Any other unsupported body: 415 naming its type and what is accepted.
