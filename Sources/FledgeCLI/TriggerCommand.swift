@@ -15,6 +15,10 @@ struct TriggerCommand: AsyncParsableCommand {
             the revision the controller will roll out: the same hash the controller computes from the stable \
             Deployment's pod template with the change applied.
 
+            A --template-patch is checked with a server-side dry run of the stable Deployment carrying the new pod \
+            template, so a template the API server would refuse is refused now, with its message, and nothing is \
+            written (not checked where RBAC does not allow patching Deployments).
+
             Refuses while another revision is in flight (phase neither Healthy, Succeeded, Failed nor Aborted), \
             naming it, unless --force: the controller then moves traffic back to stable and starts the new revision \
             (or, when spec.canary is back to what stable runs, only cancels the one in flight).
@@ -97,6 +101,25 @@ struct TriggerCommand: AsyncParsableCommand {
         return .object(canary)
     }
 
+    /// A template patch can make a pod template the API server refuses (a container without an image, a bad
+    /// port), which would surface only once the controller tries to create the canary. Asked first with a
+    /// server-side dry run of the stable Deployment carrying the canary's template (what promotion writes into it),
+    /// the server's own validation and admission answer now, and nothing is written. Who may not patch Deployments,
+    /// or a server that cannot be asked, is not checked here: the controller reports it as before.
+    func checkTemplate(_ cluster: Cluster, plan: RolloutPlan, observed: Observed, patchFile: String) async throws {
+        let (stable, effective) = try CoreBridge.templates(plan: plan, observed: observed)
+        let patch = JSONValue.object(["spec": .object(["template": stable.mergePatch(to: effective)])])
+        do {
+            _ = try await cluster.client.patch(
+                .deployments, namespace: cluster.namespace, name: plan.target, .merge(patch), fieldManager: "fledge-cli", dryRun: true)
+        } catch let error where error.isInvalid {
+            throw CLIError(
+                "--template-patch: \(patchFile) makes a pod template the API server refuses: \(error.message) (checked with a server-side dry run of Deployment \(plan.target); nothing was changed)")
+        } catch {
+            return
+        }
+    }
+
     func run() async throws {
         let cluster = try kubernetes.connect()
         // The check and the write are one step: the patch carries the resourceVersion that was checked.
@@ -112,6 +135,9 @@ struct TriggerCommand: AsyncParsableCommand {
             var revision: (revision: String, stableRevision: String)?
             if let observed = await cluster.observed(for: fetched.rollout) {
                 revision = try CoreBridge.revision(plan: planned, observed: observed)
+                if let templatePatch {
+                    try await checkTemplate(cluster, plan: planned, observed: observed, patchFile: templatePatch)
+                }
             }
             let status = fetched.status
             func hint(_ subcommand: String) -> String { kubernetes.suggestion(subcommand, rollout, namespace: cluster.namespace) }

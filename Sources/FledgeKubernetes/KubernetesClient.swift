@@ -276,15 +276,18 @@ public final class KubernetesClient: Sendable {
     }
 
     /// PATCH an object (merge patch, JSON Patch or strategic merge patch).
+    /// `dryRun`: the server validates and admits the patched object and answers it, but stores nothing
+    /// (`?dryRun=All`).
     public func patch(
         _ resource: GroupVersionResource, namespace: String? = nil, name: String, _ patch: Patch,
-        subresource: String? = nil, fieldManager: String? = nil
+        subresource: String? = nil, fieldManager: String? = nil, dryRun: Bool = false
     ) async throws(KubernetesError) -> JSONValue {
         let ns = self.namespace(for: resource, namespace)
         let context = RequestContext(
             verb: subresource == nil ? "patch" : "patch \(subresource!)", resource: resource.description, namespace: ns, name: name)
         var query: [(String, String)] = []
         if let fieldManager { query.append(("fieldManager", fieldManager)) }
+        if dryRun { query.append(("dryRun", "All")) }
         return try await performJSON(
             context, method: .patch, url: url(resource.path(namespace: ns, name: name, subresource: subresource), query),
             body: patch.body, contentType: patch.contentType)

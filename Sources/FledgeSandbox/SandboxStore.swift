@@ -462,6 +462,16 @@ public actor SandboxStore {
                 if (container["image"]?.stringValue ?? "").isEmpty {
                     causes.append(("spec.template.spec.containers[\(index)].image", "Required value"))
                 }
+                for (portIndex, port) in (container["ports"]?.arrayValue ?? []).enumerated() {
+                    let field = "spec.template.spec.containers[\(index)].ports[\(portIndex)].containerPort"
+                    guard let number = port["containerPort"]?.intValue else {
+                        causes.append((field, "Required value"))
+                        continue
+                    }
+                    if !(1...65535).contains(number) {
+                        causes.append((field, "Invalid value: \(number): must be between 1 and 65535, inclusive"))
+                    }
+                }
             }
         case .configMaps:
             for (key, value) in object["data"]?.objectValue ?? [:] where value.stringValue == nil {
@@ -485,7 +495,10 @@ public actor SandboxStore {
             SchemaValidator.validate(object, schema: schema, path: "", causes: &causes, root: true)
         }
         if !causes.isEmpty {
-            throw SandboxError.invalid(kind: type.kind, name: name, causes: causes)
+            // The real server names the kind with its group: `Deployment.apps "web" is invalid: …`.
+            throw SandboxError.invalid(
+                kind: type.group.isEmpty ? type.kind : "\(type.kind).\(type.group)", name: name, causes: causes,
+                group: type.group, detailsKind: type.kind)
         }
     }
 

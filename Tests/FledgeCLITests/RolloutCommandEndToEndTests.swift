@@ -154,6 +154,21 @@ struct RolloutCommandEndToEndTests {
             let wrong = try await sandbox.run(["trigger", "product-service", "--image", "sidecar=reg/proxy:1", "--force"])
             #expect(wrong.status == 1)
             #expect(wrong.err == "Error: spec.canary: container 'sidecar' is not in the pod template (it has 'product-service')\n", "\(wrong)")
+
+            // A patch that leaves a pod template the API server refuses (the container list replaced by one without an
+            // image, a port out of range): the server's own validation answers, by a dry run, and nothing is written.
+            let stableBefore = await sandbox.server.store.object(.deployments, namespace: "shop", name: "product-service")
+            let specBefore = try await sandbox.rollout().spec.canary
+            let bad = sandbox.folder.appendingPathComponent("bad-patch.yaml").path
+            try "spec:\n  containers:\n  - name: product-service\n    ports:\n    - containerPort: 99999\n".write(toFile: bad, atomically: true, encoding: .utf8)
+            let refused = try await sandbox.run(["trigger", "product-service", "--template-patch", bad, "--force"])
+            #expect(refused.status == 1, "\(refused)")
+            #expect(refused.err.contains("--template-patch: \(bad) makes a pod template the API server refuses: Deployment.apps \"product-service\" is invalid: "), "\(refused)")
+            #expect(refused.err.contains("spec.template.spec.containers[0].image: Required value"), "\(refused)")
+            #expect(refused.err.contains("spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 99999: must be between 1 and 65535, inclusive"), "\(refused)")
+            #expect(refused.err.contains("(checked with a server-side dry run of Deployment product-service; nothing was changed)"), "\(refused)")
+            #expect(try await sandbox.rollout().spec.canary == specBefore)
+            #expect(await sandbox.server.store.object(.deployments, namespace: "shop", name: "product-service") == stableBefore)
         }
     }
 

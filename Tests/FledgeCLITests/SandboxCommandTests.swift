@@ -22,7 +22,7 @@ import Testing
             err: folder.appendingPathComponent("err"))
         let result = try await running.finish(orStopAfter: .seconds(60))
         #expect(result.status != 0, "\(result)")
-        #expect(result.err.contains(#"\#(bad) (document 2): Rollout "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s""#), "\(result)")
+        #expect(result.err.contains(#"\#(bad) (document 2): Rollout.fledge.dev "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s""#), "\(result)")
         #expect(!result.out.contains("Kubernetes API on"), "\(result)")
     }
 

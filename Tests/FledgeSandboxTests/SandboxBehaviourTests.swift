@@ -262,7 +262,7 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
             ] {
                 let refused = try await h.request(.post, path, body: gadget("g", spec))
                 #expect(refused.status == 422)
-                #expect(refused.json["message"] == .string(#"Gadget "g" is invalid: "# + message), "\(refused.json)")
+                #expect(refused.json["message"] == .string(#"Gadget.test.fledge.dev "g" is invalid: "# + message), "\(refused.json)")
             }
             let inside = try await h.request(.post, path, body: gadget("inside", ["ratio": 0.5, "share": 0.999, "count": 0, "code": "ab-12"]))
             #expect(inside.status == 201, "\(inside.json)")
@@ -510,7 +510,7 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
                 try await h.server.store.load(manifests)
                 Issue.record("expected the invalid Rollout to be refused")
             } catch {
-                #expect("\(error)" == #"\#(bad) (document 2): Rollout "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s": spec.stages[0].hold in body should match '^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$'"#)
+                #expect("\(error)" == #"\#(bad) (document 2): Rollout.fledge.dev "bad" is invalid: spec.stages[0].hold: Invalid value: "-5s": spec.stages[0].hold in body should match '^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$'"#)
             }
         }
         let unknown = try write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g}\n")

@@ -9,19 +9,24 @@ enum CoreBridge {
     /// The revision `decide` rolls out for `plan` over the stable Deployment (see `Engine.prepare`): the effective
     /// template keeps the stable selector's and the stable subset's label keys, and its hash is the revision.
     static func revision(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (revision: String, stableRevision: String) {
+        let (stable, effective) = try templates(plan: plan, observed: observed)
+        let stableRevision = FledgeCore.revision(of: stable)
+        return (effective == stable ? stableRevision : FledgeCore.revision(of: effective), stableRevision)
+    }
+
+    /// The stable Deployment's pod template and the canary's effective one (what promotion writes into it).
+    static func templates(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (stable: JSONValue, effective: JSONValue) {
         guard let stable = observed.stable else {
             throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found")
         }
         let stableLabels = observed.destinationRule.flatMap { dr in subsets(of: dr).first { $0.name == plan.traffic.stableSubset }?.labels } ?? [:]
-        let effective: JSONValue
         do {
-            effective = try effectiveTemplate(
+            let effective = try effectiveTemplate(
                 stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union(stableLabels.keys))
+            return (stable.template, effective)
         } catch {
             throw CLIError(error.message)
         }
-        let stableRevision = FledgeCore.revision(of: stable.template)
-        return (effective == stable.template ? stableRevision : FledgeCore.revision(of: effective), stableRevision)
     }
 
     /// What the controller would answer to `kind` (with `token`) if it reconciled now: nil when `decide` would not
