@@ -32,6 +32,9 @@ public final class Controller: Service, Sendable {
     let pendingWebhooks = Mutex<[(key: String, identity: Int, call: WebhookCall)]>([])
     let webhookSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     let counters = Mutex(Counters())
+    /// When this replica began deciding: its caches complete and, with leader election, the lease held (see
+    /// `Analysis.decidingSince`).
+    let decidingSince: DecidingSince
 
     /// What the controller did, for benchmarks and tests.
     public struct Counters: Sendable, Equatable {
@@ -74,10 +77,13 @@ public final class Controller: Service, Sendable {
         webhookSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let queue = self.queue
         let caches = self.caches
+        let decidingSince = DecidingSince()
+        self.decidingSince = decidingSince
         if let election = configuration.leaderElection {
             leader = LeaderElector(
                 client: client, configuration: election, identity: configuration.identity, logger: logger,
                 onStartedLeading: {
+                    decidingSince.raise(to: now())
                     // A new leader looks at everything: the old one may have stopped mid-way.
                     for key in caches.rollouts.keys { queue.add(key) }
                 },
@@ -174,6 +180,7 @@ public final class Controller: Service, Sendable {
     func runWorker() async {
         // Only after the caches are complete: deciding on a partial view could e.g. recreate a canary.
         for informer in caches.all { guard await informer.waitUntilSynced() else { return } }
+        decidingSince.raise(to: now())
         ProcessMemory.releaseFreed()
         while let key = await queue.next() {
             await reconcile(key)
@@ -254,4 +261,19 @@ public final class Controller: Service, Sendable {
             }
         }
     }
+}
+
+/// The time a replica began deciding, raised when its caches are complete and whenever it takes the lease.
+final class DecidingSince: Sendable {
+    private let date = Mutex<Date?>(nil)
+
+    /// Sets it to `date` unless it is already later (the first worker to see the caches complete, a lease taken
+    /// after that).
+    func raise(to date: Date) {
+        self.date.withLock { current in
+            if current.map({ $0 < date }) ?? true { current = date }
+        }
+    }
+
+    var value: Date? { date.withLock { $0 } }
 }

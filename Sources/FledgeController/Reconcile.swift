@@ -158,7 +158,7 @@ extension Controller {
         if replaced { metrics.forget(namespace: namespace, rollout: rollout.metadata.name) }
         let date = now()
         let decision = decide(
-            rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes),
+            rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes, decidingSince: decidingSince.value.map(Timestamp.init)),
             now: Timestamp(date))
         counters.withLock { $0.decisions += 1 }
         // Measurements and webhook answers belong to one revision; idle rollouts keep none. Settled before this

@@ -961,6 +961,8 @@ struct Engine {
         }
         if [.initializing, .progressing].contains(status.phase), let last = status.lastProgressAt {
             times.append(last + plan.progressDeadline + .seconds(1))
+            // The deadline passed while no controller looked: it is checked again once the grace is over.
+            if let since = analysis.decidingSince { times.append(since + deadlineGrace + .seconds(1)) }
         }
         // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook) is asked again then.
         if let webhookRetryAt { times.append(webhookRetryAt) }
@@ -970,10 +972,20 @@ struct Engine {
 
     mutating func deadlinePassed() -> Bool {
         guard let last = status.lastProgressAt, now.milliseconds(since: last) > plan.progressDeadline.milliseconds else { return false }
+        // A controller that was down longer than the deadline must not blame the canary for the time nobody looked:
+        // it first looks (a canary that became ready meanwhile) and measures (an analysis is due at once).
+        if let since = analysis.decidingSince, now < since + deadlineGrace { return false }
         beginRollback(
             to: .failed, reason: "ProgressDeadlineExceeded",
             message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")
         return true
+    }
+
+    /// How long a controller that just began deciding waits before a progress deadline that passed while no
+    /// controller was looking ends the rollout: two analysis intervals (one measurement due at once, and its answer),
+    /// and at least 30 s (a Prometheus timeout).
+    var deadlineGrace: RolloutDuration {
+        max(RolloutDuration(milliseconds: plan.analysis.interval.milliseconds * 2), .seconds(30))
     }
 
     // MARK: - Webhooks

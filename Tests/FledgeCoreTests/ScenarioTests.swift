@@ -110,6 +110,39 @@ struct ScenarioTests {
         #expect(!sim.weightHistory.contains(25))
     }
 
+    /// Rule 7: a controller that comes back after more than the progress deadline (it was killed, its node lost)
+    /// measures a healthy canary before it judges the rollout stuck; a stuck one still ends, after the grace.
+    @Test func aProgressDeadlinePassedWhileNoControllerLookedIsCheckedAfterALook() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m"))
+        sim.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        #expect(sim.phase == .progressing)
+        // The controller was down 15 minutes; the new one began deciding just now.
+        sim.now = Timestamp(seconds: sim.now.seconds + 15 * 60)
+        sim.decidingSince = sim.now
+        sim.latest = nil
+        let first = sim.reconcile()
+        #expect(sim.phase == .progressing, "\(sim.status.message ?? "")")
+        #expect(first.actions.contains { if case .runAnalysis = $0 { true } else { false } })
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        #expect(!sim.phases.contains(.rollingBack))
+
+        // Stuck: no data after the restart. Nothing ends before the grace (2 intervals, at least 30 s) is over.
+        var stuck = Sim(spec: seedSpec(progressDeadline: "2m"))
+        stuck.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        stuck.behaviour = .noData
+        stuck.now = Timestamp(seconds: stuck.now.seconds + 15 * 60)
+        stuck.decidingSince = stuck.now
+        stuck.latest = nil
+        let restarted = stuck.now
+        let wakeUp = stuck.reconcile().actions.compactMap { if case .requeue(let after) = $0 { after } else { nil } }
+        #expect(wakeUp.contains(.seconds(31)), "\(wakeUp)")
+        stuck.run { $0.phase != .progressing }
+        #expect(stuck.phase == .rollingBack)
+        #expect(stuck.status.condition(ConditionType.progressing)?.reason == "ProgressDeadlineExceeded")
+        #expect(stuck.now.seconds - restarted.seconds >= 30)
+    }
+
     @Test func noDataCountsAsFailureWhenConfigured() {
         var sim = Sim(spec: seedSpec(noData: "fail"))
         sim.behaviour = .noData

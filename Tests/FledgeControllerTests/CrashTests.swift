@@ -1,0 +1,120 @@
+// An operator's bad day: the controller killed at any moment, down for a while, restarted. Rule 7 (the same end
+// state) and the rules it must not break on the way (weights sum to 100, no weight to a canary without ready pods,
+// nothing on the canary once Failed or Aborted).
+import FledgeController
+import FledgeCore
+import FledgeJSON
+import FledgeKubernetes
+import Foundation
+import Synchronization
+import Testing
+
+@Suite(.serialized) struct CrashTests {
+    /// The rules that must hold whenever the cluster is looked at, whatever the controller was doing.
+    static func checkInvariants(_ world: World, _ context: String) async throws {
+        let vs = try await world.virtualService()
+        let (stable, canary) = weights(vs)
+        #expect((stable ?? 0) + (canary ?? 0) == 100, "\(context): weights \(String(describing: stable))/\(String(describing: canary))")
+        let rollout = try await world.rollout()
+        let phase = rollout[path: ["status", "phase"]]?.stringValue
+        if (canary ?? 0) > 0, phase != nil, phase != "Healthy" {
+            let ready = try? await world.deployment("product-service-canary")[path: ["status", "readyReplicas"]]?.intValue
+            #expect((ready ?? 0) > 0, "\(context): \(canary ?? 0)% to a canary with no ready pods (phase \(phase ?? "-"))")
+        }
+    }
+
+    /// The seed's VirtualService sends 10 % to a canary subset with no pods yet; start where Fledge leaves it.
+    static func startFromStable(_ world: World) async throws {
+        _ = try await world.client.update(.virtualServices, namespace: "shop", settingWeights(try await world.virtualService(), 100, 0))
+    }
+
+    /// Kills the controller after `budget` writes each life until `done`, checking the invariants between lives.
+    static func killRepeatedly(
+        _ world: World, metrics: ScriptedMetrics, budget: @escaping @Sendable (Int) -> Int = { _ in 1 }, maxLives: Int = 200,
+        until done: () async throws -> Bool
+    ) async throws -> Int {
+        var lives = 0
+        while try await !done() {
+            lives += 1
+            let status = try await world.rollout()["status"]?.serializedString() ?? ""
+            try #require(lives < maxLives, "no progress after \(lives) restarts; status: \(status)")
+            let left = Mutex(budget(lives))
+            let running = world.startController(analyzer: metrics, writeGate: {
+                left.withLock { b in
+                    defer { b -= 1 }
+                    return b > 0
+                }
+            })
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while left.withLock({ $0 }) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(50))
+            await running.kill()
+            try await checkInvariants(world, "life \(lives)")
+        }
+        return lives
+    }
+
+    @Test func killedAfterEveryWriteStillRollsBackAFailingCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
+        try await Self.startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let metrics = ScriptedMetrics()
+        metrics.set(.failing)
+        let lives = try await Self.killRepeatedly(world, metrics: metrics) { try await world.phase() == "Failed" }
+        #expect(lives > 3)
+        let failed = try await world.rollout()
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:1.0.0")
+        // Finish with a controller that is not killed: nothing more to do, canary down.
+        _ = world.startController(analyzer: metrics)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue != 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
+        let history = failed[path: ["status", "history"]]?.arrayValue ?? []
+        #expect(history.count == 1, "\(history)")
+    }
+
+    @Test func killedAfterEveryWriteStillAborts() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]]]))
+        try await Self.startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let metrics = ScriptedMetrics()
+        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        try await world.request(.abort)
+        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.phase() == "Aborted" }
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
+        #expect(history.count == 1, "\(history)")
+    }
+
+    /// A controller down for longer than the progress deadline (a node lost, the pod rescheduled late) comes back to
+    /// a healthy canary: it measures before it judges the rollout stuck.
+    @Test func aControllerDownLongerThanTheProgressDeadlineDoesNotFailAHealthyCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s",
+            ]))
+        let first = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let serving = try await world.waitFor("stage 2 analysed") {
+            $0[path: ["status", "stage"]]?.intValue == 1 && ($0[path: ["status", "passedChecks"]]?.intValue ?? 0) >= 1
+        }
+        await first.kill()
+        // Back 15 minutes later (the controller's clock says so).
+        let downtime: TimeInterval = 15 * 60
+        _ = world.startController(analyzer: ScriptedMetrics(), now: { Date().addingTimeInterval(downtime) })
+        let lastBefore = serving[path: ["status", "lastAnalysisAt"]]?.stringValue ?? ""
+        let after = try await world.waitFor("a measurement after the restart, or a rollback") {
+            $0[path: ["status", "phase"]]?.stringValue != "Progressing" || ($0[path: ["status", "lastAnalysisAt"]]?.stringValue ?? "") > lastBefore
+        }
+        #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
+    }
+}
