@@ -161,9 +161,11 @@ extension Controller {
             rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes, decidingSince: decidingSince.value.map(Timestamp.init)),
             now: Timestamp(date))
         counters.withLock { $0.decisions += 1 }
-        // Measurements and webhook answers belong to one revision; idle rollouts keep none. Settled before this
-        // decision's requests go out, so an answer that comes back while this reconcile is still writing is kept.
-        let revision = decision.status.phase.isIdle ? nil : decision.status.revision
+        // Measurements and webhook answers belong to one revision; idle rollouts keep none, but for the answers of
+        // post-rollout notifications still owed. Settled before this decision's requests go out, so an answer that
+        // comes back while this reconcile is still writing is kept.
+        let owesNotifications = !(decision.status.pendingNotifications ?? []).isEmpty
+        let revision = decision.status.phase.isIdle && !owesNotifications ? nil : decision.status.revision
         work.withLock { w in
             guard var entry = w[key], entry.identity == identity else { return }
             let stale = revision == nil ? entry.revision != nil || entry.latest != nil || !entry.webhookOutcomes.isEmpty : entry.revision != revision

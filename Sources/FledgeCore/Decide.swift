@@ -142,6 +142,7 @@ struct Engine {
             let proceed = step()
             if !proceed || (status.phase, status.stage) == before { break }
         }
+        deliverNotifications()
         keepFinalizerWhileTrafficMayReachTheCanary()
         recordRoutedTraffic()
         retireFormerCanary()
@@ -363,6 +364,7 @@ struct Engine {
         if [.initializing, .progressing].contains(status.phase) { _ = deadlinePassed() }
         if status.phase == .rollingBack { _ = rollingBack() }
         safetyWeightsToStable()
+        deliverNotifications()
         keepFinalizerWhileTrafficMayReachTheCanary()
         retireFormerCanary()
         scheduleWakeUp()
@@ -834,10 +836,53 @@ struct Engine {
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
         event(phase == .succeeded || phase == .healthy ? .normal : .warning, .ended(in: phase), message)
+        // Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
         // Without a plan (the spec does not validate) no hook can be called.
         for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
-            actions.append(.callWebhook(webhookCall(hook, id: "post-rollout/\(hook.name)/\(wanted)/\(phase.rawValue)", stage: nil)))
+            let note = PendingNotification(webhook: hook.name, revision: status.revision ?? wanted, phase: phase, endedAt: now)
+            var pending = status.pendingNotifications ?? []
+            pending.removeAll { $0.id == note.id }
+            pending.append(note)
+            status.pendingNotifications = pending
         }
+    }
+
+    /// Calls the post-rollout webhooks that are owed, until each answers 2xx: again every `analysis.interval` after a
+    /// call that failed; given up (Event `NotificationFailed`) when a call fails once `progressDeadline` has passed since
+    /// the rollout ended (so at least once, also by a controller that was down meanwhile). A webhook no longer in the
+    /// spec is not owed any more.
+    mutating func deliverNotifications() {
+        guard let pending = status.pendingNotifications, !pending.isEmpty, let plan else { return }
+        var kept: [PendingNotification] = []
+        for note in pending {
+            guard let hook = plan.webhooks.first(where: { $0.type == .postRollout && $0.name == note.webhook }) else { continue }
+            if let outcome = analysis.webhooks[note.id] {
+                if outcome.passed { continue }
+                if outcome.time >= note.endedAt + plan.progressDeadline {
+                    event(
+                        .warning, .notificationFailed,
+                        "post-rollout webhook \(hook.name) (\(note.phase.rawValue), revision \(note.revision)) gave no 2xx answer within \(plan.progressDeadline) of the end; not called again: \(outcome.message)")
+                    continue
+                }
+                let retryAt = outcome.time + plan.analysis.interval
+                if now < retryAt {
+                    webhookRetryAt = min(webhookRetryAt ?? retryAt, retryAt)
+                    kept.append(note)
+                    continue
+                }
+            }
+            actions.append(.callWebhook(notificationCall(hook, note)))
+            kept.append(note)
+        }
+        status.pendingNotifications = kept.isEmpty ? nil : kept
+    }
+
+    /// A post-rollout call: the body says how the rollout ended, whatever the Rollout does now.
+    func notificationCall(_ hook: WebhookPlan, _ note: PendingNotification) -> WebhookCall {
+        var call = webhookCall(hook, id: note.id, stage: nil)
+        call.body["phase"] = .string(note.phase.rawValue)
+        call.body["revision"] = .string(note.revision)
+        return call
     }
 
     mutating func record(outcome: String, reason: String, message: String) {
@@ -953,8 +998,16 @@ struct Engine {
 
     /// A requeue for the earliest time-driven change: the next analysis, the end of a hold, the progress deadline.
     mutating func scheduleWakeUp() {
-        guard !status.phase.isIdle else { return }
         var times: [Timestamp] = []
+        // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook, a notification owed also
+        // after the rollout ended) is asked again then.
+        if let webhookRetryAt { times.append(webhookRetryAt) }
+        guard !status.phase.isIdle else {
+            if let next = times.filter({ $0 > now }).min() {
+                actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
+            }
+            return
+        }
         if status.phase == .progressing || status.phase == .paused, let stage = status.stage, stage < plan.stages.count {
             if let due = nextAnalysisAt { times.append(due) }
             if let started = status.stageStartedAt { times.append(started + plan.stages[stage].hold) }
@@ -964,8 +1017,6 @@ struct Engine {
             // The deadline passed while no controller looked: it is checked again once the grace is over.
             if let since = analysis.decidingSince { times.append(since + deadlineGrace + .seconds(1)) }
         }
-        // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook) is asked again then.
-        if let webhookRetryAt { times.append(webhookRetryAt) }
         guard let next = times.filter({ $0 > now }).min() else { return }
         actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
     }

@@ -6,6 +6,7 @@ import FledgeCore
 import FledgeJSON
 import FledgeKubernetes
 import Foundation
+import LocalPrometheus
 import Synchronization
 import Testing
 
@@ -116,5 +117,34 @@ import Testing
             $0[path: ["status", "phase"]]?.stringValue != "Progressing" || ($0[path: ["status", "lastAnalysisAt"]]?.stringValue ?? "") > lastBefore
         }
         #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
+    }
+
+    /// A post-rollout notification is owed in status before it is called: a receiver that was down when the rollout
+    /// ended, and a controller killed meanwhile, still get it delivered by the next controller.
+    @Test func aPostRolloutNotificationSurvivesADownReceiverAndAControllerRestart() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let port = try LoopbackPort.free()
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 50, "hold": "1s"]],
+                "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
+            ]))
+        try await Self.startFromStable(world)
+        let first = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let ended = try await world.waitFor("Succeeded with the notification owed") {
+            $0[path: ["status", "phase"]] == "Succeeded" && $0[path: ["status", "pendingNotifications"]]?.arrayValue?.count == 1
+        }
+        #expect(ended[path: ["status", "pendingNotifications"]]?[0]?["webhook"] == "notify")
+        await first.kill()
+
+        let receiver = try GateServer(port: port)
+        defer { Task { await receiver.stop() } }
+        receiver.state.status.withLock { $0 = .ok }
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.waitFor("the notification delivered") { $0[path: ["status", "pendingNotifications"]] == nil }
+        let bodies = receiver.state.bodies.withLock { $0 }
+        #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
 }

@@ -534,6 +534,41 @@ struct ScenarioTests {
         #expect(sim.webhookCalls.contains { $0.name == "notify" && $0.body["phase"] == "Succeeded" })
     }
 
+    /// Rule 7 for notifications: a post-rollout webhook is owed in status with the status that ends the rollout, called
+    /// again every interval while it gives no 2xx, by whichever controller decides next, and given up (with a Warning)
+    /// once a call fails after `progressDeadline`.
+    @Test func aPostRolloutNotificationIsOwedInStatusUntilAnswered() {
+        let hooks = [WebhookSpec(name: "notify", type: "post-rollout", url: "http://127.0.0.1:9/notify")]
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        sim.unreachableWebhooks = ["notify"]
+        sim.run(untilPhase: .succeeded)
+        let ending = sim.decisions.last!
+        #expect(ending.status.pendingNotifications?.map(\.webhook) == ["notify"])
+        #expect(ending.status.pendingNotifications?.first?.phase == .succeeded)
+        #expect(ending.actions.contains { if case .callWebhook(let call) = $0 { call.name == "notify" } else { false } })
+
+        // A controller killed before its call: the next one calls (it has no answer in memory).
+        var restarted = sim
+        restarted.webhookOutcomes = [:]
+        restarted.webhookCalls = []
+        restarted.unreachableWebhooks = []
+        restarted.webhookAnswers["notify"] = true
+        restarted.reconcile()
+        #expect(restarted.webhookCalls.map { $0.body["phase"] } == ["Succeeded"])
+        restarted.reconcile()
+        #expect(restarted.status.pendingNotifications == nil)
+        #expect(restarted.webhookCalls.count == 1)
+
+        // Unreachable: called again every interval (10 s), not on every reconcile, then given up.
+        sim.webhookCalls = []
+        sim.run(maxSteps: 5000) { $0.status.pendingNotifications == nil }
+        #expect(sim.status.pendingNotifications == nil)
+        let times = sim.webhookCalls.map(\.id).count
+        #expect(times >= 12 && times <= 13, "\(times) calls")
+        #expect(sim.events.contains { $0.reason == "NotificationFailed" })
+        #expect(sim.phase == .succeeded)
+    }
+
     @Test func invalidSpecChangesNothingButTheCondition() {
         var spec = seedSpec()
         spec.stages = [StageSpec(weight: 10), StageSpec(weight: 50), StageSpec(weight: 40)]
