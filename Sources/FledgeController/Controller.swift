@@ -263,9 +263,27 @@ public final class Controller: Service, Sendable {
     }
 }
 
-/// The time a replica began deciding, raised when its caches are complete and whenever it takes the lease.
+/// The time a replica began deciding, raised when its caches are complete, whenever it takes the lease, and when the
+/// wall clock jumps forward (to the decisions, as if nobody had looked for that long).
 final class DecidingSince: Sendable {
     private let date = Mutex<Date?>(nil)
+    /// The wall clock and the monotonic clock when last compared.
+    private let reading = Mutex<(wall: Date, monotonic: ContinuousClock.Instant)?>(nil)
+
+    /// Compares the wall clock with the monotonic one since the last call: when the wall clock ran ahead by more than
+    /// `tolerance` (an NTP step, a VM resumed), raises the time to `wall` and returns the jump.
+    func noticeJump(wall: Date, tolerance: TimeInterval = 5) -> TimeInterval? {
+        let monotonic = ContinuousClock.now
+        let jump = reading.withLock { last -> TimeInterval? in
+            defer { last = (wall, monotonic) }
+            guard let last else { return nil }
+            let elapsed = monotonic - last.monotonic
+            let jump = wall.timeIntervalSince(last.wall) - (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            return jump > tolerance ? jump : nil
+        }
+        if jump != nil, value != nil { raise(to: wall) }
+        return jump
+    }
 
     /// Sets it to `date` unless it is already later (the first worker to see the caches complete, a lease taken
     /// after that).

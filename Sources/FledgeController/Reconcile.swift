@@ -157,6 +157,10 @@ extension Controller {
         }
         if replaced { metrics.forget(namespace: namespace, rollout: rollout.metadata.name) }
         let date = now()
+        if let jump = decidingSince.noticeJump(wall: date) {
+            // Time the clock skipped is not the canary's: the progress deadline gives it a grace, as after a restart.
+            logger.warning("the wall clock jumped forward", metadata: ["seconds": "\(Int(jump))"])
+        }
         let decision = decide(
             rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes, decidingSince: decidingSince.value.map(Timestamp.init)),
             now: Timestamp(date))

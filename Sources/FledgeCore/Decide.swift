@@ -91,6 +91,7 @@ struct Engine {
 
     mutating func run() {
         status.observedGeneration = generation
+        bringFutureTimesToNow()
         let planned = rollout.plan()
         if rollout.metadata.deletionTimestamp != nil {
             switch planned {
@@ -147,6 +148,16 @@ struct Engine {
         recordRoutedTraffic()
         retireFormerCanary()
         scheduleWakeUp()
+    }
+
+    /// Times in status later than now mean the clock went back (an NTP step, a new leader whose clock is behind the
+    /// old one's). Left as they are, the next analysis would wait until the clock caught up, and a canary serving
+    /// traffic would go unjudged that long; so they become now: the analysis, the hold and the deadline count from
+    /// now.
+    mutating func bringFutureTimesToNow() {
+        if let t = status.lastAnalysisAt, t > now { status.lastAnalysisAt = now }
+        if let t = status.stageStartedAt, t > now { status.stageStartedAt = now }
+        if let t = status.lastProgressAt, t > now { status.lastProgressAt = now }
     }
 
     /// Remembers the canary Deployment this Rollout made; one made for an earlier `spec.target.deployment` is scaled
@@ -865,7 +876,8 @@ struct Engine {
                     continue
                 }
                 let retryAt = outcome.time + plan.analysis.interval
-                if now < retryAt {
+                // An answer from the future: the clock went back since; asked again now rather than when it catches up.
+                if now < retryAt, outcome.time <= now {
                     webhookRetryAt = min(webhookRetryAt ?? retryAt, retryAt)
                     kept.append(note)
                     continue
@@ -904,7 +916,10 @@ struct Engine {
     /// The metrics' thresholds keep their meaning as guardrails.
     mutating func judgeLatest() -> Bool {
         guard let latest = analysis.latest, let started = status.stageStartedAt else { return false }
-        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)) else {
+        // Not one from after now either: it was measured before the clock went back, and judged then (see
+        // bringFutureTimesToNow, which would otherwise let it count again and again).
+        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)), latest.time <= now
+        else {
             return false
         }
         let index = status.stage ?? 0
@@ -1059,7 +1074,8 @@ struct Engine {
         // rollout; its progressDeadline bounds the wait), is asked again every interval.
         let retried = hook.type == .stageGate || (hook.type == .preRollout && !outcome.answered)
         if retried {
-            if now >= outcome.time + plan.analysis.interval {
+            // An answer from the future: the clock went back since; asked again now rather than when it catches up.
+            if now >= outcome.time + plan.analysis.interval || outcome.time > now {
                 actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
             } else {
                 webhookRetryAt = outcome.time + plan.analysis.interval

@@ -147,4 +147,27 @@ import Testing
         let bodies = receiver.state.bodies.withLock { $0 }
         #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
+
+    /// The wall clock jumps forward 15 minutes mid-stage (an NTP step, a VM resumed): like a restart, the skipped time
+    /// is not held against the canary's progress deadline before the controller has measured it again.
+    @Test func aWallClockJumpForwardDoesNotFailAHealthyCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s",
+            ]))
+        let offset = Mutex<TimeInterval>(0)
+        _ = world.startController(analyzer: ScriptedMetrics(), now: { Date().addingTimeInterval(offset.withLock { $0 }) })
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let serving = try await world.waitFor("stage 2 analysed") {
+            $0[path: ["status", "stage"]]?.intValue == 1 && ($0[path: ["status", "passedChecks"]]?.intValue ?? 0) >= 1
+        }
+        offset.withLock { $0 = 15 * 60 }
+        let lastBefore = serving[path: ["status", "lastAnalysisAt"]]?.stringValue ?? ""
+        let after = try await world.waitFor("a measurement after the jump, or a rollback") {
+            $0[path: ["status", "phase"]]?.stringValue != "Progressing" || ($0[path: ["status", "lastAnalysisAt"]]?.stringValue ?? "") > lastBefore
+        }
+        #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
+    }
 }

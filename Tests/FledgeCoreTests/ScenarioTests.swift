@@ -143,6 +143,34 @@ struct ScenarioTests {
         #expect(stuck.now.seconds - restarted.seconds >= 30)
     }
 
+    /// The clock steps back an hour mid-stage (NTP, or a new leader whose clock is behind): the canary is still
+    /// measured every interval, not left unjudged until the clock catches up with the times in status.
+    @Test func aClockSteppedBackStillAnalysesTheCanary() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m"))
+        sim.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        sim.now = Timestamp(seconds: sim.now.seconds - 3600)
+        let stepped = sim.now
+        sim.behaviour = .errors(successRate: 80)
+        sim.run(maxSteps: 500) { $0.phase != .progressing }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "AnalysisFailed")
+        #expect(sim.now.seconds - stepped.seconds <= 60, "rolled back \(sim.now.seconds - stepped.seconds) s after the step")
+        sim.run(untilPhase: .failed)
+        #expect(sim.phase == .failed)
+
+        // A stage gate that answered before the step is asked again at once, not an hour later.
+        let hooks = [WebhookSpec(name: "gate", type: "stage-gate", url: "http://127.0.0.1:9/gate")]
+        var gated = Sim(spec: seedSpec(webhooks: hooks))
+        gated.webhookAnswers["gate"] = false
+        gated.run(maxSteps: 300) { $0.webhookCalls.count >= 2 }
+        gated.now = Timestamp(seconds: gated.now.seconds - 3600)
+        let calls = gated.webhookCalls.count
+        gated.webhookAnswers["gate"] = true
+        gated.run(maxSteps: 100) { $0.status.stage == 1 }
+        #expect(gated.status.stage == 1)
+        #expect(gated.webhookCalls.count == calls + 1)
+    }
+
     @Test func noDataCountsAsFailureWhenConfigured() {
         var sim = Sim(spec: seedSpec(noData: "fail"))
         sim.behaviour = .noData
@@ -879,3 +907,4 @@ struct ScenarioTests {
         #expect(json[path: ["status", "history"]]?[0]?["finishedAt"]?.stringValue?.hasSuffix("Z") == true)
     }
 }
+
