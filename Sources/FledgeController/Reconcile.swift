@@ -227,14 +227,19 @@ extension Controller {
             await handle(failure, key: key, rollout: updated, object: current)
             return
         }
+        // From here on a failure is recorded on top of the status this decision wrote, never on the one it was decided
+        // from: that would put an older status back (a stage undone, a rollout that ended ending again).
+        var written = rollout
+        written.status = status
         if status.condition(reconciledCondition) != nil {
             status.removeCondition(reconciledCondition)
             do {
                 current = try await writeCounted(status, of: current)
             } catch {
-                await handle(error, key: key, rollout: rollout, object: current)
+                await handle(error, key: key, rollout: written, object: current)
                 return
             }
+            written.status = status
         }
         for event in events {
             await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
@@ -244,7 +249,7 @@ extension Controller {
             do {
                 try await executeCounted(action, rollout: current, references: references)
             } catch {
-                await handle(error, key: key, rollout: rollout, object: current)
+                await handle(error, key: key, rollout: written, object: current)
                 return
             }
         }

@@ -5,6 +5,7 @@ import FledgeController
 import FledgeCore
 import FledgeJSON
 import FledgeKubernetes
+import FledgeSandbox
 import Foundation
 import LocalPrometheus
 import Synchronization
@@ -169,5 +170,77 @@ import Testing
             $0[path: ["status", "phase"]]?.stringValue != "Progressing" || ($0[path: ["status", "lastAnalysisAt"]]?.stringValue ?? "") > lastBefore
         }
         #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
+    }
+
+    /// An API server that answers some requests with 500 (overloaded, restarting): what the controller writes after a
+    /// failure never puts back the status from before its decision, so a rollout never goes back a stage, never
+    /// "restores" weights nobody changed, and ends once, with one history entry.
+    @Test func failedWritesNeverPutAnOlderStatusBack() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
+        try await Self.startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 0.25, seed: 4))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        let rollouts = GroupResource(group: "fledge.dev", resource: "rollouts")
+        var stages: [Int] = []
+        var ended: JSONValue?
+        let deadline = ContinuousClock.now.advanced(by: .seconds(120))
+        while ended == nil, ContinuousClock.now < deadline {
+            let status = await world.sandbox.store.object(rollouts, namespace: "shop", name: "product-service")?["status"]
+            if let stage = status?["stage"]?.intValue, stages.last != Int(stage) { stages.append(Int(stage)) }
+            if status?["phase"] == "Succeeded" { ended = status }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await world.sandbox.store.setFaults(SandboxFaults())
+        let status = try #require(ended, "no Succeeded in time")
+        #expect(stages == stages.sorted(), "the stage went back: \(stages)")
+        // A little later: still one Succeeded, not a second after a status from before it was put back.
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await Task.sleep(for: .seconds(2))
+        let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
+        #expect(history.count == 1, "\(history)")
+        let events = try await world.client.list(.events, namespace: "shop").items
+        #expect(!events.contains { $0["reason"] == "WeightsRestored" }, "nobody changed the weights")
+        #expect(events.filter { $0["reason"] == "RolloutSucceeded" }.count <= 1)
+        _ = status
+    }
+
+    /// The write after the one that ended the rollout fails (here: RBAC forbids taking the finalizer off): the failure
+    /// is recorded on the Succeeded status just written, not on the Finalising one the decision started from, which
+    /// would end the rollout again and again (a RolloutSucceeded Event, a history entry, a notification each time).
+    @Test func aFailureAfterTheEndKeepsTheEnd() async throws {
+        let token = "controller-without-patch"
+        let world = try await World(rbac: true, tokens: [token: .serviceAccount(namespace: "fledge-system", name: "fledge")])
+        defer { Task { await world.stop() } }
+        var rbac = try ManifestLoader.load(paths: ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"].map { repositoryRoot + "/deploy/" + $0 })
+        for i in rbac.indices where rbac[i]["kind"] == "ClusterRole" {
+            var rules = rbac[i]["rules"]?.arrayValue ?? []
+            for j in rules.indices where rules[j]["resources"] == ["rollouts"] { rules[j]["verbs"] = ["list", "watch"] }
+            rbac[i]["rules"] = .array(rules)
+        }
+        try await world.sandbox.store.apply(rbac)
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 50, "hold": "1s"]]]))
+        _ = try await world.client.patch(.rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["finalizers": ["fledge.dev/traffic"]]]))
+        try await Self.startFromStable(world)
+        _ = world.startController(analyzer: ScriptedMetrics(), client: try world.client(token: token))
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let failing = try await world.waitFor("Succeeded, and the finalizer refused") { rollout in
+            rollout[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"] == "Reconciled" && $0["status"] == "False" } == true
+                && rollout[path: ["status", "phase"]] == "Succeeded"
+        }
+        #expect(failing[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"] == "Reconciled" }?["message"]?.stringValue?.contains("finalizer") == true)
+        // Several retries later (they back off from 0.5 s), still the one end.
+        var phases: Set<String> = []
+        for _ in 0..<30 {
+            phases.insert(try await world.phase() ?? "-")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(phases == ["Succeeded"])
+        let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
+        #expect(history.count == 1, "\(history)")
+        let succeeded = try await world.client.list(.events, namespace: "shop").items.filter { $0["reason"] == "RolloutSucceeded" }
+        #expect(succeeded.count == 1)
     }
 }
