@@ -186,7 +186,8 @@ extension Controller {
         // A `Reconciled=False` from a failed write stays until the actions succeed, so it can be seen meanwhile.
         var status = decision.status
         var current = object
-        if status != rollout.status {
+        let statusWritten = status != rollout.status
+        if statusWritten {
             do {
                 current = try await writeCounted(status, of: object)
             } catch {
@@ -221,11 +222,22 @@ extension Controller {
             }
         }
         if let failure {
+            // The decision is in status, so the next one will not ask for its Events again (a rollback begun, a request
+            // answered): recorded now, or they would be lost to a conflicting or refused write. A decision whose status
+            // did not change is made again on the retry, Events and all, so its Events wait for the write to succeed.
+            if statusWritten {
+                for event in events {
+                    await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+                }
+            }
             recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
             var updated = rollout
             updated.status = status
             await handle(failure, key: key, rollout: updated, object: current)
             return
+        }
+        for event in events {
+            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
         }
         // From here on a failure is recorded on top of the status this decision wrote, never on the one it was decided
         // from: that would put an older status back (a stage undone, a rollout that ended ending again).
@@ -240,9 +252,6 @@ extension Controller {
                 return
             }
             written.status = status
-        }
-        for event in events {
-            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
         }
         for action in release {
             guard let references else { break }

@@ -207,6 +207,53 @@ import Testing
         _ = status
     }
 
+    /// The deploy/ RBAC for a controller running as fledge-system/fledge, with `edit` applied to its ClusterRole's rules.
+    static func controllerRBAC(_ edit: (inout [JSONValue]) -> Void = { _ in }) throws -> [JSONValue] {
+        var rbac = try ManifestLoader.load(paths: ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"].map { repositoryRoot + "/deploy/" + $0 })
+        for i in rbac.indices where rbac[i]["kind"] == "ClusterRole" {
+            var rules = rbac[i]["rules"]?.arrayValue ?? []
+            edit(&rules)
+            rbac[i]["rules"] = .array(rules)
+        }
+        return rbac
+    }
+
+    /// An abort whose first weight write is refused (RBAC here; a 409 or a 500 alike): the rollback is in status, and
+    /// so are its Events, RequestAccepted and RollingBack, although the write failed (the next decision, already
+    /// RollingBack, does not ask for them again).
+    @Test func theEventsOfADecisionWhoseWriteFailsAreKept() async throws {
+        let token = "controller"
+        let world = try await World(rbac: true, tokens: [token: .serviceAccount(namespace: "fledge-system", name: "fledge")])
+        defer { Task { await world.stop() } }
+        try await world.sandbox.store.apply(try Self.controllerRBAC())
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "600s"]]]))
+        try await Self.startFromStable(world)
+        _ = world.startController(analyzer: ScriptedMetrics(), client: try world.client(token: token))
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("stage 1 at 20%") { $0[path: ["status", "canaryWeight"]]?.intValue == 20 }
+        // The VirtualService may no longer be patched.
+        try await world.sandbox.store.apply(
+            try Self.controllerRBAC { rules in
+                for j in rules.indices where rules[j]["resources"] == ["virtualservices"] { rules[j]["verbs"] = ["get", "list", "watch"] }
+            })
+        try await world.request(.abort)
+        try await world.waitFor("rolling back, the weight write refused") { rollout in
+            rollout[path: ["status", "phase"]] == "RollingBack"
+                && rollout[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"] == "Reconciled" && $0["status"] == "False" } == true
+        }
+        let reasons = try await world.client.list(.events, namespace: "shop").items.compactMap { $0["reason"]?.stringValue }
+        #expect(reasons.contains("RequestAccepted"), "\(reasons)")
+        #expect(reasons.contains("RollingBack"), "\(reasons)")
+        #expect(reasons.contains("ActionFailed"), "\(reasons)")
+        // Allowed again: the rollback finishes, and says so once.
+        try await world.sandbox.store.apply(try Self.controllerRBAC())
+        _ = try await world.waitForPhase("Aborted")
+        let after = try await world.client.list(.events, namespace: "shop").items.compactMap { $0["reason"]?.stringValue }
+        #expect(after.filter { $0 == "RollingBack" }.count == 1)
+        #expect(after.filter { $0 == "RolloutAborted" }.count == 1)
+        #expect(weights(try await world.virtualService()) == (100, 0))
+    }
+
     /// The write after the one that ended the rollout fails (here: RBAC forbids taking the finalizer off): the failure
     /// is recorded on the Succeeded status just written, not on the Finalising one the decision started from, which
     /// would end the rollout again and again (a RolloutSucceeded Event, a history entry, a notification each time).
@@ -214,13 +261,10 @@ import Testing
         let token = "controller-without-patch"
         let world = try await World(rbac: true, tokens: [token: .serviceAccount(namespace: "fledge-system", name: "fledge")])
         defer { Task { await world.stop() } }
-        var rbac = try ManifestLoader.load(paths: ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"].map { repositoryRoot + "/deploy/" + $0 })
-        for i in rbac.indices where rbac[i]["kind"] == "ClusterRole" {
-            var rules = rbac[i]["rules"]?.arrayValue ?? []
-            for j in rules.indices where rules[j]["resources"] == ["rollouts"] { rules[j]["verbs"] = ["list", "watch"] }
-            rbac[i]["rules"] = .array(rules)
-        }
-        try await world.sandbox.store.apply(rbac)
+        try await world.sandbox.store.apply(
+            try Self.controllerRBAC { rules in
+                for j in rules.indices where rules[j]["resources"] == ["rollouts"] { rules[j]["verbs"] = ["list", "watch"] }
+            })
         try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 50, "hold": "1s"]]]))
         _ = try await world.client.patch(.rollouts, namespace: "shop", name: "product-service", .merge(["metadata": ["finalizers": ["fledge.dev/traffic"]]]))
         try await Self.startFromStable(world)
