@@ -294,4 +294,8 @@ final class DecidingSince: Sendable {
     }
 
     var value: Date? { date.withLock { $0 } }
+
+    /// Whether the last status write found the API server unable to take it (no answer, 429, 5xx). While it is, every
+    /// decision counts as a fresh start: the progress deadline waits for the grace after the API server is back.
+    let statusWritesFailing = Mutex(false)
 }

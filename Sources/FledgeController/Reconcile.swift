@@ -157,6 +157,9 @@ extension Controller {
         }
         if replaced { metrics.forget(namespace: namespace, rollout: rollout.metadata.name) }
         let date = now()
+        // While the API server cannot take status writes, no progress can be recorded: like time no controller ran, it
+        // is not held against a progress deadline until the grace after it is back has passed.
+        if decidingSince.statusWritesFailing.withLock({ $0 }) { decidingSince.raise(to: date) }
         if let jump = decidingSince.noticeJump(wall: date) {
             // Time the clock skipped is not the canary's: the progress deadline gives it a grace, as after a restart.
             logger.warning("the wall clock jumped forward", metadata: ["seconds": "\(Int(jump))"])
@@ -190,7 +193,12 @@ extension Controller {
         if statusWritten {
             do {
                 current = try await writeCounted(status, of: object)
+                decidingSince.statusWritesFailing.withLock { $0 = false }
             } catch {
+                if error.isServerUnavailable {
+                    decidingSince.statusWritesFailing.withLock { $0 = true }
+                    decidingSince.raise(to: date)
+                }
                 await handle(error, key: key, rollout: rollout, object: object)
                 return
             }

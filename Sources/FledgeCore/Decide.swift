@@ -1048,10 +1048,9 @@ struct Engine {
     }
 
     /// How long a controller that just began deciding waits before a progress deadline that passed while no
-    /// controller was looking ends the rollout: two analysis intervals (one measurement due at once, and its answer),
-    /// and at least 30 s (a Prometheus timeout).
+    /// controller was looking ends the rollout: two analysis intervals (one measurement due at once, and its answer).
     var deadlineGrace: RolloutDuration {
-        max(RolloutDuration(milliseconds: plan.analysis.interval.milliseconds * 2), .seconds(30))
+        RolloutDuration(milliseconds: plan.analysis.interval.milliseconds * 2)
     }
 
     // MARK: - Webhooks

@@ -102,7 +102,7 @@ import Testing
         defer { Task { await world.stop() } }
         try await world.patchSpec(
             fastSpec.applyingMergePatch([
-                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s",
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
             ]))
         let first = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
@@ -149,6 +149,36 @@ import Testing
         #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
 
+    /// The API server takes no writes (down, overloaded, etcd full) for longer than the progress deadline: the checks
+    /// that passed meanwhile could not be recorded, and once it is back the canary is measured before the deadline can
+    /// end the rollout.
+    @Test func anAPIServerThatTookNoWritesForLongerThanTheDeadlineDoesNotFailAHealthyCanary() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
+            ]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        // Past the grace that follows the controller's start (two intervals).
+        let serving = try await world.waitFor("stage 2 analysed twice") {
+            $0[path: ["status", "stage"]]?.intValue == 1 && ($0[path: ["status", "passedChecks"]]?.intValue ?? 0) >= 2
+        }
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 1))
+        // The outage outlasts the deadline (the controller keeps measuring and deciding meanwhile).
+        try await Task.sleep(for: .seconds(8))
+        await world.sandbox.store.setFaults(SandboxFaults())
+        _ = serving
+        // What the outage left in status: the last check recorded before it.
+        let frozen = try await world.rollout()
+        let lastBefore = frozen[path: ["status", "lastAnalysisAt"]]?.stringValue ?? ""
+        let after = try await world.waitFor("a measurement after the outage, or a rollback") {
+            $0[path: ["status", "phase"]]?.stringValue != "Progressing" || ($0[path: ["status", "lastAnalysisAt"]]?.stringValue ?? "") > lastBefore
+        }
+        #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
+    }
+
     /// The wall clock jumps forward 15 minutes mid-stage (an NTP step, a VM resumed): like a restart, the skipped time
     /// is not held against the canary's progress deadline before the controller has measured it again.
     @Test func aWallClockJumpForwardDoesNotFailAHealthyCanary() async throws {
@@ -156,7 +186,7 @@ import Testing
         defer { Task { await world.stop() } }
         try await world.patchSpec(
             fastSpec.applyingMergePatch([
-                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s",
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
             ]))
         let offset = Mutex<TimeInterval>(0)
         _ = world.startController(analyzer: ScriptedMetrics(), now: { Date().addingTimeInterval(offset.withLock { $0 }) })
