@@ -1154,12 +1154,21 @@ struct Engine {
             let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
             if !ready {
                 return setTraffic(
-                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
+                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canaryProgress(canary))",
                     expected: status.phase == .initializing)
             }
         }
         return trafficReady(
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
+    }
+
+    /// How far the canary's rollout is: ready pods, and while its pods change (a new revision over an old one, which may
+    /// all be ready), how many run the new template (`3/3 pods ready` alone would not say why it still waits).
+    func canaryProgress(_ canary: ObservedDeployment) -> String {
+        let ready = "\(canary.readyReplicas)/\(canary.replicas) pods ready"
+        guard canary.readyReplicas >= canary.replicas else { return ready }
+        if canary.observedGeneration < canary.generation { return ready + ", the new template not yet taken up" }
+        return ready + ", \(min(canary.updatedReplicas, canary.availableReplicas))/\(canary.replicas) updated and available"
     }
 
     /// Rule 2 holds on the way back too: the canary's weight goes back to stable only when stable has a ready pod to

@@ -171,6 +171,18 @@ struct ScenarioTests {
         #expect(gated.webhookCalls.count == calls + 1)
     }
 
+    /// A canary whose old pods are all ready while the new revision rolls out waits, and says for what.
+    @Test func aCanaryRollingOutSaysHowManyPodsRunTheNewTemplate() {
+        var sim = Sim()
+        sim.run { $0.observed.canary != nil }
+        sim.observed.canary!.updatedReplicas = 1
+        sim.observed.canary!.availableReplicas = 3
+        sim.reconcile()
+        #expect(sim.phase == .initializing)
+        let message = sim.status.condition(ConditionType.trafficReady)?.message ?? ""
+        #expect(message == "canary Deployment product-service-canary: 3/3 pods ready, 1/3 updated and available", "\(message)")
+    }
+
     @Test func noDataCountsAsFailureWhenConfigured() {
         var sim = Sim(spec: seedSpec(noData: "fail"))
         sim.behaviour = .noData
