@@ -168,17 +168,19 @@ extension Controller {
             rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes, decidingSince: decidingSince.value.map(Timestamp.init)),
             now: Timestamp(date))
         counters.withLock { $0.decisions += 1 }
-        // Measurements and webhook answers belong to one revision; idle rollouts keep none, but for the answers of
-        // post-rollout notifications still owed. Settled before this decision's requests go out, so an answer that
-        // comes back while this reconcile is still writing is kept.
+        // Measurements and webhook answers belong to one revision; idle rollouts keep none. The answers of post-rollout
+        // notifications still owed are kept (their ids name the end they tell of), and only those: a retry of the same
+        // revision asks its gates again. Settled before this decision's requests go out, so an answer that comes back
+        // while this reconcile is still writing is kept.
         let owesNotifications = !(decision.status.pendingNotifications ?? []).isEmpty
-        let revision = decision.status.phase.isIdle && !owesNotifications ? nil : decision.status.revision
+        let revision = decision.status.phase.isIdle ? nil : decision.status.revision
         work.withLock { w in
             guard var entry = w[key], entry.identity == identity else { return }
-            let stale = revision == nil ? entry.revision != nil || entry.latest != nil || !entry.webhookOutcomes.isEmpty : entry.revision != revision
+            let kept = owesNotifications ? entry.webhookOutcomes.filter { $0.key.hasPrefix("post-rollout/") } : [:]
+            let stale = revision == nil ? entry.revision != nil || entry.latest != nil || entry.webhookOutcomes != kept : entry.revision != revision
             guard stale else { return }
             entry.latest = nil
-            entry.webhookOutcomes = [:]
+            entry.webhookOutcomes = kept
             entry.revision = revision
             w[key] = entry
         }

@@ -179,6 +179,37 @@ import Testing
         #expect(after[path: ["status", "phase"]] == "Progressing", "\(after["status"]?.serializedString() ?? "")")
     }
 
+    /// While a notification is owed (its receiver down), `fledge retry` of the same revision asks its stage gate again:
+    /// only the notification's answers outlive the rollout that ended.
+    @Test func aRetryWhileANotificationIsOwedAsksItsGatesAgain() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let gate = try GateServer()
+        defer { Task { await gate.stop() } }
+        gate.state.status.withLock { $0 = .ok }
+        let down = try LoopbackPort.free()
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]],
+                "webhooks": [
+                    ["name": "gate", "type": "stage-gate", "url": .string("http://127.0.0.1:\(gate.port)/gate"), "timeout": "1s"],
+                    ["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(down)/gate"), "timeout": "1s"],
+                ],
+            ]))
+        try await Self.startFromStable(world)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("stage 2") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        try await world.request(.abort)
+        try await world.waitFor("Aborted, the notification owed") {
+            $0[path: ["status", "phase"]] == "Aborted" && $0[path: ["status", "pendingNotifications"]] != nil
+        }
+        try await world.request(.retry)
+        try await world.waitFor("stage 2 again") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 && $0[path: ["status", "phase"]] == "Progressing" }
+        let asked = gate.state.bodies.withLock { $0 }.filter { $0["type"] == "stage-gate" && $0["stage"] == 0 }
+        #expect(asked.count == 2, "the gate of stage 1 was asked \(asked.count) times")
+    }
+
     /// The wall clock jumps forward 15 minutes mid-stage (an NTP step, a VM resumed): like a restart, the skipped time
     /// is not held against the canary's progress deadline before the controller has measured it again.
     @Test func aWallClockJumpForwardDoesNotFailAHealthyCanary() async throws {
