@@ -95,6 +95,28 @@ import Testing
         #expect(history.count == 1, "\(history)")
     }
 
+    /// `spec.canary` changed again mid-rollout while the controller keeps dying: the first revision is superseded once,
+    /// the second promoted once, and the canary never has weight without ready pods of its revision on the way.
+    @Test func killedAfterEveryWriteThroughANewRevisionPromotesTheNewOne() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
+        try await Self.startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let metrics = ScriptedMetrics()
+        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 20 }
+        try await world.trigger(image: "registry.example/product-service:3.0.0")
+        _ = try await Self.killRepeatedly(world, metrics: metrics) {
+            let rollout = try await world.rollout()
+            return rollout[path: ["status", "phase"]] == "Succeeded"
+                && rollout[path: ["status", "observedGeneration"]] == rollout[path: ["metadata", "generation"]]
+        }
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
+        #expect(history.map { $0["outcome"]?.stringValue ?? "" } == ["Superseded", "Succeeded"], "\(history)")
+    }
+
     /// A controller down for longer than the progress deadline (a node lost, the pod rescheduled late) comes back to
     /// a healthy canary: it measures before it judges the rollout stuck.
     @Test func aControllerDownLongerThanTheProgressDeadlineDoesNotFailAHealthyCanary() async throws {
