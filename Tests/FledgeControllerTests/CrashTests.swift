@@ -117,6 +117,44 @@ import Testing
         #expect(history.map { $0["outcome"]?.stringValue ?? "" } == ["Superseded", "Succeeded"], "\(history)")
     }
 
+    /// Deleting a Rollout mid-rollout while the controller keeps dying: its traffic is back on stable before it goes.
+    @Test func killedAfterEveryWriteADeletedRolloutMovesItsTrafficBackFirst() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]]]))
+        try await Self.startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let metrics = ScriptedMetrics()
+        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
+        _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
+        func gone() async throws -> Bool {
+            do {
+                _ = try await world.rollout()
+                return false
+            } catch let error as KubernetesError where error.isNotFound {
+                return true
+            }
+        }
+        var lives = 0
+        while try await !gone() {
+            lives += 1
+            try #require(lives < 50)
+            let left = Mutex(1)
+            let running = world.startController(analyzer: metrics, writeGate: {
+                left.withLock { b in
+                    defer { b -= 1 }
+                    return b > 0
+                }
+            })
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while left.withLock({ $0 }) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(50))
+            await running.kill()
+            if try await gone() { #expect(weights(try await world.virtualService()) == (100, 0), "gone with weight on the canary") }
+        }
+        #expect(weights(try await world.virtualService()) == (100, 0))
+    }
+
     /// A controller down for longer than the progress deadline (a node lost, the pod rescheduled late) comes back to
     /// a healthy canary: it measures before it judges the rollout stuck.
     @Test func aControllerDownLongerThanTheProgressDeadlineDoesNotFailAHealthyCanary() async throws {
