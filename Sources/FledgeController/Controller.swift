@@ -32,6 +32,9 @@ public final class Controller: Service, Sendable {
     let pendingWebhooks = Mutex<[(key: String, identity: Int, call: WebhookCall)]>([])
     let webhookSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     let counters = Mutex(Counters())
+    /// When this replica began deciding: its caches complete and, with leader election, the lease held (see
+    /// `Analysis.decidingSince`).
+    let decidingSince: DecidingSince
 
     /// What the controller did, for benchmarks and tests.
     public struct Counters: Sendable, Equatable {
@@ -74,10 +77,13 @@ public final class Controller: Service, Sendable {
         webhookSignal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let queue = self.queue
         let caches = self.caches
+        let decidingSince = DecidingSince()
+        self.decidingSince = decidingSince
         if let election = configuration.leaderElection {
             leader = LeaderElector(
                 client: client, configuration: election, identity: configuration.identity, logger: logger,
                 onStartedLeading: {
+                    decidingSince.raise(to: now())
                     // A new leader looks at everything: the old one may have stopped mid-way.
                     for key in caches.rollouts.keys { queue.add(key) }
                 },
@@ -174,6 +180,7 @@ public final class Controller: Service, Sendable {
     func runWorker() async {
         // Only after the caches are complete: deciding on a partial view could e.g. recreate a canary.
         for informer in caches.all { guard await informer.waitUntilSynced() else { return } }
+        decidingSince.raise(to: now())
         ProcessMemory.releaseFreed()
         while let key = await queue.next() {
             await reconcile(key)
@@ -254,4 +261,41 @@ public final class Controller: Service, Sendable {
             }
         }
     }
+}
+
+/// The time a replica began deciding, raised when its caches are complete, whenever it takes the lease, and when the
+/// wall clock jumps forward (to the decisions, as if nobody had looked for that long).
+final class DecidingSince: Sendable {
+    private let date = Mutex<Date?>(nil)
+    /// The wall clock and the monotonic clock when last compared.
+    private let reading = Mutex<(wall: Date, monotonic: ContinuousClock.Instant)?>(nil)
+
+    /// Compares the wall clock with the monotonic one since the last call: when the wall clock ran ahead by more than
+    /// `tolerance` (an NTP step, a VM resumed), raises the time to `wall` and returns the jump.
+    func noticeJump(wall: Date, tolerance: TimeInterval = 5) -> TimeInterval? {
+        let monotonic = ContinuousClock.now
+        let jump = reading.withLock { last -> TimeInterval? in
+            defer { last = (wall, monotonic) }
+            guard let last else { return nil }
+            let elapsed = monotonic - last.monotonic
+            let jump = wall.timeIntervalSince(last.wall) - (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            return jump > tolerance ? jump : nil
+        }
+        if jump != nil, value != nil { raise(to: wall) }
+        return jump
+    }
+
+    /// Sets it to `date` unless it is already later (the first worker to see the caches complete, a lease taken
+    /// after that).
+    func raise(to date: Date) {
+        self.date.withLock { current in
+            if current.map({ $0 < date }) ?? true { current = date }
+        }
+    }
+
+    var value: Date? { date.withLock { $0 } }
+
+    /// Whether the last status write found the API server unable to take it (no answer, 429, 5xx). While it is, every
+    /// decision counts as a fresh start: the progress deadline waits for the grace after the API server is back.
+    let statusWritesFailing = Mutex(false)
 }

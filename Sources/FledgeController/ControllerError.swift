@@ -24,6 +24,13 @@ public enum ControllerError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The API server could not take the request at all: no answer, or 429/5xx (down, overloaded, etcd full).
+    public var isServerUnavailable: Bool {
+        guard case .kubernetes(_, let error) = self else { return false }
+        if error.kind == .transport { return true }
+        return error.kind == .api && (error.code == 429 || (error.code ?? 0) >= 500)
+    }
+
     public var isConflict: Bool {
         if case .kubernetes(_, let error) = self { return error.isConflict }
         return false

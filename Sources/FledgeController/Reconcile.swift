@@ -157,19 +157,30 @@ extension Controller {
         }
         if replaced { metrics.forget(namespace: namespace, rollout: rollout.metadata.name) }
         let date = now()
+        // While the API server cannot take status writes, no progress can be recorded: like time no controller ran, it
+        // is not held against a progress deadline until the grace after it is back has passed.
+        if decidingSince.statusWritesFailing.withLock({ $0 }) { decidingSince.raise(to: date) }
+        if let jump = decidingSince.noticeJump(wall: date) {
+            // Time the clock skipped is not the canary's: the progress deadline gives it a grace, as after a restart.
+            logger.warning("the wall clock jumped forward", metadata: ["seconds": "\(Int(jump))"])
+        }
         let decision = decide(
-            rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes),
+            rollout: rollout, observed: observed, analysis: Analysis(latest: memory.latest, webhooks: memory.webhookOutcomes, decidingSince: decidingSince.value.map(Timestamp.init)),
             now: Timestamp(date))
         counters.withLock { $0.decisions += 1 }
-        // Measurements and webhook answers belong to one revision; idle rollouts keep none. Settled before this
-        // decision's requests go out, so an answer that comes back while this reconcile is still writing is kept.
+        // Measurements and webhook answers belong to one revision; idle rollouts keep none. The answers of post-rollout
+        // notifications still owed are kept (their ids name the end they tell of), and only those: a retry of the same
+        // revision asks its gates again. Settled before this decision's requests go out, so an answer that comes back
+        // while this reconcile is still writing is kept.
+        let owesNotifications = !(decision.status.pendingNotifications ?? []).isEmpty
         let revision = decision.status.phase.isIdle ? nil : decision.status.revision
         work.withLock { w in
             guard var entry = w[key], entry.identity == identity else { return }
-            let stale = revision == nil ? entry.revision != nil || entry.latest != nil || !entry.webhookOutcomes.isEmpty : entry.revision != revision
+            let kept = owesNotifications ? entry.webhookOutcomes.filter { $0.key.hasPrefix("post-rollout/") } : [:]
+            let stale = revision == nil ? entry.revision != nil || entry.latest != nil || entry.webhookOutcomes != kept : entry.revision != revision
             guard stale else { return }
             entry.latest = nil
-            entry.webhookOutcomes = [:]
+            entry.webhookOutcomes = kept
             entry.revision = revision
             w[key] = entry
         }
@@ -180,10 +191,16 @@ extension Controller {
         // A `Reconciled=False` from a failed write stays until the actions succeed, so it can be seen meanwhile.
         var status = decision.status
         var current = object
-        if status != rollout.status {
+        let statusWritten = status != rollout.status
+        if statusWritten {
             do {
                 current = try await writeCounted(status, of: object)
+                decidingSince.statusWritesFailing.withLock { $0 = false }
             } catch {
+                if error.isServerUnavailable {
+                    decidingSince.statusWritesFailing.withLock { $0 = true }
+                    decidingSince.raise(to: date)
+                }
                 await handle(error, key: key, rollout: rollout, object: object)
                 return
             }
@@ -215,30 +232,43 @@ extension Controller {
             }
         }
         if let failure {
+            // The decision is in status, so the next one will not ask for its Events again (a rollback begun, a request
+            // answered): recorded now, or they would be lost to a conflicting or refused write. A decision whose status
+            // did not change is made again on the retry, Events and all, so its Events wait for the write to succeed.
+            if statusWritten {
+                for event in events {
+                    await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+                }
+            }
             recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
             var updated = rollout
             updated.status = status
             await handle(failure, key: key, rollout: updated, object: current)
             return
         }
+        for event in events {
+            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+        }
+        // From here on a failure is recorded on top of the status this decision wrote, never on the one it was decided
+        // from: that would put an older status back (a stage undone, a rollout that ended ending again).
+        var written = rollout
+        written.status = status
         if status.condition(reconciledCondition) != nil {
             status.removeCondition(reconciledCondition)
             do {
                 current = try await writeCounted(status, of: current)
             } catch {
-                await handle(error, key: key, rollout: rollout, object: current)
+                await handle(error, key: key, rollout: written, object: current)
                 return
             }
-        }
-        for event in events {
-            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
+            written.status = status
         }
         for action in release {
             guard let references else { break }
             do {
                 try await executeCounted(action, rollout: current, references: references)
             } catch {
-                await handle(error, key: key, rollout: rollout, object: current)
+                await handle(error, key: key, rollout: written, object: current)
                 return
             }
         }

@@ -72,10 +72,16 @@ public struct WebhookOutcome: Sendable, Equatable {
 public struct Analysis: Sendable, Equatable {
     public var latest: IntervalResult?
     public var webhooks: [String: WebhookOutcome]
+    /// When the controller making this decision began deciding (its caches complete and, with leader election, the
+    /// lease held). Time before it, when no controller was looking (one killed, a node lost, a lease changing hands),
+    /// is not held against `progressDeadline` until this controller has had `deadlineGrace` to look and measure.
+    /// Nil: no restart to allow for.
+    public var decidingSince: Timestamp?
 
-    public init(latest: IntervalResult? = nil, webhooks: [String: WebhookOutcome] = [:]) {
+    public init(latest: IntervalResult? = nil, webhooks: [String: WebhookOutcome] = [:], decidingSince: Timestamp? = nil) {
         self.latest = latest
         self.webhooks = webhooks
+        self.decidingSince = decidingSince
     }
 
     public static let none = Analysis()

@@ -91,6 +91,7 @@ struct Engine {
 
     mutating func run() {
         status.observedGeneration = generation
+        bringFutureTimesToNow()
         let planned = rollout.plan()
         if rollout.metadata.deletionTimestamp != nil {
             switch planned {
@@ -142,10 +143,21 @@ struct Engine {
             let proceed = step()
             if !proceed || (status.phase, status.stage) == before { break }
         }
+        deliverNotifications()
         keepFinalizerWhileTrafficMayReachTheCanary()
         recordRoutedTraffic()
         retireFormerCanary()
         scheduleWakeUp()
+    }
+
+    /// Times in status later than now mean the clock went back (an NTP step, a new leader whose clock is behind the
+    /// old one's). Left as they are, the next analysis would wait until the clock caught up, and a canary serving
+    /// traffic would go unjudged that long; so they become now: the analysis, the hold and the deadline count from
+    /// now.
+    mutating func bringFutureTimesToNow() {
+        if let t = status.lastAnalysisAt, t > now { status.lastAnalysisAt = now }
+        if let t = status.stageStartedAt, t > now { status.stageStartedAt = now }
+        if let t = status.lastProgressAt, t > now { status.lastProgressAt = now }
     }
 
     /// Remembers the canary Deployment this Rollout made; one made for an earlier `spec.target.deployment` is scaled
@@ -363,6 +375,7 @@ struct Engine {
         if [.initializing, .progressing].contains(status.phase) { _ = deadlinePassed() }
         if status.phase == .rollingBack { _ = rollingBack() }
         safetyWeightsToStable()
+        deliverNotifications()
         keepFinalizerWhileTrafficMayReachTheCanary()
         retireFormerCanary()
         scheduleWakeUp()
@@ -834,10 +847,54 @@ struct Engine {
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
         event(phase == .succeeded || phase == .healthy ? .normal : .warning, .ended(in: phase), message)
+        // Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
         // Without a plan (the spec does not validate) no hook can be called.
         for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
-            actions.append(.callWebhook(webhookCall(hook, id: "post-rollout/\(hook.name)/\(wanted)/\(phase.rawValue)", stage: nil)))
+            let note = PendingNotification(webhook: hook.name, revision: status.revision ?? wanted, phase: phase, endedAt: now)
+            var pending = status.pendingNotifications ?? []
+            pending.removeAll { $0.id == note.id }
+            pending.append(note)
+            status.pendingNotifications = pending
         }
+    }
+
+    /// Calls the post-rollout webhooks that are owed, until each answers 2xx: again every `analysis.interval` after a
+    /// call that failed; given up (Event `NotificationFailed`) when a call fails once `progressDeadline` has passed since
+    /// the rollout ended (so at least once, also by a controller that was down meanwhile). A webhook no longer in the
+    /// spec is not owed any more.
+    mutating func deliverNotifications() {
+        guard let pending = status.pendingNotifications, !pending.isEmpty, let plan else { return }
+        var kept: [PendingNotification] = []
+        for note in pending {
+            guard let hook = plan.webhooks.first(where: { $0.type == .postRollout && $0.name == note.webhook }) else { continue }
+            if let outcome = analysis.webhooks[note.id] {
+                if outcome.passed { continue }
+                if outcome.time >= note.endedAt + plan.progressDeadline {
+                    event(
+                        .warning, .notificationFailed,
+                        "post-rollout webhook \(hook.name) (\(note.phase.rawValue), revision \(note.revision)) gave no 2xx answer within \(plan.progressDeadline) of the end; not called again: \(outcome.message)")
+                    continue
+                }
+                let retryAt = outcome.time + plan.analysis.interval
+                // An answer from the future: the clock went back since; asked again now rather than when it catches up.
+                if now < retryAt, outcome.time <= now {
+                    webhookRetryAt = min(webhookRetryAt ?? retryAt, retryAt)
+                    kept.append(note)
+                    continue
+                }
+            }
+            actions.append(.callWebhook(notificationCall(hook, note)))
+            kept.append(note)
+        }
+        status.pendingNotifications = kept.isEmpty ? nil : kept
+    }
+
+    /// A post-rollout call: the body says how the rollout ended, whatever the Rollout does now.
+    func notificationCall(_ hook: WebhookPlan, _ note: PendingNotification) -> WebhookCall {
+        var call = webhookCall(hook, id: note.id, stage: nil)
+        call.body["phase"] = .string(note.phase.rawValue)
+        call.body["revision"] = .string(note.revision)
+        return call
     }
 
     mutating func record(outcome: String, reason: String, message: String) {
@@ -859,7 +916,10 @@ struct Engine {
     /// The metrics' thresholds keep their meaning as guardrails.
     mutating func judgeLatest() -> Bool {
         guard let latest = analysis.latest, let started = status.stageStartedAt else { return false }
-        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)) else {
+        // Not one from after now either: it was measured before the clock went back, and judged then (see
+        // bringFutureTimesToNow, which would otherwise let it count again and again).
+        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)), latest.time <= now
+        else {
             return false
         }
         let index = status.stage ?? 0
@@ -953,27 +1013,44 @@ struct Engine {
 
     /// A requeue for the earliest time-driven change: the next analysis, the end of a hold, the progress deadline.
     mutating func scheduleWakeUp() {
-        guard !status.phase.isIdle else { return }
         var times: [Timestamp] = []
+        // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook, a notification owed also
+        // after the rollout ended) is asked again then.
+        if let webhookRetryAt { times.append(webhookRetryAt) }
+        guard !status.phase.isIdle else {
+            if let next = times.filter({ $0 > now }).min() {
+                actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
+            }
+            return
+        }
         if status.phase == .progressing || status.phase == .paused, let stage = status.stage, stage < plan.stages.count {
             if let due = nextAnalysisAt { times.append(due) }
             if let started = status.stageStartedAt { times.append(started + plan.stages[stage].hold) }
         }
         if [.initializing, .progressing].contains(status.phase), let last = status.lastProgressAt {
             times.append(last + plan.progressDeadline + .seconds(1))
+            // The deadline passed while no controller looked: it is checked again once the grace is over.
+            if let since = analysis.decidingSince { times.append(since + deadlineGrace + .seconds(1)) }
         }
-        // A webhook that failed (a stage gate that said no, an unreachable pre-rollout hook) is asked again then.
-        if let webhookRetryAt { times.append(webhookRetryAt) }
         guard let next = times.filter({ $0 > now }).min() else { return }
         actions.append(.requeue(after: RolloutDuration(milliseconds: next.milliseconds(since: now))))
     }
 
     mutating func deadlinePassed() -> Bool {
         guard let last = status.lastProgressAt, now.milliseconds(since: last) > plan.progressDeadline.milliseconds else { return false }
+        // A controller that was down longer than the deadline must not blame the canary for the time nobody looked:
+        // it first looks (a canary that became ready meanwhile) and measures (an analysis is due at once).
+        if let since = analysis.decidingSince, now < since + deadlineGrace { return false }
         beginRollback(
             to: .failed, reason: "ProgressDeadlineExceeded",
             message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")
         return true
+    }
+
+    /// How long a controller that just began deciding waits before a progress deadline that passed while no
+    /// controller was looking ends the rollout: two analysis intervals (one measurement due at once, and its answer).
+    var deadlineGrace: RolloutDuration {
+        RolloutDuration(milliseconds: plan.analysis.interval.milliseconds * 2)
     }
 
     // MARK: - Webhooks
@@ -996,7 +1073,8 @@ struct Engine {
         // rollout; its progressDeadline bounds the wait), is asked again every interval.
         let retried = hook.type == .stageGate || (hook.type == .preRollout && !outcome.answered)
         if retried {
-            if now >= outcome.time + plan.analysis.interval {
+            // An answer from the future: the clock went back since; asked again now rather than when it catches up.
+            if now >= outcome.time + plan.analysis.interval || outcome.time > now {
                 actions.append(.callWebhook(webhookCall(hook, id: id, stage: stage)))
             } else {
                 webhookRetryAt = outcome.time + plan.analysis.interval
@@ -1076,12 +1154,21 @@ struct Engine {
             let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
             if !ready {
                 return setTraffic(
-                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
+                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canaryProgress(canary))",
                     expected: status.phase == .initializing)
             }
         }
         return trafficReady(
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
+    }
+
+    /// How far the canary's rollout is: ready pods, and while its pods change (a new revision over an old one, which may
+    /// all be ready), how many run the new template (`3/3 pods ready` alone would not say why it still waits).
+    func canaryProgress(_ canary: ObservedDeployment) -> String {
+        let ready = "\(canary.readyReplicas)/\(canary.replicas) pods ready"
+        guard canary.readyReplicas >= canary.replicas else { return ready }
+        if canary.observedGeneration < canary.generation { return ready + ", the new template not yet taken up" }
+        return ready + ", \(min(canary.updatedReplicas, canary.availableReplicas))/\(canary.replicas) updated and available"
     }
 
     /// Rule 2 holds on the way back too: the canary's weight goes back to stable only when stable has a ready pod to

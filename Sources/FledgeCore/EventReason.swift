@@ -47,6 +47,8 @@ public enum EventReason: String, CaseIterable, Sendable {
     case subsetLabelMismatch = "SubsetLabelMismatch"
     case subsetsIdentical = "SubsetsIdentical"
     case selectorOverlap = "SelectorOverlap"
+    // Notifications.
+    case notificationFailed = "NotificationFailed"
     // The controller.
     case actionFailed = "ActionFailed"
     case writeConflict = "WriteConflict"

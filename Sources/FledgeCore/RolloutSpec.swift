@@ -215,7 +215,8 @@ public struct MetricSpec: Codable, Sendable, Equatable {
 /// An HTTP POST with a JSON body; any 2xx answer passes.
 /// - `pre-rollout`: after the canary is ready, before it gets traffic; a failure rolls back.
 /// - `stage-gate`: before leaving each stage; a failure holds the stage and is retried every interval.
-/// - `post-rollout`: a notification when the rollout ends (Succeeded, Failed or Aborted); its answer is ignored.
+/// - `post-rollout`: a notification when the rollout ends (Succeeded, Failed or Aborted), owed in status and called
+///   again every interval until it answers 2xx (for up to `progressDeadline` after the end).
 public struct WebhookSpec: Codable, Sendable, Equatable {
     public var name: String?
     public var type: String?

@@ -65,6 +65,28 @@ public struct RoutedTraffic: Codable, Sendable, Equatable {
     }
 }
 
+/// A post-rollout webhook owed a call: the rollout ended (`phase`) at `endedAt`. Called every `analysis.interval`
+/// until it answers 2xx, for at most `progressDeadline` after the first failed call.
+public struct PendingNotification: Codable, Sendable, Equatable {
+    /// The name of the post-rollout webhook in `spec.webhooks`.
+    public var webhook: String
+    /// The revision that was rolled out.
+    public var revision: String
+    /// How it ended: Succeeded, Failed, Aborted, or Healthy (spec.canary set back to stable).
+    public var phase: Phase
+    public var endedAt: Timestamp
+
+    public init(webhook: String, revision: String, phase: Phase, endedAt: Timestamp) {
+        self.webhook = webhook
+        self.revision = revision
+        self.phase = phase
+        self.endedAt = endedAt
+    }
+
+    /// The `WebhookCall.id` of its calls (the end time keeps two ends of one revision apart, a retried one say).
+    public var id: String { "post-rollout/\(webhook)/\(revision)/\(phase.rawValue)/\(endedAt.seconds)" }
+}
+
 /// `status` of a Rollout. Every bit of progress lives here, so a restarted controller resumes where it stopped.
 public struct RolloutStatus: Codable, Sendable, Equatable {
     public var phase: Phase
@@ -126,6 +148,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     /// The canary Deployment this Rollout made (`<target>-canary`). When `spec.target.deployment` changes, the one
     /// named here is scaled to zero once no managed route sends the canary traffic, instead of running on unowned.
     public var canaryDeployment: String?
+    /// Post-rollout notifications not delivered yet (no 2xx answer). Kept in status, not in memory, so that a
+    /// controller killed right after a rollout ended, or a receiver that was down, still gets them. Nil when none.
+    public var pendingNotifications: [PendingNotification]?
 
     public static let historyLimit = 10
 
@@ -146,7 +171,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         case phase, observedGeneration, revision, stableRevision, stage, stageProgress, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
         case conditions, history, requests, rollbackTo, approvedStage, promotedStages, passedWebhooks, judge, judgeAcceptedStage
-        case routedTraffic, canaryDeployment
+        case routedTraffic, canaryDeployment, pendingNotifications
     }
 
     public init(from decoder: any Decoder) throws {
@@ -179,6 +204,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         judgeAcceptedStage = try c.decodeIfPresent(Int.self, forKey: .judgeAcceptedStage)
         routedTraffic = try c.decodeIfPresent(RoutedTraffic.self, forKey: .routedTraffic)
         canaryDeployment = try c.decodeIfPresent(String.self, forKey: .canaryDeployment)
+        pendingNotifications = try c.decodeIfPresent([PendingNotification].self, forKey: .pendingNotifications)
     }
 
     /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What

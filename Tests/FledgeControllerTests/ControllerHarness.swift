@@ -60,7 +60,7 @@ final class World: Sendable {
     /// Starts a controller against this world.
     func startController(
         configure: (inout ControllerConfiguration) -> Void = { _ in }, analyzer: (any MetricsProvider)? = nil,
-        writeGate: (@Sendable () -> Bool)? = nil, client: KubernetesClient? = nil
+        writeGate: (@Sendable () -> Bool)? = nil, client: KubernetesClient? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) -> RunningController {
         var configuration = ControllerConfiguration()
         configuration.analysisBatchWindow = .milliseconds(20)
@@ -70,7 +70,7 @@ final class World: Sendable {
         logger.logLevel = ProcessInfo.processInfo.environment["FLEDGE_TEST_LOG"] != nil ? .debug : .critical
         let controller = Controller(
             client: client ?? self.client, configuration: configuration, http: CurlHTTPClient(), analyzer: analyzer, logger: logger,
-            writeGate: writeGate)
+            now: now, writeGate: writeGate)
         let running = RunningController(controller: controller, logger: logger)
         controllers.withLock { $0.append(running) }
         return running

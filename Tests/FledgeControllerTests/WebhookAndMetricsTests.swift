@@ -23,8 +23,10 @@ final class GateServer: Sendable {
     private let group: ServiceGroup
     private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
 
-    init() throws {
-        port = try LoopbackPort.free()
+    /// Listens on `port` (nil: a free one), e.g. one a Rollout was told about while nothing listened there.
+    init(port: Int? = nil) throws {
+        let port = try port ?? LoopbackPort.free()
+        self.port = port
         let router = Router()
         let state = self.state
         router.post("gate") { request, context -> Response in

@@ -133,6 +133,8 @@ struct Sim {
     var unreachableWebhooks: Set<String> = []
     var webhookOutcomes: [String: WebhookOutcome] = [:]
     var latest: IntervalResult?
+    /// When the controller began deciding (`Analysis.decidingSince`): set to simulate a restart.
+    var decidingSince: Timestamp?
     var phases: [Phase] = []
     var events: [RolloutEvent] = []
     var decisions: [Decision] = []
@@ -162,7 +164,7 @@ struct Sim {
     /// One reconcile: decide, store status, execute actions. Returns the decision.
     @discardableResult
     mutating func reconcile() -> Decision {
-        let d = decide(rollout: rollout, observed: observed, analysis: Analysis(latest: latest, webhooks: webhookOutcomes), now: now)
+        let d = decide(rollout: rollout, observed: observed, analysis: Analysis(latest: latest, webhooks: webhookOutcomes, decidingSince: decidingSince), now: now)
         decisions.append(d)
         rollout.status = d.status
         if phases.last != d.status.phase { phases.append(d.status.phase) }

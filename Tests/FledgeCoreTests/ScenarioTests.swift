@@ -110,6 +110,79 @@ struct ScenarioTests {
         #expect(!sim.weightHistory.contains(25))
     }
 
+    /// Rule 7: a controller that comes back after more than the progress deadline (it was killed, its node lost)
+    /// measures a healthy canary before it judges the rollout stuck; a stuck one still ends, after the grace.
+    @Test func aProgressDeadlinePassedWhileNoControllerLookedIsCheckedAfterALook() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m"))
+        sim.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        #expect(sim.phase == .progressing)
+        // The controller was down 15 minutes; the new one began deciding just now.
+        sim.now = Timestamp(seconds: sim.now.seconds + 15 * 60)
+        sim.decidingSince = sim.now
+        sim.latest = nil
+        let first = sim.reconcile()
+        #expect(sim.phase == .progressing, "\(sim.status.message ?? "")")
+        #expect(first.actions.contains { if case .runAnalysis = $0 { true } else { false } })
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        #expect(!sim.phases.contains(.rollingBack))
+
+        // Stuck: no data after the restart. Nothing ends before the grace (2 intervals) is over.
+        var stuck = Sim(spec: seedSpec(progressDeadline: "2m"))
+        stuck.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        stuck.behaviour = .noData
+        stuck.now = Timestamp(seconds: stuck.now.seconds + 15 * 60)
+        stuck.decidingSince = stuck.now
+        stuck.latest = nil
+        let restarted = stuck.now
+        let wakeUp = stuck.reconcile().actions.compactMap { if case .requeue(let after) = $0 { after } else { nil } }
+        #expect(wakeUp.contains(.seconds(21)), "\(wakeUp)")
+        stuck.run { $0.phase != .progressing }
+        #expect(stuck.phase == .rollingBack)
+        #expect(stuck.status.condition(ConditionType.progressing)?.reason == "ProgressDeadlineExceeded")
+        #expect(stuck.now.seconds - restarted.seconds >= 20)
+    }
+
+    /// The clock steps back an hour mid-stage (NTP, or a new leader whose clock is behind): the canary is still
+    /// measured every interval, not left unjudged until the clock catches up with the times in status.
+    @Test func aClockSteppedBackStillAnalysesTheCanary() {
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m"))
+        sim.run { $0.status.stage == 1 && $0.status.passedChecks >= 1 }
+        sim.now = Timestamp(seconds: sim.now.seconds - 3600)
+        let stepped = sim.now
+        sim.behaviour = .errors(successRate: 80)
+        sim.run(maxSteps: 500) { $0.phase != .progressing }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.status.condition(ConditionType.progressing)?.reason == "AnalysisFailed")
+        #expect(sim.now.seconds - stepped.seconds <= 60, "rolled back \(sim.now.seconds - stepped.seconds) s after the step")
+        sim.run(untilPhase: .failed)
+        #expect(sim.phase == .failed)
+
+        // A stage gate that answered before the step is asked again at once, not an hour later.
+        let hooks = [WebhookSpec(name: "gate", type: "stage-gate", url: "http://127.0.0.1:9/gate")]
+        var gated = Sim(spec: seedSpec(webhooks: hooks))
+        gated.webhookAnswers["gate"] = false
+        gated.run(maxSteps: 300) { $0.webhookCalls.count >= 2 }
+        gated.now = Timestamp(seconds: gated.now.seconds - 3600)
+        let calls = gated.webhookCalls.count
+        gated.webhookAnswers["gate"] = true
+        gated.run(maxSteps: 100) { $0.status.stage == 1 }
+        #expect(gated.status.stage == 1)
+        #expect(gated.webhookCalls.count == calls + 1)
+    }
+
+    /// A canary whose old pods are all ready while the new revision rolls out waits, and says for what.
+    @Test func aCanaryRollingOutSaysHowManyPodsRunTheNewTemplate() {
+        var sim = Sim()
+        sim.run { $0.observed.canary != nil }
+        sim.observed.canary!.updatedReplicas = 1
+        sim.observed.canary!.availableReplicas = 3
+        sim.reconcile()
+        #expect(sim.phase == .initializing)
+        let message = sim.status.condition(ConditionType.trafficReady)?.message ?? ""
+        #expect(message == "canary Deployment product-service-canary: 3/3 pods ready, 1/3 updated and available", "\(message)")
+    }
+
     @Test func noDataCountsAsFailureWhenConfigured() {
         var sim = Sim(spec: seedSpec(noData: "fail"))
         sim.behaviour = .noData
@@ -501,6 +574,41 @@ struct ScenarioTests {
         #expect(sim.webhookCalls.contains { $0.name == "notify" && $0.body["phase"] == "Succeeded" })
     }
 
+    /// Rule 7 for notifications: a post-rollout webhook is owed in status with the status that ends the rollout, called
+    /// again every interval while it gives no 2xx, by whichever controller decides next, and given up (with a Warning)
+    /// once a call fails after `progressDeadline`.
+    @Test func aPostRolloutNotificationIsOwedInStatusUntilAnswered() {
+        let hooks = [WebhookSpec(name: "notify", type: "post-rollout", url: "http://127.0.0.1:9/notify")]
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        sim.unreachableWebhooks = ["notify"]
+        sim.run(untilPhase: .succeeded)
+        let ending = sim.decisions.last!
+        #expect(ending.status.pendingNotifications?.map(\.webhook) == ["notify"])
+        #expect(ending.status.pendingNotifications?.first?.phase == .succeeded)
+        #expect(ending.actions.contains { if case .callWebhook(let call) = $0 { call.name == "notify" } else { false } })
+
+        // A controller killed before its call: the next one calls (it has no answer in memory).
+        var restarted = sim
+        restarted.webhookOutcomes = [:]
+        restarted.webhookCalls = []
+        restarted.unreachableWebhooks = []
+        restarted.webhookAnswers["notify"] = true
+        restarted.reconcile()
+        #expect(restarted.webhookCalls.map { $0.body["phase"] } == ["Succeeded"])
+        restarted.reconcile()
+        #expect(restarted.status.pendingNotifications == nil)
+        #expect(restarted.webhookCalls.count == 1)
+
+        // Unreachable: called again every interval (10 s), not on every reconcile, then given up.
+        sim.webhookCalls = []
+        sim.run(maxSteps: 5000) { $0.status.pendingNotifications == nil }
+        #expect(sim.status.pendingNotifications == nil)
+        let times = sim.webhookCalls.map(\.id).count
+        #expect(times >= 12 && times <= 13, "\(times) calls")
+        #expect(sim.events.contains { $0.reason == "NotificationFailed" })
+        #expect(sim.phase == .succeeded)
+    }
+
     @Test func invalidSpecChangesNothingButTheCondition() {
         var spec = seedSpec()
         spec.stages = [StageSpec(weight: 10), StageSpec(weight: 50), StageSpec(weight: 40)]
@@ -811,3 +919,4 @@ struct ScenarioTests {
         #expect(json[path: ["status", "history"]]?[0]?["finishedAt"]?.stringValue?.hasSuffix("Z") == true)
     }
 }
+
