@@ -157,6 +157,23 @@ struct RolloutCommandEndToEndTests {
         }
     }
 
+    /// A Rollout manifest given as --template-patch was written as the patch: the canary's pod template got
+    /// apiVersion, kind and the Rollout's spec merged in (a real API server drops them), so the stable pod rolled
+    /// out under a new revision. The spec's validation refuses it, naming the file's kind; nothing is written.
+    @Test func triggerRefusesAManifestAsTheTemplatePatch() async throws {
+        try await CLISandbox.with { sandbox in
+            let manifest = packageRoot.appendingPathComponent("rollouts/product-service/rollout.yaml").path
+            let before = try await sandbox.rollout().spec.canary
+            let result = try await sandbox.run(["trigger", "product-service", "--template-patch", manifest])
+            #expect(result.status == 1, "\(result)")
+            #expect(
+                result.err.contains(
+                    "spec.canary.templatePatch: has apiVersion, kind at its top, where a pod template has only metadata and spec: this is a whole Rollout manifest"),
+                "\(result)")
+            #expect(try await sandbox.rollout().spec.canary == before)
+        }
+    }
+
     @Test func listAcrossNamespaces() async throws {
         try await CLISandbox.with { sandbox in
             var other = try requireObjectHelper(await sandbox.server.store.object(CLISandbox.rollouts, namespace: "shop", name: "product-service"))
