@@ -171,7 +171,10 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         let simulator: MeshSimulator
 
         func run() async throws {
-            guard await simulator.waitUntilReady() else { return }
+            // A shutdown may come while the caches cannot fill (the API server unreachable): the group waits for
+            // this service to end before it stops the simulator, so the wait must end with it.
+            let simulator = self.simulator
+            guard await cancelWhenGracefulShutdown({ await simulator.waitUntilReady() }) else { return }
             let configuration = simulator.configuration
             var lines = "fledge simulate-mesh: metrics on \(simulator.metricsURL)  (Prometheus target \(simulator.metricsAddress))\n"
             lines += "fledge simulate-mesh: \(configuration.requestsPerSecond) req/s through \(configuration.namespace)/\(configuration.virtualService): "

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FledgeMesh
+import Foundation
 import Testing
 
 @testable import FledgeCLI
@@ -7,6 +8,20 @@ import Testing
 @Suite("fledge simulate-mesh command")
 struct SimulateMeshCommandTests {
     static let required = ["-n", "shop", "--virtual-service", "product-service"]
+
+    /// With an API server it could not reach, simulate-mesh ignored SIGTERM and Ctrl-C: the part that announces
+    /// /metrics waited for the caches to fill and never heard the shutdown, so only SIGKILL stopped it.
+    @Test func stopsOnSIGTERMWhileTheAPIServerCannotBeReached() async throws {
+        try await CLISandbox.with { sandbox in
+            // Nothing listens on port 1: every list is refused.
+            let unreachable = try sandbox.kubeconfig(token: CLISandbox.adminToken, server: "https://127.0.0.1:1", name: "unreachable.kubeconfig")
+            let mesh = try sandbox.start(["simulate-mesh"] + Self.required, kubeconfig: unreachable)
+            try await mesh.waitForError(containing: "list/watch failed; retrying")
+            kill(mesh.process.processIdentifier, SIGTERM)
+            let result = try await mesh.finish(orStopAfter: .seconds(60))
+            #expect(result.status == 0, "\(result)")
+        }
+    }
 
     @Test func workloadOptionsBecomeBehaviours() throws {
         let command = try SimulateMeshCommand.parse(
