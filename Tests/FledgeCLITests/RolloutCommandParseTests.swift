@@ -127,6 +127,13 @@ struct RolloutCommandParseTests {
         #expect(retry.rollout == "r" && retry.wait.timeout == .seconds(120))
     }
 
+    /// The help gives --timeout's default, as the README does (a transformed option shows none by itself).
+    @Test func requestHelpNamesTheTimeoutDefault() {
+        for help in [PromoteCommand.helpMessage(columns: 400), AbortCommand.helpMessage(columns: 400), RetryCommand.helpMessage(columns: 400)] {
+            #expect(help.contains("the request (e.g. 30s, 2m; default: 30s)"), "\(help)")
+        }
+    }
+
     @Test(arguments: [
         (["promote"], "Missing expected argument '<rollout>'"),
         (["promote", "r", "--timeout", "0s"], "--timeout: must be above 0"),

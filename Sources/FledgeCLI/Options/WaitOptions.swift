@@ -13,7 +13,7 @@ func parseDuration(_ text: String) throws -> Duration {
 /// How long a manual request waits for the controller's answer.
 struct RequestWaitOptions: ParsableArguments {
     @Option(
-        help: ArgumentHelp("How long to wait for the controller to acknowledge the request (e.g. 30s, 2m).", valueName: "duration"),
+        help: ArgumentHelp("How long to wait for the controller to acknowledge the request (e.g. 30s, 2m; default: 30s).", valueName: "duration"),
         transform: parseDuration)
     var timeout: Duration = .seconds(30)
 
