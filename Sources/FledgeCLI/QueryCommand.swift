@@ -38,6 +38,9 @@ struct QueryCommand: AsyncParsableCommand {
         guard PromQLTemplate.isDuration(window) else {
             throw ValidationError("--window: \"\(window)\" is not a PromQL duration such as 30s, 1m or 1h30m")
         }
+        guard window.contains(where: { $0 != "0" && $0.isNumber }) else {
+            throw ValidationError("--window: \(window) is no time at all; give a window such as 30s, 1m or 1h30m")
+        }
         if let at {
             do { _ = try PrometheusTime.parse(at) } catch { throw ValidationError("--at: \(error)") }
         }
@@ -85,7 +88,8 @@ struct QueryCommand: AsyncParsableCommand {
                 metrics.namespace, metrics.workload, metrics.window,
                 metrics.successRate.map { "\(decimal($0))%" } ?? "-",
                 metrics.latencyP99Ms.map { "\(decimal($0)) ms" } ?? "-",
-                metrics.requests.map { decimal($0) } ?? "-",
+                // Whole requests: increase() extrapolates to the window's edges, which gives fractions.
+                metrics.requests.map { decimal($0.rounded()) } ?? "-",
             ])
         }
         return table.render()
