@@ -1460,9 +1460,15 @@ public actor SandboxStore {
             let apiVersion = object["apiVersion"]?.stringValue ?? ""
             let kind = object["kind"]?.stringValue ?? ""
             guard let type = self.type(apiVersion: apiVersion, kind: kind) else {
+                // A group with a dot is not built in: its kinds come from CustomResourceDefinitions.
+                let custom = apiVersion.split(separator: "/").first.map { $0.contains(".") } ?? false
+                let hint =
+                    !custom ? ""
+                    : ": no CustomResourceDefinition defines it; load one with the manifests"
+                        + (apiVersion.hasPrefix("fledge.dev/") ? " (the Rollout's is deploy/crds)" : "")
                 throw SandboxError.manifest(
                     source: object[path: ["metadata", "name"]]?.stringValue ?? "<object>",
-                    message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"")
+                    message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"\(hint)")
             }
             let namespace = type.namespaced ? (object[path: ["metadata", "namespace"]]?.stringValue ?? defaultNamespace) : nil
             let name = object[path: ["metadata", "name"]]?.stringValue ?? ""
