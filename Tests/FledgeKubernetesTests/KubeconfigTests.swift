@@ -301,6 +301,21 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         }
     }
 
+    /// A YAML file that is not a kubeconfig (a Prometheus config) said "(contexts: )"; now it says it defines none.
+    @Test func aFileWithoutContextsSaysSo() throws {
+        let notAKubeconfig = try Kubeconfig.parse(yaml: "global: {scrape_interval: 1s}\n", file: "/tmp/prom.yml")
+        #expect {
+            _ = try notAKubeconfig.configuration()
+        } throws: { error in
+            "\(error)".contains("current-context is not set and no context was given (it defines no contexts: is it a kubeconfig?)")
+        }
+        #expect {
+            _ = try notAKubeconfig.configuration(context: "prod")
+        } throws: { error in
+            "\(error)".contains("context \"prod\" is not defined (it defines no contexts: is it a kubeconfig?)")
+        }
+    }
+
     @Test func invalidYAMLAndMissingFiles() throws {
         #expect(throws: KubernetesError.self) { try Kubeconfig.parse(yaml: "clusters: [", file: "/x") }
         do {
