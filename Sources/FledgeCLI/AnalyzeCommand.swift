@@ -97,13 +97,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         case .table:
             print("Rollout \(fetched.namespace)/\(fetched.name): window \(plan.analysis.interval) ending \(Timestamp(time)) at \(address)")
             print("canary \(request.canaryWorkload): \(result.requests.map(String.init) ?? "unknown") requests (minRequests \(plan.analysis.minRequests))")
-            var table = Table(headers: ["METRIC", "VALUE", "STABLE", "THRESHOLD", "VERDICT", "WHY"])
-            for m in metrics {
-                table.rows.append([
-                    m.name, m.value.map(Self.number) ?? "-", m.stableValue.map(Self.number) ?? "-", m.threshold, m.verdict.rawValue, m.message ?? "",
-                ])
-            }
-            print(table.render())
+            print(Self.table(metrics))
             if let judged { print("judge: \(judged["decision"]?.stringValue ?? "?"): \(judged["explanation"]?.stringValue ?? "")") }
             print("interval: \(verdict.rawValue)\(Self.because(judgement))")
         }
@@ -148,7 +142,15 @@ struct AnalyzeCommand: AsyncParsableCommand {
         return " (checks \(judgement.checks.rawValue); \(judge))"
     }
 
-    static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.2f", value)
+    /// The checks as `fledge status` shows the last interval's: the same column names and numbers.
+    static func table(_ metrics: [MetricResult]) -> String {
+        var table = Table(headers: ["METRIC", "CANARY", "STABLE", "THRESHOLD", "VERDICT", "NOTE"])
+        for m in metrics {
+            table.rows.append([
+                m.name, m.value.map(QueryCommand.decimal) ?? "-", m.stableValue.map(QueryCommand.decimal) ?? "-", m.threshold, m.verdict.rawValue,
+                m.message ?? "",
+            ])
+        }
+        return table.render()
     }
 }

@@ -1,9 +1,12 @@
+import FledgeCore
 import FledgeJSON
 import FledgeSandbox
 import Foundation
 import LocalPrometheus
 import Testing
 import TestSupport
+
+@testable import FledgeCLI
 
 /// `fledge analyze` against the sandbox and a real Prometheus holding hand-made Istio traffic.
 @Suite(.serialized) struct AnalyzeCommandTests {
@@ -25,6 +28,22 @@ import TestSupport
                         .init(responseCode: 503, cumulativeBuckets: [(100, 0), (250, 5)], latencySumMs: 5 * 200),
                     ]),
             ], start: start, step: 15, steps: 160)
+    }
+
+    /// analyze and status show the same checks: the same column names (VALUE/WHY against CANARY/NOTE) and numbers
+    /// (94.30 against 94.3).
+    @Test func theTableReadsAsStatusShowsTheSameChecks() throws {
+        let check = MetricResult(
+            name: "success-rate", value: 94.3, stableValue: 99.875, threshold: ">= 99", verdict: .failed, message: "94.3 < min 99",
+            requests: 191, time: Timestamp(seconds: 0))
+        let analyze = AnalyzeCommand.table([check])
+        #expect(analyze.hasPrefix("METRIC        CANARY  STABLE  THRESHOLD  VERDICT  NOTE"), "\(analyze)")
+        #expect(analyze.contains("success-rate  94.3    99.88   >= 99      Failed   94.3 < min 99"), "\(analyze)")
+        var rollout = RolloutViewTests.rolloutJSON(status: ["phase": "Progressing", "observedGeneration": 2])
+        rollout[path: ["status", "lastAnalysis"]] = try JSONValue(encoding: [check])
+        let status = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 60))
+        #expect(status.contains("METRIC        CANARY  STABLE  THRESHOLD  VERDICT  REQUESTS  NOTE"), "\(status)")
+        #expect(status.contains("success-rate  94.3    99.88   >= 99      Failed   191       94.3 < min 99"), "\(status)")
     }
 
     @Test func printsEveryMetricAgainstItsThresholdAndWritesNothing() async throws {
