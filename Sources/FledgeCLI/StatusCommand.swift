@@ -38,6 +38,7 @@ struct StatusCommand: AsyncParsableCommand {
     var watch = false
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("With --watch: give up after this long (e.g. 10m) and exit 2. Default: wait until it ends.", valueName: "duration"),
         transform: parseDuration)
     var timeout: Duration?

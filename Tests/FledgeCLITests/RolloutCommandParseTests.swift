@@ -161,6 +161,12 @@ struct RolloutCommandParseTests {
     @Test(arguments: [
         (["status", "r", "--timeout", "1m"], "--timeout needs --watch"),
         (["status", "r", "--watch", "--timeout", "0s"], "--timeout: must be above 0"),
+        // A negative duration was read as an unknown short option: "Missing value for '--timeout <duration>'".
+        (["status", "r", "--watch", "--timeout", "-5s"], "'-5s' is negative: give a duration above 0"),
+        (["promote", "r", "--timeout", "-1m"], "'-1m' is negative: give a duration above 0"),
+        (["demo", "--hold", "-2s"], "'-2s' is negative: give a duration above 0"),
+        (["demo", "--interval", "-2s"], "'-2s' is negative: give a duration above 0"),
+        (["demo", "--timeout", "-2s"], "'-2s' is negative: give a duration above 0"),
         (["status", "r", "-o", "wide"], "wide"),
         (["status"], "Missing expected argument '<rollout>'"),
         (["list", "-A", "-n", "shop"], "--namespace and --all-namespaces cannot be used together"),
