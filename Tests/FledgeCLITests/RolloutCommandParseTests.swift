@@ -167,6 +167,8 @@ struct RolloutCommandParseTests {
         (["demo", "--hold", "-2s"], "'-2s' is negative: give a duration above 0"),
         (["demo", "--interval", "-2s"], "'-2s' is negative: give a duration above 0"),
         (["demo", "--timeout", "-2s"], "'-2s' is negative: give a duration above 0"),
+        // Another option where the value should be is not a duration, and not called negative.
+        (["promote", "r", "--timeout", "--no-wait"], "'--no-wait' is not a duration"),
         (["status", "r", "-o", "wide"], "wide"),
         (["status"], "Missing expected argument '<rollout>'"),
         (["list", "-A", "-n", "shop"], "--namespace and --all-namespaces cannot be used together"),

@@ -4,7 +4,7 @@ import FledgeCore
 /// Parses a duration flag as the Rollout spec writes durations: `30s`, `5m`, `1h30m`, `500ms`.
 /// Options using it take `parsing: .unconditional`, so that `-5s` reaches it rather than read as a short option.
 func parseDuration(_ text: String) throws -> Duration {
-    if text.hasPrefix("-") { throw ValidationError("'\(text)' is negative: give a duration above 0 such as 30s or 5m") }
+    if text.hasPrefix("-"), text.dropFirst().first?.isNumber == true { throw ValidationError("'\(text)' is negative: give a duration above 0 such as 30s or 5m") }
     do {
         return .milliseconds(try RolloutDuration(parsing: text).milliseconds)
     } catch {
