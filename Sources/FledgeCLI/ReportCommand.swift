@@ -41,6 +41,8 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let cluster = try kubernetes.connect()
+        // A missing Rollout, refused credentials or an unreachable server, said as every other command says them.
+        _ = try await cluster.rollout(rollout)
         let gatherer = ReportGatherer(
             kubernetes: cluster.client, prometheus: makePrometheusClient(),
             noPrometheusReason: "no --prometheus was given")

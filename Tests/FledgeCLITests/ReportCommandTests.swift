@@ -95,6 +95,23 @@ struct ReportCommandTests {
         }
     }
 
+    /// report said "reading rollout shop/x: get rollouts.fledge.dev …: HTTP 401 Unauthorized" and named the server
+    /// after a missing Rollout, where every other command says it in one way: now it says it as status does.
+    @Test func cannotReadTheRolloutInTheWordsOfTheOtherCommands() async throws {
+        try await CLISandbox.with { sandbox in
+            let badToken = try sandbox.kubeconfig(token: "expired-token", name: "bad.kubeconfig")
+            let unreachable = try sandbox.kubeconfig(token: CLISandbox.adminToken, server: "https://127.0.0.1:1", name: "down.kubeconfig")
+            let output = sandbox.folder.appendingPathComponent("report.html").path
+            for (rollout, kubeconfig) in [("product-service", badToken), ("product-service", unreachable), ("nope", sandbox.kubeconfig)] {
+                let status = try await sandbox.run(["status", rollout], kubeconfig: kubeconfig)
+                let report = try await sandbox.run(["report", rollout, "-o", output], kubeconfig: kubeconfig)
+                #expect(status.status == 1 && report.status == 1, "\(status)\n\(report)")
+                #expect(report.err == status.err, "\(report)")
+                #expect(!FileManager.default.fileExists(atPath: output))
+            }
+        }
+    }
+
     @Test func writesTheTimelineOfARolloutInFlight() async throws {
         try await CLISandbox.with { sandbox in
             #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
