@@ -1464,8 +1464,9 @@ public actor SandboxStore {
                 let custom = apiVersion.split(separator: "/").first.map { $0.contains(".") } ?? false
                 let hint =
                     !custom ? ""
-                    : ": no CustomResourceDefinition defines it; load one with the manifests"
-                        + (apiVersion.hasPrefix("fledge.dev/") ? " (the Rollout's is deploy/crds)" : "")
+                    : apiVersion.hasPrefix("fledge.dev/")
+                        ? ": no CustomResourceDefinition defines it; load the Rollout's too (deploy/crds)"
+                        : ": no CustomResourceDefinition defines it; load its CRD too, or leave this file out"
                 throw SandboxError.manifest(
                     source: object[path: ["metadata", "name"]]?.stringValue ?? "<object>",
                     message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"\(hint)")

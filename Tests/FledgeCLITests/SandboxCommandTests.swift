@@ -44,7 +44,7 @@ import Testing
         #expect(result.status == 1, "\(result)")
         #expect(
             result.err.contains(
-                #"rollout.yaml: Rollout "product-service": no resource is served for kind "Rollout" in "fledge.dev/v1alpha1": no CustomResourceDefinition defines it; load one with the manifests (the Rollout's is deploy/crds)"#),
+                #"rollout.yaml: Rollout "product-service": no resource is served for kind "Rollout" in "fledge.dev/v1alpha1": no CustomResourceDefinition defines it; load the Rollout's too (deploy/crds)"#),
             "\(result)")
     }
 
