@@ -112,6 +112,30 @@ struct ReportCommandTests {
         }
     }
 
+    /// A failed rollout, then spec.canary set back to the stable image: the Rollout is Healthy, and the report headed
+    /// the failed rollout's timeline "Healthy" with stable's revision. It heads it with that rollout and says what
+    /// came after.
+    @Test func aRolloutEndedThenSetBackToStableIsShownAsItEnded() async throws {
+        try await CLISandbox.with { sandbox in
+            #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
+            var controller = ContractController(sandbox)
+            controller.canary = .failing
+            try await controller.run(untilPhase: .failed)
+            let failed = try #require(try await sandbox.rollout().status?.revision)
+            #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:1.0.0"]).status == 0)
+            try await controller.run { $0.status?.phase == .healthy && $0.status?.revision != failed }
+            let stable = try #require(try await sandbox.rollout().status?.revision)
+
+            let file = sandbox.folder.appendingPathComponent("report.html").path
+            let result = try await sandbox.run(["report", "product-service", "-o", file])
+            #expect(result.status == 0 && result.out.contains("rollout shop/product-service (Failed)"), "\(result)")
+            let html = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(html.contains("<title>Rollout shop/product-service: Failed</title>"))
+            #expect(html.contains("revision <code>\(failed)</code>"), "\(html)")
+            #expect(html.contains("Since then spec.canary was set back to the stable revision (\(stable)): the Rollout is Healthy."))
+        }
+    }
+
     @Test func writesTheTimelineOfARolloutInFlight() async throws {
         try await CLISandbox.with { sandbox in
             #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
