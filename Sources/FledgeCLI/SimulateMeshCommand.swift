@@ -128,6 +128,15 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         return configuration
     }
 
+    /// The workloads given settings that match no Deployment, and are not the canary Fledge will make of one (a typo
+    /// in a name otherwise changes nothing, silently), sorted.
+    static func unmatched(_ workloads: [String], deployments: [String]) -> [String] {
+        let known = Set(deployments)
+        return workloads.filter { name in
+            !known.contains(name) && !(name.hasSuffix("-canary") && known.contains(String(name.dropLast("-canary".count))))
+        }.sorted()
+    }
+
     /// The longest latency a workload may be given: an hour.
     static let maximumLatencyMs: Double = 3_600_000
 
@@ -181,6 +190,11 @@ struct SimulateMeshCommand: AsyncParsableCommand {
             lines += MeshSimulator.describe(simulator.traffic.expectedShares(cluster: simulator.clusterState())) + "\n"
             lines += "fledge simulate-mesh: press Ctrl-C to stop\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
+            let deployments = simulator.clusterState().deployments.compactMap { $0[path: ["metadata", "name"]]?.stringValue }
+            for name in SimulateMeshCommand.unmatched(Array(configuration.behaviours.keys), deployments: deployments) {
+                StandardError.write(
+                    "fledge simulate-mesh: warning: --error-rate/--p99-ms/--median-ms name \(name), which is neither a Deployment in \(configuration.namespace) nor the canary of one (DEPLOYMENT-canary): its settings apply to nothing")
+            }
             try? await gracefulShutdown()
         }
     }

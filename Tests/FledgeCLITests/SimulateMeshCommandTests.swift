@@ -23,6 +23,22 @@ struct SimulateMeshCommandTests {
         }
     }
 
+    /// A typo in a workload's name (product-servce-canary) changed nothing and said nothing; now a warning names it.
+    @Test func aWorkloadNamedByMistakeIsNamed() async throws {
+        #expect(
+            SimulateMeshCommand.unmatched(
+                ["product-service", "product-service-canary", "product-servce-canary", "checkout"], deployments: ["product-service"])
+                == ["checkout", "product-servce-canary"])
+        try await CLISandbox.with { sandbox in
+            let mesh = try sandbox.start(
+                ["simulate-mesh"] + Self.required + ["--error-rate", "product-servce-canary=0.05", "--p99-ms", "product-service-canary=900"])
+            defer { mesh.stop() }
+            try await mesh.waitForError(containing: "warning: --error-rate/--p99-ms/--median-ms name product-servce-canary, which is neither")
+            let err = try String(contentsOf: mesh.err, encoding: .utf8)
+            #expect(!err.contains("name product-service-canary"), "\(err)")
+        }
+    }
+
     @Test func workloadOptionsBecomeBehaviours() throws {
         let command = try SimulateMeshCommand.parse(
             Self.required + [
