@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Testing
 
 @testable import FledgeBench
@@ -23,6 +24,16 @@ struct BenchmarkOptionTests {
         } catch {
             #expect(FledgeBench.message(for: error) == expected, "\(arguments)")
             #expect(FledgeBench.exitCode(for: error) == .validationFailure)
+        }
+    }
+
+    /// The README's Benchmarks list runs every subcommand (sandbox-delete was missing).
+    @Test func theReadmeListsEverySubcommand() throws {
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for command in FledgeBench.configuration.subcommands {
+            #expect(readme.contains("fledge-bench \(command._commandName)"), "README.md does not list fledge-bench \(command._commandName)")
         }
     }
 }
