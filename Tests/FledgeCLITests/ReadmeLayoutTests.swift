@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// The README's Layout lists every source module (it lacked CZlib, FledgeReport and FledgeYAML).
+/// The README's Layout and the architecture's table of targets name every source module (the README lacked CZlib,
+/// FledgeReport and FledgeYAML, the architecture FledgeReport).
 @Suite("README layout")
 struct ReadmeLayoutTests {
     @Test func everySourceFolderIsListed() throws {
@@ -11,6 +12,14 @@ struct ReadmeLayoutTests {
         let folders = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("Sources").path)
         for folder in folders.sorted() {
             #expect(listed.contains("\nSources/\(folder) "), "README's Layout does not list Sources/\(folder)")
+        }
+    }
+
+    @Test func everySourceFolderIsInTheArchitecture() throws {
+        let architecture = try String(contentsOf: packageRoot.appendingPathComponent("docs/architecture.md"), encoding: .utf8)
+        let folders = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("Sources").path)
+        for folder in folders.sorted() {
+            #expect(architecture.contains("`\(folder)`"), "docs/architecture.md does not name \(folder)")
         }
     }
 }
