@@ -79,7 +79,13 @@ struct RolloutCommandParseTests {
         let command = try TriggerCommand.parse(["r", "--template-patch", file])
         #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file) holds an array; expected an object") }
         try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
-        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("--template-patch: \(file): invalid YAML") }
+        // Empty: said so, under the flag's name (was "FILE: empty document").
+        try "".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)" == "--template-patch: \(file): empty document (the file is empty)" }
+        // /dev/null is empty, not unreadable (was "You don't have permission").
+        let null = try TriggerCommand.parse(["r", "--template-patch", "/dev/null"])
+        #expect { try null.canary(replacing: nil) } throws: { "\($0)" == "--template-patch: /dev/null: empty document (the file is empty)" }
     }
 
     /// A template patch file is read like lint reads manifests: an alias is refused before it expands.
