@@ -267,6 +267,11 @@ struct RolloutCommandEndToEndTests {
             #expect(completion.status == 0 && completion.out.contains("_fledge()") && !completion.out.contains("kubectl fledge"))
             let bad = try await sandbox.run(["promote"], executable: plugin)
             #expect(bad.err == "Error: Missing expected argument '<rollout>' (see 'kubectl fledge promote --help')\n")
+            // A mistyped subcommand is named, with the nearest (was: "2 unexpected arguments: 'stauts', 'product-service'").
+            let typo = try await sandbox.run(["stauts", "product-service"], executable: plugin)
+            #expect(typo.status == 64 && typo.err == "Error: 'stauts' is not a subcommand; did you mean 'status'? (see 'kubectl fledge --help')\n", "\(typo)")
+            let direct64 = try await sandbox.run(["rollback", "product-service"])
+            #expect(direct64.status == 64 && direct64.err == "Error: 'rollback' is not a subcommand (see 'fledge --help')\n", "\(direct64)")
 
             // Through kubectl itself, which finds kubectl-fledge on PATH and passes the arguments after `fledge`.
             if let kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {

@@ -22,6 +22,19 @@ struct RolloutCommandParseTests {
         }
     }
 
+    /// `fledge --help` lists the demo first and the commands that drive rollouts before the controller and the
+    /// local tools (it began with query); a close misspelling gets a suggestion, an alias and help are commands.
+    @Test func subcommandsInTheOrderANewcomerMeetsThem() {
+        let names = Fledge.configuration.subcommands.map { $0._commandName }
+        #expect(names == ["demo", "trigger", "status", "promote", "abort", "retry", "list", "analyze", "report", "lint", "run", "query", "sandbox", "simulate-mesh"])
+        #expect(CommandLineEntry.unknownSubcommand("promte", of: Fledge.self) == "'promte' is not a subcommand; did you mean 'promote'?")
+        #expect(CommandLineEntry.unknownSubcommand("sim", of: Fledge.self) == "'sim' is not a subcommand; did you mean 'simulate-mesh'?")
+        for word in ["ls", "help", "--help", "-h", "status", "simulate-mesh"] {
+            #expect(CommandLineEntry.unknownSubcommand(word, of: Fledge.self) == nil, "\(word)")
+        }
+        #expect(CommandLineEntry.editDistance("stauts", "status") == 2 && CommandLineEntry.editDistance("", "ab") == 2)
+    }
+
     // MARK: - Shared Kubernetes flags
 
     @Test func kubernetesFlagsOnEveryCommand() throws {
