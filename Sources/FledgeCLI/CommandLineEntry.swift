@@ -38,7 +38,11 @@ extension CommandLineEntry {
             names += command.configuration.aliases
         }
         guard !names.contains(word) else { return nil }
-        let near = names.filter { editDistance(word, $0) <= 2 || (word.count >= 3 && $0.hasPrefix(word)) }
+        // The closest names within two edits, else those it begins.
+        let distances = names.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= 2 }
+        let closest = distances.map(\.1).min()
+        var near = distances.filter { $0.1 == closest }.map(\.0)
+        if near.isEmpty, word.count >= 3 { near = names.filter { $0.hasPrefix(word) } }
         let hint = near.isEmpty ? "" : "; did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
         return "'\(word)' is not a subcommand\(hint)"
     }

@@ -29,6 +29,7 @@ struct RolloutCommandParseTests {
         #expect(names == ["demo", "trigger", "status", "promote", "abort", "retry", "list", "analyze", "report", "lint", "run", "query", "sandbox", "simulate-mesh"])
         #expect(CommandLineEntry.unknownSubcommand("promte", of: Fledge.self) == "'promte' is not a subcommand; did you mean 'promote'?")
         #expect(CommandLineEntry.unknownSubcommand("sim", of: Fledge.self) == "'sim' is not a subcommand; did you mean 'simulate-mesh'?")
+        #expect(CommandLineEntry.unknownSubcommand("lnt", of: Fledge.self) == "'lnt' is not a subcommand; did you mean 'lint'?")
         for word in ["ls", "help", "--help", "-h", "status", "simulate-mesh"] {
             #expect(CommandLineEntry.unknownSubcommand(word, of: Fledge.self) == nil, "\(word)")
         }
