@@ -103,7 +103,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         case .table:
             print("Rollout \(fetched.namespace)/\(fetched.name): window \(plan.analysis.interval) ending \(Timestamp(time)) at \(address)")
             print("canary \(request.canaryWorkload): \(result.requests.map(String.init) ?? "unknown") requests (minRequests \(plan.analysis.minRequests))")
-            print(Self.table(metrics))
+            print(Self.table(metrics, plan: plan))
             if let judged {
                 if let freshJudge { print("judge: from a fresh start, \(freshJudge)") }
                 print("judge: \(judged["decision"]?.stringValue ?? "?"): \(judged["explanation"]?.stringValue ?? "")")
@@ -172,11 +172,12 @@ struct AnalyzeCommand: AsyncParsableCommand {
     }
 
     /// The checks as `fledge status` shows the last interval's: the same column names and numbers.
-    static func table(_ metrics: [MetricResult]) -> String {
+    static func table(_ metrics: [MetricResult], plan: RolloutPlan?) -> String {
         var table = Table(headers: ["METRIC", "CANARY", "STABLE", "THRESHOLD", "VERDICT", "NOTE"])
         for m in metrics {
             table.rows.append([
-                m.name, m.value.map(QueryCommand.decimal) ?? "-", m.stableValue.map(QueryCommand.decimal) ?? "-", m.threshold, m.verdict.rawValue,
+                m.name, m.value.map { StatusView.measured($0, metric: m.name, plan: plan) } ?? "-",
+                m.stableValue.map { StatusView.measured($0, metric: m.name, plan: plan) } ?? "-", m.threshold, m.verdict.rawValue,
                 m.message ?? "",
             ])
         }

@@ -31,20 +31,31 @@ import TestSupport
             ], start: start, step: 15, steps: 160)
     }
 
-    /// analyze and status show the same checks: the same column names (VALUE/WHY against CANARY/NOTE) and numbers
-    /// (94.30 against 94.3).
+    /// analyze and status show the same checks: the same column names (VALUE/WHY against CANARY/NOTE), numbers
+    /// (94.30 against 94.3) and units, as `fledge query` has them (a bare 1036.53 and 0.97 left the reader to guess).
     @Test func theTableReadsAsStatusShowsTheSameChecks() throws {
-        let check = MetricResult(
-            name: "success-rate", value: 94.3, stableValue: 99.875, threshold: ">= 99", verdict: .failed, message: "94.3 < min 99",
-            requests: 191, time: Timestamp(seconds: 0))
-        let analyze = AnalyzeCommand.table([check])
-        #expect(analyze.hasPrefix("METRIC        CANARY  STABLE  THRESHOLD  VERDICT  NOTE"), "\(analyze)")
-        #expect(analyze.contains("success-rate  94.3    99.88   >= 99      Failed   94.3 < min 99"), "\(analyze)")
+        func result(_ name: String, _ value: Double, _ stable: Double?, _ threshold: String) -> MetricResult {
+            MetricResult(
+                name: name, value: value, stableValue: stable, threshold: threshold, verdict: .failed, message: "m", requests: 191,
+                time: Timestamp(seconds: 0))
+        }
+        let checks = [
+            result("success-rate", 94.3, 99.875, ">= 99"), result("latency-p99", 1036.53, nil, "<= 500"), result("judge-latency", 0.97, 0, "e"),
+        ]
         var rollout = RolloutViewTests.rolloutJSON(status: ["phase": "Progressing", "observedGeneration": 2])
-        rollout[path: ["status", "lastAnalysis"]] = try JSONValue(encoding: [check])
+        let plan = try FetchedRollout(rollout).rollout.plan().get()
+        let analyze = AnalyzeCommand.table(checks, plan: plan)
+        #expect(analyze.hasPrefix("METRIC         CANARY      STABLE  THRESHOLD  VERDICT  NOTE"), "\(analyze)")
+        #expect(analyze.contains("success-rate   94.3%       99.88%  >= 99      Failed   m"), "\(analyze)")
+        #expect(analyze.contains("latency-p99    1036.53 ms  -       <= 500     Failed   m"), "\(analyze)")
+        #expect(analyze.contains("judge-latency  0.97%       0%      e          Failed   m"), "\(analyze)")
+        rollout[path: ["status", "lastAnalysis"]] = try JSONValue(encoding: checks)
         let status = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 60))
-        #expect(status.contains("METRIC        CANARY  STABLE  THRESHOLD  VERDICT  REQUESTS  NOTE"), "\(status)")
-        #expect(status.contains("success-rate  94.3    99.88   >= 99      Failed   191       94.3 < min 99"), "\(status)")
+        #expect(status.contains("METRIC         CANARY      STABLE  THRESHOLD  VERDICT  REQUESTS  NOTE"), "\(status)")
+        #expect(status.contains("success-rate   94.3%       99.88%  >= 99      Failed   191       m"), "\(status)")
+        #expect(status.contains("latency-p99    1036.53 ms  -       <= 500     Failed   191       m"), "\(status)")
+        // A custom metric's number has no unit Fledge could know.
+        #expect(StatusView.measured(1.5, metric: "checkout-errors", plan: plan) == "1.5")
     }
 
     @Test func printsEveryMetricAgainstItsThresholdAndWritesNothing() async throws {

@@ -5,6 +5,20 @@ import Foundation
 
 /// How `fledge status` shows a Rollout: why it is where it is, at a glance.
 enum StatusView {
+    /// A measured value with its unit, as `fledge query` shows them: `97.88%` for success-rate (and the judge's
+    /// shares of 5xx and of slow requests), `120 ms` for a latency; a custom metric's number as it is.
+    static func measured(_ value: Double, metric name: String, plan: RolloutPlan?) -> String {
+        let kind = plan?.analysis.metrics.first { $0.name == name }?.kind
+        let unit: String
+        switch kind {
+        case .successRate?: unit = "%"
+        case .latency?: unit = " ms"
+        case .custom?: unit = ""
+        case nil: unit = ["judge-errors", "judge-latency"].contains(name) ? "%" : ""
+        }
+        return QueryCommand.decimal(value) + unit
+    }
+
     /// The full block: phase, revision, stages with the current weight, analysis against thresholds, counters,
     /// conditions, requests and recent Events.
     static func render(_ fetched: FetchedRollout, events: Result<[EventLine], CLIError>?, now: Timestamp) -> String {
@@ -58,7 +72,8 @@ enum StatusView {
             var table = Table(headers: ["METRIC", "CANARY", "STABLE", "THRESHOLD", "VERDICT", "REQUESTS", "NOTE"])
             for metric in analysis {
                 table.rows.append([
-                    metric.name, metric.value.map(QueryCommand.decimal) ?? "-", metric.stableValue.map(QueryCommand.decimal) ?? "-",
+                    metric.name, metric.value.map { Self.measured($0, metric: metric.name, plan: plan) } ?? "-",
+                    metric.stableValue.map { Self.measured($0, metric: metric.name, plan: plan) } ?? "-",
                     metric.threshold, metric.verdict.rawValue, metric.requests.map(String.init) ?? "-", metric.message ?? "",
                 ])
             }
