@@ -132,6 +132,11 @@ public struct ReportGatherer: Sendable {
         // revision, while the timeline is still that rollout's. Head the page with the rollout shown, and say what
         // came after (the header read "Healthy" over a rollback).
         var (phase, revision, message) = (status.phase.rawValue, status.revision, status.message)
+        // No status at all: the controller has not seen the Rollout (the page said Healthy, status says this).
+        if rollout.status == nil {
+            phase = "no status yet"
+            notes.append("The Rollout has no status yet: is the Fledge controller running?")
+        }
         if status.phase == .healthy, let last = status.history.last, last.revision != status.revision,
             Double(last.finishedAt.seconds) >= rangeStart
         {

@@ -136,6 +136,18 @@ struct ReportCommandTests {
         }
     }
 
+    /// A Rollout the controller has not seen was reported "Healthy", where status and list say it has no status.
+    @Test func aRolloutWithoutStatusIsNotCalledHealthy() async throws {
+        try await CLISandbox.with { sandbox in
+            #expect(try await sandbox.rollout().status == nil)
+            let file = sandbox.folder.appendingPathComponent("report.html").path
+            let result = try await sandbox.run(["report", "product-service", "-o", file])
+            #expect(result.status == 0 && result.out.contains("rollout shop/product-service (no status yet)"), "\(result)")
+            let html = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(html.contains("The Rollout has no status yet: is the Fledge controller running?") && !html.contains(">Healthy<"), "\(html)")
+        }
+    }
+
     @Test func writesTheTimelineOfARolloutInFlight() async throws {
         try await CLISandbox.with { sandbox in
             #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
