@@ -149,7 +149,8 @@ struct RunCommand: AsyncParsableCommand {
         do {
             kubernetes = try KubernetesConfiguration.load(context: context, environment: environment)
         } catch {
-            throw CLIError("\(error)")
+            // Said as the other commands say it ("kubeconfig: FILE: contexts: …").
+            throw CLIError(kubernetes: error)
         }
         let client = KubernetesClient(configuration: kubernetes, logger: logger)
 

@@ -164,7 +164,8 @@ struct SimulateMeshCommand: AsyncParsableCommand {
                 client = try KubernetesClient.load(context: context)
             }
         } catch {
-            throw ValidationError("cannot configure the Kubernetes client: \(error)")
+            // As the other commands: not a usage error (the flags parsed), one line naming the file and field.
+            throw CLIError(kubernetes: error)
         }
         let simulator = try MeshSimulator(configuration: configuration, kubernetes: client, logger: logger)
         let group = ServiceGroup(
