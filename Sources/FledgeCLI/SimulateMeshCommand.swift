@@ -26,10 +26,10 @@ struct SimulateMeshCommand: AsyncParsableCommand {
             Runs until interrupted (SIGINT/SIGTERM).
             """)
 
-    @Option(help: "Kubeconfig file (default: KUBECONFIG, ~/.kube/config, else the in-cluster service account).")
+    @Option(help: ArgumentHelp("Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).", valueName: "file"))
     var kubeconfig: String?
 
-    @Option(help: "Kubeconfig context to use instead of the current one.")
+    @Option(help: ArgumentHelp("The kubeconfig context to use (default: its current-context).", valueName: "name"))
     var context: String?
 
     @Option(name: .shortAndLong, help: "Namespace of the VirtualService and its workloads.")

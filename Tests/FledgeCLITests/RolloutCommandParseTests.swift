@@ -38,6 +38,20 @@ struct RolloutCommandParseTests {
 
     // MARK: - Shared Kubernetes flags
 
+    /// --kubeconfig and --context read alike in every help (simulate-mesh wrote KUBECONFIG without its $, and each
+    /// of run, simulate-mesh and the rollout commands described --context in other words).
+    @Test func kubeconfigFlagsReadAlikeInEveryHelp() {
+        var described = 0
+        for command in Fledge.configuration.subcommands {
+            let help = command.helpMessage(columns: 400)
+            guard help.contains("--kubeconfig <") else { continue }
+            described += 1
+            #expect(help.contains("--kubeconfig <file>     Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)."), "\(command._commandName)")
+            #expect(help.contains("--context <name>        The kubeconfig context to use (default: its current-context)."), "\(command._commandName)")
+        }
+        #expect(described == 10)
+    }
+
     @Test func kubernetesFlagsOnEveryCommand() throws {
         let flags = ["--kubeconfig", "/tmp/k", "--context", "prod", "-n", "shop"]
         let commands: [([String], (any ParsableCommand) -> KubernetesOptions?)] = [
