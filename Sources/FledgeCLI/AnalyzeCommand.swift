@@ -72,6 +72,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
             throw CLIError("no Prometheus to ask: pass --prometheus URL (the Rollout names none in spec.analysis.prometheus.address)")
         }
         let time = try at.map { Date(timeIntervalSince1970: try PrometheusTime.parse($0)) } ?? Date()
+        if at != nil, let warning = QueryCommand.futureWarning(time.timeIntervalSince1970, now: Date()) { StandardError.write(warning) }
         var request = AnalysisRequest(rollout: fetched.rollout, plan: plan)
         request.prometheusAddress = address
         // A failed query is shown in the table with its error; the controller's warning log would say it twice.

@@ -1,6 +1,8 @@
 import ArgumentParser
+import FledgeCore
 import FledgeJSON
 import FledgePrometheus
+import Foundation
 
 /// `fledge query`: success rate, p99 latency and request volume of one workload.
 struct QueryCommand: AsyncParsableCommand {
@@ -53,6 +55,7 @@ struct QueryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let time = try at.map { try PrometheusTime.parse($0) }
+        if let time, let warning = Self.futureWarning(time, now: Date()) { StandardError.write(warning) }
         let metrics: WorkloadMetrics
         do {
             metrics = try await prometheus.makeClient().workloadMetrics(
@@ -93,6 +96,13 @@ struct QueryCommand: AsyncParsableCommand {
             ])
         }
         return table.render()
+    }
+
+    /// A time past now has no data yet: said, so that a mistyped year does not read as a workload without traffic.
+    /// A minute of slack for clocks.
+    static func futureWarning(_ seconds: Double, now: Date) -> String? {
+        guard seconds > now.timeIntervalSince1970 + 60 else { return nil }
+        return "warning: --at \(Timestamp(Date(timeIntervalSince1970: seconds))) is in the future (now \(Timestamp(now))): Prometheus has no data there yet"
     }
 
     /// Two decimals, without trailing zeros.
