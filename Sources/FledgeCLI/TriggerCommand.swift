@@ -120,7 +120,7 @@ struct TriggerCommand: AsyncParsableCommand {
 
             var revision: (revision: String, stableRevision: String)?
             if let observed = await cluster.observed(for: fetched.rollout) {
-                revision = try CoreBridge.revision(plan: planned, observed: observed)
+                revision = try CoreBridge.revision(plan: planned, observed: observed, namespace: cluster.namespace)
             }
             let status = fetched.status
             func hint(_ subcommand: String) -> String { kubernetes.suggestion(subcommand, rollout, namespace: cluster.namespace) }

@@ -8,9 +8,9 @@ import Foundation
 enum CoreBridge {
     /// The revision `decide` rolls out for `plan` over the stable Deployment (see `Engine.prepare`): the effective
     /// template keeps the stable selector's and the stable subset's label keys, and its hash is the revision.
-    static func revision(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (revision: String, stableRevision: String) {
+    static func revision(plan: RolloutPlan, observed: Observed, namespace: String) throws(CLIError) -> (revision: String, stableRevision: String) {
         guard let stable = observed.stable else {
-            throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found")
+            throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found in namespace \"\(namespace)\"")
         }
         let stableLabels = observed.destinationRule.flatMap { dr in subsets(of: dr).first { $0.name == plan.traffic.stableSubset }?.labels } ?? [:]
         let effective: JSONValue
