@@ -136,6 +136,18 @@ struct ReportCommandTests {
         }
     }
 
+    /// `-o -` made a file named "-": now the page goes to stdout and the summary to stderr.
+    @Test func aDashWritesThePageToStdout() async throws {
+        try await CLISandbox.with { sandbox in
+            let result = try await sandbox.run(["report", "product-service", "-o", "-"])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out.hasPrefix("<!DOCTYPE html>") && result.out.contains("</html>"), "\(result.out.prefix(200))")
+            #expect(result.err.contains("wrote the page to stdout: rollout shop/product-service"), "\(result.err)")
+            // The command ran in this process's folder, where the file would have been made.
+            #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/-"))
+        }
+    }
+
     /// A Rollout the controller has not seen was reported "Healthy", where status and list say it has no status.
     @Test func aRolloutWithoutStatusIsNotCalledHealthy() async throws {
         try await CLISandbox.with { sandbox in
