@@ -95,9 +95,10 @@ struct StatusCommand: AsyncParsableCommand {
             return Self.outcome(fetched).map(WatchEnd.ended)
         }
         guard let end else {
-            let last = await printer.lastPhase ?? "unknown"
+            // No phase at all: nothing ever reconciled it, which is the thing to check (it said "phase unknown").
+            let last = await printer.lastPhase.map { "phase \($0)" } ?? "no status yet: is the Fledge controller running?"
             StandardError.write(
-                "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (phase \(last))")
+                "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (\(last))")
             throw ExitCode(2)
         }
         switch end {

@@ -267,6 +267,17 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// With no controller the Rollout never gets a status: the watch and its timeout ask whether the controller runs
+    /// (they said "no status yet" and "phase unknown").
+    @Test func watchWithoutAControllerAsksWhetherItRuns() async throws {
+        try await CLISandbox.with { sandbox in
+            let watched = try await sandbox.run(["status", "product-service", "--watch", "--timeout", "1s"])
+            #expect(watched.status == 2, "\(watched)")
+            #expect(watched.out.contains("product-service: no status yet (is the Fledge controller running?)"), "\(watched)")
+            #expect(watched.err.hasSuffix("to finish (no status yet: is the Fledge controller running?)\n"), "\(watched)")
+        }
+    }
+
     /// `event TYPE REASON: NOTE`, as the watch prints an Event object.
     static func eventTexts(_ events: [JSONValue]) -> [String] {
         events.map { "event \($0["type"]?.stringValue ?? "") \($0["reason"]?.stringValue ?? ""): \($0["note"]?.stringValue ?? "")" }

@@ -156,7 +156,7 @@ enum StatusView {
     /// One plain line for `status --watch` when the output is not a terminal.
     static func line(_ fetched: FetchedRollout) -> String {
         let status = fetched.status
-        guard fetched.rollout.status != nil else { return "\(fetched.name): no status yet" }
+        guard fetched.rollout.status != nil else { return "\(fetched.name): no status yet (is the Fledge controller running?)" }
         var parts = [status.phase.rawValue]
         if showsStage(status), let stage = status.stage {
             parts.append("stage \(stage + 1)/\(fetched.rollout.spec.stages?.count ?? 0)")
