@@ -13,6 +13,13 @@ let packageRoot: URL = {
     return url
 }()
 
+/// A file that reads as a PEM CA bundle, for flags that check one (`--prometheus-ca`); written once per test process.
+let pemFile: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-test-ca-\(ProcessInfo.processInfo.processIdentifier).pem").path
+    try? "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}()
+
 /// What one run of the built binary printed and how it exited.
 struct CLIResult: CustomStringConvertible {
     var status: Int32

@@ -22,9 +22,9 @@ struct ReportCommandTests {
         let authenticated = try #require(
             try Fledge.parseAsRoot([
                 "report", "r", "--prometheus", "https://p.example", "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a",
-                "--prometheus-header", "X-Empty=", "--prometheus-ca", #filePath,
+                "--prometheus-header", "X-Empty=", "--prometheus-ca", pemFile,
             ]) as? ReportCommand)
-        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == #filePath)
+        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == pemFile)
         let client = try #require(authenticated.makePrometheusClient())
         #expect(client.headers["X-Scope-OrgID"] == "team-a" && client.headers["X-Empty"] == "")
     }

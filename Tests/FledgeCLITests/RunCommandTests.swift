@@ -102,8 +102,8 @@ import Testing
             }
         }
         let good = try #require(
-            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", #filePath]) as? RunCommand)
-        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == #filePath)
+            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", pemFile]) as? RunCommand)
+        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == pemFile)
     }
 
     /// The controller authenticates to its `--prometheus` and to no other: a Rollout that names its own Prometheus
