@@ -238,6 +238,12 @@ struct RolloutCommandEndToEndTests {
             #expect(down.err.hasPrefix("Error: cannot reach the Kubernetes API server at https://127.0.0.1:1: connection refused"), "\(down)")
             #expect(down.errLines.count == 1)
 
+            // http:// to the HTTPS server: "Empty reply from server" said nothing of the scheme.
+            let plain = try sandbox.kubeconfig(
+                token: CLISandbox.adminToken, server: sandbox.server.url!.absoluteString.replacingOccurrences(of: "https://", with: "http://"), name: "http.kubeconfig")
+            let wrongScheme = try await sandbox.run(["status", "product-service"], kubeconfig: plain)
+            #expect(wrongScheme.status == 1 && wrongScheme.err.hasSuffix("; does it serve HTTPS? The URL says http://\n"), "\(wrongScheme)")
+
             let missingKubeconfig = try await sandbox.run(["list", "--kubeconfig", sandbox.folder.appendingPathComponent("none").path])
             #expect(missingKubeconfig.status == 1 && missingKubeconfig.err.hasPrefix("Error: kubeconfig: ") && missingKubeconfig.errLines.count == 1)
 
