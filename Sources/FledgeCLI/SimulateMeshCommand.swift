@@ -173,7 +173,12 @@ struct SimulateMeshCommand: AsyncParsableCommand {
                 services: [.init(service: simulator), .init(service: Announcer(simulator: simulator))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as MeshError where error.kind == .addressInUse {
+            // As fledge run and fledge sandbox say it, naming the flag.
+            throw CLIError("127.0.0.1:\(port) is already in use by another process; --port sets the port of /metrics: pick another, or 0 for a free one")
+        }
     }
 
     /// Says where /metrics is once the simulator is ready, then idles until shutdown.

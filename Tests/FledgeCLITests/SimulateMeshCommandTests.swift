@@ -39,6 +39,21 @@ struct SimulateMeshCommandTests {
         }
     }
 
+    /// A taken --port said "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)"; now as run and
+    /// sandbox say it, naming the flag.
+    @Test func aBusyPortNamesTheFlag() async throws {
+        try await CLISandbox.with { sandbox in
+            let busy = try #require(sandbox.server.url?.port)  // the test's own sandbox listens there
+            let mesh = try sandbox.start(["simulate-mesh"] + Self.required + ["--port", "\(busy)"])
+            let result = try await mesh.finish(orStopAfter: .seconds(60))
+            #expect(result.status == 1, "\(result)")
+            #expect(
+                result.err.hasSuffix(
+                    "Error: 127.0.0.1:\(busy) is already in use by another process; --port sets the port of /metrics: pick another, or 0 for a free one\n"),
+                "\(result)")
+        }
+    }
+
     @Test func workloadOptionsBecomeBehaviours() throws {
         let command = try SimulateMeshCommand.parse(
             Self.required + [
