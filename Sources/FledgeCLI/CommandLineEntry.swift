@@ -90,7 +90,9 @@ public enum CommandLineEntry {
 
     static func run<Root: ParsableCommand>(_ root: Root.Type, _ arguments: [String], displayName: String) async -> Never {
         // A mistyped subcommand was "2 unexpected arguments: 'stauts', 'product-service'".
-        if let first = arguments.first, let message = unknownSubcommand(first, of: root) {
+        // `help WORD` too: it printed the top-level help and exited 0.
+        let named = arguments.first == "help" ? arguments.dropFirst().first : arguments.first
+        if let named, let message = unknownSubcommand(named, of: root) {
             StandardError.write("Error: \(message) (see '\(displayName) --help')")
             exit(ExitCode.validationFailure.rawValue)
         }

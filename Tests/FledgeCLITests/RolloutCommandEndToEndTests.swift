@@ -276,6 +276,9 @@ struct RolloutCommandEndToEndTests {
             // A mistyped subcommand is named, with the nearest (was: "2 unexpected arguments: 'stauts', 'product-service'").
             let typo = try await sandbox.run(["stauts", "product-service"], executable: plugin)
             #expect(typo.status == 64 && typo.err == "Error: 'stauts' is not a subcommand; did you mean 'status'? (see 'kubectl fledge --help')\n", "\(typo)")
+            let helpTypo = try await sandbox.run(["help", "stauts"])
+            #expect(helpTypo.status == 64 && helpTypo.err == "Error: 'stauts' is not a subcommand; did you mean 'status'? (see 'fledge --help')\n", "\(helpTypo)")
+            #expect(try await sandbox.run(["help", "status"]).out.contains("USAGE: fledge status <rollout>"))
             let direct64 = try await sandbox.run(["rollback", "product-service"])
             #expect(direct64.status == 64 && direct64.err == "Error: 'rollback' is not a subcommand (see 'fledge --help')\n", "\(direct64)")
 
