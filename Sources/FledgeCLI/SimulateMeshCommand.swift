@@ -189,7 +189,12 @@ struct SimulateMeshCommand: AsyncParsableCommand {
             // A shutdown may come while the caches cannot fill (the API server unreachable): the group waits for
             // this service to end before it stops the simulator, so the wait must end with it.
             let simulator = self.simulator
-            guard await cancelWhenGracefulShutdown({ await simulator.waitUntilReady() }) else { return }
+            guard await cancelWhenGracefulShutdown({ await simulator.waitUntilReady() }) else {
+                // The simulator stopped (its error ends the group) or a shutdown came: ending here first would make the
+                // group report this service as finished unexpectedly instead of the simulator's error.
+                try? await gracefulShutdown()
+                return
+            }
             let configuration = simulator.configuration
             var lines = "fledge simulate-mesh: metrics on \(simulator.metricsURL)  (Prometheus target \(simulator.metricsAddress))\n"
             lines += "fledge simulate-mesh: \(configuration.requestsPerSecond) req/s through \(configuration.namespace)/\(configuration.virtualService): "
