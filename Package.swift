@@ -291,7 +291,7 @@ let package = Package(
             name: "FledgeCLITests",
             dependencies: [
                 "FledgeCLI", "TestSupport", "FledgeCore", "FledgeJSON", "FledgeKubernetes", "FledgeSandbox", "LocalPrometheus",
-                "FledgeController", "FledgeHTTP",
+                "FledgeController", "FledgeHTTP", "FledgeJudge",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -15,6 +15,11 @@ struct DecideBenchmark: ParsableCommand {
     @Option(help: "Passes; the best is reported.")
     var passes = 5
 
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard passes >= 1 else { throw ValidationError("--passes must be at least 1") }
+    }
+
     func run() throws {
         let world = BenchWorld()
         let idle = (0..<count).map { world.rollout(index: $0, phase: .healthy) }

@@ -17,6 +17,11 @@ struct PrometheusClientBenchmark: AsyncParsableCommand {
     @Option(help: "Measurements of each side (the median is reported).")
     var rounds = 3
 
+    func validate() throws {
+        guard queries >= 1 else { throw ValidationError("--queries must be at least 1") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+    }
+
     func run() async throws {
         let server = try PrometheusServer()
         defer { server.stop() }

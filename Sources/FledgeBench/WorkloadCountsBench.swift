@@ -20,6 +20,12 @@ struct WorkloadCountsBench: AsyncParsableCommand {
     @Option(help: "Measurements of each side (the median is reported).")
     var rounds = 3
 
+    func validate() throws {
+        guard rollouts >= 1 else { throw ValidationError("--rollouts must be at least 1") }
+        guard batches >= 1 else { throw ValidationError("--batches must be at least 1") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+    }
+
     func run() async throws {
         let start = ProductServiceSample.start
         let steps = 60  // 15 minutes of 15 s scrapes

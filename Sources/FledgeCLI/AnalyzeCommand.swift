@@ -16,7 +16,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
         discussion: """
             Measures the canary (and stable, where a metric compares with it) over the analysis interval ending now \
             or at --at, with the same batched queries the controller sends, and judges the interval with the \
-            Rollout's own thresholds and the statistical judge (continuing from the judge's state in status). \
+            Rollout's own thresholds and the statistical judge. The judge continues from its state in status while \
+            the rollout is in flight and the window ends at or after its last interval; otherwise (an ended rollout, \
+            an earlier --at) it starts afresh and says so, since that state holds evidence from outside the window. \
             Writes nothing: a dry run for tuning thresholds and for post-mortems (--at a time during the rollout).
 
             The interval's verdict combines the checks and the judge exactly as the controller does: a judge \
@@ -70,6 +72,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
             throw CLIError("no Prometheus to ask: pass --prometheus URL (the Rollout names none in spec.analysis.prometheus.address)")
         }
         let time = try at.map { Date(timeIntervalSince1970: try PrometheusTime.parse($0)) } ?? Date()
+        if at != nil, let warning = QueryCommand.futureWarning(time.timeIntervalSince1970, now: Date()) { StandardError.write(warning) }
         var request = AnalysisRequest(rollout: fetched.rollout, plan: plan)
         request.prometheusAddress = address
         // A failed query is shown in the table with its error; the controller's warning log would say it twice.
@@ -79,7 +82,8 @@ struct AnalyzeCommand: AsyncParsableCommand {
             defaultAddress: address, http: CurlHTTPClient(logger: quiet), defaultClient: prometheus.map { prometheusAccess.makeClient(url: $0, logger: quiet) },
             requestTimeout: prometheusAccess.requestTimeout, logger: quiet)
         let result = await analyzer.measure([request], at: time)[0]
-        let judgement = judgeInterval(plan, status: fetched.status, result: result)
+        let (judgeStatus, freshJudge) = Self.judgeStart(fetched.status, at: time)
+        let judgement = judgeInterval(plan, status: judgeStatus, result: result)
         let verdict = judgement.verdict
         let metrics = judgement.checkResults
         let judged = Self.judge(judgement)
@@ -92,19 +96,19 @@ struct AnalyzeCommand: AsyncParsableCommand {
                 "requests": result.requests.map { .int($0) } ?? .null, "verdict": .string(verdict.rawValue),
                 "checks": .string(judgement.checks.rawValue), "metrics": try JSONValue(encoding: metrics),
             ]
-            if let judged { object["judge"] = judged }
+            if var judged {
+                judged["continued"] = .bool(freshJudge == nil)
+                object["judge"] = judged
+            }
             print(JSONValue.object(object).serializedString(pretty: true))
         case .table:
             print("Rollout \(fetched.namespace)/\(fetched.name): window \(plan.analysis.interval) ending \(Timestamp(time)) at \(address)")
             print("canary \(request.canaryWorkload): \(result.requests.map(String.init) ?? "unknown") requests (minRequests \(plan.analysis.minRequests))")
-            var table = Table(headers: ["METRIC", "VALUE", "STABLE", "THRESHOLD", "VERDICT", "WHY"])
-            for m in metrics {
-                table.rows.append([
-                    m.name, m.value.map(Self.number) ?? "-", m.stableValue.map(Self.number) ?? "-", m.threshold, m.verdict.rawValue, m.message ?? "",
-                ])
+            print(Self.table(metrics, plan: plan))
+            if let judged {
+                if let freshJudge { print("judge: from a fresh start, \(freshJudge)") }
+                print("judge: \(judged["decision"]?.stringValue ?? "?"): \(judged["explanation"]?.stringValue ?? "")")
             }
-            print(table.render())
-            if let judged { print("judge: \(judged["decision"]?.stringValue ?? "?"): \(judged["explanation"]?.stringValue ?? "")") }
             print("interval: \(verdict.rawValue)\(Self.because(judgement))")
         }
         switch verdict {
@@ -112,6 +116,26 @@ struct AnalyzeCommand: AsyncParsableCommand {
         case .failed: throw ExitCode(1)
         case .inconclusive, .error: throw ExitCode(3)
         }
+    }
+
+    /// The status the judge continues from: the rollout's own while this window follows its last interval (in
+    /// flight, the window ending at or after `lastAnalysisAt`). Otherwise the judge starts afresh, and the reason is
+    /// returned: the state in status holds evidence from after the window (a post-mortem `--at`) or from a rollout
+    /// that has ended, and carrying it judged any window by it (a Failed rollout's window with no data "rolled back").
+    static func judgeStart(_ status: RolloutStatus, at time: Date) -> (RolloutStatus, fresh: String?) {
+        guard status.judge != nil else { return (status, nil) }
+        let why: String
+        if status.phase.isIdle {
+            why = "as the rollout has ended (\(status.phase.rawValue)): its judge state is that rollout's"
+        } else if let last = status.lastAnalysisAt, Timestamp(time) < last {
+            why = "as the window ends before the rollout's last interval (\(last)): its judge state holds evidence from after it"
+        } else {
+            return (status, nil)
+        }
+        var fresh = status
+        fresh.judge = nil
+        fresh.judgeAcceptedStage = nil
+        return (fresh, why)
     }
 
     /// The judge's verdict for output, with its `decision` (rollback, advance, hold) as a string, or
@@ -148,7 +172,16 @@ struct AnalyzeCommand: AsyncParsableCommand {
         return " (checks \(judgement.checks.rawValue); \(judge))"
     }
 
-    static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.2f", value)
+    /// The checks as `fledge status` shows the last interval's: the same column names and numbers.
+    static func table(_ metrics: [MetricResult], plan: RolloutPlan?) -> String {
+        var table = Table(headers: ["METRIC", "CANARY", "STABLE", "THRESHOLD", "VERDICT", "NOTE"])
+        for m in metrics {
+            table.rows.append([
+                m.name, m.value.map { StatusView.measured($0, metric: m.name, plan: plan) } ?? "-",
+                m.stableValue.map { StatusView.measured($0, metric: m.name, plan: plan) } ?? "-", m.threshold, m.verdict.rawValue,
+                m.message ?? "",
+            ])
+        }
+        return table.render()
     }
 }

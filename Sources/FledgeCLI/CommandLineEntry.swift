@@ -5,10 +5,10 @@ extension Fledge {
     /// The commands that drive rollouts on a cluster; also the whole of the kubectl plugin.
     static let rolloutCommands: [any ParsableCommand.Type] = [
         TriggerCommand.self,
+        StatusCommand.self,
         PromoteCommand.self,
         AbortCommand.self,
         RetryCommand.self,
-        StatusCommand.self,
         ListCommand.self,
         AnalyzeCommand.self,
         ReportCommand.self,
@@ -25,6 +25,45 @@ public struct KubectlFledge: AsyncParsableCommand {
         subcommands: Fledge.configuration.subcommands)
 
     public init() {}
+}
+
+extension CommandLineEntry {
+    /// Why `word`, the first argument, is no subcommand of `root`, with the nearest names; nil when it is one (or an
+    /// alias, `help`, or an option).
+    static func unknownSubcommand<Root: ParsableCommand>(_ word: String, of root: Root.Type) -> String? {
+        guard !word.hasPrefix("-"), word != "help" else { return nil }
+        var names: [String] = []
+        for command in root.configuration.subcommands {
+            names.append(command._commandName)
+            names += command.configuration.aliases
+        }
+        guard !names.contains(word) else { return nil }
+        // The closest names within two edits, else those it begins.
+        let distances = names.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= 2 }
+        let closest = distances.map(\.1).min()
+        var near = distances.filter { $0.1 == closest }.map(\.0)
+        if near.isEmpty, word.count >= 3 { near = names.filter { $0.hasPrefix(word) } }
+        let hint = near.isEmpty ? "" : "; did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+        return "'\(word)' is not a subcommand\(hint)"
+    }
+
+    /// Levenshtein distance, for the suggestion.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
 }
 
 /// The process entry point of `fledge` and `kubectl-fledge`.
@@ -50,6 +89,13 @@ public enum CommandLineEntry {
     }
 
     static func run<Root: ParsableCommand>(_ root: Root.Type, _ arguments: [String], displayName: String) async -> Never {
+        // A mistyped subcommand was "2 unexpected arguments: 'stauts', 'product-service'".
+        // `help WORD` too: it printed the top-level help and exited 0.
+        let named = arguments.first == "help" ? arguments.dropFirst().first : arguments.first
+        if let named, let message = unknownSubcommand(named, of: root) {
+            StandardError.write("Error: \(message) (see '\(displayName) --help')")
+            exit(ExitCode.validationFailure.rawValue)
+        }
         do {
             var command = try root.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {

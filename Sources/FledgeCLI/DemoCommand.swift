@@ -57,11 +57,13 @@ struct DemoCommand: AsyncParsableCommand {
     var rps: Double = DemoCommand.defaultRequestsPerSecond
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("Override every stage's hold (the seed's is 20s), e.g. 2s for a quick run.", valueName: "duration"),
         transform: parseDuration)
     var hold: Duration?
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("Override the analysis interval (the seed's is 10s; at least 2s: Prometheus scrapes every second).", valueName: "duration"),
         transform: parseDuration)
     var interval: Duration?
@@ -72,7 +74,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Folder holding deploy/crds and rollouts/product-service (default: the current folder, else the source checkout).", valueName: "folder"))
     var manifests: String?
 
-    @Option(help: ArgumentHelp("Give up after this long and exit 2 (default: 10m).", valueName: "duration"), transform: parseDuration)
+    @Option(parsing: .unconditional, help: ArgumentHelp("Give up after this long and exit 2 (default: 10m).", valueName: "duration"), transform: parseDuration)
     var timeout: Duration = .seconds(600)
 
     @Option(name: [.short, .customLong("output")], help: "table: the live view on stdout; json: the live view on stderr, a JSON summary last on stdout.")

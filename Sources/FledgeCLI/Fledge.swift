@@ -6,14 +6,14 @@ public struct Fledge: AsyncParsableCommand {
         commandName: "fledge",
         abstract: "Progressive canary rollouts for Istio.",
         version: "0.1.0",
-        subcommands: [
-            QueryCommand.self,
-            DemoCommand.self,
+        // In the order a newcomer meets them: the demo, driving rollouts, then the controller and the local tools.
+        subcommands: [DemoCommand.self] + Fledge.rolloutCommands + [
             LintCommand.self,
-            SandboxCommand.self,
             RunCommand.self,
+            QueryCommand.self,
+            SandboxCommand.self,
             SimulateMeshCommand.self,
-        ] + Fledge.rolloutCommands
+        ]
     )
 
     public init() {}

@@ -1,6 +1,8 @@
 import ArgumentParser
+import FledgeCore
 import FledgeJSON
 import FledgePrometheus
+import Foundation
 
 /// `fledge query`: success rate, p99 latency and request volume of one workload.
 struct QueryCommand: AsyncParsableCommand {
@@ -38,6 +40,9 @@ struct QueryCommand: AsyncParsableCommand {
         guard PromQLTemplate.isDuration(window) else {
             throw ValidationError("--window: \"\(window)\" is not a PromQL duration such as 30s, 1m or 1h30m")
         }
+        guard window.contains(where: { $0 != "0" && $0.isNumber }) else {
+            throw ValidationError("--window: \(window) is no time at all; give a window such as 30s, 1m or 1h30m")
+        }
         if let at {
             do { _ = try PrometheusTime.parse(at) } catch { throw ValidationError("--at: \(error)") }
         }
@@ -50,6 +55,7 @@ struct QueryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let time = try at.map { try PrometheusTime.parse($0) }
+        if let time, let warning = Self.futureWarning(time, now: Date()) { StandardError.write(warning) }
         let metrics: WorkloadMetrics
         do {
             metrics = try await prometheus.makeClient().workloadMetrics(
@@ -85,10 +91,18 @@ struct QueryCommand: AsyncParsableCommand {
                 metrics.namespace, metrics.workload, metrics.window,
                 metrics.successRate.map { "\(decimal($0))%" } ?? "-",
                 metrics.latencyP99Ms.map { "\(decimal($0)) ms" } ?? "-",
-                metrics.requests.map { decimal($0) } ?? "-",
+                // Whole requests: increase() extrapolates to the window's edges, which gives fractions.
+                metrics.requests.map { decimal($0.rounded()) } ?? "-",
             ])
         }
         return table.render()
+    }
+
+    /// A time past now has no data yet: said, so that a mistyped year does not read as a workload without traffic.
+    /// A minute of slack for clocks.
+    static func futureWarning(_ seconds: Double, now: Date) -> String? {
+        guard seconds > now.timeIntervalSince1970 + 60 else { return nil }
+        return "warning: --at \(Timestamp(Date(timeIntervalSince1970: seconds))) is in the future (now \(Timestamp(now))): Prometheus has no data there yet"
     }
 
     /// Two decimals, without trailing zeros.

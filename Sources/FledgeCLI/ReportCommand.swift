@@ -22,7 +22,7 @@ struct ReportCommand: AsyncParsableCommand {
     @Argument(help: "The Rollout's name.")
     var rollout: String
 
-    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Where to write the HTML.", valueName: "file"))
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Where to write the HTML; - writes it to stdout.", valueName: "file"))
     var output: String = "report.html"
 
     @Option(name: .customLong("prometheus"), help: ArgumentHelp("Prometheus base URL, e.g. http://127.0.0.1:9090, for the metric series.", valueName: "url"))
@@ -35,12 +35,14 @@ struct ReportCommand: AsyncParsableCommand {
     func validate() throws {
         try validateRolloutName(rollout)
         if output.isEmpty { throw ValidationError("--output: must not be empty") }
-        if let problem = OutputFile.problem(output) { throw ValidationError("--output: \(problem)") }
+        if output != "-", let problem = OutputFile.problem(output) { throw ValidationError("--output: \(problem)") }
         try prometheus.validate(optionalURL: prometheusURL)
     }
 
     func run() async throws {
         let cluster = try kubernetes.connect()
+        // A missing Rollout, refused credentials or an unreachable server, said as every other command says them.
+        _ = try await cluster.rollout(rollout)
         let gatherer = ReportGatherer(
             kubernetes: cluster.client, prometheus: makePrometheusClient(),
             noPrometheusReason: "no --prometheus was given")
@@ -51,11 +53,18 @@ struct ReportCommand: AsyncParsableCommand {
             throw CLIError(error.message)
         }
         let html = ReportRenderer.html(data)
-        try OutputFile.write(Data(html.utf8), to: output)
+        // "-": the page on stdout (to pipe it on), and what would be printed there goes to stderr. It made a file named -.
+        let toStdout = output == "-"
+        if toStdout {
+            FileHandle.standardOutput.write(Data(html.utf8))
+        } else {
+            try OutputFile.write(Data(html.utf8), to: output)
+        }
         if let reason = data.seriesUnavailable {
             StandardError.write("warning: metric series not available: \(reason)")
         }
-        print("wrote \(output): rollout \(data.namespace)/\(data.name) (\(data.phase)), \(data.metrics.count) metrics, \(data.markers.count) decisions")
+        let summary = "rollout \(data.namespace)/\(data.name) (\(data.phase)), \(data.metrics.count) metrics, \(data.markers.count) decisions"
+        if toStdout { StandardError.write("wrote the page to stdout: \(summary)") } else { print("wrote \(output): \(summary)") }
     }
 
     func makePrometheusClient() -> PrometheusClient? {

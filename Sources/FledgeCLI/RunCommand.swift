@@ -19,10 +19,10 @@ struct RunCommand: AsyncParsableCommand {
               fledge run --prometheus http://prometheus.istio-system:9090 --leader-elect
             """)
 
-    @Option(help: "Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account).")
+    @Option(help: ArgumentHelp("Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).", valueName: "file"))
     var kubeconfig: String?
 
-    @Option(help: "Kubeconfig context (default: the current context).")
+    @Option(help: ArgumentHelp("The kubeconfig context to use (default: its current-context).", valueName: "name"))
     var context: String?
 
     @Option(help: "Prometheus URL for Rollouts that do not name their own.")
@@ -149,7 +149,8 @@ struct RunCommand: AsyncParsableCommand {
         do {
             kubernetes = try KubernetesConfiguration.load(context: context, environment: environment)
         } catch {
-            throw CLIError("\(error)")
+            // Said as the other commands say it ("kubeconfig: FILE: contexts: …").
+            throw CLIError(kubernetes: error)
         }
         let client = KubernetesClient(configuration: kubernetes, logger: logger)
 

@@ -26,10 +26,10 @@ struct SimulateMeshCommand: AsyncParsableCommand {
             Runs until interrupted (SIGINT/SIGTERM).
             """)
 
-    @Option(help: "Kubeconfig file (default: KUBECONFIG, ~/.kube/config, else the in-cluster service account).")
+    @Option(help: ArgumentHelp("Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).", valueName: "file"))
     var kubeconfig: String?
 
-    @Option(help: "Kubeconfig context to use instead of the current one.")
+    @Option(help: ArgumentHelp("The kubeconfig context to use (default: its current-context).", valueName: "name"))
     var context: String?
 
     @Option(name: .shortAndLong, help: "Namespace of the VirtualService and its workloads.")
@@ -128,6 +128,15 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         return configuration
     }
 
+    /// The workloads given settings that match no Deployment, and are not the canary Fledge will make of one (a typo
+    /// in a name otherwise changes nothing, silently), sorted.
+    static func unmatched(_ workloads: [String], deployments: [String]) -> [String] {
+        let known = Set(deployments)
+        return workloads.filter { name in
+            !known.contains(name) && !(name.hasSuffix("-canary") && known.contains(String(name.dropLast("-canary".count))))
+        }.sorted()
+    }
+
     /// The longest latency a workload may be given: an hour.
     static let maximumLatencyMs: Double = 3_600_000
 
@@ -155,7 +164,8 @@ struct SimulateMeshCommand: AsyncParsableCommand {
                 client = try KubernetesClient.load(context: context)
             }
         } catch {
-            throw ValidationError("cannot configure the Kubernetes client: \(error)")
+            // As the other commands: not a usage error (the flags parsed), one line naming the file and field.
+            throw CLIError(kubernetes: error)
         }
         let simulator = try MeshSimulator(configuration: configuration, kubernetes: client, logger: logger)
         let group = ServiceGroup(
@@ -163,7 +173,12 @@ struct SimulateMeshCommand: AsyncParsableCommand {
                 services: [.init(service: simulator), .init(service: Announcer(simulator: simulator))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as MeshError where error.kind == .addressInUse {
+            // As fledge run and fledge sandbox say it, naming the flag.
+            throw CLIError("127.0.0.1:\(port) is already in use by another process; --port sets the port of /metrics: pick another, or 0 for a free one")
+        }
     }
 
     /// Says where /metrics is once the simulator is ready, then idles until shutdown.
@@ -171,13 +186,26 @@ struct SimulateMeshCommand: AsyncParsableCommand {
         let simulator: MeshSimulator
 
         func run() async throws {
-            guard await simulator.waitUntilReady() else { return }
+            // A shutdown may come while the caches cannot fill (the API server unreachable): the group waits for
+            // this service to end before it stops the simulator, so the wait must end with it.
+            let simulator = self.simulator
+            guard await cancelWhenGracefulShutdown({ await simulator.waitUntilReady() }) else {
+                // The simulator stopped (its error ends the group) or a shutdown came: ending here first would make the
+                // group report this service as finished unexpectedly instead of the simulator's error.
+                try? await gracefulShutdown()
+                return
+            }
             let configuration = simulator.configuration
             var lines = "fledge simulate-mesh: metrics on \(simulator.metricsURL)  (Prometheus target \(simulator.metricsAddress))\n"
             lines += "fledge simulate-mesh: \(configuration.requestsPerSecond) req/s through \(configuration.namespace)/\(configuration.virtualService): "
             lines += MeshSimulator.describe(simulator.traffic.expectedShares(cluster: simulator.clusterState())) + "\n"
             lines += "fledge simulate-mesh: press Ctrl-C to stop\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
+            let deployments = simulator.clusterState().deployments.compactMap { $0[path: ["metadata", "name"]]?.stringValue }
+            for name in SimulateMeshCommand.unmatched(Array(configuration.behaviours.keys), deployments: deployments) {
+                StandardError.write(
+                    "fledge simulate-mesh: warning: --error-rate/--p99-ms/--median-ms name \(name), which is neither a Deployment in \(configuration.namespace) nor the canary of one (DEPLOYMENT-canary): its settings apply to nothing")
+            }
             try? await gracefulShutdown()
         }
     }

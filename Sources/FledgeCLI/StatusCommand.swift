@@ -38,6 +38,7 @@ struct StatusCommand: AsyncParsableCommand {
     var watch = false
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("With --watch: give up after this long (e.g. 10m) and exit 2. Default: wait until it ends.", valueName: "duration"),
         transform: parseDuration)
     var timeout: Duration?
@@ -94,9 +95,10 @@ struct StatusCommand: AsyncParsableCommand {
             return Self.outcome(fetched).map(WatchEnd.ended)
         }
         guard let end else {
-            let last = await printer.lastPhase ?? "unknown"
+            // No phase at all: nothing ever reconciled it, which is the thing to check (it said "phase unknown").
+            let last = await printer.lastPhase.map { "phase \($0)" } ?? "no status yet: is the Fledge controller running?"
             StandardError.write(
-                "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (phase \(last))")
+                "timed out after \(RolloutDuration(milliseconds: (timeout ?? .zero).milliseconds)) waiting for rollout \"\(rollout)\" in namespace \"\(cluster.namespace)\" to finish (\(last))")
             throw ExitCode(2)
         }
         switch end {
@@ -147,8 +149,8 @@ actor StatusPrinter {
     private(set) var lastPhase: String?
     /// The last Rollout shown, for the Events that come after its final status.
     private var lastFetched: FetchedRollout?
-    /// The newest time of the Events printed.
-    private var newestEventTime: Timestamp?
+    /// The reasons of the Events printed (this rollout's only: `newEvents` keeps to those).
+    private var printedReasons: Set<String> = []
     /// When the watch began: Events before it (or before the rollout it follows started) belong to earlier rollouts.
     private let watchStarted = Timestamp(Date())
     /// Where the view goes (`fledge demo -o json` keeps stdout for its summary), and lines drawn above it on a terminal.
@@ -229,21 +231,32 @@ actor StatusPrinter {
 
     /// After the final status: the controller records the decision's Events only after writing that status, so
     /// the last of them (`RolloutSucceeded`, …) may not exist yet when the status arrives. Waits, a few seconds at
-    /// most, for an Event from that decision (stamped with the time the rollout ended), printing what comes.
+    /// most, for the Event that ends the rollout (its reason, not its time: an Event of the decision before, say
+    /// `RollingBack`, is often stamped within the same second as the end, which status records in whole seconds),
+    /// printing what comes.
     func drainFinalEvents() async {
         guard output == .table, !terminal, let fetched = lastFetched, fetched.statusIsCurrent,
-            [.succeeded, .failed, .aborted].contains(fetched.status.phase),
-            let started = fetched.status.startedAt, let ended = fetched.status.history.last?.finishedAt, ended >= started
+            let final = Self.finalReason(fetched.status.phase), fetched.status.startedAt != nil
         else { return }
         for attempt in 0..<30 {
-            if let newest = newestEventTime, newest >= ended { return }
+            if printedReasons.contains(final.rawValue) { return }
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(100)) }
             for event in await newEvents(for: fetched) { emit(event) }
         }
     }
 
+    /// The Event the controller records when a rollout ends in `phase`.
+    static func finalReason(_ phase: Phase) -> EventReason? {
+        switch phase {
+        case .succeeded: .rolloutSucceeded
+        case .failed: .rolloutFailed
+        case .aborted: .rolloutAborted
+        default: nil
+        }
+    }
+
     private func emit(_ event: EventLine) {
-        if let time = event.time { newestEventTime = max(newestEventTime ?? time, time) }
+        printedReasons.insert(event.reason)
         emit("\(event.time.map(\.description) ?? "-")  event \(event.type) \(event.reason): \(event.message)\n")
     }
 

@@ -85,13 +85,22 @@ struct TriggerCommand: AsyncParsableCommand {
         if image.count == 1 { canary["image"] = .string(image[0]) }
         if image.count > 1 { canary["images"] = .array(image.map(JSONValue.string)) }
         if let templatePatch {
-            let text: String
-            do {
-                text = try String(contentsOfFile: templatePatch, encoding: .utf8)
-            } catch {
-                throw CLIError("--template-patch: cannot read \(templatePatch): \(error.localizedDescription)")
+            // A device or a pipe (/dev/null, <(…)) is read as a stream, as lint reads it: FileManager gives nil there,
+            // and String(contentsOfFile:) said "You don't have permission" for /dev/null.
+            guard
+                let data = FileManager.default.contents(atPath: templatePatch)
+                    ?? FileHandle(forReadingAtPath: templatePatch).flatMap({ try? $0.readToEnd() ?? Data() })
+            else {
+                throw CLIError("--template-patch: cannot read \(templatePatch)")
             }
-            let patch = try YAML.parse(text, source: templatePatch)
+            guard let text = String(data: data, encoding: .utf8) else { throw CLIError("--template-patch: \(templatePatch) is not UTF-8 text") }
+            let patch: JSONValue
+            do {
+                patch = try YAML.parse(text, source: templatePatch)
+            } catch {
+                // Empty, or comments only: no patch at all is a mistake worth naming (spec.canary would only lose its image).
+                throw CLIError("--template-patch: \(error.message)\(text.contains(where: { !$0.isWhitespace }) ? "" : " (the file is empty)")")
+            }
             guard case .object = patch else {
                 throw CLIError("--template-patch: \(templatePatch) holds \(patch.typeNameWithArticle); expected an object (a JSON merge patch over the pod template)")
             }
@@ -107,7 +116,7 @@ struct TriggerCommand: AsyncParsableCommand {
     /// the server's own validation and admission answer now, and nothing is written. Who may not patch Deployments,
     /// or a server that cannot be asked, is not checked here: the controller reports it as before.
     func checkTemplate(_ cluster: Cluster, plan: RolloutPlan, observed: Observed, patchFile: String) async throws {
-        let (stable, effective) = try CoreBridge.templates(plan: plan, observed: observed)
+        let (stable, effective) = try CoreBridge.templates(plan: plan, observed: observed, namespace: cluster.namespace)
         let patch = JSONValue.object(["spec": .object(["template": stable.mergePatch(to: effective)])])
         do {
             _ = try await cluster.client.patch(
@@ -134,7 +143,7 @@ struct TriggerCommand: AsyncParsableCommand {
 
             var revision: (revision: String, stableRevision: String)?
             if let observed = await cluster.observed(for: fetched.rollout) {
-                revision = try CoreBridge.revision(plan: planned, observed: observed)
+                revision = try CoreBridge.revision(plan: planned, observed: observed, namespace: cluster.namespace)
                 if let templatePatch {
                     try await checkTemplate(cluster, plan: planned, observed: observed, patchFile: templatePatch)
                 }

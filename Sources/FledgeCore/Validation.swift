@@ -286,7 +286,19 @@ extension RolloutSpec {
                 issue("spec.canary.images", "with several images, each needs a container name: CONTAINER=IMAGE")
             }
             if let p = canary.templatePatch {
-                if case .object = p { patch = p } else if !p.isNull {
+                if case .object(let fields) = p {
+                    patch = p
+                    // A pod template has only these two: anything else would be merged in as junk the API server
+                    // drops (a whole manifest given as the patch rolls out the stable pod under a new revision).
+                    let stray = fields.keys.filter { $0 != "metadata" && $0 != "spec" }
+                    if !stray.isEmpty {
+                        let kind = fields["kind"]?.stringValue
+                        let hint = kind.map { "this is a whole \($0) manifest, not a merge patch over the pod template" } ?? "put pod fields under spec"
+                        issue(
+                            "spec.canary.templatePatch",
+                            "has \(stray.joined(separator: ", ")) at its top, where a pod template has only metadata and spec: \(hint)")
+                    }
+                } else if !p.isNull {
                     issue("spec.canary.templatePatch", "must be an object (a JSON merge patch over the pod template), found \(p.typeNameWithArticle)")
                 }
             }

@@ -155,7 +155,9 @@ struct ExecCredentialRunner {
 
         let output: ProcessOutput
         do {
-            output = try await runProcess(command: plugin.command, arguments: plugin.args, environment: environment)
+            output = try await retryingTextFileBusy {
+                try await runProcess(command: plugin.command, arguments: plugin.args, environment: environment)
+            }
         } catch {
             var message = "could not run the credential plugin: \(error)"
             if let hint = plugin.installHint { message += "\n\(hint)" }
@@ -210,6 +212,29 @@ struct ExecCredentialRunner {
         }
         return (credentials, expiry)
     }
+}
+
+/// Runs `start` again, a few times over about a second, while it fails with ETXTBSY: the executable is still open for
+/// writing somewhere, most often because another process forked while it was being written (a plugin just installed
+/// or updated, or a test that writes one) and holds that descriptor for a moment. Any other error is thrown at once.
+func retryingTextFileBusy<T>(attempts: Int = 10, _ start: () async throws -> T) async throws -> T {
+    var attempt = 1
+    while true {
+        do {
+            return try await start()
+        } catch where attempt < attempts && isTextFileBusy(error) {
+            attempt += 1
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+/// ETXTBSY, as Foundation's Process reports it (an NSError with the POSIX error underneath) or directly.
+func isTextFileBusy(_ error: any Error) -> Bool {
+    let error = error as NSError
+    if error.domain == NSPOSIXErrorDomain { return error.code == Int(ETXTBSY) }
+    guard let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError else { return false }
+    return underlying.domain == NSPOSIXErrorDomain && underlying.code == Int(ETXTBSY)
 }
 
 struct ProcessOutput: Sendable {

@@ -191,16 +191,21 @@ public struct Kubeconfig: Sendable, Equatable {
 
     private var fileList: String { files.isEmpty ? "kubeconfig" : files.joined(separator: ":") }
 
+    /// The contexts there are, for messages; none at all suggests a YAML file that is not a kubeconfig.
+    private var contextList: String {
+        contexts.isEmpty ? "it defines no contexts: is it a kubeconfig?" : "contexts: \(contexts.keys.sorted().joined(separator: ", "))"
+    }
+
     /// Resolves a context (the given one, else `current-context`) into a configuration.
     public func configuration(context requested: String? = nil) throws(KubernetesError) -> KubernetesConfiguration {
         guard let contextName = requested ?? currentContext else {
             throw .configuration(
-                "no context chosen: current-context is not set and no context was given (contexts: \(contexts.keys.sorted().joined(separator: ", ")))",
+                "no context chosen: current-context is not set and no context was given (\(contextList))",
                 file: fileList, field: "current-context")
         }
         guard let context = contexts[contextName] else {
             throw .configuration(
-                "context \"\(contextName)\" is not defined (contexts: \(contexts.keys.sorted().joined(separator: ", ")))",
+                "context \"\(contextName)\" is not defined (\(contextList))",
                 file: fileList, field: requested == nil ? "current-context" : "contexts")
         }
         guard let cluster = clusters[context.cluster] else {

@@ -224,7 +224,18 @@ struct Checker {
         }
     }
 
-    func objects(_ kind: String) -> [LintDocument] { documents.filter { $0.kind == kind } }
+    func objects(_ kind: String) -> [LintDocument] {
+        // Argo Rollouts' Rollout shares the kind: another controller's object, not checked as Fledge's.
+        documents.filter { $0.kind == kind && !(kind == "Rollout" && Self.group(of: $0) == Self.argoGroup) }
+    }
+
+    static let argoGroup = "argoproj.io"
+
+    /// The API group of an object's apiVersion ("" for the core group).
+    static func group(of doc: LintDocument) -> String {
+        let parts = (doc.apiVersion ?? "").split(separator: "/")
+        return parts.count == 2 ? String(parts[0]) : ""
+    }
 
     /// Same namespace, where a missing namespace matches any (it is given at apply time).
     func sameNamespace(_ a: LintDocument, _ b: LintDocument) -> Bool {
@@ -244,7 +255,22 @@ struct Checker {
         ObservedDeployment(json: deployment.json).podLabels
     }
 
+    /// Objects of Fledge's group other than a Rollout (`kind: rollout`, a typo: kinds are case-sensitive) would
+    /// be refused by the API server and are otherwise checked by nothing; Argo Rollouts' Rollouts are said to be
+    /// left alone, so a folder holding both lints.
+    mutating func checkKinds() {
+        for doc in documents {
+            let group = Self.group(of: doc)
+            if group == Rollout.apiVersion.split(separator: "/").first.map(String.init), doc.kind != "Rollout" {
+                add(.error, doc, "kind", "'\(doc.kind ?? "")' is not a kind of \(group): it serves only Rollout (kinds are case-sensitive)")
+            } else if group == Self.argoGroup, doc.kind == "Rollout" {
+                add(.info, doc, nil, "an Argo Rollouts Rollout (\(doc.apiVersion ?? "")), not Fledge's (\(Rollout.apiVersion)): not checked")
+            }
+        }
+    }
+
     mutating func run() {
+        checkKinds()
         var rolloutSubsets: [(dr: String, namespace: String?, stable: String, canary: String, vs: String, routes: [String])] = []
         for doc in objects("Rollout") {
             _ = checkRollout(doc)

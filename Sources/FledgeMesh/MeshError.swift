@@ -6,6 +6,8 @@ public struct MeshError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidConfiguration
         /// The `/metrics` server could not be started.
         case startup
+        /// Another socket holds the `/metrics` port (EADDRINUSE).
+        case addressInUse
     }
 
     public var kind: Kind

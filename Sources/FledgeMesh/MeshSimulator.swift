@@ -117,6 +117,11 @@ public final class MeshSimulator: Service, Sendable {
                 do {
                     try await app.run()
                 } catch {
+                    // The system's words, not NIO's "bind(descriptor:ptr:bytes:): … (errno: 98)".
+                    if let error = error as? IOError {
+                        let kind: MeshError.Kind = error.errnoCode == EADDRINUSE ? .addressInUse : .startup
+                        throw MeshError(kind, "cannot serve /metrics on \(self.metricsAddress): \(String(cString: strerror(error.errnoCode)))")
+                    }
                     throw MeshError(.startup, "cannot serve /metrics on \(self.metricsAddress): \(error)")
                 }
             }

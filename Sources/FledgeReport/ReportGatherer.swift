@@ -128,9 +128,26 @@ public struct ReportGatherer: Sendable {
             plan.map { $0.stages.map { ReportStage(weight: $0.weight, hold: $0.hold.description, manualApproval: $0.manualApproval) } }
             ?? (rollout.spec.stages ?? []).map { ReportStage(weight: $0.weight ?? 0, hold: $0.hold ?? "-", manualApproval: $0.approval != nil) }
 
+        // spec.canary set back to the stable image after a rollout ended: the Rollout is Healthy and names stable's
+        // revision, while the timeline is still that rollout's. Head the page with the rollout shown, and say what
+        // came after (the header read "Healthy" over a rollback).
+        var (phase, revision, message) = (status.phase.rawValue, status.revision, status.message)
+        // No status at all: the controller has not seen the Rollout (the page said Healthy, status says this).
+        if rollout.status == nil {
+            phase = "no status yet"
+            notes.append("The Rollout has no status yet: is the Fledge controller running?")
+        }
+        if status.phase == .healthy, let last = status.history.last, last.revision != status.revision,
+            Double(last.finishedAt.seconds) >= rangeStart
+        {
+            (phase, revision, message) = (last.outcome, last.revision, last.message ?? last.reason)
+            notes.append(
+                "Since then spec.canary was set back to the stable revision\(status.revision.map { " (\($0))" } ?? ""): the Rollout is Healthy.")
+        }
+
         return RolloutReportData(
-            name: name, namespace: namespace, revision: status.revision, stableRevision: status.stableRevision, phase: status.phase.rawValue,
-            message: status.message, stages: stages, analysisInterval: plan?.analysis.interval.description ?? rollout.spec.analysis?.interval,
+            name: name, namespace: namespace, revision: revision, stableRevision: status.stableRevision, phase: phase,
+            message: message, stages: stages, analysisInterval: plan?.analysis.interval.description ?? rollout.spec.analysis?.interval,
             failureLimit: plan?.analysis.failureLimit ?? rollout.spec.analysis?.failureLimit, start: rangeStart, end: rangeEnd,
             weightSteps: weightSteps, metrics: metrics.map(\.report), markers: markers, seriesUnavailable: seriesUnavailable, notes: notes,
             generatedAt: now)

@@ -1481,9 +1481,16 @@ public actor SandboxStore {
             let apiVersion = object["apiVersion"]?.stringValue ?? ""
             let kind = object["kind"]?.stringValue ?? ""
             guard let type = self.type(apiVersion: apiVersion, kind: kind) else {
+                // A group with a dot is not built in: its kinds come from CustomResourceDefinitions.
+                let custom = apiVersion.split(separator: "/").first.map { $0.contains(".") } ?? false
+                let hint =
+                    !custom ? ""
+                    : apiVersion.hasPrefix("fledge.dev/")
+                        ? ": no CustomResourceDefinition defines it; load the Rollout's too (deploy/crds)"
+                        : ": no CustomResourceDefinition defines it; load its CRD too, or leave this file out"
                 throw SandboxError.manifest(
                     source: object[path: ["metadata", "name"]]?.stringValue ?? "<object>",
-                    message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"")
+                    message: "no resource is served for kind \"\(kind)\" in \"\(apiVersion)\"\(hint)")
             }
             let namespace = type.namespaced ? (object[path: ["metadata", "namespace"]]?.stringValue ?? defaultNamespace) : nil
             let name = object[path: ["metadata", "name"]]?.stringValue ?? ""

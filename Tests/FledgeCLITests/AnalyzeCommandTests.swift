@@ -1,9 +1,13 @@
+import FledgeCore
 import FledgeJSON
+import FledgeJudge
 import FledgeSandbox
 import Foundation
 import LocalPrometheus
 import Testing
 import TestSupport
+
+@testable import FledgeCLI
 
 /// `fledge analyze` against the sandbox and a real Prometheus holding hand-made Istio traffic.
 @Suite(.serialized) struct AnalyzeCommandTests {
@@ -25,6 +29,33 @@ import TestSupport
                         .init(responseCode: 503, cumulativeBuckets: [(100, 0), (250, 5)], latencySumMs: 5 * 200),
                     ]),
             ], start: start, step: 15, steps: 160)
+    }
+
+    /// analyze and status show the same checks: the same column names (VALUE/WHY against CANARY/NOTE), numbers
+    /// (94.30 against 94.3) and units, as `fledge query` has them (a bare 1036.53 and 0.97 left the reader to guess).
+    @Test func theTableReadsAsStatusShowsTheSameChecks() throws {
+        func result(_ name: String, _ value: Double, _ stable: Double?, _ threshold: String) -> MetricResult {
+            MetricResult(
+                name: name, value: value, stableValue: stable, threshold: threshold, verdict: .failed, message: "m", requests: 191,
+                time: Timestamp(seconds: 0))
+        }
+        let checks = [
+            result("success-rate", 94.3, 99.875, ">= 99"), result("latency-p99", 1036.53, nil, "<= 500"), result("judge-latency", 0.97, 0, "e"),
+        ]
+        var rollout = RolloutViewTests.rolloutJSON(status: ["phase": "Progressing", "observedGeneration": 2])
+        let plan = try FetchedRollout(rollout).rollout.plan().get()
+        let analyze = AnalyzeCommand.table(checks, plan: plan)
+        #expect(analyze.hasPrefix("METRIC         CANARY      STABLE  THRESHOLD  VERDICT  NOTE"), "\(analyze)")
+        #expect(analyze.contains("success-rate   94.3%       99.88%  >= 99      Failed   m"), "\(analyze)")
+        #expect(analyze.contains("latency-p99    1036.53 ms  -       <= 500     Failed   m"), "\(analyze)")
+        #expect(analyze.contains("judge-latency  0.97%       0%      e          Failed   m"), "\(analyze)")
+        rollout[path: ["status", "lastAnalysis"]] = try JSONValue(encoding: checks)
+        let status = StatusView.render(try FetchedRollout(rollout), events: .success([]), now: Timestamp(seconds: 60))
+        #expect(status.contains("METRIC         CANARY      STABLE  THRESHOLD  VERDICT  REQUESTS  NOTE"), "\(status)")
+        #expect(status.contains("success-rate   94.3%       99.88%  >= 99      Failed   191       m"), "\(status)")
+        #expect(status.contains("latency-p99    1036.53 ms  -       <= 500     Failed   191       m"), "\(status)")
+        // A custom metric's number has no unit Fledge could know.
+        #expect(StatusView.measured(1.5, metric: "checkout-errors", plan: plan) == "1.5")
     }
 
     @Test func printsEveryMetricAgainstItsThresholdAndWritesNothing() async throws {
@@ -144,6 +175,61 @@ import TestSupport
                 #expect(table.status == 1, "\(table)")
                 #expect(table.out.contains("judge: rollback: Roll back"), "\(table)")
                 #expect(table.out.contains("interval: Failed (checks Passed; the judge rolls back)"), "\(table)")
+            }
+        }
+    }
+
+    /// The judge state in status belongs to the rollout's own course. Analysing a Failed rollout's window (or one
+    /// before its last interval) with it judged that window by evidence from elsewhere: a harm-conclusive state
+    /// "rolled back" a window where canary and stable were the same (and one with no data at all). Now the judge
+    /// starts afresh there and says so; in flight and after the last interval it continues as the controller does.
+    @Test func theJudgeContinuesFromStatusOnlyWhereTheControllerWould() async throws {
+        let same = Self.traffic([
+            ("product-service", ok: 400, errors: 0, bounds: ["50", "100"]), ("product-service-canary", ok: 100, errors: 0, bounds: ["50", "100"]),
+        ])
+        try await withBackfilledPrometheus(same) { prometheus in
+            try await CLISandbox.with { sandbox in
+                try await sandbox.changeSpec { Self.looseChecks(&$0) }
+                let rollout = try await sandbox.rollout()
+                let plan = try rollout.plan().get()
+                // A state the judge left after conclusive harm: canary 20 % errors against stable's 1 %, three times.
+                var status = RolloutStatus()
+                for step in 0..<3 {
+                    let bad = IntervalResult(
+                        time: Timestamp(seconds: Int64(Self.start + 60 * step)), requests: 400, metrics: [:],
+                        canaryCounts: JudgeSample(requests: 400, errors: 80), stableCounts: JudgeSample(requests: 1600, errors: 16))
+                    guard case .judged(let verdict, let state)? = judgeInterval(plan, status: status, result: bad).judge else {
+                        Issue.record("the judge did not judge")
+                        return
+                    }
+                    status.judge = state
+                    if step == 2 { #expect(verdict.decision == .rollback) }
+                }
+                func store(_ phase: Phase, lastAnalysisAt: Int) async throws {
+                    status.phase = phase
+                    status.stage = 0
+                    status.lastAnalysisAt = Timestamp(seconds: Int64(lastAnalysisAt))
+                    let encoded = try JSONValue(encoding: status)
+                    try await sandbox.server.store.modify(CLISandbox.rollouts, namespace: "shop", name: "product-service") { $0["status"] = encoded }
+                }
+                let at = Int(Self.at)!
+
+                try await store(.failed, lastAnalysisAt: at - 60)
+                let ended = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(ended.status != 1 && !ended.out.contains("judge: rollback"), "\(ended)")
+                #expect(ended.out.contains("judge: from a fresh start, as the rollout has ended (Failed)"), "\(ended)")
+                let json = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at, "-o", "json"])
+                #expect(try JSONValue(parsing: json.out)["judge"]?["continued"] == false, "\(json)")
+
+                try await store(.progressing, lastAnalysisAt: at + 600)
+                let earlier = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at])
+                #expect(earlier.status != 1 && earlier.out.contains("as the window ends before the rollout's last interval"), "\(earlier)")
+
+                // In flight, after the last interval: the controller's own course, harm and all.
+                try await store(.progressing, lastAnalysisAt: at - 60)
+                let current = try await sandbox.run(["analyze", "product-service", "--prometheus", prometheus.url, "--at", Self.at, "-o", "json"])
+                let object = try JSONValue(parsing: current.out)
+                #expect(object["judge"]?["continued"] == true && object["judge"]?["decision"] == "rollback", "\(current)")
             }
         }
     }

@@ -13,6 +13,13 @@ let packageRoot: URL = {
     return url
 }()
 
+/// A file that reads as a PEM CA bundle, for flags that check one (`--prometheus-ca`); written once per test process.
+let pemFile: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-test-ca-\(ProcessInfo.processInfo.processIdentifier).pem").path
+    try? "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}()
+
 /// What one run of the built binary printed and how it exited.
 struct CLIResult: CustomStringConvertible {
     var status: Int32
@@ -65,7 +72,8 @@ final class RunningCLI: @unchecked Sendable {
         let deadline = ContinuousClock.now + limit
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
-            process.terminate()
+            // SIGKILL: a process still running may be one that ignores SIGTERM.
+            kill(process.processIdentifier, SIGKILL)
             Issue.record("the process was still running after \(limit)")
         }
         return try await finish()
@@ -73,8 +81,17 @@ final class RunningCLI: @unchecked Sendable {
 
     /// Waits until the process has printed `text` (a watch is then known to be following the object).
     func waitForOutput(containing text: String) async throws {
+        try await waitFor(text, in: out)
+    }
+
+    /// Waits until the process has written `text` on stderr (its logs).
+    func waitForError(containing text: String) async throws {
+        try await waitFor(text, in: err)
+    }
+
+    private func waitFor(_ text: String, in file: URL) async throws {
         for _ in 0..<1500 {
-            if try String(contentsOf: out, encoding: .utf8).contains(text) { return }
+            if try String(contentsOf: file, encoding: .utf8).contains(text) { return }
             if !process.isRunning { throw HarnessError("the process ended before printing \(text): \(try await finish())") }
             try await Task.sleep(for: .milliseconds(20))
         }

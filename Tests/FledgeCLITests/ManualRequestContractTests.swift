@@ -235,6 +235,49 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// A rollback that ends within the second its RollingBack Event was stamped (quick on a fast cluster, and Event
+    /// times are finer than the status's whole seconds): the watch had printed an Event as new as the end, took
+    /// that for the final decision's and exited before `RolloutFailed` was recorded. It waits for that Event.
+    @Test func watchPrintsTheFinalEventAfterAQuickRollback() async throws {
+        try await CLISandbox.with { sandbox in
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            var controller = ContractController(sandbox)
+            try await controller.run { $0.status?.phase == .progressing && $0.status?.canaryWeight == 10 }
+            let watch = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await watch.waitForOutput(containing: "stage 1/4  weight 10%")
+
+            controller.canary = .failing
+            try await controller.run(untilPhase: .rollingBack)
+            try await watch.waitForOutput(containing: "event Warning RollingBack")
+            controller.heldEvents = []
+            try await controller.run(untilPhase: .failed)
+            let final = Self.eventTexts(controller.heldEvents ?? [])
+            #expect(final.contains { $0.contains("RolloutFailed") }, "\(final)")
+            // The rollback ended on the synthetic clock's second of the RollingBack Event, which the watch printed.
+            let status = try #require(try await sandbox.rollout().status)
+            #expect(status.history.last?.finishedAt == controller.now, "\(status.history)")
+            try await watch.waitForOutput(containing: "product-service: Failed")
+            try await controller.recordHeldEvents()
+
+            let watched = try await watch.finish()
+            #expect(watched.status == 1, "\(watched)")
+            for text in final {
+                #expect(watched.out.contains(text), "\(text) missing from \(watched.out)")
+            }
+        }
+    }
+
+    /// With no controller the Rollout never gets a status: the watch and its timeout ask whether the controller runs
+    /// (they said "no status yet" and "phase unknown").
+    @Test func watchWithoutAControllerAsksWhetherItRuns() async throws {
+        try await CLISandbox.with { sandbox in
+            let watched = try await sandbox.run(["status", "product-service", "--watch", "--timeout", "1s"])
+            #expect(watched.status == 2, "\(watched)")
+            #expect(watched.out.contains("product-service: no status yet (is the Fledge controller running?)"), "\(watched)")
+            #expect(watched.err.hasSuffix("to finish (no status yet: is the Fledge controller running?)\n"), "\(watched)")
+        }
+    }
+
     /// `event TYPE REASON: NOTE`, as the watch prints an Event object.
     static func eventTexts(_ events: [JSONValue]) -> [String] {
         events.map { "event \($0["type"]?.stringValue ?? "") \($0["reason"]?.stringValue ?? ""): \($0["note"]?.stringValue ?? "")" }

@@ -112,7 +112,13 @@ struct FileFlagTests {
         #expect(message?.contains("--prometheus-ca: /nonexist: no such file") == true, "\(message ?? "parsed")")
         message = NumericFlagLimitTests.failure(["run", "--prometheus", url, "--prometheus-ca", FileManager.default.temporaryDirectory.path])
         #expect(message?.contains("is a directory, not a PEM file") == true, "\(message ?? "parsed")")
-        #expect(NumericFlagLimitTests.failure(["query", "--prometheus", url, "-n", "shop", "--workload", "w", "--prometheus-ca", #filePath]) == nil)
+        #expect(NumericFlagLimitTests.failure(["query", "--prometheus", url, "-n", "shop", "--workload", "w", "--prometheus-ca", pemFile]) == nil)
+        // A file without a PEM certificate (here the start of a DER one) is refused before any query or start.
+        let der = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-test-ca-\(UUID().uuidString).der").path
+        #expect(FileManager.default.createFile(atPath: der, contents: Data([0x30, 0x82, 0x01, 0x0a, 0x02, 0x82])))
+        defer { try? FileManager.default.removeItem(atPath: der) }
+        message = NumericFlagLimitTests.failure(["run", "--prometheus", url, "--prometheus-ca", der])
+        #expect(message?.contains("--prometheus-ca: \(der) holds no PEM certificate (-----BEGIN CERTIFICATE-----)") == true, "\(message ?? "parsed")")
     }
 
     @Test func demoManifestsThatDoNotExist() {

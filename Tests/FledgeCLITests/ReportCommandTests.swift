@@ -22,9 +22,9 @@ struct ReportCommandTests {
         let authenticated = try #require(
             try Fledge.parseAsRoot([
                 "report", "r", "--prometheus", "https://p.example", "--prometheus-user", "fledge", "--prometheus-header", "X-Scope-OrgID=team-a",
-                "--prometheus-header", "X-Empty=", "--prometheus-ca", #filePath,
+                "--prometheus-header", "X-Empty=", "--prometheus-ca", pemFile,
             ]) as? ReportCommand)
-        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == #filePath)
+        #expect(authenticated.prometheus.user == "fledge" && authenticated.prometheus.caFile == pemFile)
         let client = try #require(authenticated.makePrometheusClient())
         #expect(client.headers["X-Scope-OrgID"] == "team-a" && client.headers["X-Empty"] == "")
     }
@@ -92,6 +92,71 @@ struct ReportCommandTests {
                 environment: ["FLEDGE_PROMETHEUS_PASSWORD": "s3cret"])
             #expect(noTenant.err.contains("401"), "\(noTenant)")
             #expect(proxy.seen.last?.tenant == nil)
+        }
+    }
+
+    /// report said "reading rollout shop/x: get rollouts.fledge.dev …: HTTP 401 Unauthorized" and named the server
+    /// after a missing Rollout, where every other command says it in one way: now it says it as status does.
+    @Test func cannotReadTheRolloutInTheWordsOfTheOtherCommands() async throws {
+        try await CLISandbox.with { sandbox in
+            let badToken = try sandbox.kubeconfig(token: "expired-token", name: "bad.kubeconfig")
+            let unreachable = try sandbox.kubeconfig(token: CLISandbox.adminToken, server: "https://127.0.0.1:1", name: "down.kubeconfig")
+            let output = sandbox.folder.appendingPathComponent("report.html").path
+            for (rollout, kubeconfig) in [("product-service", badToken), ("product-service", unreachable), ("nope", sandbox.kubeconfig)] {
+                let status = try await sandbox.run(["status", rollout], kubeconfig: kubeconfig)
+                let report = try await sandbox.run(["report", rollout, "-o", output], kubeconfig: kubeconfig)
+                #expect(status.status == 1 && report.status == 1, "\(status)\n\(report)")
+                #expect(report.err == status.err, "\(report)")
+                #expect(!FileManager.default.fileExists(atPath: output))
+            }
+        }
+    }
+
+    /// A failed rollout, then spec.canary set back to the stable image: the Rollout is Healthy, and the report headed
+    /// the failed rollout's timeline "Healthy" with stable's revision. It heads it with that rollout and says what
+    /// came after.
+    @Test func aRolloutEndedThenSetBackToStableIsShownAsItEnded() async throws {
+        try await CLISandbox.with { sandbox in
+            #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:2.0.0"]).status == 0)
+            var controller = ContractController(sandbox)
+            controller.canary = .failing
+            try await controller.run(untilPhase: .failed)
+            let failed = try #require(try await sandbox.rollout().status?.revision)
+            #expect(try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:1.0.0"]).status == 0)
+            try await controller.run { $0.status?.phase == .healthy && $0.status?.revision != failed }
+            let stable = try #require(try await sandbox.rollout().status?.revision)
+
+            let file = sandbox.folder.appendingPathComponent("report.html").path
+            let result = try await sandbox.run(["report", "product-service", "-o", file])
+            #expect(result.status == 0 && result.out.contains("rollout shop/product-service (Failed)"), "\(result)")
+            let html = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(html.contains("<title>Rollout shop/product-service: Failed</title>"))
+            #expect(html.contains("revision <code>\(failed)</code>"), "\(html)")
+            #expect(html.contains("Since then spec.canary was set back to the stable revision (\(stable)): the Rollout is Healthy."))
+        }
+    }
+
+    /// `-o -` made a file named "-": now the page goes to stdout and the summary to stderr.
+    @Test func aDashWritesThePageToStdout() async throws {
+        try await CLISandbox.with { sandbox in
+            let result = try await sandbox.run(["report", "product-service", "-o", "-"])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.out.hasPrefix("<!DOCTYPE html>") && result.out.contains("</html>"), "\(result.out.prefix(200))")
+            #expect(result.err.contains("wrote the page to stdout: rollout shop/product-service"), "\(result.err)")
+            // The command ran in this process's folder, where the file would have been made.
+            #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/-"))
+        }
+    }
+
+    /// A Rollout the controller has not seen was reported "Healthy", where status and list say it has no status.
+    @Test func aRolloutWithoutStatusIsNotCalledHealthy() async throws {
+        try await CLISandbox.with { sandbox in
+            #expect(try await sandbox.rollout().status == nil)
+            let file = sandbox.folder.appendingPathComponent("report.html").path
+            let result = try await sandbox.run(["report", "product-service", "-o", file])
+            #expect(result.status == 0 && result.out.contains("rollout shop/product-service (no status yet)"), "\(result)")
+            let html = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(html.contains("The Rollout has no status yet: is the Fledge controller running?") && !html.contains(">Healthy<"), "\(html)")
         }
     }
 

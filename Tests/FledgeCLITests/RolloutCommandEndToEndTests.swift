@@ -172,6 +172,23 @@ struct RolloutCommandEndToEndTests {
         }
     }
 
+    /// A Rollout manifest given as --template-patch was written as the patch: the canary's pod template got
+    /// apiVersion, kind and the Rollout's spec merged in (a real API server drops them), so the stable pod rolled
+    /// out under a new revision. The spec's validation refuses it, naming the file's kind; nothing is written.
+    @Test func triggerRefusesAManifestAsTheTemplatePatch() async throws {
+        try await CLISandbox.with { sandbox in
+            let manifest = packageRoot.appendingPathComponent("rollouts/product-service/rollout.yaml").path
+            let before = try await sandbox.rollout().spec.canary
+            let result = try await sandbox.run(["trigger", "product-service", "--template-patch", manifest])
+            #expect(result.status == 1, "\(result)")
+            #expect(
+                result.err.contains(
+                    "spec.canary.templatePatch: has apiVersion, kind at its top, where a pod template has only metadata and spec: this is a whole Rollout manifest"),
+                "\(result)")
+            #expect(try await sandbox.rollout().spec.canary == before)
+        }
+    }
+
     @Test func listAcrossNamespaces() async throws {
         try await CLISandbox.with { sandbox in
             var other = try requireObjectHelper(await sandbox.server.store.object(CLISandbox.rollouts, namespace: "shop", name: "product-service"))
@@ -236,6 +253,12 @@ struct RolloutCommandEndToEndTests {
             #expect(down.err.hasPrefix("Error: cannot reach the Kubernetes API server at https://127.0.0.1:1: connection refused"), "\(down)")
             #expect(down.errLines.count == 1)
 
+            // http:// to the HTTPS server: "Empty reply from server" said nothing of the scheme.
+            let plain = try sandbox.kubeconfig(
+                token: CLISandbox.adminToken, server: sandbox.server.url!.absoluteString.replacingOccurrences(of: "https://", with: "http://"), name: "http.kubeconfig")
+            let wrongScheme = try await sandbox.run(["status", "product-service"], kubeconfig: plain)
+            #expect(wrongScheme.status == 1 && wrongScheme.err.hasSuffix("; does it serve HTTPS? The URL says http://\n"), "\(wrongScheme)")
+
             let missingKubeconfig = try await sandbox.run(["list", "--kubeconfig", sandbox.folder.appendingPathComponent("none").path])
             #expect(missingKubeconfig.status == 1 && missingKubeconfig.err.hasPrefix("Error: kubeconfig: ") && missingKubeconfig.errLines.count == 1)
 
@@ -265,6 +288,14 @@ struct RolloutCommandEndToEndTests {
             #expect(completion.status == 0 && completion.out.contains("_fledge()") && !completion.out.contains("kubectl fledge"))
             let bad = try await sandbox.run(["promote"], executable: plugin)
             #expect(bad.err == "Error: Missing expected argument '<rollout>' (see 'kubectl fledge promote --help')\n")
+            // A mistyped subcommand is named, with the nearest (was: "2 unexpected arguments: 'stauts', 'product-service'").
+            let typo = try await sandbox.run(["stauts", "product-service"], executable: plugin)
+            #expect(typo.status == 64 && typo.err == "Error: 'stauts' is not a subcommand; did you mean 'status'? (see 'kubectl fledge --help')\n", "\(typo)")
+            let helpTypo = try await sandbox.run(["help", "stauts"])
+            #expect(helpTypo.status == 64 && helpTypo.err == "Error: 'stauts' is not a subcommand; did you mean 'status'? (see 'fledge --help')\n", "\(helpTypo)")
+            #expect(try await sandbox.run(["help", "status"]).out.contains("USAGE: fledge status <rollout>"))
+            let direct64 = try await sandbox.run(["rollback", "product-service"])
+            #expect(direct64.status == 64 && direct64.err == "Error: 'rollback' is not a subcommand (see 'fledge --help')\n", "\(direct64)")
 
             // Through kubectl itself, which finds kubectl-fledge on PATH and passes the arguments after `fledge`.
             if let kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {

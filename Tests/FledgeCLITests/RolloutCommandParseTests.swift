@@ -22,7 +22,35 @@ struct RolloutCommandParseTests {
         }
     }
 
+    /// `fledge --help` lists the demo first and the commands that drive rollouts before the controller and the
+    /// local tools (it began with query); a close misspelling gets a suggestion, an alias and help are commands.
+    @Test func subcommandsInTheOrderANewcomerMeetsThem() {
+        let names = Fledge.configuration.subcommands.map { $0._commandName }
+        #expect(names == ["demo", "trigger", "status", "promote", "abort", "retry", "list", "analyze", "report", "lint", "run", "query", "sandbox", "simulate-mesh"])
+        #expect(CommandLineEntry.unknownSubcommand("promte", of: Fledge.self) == "'promte' is not a subcommand; did you mean 'promote'?")
+        #expect(CommandLineEntry.unknownSubcommand("sim", of: Fledge.self) == "'sim' is not a subcommand; did you mean 'simulate-mesh'?")
+        #expect(CommandLineEntry.unknownSubcommand("lnt", of: Fledge.self) == "'lnt' is not a subcommand; did you mean 'lint'?")
+        for word in ["ls", "help", "--help", "-h", "status", "simulate-mesh"] {
+            #expect(CommandLineEntry.unknownSubcommand(word, of: Fledge.self) == nil, "\(word)")
+        }
+        #expect(CommandLineEntry.editDistance("stauts", "status") == 2 && CommandLineEntry.editDistance("", "ab") == 2)
+    }
+
     // MARK: - Shared Kubernetes flags
+
+    /// --kubeconfig and --context read alike in every help (simulate-mesh wrote KUBECONFIG without its $, and each
+    /// of run, simulate-mesh and the rollout commands described --context in other words).
+    @Test func kubeconfigFlagsReadAlikeInEveryHelp() {
+        var described = 0
+        for command in Fledge.configuration.subcommands {
+            let help = command.helpMessage(columns: 400)
+            guard help.contains("--kubeconfig <") else { continue }
+            described += 1
+            #expect(help.contains("--kubeconfig <file>     Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)."), "\(command._commandName)")
+            #expect(help.contains("--context <name>        The kubeconfig context to use (default: its current-context)."), "\(command._commandName)")
+        }
+        #expect(described == 10)
+    }
 
     @Test func kubernetesFlagsOnEveryCommand() throws {
         let flags = ["--kubeconfig", "/tmp/k", "--context", "prod", "-n", "shop"]
@@ -79,7 +107,13 @@ struct RolloutCommandParseTests {
         let command = try TriggerCommand.parse(["r", "--template-patch", file])
         #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file) holds an array; expected an object") }
         try "a: [1\n".write(toFile: file, atomically: true, encoding: .utf8)
-        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("\(file): invalid YAML") }
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)".contains("--template-patch: \(file): invalid YAML") }
+        // Empty: said so, under the flag's name (was "FILE: empty document").
+        try "".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect { try command.canary(replacing: nil) } throws: { "\($0)" == "--template-patch: \(file): empty document (the file is empty)" }
+        // /dev/null is empty, not unreadable (was "You don't have permission").
+        let null = try TriggerCommand.parse(["r", "--template-patch", "/dev/null"])
+        #expect { try null.canary(replacing: nil) } throws: { "\($0)" == "--template-patch: /dev/null: empty document (the file is empty)" }
     }
 
     /// A template patch file is read like lint reads manifests: an alias is refused before it expands.
@@ -127,6 +161,13 @@ struct RolloutCommandParseTests {
         #expect(retry.rollout == "r" && retry.wait.timeout == .seconds(120))
     }
 
+    /// The help gives --timeout's default, as the README does (a transformed option shows none by itself).
+    @Test func requestHelpNamesTheTimeoutDefault() {
+        for help in [PromoteCommand.helpMessage(columns: 400), AbortCommand.helpMessage(columns: 400), RetryCommand.helpMessage(columns: 400)] {
+            #expect(help.contains("the request (e.g. 30s, 2m; default: 30s)"), "\(help)")
+        }
+    }
+
     @Test(arguments: [
         (["promote"], "Missing expected argument '<rollout>'"),
         (["promote", "r", "--timeout", "0s"], "--timeout: must be above 0"),
@@ -154,6 +195,14 @@ struct RolloutCommandParseTests {
     @Test(arguments: [
         (["status", "r", "--timeout", "1m"], "--timeout needs --watch"),
         (["status", "r", "--watch", "--timeout", "0s"], "--timeout: must be above 0"),
+        // A negative duration was read as an unknown short option: "Missing value for '--timeout <duration>'".
+        (["status", "r", "--watch", "--timeout", "-5s"], "'-5s' is negative: give a duration above 0"),
+        (["promote", "r", "--timeout", "-1m"], "'-1m' is negative: give a duration above 0"),
+        (["demo", "--hold", "-2s"], "'-2s' is negative: give a duration above 0"),
+        (["demo", "--interval", "-2s"], "'-2s' is negative: give a duration above 0"),
+        (["demo", "--timeout", "-2s"], "'-2s' is negative: give a duration above 0"),
+        // Another option where the value should be is not a duration, and not called negative.
+        (["promote", "r", "--timeout", "--no-wait"], "'--no-wait' is not a duration"),
         (["status", "r", "-o", "wide"], "wide"),
         (["status"], "Missing expected argument '<rollout>'"),
         (["list", "-A", "-n", "shop"], "--namespace and --all-namespaces cannot be used together"),

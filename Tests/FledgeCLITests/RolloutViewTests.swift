@@ -170,8 +170,8 @@ struct RolloutViewTests {
         #expect(text.contains("Revision:      aaaaaaaaaaaaaaaa  (stable bbbbbbbbbbbbbbbb)"))
         #expect(text.contains("Stages:        10 ─ [50⏸] ─ 100   canary weight 50%"))
         #expect(text.contains("Checks:        failed 1/4, inconclusive 2, provider errors 0/5, passed in this stage 0"))
-        #expect(text.contains("success-rate  97.12   99.9    >= 99      Failed        480"))
-        #expect(text.contains("latency-p99   -       -       <= 500     Inconclusive  -         no data"))
+        #expect(text.contains("success-rate  97.12%  99.9%   >= 99      Failed        480"), "\(text)")
+        #expect(text.contains("latency-p99   -       -       <= 500     Inconclusive  -         no data"), "\(text)")
         #expect(text.contains("Analysis  False   Failed  30s  success-rate 97.12 < 99"))
         #expect(text.contains("Events:        <none>"))
         #expect(StatusCommand.outcome(fetched) == nil)
@@ -289,12 +289,18 @@ struct RolloutViewTests {
         // A patch that also tries to move the version label: the stable slot's labels are kept, as the core keeps them.
         json[path: ["spec", "canary"]] = ["image": "reg/app:2", "templatePatch": ["metadata": ["labels": ["version": "v9", "team": "shop"]]]]
         let rollout = try Rollout(json: json)
-        let predicted = try CoreBridge.revision(plan: try CoreBridge.plan(rollout), observed: observed)
+        let predicted = try CoreBridge.revision(plan: try CoreBridge.plan(rollout), observed: observed, namespace: "shop")
         let decision = decide(rollout: rollout, observed: observed, analysis: .none, now: Timestamp(seconds: 1_795_700_000))
         #expect(decision.status.phase == .initializing)
         #expect(decision.status.revision == predicted.revision)
         #expect(decision.status.stableRevision == predicted.stableRevision)
         #expect(predicted.revision != predicted.stableRevision)
+
+        // Without the target Deployment the message says where it looked (it named no namespace).
+        let missing = Observed(stableDeployment: nil, canaryDeployment: nil, virtualService: virtualService, destinationRule: destinationRule)
+        #expect {
+            try CoreBridge.revision(plan: try CoreBridge.plan(rollout), observed: missing, namespace: "shop")
+        } throws: { "\($0)" == "Deployment \"product-service\" (spec.target.deployment) not found in namespace \"shop\"" }
     }
 
     @Test func invalidSpecsAreReportedWithEveryProblem() throws {

@@ -59,6 +59,19 @@ import Testing
         }
     }
 
+    /// A context the kubeconfig lacks: run said it without "kubeconfig:", simulate-mesh as a usage error (64, "cannot
+    /// configure the Kubernetes client"). Now every command says it alike and exits 1.
+    @Test func aMissingContextIsSaidAlikeByEveryCommand() async throws {
+        try await CLISandbox.with { sandbox in
+            let status = try await sandbox.run(["status", "product-service", "--context", "nope"])
+            let run = try await sandbox.run(["run", "--context", "nope", "--metrics-port", "-1"])
+            let mesh = try await sandbox.run(["simulate-mesh", "-n", "shop", "--virtual-service", "product-service", "--context", "nope"])
+            #expect(status.status == 1 && status.err.hasPrefix("Error: kubeconfig: ") && status.err.contains("context \"nope\" is not defined"), "\(status)")
+            #expect(run.status == 1 && run.err == status.err, "\(run)")
+            #expect(mesh.status == 1 && mesh.err == status.err, "\(mesh)")
+        }
+    }
+
     /// `--metrics-port -1` as README and --help write it: -1 is the value, not an unknown short option.
     @Test func negativeMetricsPortIsAValue() throws {
         for arguments in [["run", "--metrics-port", "-1"], ["run", "--metrics-port=-1"]] {
@@ -89,8 +102,8 @@ import Testing
             }
         }
         let good = try #require(
-            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", #filePath]) as? RunCommand)
-        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == #filePath)
+            try Fledge.parseAsRoot(["run", "--prometheus", "https://p:9090", "--prometheus-token", "t", "--prometheus-ca", pemFile]) as? RunCommand)
+        #expect(good.prometheusAccess.token == "t" && good.prometheusAccess.caFile == pemFile)
     }
 
     /// The controller authenticates to its `--prometheus` and to no other: a Rollout that names its own Prometheus

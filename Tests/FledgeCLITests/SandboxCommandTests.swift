@@ -26,6 +26,28 @@ import Testing
         #expect(!result.out.contains("Kubernetes API on"), "\(result)")
     }
 
+    /// The README's --load without deploy/crds: the Rollout's kind is not served. The error says to load the CRD
+    /// (it only said no resource is served for the kind).
+    @Test func aCustomResourceWithoutItsDefinitionSaysToLoadIt() async throws {
+        let binary = try FledgeBinary.path()
+        let folder = URL(fileURLWithPath: try TemporaryDirectory.make(prefix: "fledge-sandbox-nocrd"))
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let running = try RunningCLI.launch(
+            binary,
+            [
+                "sandbox", "--no-tls", "--kubeconfig-out", folder.appendingPathComponent("kubeconfig").path,
+                "--load", packageRoot.appendingPathComponent("rollouts/product-service").path,
+            ],
+            environment: ["HOME": folder.path, "PATH": "/usr/bin:/bin"], out: folder.appendingPathComponent("out"),
+            err: folder.appendingPathComponent("err"))
+        let result = try await running.finish(orStopAfter: .seconds(60))
+        #expect(result.status == 1, "\(result)")
+        #expect(
+            result.err.contains(
+                #"rollout.yaml: Rollout "product-service": no resource is served for kind "Rollout" in "fledge.dev/v1alpha1": no CustomResourceDefinition defines it; load the Rollout's too (deploy/crds)"#),
+            "\(result)")
+    }
+
     @Test func saysWhatItLoadedAndWhereItListens() async throws {
         try await CLISandbox.with { sandbox in
             let kubeconfig = sandbox.folder.appendingPathComponent("own-sandbox.kubeconfig").path

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FledgeMesh
+import Foundation
 import Testing
 
 @testable import FledgeCLI
@@ -7,6 +8,51 @@ import Testing
 @Suite("fledge simulate-mesh command")
 struct SimulateMeshCommandTests {
     static let required = ["-n", "shop", "--virtual-service", "product-service"]
+
+    /// With an API server it could not reach, simulate-mesh ignored SIGTERM and Ctrl-C: the part that announces
+    /// /metrics waited for the caches to fill and never heard the shutdown, so only SIGKILL stopped it.
+    @Test func stopsOnSIGTERMWhileTheAPIServerCannotBeReached() async throws {
+        try await CLISandbox.with { sandbox in
+            // Nothing listens on port 1: every list is refused.
+            let unreachable = try sandbox.kubeconfig(token: CLISandbox.adminToken, server: "https://127.0.0.1:1", name: "unreachable.kubeconfig")
+            let mesh = try sandbox.start(["simulate-mesh"] + Self.required, kubeconfig: unreachable)
+            try await mesh.waitForError(containing: "list/watch failed; retrying")
+            kill(mesh.process.processIdentifier, SIGTERM)
+            let result = try await mesh.finish(orStopAfter: .seconds(60))
+            #expect(result.status == 0, "\(result)")
+        }
+    }
+
+    /// A typo in a workload's name (product-servce-canary) changed nothing and said nothing; now a warning names it.
+    @Test func aWorkloadNamedByMistakeIsNamed() async throws {
+        #expect(
+            SimulateMeshCommand.unmatched(
+                ["product-service", "product-service-canary", "product-servce-canary", "checkout"], deployments: ["product-service"])
+                == ["checkout", "product-servce-canary"])
+        try await CLISandbox.with { sandbox in
+            let mesh = try sandbox.start(
+                ["simulate-mesh"] + Self.required + ["--error-rate", "product-servce-canary=0.05", "--p99-ms", "product-service-canary=900"])
+            defer { mesh.stop() }
+            try await mesh.waitForError(containing: "warning: --error-rate/--p99-ms/--median-ms name product-servce-canary, which is neither")
+            let err = try String(contentsOf: mesh.err, encoding: .utf8)
+            #expect(!err.contains("name product-service-canary"), "\(err)")
+        }
+    }
+
+    /// A taken --port said "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)"; now as run and
+    /// sandbox say it, naming the flag.
+    @Test func aBusyPortNamesTheFlag() async throws {
+        try await CLISandbox.with { sandbox in
+            let busy = try #require(sandbox.server.url?.port)  // the test's own sandbox listens there
+            let mesh = try sandbox.start(["simulate-mesh"] + Self.required + ["--port", "\(busy)"])
+            let result = try await mesh.finish(orStopAfter: .seconds(60))
+            #expect(result.status == 1, "\(result)")
+            #expect(
+                result.err.hasSuffix(
+                    "Error: 127.0.0.1:\(busy) is already in use by another process; --port sets the port of /metrics: pick another, or 0 for a free one\n"),
+                "\(result)")
+        }
+    }
 
     @Test func workloadOptionsBecomeBehaviours() throws {
         let command = try SimulateMeshCommand.parse(

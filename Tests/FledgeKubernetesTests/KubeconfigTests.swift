@@ -301,6 +301,21 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         }
     }
 
+    /// A YAML file that is not a kubeconfig (a Prometheus config) said "(contexts: )"; now it says it defines none.
+    @Test func aFileWithoutContextsSaysSo() throws {
+        let notAKubeconfig = try Kubeconfig.parse(yaml: "global: {scrape_interval: 1s}\n", file: "/tmp/prom.yml")
+        #expect {
+            _ = try notAKubeconfig.configuration()
+        } throws: { error in
+            "\(error)".contains("current-context is not set and no context was given (it defines no contexts: is it a kubeconfig?)")
+        }
+        #expect {
+            _ = try notAKubeconfig.configuration(context: "prod")
+        } throws: { error in
+            "\(error)".contains("context \"prod\" is not defined (it defines no contexts: is it a kubeconfig?)")
+        }
+    }
+
     @Test func invalidYAMLAndMissingFiles() throws {
         #expect(throws: KubernetesError.self) { try Kubeconfig.parse(yaml: "clusters: [", file: "/x") }
         do {
@@ -468,6 +483,33 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
             #expect(error.description.contains(words), "\(error)")
             #expect(error.file == "/my/kubeconfig")
         }
+    }
+
+    /// "Text file busy" (ETXTBSY) when another process forked while the plugin was being written and still holds
+    /// the descriptor: failed badPluginOutputIsExplained about one run in two under the parallel suite. The plugin is
+    /// started again while that lasts; other errors are not retried.
+    @Test func aBusyExecutableIsStartedAgain() async throws {
+        let busy = NSError(
+            domain: NSCocoaErrorDomain, code: 256,
+            userInfo: [NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(ETXTBSY))])
+        let calls = Mutex(0)
+        let value = try await retryingTextFileBusy { () async throws -> Int in
+            let call = calls.withLock { $0 += 1; return $0 }
+            if call < 3 { throw busy }
+            return 42
+        }
+        #expect(value == 42 && calls.withLock { $0 } == 3)
+
+        let other = NSError(domain: NSPOSIXErrorDomain, code: Int(ENOENT))
+        calls.withLock { $0 = 0 }
+        await #expect(throws: NSError.self) {
+            try await retryingTextFileBusy { () async throws -> Int in
+                calls.withLock { $0 += 1 }
+                throw other
+            }
+        }
+        #expect(calls.withLock { $0 } == 1)
+        #expect(isTextFileBusy(busy) && !isTextFileBusy(other))
     }
 
     @Test func missingPluginShowsTheInstallHint() async throws {

@@ -64,6 +64,26 @@ struct LintTests {
         #expect(finding.flatMap(\.line).map { list.split(separator: "\n", omittingEmptySubsequences: false)[$0 - 1].contains("v2") } == true)
     }
 
+    /// `kind: rollout` passed lint with no finding at all (nothing checked it; the API server refuses the kind), and
+    /// an Argo Rollouts Rollout beside Fledge's was linted as Fledge's (spec.target is required, spec.strategy is
+    /// unknown …), failing a folder that holds both.
+    @Test func kindsOfFledgesGroupAndArgoRollouts() throws {
+        let lower = Linter.lint(sources: [("r.yaml", "apiVersion: fledge.dev/v1alpha1\nkind: rollout\nmetadata: {name: web}\nspec: {target: {deployment: web}}\n")])
+        #expect(
+            errors(lower).map(\.message) == ["'rollout' is not a kind of fledge.dev: it serves only Rollout (kinds are case-sensitive)"],
+            "\(lower.findings)")
+        #expect(errors(lower).first?.line == 2)
+
+        let argo = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: web, namespace: shop}\nspec:\n  strategy: {canary: {steps: [{setWeight: 20}]}}\n"
+        let both = Linter.lint(sources: try seedSources() + [("argo.yaml", argo)])
+        #expect(errors(both) == [], "\(both.findings)")
+        let note = both.findings.first { $0.file == "argo.yaml" }
+        #expect(note?.severity == .info && note?.message == "an Argo Rollouts Rollout (argoproj.io/v1alpha1), not Fledge's (fledge.dev/v1alpha1): not checked", "\(both.findings)")
+        // Another group is still a Fledge Rollout with the wrong apiVersion (a typo of fledge.dev).
+        let typo = Linter.lint(sources: [("r.yaml", argo.replacingOccurrences(of: "argoproj.io", with: "fledge.io"))])
+        #expect(errors(typo).contains { $0.message == "'fledge.io/v1alpha1' is not fledge.dev/v1alpha1" }, "\(typo.findings)")
+    }
+
     @Test func anEmptyFileNamedOnTheCommandLineIsAnError() {
         for text in ["", "# only a comment\n", "---\n---\n"] {
             let report = Linter.lint(sources: [("empty.yaml", text)])

@@ -22,9 +22,28 @@ struct QueryCommandTests {
             """)
     }
 
+    /// increase() extrapolates, so the count comes fractional (11897.91): the table shows whole requests, JSON the value.
+    /// --at past now got "no data" and nothing else: a mistyped year read as a workload without traffic.
+    @Test func aTimeInTheFutureIsSaid() {
+        let now = Date(timeIntervalSince1970: 1_795_701_720)  // 2026-11-26T14:02:00Z
+        #expect(QueryCommand.futureWarning(1_795_701_720 + 30, now: now) == nil)
+        #expect(
+            QueryCommand.futureWarning(1_893_456_000, now: now)
+                == "warning: --at 2030-01-01T00:00:00Z is in the future (now 2026-11-26T14:02:00Z): Prometheus has no data there yet")
+    }
+
+    @Test func tableShowsWholeRequests() {
+        let metrics = WorkloadMetrics(namespace: "shop", workload: "x", window: "1m", successRate: 100, latencyP99Ms: 98.86, requests: 11897.91)
+        #expect(QueryCommand.table([metrics]).hasSuffix("100%          98.86 ms     11898"), "\(QueryCommand.table([metrics]))")
+        #expect(QueryCommand.json(metrics)["requests"] == .double(11897.91))
+    }
+
     @Test(arguments: [
         (["--prometheus", "localhost:9090", "-n", "shop", "--workload", "w"], "--prometheus"),
         (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--window", "1 minute"], "--window"),
+        // Prometheus refuses a zero range ("duration must be greater than 0"): a usage error, not a query error.
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--window", "0s"], "--window: 0s is no time at all"),
+        (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--window", "0m0s"], "--window: 0m0s is no time at all"),
         (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--at", "noon"], "--at"),
         (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "--reporter", "mesh"], "--reporter"),
         (["--prometheus", "http://p", "-n", "shop", "--workload", "w", "-o", "yaml"], "yaml"),

@@ -520,7 +520,10 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
                 try await h.server.store.load(manifests)
                 Issue.record("expected the unknown kind to be refused")
             } catch {
-                #expect("\(error)" == #"\#(unknown): Gizmo "g": no resource is served for kind "Gizmo" in "example.com/v1""#)
+                #expect(
+                    "\(error)"
+                        == #"\#(unknown): Gizmo "g": no resource is served for kind "Gizmo" in "example.com/v1": no CustomResourceDefinition defines it; load its CRD too, or leave this file out"#
+                )
             }
         }
         let kindless = try write("kindless.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}\n")

@@ -259,7 +259,7 @@ final class DemoDriver: Service, Sendable {
         changed[path: ["spec", "canary"]] = ["image": .string(image)]
         let plan = try CoreBridge.plan(try FetchedRollout(changed).rollout)
         let observed = await cluster.observed(for: fetched.rollout)
-        if let observed, case let revisions = try CoreBridge.revision(plan: plan, observed: observed), revisions.revision == revisions.stableRevision {
+        if let observed, case let revisions = try CoreBridge.revision(plan: plan, observed: observed, namespace: cluster.namespace), revisions.revision == revisions.stableRevision {
             // The rollout would stay Healthy and the demo would wait for nothing.
             throw CLIError("--image \(image): Deployment \(plan.target) already runs it; nothing to roll out (give another image)")
         }
@@ -271,7 +271,7 @@ final class DemoDriver: Service, Sendable {
             throw cluster.failure(error, rollout: Self.rollout)
         }
         guard let observed else { return nil }
-        return try CoreBridge.revision(plan: plan, observed: observed).revision
+        return try CoreBridge.revision(plan: plan, observed: observed, namespace: cluster.namespace).revision
     }
 
     private func stableDeploymentImage(_ rollout: FetchedRollout) async throws -> String? {

@@ -99,6 +99,14 @@ struct PrometheusAccessOptions: ParsableArguments {
             throw ValidationError("--prometheus-ca: \(caFile): no such file")
         }
         if isFolder.boolValue { throw ValidationError("--prometheus-ca: \(caFile) is a directory, not a PEM file") }
+        // libcurl reads PEM only; anything else failed every query later with "error setting certificate file"
+        // (fledge run logged provider errors each interval instead of refusing to start).
+        let head = FileHandle(forReadingAtPath: caFile).flatMap { try? $0.read(upToCount: 1 << 20) } ?? Data()
+        guard String(decoding: head, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+            throw ValidationError(
+                "--prometheus-ca: \(caFile) holds no PEM certificate (-----BEGIN CERTIFICATE-----); a DER one converts with openssl x509 -inform der -in \(caFile) -out ca.pem"
+            )
+        }
     }
 
     /// An HTTP header name is an RFC 9110 token.

@@ -2,7 +2,9 @@ import ArgumentParser
 import FledgeCore
 
 /// Parses a duration flag as the Rollout spec writes durations: `30s`, `5m`, `1h30m`, `500ms`.
+/// Options using it take `parsing: .unconditional`, so that `-5s` reaches it rather than read as a short option.
 func parseDuration(_ text: String) throws -> Duration {
+    if text.hasPrefix("-"), text.dropFirst().first?.isNumber == true { throw ValidationError("'\(text)' is negative: give a duration above 0 such as 30s or 5m") }
     do {
         return .milliseconds(try RolloutDuration(parsing: text).milliseconds)
     } catch {
@@ -13,7 +15,8 @@ func parseDuration(_ text: String) throws -> Duration {
 /// How long a manual request waits for the controller's answer.
 struct RequestWaitOptions: ParsableArguments {
     @Option(
-        help: ArgumentHelp("How long to wait for the controller to acknowledge the request (e.g. 30s, 2m).", valueName: "duration"),
+        parsing: .unconditional,
+        help: ArgumentHelp("How long to wait for the controller to acknowledge the request (e.g. 30s, 2m; default: 30s).", valueName: "duration"),
         transform: parseDuration)
     var timeout: Duration = .seconds(30)
 

@@ -8,16 +8,16 @@ import Foundation
 enum CoreBridge {
     /// The revision `decide` rolls out for `plan` over the stable Deployment (see `Engine.prepare`): the effective
     /// template keeps the stable selector's and the stable subset's label keys, and its hash is the revision.
-    static func revision(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (revision: String, stableRevision: String) {
-        let (stable, effective) = try templates(plan: plan, observed: observed)
+    static func revision(plan: RolloutPlan, observed: Observed, namespace: String) throws(CLIError) -> (revision: String, stableRevision: String) {
+        let (stable, effective) = try templates(plan: plan, observed: observed, namespace: namespace)
         let stableRevision = FledgeCore.revision(of: stable)
         return (effective == stable ? stableRevision : FledgeCore.revision(of: effective), stableRevision)
     }
 
     /// The stable Deployment's pod template and the canary's effective one (what promotion writes into it).
-    static func templates(plan: RolloutPlan, observed: Observed) throws(CLIError) -> (stable: JSONValue, effective: JSONValue) {
+    static func templates(plan: RolloutPlan, observed: Observed, namespace: String) throws(CLIError) -> (stable: JSONValue, effective: JSONValue) {
         guard let stable = observed.stable else {
-            throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found")
+            throw CLIError("Deployment \"\(plan.target)\" (spec.target.deployment) not found in namespace \"\(namespace)\"")
         }
         let stableLabels = observed.destinationRule.flatMap { dr in subsets(of: dr).first { $0.name == plan.traffic.stableSubset }?.labels } ?? [:]
         do {

@@ -5,6 +5,20 @@ import Foundation
 
 /// How `fledge status` shows a Rollout: why it is where it is, at a glance.
 enum StatusView {
+    /// A measured value with its unit, as `fledge query` shows them: `97.88%` for success-rate (and the judge's
+    /// shares of 5xx and of slow requests), `120 ms` for a latency; a custom metric's number as it is.
+    static func measured(_ value: Double, metric name: String, plan: RolloutPlan?) -> String {
+        let kind = plan?.analysis.metrics.first { $0.name == name }?.kind
+        let unit: String
+        switch kind {
+        case .successRate?: unit = "%"
+        case .latency?: unit = " ms"
+        case .custom?: unit = ""
+        case nil: unit = ["judge-errors", "judge-latency"].contains(name) ? "%" : ""
+        }
+        return QueryCommand.decimal(value) + unit
+    }
+
     /// The full block: phase, revision, stages with the current weight, analysis against thresholds, counters,
     /// conditions, requests and recent Events.
     static func render(_ fetched: FetchedRollout, events: Result<[EventLine], CLIError>?, now: Timestamp) -> String {
@@ -58,7 +72,8 @@ enum StatusView {
             var table = Table(headers: ["METRIC", "CANARY", "STABLE", "THRESHOLD", "VERDICT", "REQUESTS", "NOTE"])
             for metric in analysis {
                 table.rows.append([
-                    metric.name, metric.value.map(QueryCommand.decimal) ?? "-", metric.stableValue.map(QueryCommand.decimal) ?? "-",
+                    metric.name, metric.value.map { Self.measured($0, metric: metric.name, plan: plan) } ?? "-",
+                    metric.stableValue.map { Self.measured($0, metric: metric.name, plan: plan) } ?? "-",
                     metric.threshold, metric.verdict.rawValue, metric.requests.map(String.init) ?? "-", metric.message ?? "",
                 ])
             }
@@ -141,7 +156,7 @@ enum StatusView {
     /// One plain line for `status --watch` when the output is not a terminal.
     static func line(_ fetched: FetchedRollout) -> String {
         let status = fetched.status
-        guard fetched.rollout.status != nil else { return "\(fetched.name): no status yet" }
+        guard fetched.rollout.status != nil else { return "\(fetched.name): no status yet (is the Fledge controller running?)" }
         var parts = [status.phase.rawValue]
         if showsStage(status), let stage = status.stage {
             parts.append("stage \(stage + 1)/\(fetched.rollout.spec.stages?.count ?? 0)")

@@ -2,6 +2,19 @@ import FledgeJSON
 import FledgeKubernetes
 
 extension CLIError {
+    /// A server that speaks the other protocol than the URL's scheme answers in ways that do not say so: an HTTPS
+    /// server closes a plain request without a reply, a plain one fails the TLS handshake ("wrong version number").
+    static func schemeHint(server: String?, cause: String) -> String {
+        guard let server else { return "" }
+        if server.hasPrefix("http://"), cause.contains("Empty reply from server") {
+            return "; does it serve HTTPS? The URL says http://"
+        }
+        if server.hasPrefix("https://"), cause.contains("wrong version number") {
+            return "; does it serve plain HTTP? The URL says https://"
+        }
+        return ""
+    }
+
     /// One line a user can act on, from any FledgeKubernetes failure: which server could not be reached, that the
     /// credentials were refused, which verb on which resource RBAC forbids (the server's own words), or the
     /// kubeconfig field that is wrong.
@@ -12,7 +25,7 @@ extension CLIError {
             self.init("kubeconfig: \(error)")
         case .transport:
             let cause = error.httpError.map { http in http.message.isEmpty ? http.summary : "\(http.summary) (\(http.message))" } ?? error.message
-            self.init("cannot reach the Kubernetes API server\(target): \(cause)")
+            self.init("cannot reach the Kubernetes API server\(target): \(cause)\(Self.schemeHint(server: server, cause: cause))")
         case .api where error.isUnauthorized:
             let detail = error.message.isEmpty ? "" : " (\(error.message))"
             self.init(
