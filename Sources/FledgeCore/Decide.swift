@@ -285,7 +285,7 @@ struct Engine {
         }
         do {
             effective = try effectiveTemplate(
-                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union((stableLabels ?? [:]).keys))
+                stable: stable.template, change: plan.change, keepingLabels: stable.selectorKeys.union((stableLabels ?? [:]).keys))
         } catch {
             status.setCondition(ConditionType.progressing, .false, reason: "InvalidCanary", message: error.message, generation: generation, now: now)
             status.message = error.message
@@ -1069,9 +1069,9 @@ struct Engine {
                     false, .subsetSelectsNoPods,
                     "subset '\(plan.traffic.canarySubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the canary pods have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
             }
-            if selects(stable.selector, canary.podLabels) {
+            if stable.selects(canary.podLabels) {
                 return setTraffic(
-                    false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(labelText(stable.selector))) also selects the canary's pods")
+                    false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods")
             }
             let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
             if !ready {

@@ -370,13 +370,13 @@ struct Checker {
                     "subset '\(stable.name)' selects \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"); the stable subset would select no pods")
             }
             if let canary = subsetList.first(where: { $0.name == plan.traffic.canarySubset }) {
-                let selector = ObservedDeployment(json: deployment.json).selector
+                let observed = ObservedDeployment(json: deployment.json)
                 let canaryPods = canaryTemplate(effective: deployment.json[path: ["spec", "template"]] ?? .null, stableLabels: stable.labels, canaryLabels: canary.labels)
                 var canaryLabels: [String: String] = [:]
                 for (k, v) in canaryPods[path: ["metadata", "labels"]]?.objectValue ?? [:] { canaryLabels[k] = v.stringValue }
-                if !selector.isEmpty, selects(selector, canaryLabels), firstMismatch(stable.labels, labels) == nil {
-                    add(.error, deployment, "spec.selector.matchLabels",
-                        "the selector (\(selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))) would also select the canary's pods; add \(stable.labels.keys.sorted().joined(separator: ", ")) to it")
+                if !observed.selectorKeys.isEmpty, observed.selects(canaryLabels), firstMismatch(stable.labels, labels) == nil {
+                    add(.error, deployment, observed.selectorExpressions.isEmpty ? "spec.selector.matchLabels" : "spec.selector",
+                        "the selector (\(observed.selectorText)) would also select the canary's pods; add \(stable.labels.keys.sorted().joined(separator: ", ")) to it")
                 }
             }
         }

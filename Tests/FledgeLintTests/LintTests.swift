@@ -361,6 +361,24 @@ struct LintTests {
         #expect(errors(report).contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels" }, "\(report.findings)")
     }
 
+    /// `matchExpressions` narrow the selector: `version in (v1)` keeps the canary's pods (version=v2) out, so there
+    /// is no overlap; `version notin (v3)` does not, and the finding shows the whole selector.
+    @Test func selectorWithMatchExpressions() throws {
+        let narrowed = Linter.lint(
+            sources: try variant(
+                "deployment.yaml", "      app: product-service\n      version: v1\n  template",
+                "      app: product-service\n    matchExpressions:\n    - {key: version, operator: In, values: [v1]}\n  template"))
+        #expect(errors(narrowed) == [], "\(narrowed.findings)")
+        let open = Linter.lint(
+            sources: try variant(
+                "deployment.yaml", "      app: product-service\n      version: v1\n  template",
+                "      app: product-service\n    matchExpressions:\n    - {key: version, operator: NotIn, values: [v3]}\n  template"))
+        #expect(
+            errors(open).map(\.message) == ["the selector (app=product-service, version notin (v3)) would also select the canary's pods; add version to it"],
+            "\(open.findings)")
+        #expect(errors(open).first?.path == "spec.selector")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")

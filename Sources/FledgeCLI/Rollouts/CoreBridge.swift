@@ -16,7 +16,7 @@ enum CoreBridge {
         let effective: JSONValue
         do {
             effective = try effectiveTemplate(
-                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union(stableLabels.keys))
+                stable: stable.template, change: plan.change, keepingLabels: stable.selectorKeys.union(stableLabels.keys))
         } catch {
             throw CLIError(error.message)
         }
