@@ -970,6 +970,15 @@ struct Engine {
 
     mutating func deadlinePassed() -> Bool {
         guard let last = status.lastProgressAt, now.milliseconds(since: last) > plan.progressDeadline.milliseconds else { return false }
+        // A check of this stage measured within the deadline is judged first, though its answer came after it (a query
+        // takes time, at most an interval here): if it passed, that is progress made when it was measured.
+        if status.phase == .progressing, let latest = analysis.latest, let started = status.stageStartedAt,
+            latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)),
+            latest.time.milliseconds(since: last) <= plan.progressDeadline.milliseconds,
+            now.milliseconds(since: latest.time) <= plan.analysis.interval.milliseconds
+        {
+            return false
+        }
         beginRollback(
             to: .failed, reason: "ProgressDeadlineExceeded",
             message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")

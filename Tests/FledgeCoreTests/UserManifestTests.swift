@@ -56,3 +56,47 @@ struct UserManifestTests {
         #expect(observed.selectorText == "app=stock, version in (v1,v1b), !track")
     }
 }
+
+/// `progressDeadline` against the analysis interval: a passing check is progress, so the deadline must leave room
+/// for one interval to be measured and judged.
+@Suite("decide: progressDeadline and long analysis intervals")
+struct ProgressDeadlineTests {
+    /// `interval: 15m` with no progressDeadline: the default (10m) used to end every such rollout with
+    /// ProgressDeadlineExceeded before its first check. The default is now at least two intervals.
+    @Test func theDefaultLeavesRoomForALongInterval() throws {
+        var spec = seedSpec(stages: [StageSpec(weight: 20, hold: "15m"), StageSpec(weight: 60, hold: "15m")], progressDeadline: nil)
+        spec.analysis!.interval = "15m"
+        let plan = try seedRollout(spec: spec).plan().get()
+        #expect(plan.progressDeadline == .minutes(30))
+        var sim = Sim(spec: spec)
+        sim.run(maxSteps: 20_000) { $0.phase.isIdle && $0.phase != .healthy }
+        #expect(sim.phase == .succeeded, "\(sim.status.message ?? "")")
+        // The seed's default is unchanged where intervals are short.
+        #expect(try seedRollout(spec: seedSpec(progressDeadline: nil)).plan().get().progressDeadline == .minutes(10))
+    }
+
+    /// A deadline equal to the interval is valid; the check measured at the end of the interval arrives a moment
+    /// later (the query takes time), and is judged before the deadline is: a passing check counts as progress made
+    /// when it was measured.
+    @Test func aCheckMeasuredInTimeCountsThoughItArrivesAfterTheDeadline() throws {
+        var spec = seedSpec(stages: [StageSpec(weight: 20, hold: "10s"), StageSpec(weight: 60, hold: "10s")], progressDeadline: "10s")
+        spec.analysis!.interval = "10s"
+        var sim = Sim(spec: spec)
+        sim.run { $0.phase == .progressing && $0.status.stageStartedAt != nil }
+        let started = try #require(sim.status.stageStartedAt)
+        sim.now = started + .seconds(10)
+        let asked = sim.reconcile()
+        #expect(asked.actions.contains { if case .runAnalysis = $0 { true } else { false } })
+        #expect(sim.latest?.time == started + .seconds(10))
+        // The answer is judged 2 s later.
+        sim.now = started + .seconds(12)
+        let judged = sim.reconcile()
+        #expect(judged.status.phase == .progressing, "\(judged.status.message ?? "")")
+        #expect(judged.status.stage == 1)
+        // Without a new check, the deadline still ends it.
+        sim.behaviour = .noData
+        sim.run(maxSteps: 200) { $0.phase.isIdle }
+        #expect(sim.phase == .failed)
+        #expect(sim.status.history.last?.reason == "ProgressDeadlineExceeded")
+    }
+}
