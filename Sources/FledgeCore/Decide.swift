@@ -36,13 +36,11 @@ import FledgeJudge
 public func decide(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) -> Decision {
     var engine = Engine(rollout: rollout, observed: observed, analysis: analysis, now: now)
     engine.run()
-    // Derived from the phase and stage wherever the decision left them, so no path can forget it. An invalid spec
-    // changes nothing else, this included.
-    if let plan = engine.plan {
-        engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: plan.stages.count)
-    } else if ![.progressing, .paused].contains(engine.status.phase) {
-        engine.status.stageProgress = nil  // An abort taken while the spec is invalid leaves no stage behind.
-    }
+    // Derived from the phase and stage wherever the decision left them, so no path can forget it. With an invalid
+    // spec the rollout holds at its stage, counted among the stages the spec lists now, as `fledge list` counts them
+    // (not the count of the last valid spec, which `kubectl get` would show next to an edited spec).
+    let stages = engine.plan?.stages.count ?? rollout.spec.stages?.count
+    engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: stages)
     return Decision(status: engine.status, actions: engine.actions)
 }
 

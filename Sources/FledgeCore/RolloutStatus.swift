@@ -182,9 +182,11 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     }
 
     /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What
-    /// `status.stageProgress` holds and `fledge list` shows.
-    public static func stageProgress(phase: Phase, stage: Int?, stages: Int) -> String? {
+    /// `status.stageProgress` holds and `fledge list` shows. `stages` is the number of stages the spec lists; when it
+    /// lists none, or fewer than the stage the rollout holds at (an invalid edit mid-rollout), the total is `?`.
+    public static func stageProgress(phase: Phase, stage: Int?, stages: Int?) -> String? {
         guard phase == .progressing || phase == .paused, let stage else { return nil }
+        guard let stages, stage < stages else { return "\(stage + 1)/?" }
         return "\(stage + 1)/\(stages)"
     }
 

@@ -48,21 +48,33 @@ struct StageProgressTests {
         #expect(sim.status.stageProgress == nil)
     }
 
-    /// An invalid spec changes nothing but the condition: not this field either, whatever the new stage count.
-    @Test func anInvalidSpecLeavesItAsItWas() {
+    /// An invalid spec holds the rollout at its stage, counted among the stages the edited spec lists, as `fledge
+    /// list` shows it: it used to keep the last valid count (`2/4` next to a spec of 3 stages).
+    @Test func anInvalidSpecCountsTheStagesItLists() throws {
         var sim = Sim()
         sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
         sim.rollout.spec.stages = [StageSpec(weight: 10), StageSpec(weight: 50), StageSpec(weight: 40)]
         let d = sim.reconcile()
         #expect(d.status.condition(ConditionType.specValid)?.status == .false)
-        #expect(d.status.stageProgress == "2/4")
+        #expect(d.status.phase == .progressing)
+        #expect(d.status.stageProgress == "2/3")
+        // Fewer stages than the one it holds at, or none: the total is unknown.
+        sim.rollout.spec.stages = [StageSpec(weight: 10)]
+        sim.rollout.spec.analysis!.interval = "1.5m"
+        #expect(sim.reconcile().status.stageProgress == "2/?")
+        sim.rollout.spec.stages = nil
+        #expect(sim.reconcile().status.stageProgress == "2/?")
+        // Fixed, the plan counts again.
+        sim.rollout.spec = seedSpec()
+        #expect(sim.reconcile().status.stageProgress == "2/4")
     }
 
     @Test(arguments: [
         (Phase.progressing, 0, 4, "1/4"), (.paused, 2, 3, "3/3"), (.progressing, nil, 4, nil), (.healthy, 0, 4, nil),
         (.initializing, 0, 4, nil), (.promoting, 3, 4, nil), (.rollingBack, 1, 4, nil), (.succeeded, nil, 4, nil),
-    ] as [(Phase, Int?, Int, String?)])
-    func derivedFromPhaseAndStage(phase: Phase, stage: Int?, stages: Int, expected: String?) {
+        (.progressing, 3, 2, "4/?"), (.paused, 0, nil, "1/?"),
+    ] as [(Phase, Int?, Int?, String?)])
+    func derivedFromPhaseAndStage(phase: Phase, stage: Int?, stages: Int?, expected: String?) {
         #expect(RolloutStatus.stageProgress(phase: phase, stage: stage, stages: stages) == expected)
     }
 
