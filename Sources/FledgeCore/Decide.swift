@@ -535,8 +535,9 @@ struct Engine {
         if deadlinePassed() { return true }
         if observedWeight != 0 {
             guard !managed.isEmpty else {
-                checkTraffic(canary: false)  // TrafficReady=False says why, too
-                return hold(trafficError?.message ?? "no managed route")
+                // TrafficReady=False and the message say why (a subset named otherwise comes before the routes).
+                if checkTraffic(canary: false) { return hold(trafficError?.message ?? "no managed route") }
+                return false
             }
             setWeights(0, because: "a new revision starts from stable")
             return false
@@ -1031,16 +1032,22 @@ struct Engine {
     /// Rule 2. With `canary: false` only the stable side is checked. Sets the TrafficReady condition.
     @discardableResult
     mutating func checkTraffic(canary checkCanary: Bool) -> Bool {
+        // The subsets first: routes are found by the subset names, so a DestinationRule whose subsets are named
+        // otherwise (v1/v2) explains why no route is found, and says which names to put in spec.traffic.
+        if let dr = observed.destinationRule {
+            let names = subsets(of: dr).map { "'\($0.name)'" }
+            for (field, name, labels) in [("stableSubset", plan.traffic.stableSubset, stableLabels), ("canarySubset", plan.traffic.canarySubset, canaryLabels)]
+            where labels == nil {
+                return setTraffic(
+                    false, .subsetNotFound,
+                    "DestinationRule \(plan.traffic.destinationRule) has no subset '\(name)' (it has \(names.isEmpty ? "none" : names.joined(separator: ", "))): check spec.traffic.\(field)")
+            }
+        }
         if let trafficError { return setTraffic(false, trafficError.reason, trafficError.message) }
         guard observed.destinationRule != nil else {
             return setTraffic(false, .destinationRuleNotFound, "DestinationRule \(plan.traffic.destinationRule) not found")
         }
-        guard let stableLabels else {
-            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)'")
-        }
-        guard let canaryLabels else {
-            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
-        }
+        guard let stableLabels, let canaryLabels else { return false }  // Said above.
         let dr = plan.traffic.destinationRule
         if let mismatch = routeToAnotherHost() { return setTraffic(false, .hostMismatch, mismatch) }
         let stable = observed.stable!

@@ -415,7 +415,7 @@ struct ScenarioTests {
         var sim = Sim(destinationRule: dr)
         sim.run(maxSteps: 100) { _ in false }
         #expect(sim.weightHistory.allSatisfy { $0 == 0 })
-        #expect(sim.status.condition(ConditionType.trafficReady)?.message == "DestinationRule product-service has no subset 'canary'")
+        #expect(sim.status.condition(ConditionType.trafficReady)?.message == "DestinationRule product-service has no subset 'canary' (it has 'stable'): check spec.traffic.canarySubset")
     }
 
     @Test func handEditedWeightsArePutBack() {

@@ -100,3 +100,32 @@ struct ProgressDeadlineTests {
         #expect(sim.status.history.last?.reason == "ProgressDeadlineExceeded")
     }
 }
+
+/// Subsets named otherwise than the Rollout says (Istio's docs name them v1 and v2).
+@Suite("decide: subsets named otherwise")
+struct SubsetNamesTests {
+    /// The routes send to v1/v2, the Rollout keeps the defaults stable/canary: TrafficReady names the subsets the
+    /// DestinationRule has and the field to set, rather than only that no route sends to 'stable'.
+    @Test func theConditionNamesTheSubsetsTheDestinationRuleHas() throws {
+        var dr = seedDestinationRule()
+        dr[path: ["spec", "subsets"]] = [["name": "v1", "labels": ["version": "v1"]], ["name": "v2", "labels": ["version": "v2"]]]
+        var sim = Sim(destinationRule: dr)
+        var vs = sim.observed.virtualService!
+        vs[path: ["spec", "http"]] = [["route": [["destination": ["host": "product-service", "subset": "v1"]]]]]
+        sim.observed.virtualService = vs
+        sim.run(maxSteps: 50) { _ in false }
+        let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "SubsetNotFound")
+        #expect(traffic.message == "DestinationRule product-service has no subset 'stable' (it has 'v1', 'v2'): check spec.traffic.stableSubset")
+        #expect(sim.status.message == "holding: \(traffic.message)")
+        #expect(sim.weightHistory.isEmpty)
+        // Named in the spec, the rollout runs on them, and adds the missing v2 destination.
+        sim.rollout.spec.traffic!.stableSubset = "v1"
+        sim.rollout.spec.traffic!.canarySubset = "v2"
+        sim.rollout.metadata.generation = 2
+        sim.run(maxSteps: 200) { $0.status.canaryWeight == 10 }
+        let route = try #require(sim.observed.virtualService?[path: ["spec", "http"]]?[0]?["route"]?.arrayValue)
+        #expect(route.map { $0[path: ["destination", "subset"]] } == ["v1", "v2"])
+        #expect(route.map { $0["weight"] } == [90, 10])
+    }
+}
