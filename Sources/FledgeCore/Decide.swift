@@ -1087,11 +1087,15 @@ struct Engine {
                 return setTraffic(
                     false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods")
             }
-            let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
-            if !ready {
+            if status.phase == .initializing, !canary.isRolledOut {
+                // Counted on the revision being rolled out: the pods of the one before may still be ready.
                 return setTraffic(
-                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready",
-                    expected: status.phase == .initializing)
+                    false, .canaryNotReady,
+                    "canary Deployment \(plan.canaryDeployment): \(canary.readyOnLatestSpec)/\(canary.replicas) pods ready on revision \(wanted)",
+                    expected: true)
+            }
+            if status.phase != .initializing, canary.readyReplicas < 1 {
+                return setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready")
             }
         }
         return trafficReady(

@@ -92,6 +92,12 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var isRolledOut: Bool {
         observedGeneration >= generation && updatedReplicas >= replicas && readyReplicas >= replicas && availableReplicas >= replicas
     }
+
+    /// How many pods run the latest spec and are ready, as far as the status tells: none while the Deployment
+    /// controller has not seen that spec (its counts are still the former template's).
+    public var readyOnLatestSpec: Int {
+        observedGeneration >= generation ? min(updatedReplicas, readyReplicas) : 0
+    }
 }
 
 /// One entry of a label selector's `matchExpressions`.

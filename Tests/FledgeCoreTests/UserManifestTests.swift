@@ -129,3 +129,36 @@ struct SubsetNamesTests {
         #expect(route.map { $0["weight"] } == [90, 10])
     }
 }
+
+/// What a user reads while the canary Deployment rolls a new revision out over the pods of the one before.
+@Suite("decide: the canary's readiness while its template changes")
+struct CanaryReadinessMessageTests {
+    /// `trigger --force` replaces revision A in flight by B: the canary Deployment still has A's three ready pods
+    /// while the Deployment controller has not seen B. The message used to say `3/3 pods ready` under
+    /// CanaryNotReady; it counts the pods of B.
+    @Test func podsOfTheFormerRevisionAreNotCountedAsReady() throws {
+        var sim = Sim()
+        sim.run { $0.status.canaryWeight == 10 }
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:3.0.0")
+        sim.rollout.metadata.generation = 2
+        sim.canaryPodsBecomeReady = false
+        sim.run(maxSteps: 50) { $0.observed.canary?.revisionAnnotation == $0.status.revision && $0.phase == .initializing }
+        // As the API server has it just after the canary's template was written: the former pods still count.
+        sim.observed.canary!.generation = 2
+        sim.observed.canary!.observedGeneration = 1
+        sim.observed.canary!.readyReplicas = 3
+        sim.observed.canary!.updatedReplicas = 3
+        sim.observed.canary!.availableReplicas = 3
+        let revision = try #require(sim.status.revision)
+        let d = sim.reconcile()
+        let traffic = try #require(d.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "CanaryNotReady")
+        #expect(traffic.message == "canary Deployment product-service-canary: 0/3 pods ready on revision \(revision)")
+        // Seen and partly rolled out.
+        sim.observed.canary!.observedGeneration = 2
+        sim.observed.canary!.updatedReplicas = 2
+        #expect(
+            sim.reconcile().status.condition(ConditionType.trafficReady)?.message
+                == "canary Deployment product-service-canary: 2/3 pods ready on revision \(revision)")
+    }
+}
