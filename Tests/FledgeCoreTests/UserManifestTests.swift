@@ -162,3 +162,77 @@ struct CanaryReadinessMessageTests {
                 == "canary Deployment product-service-canary: 2/3 pods ready on revision \(revision)")
     }
 }
+
+/// A managed route whose destinations for one subset differ (two ports of stable, 50/50): setting weights used to
+/// drop the second one silently, changing where the user's traffic goes (Rule 1).
+@Suite("decide: routes with several destinations for one subset")
+struct DuplicateDestinationTests {
+    static func virtualService(_ route: JSONValue) -> JSONValue {
+        var vs = seedVirtualService()
+        vs[path: ["spec", "http"]] = [route]
+        return vs
+    }
+
+    @Test func differentDestinationsForOneSubsetAreNotRewritten() throws {
+        var sim = Sim()
+        sim.observed.virtualService = Self.virtualService([
+            "route": [
+                ["destination": ["host": "product-service", "subset": "stable", "port": ["number": 80]], "weight": 50],
+                ["destination": ["host": "product-service", "subset": "stable", "port": ["number": 81]], "weight": 50],
+            ]
+        ])
+        let before = sim.observed.virtualService
+        sim.run(maxSteps: 50) { _ in false }
+        #expect(sim.observed.virtualService == before)
+        #expect(sim.weightHistory.isEmpty)
+        let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "RouteNotManageable")
+        #expect(
+            traffic.message
+                == "route http[0] of VirtualService product-service has 2 different destinations for subset stable; Fledge splits a route between one stable and one canary destination, and would have to drop one")
+        // Named in spec.traffic.routes, the same.
+        var route = sim.observed.virtualService![path: ["spec", "http"]]!.arrayValue![0]
+        route["name"] = "main"
+        sim.observed.virtualService![path: ["spec", "http"]] = [route]
+        sim.rollout.spec.traffic!.routes = ["main"]
+        sim.rollout.metadata.generation = 2
+        sim.reconcile()
+        #expect(sim.status.condition(ConditionType.trafficReady)?.reason == "RouteNotManageable")
+    }
+
+    /// Copies that differ only in weight route alike: they are merged into one, as before.
+    @Test func identicalCopiesAreMerged() throws {
+        var sim = Sim()
+        sim.observed.virtualService = Self.virtualService([
+            "route": [
+                ["destination": ["host": "product-service", "subset": "stable"], "weight": 50],
+                ["destination": ["host": "product-service", "subset": "stable"], "weight": 50],
+            ]
+        ])
+        sim.run { $0.status.canaryWeight == 10 }
+        let route = try #require(sim.observed.virtualService?[path: ["spec", "http"]]?[0]?["route"]?.arrayValue)
+        #expect(route.map { $0[path: ["destination", "subset"]] } == ["stable", "canary"])
+        #expect(route.map { $0["weight"] } == [90, 10])
+    }
+
+    /// Made unmanageable while the canary has weight there, the route still gets that weight back to stable when the
+    /// rollout rolls back (Rule 4): the canary is about to lose its pods.
+    @Test func aRollbackStillTakesTheWeightOffSuchARoute() throws {
+        var sim = Sim()
+        sim.run { $0.status.canaryWeight == 10 }
+        var http = sim.observed.virtualService![path: ["spec", "http"]]!.arrayValue!
+        var destinations = http[1]["route"]!.arrayValue!
+        var other = destinations[0]
+        other[path: ["destination", "port"]] = ["number": 81]
+        destinations.append(other)
+        http[1]["route"] = .array(destinations)
+        sim.observed.virtualService![path: ["spec", "http"]] = .array(http)
+        sim.reconcile()
+        #expect(sim.status.condition(ConditionType.trafficReady)?.reason == "RouteNotManageable")
+        sim.request(.abort)
+        sim.run(maxSteps: 100) { $0.phase == .aborted }
+        #expect(sim.phase == .aborted)
+        let canary = sim.observed.virtualService?[path: ["spec", "http"]]?[1]?["route"]?.arrayValue?.filter { $0[path: ["destination", "subset"]] == "canary" }
+        #expect(canary?.map { $0["weight"] } == [0])
+    }
+}

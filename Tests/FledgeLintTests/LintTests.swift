@@ -379,6 +379,18 @@ struct LintTests {
         #expect(errors(open).first?.path == "spec.selector")
     }
 
+    /// Two different stable destinations in the managed route: the controller will not rewrite it, and lint says so.
+    @Test func managedRouteWithTwoDifferentStableDestinations() throws {
+        let report = Linter.lint(
+            sources: try variant(
+                "virtualservice.yaml", "        subset: stable\n      weight: 90",
+                "        subset: stable\n        port: {number: 81}\n      weight: 80\n    - destination:\n        host: product-service\n        subset: stable\n      weight: 10"))
+        #expect(
+            errors(report).contains {
+                $0.path == "spec.traffic" && $0.message.hasPrefix("route http[1] of VirtualService product-service has 2 different destinations for subset stable")
+            }, "\(report.findings)")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")
