@@ -1129,7 +1129,7 @@ struct Engine {
         let wanted = qualifiedHost(host, namespace: namespace)
         for route in managed {
             for destination in route.destinations {
-                guard let other = destination.host, qualifiedHost(other, namespace: namespace) != wanted else { continue }
+                guard let other = destination.host, !sameService(qualifiedHost(other, namespace: namespace), wanted) else { continue }
                 return "route \(route.id) of VirtualService \(traffic.virtualService) sends to host \(other), but DestinationRule \(plan.traffic.destinationRule) is for host \(host): its subsets do not apply there"
             }
         }

@@ -105,7 +105,7 @@ public func managedRoutes(
         !route.destinations.isEmpty
             && route.destinations.allSatisfy { $0.subset == traffic.stableSubset || $0.subset == traffic.canarySubset }
             && route.destinations.contains { $0.subset == traffic.stableSubset }
-            && (host.map { host in route.destinations.allSatisfy { $0.host.map { qualifiedHost($0, namespace: namespace) } == host } } ?? true)
+            && (host.map { host in route.destinations.allSatisfy { $0.host.map { sameService(qualifiedHost($0, namespace: namespace), host) } ?? false } } ?? true)
     }
     // A route Fledge would manage but cannot split without dropping a destination is said, not skipped or rewritten.
     for route in found where !allowingDuplicates { if let error = duplicateError(route, traffic) { return .failure(error) } }
@@ -223,4 +223,15 @@ public func qualifiedHost(_ host: String, namespace: String, clusterDomain: Stri
     case 3 where parts[2] == "svc": return "\(host).\(clusterDomain)"
     default: return host
     }
+}
+
+/// Whether two hosts, each fully qualified by `qualifiedHost`, name the same service. A `name.namespace.svc.<domain>`
+/// host is one service whatever the domain: in a cluster whose domain is not `cluster.local` (`corp.local`), a
+/// DestinationRule for `web.shop.svc.corp.local` and a route to `web` mean the same service.
+public func sameService(_ a: String, _ b: String) -> Bool {
+    func service(_ host: String) -> String {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count >= 4 && parts[2] == "svc" ? parts[0...2].joined(separator: ".") : host
+    }
+    return service(a) == service(b)
 }
