@@ -114,9 +114,23 @@ public func managedRoutes(
             TrafficError(
                 reason: .routeNotFound,
                 message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"
-                    + (host.map { " of host \($0)" } ?? "")))
+                    + (host.map { " of host \($0)" } ?? "") + nonHTTPNote(virtualService, subset: traffic.stableSubset)))
     }
     return .success(found)
+}
+
+/// `; its tcp route tcp[0] sends to subset stable, but Fledge shifts weights on HTTP routes only` when a tcp or tls route
+/// uses the subset: a TCP service cannot be rolled out by Fledge, and the message should say that rather than
+/// leave the user looking for a typo.
+private func nonHTTPNote(_ virtualService: JSONValue, subset: String) -> String {
+    let spec = virtualService["spec"] ?? virtualService
+    for kind in ["tcp", "tls"] {
+        for (i, route) in (spec[kind]?.arrayValue ?? []).enumerated()
+        where (route["route"]?.arrayValue ?? []).contains(where: { $0[path: ["destination", "subset"]]?.stringValue == subset }) {
+            return "; its \(kind) route \(route["name"]?.stringValue ?? "\(kind)[\(i)]") sends to subset \(subset), but Fledge shifts weights on HTTP routes only"
+        }
+    }
+    return ""
 }
 
 /// A managed route with two different destinations for one subset (other ports, say): setting weights would drop one.

@@ -236,3 +236,30 @@ struct DuplicateDestinationTests {
         #expect(canary?.map { $0["weight"] } == [0])
     }
 }
+
+/// A VirtualService for a TCP (or TLS passthrough) service: Fledge shifts HTTP routes only, and says so.
+@Suite("decide: tcp and tls routes")
+struct NonHTTPRouteTests {
+    @Test(arguments: ["tcp", "tls"])
+    func theConditionSaysOnlyHTTPRoutesAreShifted(kind: String) throws {
+        var sim = Sim()
+        var vs = seedVirtualService()
+        vs[path: ["spec", "http"]] = nil
+        vs[path: ["spec", .init(kind)]] = [
+            [
+                "route": [
+                    ["destination": ["host": "product-service", "subset": "stable", "port": ["number": 5432]], "weight": 100]
+                ]
+            ]
+        ]
+        sim.observed.virtualService = vs
+        sim.run(maxSteps: 50) { _ in false }
+        #expect(sim.observed.virtualService == vs)
+        let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "RouteNotFound")
+        #expect(
+            traffic.message
+                == "VirtualService product-service has no HTTP route that sends to subset stable (and canary only) of host product-service.shop.svc.cluster.local; its \(kind) route \(kind)[0] sends to subset stable, but Fledge shifts weights on HTTP routes only"
+        )
+    }
+}
