@@ -228,9 +228,15 @@ public final class PrometheusAnalyzer: MetricsProvider {
                 }
             }
             var result = IntervalResult(time: Timestamp(time), requests: canaryRequests, metrics: metrics)
-            if request.needsCounts, case .success(let known)? = counts {
-                result.canaryCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.canaryWorkload)])
-                result.stableCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.stableWorkload)])
+            if case .failure(let error) = volume { result.requestsError = error.description }
+            if request.needsCounts {
+                switch counts {
+                case .success(let known)?:
+                    result.canaryCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.canaryWorkload)])
+                    result.stableCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.stableWorkload)])
+                case .failure(let error)?: result.countsError = "\(error)"
+                case nil: break
+                }
             }
             results.append(result)
         }
@@ -329,6 +335,7 @@ public final class PrometheusAnalyzer: MetricsProvider {
     static func failed(_ request: AnalysisRequest, time: Date, message: String) -> IntervalResult {
         var metrics: [String: MetricSample] = [:]
         for metric in request.metrics { metrics[metric.name] = MetricSample(.providerError(message)) }
-        return IntervalResult(time: Timestamp(time), requests: nil, metrics: metrics)
+        return IntervalResult(
+            time: Timestamp(time), requests: nil, metrics: metrics, requestsError: message, countsError: request.needsCounts ? message : nil)
     }
 }

@@ -124,6 +124,30 @@ func plan(_ name: String, _ kind: MetricPlan.Kind, min: Double? = nil, max: Doub
         #expect(why.contains("--prometheus"))
     }
 
+    /// A Rollout without metrics is judged on the canary's request volume (and the judge's counts). With Prometheus
+    /// down, the result carries why neither was measured, so the interval is a provider error; it used to read as a
+    /// canary without traffic (Inconclusive, "unknown requests < minRequests"), never reaching providerErrorLimit.
+    @Test func prometheusDownWithoutMetricsKeepsTheErrorOfTheVolumeAndCounts() async throws {
+        let port = try LoopbackPort.free()
+        let analyzer = PrometheusAnalyzer(defaultAddress: "http://127.0.0.1:\(port)", http: CurlHTTPClient())
+        let request = AnalysisRequest(
+            in: "shop", canary: "checkout-canary", stable: "checkout", window: .seconds(30), metrics: [], needsStable: false, needsCounts: true)
+        let noMetrics = try Rollout(
+            metadata: ObjectMeta(name: "checkout", namespace: "shop", generation: 1),
+            spec: RolloutSpec(target: TargetSpec(deployment: "checkout"), stages: [StageSpec(weight: 10)])
+        ).plan().get().analysis
+        let result = try #require(await analyzer.measure([request], at: Date()).first)
+        #expect(result.requests == nil)
+        #expect(result.requestsError?.contains("127.0.0.1:\(port)") == true, "\(String(describing: result.requestsError))")
+        #expect(result.countsError?.contains("127.0.0.1:\(port)") == true, "\(String(describing: result.countsError))")
+        #expect(judgeInterval(noMetrics, result).verdict == .error)
+
+        let none = PrometheusAnalyzer(defaultAddress: nil, http: CurlHTTPClient())
+        let unconfigured = try #require(await none.measure([request], at: Date()).first)
+        #expect(unconfigured.requestsError?.contains("--prometheus") == true)
+        #expect(judgeInterval(noMetrics, unconfigured).verdict == .error)
+    }
+
     /// A Prometheus that takes the connection and never answers. The client a Rollout's own address gets has the
     /// controller's timeout (not the transport's 30 s default), and once a query got no answer at all, none of that
     /// server's other queries (success rate, latency, custom, the judge's counts) is sent that interval: its rollouts

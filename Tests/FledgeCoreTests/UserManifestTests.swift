@@ -263,3 +263,38 @@ struct NonHTTPRouteTests {
         )
     }
 }
+
+/// A Rollout without metrics (judged on request volume and the judge) while Prometheus is down.
+@Suite("decide: provider errors without metrics")
+struct ProviderErrorWithoutMetricsTests {
+    /// It used to hold as Inconclusive ("unknown requests < minRequests") until the progress deadline, never saying
+    /// Prometheus was down; now each interval is a provider error and providerErrorLimit rolls it back.
+    @Test func prometheusDownRollsBackAtProviderErrorLimit() throws {
+        var spec = seedSpec(providerErrorLimit: 3, metrics: [], progressDeadline: "1h")
+        spec.analysis!.judge = JudgeSpec(enabled: false)
+        var sim = Sim(spec: spec)
+        sim.behaviour = .providerDown
+        sim.run(untilPhase: .failed)
+        #expect(sim.phase == .failed)
+        let last = try #require(sim.status.history.last)
+        #expect(last.reason == "MetricProviderUnavailable")
+        #expect(last.message?.contains("requests=- (>= 20): Error, metric provider error: connection refused") == true, "\(last.message ?? "")")
+        #expect(sim.status.inconclusiveChecks == 0)
+    }
+
+    /// The judge's counts asked for and not measured: an Error, not a pass of the metrics alone.
+    @Test func countsThatCouldNotBeMeasuredAreAnError() throws {
+        let rollout = seedRollout(spec: seedSpec())
+        let plan = try rollout.plan().get()
+        var result = measure(.healthy, at: Timestamp(seconds: 1_800_000_000))
+        #expect(judgeInterval(plan, status: RolloutStatus(), result: result).verdict == .passed)
+        result.countsError = "Prometheus at http://127.0.0.1:9: connection refused"
+        let judged = judgeInterval(plan, status: RolloutStatus(), result: result)
+        #expect(judged.verdict == .error)
+        #expect(judged.judgeResults.map(\.verdict) == [.error])
+        #expect(judged.summary.hasSuffix("; judge: metric provider error: Prometheus at http://127.0.0.1:9: connection refused"))
+        // A failed check stays Failed.
+        result.metrics["success-rate"] = MetricSample(.value(50), stableValue: 99.9)
+        #expect(judgeInterval(plan, status: RolloutStatus(), result: result).verdict == .failed)
+    }
+}
