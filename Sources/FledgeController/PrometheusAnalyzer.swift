@@ -273,6 +273,11 @@ public final class PrometheusAnalyzer: MetricsProvider {
         let sent = unreachable == nil
         switch await send(prometheus, query, at: at, unreachable: &unreachable) {
         case .success(let result):
+            if let problem = result.notOneNumber {
+                // A mistake in the query: said as an error (like a query Prometheus rejects), not read as no data.
+                logger.warning("custom metric query is not one number", metadata: ["metric": "\(metric.name)", "problem": "\(problem)"])
+                return MetricSample(.providerError("query of metric \(metric.name) \(problem)"), requests: requests)
+            }
             canaryValue = result.singleValue
         case .failure(let error):
             if sent { logger.warning("custom metric query failed", metadata: ["metric": "\(metric.name)", "error": "\(error)"]) }

@@ -40,6 +40,23 @@ public enum QueryResult: Sendable, Equatable {
     /// The one number the query produced, or nil for "no data": an empty
     /// vector, a NaN, or a vector of several series (an aggregation was
     /// expected to produce one).
+    /// Why this answer is not one number though Prometheus gave data (several series, a range vector, a string), for a
+    /// message that names the fix; nil for one number or for no data. A query meant to give one number that gives
+    /// several is a mistake in the query (a missing `sum`), not a canary without data.
+    public var notOneNumber: String? {
+        switch self {
+        case .vector(let samples) where samples.count > 1:
+            // Sorted, so the message does not change with the order Prometheus answers in.
+            let shown = samples.map { sample in
+                "{" + sample.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",") + "}"
+            }.sorted().prefix(2)
+            return "returned \(samples.count) series (\(shown.joined(separator: ", "))\(samples.count > 2 ? ", …" : "")) where one number is needed: aggregate them, e.g. sum(…)"
+        case .matrix: return "returned a range vector where one number is needed: apply a function over the range, e.g. sum(rate(…[{{interval}}]))"
+        case .string: return "returned a string where one number is needed"
+        default: return nil
+        }
+    }
+
     public var singleValue: Double? {
         let value: Double
         switch self {
