@@ -266,6 +266,34 @@ struct Checker {
             let managed = rolloutSubsets.filter { $0.dr == doc.name && (doc.namespace == nil || $0.namespace == nil || $0.namespace == doc.namespace) }
             checkDestinationRule(doc, rolloutSubsets: managed.map { ($0.stable, $0.canary) })
         }
+        checkSplitsNoRolloutMoves(rolloutSubsets.map { ($0.dr, $0.namespace, $0.stable, $0.canary, $0.vs) })
+    }
+
+    /// A second VirtualService for the same host that also splits between a Rollout's subsets (one for the mesh, one
+    /// bound to an ingress gateway, as Argo Rollouts users keep them): a Rollout shifts the weights of one
+    /// VirtualService only, so this split never moves, and the canary never gets that traffic (or keeps it after a
+    /// rollback).
+    mutating func checkSplitsNoRolloutMoves(_ rollouts: [(dr: String, namespace: String?, stable: String, canary: String, vs: String)]) {
+        func together(_ a: String?, _ b: String?) -> Bool { a == nil || b == nil || a == b }
+        for doc in objects("VirtualService") {
+            for rollout in rollouts where together(rollout.namespace, doc.namespace) && rollout.vs != doc.name {
+                guard let dr = objects("DestinationRule").first(where: { $0.name == rollout.dr && together($0.namespace, rollout.namespace) }),
+                    let host = dr.json[path: ["spec", "host"]]?.stringValue
+                else { continue }
+                // A Rollout that manages this VirtualService itself is not in the way.
+                if rollouts.contains(where: { $0.vs == doc.name && together($0.namespace, doc.namespace) && $0.stable == rollout.stable && $0.canary == rollout.canary }) {
+                    continue
+                }
+                for route in httpRoutes(of: doc.json) {
+                    let subsets = Set(route.destinations.compactMap(\.subset))
+                    guard subsets.contains(rollout.stable), subsets.contains(rollout.canary),
+                        route.destinations.allSatisfy({ shortHost($0.host ?? "") == shortHost(host) })
+                    else { continue }
+                    add(.warning, doc, "spec.http[\(route.index)].route",
+                        "route \(route.id) splits host \(host) between subsets '\(rollout.stable)' and '\(rollout.canary)', but the Rollout for DestinationRule \(rollout.dr) shifts the weights of VirtualService \(rollout.vs) only: this route's weights never move")
+                }
+            }
+        }
     }
 
     // MARK: Rollout

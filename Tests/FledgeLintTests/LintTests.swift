@@ -391,6 +391,37 @@ struct LintTests {
             }, "\(report.findings)")
     }
 
+    /// A second VirtualService for the gateway that also splits between the subsets: its weights never move.
+    @Test func aSecondVirtualServiceSplittingTheSameSubsetsIsAWarning() throws {
+        let gateway = """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: product-service-public, namespace: shop}
+            spec:
+              hosts: [shop.example.com]
+              gateways: [istio-system/public]
+              http:
+              - name: stable-only
+                match: [{uri: {prefix: /v1}}]
+                route:
+                - destination: {host: product-service, subset: stable}
+              - name: public
+                route:
+                - destination: {host: product-service.shop.svc.cluster.local, subset: stable}
+                  weight: 100
+                - destination: {host: product-service.shop.svc.cluster.local, subset: canary}
+                  weight: 0
+            """
+        let report = Linter.lint(sources: try seedSources() + [("gateway.yaml", gateway)])
+        let warnings = report.findings.filter { $0.object == "VirtualService shop/product-service-public" && $0.severity == .warning }
+        #expect(
+            warnings.map(\.message) == [
+                "route public splits host product-service between subsets 'stable' and 'canary', but the Rollout for DestinationRule product-service shifts the weights of VirtualService product-service only: this route's weights never move"
+            ], "\(report.findings)")
+        #expect(warnings.first?.path == "spec.http[1].route")
+        #expect(errors(report) == [], "\(report.findings)")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")
