@@ -460,7 +460,7 @@ struct Checker {
                 let path = "\(base).route[\(i)].destination"
                 guard let subset = dest.subset else { continue }
                 let host = dest.host ?? ""
-                let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
+                let hostDRs = drs.filter { serves(($0.json[path: ["spec", "host"]]?.stringValue) ?? "", host, namespace: doc.namespace ?? "default") }
                 guard !hostDRs.isEmpty else {
                     // A DestinationRule for another host next to this route: likely a typo in the host. None at all: it
                     // may be in the cluster already.
@@ -571,6 +571,17 @@ func matchCount(_ selector: [String: String], _ labels: [String: String]) -> Int
 
 func labelList(_ labels: [String: String]) -> String {
     labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+}
+
+/// Whether a DestinationRule for `ruleHost` applies to a route to `host` in `namespace`: the same service (compared by
+/// its short name, as everywhere in lint), or a wildcard host (`*.shop.svc.cluster.local`, `*`) that covers it, as
+/// Istio matches them (the controller takes the DestinationRule by name whatever its host).
+func serves(_ ruleHost: String, _ host: String, namespace: String) -> Bool {
+    if ruleHost == "*" { return true }
+    if ruleHost.hasPrefix("*.") {
+        return qualifiedHost(host, namespace: namespace).hasSuffix(String(ruleHost.dropFirst()))
+    }
+    return shortHost(ruleHost) == shortHost(host)
 }
 
 /// `product-service.shop.svc.cluster.local` → `product-service`.

@@ -422,6 +422,17 @@ struct LintTests {
         #expect(errors(report) == [], "\(report.findings)")
     }
 
+    /// A DestinationRule for a wildcard host covers the routes' host, as Istio matches it; lint said the subsets were
+    /// undefined while the controller (which takes the DestinationRule by name) went on.
+    @Test(arguments: ["'*.shop.svc.cluster.local'", "'*'"])
+    func aDestinationRuleForAWildcardHost(host: String) throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "  host: product-service\n", "  host: \(host)\n"))
+        #expect(errors(report) == [], "\(report.findings)")
+        // One for another namespace's services does not cover them.
+        let other = Linter.lint(sources: try variant("destinationrule.yaml", "  host: product-service\n", "  host: '*.other.svc.cluster.local'\n"))
+        #expect(errors(other).contains { $0.message.contains("has no DestinationRule among the linted manifests") }, "\(other.findings)")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")
