@@ -46,11 +46,11 @@ public enum QueryResult: Sendable, Equatable {
     public var notOneNumber: String? {
         switch self {
         case .vector(let samples) where samples.count > 1:
-            // Sorted, so the message does not change with the order Prometheus answers in.
-            let shown = samples.map { sample in
-                "{" + sample.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",") + "}"
-            }.sorted().prefix(2)
-            return "returned \(samples.count) series (\(shown.joined(separator: ", "))\(samples.count > 2 ? ", …" : "")) where one number is needed: aggregate them, e.g. sum(…)"
+            // The labels that tell the series apart (Istio's carry a dozen more that they share), sorted so the
+            // message does not change with the order Prometheus answers in.
+            let keys = Set(samples.flatMap(\.labels.keys)).filter { key in Set(samples.map { $0.labels[key] ?? "" }).count > 1 }.sorted()
+            let shown = keys.prefix(4).joined(separator: ", ") + (keys.count > 4 ? ", …" : "")
+            return "returned \(samples.count) series (differing in \(shown)) where one number is needed: aggregate them, e.g. sum(…)"
         case .matrix: return "returned a range vector where one number is needed: apply a function over the range, e.g. sum(rate(…[{{interval}}]))"
         case .string: return "returned a string where one number is needed"
         default: return nil
