@@ -106,13 +106,19 @@ public func judge(
             name: metric.name, value: value, stableValue: sample?.stableValue, threshold: threshold, verdict: verdict, message: message,
             requests: requests, time: time)
     }
+    // A custom query that found nothing though the canary served: most often a count of events that did not happen
+    // (5xx of a healthy canary), which PromQL answers with no series rather than 0. Only the query can say so.
+    var noDataMessage = "no data"
+    if case .custom = metric.kind, let requests, requests >= Int64(minRequests) {
+        noDataMessage += " though the canary served \(requests) requests (a query counting events that did not happen returns nothing: end it with `or vector(0)`)"
+    }
     guard let sample else {
-        return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+        return result(noData == .fail ? .failed : .inconclusive, nil, noDataMessage)
     }
     let value: Double
     switch sample.outcome {
     case .providerError(let message): return result(.error, nil, "metric provider error: \(message)")
-    case .noData: return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+    case .noData: return result(noData == .fail ? .failed : .inconclusive, nil, noDataMessage)
     case .value(let v):
         guard v.isFinite else { return result(noData == .fail ? .failed : .inconclusive, nil, "no data (value is \(v))") }
         value = v

@@ -298,3 +298,28 @@ struct ProviderErrorWithoutMetricsTests {
         #expect(judgeInterval(plan, status: RolloutStatus(), result: result).verdict == .failed)
     }
 }
+
+/// A custom query counting 5xx of a healthy canary finds no series: PromQL's answer for "none", which Fledge (rightly)
+/// cannot tell from missing data. It stays Inconclusive, and the note says how to write the query.
+@Suite("decide: custom queries that count events that did not happen")
+struct CustomNoDataTests {
+    @Test func theNoteSaysToEndTheQueryWithOrVectorZero() {
+        let metric = MetricPlan("errors", .custom(query: #"sum(increase(x{code=~"5.."}[{{interval}}]))"#), max: 5)
+        let served = judge(
+            metric: metric, sample: MetricSample(.noData, requests: 150), intervalRequests: 150, minRequests: 20, noData: .inconclusive,
+            time: Timestamp(seconds: 0))
+        #expect(served.verdict == .inconclusive)
+        #expect(
+            served.message
+                == "no data though the canary served 150 requests (a query counting events that did not happen returns nothing: end it with `or vector(0)`)")
+        // Too few requests, or a built-in metric: plain "no data".
+        let few = judge(
+            metric: metric, sample: MetricSample(.noData, requests: 5), intervalRequests: 5, minRequests: 20, noData: .inconclusive,
+            time: Timestamp(seconds: 0))
+        #expect(few.message == "no data")
+        let builtIn = judge(
+            metric: MetricPlan("success-rate", .successRate, min: 99), sample: MetricSample(.noData, requests: 150), intervalRequests: 150,
+            minRequests: 20, noData: .inconclusive, time: Timestamp(seconds: 0))
+        #expect(builtIn.message == "no data")
+    }
+}
