@@ -96,6 +96,12 @@ public func managedRoutes(
                         reason: .routeNotManageable,
                         message: "route '\(name)' of VirtualService \(traffic.virtualService) sends to a destination other than subsets \(traffic.stableSubset) and \(traffic.canarySubset)"))
             }
+            if !route.destinations.contains(where: { $0.subset == traffic.stableSubset }) {
+                return .failure(
+                    TrafficError(
+                        reason: .routeNotManageable,
+                        message: "route '\(name)' of VirtualService \(traffic.virtualService) has no destination for subset \(traffic.stableSubset): Fledge splits a route between stable and canary (a route that sends only to the canary is left alone)"))
+            }
             if !allowingDuplicates, let error = duplicateError(route, traffic) { return .failure(error) }
             out.append(route)
         }

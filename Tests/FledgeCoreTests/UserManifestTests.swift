@@ -323,3 +323,28 @@ struct CustomNoDataTests {
         #expect(builtIn.message == "no data")
     }
 }
+
+
+/// `spec.traffic.routes` naming the seed's x-canary header route, which sends only to the canary: there is no stable
+/// destination to split with. It used to sit in Initializing, rewriting the route unchanged on every reconcile (a
+/// WeightsReset Event each time) with no word of why.
+@Suite("decide: a named route without a stable destination")
+struct NamedCanaryOnlyRouteTests {
+    @Test func isRefusedByName() throws {
+        var spec = seedSpec()
+        spec.traffic!.routes = ["tagged"]
+        var sim = Sim(spec: spec)
+        var http = sim.observed.virtualService![path: ["spec", "http"]]!.arrayValue!
+        http[0]["name"] = "tagged"
+        sim.observed.virtualService![path: ["spec", "http"]] = .array(http)
+        sim.run(maxSteps: 100) { _ in false }
+        #expect(sim.weightHistory.isEmpty)
+        #expect(!sim.events.contains { $0.reason == "WeightsReset" })
+        let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "RouteNotManageable")
+        #expect(
+            traffic.message
+                == "route 'tagged' of VirtualService product-service has no destination for subset stable: Fledge splits a route between stable and canary (a route that sends only to the canary is left alone)")
+        #expect(sim.status.message == "holding: \(traffic.message)")
+    }
+}
