@@ -1156,11 +1156,11 @@ struct Engine {
     mutating func setWeights(_ canaryWeight: Int, because reason: String? = nil) {
         guard let vs = observed.virtualService, !managed.isEmpty else { return }
         let written = settingWeights(of: vs, routes: managed, traffic: traffic, canaryWeight: canaryWeight)
+        actions.removeAll { $0.weightChange != nil }
         // A write that changes nothing confirms nothing either: never ask for one (Rule 8).
         guard written != vs else { return }
         let change = WeightChange(
             stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id), virtualService: written)
-        actions.removeAll { $0.weightChange != nil }
         actions.append(.setWeights(change))
         if let reason {
             event(
