@@ -1066,7 +1066,7 @@ struct Engine {
                 "subset '\(plan.traffic.canarySubset)' selects on labels [\(canaryLabels.keys.sorted().joined(separator: ", "))] but subset '\(plan.traffic.stableSubset)' on [\(stableLabels.keys.sorted().joined(separator: ", "))] (check label \(odd.joined(separator: ", ")) of DestinationRule \(dr) for a typo)")
         }
         if stableLabels == canaryLabels {
-            return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels")
+            return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels\(identicalSubsetsHint)")
         }
         if stable.readyReplicas < 1 {
             return setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods")

@@ -255,3 +255,8 @@ public func sameService(_ a: String, _ b: String) -> Bool {
     }
     return service(a) == service(b)
 }
+
+/// Said when both subsets select the same labels: Argo Rollouts users' DestinationRules look like that, because Argo
+/// adds a hash label to each subset itself.
+public let identicalSubsetsHint =
+    " (give each a label that tells the versions apart, e.g. version: v1 and v2; Fledge does not add one, as Argo Rollouts adds rollouts-pod-template-hash)"

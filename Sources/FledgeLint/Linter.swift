@@ -539,7 +539,7 @@ struct Checker {
                     } else if let key = missing.first {
                         add(.error, doc, base, "canary subset '\(s.name)' does not select on label '\(key)' that stable subset '\(stable.name)' uses")
                     } else if s.labels == stable.labels {
-                        add(.error, doc, base, "canary subset '\(s.name)' selects the same labels as stable subset '\(stable.name)'")
+                        add(.error, doc, base, "canary subset '\(s.name)' selects the same labels as stable subset '\(stable.name)'\(identicalSubsetsHint)")
                     }
                 }
                 continue

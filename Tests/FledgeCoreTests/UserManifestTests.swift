@@ -348,3 +348,19 @@ struct NamedCanaryOnlyRouteTests {
         #expect(sim.status.message == "holding: \(traffic.message)")
     }
 }
+
+/// An Argo Rollouts user's DestinationRule: both subsets select only `app`, since Argo adds a hash label to each.
+@Suite("decide: subsets that select the same labels")
+struct IdenticalSubsetsTests {
+    @Test func theMessageSaysWhatToAdd() throws {
+        var sim = Sim(destinationRule: seedDestinationRule(stableLabels: ["app": "product-service"], canaryLabels: ["app": "product-service"]))
+        sim.run(maxSteps: 50) { _ in false }
+        #expect(sim.weightHistory.isEmpty)
+        let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
+        #expect(traffic.reason == "SubsetsIdentical")
+        #expect(
+            traffic.message
+                == "subsets 'stable' and 'canary' of DestinationRule product-service select the same labels (give each a label that tells the versions apart, e.g. version: v1 and v2; Fledge does not add one, as Argo Rollouts adds rollouts-pod-template-hash)"
+        )
+    }
+}

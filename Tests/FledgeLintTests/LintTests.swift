@@ -433,6 +433,14 @@ struct LintTests {
         #expect(errors(other).contains { $0.message.contains("has no DestinationRule among the linted manifests") }, "\(other.findings)")
     }
 
+    @Test func subsetsThatSelectTheSameLabelsAsArgoRolloutsUsersWriteThem() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "      version: v2", "      version: v1"))
+        #expect(
+            errors(report).contains {
+                $0.message == "canary subset 'canary' selects the same labels as stable subset 'stable'" + identicalSubsetsHint
+            }, "\(report.findings)")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")
