@@ -1085,7 +1085,8 @@ struct Engine {
             }
             if stable.selects(canary.podLabels) {
                 return setTraffic(
-                    false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods")
+                    false, .selectorOverlap,
+                    "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods; it needs the stable subset's label (\(labelText(stableLabels))), and as a Deployment's selector cannot change, the Deployment must be created again with it")
             }
             if status.phase == .initializing, !canary.isRolledOut {
                 // Counted on the revision being rolled out: the pods of the one before may still be ready.

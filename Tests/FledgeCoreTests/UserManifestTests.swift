@@ -27,7 +27,10 @@ struct UserManifestTests {
         sim.run(maxSteps: 50) { _ in false }
         let traffic = try #require(sim.status.condition(ConditionType.trafficReady))
         #expect(traffic.reason == "SelectorOverlap")
-        #expect(traffic.message == "the selector of Deployment product-service (app=product-service, version notin (v3)) also selects the canary's pods")
+        #expect(
+            traffic.message
+                == "the selector of Deployment product-service (app=product-service, version notin (v3)) also selects the canary's pods; it needs the stable subset's label (version=v1), and as a Deployment's selector cannot change, the Deployment must be created again with it"
+        )
         #expect(sim.weightHistory.allSatisfy { $0 == 0 })
     }
 
