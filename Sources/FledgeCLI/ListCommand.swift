@@ -50,7 +50,7 @@ struct ListCommand: AsyncParsableCommand {
             let name = item[path: ["metadata", "name"]]?.stringValue ?? ""
             let rollout = try? Rollout(json: item)
             let status = rollout?.status
-            let stages = rollout?.spec.stages?.count ?? 0
+            let stages = rollout?.spec.stages?.count
             let stage = status.flatMap { RolloutStatus.stageProgress(phase: $0.phase, stage: $0.stage, stages: stages) } ?? "-"
             let createdText = item[path: ["metadata", "creationTimestamp"]]?.stringValue
             let created: Timestamp? = createdText.flatMap { Timestamp(rfc3339: $0) }

@@ -38,7 +38,7 @@ struct TriggerCommand: AsyncParsableCommand {
     @Argument(help: "The Rollout's name.")
     var rollout: String
 
-    @Option(help: ArgumentHelp("A canary image, [CONTAINER=]IMAGE (repeatable; without CONTAINER the pod must have one container).", valueName: "image"))
+    @Option(help: ArgumentHelp("A canary image, [CONTAINER=]IMAGE (repeatable; CONTAINER may be an init container; without CONTAINER the pod must have one container).", valueName: "image"))
     var image: [String] = []
 
     @Option(help: ArgumentHelp("A JSON merge patch over the pod template, in a YAML or JSON file; applied before --image.", valueName: "file"))

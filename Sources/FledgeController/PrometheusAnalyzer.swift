@@ -228,9 +228,15 @@ public final class PrometheusAnalyzer: MetricsProvider {
                 }
             }
             var result = IntervalResult(time: Timestamp(time), requests: canaryRequests, metrics: metrics)
-            if request.needsCounts, case .success(let known)? = counts {
-                result.canaryCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.canaryWorkload)])
-                result.stableCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.stableWorkload)])
+            if case .failure(let error) = volume { result.requestsError = error.description }
+            if request.needsCounts {
+                switch counts {
+                case .success(let known)?:
+                    result.canaryCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.canaryWorkload)])
+                    result.stableCounts = Self.sample(known[WorkloadRef(namespace: request.namespace, workload: request.stableWorkload)])
+                case .failure(let error)?: result.countsError = "\(error)"
+                case nil: break
+                }
             }
             results.append(result)
         }
@@ -267,6 +273,11 @@ public final class PrometheusAnalyzer: MetricsProvider {
         let sent = unreachable == nil
         switch await send(prometheus, query, at: at, unreachable: &unreachable) {
         case .success(let result):
+            if let problem = result.notOneNumber {
+                // A mistake in the query: said as an error (like a query Prometheus rejects), not read as no data.
+                logger.warning("custom metric query is not one number", metadata: ["metric": "\(metric.name)", "problem": "\(problem)"])
+                return MetricSample(.providerError("query of metric \(metric.name) \(problem)"), requests: requests)
+            }
             canaryValue = result.singleValue
         case .failure(let error):
             if sent { logger.warning("custom metric query failed", metadata: ["metric": "\(metric.name)", "error": "\(error)"]) }
@@ -329,6 +340,7 @@ public final class PrometheusAnalyzer: MetricsProvider {
     static func failed(_ request: AnalysisRequest, time: Date, message: String) -> IntervalResult {
         var metrics: [String: MetricSample] = [:]
         for metric in request.metrics { metrics[metric.name] = MetricSample(.providerError(message)) }
-        return IntervalResult(time: Timestamp(time), requests: nil, metrics: metrics)
+        return IntervalResult(
+            time: Timestamp(time), requests: nil, metrics: metrics, requestsError: message, countsError: request.needsCounts ? message : nil)
     }
 }

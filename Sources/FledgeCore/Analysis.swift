@@ -38,16 +38,24 @@ public struct IntervalResult: Sendable, Equatable {
     /// either missing: the metrics alone decide, as without a judge.
     public var canaryCounts: JudgeSample?
     public var stableCounts: JudgeSample?
+    /// The provider's error when `requests` could not be measured (Prometheus down, a query error): with no metrics
+    /// the request volume is the whole check, and that is a provider error, not a canary without traffic.
+    public var requestsError: String?
+    /// The provider's error when the judge's counts were asked for and could not be measured: the judge cannot
+    /// judge, which is an error, not a reason to let the metrics alone advance the stage.
+    public var countsError: String?
 
     public init(
         time: Timestamp, requests: Int64?, metrics: [String: MetricSample], canaryCounts: JudgeSample? = nil,
-        stableCounts: JudgeSample? = nil
+        stableCounts: JudgeSample? = nil, requestsError: String? = nil, countsError: String? = nil
     ) {
         self.time = time
         self.requests = requests
         self.metrics = metrics
         self.canaryCounts = canaryCounts
         self.stableCounts = stableCounts
+        self.requestsError = requestsError
+        self.countsError = countsError
     }
 }
 
@@ -104,13 +112,19 @@ public func judge(
             name: metric.name, value: value, stableValue: sample?.stableValue, threshold: threshold, verdict: verdict, message: message,
             requests: requests, time: time)
     }
+    // A custom query that found nothing though the canary served: most often a count of events that did not happen
+    // (5xx of a healthy canary), which PromQL answers with no series rather than 0. Only the query can say so.
+    var noDataMessage = "no data"
+    if case .custom = metric.kind, let requests, requests >= Int64(minRequests) {
+        noDataMessage += " though the canary served \(requests) requests (a query counting events that did not happen returns nothing: end it with `or vector(0)`)"
+    }
     guard let sample else {
-        return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+        return result(noData == .fail ? .failed : .inconclusive, nil, noDataMessage)
     }
     let value: Double
     switch sample.outcome {
     case .providerError(let message): return result(.error, nil, "metric provider error: \(message)")
-    case .noData: return result(noData == .fail ? .failed : .inconclusive, nil, "no data")
+    case .noData: return result(noData == .fail ? .failed : .inconclusive, nil, noDataMessage)
     case .value(let v):
         guard v.isFinite else { return result(noData == .fail ? .failed : .inconclusive, nil, "no data (value is \(v))") }
         value = v
@@ -146,12 +160,17 @@ public func judgeInterval(_ plan: AnalysisPlan, _ result: IntervalResult) -> (ve
     }
     if plan.metrics.isEmpty {
         let ok = (result.requests ?? 0) >= Int64(plan.minRequests)
+        let verdict: Verdict = ok ? .passed : result.requests == nil && result.requestsError != nil ? .error : .inconclusive
+        let message =
+            ok
+            ? nil
+            : result.requests == nil
+                ? result.requestsError.map { "metric provider error: \($0)" } ?? "request count unknown"
+                : "\(result.requests!) requests < minRequests \(plan.minRequests)"
         metrics.append(
             MetricResult(
                 name: "requests", value: result.requests.map(Double.init), stableValue: nil, threshold: ">= \(plan.minRequests)",
-                verdict: ok ? .passed : .inconclusive,
-                message: ok ? nil : "\(result.requests.map(String.init) ?? "unknown") requests < minRequests \(plan.minRequests)",
-                requests: result.requests, time: result.time))
+                verdict: verdict, message: message, requests: result.requests, time: result.time))
     }
     let verdict: Verdict
     if metrics.contains(where: { $0.verdict == .failed }) {

@@ -36,13 +36,11 @@ import FledgeJudge
 public func decide(rollout: Rollout, observed: Observed, analysis: Analysis, now: Timestamp) -> Decision {
     var engine = Engine(rollout: rollout, observed: observed, analysis: analysis, now: now)
     engine.run()
-    // Derived from the phase and stage wherever the decision left them, so no path can forget it. An invalid spec
-    // changes nothing else, this included.
-    if let plan = engine.plan {
-        engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: plan.stages.count)
-    } else if ![.progressing, .paused].contains(engine.status.phase) {
-        engine.status.stageProgress = nil  // An abort taken while the spec is invalid leaves no stage behind.
-    }
+    // Derived from the phase and stage wherever the decision left them, so no path can forget it. With an invalid
+    // spec the rollout holds at its stage, counted among the stages the spec lists now, as `fledge list` counts them
+    // (not the count of the last valid spec, which `kubectl get` would show next to an edited spec).
+    let stages = engine.plan?.stages.count ?? rollout.spec.stages?.count
+    engine.status.stageProgress = RolloutStatus.stageProgress(phase: engine.status.phase, stage: engine.status.stage, stages: stages)
     return Decision(status: engine.status, actions: engine.actions)
 }
 
@@ -297,7 +295,7 @@ struct Engine {
         }
         do {
             effective = try effectiveTemplate(
-                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union((stableLabels ?? [:]).keys))
+                stable: stable.template, change: plan.change, keepingLabels: stable.selectorKeys.union((stableLabels ?? [:]).keys))
         } catch {
             status.setCondition(ConditionType.progressing, .false, reason: "InvalidCanary", message: error.message, generation: generation, now: now)
             status.message = error.message
@@ -550,8 +548,9 @@ struct Engine {
         if deadlinePassed() { return true }
         if observedWeight != 0 {
             guard !managed.isEmpty else {
-                checkTraffic(canary: false)  // TrafficReady=False says why, too
-                return hold(trafficError?.message ?? "no managed route")
+                // TrafficReady=False and the message say why (a subset named otherwise comes before the routes).
+                if checkTraffic(canary: false) { return hold(trafficError?.message ?? "no managed route") }
+                return false
             }
             setWeights(0, because: "a new revision starts from stable")
             return false
@@ -1041,6 +1040,15 @@ struct Engine {
         // A controller that was down longer than the deadline must not blame the canary for the time nobody looked:
         // it first looks (a canary that became ready meanwhile) and measures (an analysis is due at once).
         if let since = analysis.decidingSince, now < since + deadlineGrace { return false }
+        // A check of this stage measured within the deadline is judged first, though its answer came after it (a query
+        // takes time, at most an interval here): if it passed, that is progress made when it was measured.
+        if status.phase == .progressing, let latest = analysis.latest, let started = status.stageStartedAt,
+            latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)),
+            latest.time.milliseconds(since: last) <= plan.progressDeadline.milliseconds,
+            now.milliseconds(since: latest.time) <= plan.analysis.interval.milliseconds
+        {
+            return false
+        }
         beginRollback(
             to: .failed, reason: "ProgressDeadlineExceeded",
             message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")
@@ -1102,16 +1110,22 @@ struct Engine {
     /// Rule 2. With `canary: false` only the stable side is checked. Sets the TrafficReady condition.
     @discardableResult
     mutating func checkTraffic(canary checkCanary: Bool) -> Bool {
+        // The subsets first: routes are found by the subset names, so a DestinationRule whose subsets are named
+        // otherwise (v1/v2) explains why no route is found, and says which names to put in spec.traffic.
+        if let dr = observed.destinationRule {
+            let names = subsets(of: dr).map { "'\($0.name)'" }
+            for (field, name, labels) in [("stableSubset", plan.traffic.stableSubset, stableLabels), ("canarySubset", plan.traffic.canarySubset, canaryLabels)]
+            where labels == nil {
+                return setTraffic(
+                    false, .subsetNotFound,
+                    "DestinationRule \(plan.traffic.destinationRule) has no subset '\(name)' (it has \(names.isEmpty ? "none" : names.joined(separator: ", "))): check spec.traffic.\(field)")
+            }
+        }
         if let trafficError { return setTraffic(false, trafficError.reason, trafficError.message) }
         guard observed.destinationRule != nil else {
             return setTraffic(false, .destinationRuleNotFound, "DestinationRule \(plan.traffic.destinationRule) not found")
         }
-        guard let stableLabels else {
-            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)'")
-        }
-        guard let canaryLabels else {
-            return setTraffic(false, .subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.canarySubset)'")
-        }
+        guard let stableLabels, let canaryLabels else { return false }  // Said above.
         let dr = plan.traffic.destinationRule
         if let mismatch = routeToAnotherHost() { return setTraffic(false, .hostMismatch, mismatch) }
         let stable = observed.stable!
@@ -1130,7 +1144,7 @@ struct Engine {
                 "subset '\(plan.traffic.canarySubset)' selects on labels [\(canaryLabels.keys.sorted().joined(separator: ", "))] but subset '\(plan.traffic.stableSubset)' on [\(stableLabels.keys.sorted().joined(separator: ", "))] (check label \(odd.joined(separator: ", ")) of DestinationRule \(dr) for a typo)")
         }
         if stableLabels == canaryLabels {
-            return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels")
+            return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels\(identicalSubsetsHint)")
         }
         if stable.readyReplicas < 1 {
             return setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods")
@@ -1147,28 +1161,24 @@ struct Engine {
                     false, .subsetSelectsNoPods,
                     "subset '\(plan.traffic.canarySubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the canary pods have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
             }
-            if selects(stable.selector, canary.podLabels) {
+            if stable.selects(canary.podLabels) {
                 return setTraffic(
-                    false, .selectorOverlap, "the selector of Deployment \(plan.target) (\(labelText(stable.selector))) also selects the canary's pods")
+                    false, .selectorOverlap,
+                    "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods; it needs the stable subset's label (\(labelText(stableLabels))), and as a Deployment's selector cannot change, the Deployment must be created again with it")
             }
-            let ready = status.phase == .initializing ? canary.isRolledOut : canary.readyReplicas >= 1
-            if !ready {
+            if status.phase == .initializing, !canary.isRolledOut {
+                // Counted on the revision being rolled out: the pods of the one before may still be ready.
                 return setTraffic(
-                    false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canaryProgress(canary))",
-                    expected: status.phase == .initializing)
+                    false, .canaryNotReady,
+                    "canary Deployment \(plan.canaryDeployment): \(canary.readyOnLatestSpec)/\(canary.replicas) pods ready on revision \(wanted)",
+                    expected: true)
+            }
+            if status.phase != .initializing, canary.readyReplicas < 1 {
+                return setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment): \(canary.readyReplicas)/\(canary.replicas) pods ready")
             }
         }
         return trafficReady(
             checkCanary ? "subsets select ready pods of \(plan.target) and \(plan.canaryDeployment)" : "subset '\(plan.traffic.stableSubset)' selects ready pods of \(plan.target)")
-    }
-
-    /// How far the canary's rollout is: ready pods, and while its pods change (a new revision over an old one, which may
-    /// all be ready), how many run the new template (`3/3 pods ready` alone would not say why it still waits).
-    func canaryProgress(_ canary: ObservedDeployment) -> String {
-        let ready = "\(canary.readyReplicas)/\(canary.replicas) pods ready"
-        guard canary.readyReplicas >= canary.replicas else { return ready }
-        if canary.observedGeneration < canary.generation { return ready + ", the new template not yet taken up" }
-        return ready + ", \(min(canary.updatedReplicas, canary.availableReplicas))/\(canary.replicas) updated and available"
     }
 
     /// Rule 2 holds on the way back too: the canary's weight goes back to stable only when stable has a ready pod to
@@ -1198,7 +1208,7 @@ struct Engine {
         let wanted = qualifiedHost(host, namespace: namespace)
         for route in managed {
             for destination in route.destinations {
-                guard let other = destination.host, qualifiedHost(other, namespace: namespace) != wanted else { continue }
+                guard let other = destination.host, !sameService(qualifiedHost(other, namespace: namespace), wanted) else { continue }
                 return "route \(route.id) of VirtualService \(traffic.virtualService) sends to host \(other), but DestinationRule \(plan.traffic.destinationRule) is for host \(host): its subsets do not apply there"
             }
         }
@@ -1224,10 +1234,12 @@ struct Engine {
 
     mutating func setWeights(_ canaryWeight: Int, because reason: String? = nil) {
         guard let vs = observed.virtualService, !managed.isEmpty else { return }
-        let change = WeightChange(
-            stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id),
-            virtualService: settingWeights(of: vs, routes: managed, traffic: traffic, canaryWeight: canaryWeight))
+        let written = settingWeights(of: vs, routes: managed, traffic: traffic, canaryWeight: canaryWeight)
         actions.removeAll { $0.weightChange != nil }
+        // A write that changes nothing confirms nothing either: never ask for one (Rule 8).
+        guard written != vs else { return }
+        let change = WeightChange(
+            stableWeight: 100 - canaryWeight, canaryWeight: canaryWeight, routes: managed.map(\.id), virtualService: written)
         actions.append(.setWeights(change))
         if let reason {
             event(

@@ -42,9 +42,22 @@ public func judgeInterval(_ plan: RolloutPlan, status: RolloutStatus, result: In
     var judgement = IntervalJudgement(
         verdict: checks, checks: checks, checkResults: checkResults, judgeResults: [], judge: nil, summary: checkSummary)
     let index = min(max(status.stage ?? 0, 0), plan.stages.count - 1)
-    guard plan.analysis.judge.enabled, let canary = result.canaryCounts, let stable = result.stableCounts,
-        index >= 0, plan.stages[index].weight < 100
-    else { return judgement }
+    guard plan.analysis.judge.enabled, index >= 0, plan.stages[index].weight < 100 else { return judgement }
+    guard let canary = result.canaryCounts, let stable = result.stableCounts else {
+        // Asked for and not measured: the judge cannot judge this interval, which must not let the metrics alone
+        // advance the stage.
+        if let error = result.countsError {
+            let message = "metric provider error: \(error)"
+            judgement.judgeResults = [
+                MetricResult(
+                    name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
+                    requests: nil, time: result.time)
+            ]
+            judgement.summary += "; judge: \(message)"
+            if checks != .failed { judgement.verdict = .error }
+        }
+        return judgement
+    }
     let next = index + 1 < plan.stages.count ? plan.stages[index + 1].weight : 100
     do {
         let judge = try CanaryJudge(configuration: plan.analysis.judge.configuration)

@@ -7,6 +7,9 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var template: JSONValue
     /// `spec.selector.matchLabels`.
     public var selector: [String: String]
+    /// `spec.selector.matchExpressions`: a selector may narrow `matchLabels` with them (`version in (v1)`), or use
+    /// only them.
+    public var selectorExpressions: [SelectorRequirement]
     /// `spec.replicas` (Kubernetes' default 1 when absent).
     public var replicas: Int
     public var readyReplicas: Int
@@ -20,13 +23,14 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var owningRollout: String?
 
     public init(
-        name: String, template: JSONValue, selector: [String: String] = [:], replicas: Int = 1, readyReplicas: Int = 0,
-        updatedReplicas: Int = 0, availableReplicas: Int = 0, generation: Int64 = 1, observedGeneration: Int64 = 1,
-        revisionAnnotation: String? = nil, owningRollout: String? = nil
+        name: String, template: JSONValue, selector: [String: String] = [:], selectorExpressions: [SelectorRequirement] = [],
+        replicas: Int = 1, readyReplicas: Int = 0, updatedReplicas: Int = 0, availableReplicas: Int = 0, generation: Int64 = 1,
+        observedGeneration: Int64 = 1, revisionAnnotation: String? = nil, owningRollout: String? = nil
     ) {
         self.name = name
         self.template = template
         self.selector = selector
+        self.selectorExpressions = selectorExpressions
         self.replicas = replicas
         self.readyReplicas = readyReplicas
         self.updatedReplicas = updatedReplicas
@@ -44,6 +48,11 @@ public struct ObservedDeployment: Sendable, Equatable {
         var selector: [String: String] = [:]
         for (k, v) in d[path: ["spec", "selector", "matchLabels"]]?.objectValue ?? [:] { selector[k] = v.stringValue }
         self.selector = selector
+        selectorExpressions = (d[path: ["spec", "selector", "matchExpressions"]]?.arrayValue ?? []).map { e in
+            SelectorRequirement(
+                key: e["key"]?.stringValue ?? "", operator: e["operator"]?.stringValue ?? "",
+                values: (e["values"]?.arrayValue ?? []).compactMap(\.stringValue))
+        }
         replicas = Int(d[path: ["spec", "replicas"]]?.intValue ?? 1)
         readyReplicas = Int(d[path: ["status", "readyReplicas"]]?.intValue ?? 0)
         updatedReplicas = Int(d[path: ["status", "updatedReplicas"]]?.intValue ?? 0)
@@ -57,6 +66,21 @@ public struct ObservedDeployment: Sendable, Equatable {
         }?["name"]?.stringValue
     }
 
+    /// True when the Deployment's selector, `matchLabels` and `matchExpressions` both, selects pods with `labels`.
+    public func selects(_ labels: [String: String]) -> Bool {
+        FledgeCore.selects(selector, labels) && selectorExpressions.allSatisfy { $0.matches(labels) }
+    }
+
+    /// Every label key the selector looks at: a pod template must keep them to stay selected.
+    public var selectorKeys: Set<String> { Set(selector.keys).union(selectorExpressions.map(\.key)) }
+
+    /// `app=web, version in (v1)`, for messages.
+    public var selectorText: String {
+        let labels = selector.isEmpty ? [] : [labelText(selector)]
+        let parts = labels + selectorExpressions.map(\.description)
+        return parts.isEmpty ? "(none)" : parts.joined(separator: ", ")
+    }
+
     /// The pod template's labels.
     public var podLabels: [String: String] {
         var out: [String: String] = [:]
@@ -67,6 +91,48 @@ public struct ObservedDeployment: Sendable, Equatable {
     /// The Deployment controller has seen the latest spec and every replica runs it and is ready.
     public var isRolledOut: Bool {
         observedGeneration >= generation && updatedReplicas >= replicas && readyReplicas >= replicas && availableReplicas >= replicas
+    }
+
+    /// How many pods run the latest spec and are ready, as far as the status tells: none while the Deployment
+    /// controller has not seen that spec (its counts are still the former template's).
+    public var readyOnLatestSpec: Int {
+        observedGeneration >= generation ? min(updatedReplicas, readyReplicas) : 0
+    }
+}
+
+/// One entry of a label selector's `matchExpressions`.
+public struct SelectorRequirement: Sendable, Equatable, CustomStringConvertible {
+    public var key: String
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    public var `operator`: String
+    public var values: [String]
+
+    public init(key: String, operator: String, values: [String] = []) {
+        self.key = key
+        self.operator = `operator`
+        self.values = values
+    }
+
+    /// As the API server evaluates it; an operator it would not accept matches nothing.
+    public func matches(_ labels: [String: String]) -> Bool {
+        switch `operator` {
+        case "In": return labels[key].map(values.contains) ?? false
+        case "NotIn": return labels[key].map { !values.contains($0) } ?? true
+        case "Exists": return labels[key] != nil
+        case "DoesNotExist": return labels[key] == nil
+        default: return false
+        }
+    }
+
+    /// `version in (v1)`, as kubectl writes selectors.
+    public var description: String {
+        switch `operator` {
+        case "In": return "\(key) in (\(values.joined(separator: ",")))"
+        case "NotIn": return "\(key) notin (\(values.joined(separator: ",")))"
+        case "Exists": return key
+        case "DoesNotExist": return "!\(key)"
+        default: return "\(key) \(`operator`) (\(values.joined(separator: ",")))"
+        }
     }
 }
 

@@ -133,25 +133,32 @@ public func effectiveTemplate(stable: JSONValue, change: CanaryPlan, keepingLabe
         guard var containers = template[path: ["spec", "containers"]]?.arrayValue, !containers.isEmpty else {
             throw TemplateError(message: "the pod template has no spec.containers to set images on")
         }
+        // A named container may also be an init container (a migration step released with the app), as with
+        // `kubectl set image`.
+        var initContainers = template[path: ["spec", "initContainers"]]?.arrayValue ?? []
         let names = containers.map { $0["name"]?.stringValue ?? "" }
+        let initNames = initContainers.map { $0["name"]?.stringValue ?? "" }
         for change in change.images {
-            let index: Int
             if let name = change.container {
-                guard let i = names.firstIndex(of: name) else {
+                if let i = names.firstIndex(of: name) {
+                    containers[i]["image"] = .string(change.image)
+                } else if let i = initNames.firstIndex(of: name) {
+                    initContainers[i]["image"] = .string(change.image)
+                } else {
                     throw TemplateError(
-                        message: "spec.canary: container '\(name)' is not in the pod template (it has \(names.map { "'\($0)'" }.joined(separator: ", ")))")
+                        message: "spec.canary: container '\(name)' is not in the pod template (it has \(names.map { "'\($0)'" }.joined(separator: ", "))"
+                            + (initNames.isEmpty ? "" : "; init containers \(initNames.map { "'\($0)'" }.joined(separator: ", "))") + ")")
                 }
-                index = i
             } else {
                 guard containers.count == 1 else {
                     throw TemplateError(
                         message: "spec.canary.image names no container but the pod template has \(containers.count) (\(names.joined(separator: ", "))); write CONTAINER=IMAGE")
                 }
-                index = 0
+                containers[0]["image"] = .string(change.image)
             }
-            containers[index]["image"] = .string(change.image)
         }
         template[path: ["spec", "containers"]] = .array(containers)
+        if !initContainers.isEmpty { template[path: ["spec", "initContainers"]] = .array(initContainers) }
     }
     let original = stable[path: ["metadata", "labels"]]?.objectValue ?? [:]
     if template[path: ["metadata", "labels"]]?.objectValue != nil || !original.isEmpty {

@@ -208,9 +208,11 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     }
 
     /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What
-    /// `status.stageProgress` holds and `fledge list` shows.
-    public static func stageProgress(phase: Phase, stage: Int?, stages: Int) -> String? {
-        guard phase == .progressing || phase == .paused, let stage else { return nil }
+    /// `status.stageProgress` holds and `fledge list` shows. `stages` is the number of stages the spec lists; when it
+    /// lists none, or fewer than the stage the rollout holds at (an invalid edit mid-rollout), there is no stage of
+    /// the spec to show, and nil (the CRD's pattern for the field is digits/digits).
+    public static func stageProgress(phase: Phase, stage: Int?, stages: Int?) -> String? {
+        guard phase == .progressing || phase == .paused, let stage, let stages, stage >= 0, stage < stages else { return nil }
         return "\(stage + 1)/\(stages)"
     }
 

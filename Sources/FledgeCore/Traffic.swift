@@ -6,6 +6,9 @@ public struct RouteDestination: Sendable, Equatable {
     public var subset: String?
     /// As written; Istio treats a missing weight of a single destination as 100.
     public var weight: Int?
+    /// The entry as written without its weight (destination, port, headers …): two entries for one subset that
+    /// differ here route differently, and cannot be merged into one.
+    public var withoutWeight: JSONValue = .null
 }
 
 /// One entry of a VirtualService's `spec.http`.
@@ -17,6 +20,17 @@ public struct HTTPRouteView: Sendable, Equatable {
     public var destinations: [RouteDestination]
     /// The route's name, or `http[INDEX]` when it has none.
     public var id: String { name ?? "http[\(index)]" }
+
+    /// The first of `subsets` that has several destinations in this route that differ in more than their weight (other
+    /// ports, header rules), with how many. Fledge splits a route between one stable and one canary destination, so
+    /// it would have to drop one of them; identical copies are merged instead.
+    public func differingDuplicate(among subsets: [String]) -> (subset: String, count: Int)? {
+        for subset in subsets {
+            let entries = destinations.filter { $0.subset == subset }
+            if entries.count > 1, Set(entries.map { $0.withoutWeight.serializedString(sortedKeys: true) }).count > 1 { return (subset, entries.count) }
+        }
+        return nil
+    }
 
     /// The canary weight when this route sends only to the two subsets and its weights sum to 100; nil otherwise.
     public func canaryWeight(stableSubset: String, canarySubset: String) -> Int? {
@@ -39,10 +53,12 @@ public func httpRoutes(of virtualService: JSONValue) -> [HTTPRouteView] {
         let match = route["match"]
         let hasMatch = match.map { !($0.isNull || $0.arrayValue?.isEmpty == true) } ?? false
         let destinations = (route["route"]?.arrayValue ?? []).map { d in
-            RouteDestination(
+            var rest = d
+            rest["weight"] = nil
+            return RouteDestination(
                 host: d[path: ["destination", "host"]]?.stringValue,
                 subset: d[path: ["destination", "subset"]]?.stringValue,
-                weight: d["weight"]?.intValue.map { Int($0) })
+                weight: d["weight"]?.intValue.map { Int($0) }, withoutWeight: rest)
         }
         return HTTPRouteView(index: index, name: route["name"]?.stringValue, hasMatch: hasMatch, destinations: destinations)
     }
@@ -61,8 +77,11 @@ public struct TrafficError: Error, Sendable, Equatable, CustomStringConvertible 
 ///
 /// `host`, when given (fully qualified, see `qualifiedHost`), keeps the default out of routes to other services whose
 /// subsets happen to have the same names; routes named in `spec.traffic.routes` are taken as named.
+///
+/// `allowingDuplicates`: for taking weight off the canary, where a route with two different destinations for one subset
+/// (which `settingWeights` merges) must still be found.
 public func managedRoutes(
-    of virtualService: JSONValue, traffic: TrafficPlan, host: String? = nil, namespace: String = "default"
+    of virtualService: JSONValue, traffic: TrafficPlan, host: String? = nil, namespace: String = "default", allowingDuplicates: Bool = false
 ) -> Result<[HTTPRouteView], TrafficError> {
     let routes = httpRoutes(of: virtualService)
     if !traffic.routes.isEmpty {
@@ -77,6 +96,13 @@ public func managedRoutes(
                         reason: .routeNotManageable,
                         message: "route '\(name)' of VirtualService \(traffic.virtualService) sends to a destination other than subsets \(traffic.stableSubset) and \(traffic.canarySubset)"))
             }
+            if !route.destinations.contains(where: { $0.subset == traffic.stableSubset }) {
+                return .failure(
+                    TrafficError(
+                        reason: .routeNotManageable,
+                        message: "route '\(name)' of VirtualService \(traffic.virtualService) has no destination for subset \(traffic.stableSubset): Fledge splits a route between stable and canary (a route that sends only to the canary is left alone)"))
+            }
+            if !allowingDuplicates, let error = duplicateError(route, traffic) { return .failure(error) }
             out.append(route)
         }
         return .success(out)
@@ -85,16 +111,40 @@ public func managedRoutes(
         !route.destinations.isEmpty
             && route.destinations.allSatisfy { $0.subset == traffic.stableSubset || $0.subset == traffic.canarySubset }
             && route.destinations.contains { $0.subset == traffic.stableSubset }
-            && (host.map { host in route.destinations.allSatisfy { $0.host.map { qualifiedHost($0, namespace: namespace) } == host } } ?? true)
+            && (host.map { host in route.destinations.allSatisfy { $0.host.map { sameService(qualifiedHost($0, namespace: namespace), host) } ?? false } } ?? true)
     }
+    // A route Fledge would manage but cannot split without dropping a destination is said, not skipped or rewritten.
+    for route in found where !allowingDuplicates { if let error = duplicateError(route, traffic) { return .failure(error) } }
     if found.isEmpty {
         return .failure(
             TrafficError(
                 reason: .routeNotFound,
                 message: "VirtualService \(traffic.virtualService) has no HTTP route that sends to subset \(traffic.stableSubset) (and \(traffic.canarySubset) only)"
-                    + (host.map { " of host \($0)" } ?? "")))
+                    + (host.map { " of host \($0)" } ?? "") + nonHTTPNote(virtualService, subset: traffic.stableSubset)))
     }
     return .success(found)
+}
+
+/// `; its tcp route tcp[0] sends to subset stable, but Fledge shifts weights on HTTP routes only` when a tcp or tls route
+/// uses the subset: a TCP service cannot be rolled out by Fledge, and the message should say that rather than
+/// leave the user looking for a typo.
+private func nonHTTPNote(_ virtualService: JSONValue, subset: String) -> String {
+    let spec = virtualService["spec"] ?? virtualService
+    for kind in ["tcp", "tls"] {
+        for (i, route) in (spec[kind]?.arrayValue ?? []).enumerated()
+        where (route["route"]?.arrayValue ?? []).contains(where: { $0[path: ["destination", "subset"]]?.stringValue == subset }) {
+            return "; its \(kind) route \(route["name"]?.stringValue ?? "\(kind)[\(i)]") sends to subset \(subset), but Fledge shifts weights on HTTP routes only"
+        }
+    }
+    return ""
+}
+
+/// A managed route with two different destinations for one subset (other ports, say): setting weights would drop one.
+private func duplicateError(_ route: HTTPRouteView, _ traffic: TrafficPlan) -> TrafficError? {
+    guard let duplicate = route.differingDuplicate(among: [traffic.stableSubset, traffic.canarySubset]) else { return nil }
+    return TrafficError(
+        reason: .routeNotManageable,
+        message: "route \(route.id) of VirtualService \(traffic.virtualService) has \(duplicate.count) different destinations for subset \(duplicate.subset); Fledge splits a route between one stable and one canary destination, and would have to drop one")
 }
 
 /// The routes of `virtualService` that give `traffic`'s canary subset weight: among the routes it names, or, when
@@ -106,15 +156,16 @@ public func routesReachingTheCanary(
     var anyRoute = traffic
     anyRoute.routes = []
     let candidates =
-        (try? managedRoutes(of: virtualService, traffic: traffic, host: host, namespace: namespace).get())
-        ?? (try? managedRoutes(of: virtualService, traffic: anyRoute, host: host, namespace: namespace).get()) ?? []
+        (try? managedRoutes(of: virtualService, traffic: traffic, host: host, namespace: namespace, allowingDuplicates: true).get())
+        ?? (try? managedRoutes(of: virtualService, traffic: anyRoute, host: host, namespace: namespace, allowingDuplicates: true).get()) ?? []
     return candidates.filter { $0.canaryWeight(stableSubset: traffic.stableSubset, canarySubset: traffic.canarySubset) != 0 }
 }
 
 /// The VirtualService with every managed route sending `100 - canaryWeight` to the stable subset and
 /// `canaryWeight` to the canary subset. Everything else (other routes, matches, retries, timeouts, hosts,
 /// unknown fields, key order) is kept. A missing canary destination is added as a copy of the stable one; a
-/// second destination for the same subset is dropped.
+/// second destination for the same subset is dropped (`managedRoutes` refuses routes where it differs from the first
+/// in more than its weight; only taking weight off the canary goes ahead with them).
 public func settingWeights(of virtualService: JSONValue, routes: [HTTPRouteView], traffic: TrafficPlan, canaryWeight: Int) -> JSONValue {
     let w = Int64(min(100, max(0, canaryWeight)))
     var vs = virtualService
@@ -193,3 +244,19 @@ public func qualifiedHost(_ host: String, namespace: String, clusterDomain: Stri
     default: return host
     }
 }
+
+/// Whether two hosts, each fully qualified by `qualifiedHost`, name the same service. A `name.namespace.svc.<domain>`
+/// host is one service whatever the domain: in a cluster whose domain is not `cluster.local` (`corp.local`), a
+/// DestinationRule for `web.shop.svc.corp.local` and a route to `web` mean the same service.
+public func sameService(_ a: String, _ b: String) -> Bool {
+    func service(_ host: String) -> String {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count >= 4 && parts[2] == "svc" ? parts[0...2].joined(separator: ".") : host
+    }
+    return service(a) == service(b)
+}
+
+/// Said when both subsets select the same labels: Argo Rollouts users' DestinationRules look like that, because Argo
+/// adds a hash label to each subset itself.
+public let identicalSubsetsHint =
+    " (give each a label that tells the versions apart, e.g. version: v1 and v2; Fledge does not add one, as Argo Rollouts adds rollouts-pod-template-hash)"

@@ -444,7 +444,11 @@ extension RolloutSpec {
             issue("spec.stages", "needs at least one stage, e.g. [{weight: 10, hold: 1m}, {weight: 50, hold: 2m}]")
         }
 
-        let deadline = duration(progressDeadline, "spec.progressDeadline", default: Defaults.progressDeadline)
+        // A passing check is progress: the default leaves room for two intervals, or a long interval (15m) would end
+        // every rollout before its first check.
+        let deadline = duration(
+            progressDeadline, "spec.progressDeadline",
+            default: max(Defaults.progressDeadline, RolloutDuration(milliseconds: 2 * interval.milliseconds)))
         if progressDeadline != nil, deadline < interval {
             issue("spec.progressDeadline", "\(deadline) is shorter than the analysis interval \(interval)")
         }

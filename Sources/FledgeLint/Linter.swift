@@ -292,6 +292,34 @@ struct Checker {
             let managed = rolloutSubsets.filter { $0.dr == doc.name && (doc.namespace == nil || $0.namespace == nil || $0.namespace == doc.namespace) }
             checkDestinationRule(doc, rolloutSubsets: managed.map { ($0.stable, $0.canary) })
         }
+        checkSplitsNoRolloutMoves(rolloutSubsets.map { ($0.dr, $0.namespace, $0.stable, $0.canary, $0.vs) })
+    }
+
+    /// A second VirtualService for the same host that also splits between a Rollout's subsets (one for the mesh, one
+    /// bound to an ingress gateway, as Argo Rollouts users keep them): a Rollout shifts the weights of one
+    /// VirtualService only, so this split never moves, and the canary never gets that traffic (or keeps it after a
+    /// rollback).
+    mutating func checkSplitsNoRolloutMoves(_ rollouts: [(dr: String, namespace: String?, stable: String, canary: String, vs: String)]) {
+        func together(_ a: String?, _ b: String?) -> Bool { a == nil || b == nil || a == b }
+        for doc in objects("VirtualService") {
+            for rollout in rollouts where together(rollout.namespace, doc.namespace) && rollout.vs != doc.name {
+                guard let dr = objects("DestinationRule").first(where: { $0.name == rollout.dr && together($0.namespace, rollout.namespace) }),
+                    let host = dr.json[path: ["spec", "host"]]?.stringValue
+                else { continue }
+                // A Rollout that manages this VirtualService itself is not in the way.
+                if rollouts.contains(where: { $0.vs == doc.name && together($0.namespace, doc.namespace) && $0.stable == rollout.stable && $0.canary == rollout.canary }) {
+                    continue
+                }
+                for route in httpRoutes(of: doc.json) {
+                    let subsets = Set(route.destinations.compactMap(\.subset))
+                    guard subsets.contains(rollout.stable), subsets.contains(rollout.canary),
+                        route.destinations.allSatisfy({ shortHost($0.host ?? "") == shortHost(host) })
+                    else { continue }
+                    add(.warning, doc, "spec.http[\(route.index)].route",
+                        "route \(route.id) splits host \(host) between subsets '\(rollout.stable)' and '\(rollout.canary)', but the Rollout for DestinationRule \(rollout.dr) shifts the weights of VirtualService \(rollout.vs) only: this route's weights never move")
+                }
+            }
+        }
     }
 
     // MARK: Rollout
@@ -396,13 +424,13 @@ struct Checker {
                     "subset '\(stable.name)' selects \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)"); the stable subset would select no pods")
             }
             if let canary = subsetList.first(where: { $0.name == plan.traffic.canarySubset }) {
-                let selector = ObservedDeployment(json: deployment.json).selector
+                let observed = ObservedDeployment(json: deployment.json)
                 let canaryPods = canaryTemplate(effective: deployment.json[path: ["spec", "template"]] ?? .null, stableLabels: stable.labels, canaryLabels: canary.labels)
                 var canaryLabels: [String: String] = [:]
                 for (k, v) in canaryPods[path: ["metadata", "labels"]]?.objectValue ?? [:] { canaryLabels[k] = v.stringValue }
-                if !selector.isEmpty, selects(selector, canaryLabels), firstMismatch(stable.labels, labels) == nil {
-                    add(.error, deployment, "spec.selector.matchLabels",
-                        "the selector (\(selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))) would also select the canary's pods; add \(stable.labels.keys.sorted().joined(separator: ", ")) to it")
+                if !observed.selectorKeys.isEmpty, observed.selects(canaryLabels), firstMismatch(stable.labels, labels) == nil {
+                    add(.error, deployment, observed.selectorExpressions.isEmpty ? "spec.selector.matchLabels" : "spec.selector",
+                        "the selector (\(observed.selectorText)) would also select the canary's pods; add \(stable.labels.keys.sorted().joined(separator: ", ")) to it")
                 }
             }
         }
@@ -458,7 +486,7 @@ struct Checker {
                 let path = "\(base).route[\(i)].destination"
                 guard let subset = dest.subset else { continue }
                 let host = dest.host ?? ""
-                let hostDRs = drs.filter { shortHost(($0.json[path: ["spec", "host"]]?.stringValue) ?? "") == shortHost(host) }
+                let hostDRs = drs.filter { serves(($0.json[path: ["spec", "host"]]?.stringValue) ?? "", host, namespace: doc.namespace ?? "default") }
                 guard !hostDRs.isEmpty else {
                     // A DestinationRule for another host next to this route: likely a typo in the host. None at all: it
                     // may be in the cluster already.
@@ -537,7 +565,7 @@ struct Checker {
                     } else if let key = missing.first {
                         add(.error, doc, base, "canary subset '\(s.name)' does not select on label '\(key)' that stable subset '\(stable.name)' uses")
                     } else if s.labels == stable.labels {
-                        add(.error, doc, base, "canary subset '\(s.name)' selects the same labels as stable subset '\(stable.name)'")
+                        add(.error, doc, base, "canary subset '\(s.name)' selects the same labels as stable subset '\(stable.name)'\(identicalSubsetsHint)")
                     }
                 }
                 continue
@@ -569,6 +597,17 @@ func matchCount(_ selector: [String: String], _ labels: [String: String]) -> Int
 
 func labelList(_ labels: [String: String]) -> String {
     labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+}
+
+/// Whether a DestinationRule for `ruleHost` applies to a route to `host` in `namespace`: the same service (compared by
+/// its short name, as everywhere in lint), or a wildcard host (`*.shop.svc.cluster.local`, `*`) that covers it, as
+/// Istio matches them (the controller takes the DestinationRule by name whatever its host).
+func serves(_ ruleHost: String, _ host: String, namespace: String) -> Bool {
+    if ruleHost == "*" { return true }
+    if ruleHost.hasPrefix("*.") {
+        return qualifiedHost(host, namespace: namespace).hasSuffix(String(ruleHost.dropFirst()))
+    }
+    return shortHost(ruleHost) == shortHost(host)
 }
 
 /// `product-service.shop.svc.cluster.local` → `product-service`.

@@ -40,6 +40,23 @@ public enum QueryResult: Sendable, Equatable {
     /// The one number the query produced, or nil for "no data": an empty
     /// vector, a NaN, or a vector of several series (an aggregation was
     /// expected to produce one).
+    /// Why this answer is not one number though Prometheus gave data (several series, a range vector, a string), for a
+    /// message that names the fix; nil for one number or for no data. A query meant to give one number that gives
+    /// several is a mistake in the query (a missing `sum`), not a canary without data.
+    public var notOneNumber: String? {
+        switch self {
+        case .vector(let samples) where samples.count > 1:
+            // The labels that tell the series apart (Istio's carry a dozen more that they share), sorted so the
+            // message does not change with the order Prometheus answers in.
+            let keys = Set(samples.flatMap(\.labels.keys)).filter { key in Set(samples.map { $0.labels[key] ?? "" }).count > 1 }.sorted()
+            let shown = keys.prefix(4).joined(separator: ", ") + (keys.count > 4 ? ", …" : "")
+            return "returned \(samples.count) series (differing in \(shown)) where one number is needed: aggregate them, e.g. sum(…)"
+        case .matrix: return "returned a range vector where one number is needed: apply a function over the range, e.g. sum(rate(…[{{interval}}]))"
+        case .string: return "returned a string where one number is needed"
+        default: return nil
+        }
+    }
+
     public var singleValue: Double? {
         let value: Double
         switch self {

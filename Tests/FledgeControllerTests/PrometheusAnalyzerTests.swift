@@ -104,6 +104,33 @@ func plan(_ name: String, _ kind: MetricPlan.Kind, min: Double? = nil, max: Doub
         }
     }
 
+    /// A custom query without its aggregation gives one series per workload (or per pod): that used to read as no
+    /// data (Inconclusive for ever, or failed checks with noData: fail); it is an error that says what to change.
+    @Test func aCustomQueryThatGivesSeveralSeriesSaysSo() async throws {
+        try await withBackfilledPrometheus(EstateData.openMetrics) { server in
+            let analyzer = PrometheusAnalyzer(defaultAddress: server.url, http: CurlHTTPClient())
+            let perWorkload = plan(
+                "errors", .custom(query: #"sum by (destination_workload) (increase(istio_requests_total{destination_workload_namespace="{{namespace}}"}[{{interval}}]))"#),
+                max: 5)
+            let range = plan("raw", .custom(query: #"istio_requests_total{destination_workload="{{workload}}",response_code="200"}[{{interval}}]"#), max: 5)
+            let request = AnalysisRequest(
+                in: "shop", canary: "checkout-canary", stable: "checkout", window: .minutes(1), metrics: [perWorkload, range], needsStable: false)
+            let result = try #require(await analyzer.measure([request], at: EstateData.evaluationTime).first)
+            guard case .providerError(let message)? = result.metrics["errors"]?.outcome else {
+                Issue.record("several series: \(String(describing: result.metrics["errors"]))")
+                return
+            }
+            #expect(
+                message
+                    == "query of metric errors returned 2 series (differing in destination_workload) where one number is needed: aggregate them, e.g. sum(…)")
+            guard case .providerError(let rangeMessage)? = result.metrics["raw"]?.outcome else {
+                Issue.record("a range vector: \(String(describing: result.metrics["raw"]))")
+                return
+            }
+            #expect(rangeMessage.hasPrefix("query of metric raw returned a range vector where one number is needed"), "\(rangeMessage)")
+        }
+    }
+
     @Test func prometheusDownIsAProviderErrorNamingTheServer() async throws {
         let port = try LoopbackPort.free()
         let analyzer = PrometheusAnalyzer(defaultAddress: "http://127.0.0.1:\(port)", http: CurlHTTPClient())
@@ -122,6 +149,30 @@ func plan(_ name: String, _ kind: MetricPlan.Kind, min: Double? = nil, max: Doub
         let unconfigured = try #require(await none.measure([request], at: Date()).first)
         guard case .providerError(let why)? = unconfigured.metrics["success-rate"]?.outcome else { return }
         #expect(why.contains("--prometheus"))
+    }
+
+    /// A Rollout without metrics is judged on the canary's request volume (and the judge's counts). With Prometheus
+    /// down, the result carries why neither was measured, so the interval is a provider error; it used to read as a
+    /// canary without traffic (Inconclusive, "unknown requests < minRequests"), never reaching providerErrorLimit.
+    @Test func prometheusDownWithoutMetricsKeepsTheErrorOfTheVolumeAndCounts() async throws {
+        let port = try LoopbackPort.free()
+        let analyzer = PrometheusAnalyzer(defaultAddress: "http://127.0.0.1:\(port)", http: CurlHTTPClient())
+        let request = AnalysisRequest(
+            in: "shop", canary: "checkout-canary", stable: "checkout", window: .seconds(30), metrics: [], needsStable: false, needsCounts: true)
+        let noMetrics = try Rollout(
+            metadata: ObjectMeta(name: "checkout", namespace: "shop", generation: 1),
+            spec: RolloutSpec(target: TargetSpec(deployment: "checkout"), stages: [StageSpec(weight: 10)])
+        ).plan().get().analysis
+        let result = try #require(await analyzer.measure([request], at: Date()).first)
+        #expect(result.requests == nil)
+        #expect(result.requestsError?.contains("127.0.0.1:\(port)") == true, "\(String(describing: result.requestsError))")
+        #expect(result.countsError?.contains("127.0.0.1:\(port)") == true, "\(String(describing: result.countsError))")
+        #expect(judgeInterval(noMetrics, result).verdict == .error)
+
+        let none = PrometheusAnalyzer(defaultAddress: nil, http: CurlHTTPClient())
+        let unconfigured = try #require(await none.measure([request], at: Date()).first)
+        #expect(unconfigured.requestsError?.contains("--prometheus") == true)
+        #expect(judgeInterval(noMetrics, unconfigured).verdict == .error)
     }
 
     /// A Prometheus that takes the connection and never answers. The client a Rollout's own address gets has the

@@ -112,9 +112,11 @@ func measure(_ behaviour: CanaryBehaviour, at time: Timestamp, stableSuccess: Do
     case .noData:
         return IntervalResult(time: time, requests: 0, metrics: ["success-rate": MetricSample(.noData), "latency-p99": MetricSample(.noData)])
     case .providerDown:
+        // As PrometheusAnalyzer reports it: every query failed, the request volume's too.
         return IntervalResult(
             time: time, requests: nil,
-            metrics: ["success-rate": MetricSample(.providerError("connection refused")), "latency-p99": MetricSample(.providerError("connection refused"))])
+            metrics: ["success-rate": MetricSample(.providerError("connection refused")), "latency-p99": MetricSample(.providerError("connection refused"))],
+            requestsError: "connection refused")
     case .fewRequests(let n):
         return IntervalResult(
             time: time, requests: n, metrics: ["success-rate": MetricSample(.value(100)), "latency-p99": MetricSample(.value(50))])

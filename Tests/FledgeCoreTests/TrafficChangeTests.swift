@@ -340,6 +340,32 @@ import Testing
         sim.run { $0.observedCanaryWeight == 10 }
         #expect(sim.observedCanaryWeight == 10)
     }
+
+    /// A cluster whose domain is not cluster.local: the DestinationRule names the service in full with that domain,
+    /// the routes by its short name. Both are the same service; the rollout used to hold with RouteNotFound.
+    @Test(arguments: ["product-service", "product-service.shop.svc.corp.local"])
+    func aClusterDomainOtherThanClusterLocal(routeHost: String) {
+        var dr = seedDestinationRule()
+        dr[path: ["spec", "host"]] = "product-service.shop.svc.corp.local"
+        var sim = Sim(destinationRule: dr)
+        sim.observed.virtualService = vs(host: routeHost)
+        sim.run(maxSteps: 200) { $0.observedCanaryWeight == 10 }
+        #expect(sim.observedCanaryWeight == 10, "\(sim.status.message ?? "")")
+        // Another namespace is still another service.
+        var other = Sim(destinationRule: dr)
+        other.observed.virtualService = vs(host: "product-service.other")
+        other.run(maxSteps: 50) { _ in false }
+        #expect(other.weightHistory.allSatisfy { $0 == 0 })
+        #expect(other.status.condition(ConditionType.trafficReady)?.reason == "RouteNotFound")
+    }
+
+    @Test(arguments: [
+        ("web.shop.svc.cluster.local", "web.shop.svc.corp.local", true), ("web.shop.svc.cluster.local", "web.other.svc.cluster.local", false),
+        ("web.example.com", "web.example.com", true), ("web.example.com", "web.example.org", false), ("a.b.svc", "a.b.svc", true),
+    ])
+    func sameServiceComparesWithoutTheClusterDomain(a: String, b: String, same: Bool) {
+        #expect(sameService(a, b) == same)
+    }
 }
 
 @Suite struct PromoteBeforeAStageServesTests {

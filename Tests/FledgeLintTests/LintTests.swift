@@ -381,6 +381,86 @@ struct LintTests {
         #expect(errors(report).contains { $0.object == "Deployment shop/product-service" && $0.path == "spec.selector.matchLabels" }, "\(report.findings)")
     }
 
+    /// `matchExpressions` narrow the selector: `version in (v1)` keeps the canary's pods (version=v2) out, so there
+    /// is no overlap; `version notin (v3)` does not, and the finding shows the whole selector.
+    @Test func selectorWithMatchExpressions() throws {
+        let narrowed = Linter.lint(
+            sources: try variant(
+                "deployment.yaml", "      app: product-service\n      version: v1\n  template",
+                "      app: product-service\n    matchExpressions:\n    - {key: version, operator: In, values: [v1]}\n  template"))
+        #expect(errors(narrowed) == [], "\(narrowed.findings)")
+        let open = Linter.lint(
+            sources: try variant(
+                "deployment.yaml", "      app: product-service\n      version: v1\n  template",
+                "      app: product-service\n    matchExpressions:\n    - {key: version, operator: NotIn, values: [v3]}\n  template"))
+        #expect(
+            errors(open).map(\.message) == ["the selector (app=product-service, version notin (v3)) would also select the canary's pods; add version to it"],
+            "\(open.findings)")
+        #expect(errors(open).first?.path == "spec.selector")
+    }
+
+    /// Two different stable destinations in the managed route: the controller will not rewrite it, and lint says so.
+    @Test func managedRouteWithTwoDifferentStableDestinations() throws {
+        let report = Linter.lint(
+            sources: try variant(
+                "virtualservice.yaml", "        subset: stable\n      weight: 90",
+                "        subset: stable\n        port: {number: 81}\n      weight: 80\n    - destination:\n        host: product-service\n        subset: stable\n      weight: 10"))
+        #expect(
+            errors(report).contains {
+                $0.path == "spec.traffic" && $0.message.hasPrefix("route http[1] of VirtualService product-service has 2 different destinations for subset stable")
+            }, "\(report.findings)")
+    }
+
+    /// A second VirtualService for the gateway that also splits between the subsets: its weights never move.
+    @Test func aSecondVirtualServiceSplittingTheSameSubsetsIsAWarning() throws {
+        let gateway = """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: product-service-public, namespace: shop}
+            spec:
+              hosts: [shop.example.com]
+              gateways: [istio-system/public]
+              http:
+              - name: stable-only
+                match: [{uri: {prefix: /v1}}]
+                route:
+                - destination: {host: product-service, subset: stable}
+              - name: public
+                route:
+                - destination: {host: product-service.shop.svc.cluster.local, subset: stable}
+                  weight: 100
+                - destination: {host: product-service.shop.svc.cluster.local, subset: canary}
+                  weight: 0
+            """
+        let report = Linter.lint(sources: try seedSources() + [("gateway.yaml", gateway)])
+        let warnings = report.findings.filter { $0.object == "VirtualService shop/product-service-public" && $0.severity == .warning }
+        #expect(
+            warnings.map(\.message) == [
+                "route public splits host product-service between subsets 'stable' and 'canary', but the Rollout for DestinationRule product-service shifts the weights of VirtualService product-service only: this route's weights never move"
+            ], "\(report.findings)")
+        #expect(warnings.first?.path == "spec.http[1].route")
+        #expect(errors(report) == [], "\(report.findings)")
+    }
+
+    /// A DestinationRule for a wildcard host covers the routes' host, as Istio matches it; lint said the subsets were
+    /// undefined while the controller (which takes the DestinationRule by name) went on.
+    @Test(arguments: ["'*.shop.svc.cluster.local'", "'*'"])
+    func aDestinationRuleForAWildcardHost(host: String) throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "  host: product-service\n", "  host: \(host)\n"))
+        #expect(errors(report) == [], "\(report.findings)")
+        // One for another namespace's services does not cover them.
+        let other = Linter.lint(sources: try variant("destinationrule.yaml", "  host: product-service\n", "  host: '*.other.svc.cluster.local'\n"))
+        #expect(errors(other).contains { $0.message.contains("has no DestinationRule among the linted manifests") }, "\(other.findings)")
+    }
+
+    @Test func subsetsThatSelectTheSameLabelsAsArgoRolloutsUsersWriteThem() throws {
+        let report = Linter.lint(sources: try variant("destinationrule.yaml", "      version: v2", "      version: v1"))
+        #expect(
+            errors(report).contains {
+                $0.message == "canary subset 'canary' selects the same labels as stable subset 'stable'" + identicalSubsetsHint
+            }, "\(report.findings)")
+    }
+
     @Test func weightOnASubsetNothingProvidesWithoutARolloutIsAnError() throws {
         let report = Linter.lint(sources: try seedSources().filter { $0.file != "rollout.yaml" })
         #expect(errors(report).contains { $0.path == "spec.http[1].route[1]" && $0.message.contains("no Deployment provides") }, "\(report.findings)")

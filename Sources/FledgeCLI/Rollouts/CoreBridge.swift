@@ -22,7 +22,7 @@ enum CoreBridge {
         let stableLabels = observed.destinationRule.flatMap { dr in subsets(of: dr).first { $0.name == plan.traffic.stableSubset }?.labels } ?? [:]
         do {
             let effective = try effectiveTemplate(
-                stable: stable.template, change: plan.change, keepingLabels: Set(stable.selector.keys).union(stableLabels.keys))
+                stable: stable.template, change: plan.change, keepingLabels: stable.selectorKeys.union(stableLabels.keys))
             return (stable.template, effective)
         } catch {
             throw CLIError(error.message)
