@@ -250,8 +250,15 @@ import Testing
             #expect(Set(holders.values) == ["fledge-payments", "fledge-search"], "\(holders)")
             #expect(holders.keys.allSatisfy { $0.hasPrefix("fledge-controller-") }, "\(holders)")
             for shard in shards {
-                let lines = (try String(contentsOf: shard.process.err, encoding: .utf8)).split(separator: "\n").compactMap {
-                    try? JSONValue(parsing: String($0))
+                // The Lease is held as soon as the API server stored it; the log line follows the answer.
+                func log() throws -> [JSONValue] {
+                    (try String(contentsOf: shard.process.err, encoding: .utf8)).split(separator: "\n").compactMap { try? JSONValue(parsing: String($0)) }
+                }
+                var lines = try log()
+                let logDeadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while !lines.contains(where: { $0["msg"]?.stringValue == "became the leader" }), ContinuousClock.now < logDeadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    lines = try log()
                 }
                 let lease = lines.first { $0["msg"]?.stringValue == "electing a leader through a Lease" }?["lease"]?.stringValue
                 #expect(lease.map { $0.hasPrefix("shop/fledge-controller-") && holders[String($0.dropFirst(5))] == "fledge-\(shard.name)" } == true,

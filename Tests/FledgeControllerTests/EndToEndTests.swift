@@ -18,7 +18,7 @@ import Testing
             let original = try await world.virtualService()
             _ = stack.startController()
             try await world.trigger(image: Self.newImage)
-            let done = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            let done = try await world.waitForPhase("Succeeded", timeout: .seconds(300))
             #expect(image(try await world.deployment("product-service")) == Self.newImage)
             #expect(weights(try await world.virtualService()) == (100, 0))
             #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
@@ -119,7 +119,7 @@ import Testing
             #expect(still[path: ["status", "phase"]] == "Progressing")
             #expect(still[path: ["status", "stage"]]?.intValue == stage)
             try await stack.prometheus.start()
-            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(300))
             #expect(image(try await world.deployment("product-service")) == Self.newImage)
         }
     }
@@ -188,7 +188,7 @@ import Testing
             let frozen = try await world.rollout()
             try await Task.sleep(for: .seconds(2))
             _ = stack.startController()
-            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(300))
             #expect(image(try await world.deployment("product-service")) == Self.newImage)
             #expect(frozen[path: ["status", "phase"]] == "Progressing")
         }
@@ -207,7 +207,7 @@ import Testing
             let a = stack.startController(configure: elect)
             let b = stack.startController(configure: elect)
             try await world.trigger(image: Self.newImage)
-            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(300))
             let writers = [a, b].filter { $0.controller.counts.writes + $0.controller.counts.statusWrites > 0 }
             #expect(writers.count == 1)
             let lease = try await world.client.get(.leases, namespace: "fledge-system", name: "fledge-controller")

@@ -91,7 +91,7 @@ import TestSupport
             let prometheus = PrometheusClient(baseURL: stack.prometheus.url, http: CurlHTTPClient())
             _ = stack.startController()
             try await world.trigger(image: EndToEndTests.newImage)
-            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(120))
+            _ = try await world.waitForPhase("Succeeded", timeout: .seconds(300))
             let data = try await ReportGatherer(kubernetes: world.client, prometheus: prometheus)
                 .gather(rollout: "product-service", namespace: "shop", now: Date().timeIntervalSince1970)
             #expect(data.phase == "Succeeded")

@@ -275,7 +275,15 @@ private func quietLogger() -> Logger {
             // Watched in memory only: the test itself sends nothing the counts would include. Which write meets the
             // conflicts first (the Rollout's status or metadata, or the VirtualService's weights) depends on where the
             // rollout is when they begin; whichever it is, its resource is listed again.
-            let relisted = await eventually { controller.caches.all.contains { $0.relistCount >= 2 } }
+            func writes(_ counts: [String: Int]) -> Int {
+                Set(counts.keys).union(before.keys).filter { $0.hasPrefix("update ") || $0.hasPrefix("patch ") }
+                    .reduce(0) { $0 + (counts[$1] ?? 0) - (before[$1] ?? 0) }
+            }
+            // The third conflict relists. (A watch dropped under load relists too, so the writes are waited for as well.)
+            let relisted = await eventually {
+                let relistedNow = controller.caches.all.contains { $0.relistCount >= 2 }
+                return relistedNow ? writes(await store.requestCounts) >= 3 : false
+            }
             let after = await store.requestCounts
             await store.setFaults(SandboxFaults())
             #expect(relisted)

@@ -143,10 +143,11 @@ final class GateServer: Sendable {
         #expect(running.controller.resyncPass() == 0)
 
         // The Deployment it named changing now concerns no Rollout. (A reconcile queued before the deletion may
-        // still run, and find nothing: wait until none has run for half a second.)
+        // still run, and find nothing, as may one for the canary Deployment the deletion garbage-collects: wait until
+        // none has run for a second and a half, which a loaded machine needs.)
         var reconciles = running.controller.counts.reconciles
         for _ in 0..<20 {
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(1500))
             if running.controller.counts.reconciles == reconciles { break }
             reconciles = running.controller.counts.reconciles
         }
