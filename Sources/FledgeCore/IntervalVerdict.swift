@@ -47,14 +47,7 @@ public func judgeInterval(_ plan: RolloutPlan, status: RolloutStatus, result: In
         // Asked for and not measured: the judge cannot judge this interval, which must not let the metrics alone
         // advance the stage.
         if let error = result.countsError {
-            let message = "metric provider error: \(error)"
-            judgement.judgeResults = [
-                MetricResult(
-                    name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
-                    requests: nil, time: result.time)
-            ]
-            judgement.summary += "; judge: \(message)"
-            if checks != .failed { judgement.verdict = .error }
+            judgement.judgeCouldNotJudge("metric provider error: \(error)", time: result.time)
         }
         return judgement
     }
@@ -74,17 +67,24 @@ public func judgeInterval(_ plan: RolloutPlan, status: RolloutStatus, result: In
             if checks == .passed, status.judgeAcceptedStage != index { judgement.verdict = .inconclusive }
         }
     } catch {
-        let message = "the judge rejected the counts: \(error)"
         judgement.judge = .rejected(error)
-        judgement.judgeResults = [
-            MetricResult(
-                name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
-                requests: nil, time: result.time)
-        ]
-        judgement.summary += "; judge: \(message)"
-        if checks != .failed { judgement.verdict = .error }
+        judgement.judgeCouldNotJudge("the judge rejected the counts: \(error)", time: result.time)
     }
     return judgement
+}
+
+extension IntervalJudgement {
+    /// The judge could not judge the interval (counts missing or refused): an error result in its place, and the
+    /// interval an error unless the checks already failed it.
+    mutating func judgeCouldNotJudge(_ message: String, time: Timestamp) {
+        judgeResults = [
+            MetricResult(
+                name: "judge", value: nil, stableValue: nil, threshold: "counts of both workloads", verdict: .error, message: message,
+                requests: nil, time: time)
+        ]
+        summary += "; judge: \(message)"
+        if checks != .failed { verdict = .error }
+    }
 }
 
 /// The judge's evidence as metric results, every number kept in `evidence`.
