@@ -159,14 +159,14 @@ public func judgeInterval(_ plan: AnalysisPlan, _ result: IntervalResult) -> (ve
             noData: plan.noData, time: result.time)
     }
     if plan.metrics.isEmpty {
-        let ok = (result.requests ?? 0) >= Int64(plan.minRequests)
-        let verdict: Verdict = ok ? .passed : result.requests == nil && result.requestsError != nil ? .error : .inconclusive
-        let message =
-            ok
-            ? nil
-            : result.requests == nil
-                ? result.requestsError.map { "metric provider error: \($0)" } ?? "request count unknown"
-                : "\(result.requests!) requests < minRequests \(plan.minRequests)"
+        let verdict: Verdict
+        let message: String?
+        switch (result.requests, result.requestsError) {
+        case _ where (result.requests ?? 0) >= Int64(plan.minRequests): (verdict, message) = (.passed, nil)
+        case (let requests?, _): (verdict, message) = (.inconclusive, "\(requests) requests < minRequests \(plan.minRequests)")
+        case (nil, let error?): (verdict, message) = (.error, "metric provider error: \(error)")
+        case (nil, nil): (verdict, message) = (.inconclusive, "request count unknown")
+        }
         metrics.append(
             MetricResult(
                 name: "requests", value: result.requests.map(Double.init), stableValue: nil, threshold: ">= \(plan.minRequests)",

@@ -26,6 +26,12 @@ import Testing
     }
 
     /// The seed's VirtualService sends 10 % to a canary subset with no pods yet; start where Fledge leaves it.
+    /// A rollout held at its second stage (600 s) with a 5 s progress deadline and 2 s intervals: only passing checks
+    /// keep it going, so a deadline wrongly passed shows at once.
+    static let shortDeadlineSpec = fastSpec.applyingMergePatch([
+        "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
+    ])
+
     static func startFromStable(_ world: World) async throws {
         _ = try await world.client.update(.virtualServices, namespace: "shop", settingWeights(try await world.virtualService(), 100, 0))
     }
@@ -160,10 +166,7 @@ import Testing
     @Test func aControllerDownLongerThanTheProgressDeadlineDoesNotFailAHealthyCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
-            ]))
+        try await world.patchSpec(Self.shortDeadlineSpec)
         let first = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
         let serving = try await world.waitFor("stage 2 analysed") {
@@ -215,10 +218,7 @@ import Testing
     @Test func anAPIServerThatTookNoWritesForLongerThanTheDeadlineDoesNotFailAHealthyCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
-            ]))
+        try await world.patchSpec(Self.shortDeadlineSpec)
         _ = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
         // Past the grace that follows the controller's start (two intervals).
@@ -275,10 +275,7 @@ import Testing
     @Test func aWallClockJumpForwardDoesNotFailAHealthyCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
-            ]))
+        try await world.patchSpec(Self.shortDeadlineSpec)
         let offset = Mutex<TimeInterval>(0)
         _ = world.startController(analyzer: ScriptedMetrics(), now: { Date().addingTimeInterval(offset.withLock { $0 }) })
         try await world.trigger(image: "registry.example/product-service:2.0.0")

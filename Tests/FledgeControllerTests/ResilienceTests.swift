@@ -28,6 +28,13 @@ extension World {
 }
 
 /// A plain-HTTP sandbox holding the CRDs and the seed's manifests, restartable on the same port with fresh state.
+/// Stops the controller, then the API servers a restore test started (the second, if it got that far).
+private func stopAll(_ running: RunningController?, _ first: Cluster, _ second: Cluster?) async {
+    await running?.stop()
+    await first.server.stop()
+    await second?.server.stop()
+}
+
 private struct Cluster {
     let server: SandboxServer
     let client: KubernetesClient
@@ -194,14 +201,10 @@ private func quietLogger() -> Logger {
             // The canary it made on the old server is not in the cache any more: nothing was made on this one.
             #expect(controller.caches.deployments.get(namespace: "shop", name: "product-service-canary") == nil)
         } catch {
-            await running?.stop()
-            await first.server.stop()
-            await second?.server.stop()
+            await stopAll(running, first, second)
             throw error
         }
-        await running?.stop()
-        await first.server.stop()
-        await second?.server.stop()
+        await stopAll(running, first, second)
     }
 
     /// As above, but the server comes back with resourceVersions beyond those the controller saw (a backup restored
@@ -247,14 +250,10 @@ private func quietLogger() -> Logger {
             #expect(requests.keys.filter { $0.hasPrefix("list ") }.isEmpty, "\(requests)")
             #expect(controller.caches.all.allSatisfy { $0.relistCount == 1 })
         } catch {
-            await running?.stop()
-            await first.server.stop()
-            await second?.server.stop()
+            await stopAll(running, first, second)
             throw error
         }
-        await running?.stop()
-        await first.server.stop()
-        await second?.server.stop()
+        await stopAll(running, first, second)
     }
 
     /// Every write refused with 409 Conflict for as long as it lasts (another writer racing, an API server that lost
@@ -378,13 +377,9 @@ private func quietLogger() -> Logger {
             second = try await Cluster.start(port: first.port, directory: directory)
             #expect(await eventually { controller.isReady }, "\(controller.readiness.message)")
         } catch {
-            await running?.stop()
-            await first.server.stop()
-            await second?.server.stop()
+            await stopAll(running, first, second)
             throw error
         }
-        await running?.stop()
-        await first.server.stop()
-        await second?.server.stop()
+        await stopAll(running, first, second)
     }
 }
