@@ -917,10 +917,7 @@ struct Engine {
         guard let latest = analysis.latest, let started = status.stageStartedAt else { return false }
         // Not one from after now either: it was measured before the clock went back, and judged then (see
         // bringFutureTimesToNow, which would otherwise let it count again and again).
-        guard latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)), latest.time <= now
-        else {
-            return false
-        }
+        guard isUnjudged(latest, stageStartedAt: started), latest.time <= now else { return false }
         let index = status.stage ?? 0
         let judged = judgeInterval(plan, status: status, result: latest)
         let (verdict, guardrails, metrics, summary) = (judged.verdict, judged.checks, judged.metrics, judged.summary)
@@ -1043,7 +1040,7 @@ struct Engine {
         // A check of this stage measured within the deadline is judged first, though its answer came after it (a query
         // takes time, at most an interval here): if it passed, that is progress made when it was measured.
         if status.phase == .progressing, let latest = analysis.latest, let started = status.stageStartedAt,
-            latest.time >= started + plan.analysis.interval, latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min)),
+            isUnjudged(latest, stageStartedAt: started),
             latest.time.milliseconds(since: last) <= plan.progressDeadline.milliseconds,
             now.milliseconds(since: latest.time) <= plan.analysis.interval.milliseconds
         {
@@ -1053,6 +1050,11 @@ struct Engine {
             to: .failed, reason: "ProgressDeadlineExceeded",
             message: "no progress for \(plan.progressDeadline) (progressDeadline) in phase \(status.phase.rawValue): \(status.message ?? "")")
         return true
+    }
+
+    /// Whether `latest` is a measurement of this stage (a whole interval after it began) not yet judged.
+    func isUnjudged(_ latest: IntervalResult, stageStartedAt started: Timestamp) -> Bool {
+        latest.time >= started + plan.analysis.interval && latest.time > (status.lastAnalysisAt ?? Timestamp(seconds: .min))
     }
 
     /// How long a controller that just began deciding waits before a progress deadline that passed while no
