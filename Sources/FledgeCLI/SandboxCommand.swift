@@ -18,7 +18,8 @@ struct SandboxCommand: AsyncParsableCommand {
                 --load deploy/crds rollouts/product-service
               KUBECONFIG=sandbox.kubeconfig kubectl get crds
 
-            Deployments simulate rollouts: their status follows the spec after --rollout-delay.
+            Deployments simulate rollouts: their status, ReplicaSets and pods follow the spec after \
+            --rollout-delay (`kubectl rollout status|history|undo` work); nothing runs in the pods.
 
             With --rbac, the loaded Roles and bindings decide every request but the admin's; the admin may \
             impersonate, so this checks what the controller's service account may do:

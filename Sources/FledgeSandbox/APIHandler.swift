@@ -160,6 +160,11 @@ struct APIHandler: HTTPResponder {
         if let subresource = target.subresource {
             let served = (subresource == "status" && type.hasStatus) || (subresource == "scale" && type.hasScale)
                 || (subresource == TokenRequest.subresource && type.groupResource == .serviceAccounts)
+            if type.groupResource == .pods, ["log", "exec", "attach", "portforward"].contains(subresource), let name = target.name {
+                // Pods here are simulated from their Deployments: nothing runs, so there is nothing to read or enter.
+                throw SandboxError.badRequest(
+                    "pod \"\(name)\" is simulated by the sandbox and runs no containers: there is no \(subresource == "log" ? "log to read" : "container to \(subresource == "portforward" ? "forward to" : "enter")")")
+            }
             guard served else { throw SandboxError.pathNotFound(request.uri.path) }
         }
         if target.subresource == TokenRequest.subresource {

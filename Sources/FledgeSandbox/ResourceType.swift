@@ -24,6 +24,7 @@ public struct GroupResource: Hashable, Sendable, CustomStringConvertible {
     /// `events.k8s.io/v1` Events: the core Events, converted (see `storage`).
     public static let eventsV1 = GroupResource(group: "events.k8s.io", resource: "events")
     public static let deployments = GroupResource(group: "apps", resource: "deployments")
+    public static let replicaSets = GroupResource(group: "apps", resource: "replicasets")
     public static let virtualServices = GroupResource(group: "networking.istio.io", resource: "virtualservices")
     public static let destinationRules = GroupResource(group: "networking.istio.io", resource: "destinationrules")
     public static let leases = GroupResource(group: "coordination.k8s.io", resource: "leases")
@@ -176,6 +177,16 @@ public struct ResourceType: Sendable {
                     PrinterColumn(name: "Ready", type: "string", jsonPath: "#deploymentReady"),
                     PrinterColumn(name: "Up-to-date", type: "integer", jsonPath: ".status.updatedReplicas"),
                     PrinterColumn(name: "Available", type: "integer", jsonPath: ".status.availableReplicas"),
+                ]),
+            // Written by the sandbox's Deployment simulation, as the real Deployment controller writes them: what
+            // `kubectl rollout history|undo` and `kubectl describe deployment` read.
+            ResourceType(
+                group: "apps", version: "v1", resource: "replicasets", singular: "replicaset", kind: "ReplicaSet",
+                namespaced: true, shortNames: ["rs"], categories: ["all"], hasStatus: true, hasScale: true,
+                printerColumns: [
+                    PrinterColumn(name: "Desired", type: "integer", jsonPath: ".spec.replicas"),
+                    PrinterColumn(name: "Current", type: "integer", jsonPath: ".status.replicas"),
+                    PrinterColumn(name: "Ready", type: "integer", jsonPath: ".status.readyReplicas"),
                 ]),
             ResourceType(
                 group: "coordination.k8s.io", version: "v1", resource: "leases", singular: "lease", kind: "Lease",

@@ -1092,6 +1092,11 @@ public actor SandboxStore {
                 var simulation = deploymentSimulations[key] ?? DeploymentSimulation()
                 simulation.dueAt = clock.now.addingTimeInterval(SandboxStore.seconds(rolloutDelay))
                 deploymentSimulations[key] = simulation
+            } else if simulatePods, deploymentSimulations[key]?.dueAt == nil,
+                old![path: ["metadata", "annotations", "kubernetes.io/change-cause"]] != object[path: ["metadata", "annotations", "kubernetes.io/change-cause"]]
+            {
+                // The Deployment controller copies a new change-cause to the current ReplicaSet (`rollout history`).
+                settle(key: key)
             }
         default:
             break
@@ -1125,7 +1130,7 @@ public actor SandboxStore {
         case .deployments:
             let namespace = object[path: ["metadata", "namespace"]]?.stringValue
             deploymentSimulations.removeValue(forKey: SandboxStore.key(namespace, name))
-            if simulatePods { syncPods(deployment: object, ready: 0, replicas: 0) }
+            // Its ReplicaSets, and their pods, are the garbage collector's (or stay, orphaned, as they would).
         default:
             break
         }
@@ -1358,17 +1363,128 @@ public actor SandboxStore {
         progressing["lastUpdateTime"] = time
         progressing["lastTransitionTime"] = time
         status["conditions"] = .array([.object(availableCondition), .object(progressing)])
-        if simulatePods { syncPods(deployment: deployment, ready: ready, replicas: replicas) }
-        if deployment["status"] != status {
-            var updated = deployment
-            updated["status"] = status
+        var updated = deployment
+        updated["status"] = status
+        if simulatePods {
+            let current = syncReplicaSets(deployment: deployment, ready: ready, replicas: replicas)
+            syncPods(deployment: deployment, owner: current, ready: ready, replicas: replicas)
+            // As the Deployment controller does: the Deployment carries its newest ReplicaSet's revision.
+            updated[path: ["metadata", "annotations", SandboxStore.revisionAnnotation]] = current?[path: ["metadata", "annotations", SandboxStore.revisionAnnotation]]
+        }
+        if updated != deployment {
             _ = store(updated, type.groupResource, key: key, event: "MODIFIED")
+        }
+    }
+
+    static let revisionAnnotation = "deployment.kubernetes.io/revision"
+
+    /// What the Deployment controller keeps: one ReplicaSet per pod template (`<deployment>-<pod-template-hash>`),
+    /// the current one at `replicas` and at the highest revision, the older ones at 0, and no more of those than
+    /// `spec.revisionHistoryLimit`. A template that comes back (`kubectl rollout undo`) takes its old ReplicaSet
+    /// back at a new revision. Returns the current ReplicaSet.
+    private func syncReplicaSets(deployment: JSONValue, ready: Int, replicas: Int) -> JSONValue? {
+        guard let replicaSetType = self.type(for: .replicaSets) else { return nil }
+        let namespace = deployment[path: ["metadata", "namespace"]]?.stringValue ?? "default"
+        let name = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
+        let uid = deployment[path: ["metadata", "uid"]]?.stringValue ?? ""
+        let hash = SandboxStore.templateHash(deployment)
+        let currentName = "\(name)-\(hash)"
+        let owned = dependents(of: deployment).filter { $0.0 == .replicaSets }.map(\.2)
+        func revision(_ replicaSet: JSONValue) -> Int {
+            Int(replicaSet[path: ["metadata", "annotations", SandboxStore.revisionAnnotation]]?.stringValue ?? "") ?? 0
+        }
+        let newest = owned.map(revision).max() ?? 0
+        let time = JSONValue.string(now())
+        var current: JSONValue?
+        for replicaSet in owned {
+            let replicaSetName = replicaSet[path: ["metadata", "name"]]?.stringValue ?? ""
+            guard replicaSetName != currentName else { continue }
+            var scaledDown = replicaSet
+            scaledDown[path: ["spec", "replicas"]] = 0
+            scaledDown["status"] = ["replicas": 0, "observedGeneration": replicaSet[path: ["metadata", "generation"]] ?? 1]
+            if scaledDown != replicaSet {
+                _ = store(scaledDown, .replicaSets, key: SandboxStore.key(namespace, replicaSetName), event: "MODIFIED")
+            }
+        }
+        var templateLabels = deployment[path: ["spec", "template", "metadata", "labels"]]?.objectValue ?? [:]
+        templateLabels["pod-template-hash"] = .string(hash)
+        var template = deployment[path: ["spec", "template"]] ?? [:]
+        template[path: ["metadata", "labels"]] = .object(templateLabels)
+        var selector = deployment[path: ["spec", "selector"]] ?? [:]
+        selector[path: ["matchLabels", "pod-template-hash"]] = .string(hash)
+        let key = SandboxStore.key(namespace, currentName)
+        let existing = buckets[.replicaSets]?.objects[key]
+        var replicaSet: JSONValue
+        if let existing {
+            replicaSet = existing
+        } else {
+            // The ReplicaSet controller's creates are refused in a namespace being deleted.
+            if isTerminating(namespace) { return nil }
+            var owner: JSONObject = [:]
+            owner["apiVersion"] = "apps/v1"
+            owner["kind"] = "Deployment"
+            owner["name"] = .string(name)
+            owner["uid"] = .string(uid)
+            owner["controller"] = .bool(true)
+            owner["blockOwnerDeletion"] = .bool(true)
+            replicaSet = [
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": [
+                    "name": .string(currentName), "namespace": .string(namespace), "uid": .string(UUID().uuidString.lowercased()),
+                    "creationTimestamp": time, "generation": 1, "ownerReferences": [.object(owner)],
+                ],
+            ]
+        }
+        replicaSet[path: ["metadata", "labels"]] = .object(templateLabels)
+        var annotations = replicaSet[path: ["metadata", "annotations"]]?.objectValue ?? [:]
+        annotations["deployment.kubernetes.io/desired-replicas"] = .string(String(replicas))
+        annotations["deployment.kubernetes.io/max-replicas"] = .string(String(replicas + SandboxStore.maxSurge(deployment, replicas: replicas)))
+        if existing == nil || revision(existing!) < newest {
+            annotations[SandboxStore.revisionAnnotation] = .string(String(newest + 1))
+        }
+        if let cause = deployment[path: ["metadata", "annotations", "kubernetes.io/change-cause"]] {
+            annotations["kubernetes.io/change-cause"] = cause
+        }
+        replicaSet[path: ["metadata", "annotations"]] = .object(annotations)
+        if replicaSet[path: ["spec", "replicas"]]?.intValue.map(Int.init) != replicas, existing != nil {
+            replicaSet[path: ["metadata", "generation"]] = .int((existing?[path: ["metadata", "generation"]]?.intValue ?? 1) + 1)
+        }
+        replicaSet["spec"] = ["replicas": .int(Int64(replicas)), "selector": selector, "template": template]
+        replicaSet["status"] = [
+            "replicas": .int(Int64(replicas)), "fullyLabeledReplicas": .int(Int64(replicas)),
+            "readyReplicas": .int(Int64(ready)), "availableReplicas": .int(Int64(ready)),
+            "observedGeneration": replicaSet[path: ["metadata", "generation"]] ?? 1,
+        ]
+        if replicaSet != existing {
+            replicaSet = store(replicaSet, .replicaSets, key: key, event: existing == nil ? "ADDED" : "MODIFIED")
+        }
+        current = replicaSet
+        // The oldest scaled-down ReplicaSets beyond the history limit go (with their pods, by the garbage collector).
+        let limit = Int(deployment[path: ["spec", "revisionHistoryLimit"]]?.intValue ?? 10)
+        let old = owned.filter { $0[path: ["metadata", "name"]]?.stringValue != currentName }.sorted { revision($0) < revision($1) }
+        for replicaSet in old.dropLast(max(0, limit)) {
+            let replicaSetKey = SandboxStore.key(namespace, replicaSet[path: ["metadata", "name"]]?.stringValue ?? "")
+            guard let stored = buckets[.replicaSets]?.objects[replicaSetKey] else { continue }
+            _ = remove(replicaSetType, key: replicaSetKey, old: stored)
+        }
+        return current
+    }
+
+    /// `spec.strategy.rollingUpdate.maxSurge` in pods (25 % by default, rounded up as the Deployment controller does).
+    static func maxSurge(_ deployment: JSONValue, replicas: Int) -> Int {
+        guard deployment[path: ["spec", "strategy", "type"]]?.stringValue != "Recreate" else { return 0 }
+        switch deployment[path: ["spec", "strategy", "rollingUpdate", "maxSurge"]] {
+        case .int(let count)?: return Int(count)
+        case .string(let text)? where text.hasSuffix("%"):
+            let percent = Int(text.dropLast()) ?? 25
+            return (replicas * percent + 99) / 100
+        default: return (replicas * 25 + 99) / 100
         }
     }
 
     static func templateHash(_ deployment: JSONValue) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in (deployment[path: ["spec", "template"]] ?? .null).serialized(sortedKeys: true) {
+        for byte in withoutEmptyValues(deployment[path: ["spec", "template"]] ?? .null).serialized(sortedKeys: true) {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
@@ -1380,20 +1496,43 @@ public actor SandboxStore {
         return text
     }
 
-    /// Keeps exactly `replicas` pods of the current template, `ready` of them ready.
-    private func syncPods(deployment: JSONValue, ready: Int, replicas: Int) {
+    /// `null`s and empty objects dropped: the real server's Go types cannot tell them from absent fields, so kubectl
+    /// writes them back freely (`rollout undo` sends a template with `creationTimestamp: null` and `resources: {}`)
+    /// and the same template must keep its pod-template-hash.
+    static func withoutEmptyValues(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .object(let object):
+            var kept = JSONObject()
+            for (key, member) in object {
+                let cleaned = withoutEmptyValues(member)
+                if cleaned == .null { continue }
+                if case .object(let inner) = cleaned, inner.isEmpty { continue }
+                kept[key] = cleaned
+            }
+            return .object(kept)
+        case .array(let items):
+            return .array(items.map(withoutEmptyValues))
+        default:
+            return value
+        }
+    }
+
+    /// Keeps exactly `replicas` pods of the current template, `ready` of them ready, owned by its ReplicaSet
+    /// `owner`; the pods of the Deployment's older ReplicaSets go.
+    private func syncPods(deployment: JSONValue, owner replicaSet: JSONValue?, ready: Int, replicas: Int) {
         guard let podType = self.type(for: .pods) else { return }
         let namespace = deployment[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         let name = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
-        let uid = deployment[path: ["metadata", "uid"]]?.stringValue ?? ""
         let hash = SandboxStore.templateHash(deployment)
-        let prefix = "\(name)-"
         var wanted: [String: Bool] = [:]
-        for index in 0..<replicas { wanted["\(name)-\(hash)-\(index)"] = index < ready }
+        if replicaSet != nil {
+            for index in 0..<replicas { wanted["\(name)-\(hash)-\(index)"] = index < ready }
+        }
+        let replicaSets = Set(dependents(of: deployment).filter { $0.0 == .replicaSets }.compactMap { $0.2[path: ["metadata", "uid"]]?.stringValue })
         for pod in objects(.pods, namespace: namespace) {
-            guard let podName = pod[path: ["metadata", "name"]]?.stringValue, podName.hasPrefix(prefix),
+            guard let podName = pod[path: ["metadata", "name"]]?.stringValue,
                 pod[path: ["metadata", "ownerReferences"]]?.arrayValue?.contains(where: {
-                    $0["kind"]?.stringValue == "Deployment" && $0["name"]?.stringValue == name
+                    $0["kind"]?.stringValue == "ReplicaSet" && replicaSets.contains($0["uid"]?.stringValue ?? "")
                 }) == true
             else { continue }
             if wanted[podName] == nil {
@@ -1415,10 +1554,11 @@ public actor SandboxStore {
                 if isTerminating(namespace) { continue }
                 var owner: JSONObject = [:]
                 owner["apiVersion"] = "apps/v1"
-                owner["kind"] = "Deployment"
-                owner["name"] = .string(name)
-                owner["uid"] = .string(uid)
+                owner["kind"] = "ReplicaSet"
+                owner["name"] = replicaSet?[path: ["metadata", "name"]] ?? .string("")
+                owner["uid"] = replicaSet?[path: ["metadata", "uid"]] ?? .string("")
                 owner["controller"] = .bool(true)
+                owner["blockOwnerDeletion"] = .bool(true)
                 var metadata: JSONObject = [:]
                 metadata["name"] = .string(podName)
                 metadata["namespace"] = .string(namespace)

@@ -983,6 +983,79 @@ import Testing
     /// Deleting an owner deletes its dependents (background cascading deletion, as the real garbage collector
     /// does): the Rollout's canary Deployment, the Deployment's Pods, a ConfigMap owned by the canary in turn (held by
     /// its finalizer until that is removed); an object with another live owner stays, without the dead reference.
+    /// The Deployment simulation keeps ReplicaSets as the Deployment controller does, so kubectl's rollout commands
+    /// (which read them) work: history, undo to an earlier template, describe's NewReplicaSet, and pods owned by their
+    /// ReplicaSet. Simulated pods have no logs, and say so.
+    @Test func deploymentsKeepReplicaSetsForKubectlRolloutHistoryAndUndo() async throws {
+        try await Self.withKubectl { h, kubectl in
+            func image() async -> String? {
+                await h.server.store.object(.deployments, namespace: "shop", name: "product-service")?[path: ["spec", "template", "spec", "containers"]]?.arrayValue?.first?["image"]?.stringValue
+            }
+            func replicaSets() async -> [JSONValue] { await h.server.store.objects(.replicaSets, namespace: "shop") }
+            let firstImage = await image()
+            #expect(firstImage != nil)
+            var result = try await kubectl.run(["-n", "shop", "rollout", "status", "deployment/product-service", "--timeout=20s"])
+            #expect(result.status == 0, "\(result.err)")
+            let first = await replicaSets()
+            try #require(first.count == 1, "\(first)")
+            #expect(first[0][path: ["metadata", "annotations", "deployment.kubernetes.io/revision"]] == "1")
+            #expect(first[0][path: ["metadata", "ownerReferences"]]?.arrayValue?.first?["kind"] == "Deployment")
+            #expect(first[0][path: ["spec", "replicas"]] == 3)
+            let pods = await h.server.store.objects(.pods, namespace: "shop")
+            #expect(pods.count == 3)
+            #expect(pods.allSatisfy { $0[path: ["metadata", "ownerReferences"]]?.arrayValue?.first?["uid"] == first[0][path: ["metadata", "uid"]] }, "\(pods)")
+
+            // A new template: a second ReplicaSet at revision 2 takes the pods, the first is scaled to 0 and kept.
+            result = try await kubectl.run(["-n", "shop", "set", "image", "deployment/product-service", "product-service=registry.example/product-service:9.9.9"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["-n", "shop", "annotate", "deployment/product-service", "kubernetes.io/change-cause=ship 9.9.9"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["-n", "shop", "rollout", "status", "deployment/product-service", "--timeout=20s"])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["-n", "shop", "get", "rs"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("DESIRED") && result.out.contains("CURRENT") && result.out.contains("READY"), "\(result.out)")
+            #expect(await replicaSets().count == 2)
+            result = try await kubectl.run(["-n", "shop", "rollout", "history", "deployment/product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("1 ") && result.out.contains("2 ") && result.out.contains("ship 9.9.9"), "\(result.out)")
+            result = try await kubectl.run(["-n", "shop", "describe", "deployment", "product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.contains("NewReplicaSet:") && !result.out.contains("NewReplicaSet:    <none>"), "\(result.out)")
+
+            // Undo: the first template is back, its ReplicaSet at revision 3, the pods its again.
+            result = try await kubectl.run(["-n", "shop", "rollout", "undo", "deployment/product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await image() == firstImage)
+            result = try await kubectl.run(["-n", "shop", "rollout", "status", "deployment/product-service", "--timeout=20s"])
+            #expect(result.status == 0, "\(result.err)")
+            let back = await replicaSets().first { $0[path: ["metadata", "name"]] == first[0][path: ["metadata", "name"]] }
+            #expect(back?[path: ["metadata", "annotations", "deployment.kubernetes.io/revision"]] == "3", "\(String(describing: back))")
+            #expect(back?[path: ["spec", "replicas"]] == 3)
+            let deployment = await h.server.store.object(.deployments, namespace: "shop", name: "product-service")
+            #expect(deployment?[path: ["metadata", "annotations", "deployment.kubernetes.io/revision"]] == "3")
+
+            // revisionHistoryLimit: 0 keeps no scaled-down ReplicaSet.
+            result = try await kubectl.run(["-n", "shop", "patch", "deployment/product-service", "--type=merge", "-p", #"{"spec":{"revisionHistoryLimit":0}}"#])
+            #expect(result.status == 0, "\(result.err)")
+            result = try await kubectl.run(["-n", "shop", "rollout", "status", "deployment/product-service", "--timeout=20s"])
+            #expect(result.status == 0, "\(result.err)")
+            // (rollout status waited for the Deployment's observedGeneration: the settle that pruned has happened.)
+            #expect(await replicaSets().count == 1)
+
+            let pod = await h.server.store.objects(.pods, namespace: "shop")[0][path: ["metadata", "name"]]?.stringValue ?? ""
+            result = try await kubectl.run(["-n", "shop", "logs", pod])
+            #expect(result.status != 0)
+            #expect(result.err.contains("simulated by the sandbox and runs no containers"), "\(result.err)")
+
+            // Deleting the Deployment takes its ReplicaSets and their pods.
+            result = try await kubectl.run(["-n", "shop", "delete", "deployment/product-service"])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(await replicaSets().isEmpty)
+            #expect(await h.server.store.objects(.pods, namespace: "shop").isEmpty)
+        }
+    }
+
     @Test func deletingAnOwnerGarbageCollectsItsDependents() async throws {
         try await Self.withKubectl { h, kubectl in
             let store = h.server.store
