@@ -1059,6 +1059,11 @@ public actor SandboxStore {
             if object[path: ["spec", "progressDeadlineSeconds"]] == nil {
                 object[path: ["spec", "progressDeadlineSeconds"]] = 600
             }
+            if let podSpec = object[path: ["spec", "template", "spec"]] {
+                object[path: ["spec", "template", "spec"]] = SandboxStore.defaultedPodSpec(podSpec)
+            }
+        case .pods:
+            if let podSpec = object["spec"] { object["spec"] = SandboxStore.defaultedPodSpec(podSpec) }
         case .namespaces:
             if object[path: ["status", "phase"]] == nil { object[path: ["status", "phase"]] = "Active" }
             let name = object[path: ["metadata", "name"]] ?? ""

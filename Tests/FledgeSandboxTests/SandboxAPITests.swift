@@ -98,10 +98,37 @@ import Testing
         }
     }
 
+    /// Like a real API server, the sandbox stores pod specs with their defaults, so a client reads back more than it
+    /// wrote; what a client set itself is kept.
+    @Test func podTemplatesAreStoredWithTheServersDefaults() async throws {
+        try await withSandbox(.init(rolloutDelay: .seconds(3600))) { h in
+            var deployment = deploymentJSON
+            deployment[path: ["spec", "template", "spec", "containers"]] = [
+                ["name": "app", "image": "registry.example/app:1.0", "ports": [["containerPort": 8080]],
+                 "readinessProbe": ["httpGet": ["path": "/ready", "port": 8080], "periodSeconds": 5]],
+                ["name": "latest", "image": "registry.example/tool"],
+                ["name": "pinned", "image": "registry.example/tool@sha256:0123", "imagePullPolicy": "Never"],
+            ]
+            deployment[path: ["spec", "template", "spec", "volumes"]] = [["name": "config", "configMap": ["name": "app"]]]
+            let created = try await h.request(.post, "/apis/apps/v1/namespaces/default/deployments", body: deployment)
+            #expect(created.status == 201, "\(created.json)")
+            let spec = try #require(created.json[path: ["spec", "template", "spec"]])
+            #expect(spec["restartPolicy"] == "Always" && spec["dnsPolicy"] == "ClusterFirst" && spec["terminationGracePeriodSeconds"] == 30)
+            let containers = spec["containers"]?.arrayValue ?? []
+            #expect(containers.map { $0["imagePullPolicy"] } == ["IfNotPresent", "Always", "Never"])
+            #expect(containers[0]["terminationMessagePath"] == "/dev/termination-log")
+            #expect(containers[0][path: ["ports"]]?.arrayValue?.first?["protocol"] == "TCP")
+            #expect(containers[0][path: ["readinessProbe", "periodSeconds"]] == 5)
+            #expect(containers[0][path: ["readinessProbe", "timeoutSeconds"]] == 1)
+            #expect(containers[0][path: ["readinessProbe", "httpGet", "scheme"]] == "HTTP")
+            #expect(spec["volumes"]?.arrayValue?.first?[path: ["configMap", "defaultMode"]] == 420)
+        }
+    }
+
     @Test func scaleSubresourceReadsAndWritesReplicasOnly() async throws {
         try await withSandbox(.init(rolloutDelay: .seconds(3600))) { h in
         let path = "/apis/apps/v1/namespaces/default/deployments"
-        _ = try await h.request(.post, path, body: deploymentJSON)
+        let created = try await h.request(.post, path, body: deploymentJSON).json
         let apps = try await h.request(.get, "/apis/apps/v1")
         let entry = apps.json["resources"]?.arrayValue?.first { $0["name"] == "deployments/scale" }
         #expect(entry?["group"] == "autoscaling" && entry?["version"] == "v1" && entry?["kind"] == "Scale")
@@ -121,7 +148,7 @@ import Testing
         let deployment = try await h.request(.get, "\(path)/product-service").json
         #expect(deployment[path: ["spec", "replicas"]] == 6)
         #expect(deployment[path: ["metadata", "generation"]] == 2)
-        #expect(deployment[path: ["spec", "template"]] == deploymentJSON[path: ["spec", "template"]])
+        #expect(deployment[path: ["spec", "template"]] == created[path: ["spec", "template"]])
 
         // The same PUT again carries a stale resourceVersion.
         let stale = try await h.request(.put, "\(path)/product-service/scale", body: desired)
