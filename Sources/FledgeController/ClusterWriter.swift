@@ -109,14 +109,30 @@ struct ClusterWriter: Sendable {
         }
         var wanted = current
         wanted[path: ["spec", "template"]] = template
+        wanted[path: ["metadata", "annotations", Annotations.promotedRevision]] = .string(revision)
+        var stored = current
         let patch = current.mergePatch(to: wanted)
-        if patch == [:] { return }
-        let updated = try await write(action) { () async throws(KubernetesError) in
+        if patch != [:] {
+            stored = try await write(action) { () async throws(KubernetesError) in
+                try await client.patch(
+                    .deployments, namespace: namespace, name: deployment, .merge(Self.preconditioned(patch, on: current)),
+                    fieldManager: fieldManager)
+            }
+            caches.deployments.inject(stored, replacing: current)
+        }
+        // The server stored the template with its defaults added: record the hash of what it stored, so that while the
+        // template stays so it counts as this revision (ObservedDeployment.revision). Preconditioned on what the write
+        // returned: a template someone changed in between is theirs, and is not called this revision. Killed before
+        // this, the next reconcile writes the (unchanged) template again and gets here.
+        let storedTemplate = FledgeCore.revision(of: stored[path: ["spec", "template"]] ?? .null)
+        guard stored[path: ["metadata", "annotations", Annotations.promotedTemplate]]?.stringValue != storedTemplate else { return }
+        let record: JSONValue = ["metadata": ["annotations": [Annotations.promotedTemplate: .string(storedTemplate)]]]
+        let recorded = try await write(action) { () async throws(KubernetesError) in
             try await client.patch(
-                .deployments, namespace: namespace, name: deployment, .merge(Self.preconditioned(patch, on: current)),
+                .deployments, namespace: namespace, name: deployment, .merge(Self.preconditioned(record, on: stored)),
                 fieldManager: fieldManager)
         }
-        caches.deployments.inject(updated, replacing: current)
+        caches.deployments.inject(recorded, replacing: stored)
     }
 
     func scaleCanary(deployment: String, replicas: Int, namespace: String) async throws(ControllerError) {

@@ -302,7 +302,7 @@ struct Engine {
             revisionUnknown = error.message
             return false
         }
-        stableRevision = revision(of: stable.template)
+        stableRevision = stable.revision
         wanted = effective == stable.template ? stableRevision : revision(of: effective)
         status.stableRevision = stableRevision
         return true

@@ -21,6 +21,22 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var revisionAnnotation: String?
     /// The name of the Rollout that controls this Deployment (its controller owner reference), if one does.
     public var owningRollout: String?
+    /// What promotion recorded on the stable Deployment: (revision, hash of the template as stored). See
+    /// `Annotations.promotedRevision`.
+    public var promoted: (revision: String, template: String)? {
+        get { promotedRevision.flatMap { revision in promotedTemplate.map { (revision, $0) } } }
+        set { (promotedRevision, promotedTemplate) = (newValue?.revision, newValue?.template) }
+    }
+    var promotedRevision: String?
+    var promotedTemplate: String?
+
+    /// The revision this Deployment's pod template runs: the one promoted into it while the template is still as
+    /// the API server stored it then, else the hash of the template (`revision(of:)`).
+    public var revision: String {
+        let own = FledgeCore.revision(of: template)
+        if let promoted, promoted.template == own { return promoted.revision }
+        return own
+    }
 
     public init(
         name: String, template: JSONValue, selector: [String: String] = [:], selectorExpressions: [SelectorRequirement] = [],
@@ -60,6 +76,8 @@ public struct ObservedDeployment: Sendable, Equatable {
         generation = d[path: ["metadata", "generation"]]?.intValue ?? 1
         observedGeneration = d[path: ["status", "observedGeneration"]]?.intValue ?? 0
         revisionAnnotation = d[path: ["metadata", "annotations", Annotations.revision]]?.stringValue
+        promotedRevision = d[path: ["metadata", "annotations", Annotations.promotedRevision]]?.stringValue
+        promotedTemplate = d[path: ["metadata", "annotations", Annotations.promotedTemplate]]?.stringValue
         owningRollout = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.first {
             $0["controller"]?.boolValue == true && $0["kind"]?.stringValue == Rollout.kind
                 && $0["apiVersion"]?.stringValue?.hasPrefix(Rollout.apiVersion.prefix { $0 != "/" } + "/") == true
@@ -139,6 +157,12 @@ public struct SelectorRequirement: Sendable, Equatable, CustomStringConvertible 
 public enum Annotations {
     /// On the canary Deployment: the revision its template was built for.
     public static let revision = "fledge.dev/revision"
+    /// On the stable Deployment, written by promotion: the revision promoted into it, and the hash of its template
+    /// as the API server stored it (`fledge.dev/promoted-template`). The server adds defaults to what promotion wrote
+    /// (`imagePullPolicy`, `terminationMessagePath`, a probe's `timeoutSeconds` …), so the stored template's own
+    /// hash is not the revision; while the template is unchanged since, it still is that revision.
+    public static let promotedRevision = "fledge.dev/promoted-revision"
+    public static let promotedTemplate = "fledge.dev/promoted-template"
 }
 
 /// What the cluster has, as the controller's watch caches see it. The controller passes the objects; the core

@@ -41,6 +41,51 @@ import Testing
         _ = running
     }
 
+    /// A template patch replaces the containers list (JSON merge patch replaces arrays), so the promoted template
+    /// lacks what the API server defaults into every container (`imagePullPolicy`, `terminationMessagePath`, a probe's
+    /// `timeoutSeconds` …): the stored stable template never equals what was written. Promotion must still end, once,
+    /// and the promoted revision stay the stable one — not be written again every reconcile, nor start again.
+    @Test func aPromotedTemplateThatTheServerDefaultsIsTheStableRevision() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        _ = try await world.waitForPhase("Healthy")
+        let patch: JSONValue = [
+            "spec": [
+                "containers": [
+                    [
+                        "name": "product-service", "image": "registry.example/product-service:1.0.0",
+                        "ports": [["name": "http", "containerPort": 8080]],
+                        "readinessProbe": ["httpGet": ["path": "/ready", "port": "http"]],
+                    ],
+                    ["name": "log-shipper", "image": "registry.example/log-shipper:3.1"],
+                ]
+            ]
+        ]
+        try await world.patchSpec(["canary": ["image": "product-service=registry.example/product-service:2.0.0", "templatePatch": patch]])
+        let done = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
+        let revision = try #require(done[path: ["status", "revision"]]?.stringValue)
+        let stable = try await world.deployment("product-service")
+        let containers = stable[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
+        #expect(containers.count == 2)
+        #expect(containers.first?["image"] == "registry.example/product-service:2.0.0")
+        // The server's defaults are there: what Fledge wrote is not what it reads back.
+        #expect(containers.last?["imagePullPolicy"] == "IfNotPresent", "\(containers)")
+        #expect(containers.first?[path: ["readinessProbe", "timeoutSeconds"]] == 1)
+        // It stays done: no further promotion write, no new rollout of the same change.
+        let generation = stable[path: ["metadata", "generation"]]
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = try await world.rollout()
+            #expect(now[path: ["status", "phase"]] == "Succeeded")
+            #expect(now[path: ["status", "revision"]]?.stringValue == revision)
+            #expect(now[path: ["status", "stableRevision"]]?.stringValue == revision)
+        }
+        #expect(try await world.deployment("product-service")[path: ["metadata", "generation"]] == generation)
+        #expect((try await world.rollout())[path: ["status", "history"]]?.arrayValue?.count == 1)
+    }
+
     @Test func abortMidStageSendsNothingToTheCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }

@@ -10,7 +10,7 @@ enum CoreBridge {
     /// template keeps the stable selector's and the stable subset's label keys, and its hash is the revision.
     static func revision(plan: RolloutPlan, observed: Observed, namespace: String) throws(CLIError) -> (revision: String, stableRevision: String) {
         let (stable, effective) = try templates(plan: plan, observed: observed, namespace: namespace)
-        let stableRevision = FledgeCore.revision(of: stable)
+        let stableRevision = observed.stable?.revision ?? FledgeCore.revision(of: stable)
         return (effective == stable ? stableRevision : FledgeCore.revision(of: effective), stableRevision)
     }
 
