@@ -221,7 +221,12 @@ public struct CanaryJudge: Sendable {
         let stableLower = stableNow.requests > 0
             ? JudgeStatistics.lowerConfidenceBound(events: stableNow.events, trials: stableNow.requests, alpha: stableAlpha) : 0
         if canary.requests > 0 {
-            let q = (stableNow.events + 0.5) / (stableNow.requests + 1)
+            // Never above the lowest rate tested (the promotion's θ): a q above θ only costs evidence, and a product
+            // cannot win back a factor near zero — stable's first request alone gave q = ¼, and 3,000 clean canary
+            // requests served meanwhile held a good canary until its progress deadline. Any q chosen before the
+            // canary's outcomes are seen keeps the test valid.
+            let lowestTested = min(1, stableLower + absoluteMargin / (acceptExposures.max() ?? 1))
+            let q = min((stableNow.events + 0.5) / (stableNow.requests + 1), max(lowestTested, Double.leastNormalMagnitude))
             next.boundLogNumerator += JudgeStatistics.xlogy(canary.events, q) + (canary.requests - canary.events) * log(1 - q)
             next.boundCanary.requests += canary.requests
             next.boundCanary.events += canary.events

@@ -98,6 +98,25 @@ import Testing
         ).verdict.decision == .hold)
     }
 
+    @Test func aStableWithAlmostNoRequestsYetDoesNotSinkTheAbsoluteTest() throws {
+        // Test traffic sent to the canary before stable serves much: 3,000 clean canary requests against 1 stable one.
+        // Stable's plug-in rate (0 + ½)/(1 + 1) = ¼ would make that interval's factor (¾)^3000 ≈ e^-863, which no later
+        // evidence wins back; q is capped at the lowest rate tested (stable's lower bound 0 + 0.1 % at promotion).
+        // The 3,000 clean requests then show the canary below 0.4 % (step to 25 %): 3000 × ln(0.999 / 0.996) ≈ 9.0.
+        let (first, state) = try judge.judge(
+            canary: JudgeSample(requests: 3000, errors: 0), stable: JudgeSample(requests: 1, errors: 0), nextWeight: 25,
+            state: judge.initialState())
+        let quarter = CanaryJudge.acceptExposures.firstIndex(of: 0.25)!
+        let theta = state.errors.boundTestedRates[quarter]
+        #expect(theta < 0.0041 && theta >= 0.004)
+        #expect(abs(state.errors.boundLogEValues[quarter] - 3000 * log(0.999 / (1 - theta))) < 1e-9)
+        #expect(first.decision == .advance, "\(first.explanation)")
+        // And the normal traffic after it goes on from there (not from e^-863).
+        let (next, _) = try judge.judge(
+            canary: JudgeSample(requests: 300, errors: 0), stable: JudgeSample(requests: 2700, errors: 0), nextWeight: 25, state: state)
+        #expect(next.decision == .advance, "\(next.explanation)")
+    }
+
     @Test func theTwoAcceptanceEValuesAreAddedEachOverItsThreshold() throws {
         // One interval, no errors on either side, next weight 25 %: the ratio test has no events, e-value 1
         // (1/40 = 0.025 of its threshold); the absolute test's rate is θ = 0.004, stable's plug-in q = 0.5 / 10⁶,
