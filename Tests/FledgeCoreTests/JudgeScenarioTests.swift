@@ -67,6 +67,24 @@ struct JudgeScenarioTests {
         #expect(judgeState.intervals >= 3)
     }
 
+    /// Timestamps are whole seconds, so a stage entered in the second its predecessor's last check was measured
+    /// quoted that check's verdict until its own first check: "stage 2/4 at 25%: … judge: Canary not worse than the
+    /// margins, advance to 25%" (seen with the real controller), as if this stage were judged and accepted.
+    @Test func aNewStageDoesNotQuoteThePreviousStagesVerdict() throws {
+        var sim = Sim()
+        sim.counts = { windowCounts(rate: 2000, canaryWeight: $0, canaryErrorRate: 0.01, stableErrorRate: 0.01) }
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        let messages = sim.decisions.compactMap(\.status.message)
+        for (stage, weight) in [(2, 25), (3, 50)] {
+            let held = messages.filter { $0.hasPrefix("stage \(stage)/4 at \(weight)%: ") }
+            #expect(!held.isEmpty)
+            #expect(!held.contains { $0.contains("advance to \(weight)%") }, "\(held)")
+            #expect(
+                held.first?.hasSuffix("judge: holding until counts of this stage are judged") == true, "\(held)")
+        }
+    }
+
     @Test func oneRequestPerSecondHoldsAsInconclusiveAndSaysSo() throws {
         // minRequests 1 so the guardrails pass: only the judge's evidence is missing.
         var sim = Sim(spec: seedSpec(minRequests: 1, progressDeadline: "30m"))
