@@ -121,6 +121,17 @@ struct DecisionsBenchmarkTests {
         #expect(text.contains("| none among these scenarios |"))
     }
 
+    /// The reading of Flagger's false rollbacks names the baseline it happened at: with a 5 % baseline it said "with a
+    /// 1 % baseline the 99 % success threshold sits on the good canary's own error rate … a coin toss", while every
+    /// check failed.
+    @Test func flaggersFalseRollbacksAreExplainedAtTheBaselineRun() throws {
+        let high = try Self.readme(["--traffic", "100", "--baseline-error-rates", "5%", "--error-multipliers", "1", "--latency", "unchanged"])
+        #expect(high.contains("with a 5 % baseline a good canary's own success rate, 95 %, is below the 99 % success threshold"), "\(high)")
+        #expect(!high.contains("coin toss") && !high.contains("with a 1 % baseline"), "\(high)")
+        let near = try Self.readme(["--traffic", "1000", "--baseline-error-rates", "1%", "--error-multipliers", "1", "--latency", "unchanged"])
+        #expect(near.contains("with a 1 % baseline the 99 % success threshold sits on the good canary's own error rate"), "\(near)")
+    }
+
     @Test func onlyBadCanariesAtHighTraffic() throws {
         let text = try Self.readme(["--traffic", "100", "--baseline-error-rates", "0.001", "--error-multipliers", "20", "--latency", "unchanged,heavy-tail"])
         Self.noOddities(text)
