@@ -184,6 +184,11 @@ struct DecisionsBenchmark: ParsableCommand {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard judgeInterval >= 1 else { throw ValidationError("--judge-interval must be at least 1 second, got \(judgeInterval)") }
         guard horizonMinutes >= 1 else { throw ValidationError("--horizon-minutes must be at least 1, got \(horizonMinutes)") }
+        // A judge that never looks within the horizon holds every canary, and the report would read as its verdict.
+        guard judgeInterval <= horizonMinutes * 60 else {
+            throw ValidationError(
+                "--judge-interval \(judgeInterval) s is longer than --horizon-minutes \(horizonMinutes) (\(horizonMinutes * 60) s): the judge would never look")
+        }
         if let problem = Self.outputFolderProblem(out) { throw ValidationError("--out: \(problem)") }
         for rate in try Self.numbers(trafficArguments, option: "--traffic") where rate <= 0 {
             throw ValidationError("--traffic: \(num(rate)) is not a positive request rate")
@@ -206,7 +211,12 @@ struct DecisionsBenchmark: ParsableCommand {
         do {
             try judgeConfiguration.validate()
         } catch {
-            throw ValidationError("judge option \(error)")
+            // Named by the option typed, not by the configuration field behind it.
+            let options = [
+                "falseRollbackRate": "--false-rollback-rate", "errorRateRatioMargin": "--error-ratio-margin",
+                "errorRateAbsoluteMargin": "--error-absolute-margin", "latencyTailRatioMargin": "--latency-ratio-margin",
+            ]
+            throw ValidationError("\(options[error.field] ?? "judge option \(error.field)"): \(error.problem)")
         }
     }
 

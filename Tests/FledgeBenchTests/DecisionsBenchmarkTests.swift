@@ -76,6 +76,14 @@ struct DecisionsBenchmarkTests {
         (["--traffic", "0"], "--traffic: 0 is not a positive request rate"),
         (["--traffic=-5"], "--traffic: -5 is not a positive request rate"),
         (["--traffic", "10,lots"], "--traffic: \"lots\" is not a number"),
+        // The judge's options by the flag typed (was "judge option falseRollbackRate: …").
+        (["--false-rollback-rate", "0"], "--false-rollback-rate: must be a probability above 0 and at most 0.5"),
+        (["--error-ratio-margin", "1"], "--error-ratio-margin: must be a ratio above 1 and at most 100"),
+        (["--error-absolute-margin", "1"], "--error-absolute-margin: must be a rate in [0, 1)"),
+        (["--latency-ratio-margin", "0.5"], "--latency-ratio-margin: must be a ratio above 1 and at most 100"),
+        // A judge that never looks within the horizon (was accepted, and every canary "held").
+        (["--judge-interval", "3600", "--horizon-minutes", "30"],
+         "--judge-interval 3600 s is longer than --horizon-minutes 30 (1800 s): the judge would never look"),
     ])
     func badScenarioOptionsNameTheOption(arguments: [String], expected: String) {
         let message = Self.message(arguments)
