@@ -944,6 +944,9 @@ struct Engine {
             case .hold:
                 break
             }
+        } else if case .notCompared(_, let state)? = judged.judge {
+            // Kept, so the stage waits for the judge's permission as for any hold.
+            status.judge = state
         }
         status.lastAnalysis = metrics
         status.lastAnalysisAt = latest.time
