@@ -145,6 +145,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         switch judgement.judge {
         case nil: return nil
         case .rejected(let error)?: return ["decision": "error", "explanation": .string("\(error)")]
+        case .notCompared(let message, _)?: return ["decision": "hold", "explanation": .string(message)]
         case .judged(let verdict, _)?:
             guard var object = try? JSONValue(encoding: verdict) else {
                 return ["decision": .string("\(verdict.decision)"), "explanation": .string(verdict.explanation)]
@@ -161,6 +162,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         let judge: String
         switch judgement.judge {
         case .rejected?: judge = "the judge rejected the counts"
+        case .notCompared?: judge = "the judge holds and has not accepted this stage"
         case .judged(let verdict, _)?:
             switch verdict.decision {
             case .rollback: judge = "the judge rolls back"

@@ -655,14 +655,18 @@ struct Engine {
             guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
                     "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(min(status.passedChecks, required))/\(required) passing checks, hold \(stage.hold)"
-                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt, at >= started,
+                // Only a measurement of this stage says why it holds: timestamps are whole seconds, so the check
+                // that let the previous stage advance can carry this stage's start time ("stage 2/4 at 25%: …
+                // judge: …, advance to 25%" until the first check of the stage).
+                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt,
+                    at >= started + plan.analysis.interval,
                     last.status != .true, last.reason != Verdict.inconclusive.rawValue || judgeAllows
                 {
                     // Why the checks do not add up (a provider error, no data, a failed check) is said here, not
                     // only in the Analysis condition.
                     status.message! += "; last interval \(last.reason): \(last.message)"
                 } else if !judgeAllows {
-                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started }
+                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started + plan.analysis.interval }
                     status.message! += "; judge: "
                         + (judged?.message ?? "holding until counts of this stage are judged")
                 }
@@ -940,6 +944,9 @@ struct Engine {
             case .hold:
                 break
             }
+        } else if case .notCompared(_, let state)? = judged.judge {
+            // Kept, so the stage waits for the judge's permission as for any hold.
+            status.judge = state
         }
         status.lastAnalysis = metrics
         status.lastAnalysisAt = latest.time

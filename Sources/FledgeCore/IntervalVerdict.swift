@@ -6,6 +6,10 @@ public enum JudgeOutcome: Sendable, Equatable {
     case judged(JudgeVerdict, state: JudgeState)
     /// The counts (or the judge's configuration or state) could not be judged.
     case rejected(JudgeError)
+    /// Not given to the judge: the canary served requests but stable has served none since the revision started, so
+    /// there is nothing to compare them with. The judge holds (the message says why) and `state` is the one to keep,
+    /// so the stage still waits for the judge's permission.
+    case notCompared(String, state: JudgeState)
 }
 
 /// One analysis interval judged as the controller judges it: the metric checks, then the statistical judge.
@@ -27,10 +31,13 @@ public struct IntervalJudgement: Sendable, Equatable {
     /// The checks' results followed by the judge's, as status records them.
     public var metrics: [MetricResult] { checkResults + judgeResults }
 
-    /// The judge's decision, nil when it did not judge.
+    /// The judge's decision, nil when it did not judge; a hold when there was nothing to compare.
     public var judgeDecision: JudgeDecision? {
-        if case .judged(let verdict, _)? = judge { return verdict.decision }
-        return nil
+        switch judge {
+        case .judged(let verdict, _)?: verdict.decision
+        case .notCompared?: .hold
+        case .rejected?, nil: nil
+        }
     }
 }
 
@@ -54,9 +61,29 @@ public func judgeInterval(_ plan: RolloutPlan, status: RolloutStatus, result: In
     let next = index + 1 < plan.stages.count ? plan.stages[index + 1].weight : 100
     do {
         let judge = try CanaryJudge(configuration: plan.analysis.judge.configuration)
-        let (verdict, state) = try judge.judge(
-            canary: canary, stable: stable, nextWeight: Double(next), state: status.judge ?? judge.initialState())
-        judgement.judge = .judged(verdict, state: state)
+        let state = status.judge ?? judge.initialState()
+        // Canary requests while stable has served none yet (header-routed test traffic, stable's series missing):
+        // nothing to compare them with, as at a 100 % stage. Given to the judge, they also went into its
+        // absolute-margin test at stable's rate plugged in as ½ (no data), which no later evidence could undo: the
+        // judge held such a canary for good ("nor below 0.4%: e-value 0") once stable's traffic was back.
+        if stable.requests.rounded() == 0, state.errors.stable.requests == 0, canary.requests.rounded() > 0 {
+            let target = next >= 100 ? "promote" : "advance to \(next)%"
+            let message =
+                "Not compared, holding (not enough evidence to \(target)): stable has served no requests since this revision "
+                + "started, so the canary's \(fmt(canary.requests.rounded())) requests (\(fmt(canary.errors.rounded())) 5xx) in this "
+                + "interval have nothing to be compared with"
+            judgement.judge = .notCompared(message, state: state)
+            judgement.judgeResults = [
+                MetricResult(
+                    name: "judge", value: nil, stableValue: nil, threshold: "roll back on harm, advance within margins",
+                    verdict: .inconclusive, message: message, requests: Int64(canary.requests.rounded()), time: result.time)
+            ]
+            judgement.summary += "; judge: \(message)"
+            if checks == .passed, status.judgeAcceptedStage != index { judgement.verdict = .inconclusive }
+            return judgement
+        }
+        let (verdict, nextState) = try judge.judge(canary: canary, stable: stable, nextWeight: Double(next), state: state)
+        judgement.judge = .judged(verdict, state: nextState)
         judgement.judgeResults = judgeResults(verdict, time: result.time)
         judgement.summary += "; judge: \(verdict.explanation)"
         switch verdict.decision {

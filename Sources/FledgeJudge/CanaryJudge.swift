@@ -105,6 +105,9 @@ public struct CanaryJudge: Sendable {
                 absoluteMargin: configuration.latencyTailAbsoluteMargin, exposure: exposure)
         }
         let latencyExpected = next.latency.boundary != nil || next.latency.pooled != nil
+        // Said, so that an advance on errors alone does not read as latency shown within its margin too (a
+        // Prometheus that drops the bucket series, a mesh without the histogram).
+        let latencyUnseen = latencyExpected ? [] : ["latency not compared: no latency histogram of both workloads so far"]
 
         // Decide.
         let decision: JudgeDecision
@@ -117,7 +120,7 @@ public struct CanaryJudge: Sendable {
         } else if errorEvidence.acceptable && (latencyEvidence?.acceptable ?? !latencyExpected) {
             decision = .advance
             explanation = "Canary not worse than the margins, \(target): "
-                + [errorEvidence, latencyEvidence].compactMap { $0?.summary }.joined(separator: "; ")
+                + ([errorEvidence, latencyEvidence].compactMap { $0?.summary } + latencyUnseen).joined(separator: "; ")
         } else {
             decision = .hold
             var parts = [errorEvidence, latencyEvidence].compactMap { $0 }.filter { !$0.acceptable }.map(\.summary)
@@ -126,7 +129,7 @@ public struct CanaryJudge: Sendable {
                 parts.append(
                     "latency: \(JudgeFormat.number(seen)) of \(JudgeFormat.number(configuration.latencyBoundarySamples)) requests needed to choose a boundary")
             }
-            explanation = "Inconclusive, holding (not enough evidence to \(target)): " + parts.joined(separator: "; ")
+            explanation = "Inconclusive, holding (not enough evidence to \(target)): " + (parts + latencyUnseen).joined(separator: "; ")
         }
         return (JudgeVerdict(decision: decision, errors: errorEvidence, latency: latencyEvidence, explanation: explanation), next)
     }

@@ -67,7 +67,7 @@ public struct ReportGatherer: Sendable {
         let lastStart = events.last { $0.reason == "RolloutStarted" }?.time
         var start = status.startedAt.map { Double($0.seconds) } ?? lastStart ?? events.first?.time ?? now - 300
         if let lastStart, lastStart < start, start - lastStart < 5 { start = lastStart }
-        let shown = events.filter { $0.time >= start - 1 }
+        let shown = Self.runEvents(events, from: start)
         var end: Double
         if status.phase.isIdle {
             end = max(shown.last?.time ?? start, status.history.last.map { Double($0.finishedAt.seconds) } ?? start)
@@ -299,6 +299,19 @@ public struct ReportGatherer: Sendable {
 
     /// The Rollout's Events from `events.k8s.io/v1` (`regarding`) and core `v1` (`involvedObject`), oldest first;
     /// an Event served by both is kept once. Fails only when neither can be listed.
+    /// The Events of the run that starts at `start` (a second early, for the Events written with its start). The run
+    /// before can end in that second (a trigger right after a rollback): its ending Events, written before this run's
+    /// `RolloutStarted`, were shown as this run's ("0:00 failed RolloutFailed" on a new revision's page).
+    static func runEvents(_ events: [RolloutEventRecord], from start: Double) -> [RolloutEventRecord] {
+        let started = events.lastIndex { $0.reason == "RolloutStarted" && $0.time >= start - 1 }
+        let endings: Set<String> = ["RollingBack", "RolloutFailed", "RolloutSucceeded", "RolloutAborted"]
+        return events.indices.filter { index in
+            guard events[index].time >= start - 1 else { return false }
+            if let started, index < started, endings.contains(events[index].reason) { return false }
+            return true
+        }.map { events[$0] }
+    }
+
     func readEvents(for rollout: Rollout, namespace: String) async -> Result<[RolloutEventRecord], ReportError> {
         var byKey: [String: RolloutEventRecord] = [:]
         var failure: ReportError?

@@ -76,6 +76,14 @@ struct DecisionsBenchmarkTests {
         (["--traffic", "0"], "--traffic: 0 is not a positive request rate"),
         (["--traffic=-5"], "--traffic: -5 is not a positive request rate"),
         (["--traffic", "10,lots"], "--traffic: \"lots\" is not a number"),
+        // The judge's options by the flag typed (was "judge option falseRollbackRate: …").
+        (["--false-rollback-rate", "0"], "--false-rollback-rate: must be a probability above 0 and at most 0.5"),
+        (["--error-ratio-margin", "1"], "--error-ratio-margin: must be a ratio above 1 and at most 100"),
+        (["--error-absolute-margin", "1"], "--error-absolute-margin: must be a rate in [0, 1)"),
+        (["--latency-ratio-margin", "0.5"], "--latency-ratio-margin: must be a ratio above 1 and at most 100"),
+        // A judge that never looks within the horizon (was accepted, and every canary "held").
+        (["--judge-interval", "3600", "--horizon-minutes", "30"],
+         "--judge-interval 3600 s is longer than --horizon-minutes 30 (1800 s): the judge would never look"),
     ])
     func badScenarioOptionsNameTheOption(arguments: [String], expected: String) {
         let message = Self.message(arguments)
@@ -119,6 +127,17 @@ struct DecisionsBenchmarkTests {
         #expect(!text.contains("p99 +50%\": the canary") && !text.contains("\"heavy tail\": 5 %"))
         #expect(!text.contains("Promoted bad canaries dominate exposure"))
         #expect(text.contains("| none among these scenarios |"))
+    }
+
+    /// The reading of Flagger's false rollbacks names the baseline it happened at: with a 5 % baseline it said "with a
+    /// 1 % baseline the 99 % success threshold sits on the good canary's own error rate … a coin toss", while every
+    /// check failed.
+    @Test func flaggersFalseRollbacksAreExplainedAtTheBaselineRun() throws {
+        let high = try Self.readme(["--traffic", "100", "--baseline-error-rates", "5%", "--error-multipliers", "1", "--latency", "unchanged"])
+        #expect(high.contains("with a 5 % baseline a good canary's own success rate, 95 %, is below the 99 % success threshold"), "\(high)")
+        #expect(!high.contains("coin toss") && !high.contains("with a 1 % baseline"), "\(high)")
+        let near = try Self.readme(["--traffic", "1000", "--baseline-error-rates", "1%", "--error-multipliers", "1", "--latency", "unchanged"])
+        #expect(near.contains("with a 1 % baseline the 99 % success threshold sits on the good canary's own error rate"), "\(near)")
     }
 
     @Test func onlyBadCanariesAtHighTraffic() throws {

@@ -67,6 +67,53 @@ struct JudgeScenarioTests {
         #expect(judgeState.intervals >= 3)
     }
 
+    /// Timestamps are whole seconds, so a stage entered in the second its predecessor's last check was measured
+    /// quoted that check's verdict until its own first check: "stage 2/4 at 25%: … judge: Canary not worse than the
+    /// margins, advance to 25%" (seen with the real controller), as if this stage were judged and accepted.
+    @Test func aNewStageDoesNotQuoteThePreviousStagesVerdict() throws {
+        var sim = Sim()
+        sim.counts = { windowCounts(rate: 2000, canaryWeight: $0, canaryErrorRate: 0.01, stableErrorRate: 0.01) }
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.phase == .succeeded)
+        let messages = sim.decisions.compactMap(\.status.message)
+        for (stage, weight) in [(2, 25), (3, 50)] {
+            let held = messages.filter { $0.hasPrefix("stage \(stage)/4 at \(weight)%: ") }
+            #expect(!held.isEmpty)
+            #expect(!held.contains { $0.contains("advance to \(weight)%") }, "\(held)")
+            #expect(
+                held.first?.hasSuffix("judge: holding until counts of this stage are judged") == true, "\(held)")
+        }
+    }
+
+    /// Canary traffic while stable has none (header-routed test traffic first): nothing to compare, so the judge
+    /// holds and says why; once stable serves too the canary is judged and promoted. Given to the judge, those canary
+    /// requests entered its absolute-margin test against stable's unknown rate as ½, and it held the canary for good
+    /// ("nor below 0.4%: e-value 0", seen with the real controller).
+    @Test func canaryTrafficBeforeStableHasAnyHoldsThenIsJudged() throws {
+        final class Intervals { var count = 0 }
+        let intervals = Intervals()
+        var sim = Sim(spec: seedSpec(progressDeadline: "30m"))
+        sim.counts = { weight in
+            intervals.count += 1
+            let (canary, stable) = windowCounts(rate: 2000, canaryWeight: weight, canaryErrorRate: 0, stableErrorRate: 0)
+            guard intervals.count <= 3 else { return (canary, stable) }
+            // All of it tagged for the canary.
+            return (JudgeSample(requests: canary.requests + stable.requests, errors: 0), JudgeSample(requests: 0, errors: 0))
+        }
+        sim.run { intervals.count >= 3 && $0.status.lastAnalysis != nil }
+        #expect(sim.status.stage == 0 && sim.weightHistory == [10])
+        #expect(!sim.events.contains { $0.reason == "JudgeAccepted" })
+        let message = try #require(sim.status.message)
+        #expect(
+            message.contains(
+                "judge: Not compared, holding (not enough evidence to advance to 25%): stable has served no requests since this revision started, "
+                    + "so the canary's 20000 requests (0 5xx) in this interval have nothing to be compared with"), "\(message)")
+        #expect(sim.status.judge != nil, "kept, so the stage waits for the judge")
+        sim.run { $0.phase == .succeeded || $0.phase == .failed }
+        #expect(sim.phase == .succeeded, "\(sim.status.message ?? "")")
+        #expect(sim.events.filter { $0.reason == "JudgeAccepted" }.count == 3)
+    }
+
     @Test func oneRequestPerSecondHoldsAsInconclusiveAndSaysSo() throws {
         // minRequests 1 so the guardrails pass: only the judge's evidence is missing.
         var sim = Sim(spec: seedSpec(minRequests: 1, progressDeadline: "30m"))

@@ -63,6 +63,27 @@ import Testing
         #expect(abs(toForty.verdict.errors.allowedRatio - 2) < 1e-12)
     }
 
+    /// Without histograms (a Prometheus that drops the bucket series) the judge decides on errors alone; its
+    /// advance read exactly like one where latency was shown within its margin too (seen on the real stack).
+    @Test func anAdvanceWithoutAnyHistogramSaysLatencyWasNotCompared() throws {
+        let canary = JudgeSample(requests: 20000, errors: 20)
+        let stable = JudgeSample(requests: 180_000, errors: 180)
+        let blind = try judge.judge(canary: canary, stable: stable, nextWeight: 25, state: judge.initialState()).verdict
+        #expect(blind.decision == .advance)
+        #expect(blind.explanation.hasSuffix("; latency not compared: no latency histogram of both workloads so far"), "\(blind.explanation)")
+        let held = try judge.judge(canary: canary, stable: stable, nextWeight: 100, state: judge.initialState()).verdict
+        #expect(held.decision == .hold)
+        #expect(held.explanation.hasSuffix("; latency not compared: no latency histogram of both workloads so far"), "\(held.explanation)")
+        // With histograms nothing of the kind is said.
+        let histogram = { (n: Double) in try JudgeHistogram(bounds: [50, 100, 250], bucketCounts: [n * 0.9, n * 0.09, n * 0.01, 0]) }
+        let seen = try judge.judge(
+            canary: JudgeSample(requests: 20000, errors: 20, latency: histogram(20000)),
+            stable: JudgeSample(requests: 180_000, errors: 180, latency: histogram(180_000)), nextWeight: 25, state: judge.initialState()
+        ).verdict
+        #expect(!seen.explanation.contains("latency not compared"), "\(seen.explanation)")
+        #expect(seen.latency != nil)
+    }
+
     @Test func noErrorsOnEitherSideAreShownBelowTheAbsoluteMarginByItsEValue() throws {
         // No errors anywhere: stable's lower bound is 0, so the rate tested at the step to 25 % is θ = 0.001 / 0.25,
         // against stable's plug-in rate q = 0.5 / (stable requests + 1). Each canary request without an error

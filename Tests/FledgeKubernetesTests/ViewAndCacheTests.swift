@@ -103,6 +103,14 @@ let seedVirtualService = """
         #expect(event["regarding"] == ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "namespace": "shop", "name": "ps", "uid": "u-1"])
         #expect(event["type"] == "Warning")
         #expect(event["note"]!.stringValue!.utf8.count <= 1024)
+        // A cut note says so, rather than ending mid-number ("harm e-value 1 < 2" for "… < 200").
+        let note = event["note"]!.stringValue!
+        #expect(note.hasSuffix(" … (cut: an Event holds 1 KB)"), "\(note)")
+        #expect(note.hasPrefix(String(repeating: "é", count: 400)))
+        let short = EventRecord(
+            regarding: record.regarding, reason: "Progressing", note: String(repeating: "é", count: 512), type: .normal, action: "SetWeight",
+            reportingInstance: "pod-a", time: Date(timeIntervalSince1970: 1_700_000_000))
+        #expect(short.eventObject(namespace: "shop", uniqueSuffix: "abc")["note"]?.stringValue == String(repeating: "é", count: 512))
     }
 }
 

@@ -43,6 +43,25 @@ struct ReportGathererTests {
         #expect(live.last?.time == start + 30)
     }
 
+    /// A trigger right after a rollback starts the new run in the second the old one failed: the new revision's page
+    /// began with "0:00 failed RolloutFailed" and the old revision's judge verdict (seen on the real stack).
+    @Test func aRunDoesNotShowTheEndOfTheRunBefore() {
+        let events = [
+            Self.event(3, "RollingBack", "HarmConclusive: Roll back: 5xx rate canary 14.3% (4/28) vs stable 0% (0/308)"),
+            Self.event(4, "RolloutFailed", "Roll back: 5xx rate canary 14.3% (4/28) vs stable 0% (0/308)"),
+            Self.event(4, "RolloutStarted", "revision abc rolling out over Deployment product-service (stable revision def)"),
+            Self.event(4, "CanaryNotReady", "canary Deployment product-service-canary is being created for revision abc"),
+            Self.event(6, "StageStarted", "stage 1/4: 10% of traffic on revision abc"),
+            Self.event(16, "RollingBack", "HarmConclusive: Roll back: 5xx rate canary 23.7% (41/173) vs stable 0.78% (14/1795)"),
+            Self.event(16, "RolloutFailed", "Roll back: 5xx rate canary 23.7% (41/173) vs stable 0.78% (14/1795)"),
+        ]
+        let shown = ReportGatherer.runEvents(events, from: events[2].time)
+        #expect(shown.map(\.reason) == ["RolloutStarted", "CanaryNotReady", "StageStarted", "RollingBack", "RolloutFailed"])
+        #expect(shown.last?.message.contains("41/173") == true)
+        // Without its RolloutStarted (Events expire) the second of slack still holds.
+        #expect(ReportGatherer.runEvents(Array(events.dropFirst(3)), from: events[2].time).count == 4)
+    }
+
     @Test func readsTheJudgedValuesFromFailedChecks() {
         let events = [
             Self.event(14, "AnalysisFailed",
