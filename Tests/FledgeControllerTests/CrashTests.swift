@@ -25,6 +25,30 @@ import Testing
         }
     }
 
+    /// The Events a decision asks for (not the controller's own ActionFailed and WriteConflict, which say how a write
+    /// went), reason and message, as many times as the API server has each.
+    static func decisionEvents(_ world: World) async throws -> [String: Int] {
+        let own: Set<String> = [EventReason.actionFailed.rawValue, EventReason.writeConflict.rawValue]
+        var counts: [String: Int] = [:]
+        for event in try await world.client.list(.events, namespace: "shop").items {
+            guard let reason = event["reason"]?.stringValue, !own.contains(reason) else { continue }
+            counts["\(reason): \(event["note"]?.stringValue ?? "")", default: 0] += 1
+        }
+        return counts
+    }
+
+    /// Every Event of the rollout's course exists once, however often the controller was killed on the way (after the
+    /// status write that decided it, after each Event, after any other write): each of `reasons` at least once, and no
+    /// Event twice.
+    static func expectEachEventOnce(_ world: World, _ reasons: [EventReason]) async throws {
+        let events = try await decisionEvents(world)
+        for reason in reasons {
+            #expect(events.keys.contains { $0.hasPrefix("\(reason.rawValue): ") }, "no \(reason.rawValue) Event: \(events.keys.sorted())")
+        }
+        let twice = events.filter { $0.value > 1 }
+        #expect(twice.isEmpty, "Events recorded more than once: \(twice)")
+    }
+
     /// The seed's VirtualService sends 10 % to a canary subset with no pods yet; start where Fledge leaves it.
     /// A rollout held at its second stage (600 s) with a 5 s progress deadline and 2 s intervals: only passing checks
     /// keep it going, so a deadline wrongly passed shows at once.
@@ -84,6 +108,8 @@ import Testing
         #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
         let history = failed[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.count == 1, "\(history)")
+        try await world.waitFor("every Event owed recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .analysisFailed, .rollingBack, .rolloutFailed])
     }
 
     @Test func killedAfterEveryWriteStillAborts() async throws {
@@ -95,10 +121,15 @@ import Testing
         let metrics = ScriptedMetrics()
         _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
         try await world.request(.abort)
-        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.phase() == "Aborted" }
+        _ = try await Self.killRepeatedly(world, metrics: metrics) {
+            // Ended, with every Event it owes recorded.
+            let status = try await world.rollout()["status"]
+            return status?["phase"] == "Aborted" && status?["pendingEvents"] == nil
+        }
         #expect(weights(try await world.virtualService()) == (100, 0))
         let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.count == 1, "\(history)")
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .requestAccepted, .rollingBack, .rolloutAborted])
     }
 
     /// `spec.canary` changed again mid-rollout while the controller keeps dying: the first revision is superseded once,
@@ -116,11 +147,13 @@ import Testing
             let rollout = try await world.rollout()
             return rollout[path: ["status", "phase"]] == "Succeeded"
                 && rollout[path: ["status", "observedGeneration"]] == rollout[path: ["metadata", "generation"]]
+                && rollout[path: ["status", "pendingEvents"]] == nil
         }
         #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
         #expect(weights(try await world.virtualService()) == (100, 0))
         let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.map { $0["outcome"]?.stringValue ?? "" } == ["Superseded", "Succeeded"], "\(history)")
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .newRevision, .promoting, .rolloutSucceeded])
     }
 
     /// Deleting a Rollout mid-rollout while the controller keeps dying: its traffic is back on stable before it goes.
@@ -159,6 +192,7 @@ import Testing
             if try await gone() { #expect(weights(try await world.virtualService()) == (100, 0), "gone with weight on the canary") }
         }
         #expect(weights(try await world.virtualService()) == (100, 0))
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .deleting])
     }
 
     /// A controller down for longer than the progress deadline (a node lost, the pod rescheduled late) comes back to

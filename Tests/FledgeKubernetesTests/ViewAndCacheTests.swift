@@ -97,8 +97,12 @@ let seedVirtualService = """
                         "metadata": ["name": "ps", "namespace": "shop", "uid": "u-1", "labels": ["a": "b"]]],
             reason: "Progressing", note: String(repeating: "é", count: 600), type: .warning, action: "SetWeight",
             reportingInstance: "pod-a", time: Date(timeIntervalSince1970: 1_700_000_000.25))
-        let event = record.eventObject(namespace: "shop", uniqueSuffix: "abc")
+        let event = record.eventObject(namespace: "shop", name: "ps.abc")
         #expect(event["metadata"]?["name"] == "ps.abc")
+        // Without a fixed name: the object's name, the time in hex, a random part (two Events of one instant differ).
+        let generated = EventRecord.uniqueName(regarding: record.regarding, time: record.time)
+        #expect(generated.hasPrefix("ps.17979cfe45"), "\(generated)")
+        #expect(generated != EventRecord.uniqueName(regarding: record.regarding, time: record.time))
         #expect(event["eventTime"] == "2023-11-14T22:13:20.250000Z")
         #expect(event["regarding"] == ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "namespace": "shop", "name": "ps", "uid": "u-1"])
         #expect(event["type"] == "Warning")
