@@ -406,6 +406,26 @@ import Testing
         #expect(weights(try await world.virtualService()) == (100, 0))
     }
 
+    /// The API server takes no Events for a while (500s for Events only): the rollout goes on, its Events stay owed in
+    /// status, and once Events are taken again each is recorded, once (they were dropped as best effort).
+    @Test func eventsTheAPIServerCouldNotTakeStayOwedUntilItDoes() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "600s"]]]))
+        try await Self.startFromStable(world)
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 1, resources: ["events"]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let held = try await world.waitFor("stage 1 at 20%, its Events owed") { rollout in
+            let owed = rollout[path: ["status", "pendingEvents"]]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+            return rollout[path: ["status", "canaryWeight"]]?.intValue == 20 && owed.contains("StageStarted")
+        }
+        #expect(held[path: ["status", "pendingEvents"]]?.arrayValue?.contains { $0["reason"] == "RolloutStarted" } == true)
+        await world.sandbox.store.setFaults(SandboxFaults())
+        try await world.waitFor("the Events recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted])
+    }
+
     /// The write after the one that ended the rollout fails (here: RBAC forbids taking the finalizer off): the failure
     /// is recorded on the Succeeded status just written, not on the Finalising one the decision started from, which
     /// would end the rollout again and again (a RolloutSucceeded Event, a history entry, a notification each time).
