@@ -246,6 +246,47 @@ import Testing
         #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
 
+    /// A Rollout deleted right after it ended, while its post-rollout notification is owed (the receiver down): the
+    /// finalizer holds the deletion until the notification is delivered, and the Rollout goes then.
+    @Test func aRolloutDeletedWhileANotificationIsOwedGoesOnceItIsDelivered() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let port = try LoopbackPort.free()
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 50, "hold": "1s"]],
+                "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
+            ]))
+        try await Self.startFromStable(world)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("Succeeded with the notification owed") {
+            $0[path: ["status", "phase"]] == "Succeeded" && $0[path: ["status", "pendingNotifications"]] != nil
+        }
+        _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
+        let held = try await world.waitFor("the deletion held for the notification") {
+            $0[path: ["status", "message"]]?.stringValue?.contains("waiting for post-rollout webhook notify") == true
+        }
+        #expect(held[path: ["metadata", "finalizers"]] == ["fledge.dev/traffic"])
+
+        let receiver = try GateServer(port: port)
+        defer { Task { await receiver.stop() } }
+        receiver.state.status.withLock { $0 = .ok }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        var gone = false
+        while !gone, ContinuousClock.now < deadline {
+            do {
+                _ = try await world.rollout()
+                try await Task.sleep(for: .milliseconds(100))
+            } catch let error as KubernetesError where error.isNotFound {
+                gone = true
+            }
+        }
+        #expect(gone, "the Rollout is still there after the notification could be delivered")
+        let bodies = receiver.state.bodies.withLock { $0 }
+        #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
+    }
+
     /// The API server takes no writes (down, overloaded, etcd full) for longer than the progress deadline: the checks
     /// that passed meanwhile could not be recorded, and once it is back the canary is measured before the deadline can
     /// end the rollout.
