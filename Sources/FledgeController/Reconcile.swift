@@ -282,7 +282,8 @@ extension Controller {
             }
         }
         recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
-        let asksNothing = decision.actions.isEmpty && status == rollout.status
+        // Events still owed are tried again at the requeue above, which must not find the Rollout settled.
+        let asksNothing = decision.actions.isEmpty && status == rollout.status && stillOwed.isEmpty
         work.withLock { w in
             // Gone: the Rollout was deleted while this reconcile ran.
             guard var entry = w[key], entry.identity == identity else { return }

@@ -462,9 +462,46 @@ import Testing
             return rollout[path: ["status", "canaryWeight"]]?.intValue == 20 && owed.contains("StageStarted")
         }
         #expect(held[path: ["status", "pendingEvents"]]?.arrayValue?.contains { $0["reason"] == "RolloutStarted" } == true)
+        // Ended meanwhile: an idle Rollout, which nothing else reconciles, still gets its Events recorded.
+        try await world.request(.promoteFull)
+        try await world.waitFor("Succeeded, its Events owed") { rollout in
+            let owed = rollout[path: ["status", "pendingEvents"]]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+            return rollout[path: ["status", "phase"]] == "Succeeded" && owed.contains("RolloutSucceeded")
+        }
         await world.sandbox.store.setFaults(SandboxFaults())
         try await world.waitFor("the Events recorded") { $0[path: ["status", "pendingEvents"]] == nil }
-        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted])
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .requestAccepted, .rolloutSucceeded])
+    }
+
+    /// An idle Rollout whose Event the API server could not take (its spec broken while Events get 500s): nothing else
+    /// reconciles it, and the Event is still tried again until it is recorded (a reconcile that only found it owed
+    /// again counted the Rollout as settled, and it stayed owed until something changed).
+    @Test func anIdleRolloutsOwedEventIsTriedAgainUntilRecorded() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 1, resources: ["events"]))
+        let running = world.startController(analyzer: ScriptedMetrics())
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 50, "hold": "1s"], ["weight": 20, "hold": "1s"]]]))
+        try await world.waitFor("InvalidSpec owed") { rollout in
+            rollout[path: ["status", "pendingEvents"]]?.arrayValue?.contains { $0["reason"] == "InvalidSpec" } == true
+        }
+        // The decisions that follow find the Event owed, with nothing else to do, and fail it again: none of them may
+        // count the Rollout as settled (a resync pass would skip it, and the retry after 5 s would find it settled).
+        let decided = running.controller.counts.decisions
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var settledWhileOwed = false
+        while running.controller.counts.decisions < decided + 3, ContinuousClock.now < deadline {
+            if running.controller.resyncPass() == 0 {
+                settledWhileOwed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(!settledWhileOwed, "settled with an Event owed")
+        #expect(running.controller.counts.decisions >= decided + 3)
+        await world.sandbox.store.setFaults(SandboxFaults())
+        try await world.waitFor("the Event recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.invalidSpec])
     }
 
     /// The write after the one that ended the rollout fails (here: RBAC forbids taking the finalizer off): the failure
