@@ -43,7 +43,7 @@ struct StatusCommand: AsyncParsableCommand {
         transform: parseDuration)
     var timeout: Duration?
 
-    @Option(name: [.short, .customLong("output")], help: "Output format: table, or json/yaml for the Rollout's status.")
+    @Option(name: [.short, .customLong("output")], help: "Output format: table, or json/yaml for the Rollout's status (without pendingEvents, the Events being recorded).")
     var output: ResourceOutputFormat = .table
 
     @OptionGroup var kubernetes: KubernetesOptions
@@ -167,9 +167,12 @@ actor StatusPrinter {
 
     /// The stored status with its keys in the order RolloutStatus declares them (phase first), whatever order the
     /// API server keeps (a real one sorts them, the controller may write them in any order); keys this version
-    /// does not know come after, values untouched.
+    /// does not know come after, values untouched. Without `pendingEvents`: the controller's note of the Events it is
+    /// about to record, gone a moment later (they show as Events), which would print each decision twice under
+    /// `--watch` (with the note, then without).
     static func orderedStatus(_ fetched: FetchedRollout) -> JSONValue {
-        let status = fetched.object["status"] ?? .object([:])
+        var status = fetched.object["status"] ?? .object([:])
+        status["pendingEvents"] = nil
         guard let template = try? KeyOrder.of(fetched.status) else { return status }
         return status.reordered(like: template)
     }

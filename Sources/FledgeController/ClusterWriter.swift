@@ -16,7 +16,10 @@ struct ClusterWriter: Sendable {
     let mayWrite: @Sendable () -> Bool
     let logger: Logger
 
-    func execute(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) {
+    /// Carries out `action`. Returns the Rollout as written when the action changed it (the finalizer added), so that a
+    /// later write of the same reconcile carries its new `resourceVersion` instead of meeting a conflict.
+    @discardableResult
+    func execute(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) -> JSONValue? {
         switch action {
         case .ensureCanaryDeployment(let spec):
             try await ensureCanary(spec, rollout: rollout, namespace: references.namespace)
@@ -27,10 +30,11 @@ struct ClusterWriter: Sendable {
         case .scaleCanary(let deployment, let replicas):
             try await scaleCanary(deployment: deployment, replicas: replicas, namespace: references.namespace)
         case .setFinalizer(let present):
-            try await setFinalizer(present, rollout: rollout, namespace: references.namespace)
+            return try await setFinalizer(present, rollout: rollout, namespace: references.namespace)
         case .callWebhook, .emitEvent, .runAnalysis, .requeue:
             break  // not cluster writes; the controller runs these itself
         }
+        return nil
     }
 
     // MARK: - Traffic
@@ -153,13 +157,15 @@ struct ClusterWriter: Sendable {
 
     /// Adds or removes `Finalizers.traffic`, keeping any other finalizer, with the Rollout's `resourceVersion`
     /// (the list is replaced whole by a merge patch, so it must be the list it was computed from).
-    func setFinalizer(_ present: Bool, rollout: JSONValue, namespace: String) async throws(ControllerError) {
+    /// Returns the Rollout as written after an addition (nil when nothing was written, or after a removal).
+    @discardableResult
+    func setFinalizer(_ present: Bool, rollout: JSONValue, namespace: String) async throws(ControllerError) -> JSONValue? {
         let name = rollout[path: ["metadata", "name"]]?.stringValue ?? ""
         let action = present ? "add finalizer \(Finalizers.traffic)" : "remove finalizer \(Finalizers.traffic)"
         let current = rollout[path: ["metadata", "finalizers"]]?.arrayValue ?? []
         var finalizers = current.filter { $0.stringValue != Finalizers.traffic }
         if present { finalizers.append(.string(Finalizers.traffic)) }
-        if finalizers == current { return }
+        if finalizers == current { return nil }
         let patch: JSONValue = ["metadata": ["finalizers": finalizers.isEmpty ? .null : .array(finalizers)]]
         let updated: JSONValue
         do {
@@ -168,11 +174,13 @@ struct ClusterWriter: Sendable {
             }
         } catch {
             // Gone already: an earlier removal let the deletion finish, which is what this one wanted.
-            if !present, case .kubernetes(_, let k) = error, k.isNotFound { return }
+            if !present, case .kubernetes(_, let k) = error, k.isNotFound { return nil }
             throw error
         }
         // Not after a removal: that may have let the API server delete the Rollout, and its watch says so.
-        if present { caches.rollouts.inject(updated, replacing: rollout) }
+        guard present else { return nil }
+        caches.rollouts.inject(updated, replacing: rollout)
+        return updated
     }
 
     // MARK: - Status and Events
@@ -198,12 +206,8 @@ struct ClusterWriter: Sendable {
 
     func recordEvent(_ event: RolloutEvent, about rollout: JSONValue, identity: String, now: Date) async {
         guard mayWrite() else { return }
-        // Objects from a list may come without their type; an Event must name it (`involvedObject.kind=Rollout`).
-        var regarding = rollout
-        if regarding["kind"] == nil { regarding["kind"] = .string(Rollout.kind) }
-        if regarding["apiVersion"] == nil { regarding["apiVersion"] = .string(Rollout.apiVersion) }
         let record = EventRecord(
-            regarding: regarding, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
+            regarding: Self.eventSubject(rollout), reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
             action: event.reason, reportingInstance: identity, time: now)
         do {
             try await client.recordEvent(record)
@@ -211,6 +215,46 @@ struct ClusterWriter: Sendable {
             // Events are best effort: a rollout must not stop because its diary is full.
             logger.warning("could not record Event", metadata: ["reason": "\(event.reason)", "error": "\(error)"])
         }
+    }
+
+    /// Records one of a decision's Events under the name it was given in `status.pendingEvents`. True when it is
+    /// recorded, now or before (409 AlreadyExists), or never can be (refused: RBAC, validation; Events are best effort
+    /// and must not hold a rollout up); false when it is worth trying again (no answer, 429/5xx, not the leader).
+    /// `lookFirst`: the Event was owed before this reconcile (a controller killed, a write that failed), so it may exist
+    /// already; it is read first, and a restarted controller writes nothing for Events that exist.
+    func record(_ pending: PendingEvent, about rollout: JSONValue, identity: String, lookFirst: Bool) async -> Bool {
+        let namespace = rollout["metadata"]?["namespace"]?.stringValue
+        if lookFirst {
+            do {
+                _ = try await client.get(.events, namespace: namespace, name: pending.name)
+                return true
+            } catch {
+                // Not found, or not readable (RBAC without get on Events): created below, and 409 says it exists.
+            }
+        }
+        guard mayWrite() else { return false }
+        let record = EventRecord(
+            regarding: Self.eventSubject(rollout), reason: pending.reason, note: pending.message, type: pending.type == .warning ? .warning : .normal,
+            action: pending.reason, reportingInstance: identity, time: EventRecord.parseTime(pending.time) ?? Date(), name: pending.name)
+        do {
+            try await client.recordEvent(record)
+            return true
+        } catch {
+            if error.isAlreadyExists { return true }
+            let retry = error.kind == .transport || (error.kind == .api && (error.code == 429 || (error.code ?? 0) >= 500))
+            logger.warning(
+                "could not record Event", metadata: ["reason": "\(pending.reason)", "event": "\(pending.name)", "error": "\(error)", "retried": "\(retry)"])
+            return !retry
+        }
+    }
+
+    /// The Rollout as an Event's subject. Objects from a list may come without their type; an Event must name it
+    /// (`involvedObject.kind=Rollout`).
+    static func eventSubject(_ rollout: JSONValue) -> JSONValue {
+        var regarding = rollout
+        if regarding["kind"] == nil { regarding["kind"] = .string(Rollout.kind) }
+        if regarding["apiVersion"] == nil { regarding["apiVersion"] = .string(Rollout.apiVersion) }
+        return regarding
     }
 
     // MARK: - Helpers

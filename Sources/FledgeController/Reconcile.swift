@@ -190,6 +190,14 @@ extension Controller {
         // what the cluster was read back with (Rule 3).
         // A `Reconciled=False` from a failed write stays until the actions succeed, so it can be seen meanwhile.
         var status = decision.status
+        // The decision's Events go into status with it, and are recorded only once that write succeeded: killed between
+        // the two, the next controller finds them owed there (the next decision, made from the status written, does not
+        // ask for them again). A Rollout that emitted nothing writes nothing for it.
+        let carried = rollout.status?.pendingEvents ?? []
+        let asked = decision.actions.compactMap { action -> RolloutEvent? in
+            if case .emitEvent(let event) = action { event } else { nil }
+        }
+        status.pendingEvents = Self.pendingEvents(carried: carried, asked: asked, about: object, at: date)
         var current = object
         let statusWritten = status != rollout.status
         if statusWritten {
@@ -206,15 +214,15 @@ extension Controller {
             }
         }
 
-        var events: [RolloutEvent] = []
+        let events = status.pendingEvents ?? []
         var failure: ControllerError?
         // Letting the Rollout go comes last, after its Events: once the finalizer is off it may be gone, and
         // whoever watched it end (a report, `fledge status --watch`) reads those Events.
         let release = decision.actions.filter { $0 == .setFinalizer(false) }
         for action in decision.actions where action != .setFinalizer(false) {
             switch action {
-            case .emitEvent(let event):
-                events.append(event)
+            case .emitEvent:
+                break  // owed in status.pendingEvents, recorded below
             case .runAnalysis(let request):
                 submitAnalysis(key, identity: identity, request)
             case .callWebhook(let call):
@@ -225,36 +233,36 @@ extension Controller {
                 // In order, stopping at the first failure: weight 0 must land before the canary is scaled down.
                 guard failure == nil, let references else { continue }
                 do {
-                    try await executeCounted(action, rollout: current, references: references)
+                    if let updated = try await executeCounted(action, rollout: current, references: references) { current = updated }
                 } catch {
                     failure = error
                 }
             }
         }
+        // The Events owed are in status now (written above, or there already), so they can be recorded whatever the
+        // other writes do.
+        let recorded = await record(events, carried: carried, about: current)
         if let failure {
-            // The decision is in status, so the next one will not ask for its Events again (a rollback begun, a request
-            // answered): recorded now, or they would be lost to a conflicting or refused write. A decision whose status
-            // did not change is made again on the retry, Events and all, so its Events wait for the write to succeed.
-            if statusWritten {
-                for event in events {
-                    await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
-                }
-            }
+            // Recorded now: the next decision will not ask for them again (a rollback begun, a request answered), and
+            // they show while the write is retried. They stay owed in the status the failure is written on, so a decision
+            // whose status did not change, made again on the retry Events and all, finds them and records none twice.
             recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
             var updated = rollout
             updated.status = status
             await handle(failure, key: key, rollout: updated, object: current)
             return
         }
-        for event in events {
-            await writer.recordEvent(event, about: current, identity: configuration.identity, now: date)
-        }
         // From here on a failure is recorded on top of the status this decision wrote, never on the one it was decided
         // from: that would put an older status back (a stage undone, a rollout that ended ending again).
         var written = rollout
         written.status = status
-        if status.condition(reconciledCondition) != nil {
+        // Events recorded are owed no more: one more status write, only for a decision that asked for Events (or left a
+        // failure to clear). One the API could not take (no answer, 429/5xx) stays owed and is tried again soon.
+        let stillOwed = events.filter { !recorded.contains($0.name) }
+        if !stillOwed.isEmpty { queue.add(key, after: .seconds(5)) }
+        if status.condition(reconciledCondition) != nil || (status.pendingEvents ?? []) != stillOwed {
             status.removeCondition(reconciledCondition)
+            status.pendingEvents = stillOwed.isEmpty ? nil : stillOwed
             do {
                 current = try await writeCounted(status, of: current)
             } catch {
@@ -264,7 +272,8 @@ extension Controller {
             written.status = status
         }
         for action in release {
-            guard let references else { break }
+            // Not while Events are owed: once the finalizer is off the Rollout, and its status with them, may be gone.
+            guard let references, stillOwed.isEmpty else { break }
             do {
                 try await executeCounted(action, rollout: current, references: references)
             } catch {
@@ -273,7 +282,8 @@ extension Controller {
             }
         }
         recordMetrics(namespace: namespace, name: rollout.metadata.name, old: rollout.status, new: status)
-        let asksNothing = decision.actions.isEmpty && status == rollout.status
+        // Events still owed are tried again at the requeue above, which must not find the Rollout settled.
+        let asksNothing = decision.actions.isEmpty && status == rollout.status && stillOwed.isEmpty
         work.withLock { w in
             // Gone: the Rollout was deleted while this reconcile ran.
             guard var entry = w[key], entry.identity == identity else { return }
@@ -294,6 +304,36 @@ extension Controller {
         }
     }
 
+    /// The Events owed after a decision: those still owed from before (a controller killed before it recorded them, or
+    /// a write that failed), then the ones the decision asks for, each given its Event name and time now. One the
+    /// decision asks for again, alike in type, reason and message, is the one already owed (a decision whose status did
+    /// not change is made again after a failure, Events and all): it keeps its name, so it is not recorded twice.
+    static func pendingEvents(carried: [PendingEvent], asked: [RolloutEvent], about object: JSONValue, at date: Date) -> [PendingEvent]? {
+        var owed = carried
+        var unmatched = carried
+        for event in asked {
+            if let i = unmatched.firstIndex(where: { $0.event == event }) {
+                unmatched.remove(at: i)
+                continue
+            }
+            owed.append(
+                PendingEvent(
+                    name: EventRecord.uniqueName(regarding: object, time: date), type: event.type, reason: event.reason, message: event.message,
+                    time: EventRecord.formatTime(date)))
+        }
+        return owed.isEmpty ? nil : owed
+    }
+
+    /// Records the owed Events in order; returns the names of those done with (recorded, or refused for good).
+    func record(_ events: [PendingEvent], carried: [PendingEvent], about rollout: JSONValue) async -> Set<String> {
+        var done: Set<String> = []
+        for event in events {
+            let owedBefore = carried.contains { $0.name == event.name }
+            if await writer.record(event, about: rollout, identity: configuration.identity, lookFirst: owedBefore) { done.insert(event.name) }
+        }
+        return done
+    }
+
     /// Writes a Rollout's status, counted for the tests and `/metrics`.
     func writeCounted(_ status: RolloutStatus, of object: JSONValue) async throws(ControllerError) -> JSONValue {
         let written = try await writer.writeStatus(status, of: object)
@@ -303,10 +343,12 @@ extension Controller {
     }
 
     /// Carries out one of a decision's cluster writes, counted likewise.
-    func executeCounted(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) {
-        try await writer.execute(action, rollout: rollout, references: references)
+    @discardableResult
+    func executeCounted(_ action: Action, rollout: JSONValue, references: RolloutReferences) async throws(ControllerError) -> JSONValue? {
+        let updated = try await writer.execute(action, rollout: rollout, references: references)
         counters.withLock { $0.writes += 1 }
         metrics.kubernetesWrites.increment()
+        return updated
     }
 
     /// Decodes the cached Rollout (not kept: idle rollouts are never decoded again, and memory is the budget).

@@ -70,7 +70,7 @@ public struct WebhookCall: Sendable, Equatable {
 }
 
 public struct RolloutEvent: Sendable, Equatable {
-    public enum Kind: String, Sendable { case normal = "Normal", warning = "Warning" }
+    public enum Kind: String, Sendable, Codable { case normal = "Normal", warning = "Warning" }
     public var type: Kind
     public var reason: String
     public var message: String

@@ -243,21 +243,23 @@ struct Engine {
 
     /// A rollout in flight carries the finalizer, so that deleting it cannot leave weight on a canary that is about
     /// to be garbage-collected; it comes off once the rollout is idle with no weight on the canary (an idle Rollout
-    /// deletes at once, also with no controller running). Added before any weight moves in the same decision.
+    /// deletes at once, also with no controller running). Added before any weight moves in the same decision. It
+    /// stays while a post-rollout notification is owed (delivered or given up within `progressDeadline` of the end),
+    /// so that deleting a Rollout that just ended does not drop its notification with its status.
     mutating func keepFinalizerWhileTrafficMayReachTheCanary() {
         let movingWeight = actions.contains { ($0.weightChange?.canaryWeight ?? 0) > 0 }
         let inFlight = !status.phase.isIdle || movingWeight
         if inFlight, !holdsFinalizer {
             actions.insert(.setFinalizer(true), at: 0)
-        } else if !inFlight, holdsFinalizer, observedWeight == 0 || (observedWeight == nil && managed.isEmpty),
+        } else if !inFlight, holdsFinalizer, status.pendingNotifications == nil, observedWeight == 0 || (observedWeight == nil && managed.isEmpty),
             !actions.contains(where: { $0.weightChange != nil })
         {
             actions.append(.setFinalizer(false))
         }
     }
 
-    /// The Rollout is being deleted: take the weight off the canary, then let the deletion finish. Nothing else
-    /// happens (no new stage, no promotion).
+    /// The Rollout is being deleted: take the weight off the canary, deliver the post-rollout notifications still owed,
+    /// then let the deletion finish. Nothing else happens (no new stage, no promotion).
     mutating func finishDeletion() {
         guard holdsFinalizer else { return }
         if plan != nil || fallbackTraffic != nil {
@@ -271,8 +273,35 @@ struct Engine {
                 return
             }
         }
+        if deliveringNotificationsBeforeDeletion() { return }
         status.message = "deleting: no traffic on the canary"
         actions.append(.setFinalizer(false))
+    }
+
+    /// A notification owed holds the deletion as it holds an idle Rollout's finalizer: it goes with the status, and
+    /// whoever waits for it (a pipeline, a chat channel) would never hear how the rollout ended. Bounded: a call that
+    /// fails once `progressDeadline` has passed since the end is given up (`NotificationFailed`). Without a plan (a
+    /// spec that does not validate) none can be called, and waiting for a fix would hold the deletion without end:
+    /// given up at once, with the same Warning. True while one is owed.
+    mutating func deliveringNotificationsBeforeDeletion() -> Bool {
+        guard let owed = status.pendingNotifications, !owed.isEmpty else { return false }
+        guard let plan else {
+            for note in owed {
+                event(
+                    .warning, .notificationFailed,
+                    "post-rollout webhook \(note.webhook) (\(note.phase.rawValue), revision \(note.revision)) not called: the Rollout was deleted while its spec does not validate")
+            }
+            status.pendingNotifications = nil
+            return false
+        }
+        deliverNotifications()
+        guard let still = status.pendingNotifications, !still.isEmpty else { return false }
+        status.message =
+            "deleting: waiting for post-rollout webhook\(still.count == 1 ? "" : "s") \(still.map(\.webhook).joined(separator: ", ")) to answer 2xx (given up once a call fails \(plan.progressDeadline) after the end)"
+        if let webhookRetryAt, webhookRetryAt > now {
+            actions.append(.requeue(after: RolloutDuration(milliseconds: webhookRetryAt.milliseconds(since: now))))
+        }
+        return true
     }
 
     /// Reads the observations. False when nothing can be decided (stable Deployment missing, template error).

@@ -87,6 +87,30 @@ public struct PendingNotification: Codable, Sendable, Equatable {
     public var id: String { "post-rollout/\(webhook)/\(revision)/\(phase.rawValue)/\(endedAt.seconds)" }
 }
 
+/// An Event a decision asked for, written to status together with that decision and recorded after it under this
+/// fixed name; the controller's next status write clears it once recorded. A controller killed between the status
+/// write and the Event finds it here and records it then, and recording one that exists already is answered 409
+/// AlreadyExists: each Event of a decision exists once, whatever point the controller was killed at.
+public struct PendingEvent: Codable, Sendable, Equatable {
+    /// The Event's `metadata.name` (`<rollout>.<hex>`, chosen once when the decision was made).
+    public var name: String
+    public var type: RolloutEvent.Kind
+    public var reason: String
+    public var message: String
+    /// When the decision was made (RFC 3339 with microseconds, the Event's `eventTime`).
+    public var time: String
+
+    public init(name: String, type: RolloutEvent.Kind, reason: String, message: String, time: String) {
+        self.name = name
+        self.type = type
+        self.reason = reason
+        self.message = message
+        self.time = time
+    }
+
+    public var event: RolloutEvent { RolloutEvent(type: type, reason: reason, message: message) }
+}
+
 /// `status` of a Rollout. Every bit of progress lives here, so a restarted controller resumes where it stopped.
 public struct RolloutStatus: Codable, Sendable, Equatable {
     public var phase: Phase
@@ -151,6 +175,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
     /// Post-rollout notifications not delivered yet (no 2xx answer). Kept in status, not in memory, so that a
     /// controller killed right after a rollout ended, or a receiver that was down, still gets them. Nil when none.
     public var pendingNotifications: [PendingNotification]?
+    /// Events of the last decision not yet known to be recorded (see `PendingEvent`). Nil when none: set only from a
+    /// decision that asked for Events until they are recorded, so a Rollout that emits nothing never writes for it.
+    public var pendingEvents: [PendingEvent]?
 
     public static let historyLimit = 10
 
@@ -171,7 +198,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         case phase, observedGeneration, revision, stableRevision, stage, stageProgress, canaryWeight, message, startedAt, stageStartedAt
         case lastProgressAt, lastAnalysisAt, passedChecks, failedChecks, inconclusiveChecks, errorChecks, lastAnalysis
         case conditions, history, requests, rollbackTo, approvedStage, promotedStages, passedWebhooks, judge, judgeAcceptedStage
-        case routedTraffic, canaryDeployment, pendingNotifications
+        case routedTraffic, canaryDeployment, pendingNotifications, pendingEvents
     }
 
     public init(from decoder: any Decoder) throws {
@@ -205,6 +232,7 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
         routedTraffic = try c.decodeIfPresent(RoutedTraffic.self, forKey: .routedTraffic)
         canaryDeployment = try c.decodeIfPresent(String.self, forKey: .canaryDeployment)
         pendingNotifications = try c.decodeIfPresent([PendingNotification].self, forKey: .pendingNotifications)
+        pendingEvents = try c.decodeIfPresent([PendingEvent].self, forKey: .pendingEvents)
     }
 
     /// `2/4`: the 1-based stage of `stages` while Progressing or Paused at a stage, nil otherwise. What

@@ -21,10 +21,13 @@ public struct EventRecord: Sendable, Equatable {
     public var reportingController: String
     public var reportingInstance: String
     public var time: Date
+    /// The Event's `metadata.name`. Nil: `<object>.<hex time><hex random>`, new on every call. A fixed name makes
+    /// recording the same Event again answer 409 AlreadyExists instead of making a second one.
+    public var name: String?
 
     public init(
         regarding: JSONValue, reason: String, note: String, type: EventType = .normal, action: String,
-        reportingController: String = "fledge.dev/rollout-controller", reportingInstance: String, time: Date
+        reportingController: String = "fledge.dev/rollout-controller", reportingInstance: String, time: Date, name: String? = nil
     ) {
         self.regarding = regarding
         self.reason = reason
@@ -34,7 +37,20 @@ public struct EventRecord: Sendable, Equatable {
         self.reportingController = reportingController
         self.reportingInstance = reportingInstance
         self.time = time
+        self.name = name
     }
+
+    /// A name for an Event about `object` at `time` that no other Event has: `<object>.<hex nanoseconds><hex random>`,
+    /// the form client-go uses, with a random part so that two Events of one instant differ.
+    public static func uniqueName(regarding object: JSONValue, time: Date) -> String {
+        let regardingName = object["metadata"]?["name"]?.stringValue ?? "object"
+        let nanos = UInt64(min(max(0, time.timeIntervalSince1970 * 1_000_000_000), 9e18))
+        return "\(regardingName).\(String(nanos, radix: 16))\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+    }
+
+    /// An `eventTime` as the API writes it (RFC 3339 with microseconds), and back.
+    public static func formatTime(_ date: Date) -> String { formatRFC3339(date, microseconds: true) }
+    public static func parseTime(_ text: String) -> Date? { parseRFC3339(text) }
 
     /// The object reference part of an object.
     static func reference(to object: JSONValue) -> JSONValue {
@@ -49,8 +65,7 @@ public struct EventRecord: Sendable, Equatable {
     }
 
     /// The Event object this record becomes.
-    public func eventObject(namespace: String, uniqueSuffix: String) -> JSONValue {
-        let regardingName = regarding["metadata"]?["name"]?.stringValue ?? "object"
+    public func eventObject(namespace: String, name: String) -> JSONValue {
         // The API server refuses a note over 1 KB. A cut one says so: a rollback's reason with the judge's numbers and
         // every metric can pass it, and a silently cut "harm e-value 1 < 2" reads as a whole (wrong) number.
         var trimmed = note
@@ -62,7 +77,7 @@ public struct EventRecord: Sendable, Equatable {
         return [
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": ["name": .string("\(regardingName).\(uniqueSuffix)"), "namespace": .string(namespace)],
+            "metadata": ["name": .string(name), "namespace": .string(namespace)],
             "eventTime": .string(formatRFC3339(time, microseconds: true)),
             "reportingController": .string(reportingController),
             "reportingInstance": .string(reportingInstance),
@@ -80,9 +95,8 @@ extension KubernetesClient {
     @discardableResult
     public func recordEvent(_ record: EventRecord) async throws(KubernetesError) -> JSONValue {
         let namespace = record.regarding["metadata"]?["namespace"]?.stringValue ?? configuration.namespace
-        let nanos = UInt64(min(max(0, record.time.timeIntervalSince1970 * 1_000_000_000), 9e18))
-        let suffix = String(nanos, radix: 16) + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        return try await create(.events, namespace: namespace, record.eventObject(namespace: namespace, uniqueSuffix: suffix))
+        let name = record.name ?? EventRecord.uniqueName(regarding: record.regarding, time: record.time)
+        return try await create(.events, namespace: namespace, record.eventObject(namespace: namespace, name: name))
     }
 }
 

@@ -80,8 +80,7 @@ struct ContractController {
             let record = EventRecord(
                 regarding: rollout, reason: event.reason, note: event.message, type: event.type == .warning ? .warning : .normal,
                 action: event.reason, reportingInstance: "contract-test", time: now.date)
-            let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-            let eventObject = record.eventObject(namespace: namespace, uniqueSuffix: suffix)
+            let eventObject = record.eventObject(namespace: namespace, name: EventRecord.uniqueName(regarding: rollout, time: now.date))
             if heldEvents != nil {
                 heldEvents?.append(eventObject)
             } else {

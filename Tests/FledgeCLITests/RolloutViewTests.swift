@@ -39,6 +39,10 @@ struct RolloutViewTests {
         #expect(
             ordered.serializedString()
                 == #"{"phase":"Progressing","observedGeneration":2,"revision":"abc","stableRevision":"def","stage":0,"canaryWeight":10,"lastProgressAt":"2026-11-26T10:00:00Z","failedChecks":1,"conditions":[{"type":"Progressing","status":"True","reason":"R","message":"m","lastTransitionTime":"2026-11-26T10:00:00Z"}],"zFuture":{"b":1,"a":2}}"#)
+        // The Events the controller is about to record are left out: under --watch they would print each decision twice.
+        var owing = status
+        owing["pendingEvents"] = [["name": "ps.1", "type": "Normal", "reason": "StageStarted", "message": "m", "time": "2026-11-26T10:00:00.000000Z"]]
+        #expect(StatusPrinter.orderedStatus(try FetchedRollout(Self.rolloutJSON(status: owing))) == status)
         // No status yet: an empty object, as before.
         #expect(StatusPrinter.orderedStatus(try FetchedRollout(Self.rolloutJSON(status: nil))) == .object([:]))
     }

@@ -25,6 +25,30 @@ import Testing
         }
     }
 
+    /// The Events a decision asks for (not the controller's own ActionFailed and WriteConflict, which say how a write
+    /// went), reason and message, as many times as the API server has each.
+    static func decisionEvents(_ world: World) async throws -> [String: Int] {
+        let own: Set<String> = [EventReason.actionFailed.rawValue, EventReason.writeConflict.rawValue]
+        var counts: [String: Int] = [:]
+        for event in try await world.client.list(.events, namespace: "shop").items {
+            guard let reason = event["reason"]?.stringValue, !own.contains(reason) else { continue }
+            counts["\(reason): \(event["note"]?.stringValue ?? "")", default: 0] += 1
+        }
+        return counts
+    }
+
+    /// Every Event of the rollout's course exists once, however often the controller was killed on the way (after the
+    /// status write that decided it, after each Event, after any other write): each of `reasons` at least once, and no
+    /// Event twice.
+    static func expectEachEventOnce(_ world: World, _ reasons: [EventReason]) async throws {
+        let events = try await decisionEvents(world)
+        for reason in reasons {
+            #expect(events.keys.contains { $0.hasPrefix("\(reason.rawValue): ") }, "no \(reason.rawValue) Event: \(events.keys.sorted())")
+        }
+        let twice = events.filter { $0.value > 1 }
+        #expect(twice.isEmpty, "Events recorded more than once: \(twice)")
+    }
+
     /// The seed's VirtualService sends 10 % to a canary subset with no pods yet; start where Fledge leaves it.
     /// A rollout held at its second stage (600 s) with a 5 s progress deadline and 2 s intervals: only passing checks
     /// keep it going, so a deadline wrongly passed shows at once.
@@ -84,6 +108,8 @@ import Testing
         #expect(try await world.deployment("product-service-canary")[path: ["spec", "replicas"]]?.intValue == 0)
         let history = failed[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.count == 1, "\(history)")
+        try await world.waitFor("every Event owed recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .analysisFailed, .rollingBack, .rolloutFailed])
     }
 
     @Test func killedAfterEveryWriteStillAborts() async throws {
@@ -95,10 +121,15 @@ import Testing
         let metrics = ScriptedMetrics()
         _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
         try await world.request(.abort)
-        _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.phase() == "Aborted" }
+        _ = try await Self.killRepeatedly(world, metrics: metrics) {
+            // Ended, with every Event it owes recorded.
+            let status = try await world.rollout()["status"]
+            return status?["phase"] == "Aborted" && status?["pendingEvents"] == nil
+        }
         #expect(weights(try await world.virtualService()) == (100, 0))
         let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.count == 1, "\(history)")
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .requestAccepted, .rollingBack, .rolloutAborted])
     }
 
     /// `spec.canary` changed again mid-rollout while the controller keeps dying: the first revision is superseded once,
@@ -116,11 +147,13 @@ import Testing
             let rollout = try await world.rollout()
             return rollout[path: ["status", "phase"]] == "Succeeded"
                 && rollout[path: ["status", "observedGeneration"]] == rollout[path: ["metadata", "generation"]]
+                && rollout[path: ["status", "pendingEvents"]] == nil
         }
         #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
         #expect(weights(try await world.virtualService()) == (100, 0))
         let history = try await world.rollout()[path: ["status", "history"]]?.arrayValue ?? []
         #expect(history.map { $0["outcome"]?.stringValue ?? "" } == ["Superseded", "Succeeded"], "\(history)")
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .newRevision, .promoting, .rolloutSucceeded])
     }
 
     /// Deleting a Rollout mid-rollout while the controller keeps dying: its traffic is back on stable before it goes.
@@ -159,6 +192,7 @@ import Testing
             if try await gone() { #expect(weights(try await world.virtualService()) == (100, 0), "gone with weight on the canary") }
         }
         #expect(weights(try await world.virtualService()) == (100, 0))
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .deleting])
     }
 
     /// A controller down for longer than the progress deadline (a node lost, the pod rescheduled late) comes back to
@@ -208,6 +242,47 @@ import Testing
         receiver.state.status.withLock { $0 = .ok }
         _ = world.startController(analyzer: ScriptedMetrics())
         try await world.waitFor("the notification delivered") { $0[path: ["status", "pendingNotifications"]] == nil }
+        let bodies = receiver.state.bodies.withLock { $0 }
+        #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
+    }
+
+    /// A Rollout deleted right after it ended, while its post-rollout notification is owed (the receiver down): the
+    /// finalizer holds the deletion until the notification is delivered, and the Rollout goes then.
+    @Test func aRolloutDeletedWhileANotificationIsOwedGoesOnceItIsDelivered() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let port = try LoopbackPort.free()
+        try await world.patchSpec(
+            fastSpec.applyingMergePatch([
+                "stages": [["weight": 50, "hold": "1s"]],
+                "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
+            ]))
+        try await Self.startFromStable(world)
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await world.waitFor("Succeeded with the notification owed") {
+            $0[path: ["status", "phase"]] == "Succeeded" && $0[path: ["status", "pendingNotifications"]] != nil
+        }
+        _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
+        let held = try await world.waitFor("the deletion held for the notification") {
+            $0[path: ["status", "message"]]?.stringValue?.contains("waiting for post-rollout webhook notify") == true
+        }
+        #expect(held[path: ["metadata", "finalizers"]] == ["fledge.dev/traffic"])
+
+        let receiver = try GateServer(port: port)
+        defer { Task { await receiver.stop() } }
+        receiver.state.status.withLock { $0 = .ok }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        var gone = false
+        while !gone, ContinuousClock.now < deadline {
+            do {
+                _ = try await world.rollout()
+                try await Task.sleep(for: .milliseconds(100))
+            } catch let error as KubernetesError where error.isNotFound {
+                gone = true
+            }
+        }
+        #expect(gone, "the Rollout is still there after the notification could be delivered")
         let bodies = receiver.state.bodies.withLock { $0 }
         #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
@@ -370,6 +445,63 @@ import Testing
         #expect(after.filter { $0 == "RollingBack" }.count == 1)
         #expect(after.filter { $0 == "RolloutAborted" }.count == 1)
         #expect(weights(try await world.virtualService()) == (100, 0))
+    }
+
+    /// The API server takes no Events for a while (500s for Events only): the rollout goes on, its Events stay owed in
+    /// status, and once Events are taken again each is recorded, once (they were dropped as best effort).
+    @Test func eventsTheAPIServerCouldNotTakeStayOwedUntilItDoes() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "600s"]]]))
+        try await Self.startFromStable(world)
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 1, resources: ["events"]))
+        _ = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        let held = try await world.waitFor("stage 1 at 20%, its Events owed") { rollout in
+            let owed = rollout[path: ["status", "pendingEvents"]]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+            return rollout[path: ["status", "canaryWeight"]]?.intValue == 20 && owed.contains("StageStarted")
+        }
+        #expect(held[path: ["status", "pendingEvents"]]?.arrayValue?.contains { $0["reason"] == "RolloutStarted" } == true)
+        // Ended meanwhile: an idle Rollout, which nothing else reconciles, still gets its Events recorded.
+        try await world.request(.promoteFull)
+        try await world.waitFor("Succeeded, its Events owed") { rollout in
+            let owed = rollout[path: ["status", "pendingEvents"]]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+            return rollout[path: ["status", "phase"]] == "Succeeded" && owed.contains("RolloutSucceeded")
+        }
+        await world.sandbox.store.setFaults(SandboxFaults())
+        try await world.waitFor("the Events recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.rolloutStarted, .stageStarted, .requestAccepted, .rolloutSucceeded])
+    }
+
+    /// An idle Rollout whose Event the API server could not take (its spec broken while Events get 500s): nothing else
+    /// reconciles it, and the Event is still tried again until it is recorded (a reconcile that only found it owed
+    /// again counted the Rollout as settled, and it stayed owed until something changed).
+    @Test func anIdleRolloutsOwedEventIsTriedAgainUntilRecorded() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 1, resources: ["events"]))
+        let running = world.startController(analyzer: ScriptedMetrics())
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 50, "hold": "1s"], ["weight": 20, "hold": "1s"]]]))
+        try await world.waitFor("InvalidSpec owed") { rollout in
+            rollout[path: ["status", "pendingEvents"]]?.arrayValue?.contains { $0["reason"] == "InvalidSpec" } == true
+        }
+        // The decisions that follow find the Event owed, with nothing else to do, and fail it again: none of them may
+        // count the Rollout as settled (a resync pass would skip it, and the retry after 5 s would find it settled).
+        let decided = running.controller.counts.decisions
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var settledWhileOwed = false
+        while running.controller.counts.decisions < decided + 3, ContinuousClock.now < deadline {
+            if running.controller.resyncPass() == 0 {
+                settledWhileOwed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(!settledWhileOwed, "settled with an Event owed")
+        #expect(running.controller.counts.decisions >= decided + 3)
+        await world.sandbox.store.setFaults(SandboxFaults())
+        try await world.waitFor("the Event recorded") { $0[path: ["status", "pendingEvents"]] == nil }
+        try await Self.expectEachEventOnce(world, [.invalidSpec])
     }
 
     /// The write after the one that ended the rollout fails (here: RBAC forbids taking the finalizer off): the failure

@@ -610,6 +610,61 @@ struct ScenarioTests {
         #expect(sim.phase == .succeeded)
     }
 
+    /// A Rollout deleted while a post-rollout notification is owed keeps its finalizer until the notification is
+    /// delivered: its status, where it is owed, goes with the Rollout (the finalizer used to come off with the end).
+    @Test func deletingARolloutWaitsForItsOwedNotification() {
+        let hooks = [WebhookSpec(name: "notify", type: "post-rollout", url: "http://127.0.0.1:9/notify")]
+        var sim = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        sim.unreachableWebhooks = ["notify"]
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.status.pendingNotifications != nil)
+        #expect(sim.rollout.metadata.finalizers == [Finalizers.traffic], "an owed notification keeps the finalizer")
+        sim.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        let waiting = sim.reconcile()
+        #expect(!sim.deleted)
+        #expect(waiting.status.message?.contains("waiting for post-rollout webhook notify") == true, "\(waiting.status.message ?? "")")
+        // The receiver is back: delivered, then the Rollout goes.
+        sim.unreachableWebhooks = []
+        sim.webhookAnswers["notify"] = true
+        sim.webhookCalls = []
+        sim.run(maxSteps: 100) { $0.deleted }
+        #expect(sim.deleted)
+        #expect(sim.webhookCalls.contains { $0.name == "notify" && $0.body["phase"] == "Succeeded" })
+        #expect(!sim.events.contains { $0.reason == "NotificationFailed" })
+
+        // Once delivered, an idle Rollout lets its finalizer go as before.
+        var delivered = Sim(spec: seedSpec(webhooks: hooks))
+        delivered.webhookAnswers["notify"] = true
+        delivered.run(untilPhase: .succeeded)
+        delivered.run(maxSteps: 20) { $0.rollout.metadata.finalizers == nil }
+        #expect(delivered.rollout.metadata.finalizers == nil)
+        #expect(delivered.status.pendingNotifications == nil)
+    }
+
+    /// The wait is bounded: a receiver that stays down is given up `progressDeadline` after the end (NotificationFailed),
+    /// and with a spec that no longer validates (nothing can be called) at once.
+    @Test func deletingARolloutGivesUpAnUndeliverableNotification() {
+        let hooks = [WebhookSpec(name: "notify", type: "post-rollout", url: "http://127.0.0.1:9/notify")]
+        var down = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        down.unreachableWebhooks = ["notify"]
+        down.run(untilPhase: .succeeded)
+        let ended = down.now
+        down.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        down.run(maxSteps: 5000) { $0.deleted }
+        #expect(down.deleted)
+        #expect(down.now.seconds - ended.seconds >= 120)
+        #expect(down.events.filter { $0.reason == "NotificationFailed" }.count == 1)
+
+        var broken = Sim(spec: seedSpec(progressDeadline: "2m", webhooks: hooks))
+        broken.unreachableWebhooks = ["notify"]
+        broken.run(untilPhase: .succeeded)
+        broken.rollout.spec.stages = [StageSpec(weight: 50, hold: "20s"), StageSpec(weight: 25, hold: "20s")]
+        broken.rollout.metadata.deletionTimestamp = "2027-01-15T10:00:00Z"
+        let last = broken.reconcile()
+        #expect(broken.deleted)
+        #expect(last.events.first { $0.reason == "NotificationFailed" }?.message.contains("does not validate") == true)
+    }
+
     @Test func invalidSpecChangesNothingButTheCondition() {
         var spec = seedSpec()
         spec.stages = [StageSpec(weight: 10), StageSpec(weight: 50), StageSpec(weight: 40)]

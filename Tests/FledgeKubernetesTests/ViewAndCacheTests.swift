@@ -91,14 +91,22 @@ let seedVirtualService = """
         #expect(lease.object["spec"] == ["leaseDurationSeconds": 15])
     }
 
-    @Test func eventObjectHasTheRequiredFields() {
+    @Test func eventObjectHasTheRequiredFields() throws {
         let record = EventRecord(
             regarding: ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout",
                         "metadata": ["name": "ps", "namespace": "shop", "uid": "u-1", "labels": ["a": "b"]]],
             reason: "Progressing", note: String(repeating: "é", count: 600), type: .warning, action: "SetWeight",
             reportingInstance: "pod-a", time: Date(timeIntervalSince1970: 1_700_000_000.25))
-        let event = record.eventObject(namespace: "shop", uniqueSuffix: "abc")
+        let event = record.eventObject(namespace: "shop", name: "ps.abc")
         #expect(event["metadata"]?["name"] == "ps.abc")
+        // Without a fixed name: the object's name, the time in hex, a random part (two Events of one instant differ).
+        let generated = EventRecord.uniqueName(regarding: record.regarding, time: record.time)
+        #expect(generated.hasPrefix("ps.17979cfe45"), "\(generated)")
+        #expect(generated != EventRecord.uniqueName(regarding: record.regarding, time: record.time))
+        // The time an Event owed in status keeps (status.pendingEvents) reads back as it was (to the millisecond: Foundation
+        // reads no finer), so one recorded after a restart keeps its place among the others.
+        let kept = try #require(EventRecord.parseTime(EventRecord.formatTime(record.time)))
+        #expect(abs(kept.timeIntervalSince1970 - 1_700_000_000.25) < 0.001, "\(kept.timeIntervalSince1970)")
         #expect(event["eventTime"] == "2023-11-14T22:13:20.250000Z")
         #expect(event["regarding"] == ["apiVersion": "fledge.dev/v1alpha1", "kind": "Rollout", "namespace": "shop", "name": "ps", "uid": "u-1"])
         #expect(event["type"] == "Warning")
@@ -110,7 +118,7 @@ let seedVirtualService = """
         let short = EventRecord(
             regarding: record.regarding, reason: "Progressing", note: String(repeating: "é", count: 512), type: .normal, action: "SetWeight",
             reportingInstance: "pod-a", time: Date(timeIntervalSince1970: 1_700_000_000))
-        #expect(short.eventObject(namespace: "shop", uniqueSuffix: "abc")["note"]?.stringValue == String(repeating: "é", count: 512))
+        #expect(short.eventObject(namespace: "shop", name: "ps.abc")["note"]?.stringValue == String(repeating: "é", count: 512))
     }
 }
 
