@@ -469,8 +469,8 @@ struct DecisionReport {
                     + "\(pct(flaggerFalse.max() ?? 0))" + why)
         }
         notes.append(
-            "- The judge's guarantees cost evidence: to roll back with at most 1 % false rollbacks, or to show a "
-                + "canary within its margins of stable, it needs enough bad requests on both sides. At 10 req/s "
+            "- The judge's guarantees cost evidence: to roll back with at most \(pct(judge.falseRollbackRate)) false rollbacks, or to show a "
+                + "canary within its margins of stable, it needs enough bad requests on both sides. For example, at 10 req/s "
                 + "a 10 % stage sends the canary one request a second; at a 0.1 % error rate that is one error "
                 + "every ~17 minutes. There the judge holds (and says why) where Flagger promotes on a clean "
                 + "success rate, and it rolls back mild degradations later than the targets ask.")
@@ -614,7 +614,8 @@ struct DecisionReport {
 
             ![exposure and time ratios](decisions.svg)
 
-            Raw numbers: [decisions.csv](decisions.csv).
+            Raw numbers: [decisions.csv](decisions.csv) (a median time equal to `horizon_seconds` means it did not
+            happen in at least half of the runs: "≥ 30m" above).
             """
         return md + "\n"
     }
