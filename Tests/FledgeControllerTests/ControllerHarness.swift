@@ -126,6 +126,20 @@ final class World: Sendable {
         throw WorldError.timeout(what)
     }
 
+    /// Whether the rollout is gone (its finalizer released) within `timeout`.
+    func waitUntilDeleted(timeout: Duration, rollout name: String = "product-service") async throws -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            do {
+                _ = try await rollout(name)
+                try await Task.sleep(for: .milliseconds(100))
+            } catch let error as KubernetesError where error.isNotFound {
+                return true
+            }
+        }
+        return false
+    }
+
     func waitForPhase(_ phase: String, timeout: Duration = .seconds(60), rollout name: String = "product-service") async throws -> JSONValue {
         try await waitFor("phase \(phase)", timeout: timeout, rollout: name) { $0[path: ["status", "phase"]]?.stringValue == phase }
     }

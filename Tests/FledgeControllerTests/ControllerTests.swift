@@ -207,17 +207,7 @@ import Testing
         let serving = try await world.waitFor("stage 2 at 50%") { $0[path: ["status", "canaryWeight"]]?.intValue == 50 }
         #expect(serving[path: ["metadata", "finalizers"]] == ["fledge.dev/traffic"])
         _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        var gone = false
-        while !gone, ContinuousClock.now < deadline {
-            do {
-                _ = try await world.rollout()
-                try await Task.sleep(for: .milliseconds(100))
-            } catch let error as KubernetesError where error.isNotFound {
-                gone = true
-            }
-        }
-        #expect(gone)
+        #expect(try await world.waitUntilDeleted(timeout: .seconds(30)))
         #expect(weights(try await world.virtualService()) == (100, 0))
     }
 

@@ -56,6 +56,14 @@ import Testing
         "stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]], "progressDeadline": "5s", "analysis": ["interval": "2s"],
     ])
 
+    /// One stage, and a post-rollout notification to a receiver on `port` (down until the test starts it).
+    static func notifyingSpec(port: Int) -> JSONValue {
+        fastSpec.applyingMergePatch([
+            "stages": [["weight": 50, "hold": "1s"]],
+            "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
+        ])
+    }
+
     static func startFromStable(_ world: World) async throws {
         _ = try await world.client.update(.virtualServices, namespace: "shop", settingWeights(try await world.virtualService(), 100, 0))
     }
@@ -223,11 +231,7 @@ import Testing
         let world = try await World()
         defer { Task { await world.stop() } }
         let port = try LoopbackPort.free()
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 50, "hold": "1s"]],
-                "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
-            ]))
+        try await world.patchSpec(Self.notifyingSpec(port: port))
         try await Self.startFromStable(world)
         let first = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
@@ -252,11 +256,7 @@ import Testing
         let world = try await World()
         defer { Task { await world.stop() } }
         let port = try LoopbackPort.free()
-        try await world.patchSpec(
-            fastSpec.applyingMergePatch([
-                "stages": [["weight": 50, "hold": "1s"]],
-                "webhooks": [["name": "notify", "type": "post-rollout", "url": .string("http://127.0.0.1:\(port)/gate"), "timeout": "1s"]],
-            ]))
+        try await world.patchSpec(Self.notifyingSpec(port: port))
         try await Self.startFromStable(world)
         _ = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
@@ -272,17 +272,7 @@ import Testing
         let receiver = try GateServer(port: port)
         defer { Task { await receiver.stop() } }
         receiver.state.status.withLock { $0 = .ok }
-        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-        var gone = false
-        while !gone, ContinuousClock.now < deadline {
-            do {
-                _ = try await world.rollout()
-                try await Task.sleep(for: .milliseconds(100))
-            } catch let error as KubernetesError where error.isNotFound {
-                gone = true
-            }
-        }
-        #expect(gone, "the Rollout is still there after the notification could be delivered")
+        #expect(try await world.waitUntilDeleted(timeout: .seconds(60)), "the Rollout is still there after the notification could be delivered")
         let bodies = receiver.state.bodies.withLock { $0 }
         #expect(bodies.contains { $0["type"] == "post-rollout" && $0["phase"] == "Succeeded" }, "\(bodies)")
     }
