@@ -75,10 +75,12 @@ struct ClusterWriter: Sendable {
                     message: "Deployment \(namespace)/\(spec.name) selects \(current[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}") but the canary needs \(desired[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}"), and a selector cannot change: delete it (kubectl delete deployment \(spec.name) -n \(namespace)) and Fledge creates it again")
             }
             var wanted = current
-            wanted[path: ["metadata", "annotations", Annotations.revision]] = .string(spec.revision)
+            // Labels and annotations are added or updated, never removed: others (people, policy engines) may add theirs.
+            for key in ["labels", "annotations"] {
+                for (name, value) in desired[path: ["metadata", key]]?.objectValue ?? [:] { wanted[path: ["metadata", key, name]] = value }
+            }
             wanted[path: ["metadata", "ownerReferences"]] = desired[path: ["metadata", "ownerReferences"]]
-            wanted[path: ["spec", "replicas"]] = .int(Int64(spec.replicas))
-            wanted[path: ["spec", "template"]] = spec.template
+            for field in Self.canarySpecFields { wanted[path: ["spec", field]] = desired[path: ["spec", field]] }
             let patch = current.mergePatch(to: wanted)
             if patch == [:] { return }
             let updated = try await write(action) { () async throws(KubernetesError) in
@@ -218,6 +220,9 @@ struct ClusterWriter: Sendable {
         return patch
     }
 
+    /// The fields of the canary's spec Fledge decides; on an update each is written whole (an absent one removed).
+    static let canarySpecFields = ["replicas", "template", "strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"]
+
     static func canaryDeployment(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) -> JSONValue {
         var ownerReference: JSONObject = [
             "apiVersion": .string(Rollout.apiVersion), "kind": .string(Rollout.kind),
@@ -226,19 +231,35 @@ struct ClusterWriter: Sendable {
         if let uid = rollout["metadata"]?["uid"] { ownerReference["uid"] = uid }
         var matchLabels = JSONObject()
         for (k, v) in spec.selector.sorted(by: { $0.key < $1.key }) { matchLabels[k] = .string(v) }
-        return [
+        // Stable's, then Fledge's own on top.
+        var labels = JSONObject()
+        for (k, v) in spec.labels.sorted(by: { $0.key < $1.key }) { labels[k] = .string(v) }
+        labels["app.kubernetes.io/managed-by"] = "fledge"
+        labels["fledge.dev/rollout"] = rollout["metadata"]?["name"] ?? .string("")
+        var annotations = JSONObject()
+        for (k, v) in spec.annotations.sorted(by: { $0.key < $1.key }) { annotations[k] = .string(v) }
+        annotations[Annotations.revision] = .string(spec.revision)
+        var deployment: JSONValue = [
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": [
                 "name": .string(spec.name), "namespace": .string(namespace),
-                "labels": ["app.kubernetes.io/managed-by": "fledge", "fledge.dev/rollout": rollout["metadata"]?["name"] ?? .string("")],
-                "annotations": .object([Annotations.revision: .string(spec.revision)]),
+                "labels": .object(labels),
+                "annotations": .object(annotations),
                 "ownerReferences": [.object(ownerReference)],
             ],
             "spec": [
                 "replicas": .int(Int64(spec.replicas)),
                 "selector": ["matchLabels": .object(matchLabels)],
                 "template": spec.template,
+                "strategy": spec.settings.strategy,
+                "progressDeadlineSeconds": .int(Int64(spec.settings.progressDeadlineSeconds)),
+                "revisionHistoryLimit": .int(Int64(spec.settings.revisionHistoryLimit)),
             ],
         ]
+        // 0 is left out, as the API server leaves it out.
+        if spec.settings.minReadySeconds != 0 {
+            deployment[path: ["spec", "minReadySeconds"]] = .int(Int64(spec.settings.minReadySeconds))
+        }
+        return deployment
     }
 }

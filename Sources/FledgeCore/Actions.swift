@@ -47,6 +47,33 @@ public struct CanaryDeploymentSpec: Sendable, Equatable {
     public var replicas: Int
     /// Put into the Deployment's `fledge.dev/revision` annotation.
     public var revision: String
+    /// Taken over from the stable Deployment (see `DeploymentSettings`).
+    public var settings: DeploymentSettings
+    /// Taken over from the stable Deployment's metadata (see `canaryMetadata`); Fledge's own labels and its revision
+    /// annotation come on top.
+    public var labels: [String: String]
+    public var annotations: [String: String]
+
+    public init(
+        name: String, template: JSONValue, selector: [String: String], replicas: Int, revision: String,
+        settings: DeploymentSettings = DeploymentSettings(), labels: [String: String] = [:], annotations: [String: String] = [:]
+    ) {
+        self.name = name
+        self.template = template
+        self.selector = selector
+        self.replicas = replicas
+        self.revision = revision
+        self.settings = settings
+        self.labels = labels
+        self.annotations = annotations
+    }
+
+    /// The canary `observed` has everything this asks for: the revision, replicas, selector and settings, and the
+    /// labels and annotations (it may carry more).
+    public func isMet(by canary: ObservedDeployment) -> Bool {
+        canary.revisionAnnotation == revision && canary.replicas == replicas && canary.selector == selector && canary.settings == settings
+            && labels.allSatisfy { canary.labels[$0.key] == $0.value } && annotations.allSatisfy { canary.annotations[$0.key] == $0.value }
+    }
 }
 
 public struct WeightChange: Sendable, Equatable {

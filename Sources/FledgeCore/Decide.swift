@@ -565,19 +565,21 @@ struct Engine {
             name: plan.canaryDeployment,
             template: canaryTemplate(effective: effective, stableLabels: stableLabels, canaryLabels: canaryLabels),
             selector: canarySelector(stable: stable.selector, stableLabels: stableLabels, canaryLabels: canaryLabels),
-            replicas: replicas, revision: wanted)
-        // Up to date: this revision, these replicas, and the labels and selector the subsets ask for now (a
-        // DestinationRule fixed after the canary was made changes them).
-        if let canary = observed.canary, canary.revisionAnnotation == wanted, canary.replicas == replicas, canary.selector == desired.selector,
-            firstMismatch(canaryLabels, canary.podLabels) == nil
-        {
+            replicas: replicas, revision: wanted, settings: stable.settings,
+            labels: canaryMetadata(stable.labels, canaryLabels: canaryLabels), annotations: canaryMetadata(stable.annotations))
+        // Up to date: this revision, these replicas, stable's rollout settings and metadata as they are now (a canary
+        // made by an older Fledge, or before stable's changed, gets them with the next revision), and the labels and
+        // selector the subsets ask for now (a DestinationRule fixed after the canary was made changes them).
+        if let canary = observed.canary, desired.isMet(by: canary), firstMismatch(canaryLabels, canary.podLabels) == nil {
         } else {
             // The canary's labels and selector come from the subsets: a DestinationRule that cannot route (a typo in
             // a subset label, no stable pods selected) is fixed first, or the typo would be baked into the canary.
             guard checkTraffic(canary: false) else { return false }
             actions.append(.ensureCanaryDeployment(desired))
-            status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
-            setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)", expected: true)
+            // One left from an earlier revision (at zero replicas) is updated, not created.
+            let (verb, being) = observed.canary == nil ? ("creating", "being created") : ("updating", "being updated")
+            status.message = "\(verb) canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
+            setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is \(being) for revision \(wanted)", expected: true)
             return false
         }
         guard checkTraffic(canary: true) else { return false }

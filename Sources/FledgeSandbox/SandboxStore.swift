@@ -451,6 +451,11 @@ public actor SandboxStore {
                         "Deployment in version \"v1\" cannot be handled as a Deployment: spec.replicas must be an integer, got \(replicas.typeNameWithArticle)")
                 }
             }
+            if object[path: ["spec", "strategy", "type"]]?.stringValue == "Recreate", let rolling = object[path: ["spec", "strategy", "rollingUpdate"]],
+                !rolling.isNull
+            {
+                causes.append(("spec.strategy.rollingUpdate", "Forbidden: may not be specified when strategy `type` is 'Recreate'"))
+            }
             let containers = object[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
             if containers.isEmpty {
                 causes.append(("spec.template.spec.containers", "Required value"))
@@ -1050,10 +1055,12 @@ public actor SandboxStore {
         switch type.groupResource {
         case .deployments:
             if object[path: ["spec", "replicas"]] == nil { object[path: ["spec", "replicas"]] = 1 }
-            if object[path: ["spec", "strategy"]] == nil {
-                object[path: ["spec", "strategy"]] = [
-                    "type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"],
-                ]
+            // As apps/v1 SetDefaults_Deployment: the type, and a rolling update's two bounds each on its own.
+            if object[path: ["spec", "strategy", "type"]] == nil { object[path: ["spec", "strategy", "type"]] = "RollingUpdate" }
+            if object[path: ["spec", "strategy", "type"]]?.stringValue == "RollingUpdate" {
+                for bound in ["maxUnavailable", "maxSurge"] where object[path: ["spec", "strategy", "rollingUpdate", bound]] == nil {
+                    object[path: ["spec", "strategy", "rollingUpdate", bound]] = "25%"
+                }
             }
             if object[path: ["spec", "revisionHistoryLimit"]] == nil { object[path: ["spec", "revisionHistoryLimit"]] = 10 }
             if object[path: ["spec", "progressDeadlineSeconds"]] == nil {

@@ -41,6 +41,48 @@ import Testing
         _ = running
     }
 
+    @Test func theCanaryDeploymentTakesOverStablesRolloutSettingsAndLabelsAndKeepsThemUpToDate() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        // A stable Deployment whose pods must prove stable for 30 s and that never surges; a team label, and
+        // kubectl's own annotation, which must not follow.
+        _ = try await world.client.patch(
+            .deployments, namespace: "shop", name: "product-service",
+            .merge([
+                "metadata": [
+                    "labels": ["team": "shop"], "annotations": ["kubectl.kubernetes.io/last-applied-configuration": "{}", "owner": "shop-team"],
+                ],
+                "spec": ["minReadySeconds": 30, "strategy": ["rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]]],
+            ]))
+        let running = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        _ = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
+        var canary = try await world.deployment("product-service-canary")
+        #expect(canary[path: ["spec", "minReadySeconds"]] == 30)
+        #expect(canary[path: ["spec", "strategy"]] == ["type": "RollingUpdate", "rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]])
+        #expect(canary[path: ["metadata", "labels", "team"]] == "shop")
+        #expect(canary[path: ["metadata", "labels", "app.kubernetes.io/managed-by"]] == "fledge")
+        #expect(canary[path: ["metadata", "annotations", "owner"]] == "shop-team")
+        #expect(canary[path: ["metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"]] == nil)
+
+        // Between revisions stable changes to Recreate (which the API server refuses next to a rollingUpdate) and
+        // drops minReadySeconds: the existing canary follows with the next revision.
+        _ = try await world.client.patch(
+            .deployments, namespace: "shop", name: "product-service",
+            .merge(["spec": ["minReadySeconds": .null, "progressDeadlineSeconds": 120, "strategy": ["type": "Recreate", "rollingUpdate": .null]]]))
+        try await world.trigger(image: "registry.example/product-service:3.0.0")
+        _ = try await world.waitFor("revision 3.0.0 promoted") {
+            $0[path: ["status", "phase"]] == "Succeeded" && $0[path: ["status", "history"]]?.arrayValue?.count == 2
+        }
+        canary = try await world.deployment("product-service-canary")
+        #expect(canary[path: ["spec", "minReadySeconds"]] == nil)
+        #expect(canary[path: ["spec", "progressDeadlineSeconds"]] == 120)
+        #expect(canary[path: ["spec", "strategy"]] == ["type": "Recreate"])
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
+        _ = running
+    }
+
     @Test func abortMidStageSendsNothingToTheCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
