@@ -422,18 +422,41 @@ struct Engine {
             status.revision = wanted
             return
         }
+        let ended = endOfRevisionInFlight()
         if wanted == stableRevision {
             // Not a new rollout: spec.canary was set back to what stable runs, which cancels the one in flight.
-            record(outcome: "Superseded", reason: "NewRevision", message: "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)")
+            record(
+                ended?.outcome ?? "Superseded", "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)", ended: ended)
             event(
                 .normal, .newRevision,
-                "spec.canary was set back to the stable revision \(wanted): revision \(current) is cancelled, traffic goes back to stable and the rollout ends without promotion")
+                "spec.canary was set back to the stable revision \(wanted): revision \(current)\(ended?.words ?? " is cancelled"), traffic goes back to stable and the rollout ends without promotion")
             status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
-            record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
-            event(.normal, .newRevision, "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
+            record(ended?.outcome ?? "Superseded", "revision \(wanted) replaced \(current) mid-rollout", ended: ended)
+            event(.normal, .newRevision, "revision \(wanted) replaces \(current)\(ended?.words ?? " in flight"): traffic back to stable, then starting over")
             start()
+        }
+    }
+
+    /// How the revision in flight ends when a new one takes over during its rollback: the rollback had already decided
+    /// that (Aborted by request, Failed with its reason), so it is not merely Superseded. Nil when nothing had
+    /// decided it (Superseded), and for the rollback of a reverted spec.canary, which ends Healthy with no entry.
+    func endOfRevisionInFlight() -> (outcome: String, reason: String, message: String, words: String)? {
+        guard status.phase == .rollingBack, let end = status.rollbackTo else { return nil }
+        let reason = status.condition(ConditionType.progressing)?.reason ?? "RolledBack"
+        let message = status.message ?? "rolled back"
+        return (end.rawValue, reason, message, ", whose rollback (\(end.rawValue): \(message)) had not finished,")
+    }
+
+    /// The history entry of a revision a new one replaced in flight (`ended`: what its rollback had decided).
+    mutating func record(_ outcome: String, _ supersededMessage: String, ended: (outcome: String, reason: String, message: String, words: String)?) {
+        if let ended {
+            guard ended.outcome != Phase.healthy.rawValue else { return }  // Already recorded as Superseded when it began.
+            record(outcome: ended.outcome, reason: ended.reason, message: ended.message)
+            oweNotifications(Phase(rawValue: ended.outcome) ?? .failed)
+        } else {
+            record(outcome: outcome, reason: "NewRevision", message: supersededMessage)
         }
     }
 
@@ -468,7 +491,7 @@ struct Engine {
             guard wanted != stableRevision else {
                 return (false, "nothing to retry: the stable Deployment already runs revision \(wanted)")
             }
-            start()
+            start(retrying: true)
             return (true, "retrying revision \(wanted)")
         case .promote:
             switch phase {
@@ -641,6 +664,16 @@ struct Engine {
             event(.normal, .stageStarted, "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
         }
         guard checkTraffic(canary: true) else {
+            if status.condition(ConditionType.trafficReady)?.reason == EventReason.stableNotReady.rawValue {
+                // Stable lost its pods, not the canary: stable's share already reaches no pod. A rollback would send the
+                // canary's share there too (so it could not move it: Rule 2) and would fail a canary for stable's
+                // outage; advancing would give the canary traffic no analysis approved. So the stage holds, unanalysed
+                // (there is no stable to compare with), until stable has ready pods or the progress deadline ends it.
+                status.message =
+                    "holding stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(status.condition(ConditionType.trafficReady)!.message); the canary keeps its \(stage.weight)% (moving it to stable would send it to no pod), and nothing advances, is analysed or rolls back until stable has ready pods or progressDeadline (\(plan.progressDeadline)) passes"
+                setProgressing(true, EventReason.stableNotReady.rawValue, status.message!)
+                return false
+            }
             // The canary serves but no longer passes Rule 2 (pods gone, subset edited): take its traffic away.
             let message = status.condition(ConditionType.trafficReady)?.message ?? "traffic checks failed"
             beginRollback(to: .failed, reason: "CanaryUnavailable", message: message)
@@ -773,7 +806,8 @@ struct Engine {
 
     // MARK: - Transitions
 
-    mutating func start() {
+    /// `retrying`: `fledge retry` starts the same revision again after it failed or was aborted, and says so.
+    mutating func start(retrying: Bool = false) {
         status.phase = .initializing
         status.revision = wanted
         status.stage = nil
@@ -792,10 +826,14 @@ struct Engine {
         status.passedWebhooks = []
         status.judge = nil
         status.judgeAcceptedStage = nil
-        status.message = "starting revision \(wanted) (stable runs \(stableRevision))"
+        status.message = "\(retrying ? "retrying" : "starting") revision \(wanted) (stable runs \(stableRevision))"
         status.removeCondition(ConditionType.analysis)
-        setProgressing(true, "NewRevision", status.message!)
-        event(.normal, .rolloutStarted, "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
+        setProgressing(true, retrying ? "Retrying" : "NewRevision", status.message!)
+        event(
+            .normal, .rolloutStarted,
+            retrying
+                ? "revision \(wanted) rolling out again over Deployment \(plan.target) (retry; stable revision \(stableRevision))"
+                : "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
     }
 
     mutating func enterStage(_ index: Int) {
@@ -848,8 +886,12 @@ struct Engine {
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
         event(phase == .succeeded || phase == .healthy ? .normal : .warning, .ended(in: phase), message)
-        // Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
-        // Without a plan (the spec does not validate) no hook can be called.
+        oweNotifications(phase)
+    }
+
+    /// Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
+    /// Without a plan (the spec does not validate) no hook can be called.
+    mutating func oweNotifications(_ phase: Phase) {
         for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
             let note = PendingNotification(webhook: hook.name, revision: status.revision ?? wanted, phase: phase, endedAt: now)
             var pending = status.pendingNotifications ?? []
@@ -1151,7 +1193,7 @@ struct Engine {
             return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels\(identicalSubsetsHint)")
         }
         if stable.readyReplicas < 1 {
-            return setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods")
+            return setTraffic(false, .stableNotReady, stableNotReadyMessage(stable))
         }
         if checkCanary {
             guard let canary = observed.canary else {
@@ -1195,8 +1237,13 @@ struct Engine {
         if let recorded = status.canaryDeployment, recorded != plan.canaryDeployment { return false }
         guard let stable = observed.stable else { return true }  // prepare() reported StableNotFound.
         guard stable.readyReplicas < 1 else { return false }
-        setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods" + keepingTrafficNote)
+        setTraffic(false, .stableNotReady, stableNotReadyMessage(stable) + keepingTrafficNote)
         return true
+    }
+
+    /// `stable Deployment product-service has no ready pods (scaled to 0)`: which side, and why when it is plain.
+    func stableNotReadyMessage(_ stable: ObservedDeployment) -> String {
+        "stable Deployment \(plan.target) has no ready pods (\(stable.replicas == 0 ? "scaled to 0" : "0/\(stable.replicas) ready"))"
     }
 
     /// Said while a rollback or the end of a promotion waits for stable to have ready pods.
