@@ -575,6 +575,9 @@ struct Engine {
                 if checkTraffic(canary: false) { return hold(trafficError?.message ?? "no managed route") }
                 return false
             }
+            // The canary of the revision before keeps its share until stable can take it (Rule 2): a new revision
+            // must not turn stable's outage into a total one.
+            if stableCannotServe() { return hold(status.condition(ConditionType.trafficReady)?.message ?? "stable has no ready pods") }
             setWeights(0, because: "a new revision starts from stable")
             return false
         }
@@ -1246,9 +1249,10 @@ struct Engine {
         "stable Deployment \(plan.target) has no ready pods (\(stable.replicas == 0 ? "scaled to 0" : "0/\(stable.replicas) ready"))"
     }
 
-    /// Said while a rollback or the end of a promotion waits for stable to have ready pods.
+    /// Said while a rollback, the end of a promotion or the start of a new revision over the canary of the one before
+    /// waits for stable to have ready pods.
     var keepingTrafficNote: String {
-        guard [.rollingBack, .finalising].contains(status.phase), status.canaryWeight > 0 else { return "" }
+        guard [.rollingBack, .finalising, .initializing].contains(status.phase), status.canaryWeight > 0 else { return "" }
         return "; the canary keeps its \(status.canaryWeight)% until it has ready pods (moving that traffic now would send it to no pod)"
     }
 

@@ -52,6 +52,30 @@ struct StableOutageAndEndingTests {
         #expect(sim.observedCanaryWeight == 0)
     }
 
+    /// Seen with the real controller: `fledge trigger --force` while stable was scaled to 0 sent the canary's 10%
+    /// to stable, which had no pod to take it.
+    @Test func aNewRevisionWhileStableHasNoReadyPodsLeavesTheCanaryItsShareUntilStableCanTakeIt() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 0 && $0.observedCanaryWeight == 10 && $0.status.stageStartedAt != nil }
+        let canaryTemplate = sim.observed.canary!.template
+        sim.observed.stable!.replicas = 0
+        sim.observed.stable!.readyReplicas = 0
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:3.0.0")
+        sim.rollout.metadata.generation = 2
+        sim.run(maxSteps: 20) { _ in false }
+        #expect(sim.phase == .initializing)
+        #expect(sim.observedCanaryWeight == 10)
+        // The canary still runs the revision that has the traffic.
+        #expect(sim.observed.canary!.template == canaryTemplate)
+        let traffic = sim.status.condition(ConditionType.trafficReady)
+        #expect(traffic?.reason == "StableNotReady")
+        #expect(traffic?.message.contains("has no ready pods (scaled to 0); the canary keeps its 10% until it has ready pods") == true, "\(String(describing: traffic))")
+        sim.observed.stable = stableDeployment()
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.stableImage() == "registry.example/product-service:3.0.0")
+        #expect(Array(sim.weightHistory.drop { $0 != 10 }.dropFirst()).first == 0)
+    }
+
     @Test func aNewRevisionDuringAnAbortsRollbackRecordsTheAbort() {
         var sim = Sim(spec: seedSpec(webhooks: [WebhookSpec(name: "notify", type: "post-rollout", url: "http://hooks.example/notify")]))
         sim.webhookAnswers["notify"] = true
