@@ -693,14 +693,18 @@ struct Engine {
             guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
                     "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(min(status.passedChecks, required))/\(required) passing checks, hold \(stage.hold)"
-                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt, at >= started,
+                // Only a measurement of this stage (a whole interval after it began) speaks for it: the previous stage's
+                // last one, judged in the second this stage's weight was confirmed, is not (status showed its "advance to
+                // 25%" under stage 2 at 25% for an interval).
+                let ofThisStage = started + plan.analysis.interval
+                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt, at >= ofThisStage,
                     last.status != .true, last.reason != Verdict.inconclusive.rawValue || judgeAllows
                 {
                     // Why the checks do not add up (a provider error, no data, a failed check) is said here, not
                     // only in the Analysis condition.
                     status.message! += "; last interval \(last.reason): \(last.message)"
                 } else if !judgeAllows {
-                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started }
+                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= ofThisStage }
                     status.message! += "; judge: "
                         + (judged?.message ?? "holding until counts of this stage are judged")
                 }
