@@ -3,6 +3,7 @@ import FledgeCore
 import FledgeJSON
 import FledgeKubernetes
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -81,6 +82,23 @@ import Testing
         #expect(canary[path: ["spec", "strategy"]] == ["type": "Recreate"])
         #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
         _ = running
+    }
+
+    /// The first line after a start said `canaryWeight=10 events=WeightsReset` while it moved the seed's 10 % to 0.
+    @Test func theLogLineOfADecisionThatWritesAWeightSaysTheWeightWritten() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let logs = CapturedLogs()
+        _ = world.startController(analyzer: ScriptedMetrics(), logger: logs.logger)
+        func resetLine() -> (level: Logger.Level, message: String, metadata: Logger.Metadata)? {
+            logs.all.first { $0.message == "reconciled" && $0.metadata["events"]?.description == "WeightsReset" }
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while resetLine() == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        let line = resetLine()
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(line?.metadata["canaryWeight"]?.description == "10")
+        #expect(line?.metadata["weightWritten"]?.description == "0", "\(String(describing: line))")
     }
 
     @Test func abortMidStageSendsNothingToTheCanary() async throws {
