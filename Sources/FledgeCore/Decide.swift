@@ -667,14 +667,16 @@ struct Engine {
             event(.normal, .stageStarted, "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
         }
         guard checkTraffic(canary: true) else {
-            if status.condition(ConditionType.trafficReady)?.reason == EventReason.stableNotReady.rawValue {
-                // Stable lost its pods, not the canary: stable's share already reaches no pod. A rollback would send the
-                // canary's share there too (so it could not move it: Rule 2) and would fail a canary for stable's
-                // outage; advancing would give the canary traffic no analysis approved. So the stage holds, unanalysed
-                // (there is no stable to compare with), until stable has ready pods or the progress deadline ends it.
+            if let stable = observed.stable, let (reason, problem) = stableCannotTakeTraffic(stable) {
+                // Stable cannot take traffic (no ready pods, or its subset selects none of them), not the canary:
+                // stable's share already reaches no pod. A rollback would send the canary's share there too (so it could
+                // not move it: Rule 2) and would fail a canary for stable's outage; advancing would give the canary
+                // traffic no analysis approved. So the stage holds, unanalysed (there is no stable to compare with),
+                // until stable can take traffic again or the progress deadline ends it.
+                setTraffic(false, reason, problem)
                 status.message =
-                    "holding stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(status.condition(ConditionType.trafficReady)!.message); the canary keeps its \(stage.weight)% (moving it to stable would send it to no pod), and nothing advances, is analysed or rolls back until stable has ready pods or progressDeadline (\(plan.progressDeadline)) passes"
-                setProgressing(true, EventReason.stableNotReady.rawValue, status.message!)
+                    "holding stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(problem); the canary keeps its \(stage.weight)% (moving it to stable would send it to no pod), and nothing advances, is analysed or rolls back until stable can take traffic again or progressDeadline (\(plan.progressDeadline)) passes"
+                setProgressing(true, reason.rawValue, status.message!)
                 return false
             }
             // The canary serves but no longer passes Rule 2 (pods gone, subset edited): take its traffic away.
@@ -1182,11 +1184,7 @@ struct Engine {
         let dr = plan.traffic.destinationRule
         if let mismatch = routeToAnotherHost() { return setTraffic(false, .hostMismatch, mismatch) }
         let stable = observed.stable!
-        if let miss = firstMismatch(stableLabels, stable.podLabels) {
-            return setTraffic(
-                false, .subsetSelectsNoPods,
-                "subset '\(plan.traffic.stableSubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
-        }
+        if let miss = firstMismatch(stableLabels, stable.podLabels) { return setTraffic(false, .subsetSelectsNoPods, stableSubsetMismatch(miss)) }
         if stableLabels.isEmpty || canaryLabels.isEmpty {
             return setTraffic(false, .subsetWithoutLabels, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) both need labels")
         }
@@ -1243,9 +1241,27 @@ struct Engine {
         // The weight is on the canary of a former spec.target, whose stable side this Rollout no longer watches.
         if let recorded = status.canaryDeployment, recorded != plan.canaryDeployment { return false }
         guard let stable = observed.stable else { return true }  // prepare() reported StableNotFound.
-        guard stable.readyReplicas < 1 else { return false }
-        setTraffic(false, .stableNotReady, stableNotReadyMessage(stable) + keepingTrafficNote)
+        guard let (reason, problem) = stableCannotTakeTraffic(stable) else { return false }
+        setTraffic(false, reason, problem + keepingTrafficNote)
         return true
+    }
+
+    /// Why weight sent to the stable subset would reach no pod: the subset is gone from the DestinationRule (while the
+    /// canary's is not: with the whole DestinationRule gone neither side routes, and the weight may as well move) or
+    /// selects no pod of the stable Deployment, or that has no ready pod. Nil when stable can take traffic.
+    func stableCannotTakeTraffic(_ stable: ObservedDeployment) -> (EventReason, String)? {
+        if observed.destinationRule != nil {
+            guard let stableLabels else {
+                return (.subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)' (spec.traffic.stableSubset)")
+            }
+            if let miss = firstMismatch(stableLabels, stable.podLabels) { return (.subsetSelectsNoPods, stableSubsetMismatch(miss)) }
+        }
+        if stable.readyReplicas < 1 { return (.stableNotReady, stableNotReadyMessage(stable)) }
+        return nil
+    }
+
+    func stableSubsetMismatch(_ miss: (key: String, wanted: String, actual: String?)) -> String {
+        "subset '\(plan.traffic.stableSubset)' of DestinationRule \(plan.traffic.destinationRule) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")"
     }
 
     /// `stable Deployment product-service has no ready pods (scaled to 0)`: which side, and why when it is plain.
@@ -1257,7 +1273,7 @@ struct Engine {
     /// waits for stable to have ready pods.
     var keepingTrafficNote: String {
         guard [.rollingBack, .finalising, .initializing].contains(status.phase), status.canaryWeight > 0 else { return "" }
-        return "; the canary keeps its \(status.canaryWeight)% until it has ready pods (moving that traffic now would send it to no pod)"
+        return "; the canary keeps its \(status.canaryWeight)% until stable can take it (moving that traffic now would send it to no pod)"
     }
 
     /// A managed route whose destination is another service than the DestinationRule's host: the subsets do not

@@ -35,6 +35,29 @@ struct StableOutageAndEndingTests {
         #expect(!sim.events.contains { $0.reason == "RollingBack" })
     }
 
+    /// A typo in the stable subset's label mid-stage rolled back as CanaryUnavailable, and the rollback sent all the
+    /// traffic to the subset that selected no pod.
+    @Test func aStableSubsetThatSelectsNoPodMidStageHoldsAndARollbackWaitsForIt() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 && $0.status.stageStartedAt != nil }
+        sim.observed.destinationRule = seedDestinationRule(stableLabels: ["version": "v9"])
+        let d = sim.reconcile()
+        #expect(d.status.phase == .progressing)
+        #expect(d.weightChanges.isEmpty)
+        #expect(d.status.condition(ConditionType.progressing)?.reason == "SubsetSelectsNoPods")
+        #expect(d.status.message?.hasPrefix("holding stage 2/4 at 25%: subset 'stable' of DestinationRule product-service selects label version=v9 but the pods of Deployment product-service have version=v1; the canary keeps its 25%") == true, "\(d.status.message ?? "")")
+        // An abort now waits too, rather than send everything to no pod.
+        sim.request(.abort)
+        sim.run(maxSteps: 20) { $0.phase == .aborted }
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.observedCanaryWeight == 25)
+        #expect(sim.status.condition(ConditionType.trafficReady)?.message.contains("the canary keeps its 25% until stable can take it") == true)
+        sim.observed.destinationRule = seedDestinationRule()
+        sim.run(maxSteps: 20) { $0.phase == .aborted }
+        #expect(sim.phase == .aborted)
+        #expect(sim.observedCanaryWeight == 0)
+    }
+
     @Test func stableStillWithoutPodsAtTheProgressDeadlineEndsTheRolloutOnceItCanTakeTheTraffic() {
         var sim = Sim()
         sim.run { $0.status.stage == 0 && $0.observedCanaryWeight == 10 && $0.status.stageStartedAt != nil }
@@ -69,7 +92,7 @@ struct StableOutageAndEndingTests {
         #expect(sim.observed.canary!.template == canaryTemplate)
         let traffic = sim.status.condition(ConditionType.trafficReady)
         #expect(traffic?.reason == "StableNotReady")
-        #expect(traffic?.message.contains("has no ready pods (scaled to 0); the canary keeps its 10% until it has ready pods") == true, "\(String(describing: traffic))")
+        #expect(traffic?.message.contains("has no ready pods (scaled to 0); the canary keeps its 10% until stable can take it") == true, "\(String(describing: traffic))")
         sim.observed.stable = stableDeployment()
         sim.run(untilPhase: .succeeded)
         #expect(sim.stableImage() == "registry.example/product-service:3.0.0")
