@@ -66,7 +66,7 @@ struct ClusterWriter: Sendable {
 
     func ensureCanary(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) async throws(ControllerError) {
         let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replica\(spec.replicas == 1 ? "" : "s"), revision \(spec.revision))"
-        let desired = Self.canaryDeployment(spec, rollout: rollout, namespace: namespace)
+        let desired = spec.deployment(rollout: rollout, namespace: namespace)
         if let current = caches.deployments.get(namespace: namespace, name: spec.name) {
             // A Deployment's selector is immutable. Fledge never deletes (its RBAC has no delete): it says what to do.
             if current[path: ["spec", "selector"]] != desired[path: ["spec", "selector"]] {
@@ -222,44 +222,4 @@ struct ClusterWriter: Sendable {
 
     /// The fields of the canary's spec Fledge decides; on an update each is written whole (an absent one removed).
     static let canarySpecFields = ["replicas", "template", "strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"]
-
-    static func canaryDeployment(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) -> JSONValue {
-        var ownerReference: JSONObject = [
-            "apiVersion": .string(Rollout.apiVersion), "kind": .string(Rollout.kind),
-            "name": rollout["metadata"]?["name"] ?? .string(""), "controller": true, "blockOwnerDeletion": true,
-        ]
-        if let uid = rollout["metadata"]?["uid"] { ownerReference["uid"] = uid }
-        var matchLabels = JSONObject()
-        for (k, v) in spec.selector.sorted(by: { $0.key < $1.key }) { matchLabels[k] = .string(v) }
-        // Stable's, then Fledge's own on top.
-        var labels = JSONObject()
-        for (k, v) in spec.labels.sorted(by: { $0.key < $1.key }) { labels[k] = .string(v) }
-        labels["app.kubernetes.io/managed-by"] = "fledge"
-        labels["fledge.dev/rollout"] = rollout["metadata"]?["name"] ?? .string("")
-        var annotations = JSONObject()
-        for (k, v) in spec.annotations.sorted(by: { $0.key < $1.key }) { annotations[k] = .string(v) }
-        annotations[Annotations.revision] = .string(spec.revision)
-        var deployment: JSONValue = [
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": [
-                "name": .string(spec.name), "namespace": .string(namespace),
-                "labels": .object(labels),
-                "annotations": .object(annotations),
-                "ownerReferences": [.object(ownerReference)],
-            ],
-            "spec": [
-                "replicas": .int(Int64(spec.replicas)),
-                "selector": ["matchLabels": .object(matchLabels)],
-                "template": spec.template,
-                "strategy": spec.settings.strategy,
-                "progressDeadlineSeconds": .int(Int64(spec.settings.progressDeadlineSeconds)),
-                "revisionHistoryLimit": .int(Int64(spec.settings.revisionHistoryLimit)),
-            ],
-        ]
-        // 0 is left out, as the API server leaves it out.
-        if spec.settings.minReadySeconds != 0 {
-            deployment[path: ["spec", "minReadySeconds"]] = .int(Int64(spec.settings.minReadySeconds))
-        }
-        return deployment
-    }
 }
