@@ -422,41 +422,33 @@ struct Engine {
             status.revision = wanted
             return
         }
-        let ended = endOfRevisionInFlight()
+        // A rollback under way had already decided how its revision ends (Aborted by request, Failed with its reason):
+        // that is its outcome, not Superseded. The clean-up of a reverted spec.canary was recorded when it began.
+        let decided = status.phase == .rollingBack ? status.rollbackTo : nil
+        let replaced = decided.map { ", whose rollback (\($0.rawValue): \(status.message ?? "rolled back")) had not finished," } ?? " in flight"
+        if let decided, decided != .healthy {
+            record(outcome: decided.rawValue, reason: status.condition(ConditionType.progressing)?.reason ?? "RolledBack", message: status.message ?? "rolled back")
+            oweNotifications(decided)
+        } else if decided == nil {
+            record(
+                outcome: "Superseded", reason: "NewRevision",
+                message: wanted == stableRevision
+                    ? "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)" : "revision \(wanted) replaced \(current) mid-rollout")
+        }
         if wanted == stableRevision {
             // Not a new rollout: spec.canary was set back to what stable runs, which cancels the one in flight.
-            record(
-                ended?.outcome ?? "Superseded", "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)", ended: ended)
             event(
                 .normal, .newRevision,
-                "spec.canary was set back to the stable revision \(wanted): revision \(current)\(ended?.words ?? " is cancelled"), traffic goes back to stable and the rollout ends without promotion")
+                "spec.canary was set back to the stable revision \(wanted): revision \(current)\(decided == nil ? " is cancelled" : replaced), traffic goes back to stable and the rollout ends without promotion")
             status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
-            record(ended?.outcome ?? "Superseded", "revision \(wanted) replaced \(current) mid-rollout", ended: ended)
-            event(.normal, .newRevision, "revision \(wanted) replaces \(current)\(ended?.words ?? " in flight"): traffic back to stable, then starting over")
+            event(
+                .normal, .newRevision,
+                decided == .healthy
+                    ? "revision \(wanted) starts while the canary of a cancelled rollout is cleaned up: traffic back to stable, then starting over"
+                    : "revision \(wanted) replaces \(current)\(replaced): traffic back to stable, then starting over")
             start()
-        }
-    }
-
-    /// How the revision in flight ends when a new one takes over during its rollback: the rollback had already decided
-    /// that (Aborted by request, Failed with its reason), so it is not merely Superseded. Nil when nothing had
-    /// decided it (Superseded), and for the rollback of a reverted spec.canary, which ends Healthy with no entry.
-    func endOfRevisionInFlight() -> (outcome: String, reason: String, message: String, words: String)? {
-        guard status.phase == .rollingBack, let end = status.rollbackTo else { return nil }
-        let reason = status.condition(ConditionType.progressing)?.reason ?? "RolledBack"
-        let message = status.message ?? "rolled back"
-        return (end.rawValue, reason, message, ", whose rollback (\(end.rawValue): \(message)) had not finished,")
-    }
-
-    /// The history entry of a revision a new one replaced in flight (`ended`: what its rollback had decided).
-    mutating func record(_ outcome: String, _ supersededMessage: String, ended: (outcome: String, reason: String, message: String, words: String)?) {
-        if let ended {
-            guard ended.outcome != Phase.healthy.rawValue else { return }  // Already recorded as Superseded when it began.
-            record(outcome: ended.outcome, reason: ended.reason, message: ended.message)
-            oweNotifications(Phase(rawValue: ended.outcome) ?? .failed)
-        } else {
-            record(outcome: outcome, reason: "NewRevision", message: supersededMessage)
         }
     }
 

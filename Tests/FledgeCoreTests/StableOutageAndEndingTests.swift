@@ -139,6 +139,25 @@ struct StableOutageAndEndingTests {
         #expect(sim.status.history.last?.reason == "CanaryUnavailable")
     }
 
+    /// The clean-up of a reverted spec.canary is recorded Superseded when it begins; a new revision during it added a
+    /// second entry, Superseded, for the stable revision, which had never rolled out.
+    @Test func aNewRevisionDuringTheCleanUpOfARevertedCanaryAddsNoHistoryEntry() {
+        var sim = Sim()
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 }
+        sim.observed.stable!.readyReplicas = 0
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:1.0.0")
+        sim.reconcile()
+        #expect(sim.phase == .rollingBack)
+        #expect(sim.status.history.map(\.outcome) == ["Superseded"])
+        sim.observed.stable!.readyReplicas = 3
+        sim.rollout.spec.canary = CanaryChange(image: "registry.example/product-service:3.0.0")
+        let d = sim.reconcile()
+        #expect(d.status.history.map(\.outcome) == ["Superseded"])
+        #expect(d.events.first { $0.reason == "NewRevision" }?.message.contains("while the canary of a cancelled rollout is cleaned up") == true)
+        sim.run(untilPhase: .succeeded)
+        #expect(sim.status.history.map(\.outcome) == ["Superseded", "Succeeded"])
+    }
+
     @Test func aRetrySaysItIsARetry() {
         var sim = Sim()
         sim.behaviour = .errors(successRate: 95)
