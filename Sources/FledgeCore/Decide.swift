@@ -1210,10 +1210,15 @@ struct Engine {
                     "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods; it needs the stable subset's label (\(labelText(stableLabels))), and as a Deployment's selector cannot change, the Deployment must be created again with it")
             }
             if status.phase == .initializing, !canary.isRolledOut {
-                // Counted on the revision being rolled out: the pods of the one before may still be ready.
+                // Counted on the revision being rolled out: the pods of the one before may still be ready. Ready pods
+                // that are not yet available wait out minReadySeconds (it said "3/3 pods ready" while they did).
+                let ready = canary.readyOnLatestSpec
+                let waiting =
+                    ready >= canary.replicas && canary.availableReplicas < canary.replicas
+                    ? ", \(canary.availableReplicas)/\(canary.replicas) available (minReadySeconds: \(canary.settings.minReadySeconds))" : ""
                 return setTraffic(
                     false, .canaryNotReady,
-                    "canary Deployment \(plan.canaryDeployment): \(canary.readyOnLatestSpec)/\(canary.replicas) pods ready on revision \(wanted)",
+                    "canary Deployment \(plan.canaryDeployment): \(ready)/\(canary.replicas) pods ready on revision \(wanted)\(waiting)",
                     expected: true)
             }
             if status.phase != .initializing, canary.readyReplicas < 1 {

@@ -46,7 +46,7 @@ import Testing
         let world = try await World()
         defer { Task { await world.stop() } }
         try await world.patchSpec(fastSpec)
-        // A stable Deployment whose pods must prove stable for 30 s and that never surges; a team label, and
+        // A stable Deployment whose pods must prove stable for 3 s and that never surges; a team label, and
         // kubectl's own annotation, which must not follow.
         _ = try await world.client.patch(
             .deployments, namespace: "shop", name: "product-service",
@@ -54,13 +54,20 @@ import Testing
                 "metadata": [
                     "labels": ["team": "shop"], "annotations": ["kubectl.kubernetes.io/last-applied-configuration": "{}", "owner": "shop-team"],
                 ],
-                "spec": ["minReadySeconds": 30, "strategy": ["rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]]],
+                "spec": ["minReadySeconds": 3, "strategy": ["rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]]],
             ]))
         let running = world.startController(analyzer: ScriptedMetrics())
         try await world.trigger(image: "registry.example/product-service:2.0.0")
+        // The canary's ready pods take no traffic before they are available.
+        try await world.waitFor("the canary's pods ready, not yet available") { rollout in
+            rollout[path: ["status", "conditions"]]?.arrayValue?.contains {
+                $0["type"] == "TrafficReady" && $0["message"]?.stringValue?.hasSuffix("3/3 pods ready on revision \(rollout[path: ["status", "revision"]]?.stringValue ?? "?"), 0/3 available (minReadySeconds: 3)") == true
+            } ?? false
+        }
+        #expect(weights(try await world.virtualService()).1 == 0)
         _ = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
         var canary = try await world.deployment("product-service-canary")
-        #expect(canary[path: ["spec", "minReadySeconds"]] == 30)
+        #expect(canary[path: ["spec", "minReadySeconds"]] == 3)
         #expect(canary[path: ["spec", "strategy"]] == ["type": "RollingUpdate", "rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]])
         #expect(canary[path: ["metadata", "labels", "team"]] == "shop")
         #expect(canary[path: ["metadata", "labels", "app.kubernetes.io/managed-by"]] == "fledge")
