@@ -24,7 +24,8 @@ struct StatusCommand: AsyncParsableCommand {
             --watch follows one revision: the one the controller reports for the current spec when the watch \
             begins. If another replaces it (a `fledge trigger --force` of a new image, or spec.canary set back to the \
             stable image), the watch says which and exits 3 at once, rather than report the other revision's outcome \
-            as its own.
+            as its own; one replaced while it was being rolled back (aborted, or failed) ended that way, which the \
+            watch says, exiting 1.
 
             Exit status with --watch: 0 Succeeded (or Healthy: nothing to roll out), 1 Failed or Aborted (or an \
             error), 2 --timeout passed first, 3 the revision followed was superseded by another. Without --watch: 0 \
@@ -61,6 +62,9 @@ struct StatusCommand: AsyncParsableCommand {
     enum WatchEnd: Sendable, Equatable {
         case ended(Int32)
         case superseded(followed: String, by: String, phase: Phase)
+        /// The followed revision ended (its rollback had decided Aborted or Failed: `ended`) and another took over
+        /// before that rollback was done.
+        case endedThenReplaced(followed: String, ended: HistoryEntry, by: String, phase: Phase)
     }
 
     /// The exit status a Rollout's state stands for, once it is final and about the current spec.
@@ -108,7 +112,19 @@ struct StatusCommand: AsyncParsableCommand {
         case .superseded(let followed, let other, let phase):
             StandardError.write(Self.supersededMessage(followed: followed, by: other, phase: phase, stable: await printer.lastStableRevision, rollout: rollout))
             throw ExitCode(Self.supersededExit)
+        case .endedThenReplaced(let followed, let ended, let other, let phase):
+            StandardError.write(
+                Self.endedThenReplacedMessage(followed: followed, ended: ended, by: other, phase: phase, stable: await printer.lastStableRevision, rollout: rollout))
+            throw ExitCode(1)
         }
+    }
+
+    /// Said when the followed revision was aborted or failed, and `trigger --force` (or GitOps) replaced it while its
+    /// rollback was still under way: it ended as its history entry says, which is what the watch reports (exit 1, as
+    /// for any Aborted or Failed rollout), not that it was superseded.
+    static func endedThenReplacedMessage(followed: String, ended: HistoryEntry, by other: String, phase: Phase, stable: String?, rollout: String) -> String {
+        let why = other == stable ? "spec.canary set back to the stable image" : "spec.canary changed"
+        return "revision \(followed) of rollout \"\(rollout)\" ended \(ended.outcome) (\(ended.reason)\(ended.message.map { ": \($0)" } ?? "")), then revision \(other) replaced it before its rollback was done (\(why); now \(phase.rawValue))"
     }
 
     static func supersededMessage(followed: String, by other: String, phase: Phase, stable: String?, rollout: String) -> String {
@@ -184,6 +200,10 @@ actor StatusPrinter {
     func follow(_ fetched: FetchedRollout) -> StatusCommand.WatchEnd? {
         lastStableRevision = fetched.status.stableRevision
         guard let other = follower.superseding(fetched), let followed = follower.followed else { return nil }
+        // Its history entry tells how the followed revision ended: Superseded, or what its rollback had decided.
+        if let ended = fetched.status.history.last(where: { $0.revision == followed }), ["Aborted", "Failed"].contains(ended.outcome) {
+            return .endedThenReplaced(followed: followed, ended: ended, by: other, phase: fetched.status.phase)
+        }
         return .superseded(followed: followed, by: other, phase: fetched.status.phase)
     }
 

@@ -70,7 +70,7 @@ struct ClusterWriter: Sendable {
 
     func ensureCanary(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) async throws(ControllerError) {
         let action = "ensure canary Deployment \(spec.name) (\(spec.replicas) replica\(spec.replicas == 1 ? "" : "s"), revision \(spec.revision))"
-        let desired = Self.canaryDeployment(spec, rollout: rollout, namespace: namespace)
+        let desired = spec.deployment(rollout: rollout, namespace: namespace)
         if let current = caches.deployments.get(namespace: namespace, name: spec.name) {
             // A Deployment's selector is immutable. Fledge never deletes (its RBAC has no delete): it says what to do.
             if current[path: ["spec", "selector"]] != desired[path: ["spec", "selector"]] {
@@ -79,10 +79,12 @@ struct ClusterWriter: Sendable {
                     message: "Deployment \(namespace)/\(spec.name) selects \(current[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}") but the canary needs \(desired[path: ["spec", "selector", "matchLabels"]]?.serializedString() ?? "{}"), and a selector cannot change: delete it (kubectl delete deployment \(spec.name) -n \(namespace)) and Fledge creates it again")
             }
             var wanted = current
-            wanted[path: ["metadata", "annotations", Annotations.revision]] = .string(spec.revision)
+            // Labels and annotations are added or updated, never removed: others (people, policy engines) may add theirs.
+            for key in ["labels", "annotations"] {
+                for (name, value) in desired[path: ["metadata", key]]?.objectValue ?? [:] { wanted[path: ["metadata", key, name]] = value }
+            }
             wanted[path: ["metadata", "ownerReferences"]] = desired[path: ["metadata", "ownerReferences"]]
-            wanted[path: ["spec", "replicas"]] = .int(Int64(spec.replicas))
-            wanted[path: ["spec", "template"]] = spec.template
+            for field in Self.canarySpecFields { wanted[path: ["spec", field]] = desired[path: ["spec", field]] }
             let patch = current.mergePatch(to: wanted)
             if patch == [:] { return }
             let updated = try await write(action) { () async throws(KubernetesError) in
@@ -278,27 +280,6 @@ struct ClusterWriter: Sendable {
         return patch
     }
 
-    static func canaryDeployment(_ spec: CanaryDeploymentSpec, rollout: JSONValue, namespace: String) -> JSONValue {
-        var ownerReference: JSONObject = [
-            "apiVersion": .string(Rollout.apiVersion), "kind": .string(Rollout.kind),
-            "name": rollout["metadata"]?["name"] ?? .string(""), "controller": true, "blockOwnerDeletion": true,
-        ]
-        if let uid = rollout["metadata"]?["uid"] { ownerReference["uid"] = uid }
-        var matchLabels = JSONObject()
-        for (k, v) in spec.selector.sorted(by: { $0.key < $1.key }) { matchLabels[k] = .string(v) }
-        return [
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": [
-                "name": .string(spec.name), "namespace": .string(namespace),
-                "labels": ["app.kubernetes.io/managed-by": "fledge", "fledge.dev/rollout": rollout["metadata"]?["name"] ?? .string("")],
-                "annotations": .object([Annotations.revision: .string(spec.revision)]),
-                "ownerReferences": [.object(ownerReference)],
-            ],
-            "spec": [
-                "replicas": .int(Int64(spec.replicas)),
-                "selector": ["matchLabels": .object(matchLabels)],
-                "template": spec.template,
-            ],
-        ]
-    }
+    /// The fields of the canary's spec Fledge decides; on an update each is written whole (an absent one removed).
+    static let canarySpecFields = ["replicas", "template", "strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"]
 }

@@ -293,14 +293,18 @@ extension Controller {
             entry.settledAt = asksNothing ? inputVersion : nil
             w[key] = entry
         }
-        if !events.isEmpty || status.phase != rollout.status?.phase {
-            logger.info(
-                "reconciled",
-                metadata: [
-                    "rollout": "\(rollout.metadata.name)", "namespace": "\(namespace)", "revision": "\(status.revision ?? "-")",
-                    "phase": "\(status.phase.rawValue)", "canaryWeight": "\(status.canaryWeight)",
-                    "events": "\(events.map(\.reason).joined(separator: ","))",
-                ])
+        // canaryWeight is what status records: the weight read back before this decision. A weight this decision wrote
+        // is said apart (weightWritten), or the line after a start (the seed's 10 % put back to 0) or a stage's write
+        // showed the weight from before it as the outcome.
+        let weightWritten = decision.actions.compactMap(\.weightChange).last?.canaryWeight
+        if !events.isEmpty || status.phase != rollout.status?.phase || weightWritten != nil {
+            var metadata: Logger.Metadata = [
+                "rollout": "\(rollout.metadata.name)", "namespace": "\(namespace)", "revision": "\(status.revision ?? "-")",
+                "phase": "\(status.phase.rawValue)", "canaryWeight": "\(status.canaryWeight)",
+                "events": "\(events.map(\.reason).joined(separator: ","))",
+            ]
+            if let weightWritten { metadata["weightWritten"] = "\(weightWritten)" }
+            logger.info("reconciled", metadata: metadata)
         }
     }
 

@@ -47,6 +47,79 @@ public struct CanaryDeploymentSpec: Sendable, Equatable {
     public var replicas: Int
     /// Put into the Deployment's `fledge.dev/revision` annotation.
     public var revision: String
+    /// Taken over from the stable Deployment (see `DeploymentSettings`).
+    public var settings: DeploymentSettings
+    /// Taken over from the stable Deployment's metadata (see `canaryMetadata`); Fledge's own labels and its revision
+    /// annotation come on top.
+    public var labels: [String: String]
+    public var annotations: [String: String]
+
+    public init(
+        name: String, template: JSONValue, selector: [String: String], replicas: Int, revision: String,
+        settings: DeploymentSettings = DeploymentSettings(), labels: [String: String] = [:], annotations: [String: String] = [:]
+    ) {
+        self.name = name
+        self.template = template
+        self.selector = selector
+        self.replicas = replicas
+        self.revision = revision
+        self.settings = settings
+        self.labels = labels
+        self.annotations = annotations
+    }
+
+    /// The canary `observed` has everything this asks for: the revision, replicas, selector and settings, and the
+    /// labels and annotations (it may carry more).
+    public func isMet(by canary: ObservedDeployment) -> Bool {
+        canary.revisionAnnotation == revision && canary.replicas == replicas && canary.selector == selector && canary.settings == settings
+            && labels.allSatisfy { canary.labels[$0.key] == $0.value } && annotations.allSatisfy { canary.annotations[$0.key] == $0.value }
+    }
+}
+
+extension CanaryDeploymentSpec {
+    /// The canary Deployment as Fledge creates it: owned by the Rollout (`rollout`, as the API server returns it),
+    /// Fledge's labels and revision annotation on top of those taken over from stable. Test harnesses that stand in
+    /// for the controller write the same object, or their canary never matches what `decide` asks for.
+    public func deployment(rollout: JSONValue, namespace: String) -> JSONValue {
+        let spec = self
+        var ownerReference: JSONObject = [
+            "apiVersion": .string(Rollout.apiVersion), "kind": .string(Rollout.kind),
+            "name": rollout["metadata"]?["name"] ?? .string(""), "controller": true, "blockOwnerDeletion": true,
+        ]
+        if let uid = rollout["metadata"]?["uid"] { ownerReference["uid"] = uid }
+        var matchLabels = JSONObject()
+        for (k, v) in spec.selector.sorted(by: { $0.key < $1.key }) { matchLabels[k] = .string(v) }
+        // Stable's, then Fledge's own on top.
+        var labels = JSONObject()
+        for (k, v) in spec.labels.sorted(by: { $0.key < $1.key }) { labels[k] = .string(v) }
+        labels["app.kubernetes.io/managed-by"] = "fledge"
+        labels["fledge.dev/rollout"] = rollout["metadata"]?["name"] ?? .string("")
+        var annotations = JSONObject()
+        for (k, v) in spec.annotations.sorted(by: { $0.key < $1.key }) { annotations[k] = .string(v) }
+        annotations[Annotations.revision] = .string(spec.revision)
+        var deployment: JSONValue = [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": [
+                "name": .string(spec.name), "namespace": .string(namespace),
+                "labels": .object(labels),
+                "annotations": .object(annotations),
+                "ownerReferences": [.object(ownerReference)],
+            ],
+            "spec": [
+                "replicas": .int(Int64(spec.replicas)),
+                "selector": ["matchLabels": .object(matchLabels)],
+                "template": spec.template,
+                "strategy": spec.settings.strategy,
+                "progressDeadlineSeconds": .int(Int64(spec.settings.progressDeadlineSeconds)),
+                "revisionHistoryLimit": .int(Int64(spec.settings.revisionHistoryLimit)),
+            ],
+        ]
+        // 0 is left out, as the API server leaves it out.
+        if spec.settings.minReadySeconds != 0 {
+            deployment[path: ["spec", "minReadySeconds"]] = .int(Int64(spec.settings.minReadySeconds))
+        }
+        return deployment
+    }
 }
 
 public struct WeightChange: Sendable, Equatable {

@@ -451,17 +451,32 @@ struct Engine {
             status.revision = wanted
             return
         }
+        // A rollback under way had already decided how its revision ends (Aborted by request, Failed with its reason):
+        // that is its outcome, not Superseded. The clean-up of a reverted spec.canary was recorded when it began.
+        let decided = status.phase == .rollingBack ? status.rollbackTo : nil
+        let replaced = decided.map { ", whose rollback (\($0.rawValue): \(status.message ?? "rolled back")) had not finished," } ?? " in flight"
+        if let decided, decided != .healthy {
+            record(outcome: decided.rawValue, reason: status.condition(ConditionType.progressing)?.reason ?? "RolledBack", message: status.message ?? "rolled back")
+            oweNotifications(decided)
+        } else if decided == nil {
+            record(
+                outcome: "Superseded", reason: "NewRevision",
+                message: wanted == stableRevision
+                    ? "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)" : "revision \(wanted) replaced \(current) mid-rollout")
+        }
         if wanted == stableRevision {
             // Not a new rollout: spec.canary was set back to what stable runs, which cancels the one in flight.
-            record(outcome: "Superseded", reason: "NewRevision", message: "spec.canary set back to the stable revision \(wanted) mid-rollout of \(current)")
             event(
                 .normal, .newRevision,
-                "spec.canary was set back to the stable revision \(wanted): revision \(current) is cancelled, traffic goes back to stable and the rollout ends without promotion")
+                "spec.canary was set back to the stable revision \(wanted): revision \(current)\(decided == nil ? " is cancelled" : replaced), traffic goes back to stable and the rollout ends without promotion")
             status.revision = wanted
             beginRollback(to: .healthy, reason: "CanaryReverted", message: "spec.canary now matches the stable Deployment; cleaning up the canary")
         } else {
-            record(outcome: "Superseded", reason: "NewRevision", message: "revision \(wanted) replaced \(current) mid-rollout")
-            event(.normal, .newRevision, "revision \(wanted) replaces \(current) in flight: traffic back to stable, then starting over")
+            event(
+                .normal, .newRevision,
+                decided == .healthy
+                    ? "revision \(wanted) starts while the canary of a cancelled rollout is cleaned up: traffic back to stable, then starting over"
+                    : "revision \(wanted) replaces \(current)\(replaced): traffic back to stable, then starting over")
             start()
         }
     }
@@ -497,7 +512,7 @@ struct Engine {
             guard wanted != stableRevision else {
                 return (false, "nothing to retry: the stable Deployment already runs revision \(wanted)")
             }
-            start()
+            start(retrying: true)
             return (true, "retrying revision \(wanted)")
         case .promote:
             switch phase {
@@ -581,6 +596,9 @@ struct Engine {
                 if checkTraffic(canary: false) { return hold(trafficError?.message ?? "no managed route") }
                 return false
             }
+            // The canary of the revision before keeps its share until stable can take it (Rule 2): a new revision
+            // must not turn stable's outage into a total one.
+            if stableCannotServe() { return hold(status.condition(ConditionType.trafficReady)?.message ?? "stable has no ready pods") }
             setWeights(0, because: "a new revision starts from stable")
             return false
         }
@@ -594,19 +612,21 @@ struct Engine {
             name: plan.canaryDeployment,
             template: canaryTemplate(effective: effective, stableLabels: stableLabels, canaryLabels: canaryLabels),
             selector: canarySelector(stable: stable.selector, stableLabels: stableLabels, canaryLabels: canaryLabels),
-            replicas: replicas, revision: wanted)
-        // Up to date: this revision, these replicas, and the labels and selector the subsets ask for now (a
-        // DestinationRule fixed after the canary was made changes them).
-        if let canary = observed.canary, canary.revisionAnnotation == wanted, canary.replicas == replicas, canary.selector == desired.selector,
-            firstMismatch(canaryLabels, canary.podLabels) == nil
-        {
+            replicas: replicas, revision: wanted, settings: stable.settings,
+            labels: canaryMetadata(stable.labels, canaryLabels: canaryLabels), annotations: canaryMetadata(stable.annotations))
+        // Up to date: this revision, these replicas, stable's rollout settings and metadata as they are now (a canary
+        // made by an older Fledge, or before stable's changed, gets them with the next revision), and the labels and
+        // selector the subsets ask for now (a DestinationRule fixed after the canary was made changes them).
+        if let canary = observed.canary, desired.isMet(by: canary), firstMismatch(canaryLabels, canary.podLabels) == nil {
         } else {
             // The canary's labels and selector come from the subsets: a DestinationRule that cannot route (a typo in
             // a subset label, no stable pods selected) is fixed first, or the typo would be baked into the canary.
             guard checkTraffic(canary: false) else { return false }
             actions.append(.ensureCanaryDeployment(desired))
-            status.message = "creating canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
-            setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is being created for revision \(wanted)", expected: true)
+            // One left from an earlier revision (at zero replicas) is updated, not created.
+            let (verb, being) = observed.canary == nil ? ("creating", "being created") : ("updating", "being updated")
+            status.message = "\(verb) canary Deployment \(plan.canaryDeployment) for revision \(wanted)"
+            setTraffic(false, .canaryNotReady, "canary Deployment \(plan.canaryDeployment) is \(being) for revision \(wanted)", expected: true)
             return false
         }
         guard checkTraffic(canary: true) else { return false }
@@ -668,6 +688,18 @@ struct Engine {
             event(.normal, .stageStarted, "stage \(index + 1)/\(plan.stages.count): \(stage.weight)% of traffic on revision \(wanted)")
         }
         guard checkTraffic(canary: true) else {
+            if let stable = observed.stable, let (reason, problem) = stableCannotTakeTraffic(stable) {
+                // Stable cannot take traffic (no ready pods, or its subset selects none of them), not the canary:
+                // stable's share already reaches no pod. A rollback would send the canary's share there too (so it could
+                // not move it: Rule 2) and would fail a canary for stable's outage; advancing would give the canary
+                // traffic no analysis approved. So the stage holds, unanalysed (there is no stable to compare with),
+                // until stable can take traffic again or the progress deadline ends it.
+                setTraffic(false, reason, problem)
+                status.message =
+                    "holding stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(problem); the canary keeps its \(stage.weight)% (moving it to stable would send it to no pod), and nothing advances, is analysed or rolls back until stable can take traffic again or progressDeadline (\(plan.progressDeadline)) passes"
+                setProgressing(true, reason.rawValue, status.message!)
+                return false
+            }
             // The canary serves but no longer passes Rule 2 (pods gone, subset edited): take its traffic away.
             let message = status.condition(ConditionType.trafficReady)?.message ?? "traffic checks failed"
             beginRollback(to: .failed, reason: "CanaryUnavailable", message: message)
@@ -684,18 +716,18 @@ struct Engine {
             guard holdDone, status.passedChecks >= required, judgeAllows else {
                 status.message =
                     "stage \(index + 1)/\(plan.stages.count) at \(stage.weight)%: \(min(status.passedChecks, required))/\(required) passing checks, hold \(stage.hold)"
-                // Only a measurement of this stage says why it holds: timestamps are whole seconds, so the check
-                // that let the previous stage advance can carry this stage's start time ("stage 2/4 at 25%: …
-                // judge: …, advance to 25%" until the first check of the stage).
-                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt,
-                    at >= started + plan.analysis.interval,
+                // Only a measurement of this stage (a whole interval after it began) speaks for it: the previous stage's
+                // last one, judged in the second this stage's weight was confirmed, is not (status showed its "advance to
+                // 25%" under stage 2 at 25% for an interval).
+                let ofThisStage = started + plan.analysis.interval
+                if let last = status.condition(ConditionType.analysis), let at = status.lastAnalysisAt, at >= ofThisStage,
                     last.status != .true, last.reason != Verdict.inconclusive.rawValue || judgeAllows
                 {
                     // Why the checks do not add up (a provider error, no data, a failed check) is said here, not
                     // only in the Analysis condition.
                     status.message! += "; last interval \(last.reason): \(last.message)"
                 } else if !judgeAllows {
-                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= started + plan.analysis.interval }
+                    let judged = (status.lastAnalysis ?? []).first { $0.name == "judge" && $0.time >= ofThisStage }
                     status.message! += "; judge: "
                         + (judged?.message ?? "holding until counts of this stage are judged")
                 }
@@ -804,7 +836,8 @@ struct Engine {
 
     // MARK: - Transitions
 
-    mutating func start() {
+    /// `retrying`: `fledge retry` starts the same revision again after it failed or was aborted, and says so.
+    mutating func start(retrying: Bool = false) {
         status.phase = .initializing
         status.revision = wanted
         status.stage = nil
@@ -823,10 +856,14 @@ struct Engine {
         status.passedWebhooks = []
         status.judge = nil
         status.judgeAcceptedStage = nil
-        status.message = "starting revision \(wanted) (stable runs \(stableRevision))"
+        status.message = "\(retrying ? "retrying" : "starting") revision \(wanted) (stable runs \(stableRevision))"
         status.removeCondition(ConditionType.analysis)
-        setProgressing(true, "NewRevision", status.message!)
-        event(.normal, .rolloutStarted, "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
+        setProgressing(true, retrying ? "Retrying" : "NewRevision", status.message!)
+        event(
+            .normal, .rolloutStarted,
+            retrying
+                ? "revision \(wanted) rolling out again over Deployment \(plan.target) (retry; stable revision \(stableRevision))"
+                : "revision \(wanted) rolling out over Deployment \(plan.target) (stable revision \(stableRevision))")
     }
 
     mutating func enterStage(_ index: Int) {
@@ -879,8 +916,12 @@ struct Engine {
         }
         setProgressing(false, phase == .succeeded ? "Succeeded" : reason, message)
         event(phase == .succeeded || phase == .healthy ? .normal : .warning, .ended(in: phase), message)
-        // Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
-        // Without a plan (the spec does not validate) no hook can be called.
+        oweNotifications(phase)
+    }
+
+    /// Owed in status first, then called (deliverNotifications): a controller killed between the two still calls.
+    /// Without a plan (the spec does not validate) no hook can be called.
+    mutating func oweNotifications(_ phase: Phase) {
         for hook in plan?.webhooks ?? [] where hook.type == .postRollout {
             let note = PendingNotification(webhook: hook.name, revision: status.revision ?? wanted, phase: phase, endedAt: now)
             var pending = status.pendingNotifications ?? []
@@ -1167,11 +1208,7 @@ struct Engine {
         let dr = plan.traffic.destinationRule
         if let mismatch = routeToAnotherHost() { return setTraffic(false, .hostMismatch, mismatch) }
         let stable = observed.stable!
-        if let miss = firstMismatch(stableLabels, stable.podLabels) {
-            return setTraffic(
-                false, .subsetSelectsNoPods,
-                "subset '\(plan.traffic.stableSubset)' of DestinationRule \(dr) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")")
-        }
+        if let miss = firstMismatch(stableLabels, stable.podLabels) { return setTraffic(false, .subsetSelectsNoPods, stableSubsetMismatch(miss)) }
         if stableLabels.isEmpty || canaryLabels.isEmpty {
             return setTraffic(false, .subsetWithoutLabels, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) both need labels")
         }
@@ -1185,7 +1222,7 @@ struct Engine {
             return setTraffic(false, .subsetsIdentical, "subsets '\(plan.traffic.stableSubset)' and '\(plan.traffic.canarySubset)' of DestinationRule \(dr) select the same labels\(identicalSubsetsHint)")
         }
         if stable.readyReplicas < 1 {
-            return setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods")
+            return setTraffic(false, .stableNotReady, stableNotReadyMessage(stable))
         }
         if checkCanary {
             guard let canary = observed.canary else {
@@ -1205,10 +1242,15 @@ struct Engine {
                     "the selector of Deployment \(plan.target) (\(stable.selectorText)) also selects the canary's pods; it needs the stable subset's label (\(labelText(stableLabels))), and as a Deployment's selector cannot change, the Deployment must be created again with it")
             }
             if status.phase == .initializing, !canary.isRolledOut {
-                // Counted on the revision being rolled out: the pods of the one before may still be ready.
+                // Counted on the revision being rolled out: the pods of the one before may still be ready. Ready pods
+                // that are not yet available wait out minReadySeconds (it said "3/3 pods ready" while they did).
+                let ready = canary.readyOnLatestSpec
+                let waiting =
+                    ready >= canary.replicas && canary.availableReplicas < canary.replicas
+                    ? ", \(canary.availableReplicas)/\(canary.replicas) available (minReadySeconds: \(canary.settings.minReadySeconds))" : ""
                 return setTraffic(
                     false, .canaryNotReady,
-                    "canary Deployment \(plan.canaryDeployment): \(canary.readyOnLatestSpec)/\(canary.replicas) pods ready on revision \(wanted)",
+                    "canary Deployment \(plan.canaryDeployment): \(ready)/\(canary.replicas) pods ready on revision \(wanted)\(waiting)",
                     expected: true)
             }
             if status.phase != .initializing, canary.readyReplicas < 1 {
@@ -1228,15 +1270,39 @@ struct Engine {
         // The weight is on the canary of a former spec.target, whose stable side this Rollout no longer watches.
         if let recorded = status.canaryDeployment, recorded != plan.canaryDeployment { return false }
         guard let stable = observed.stable else { return true }  // prepare() reported StableNotFound.
-        guard stable.readyReplicas < 1 else { return false }
-        setTraffic(false, .stableNotReady, "Deployment \(plan.target) has no ready pods" + keepingTrafficNote)
+        guard let (reason, problem) = stableCannotTakeTraffic(stable) else { return false }
+        setTraffic(false, reason, problem + keepingTrafficNote)
         return true
     }
 
-    /// Said while a rollback or the end of a promotion waits for stable to have ready pods.
+    /// Why weight sent to the stable subset would reach no pod: the subset is gone from the DestinationRule (while the
+    /// canary's is not: with the whole DestinationRule gone neither side routes, and the weight may as well move) or
+    /// selects no pod of the stable Deployment, or that has no ready pod. Nil when stable can take traffic.
+    func stableCannotTakeTraffic(_ stable: ObservedDeployment) -> (EventReason, String)? {
+        if observed.destinationRule != nil {
+            guard let stableLabels else {
+                return (.subsetNotFound, "DestinationRule \(plan.traffic.destinationRule) has no subset '\(plan.traffic.stableSubset)' (spec.traffic.stableSubset)")
+            }
+            if let miss = firstMismatch(stableLabels, stable.podLabels) { return (.subsetSelectsNoPods, stableSubsetMismatch(miss)) }
+        }
+        if stable.readyReplicas < 1 { return (.stableNotReady, stableNotReadyMessage(stable)) }
+        return nil
+    }
+
+    func stableSubsetMismatch(_ miss: (key: String, wanted: String, actual: String?)) -> String {
+        "subset '\(plan.traffic.stableSubset)' of DestinationRule \(plan.traffic.destinationRule) selects label \(miss.key)=\(miss.wanted) but the pods of Deployment \(plan.target) have \(miss.actual.map { "\(miss.key)=\($0)" } ?? "no label \(miss.key)")"
+    }
+
+    /// `stable Deployment product-service has no ready pods (scaled to 0)`: which side, and why when it is plain.
+    func stableNotReadyMessage(_ stable: ObservedDeployment) -> String {
+        "stable Deployment \(plan.target) has no ready pods (\(stable.replicas == 0 ? "scaled to 0" : "0/\(stable.replicas) ready"))"
+    }
+
+    /// Said while a rollback, the end of a promotion or the start of a new revision over the canary of the one before
+    /// waits for stable to have ready pods.
     var keepingTrafficNote: String {
-        guard [.rollingBack, .finalising].contains(status.phase), status.canaryWeight > 0 else { return "" }
-        return "; the canary keeps its \(status.canaryWeight)% until it has ready pods (moving that traffic now would send it to no pod)"
+        guard [.rollingBack, .finalising, .initializing].contains(status.phase), status.canaryWeight > 0 else { return "" }
+        return "; the canary keeps its \(status.canaryWeight)% until stable can take it (moving that traffic now would send it to no pod)"
     }
 
     /// A managed route whose destination is another service than the DestinationRule's host: the subsets do not

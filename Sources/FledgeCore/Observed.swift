@@ -21,6 +21,12 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var revisionAnnotation: String?
     /// The name of the Rollout that controls this Deployment (its controller owner reference), if one does.
     public var owningRollout: String?
+    /// `spec.strategy`, `minReadySeconds`, `progressDeadlineSeconds` and `revisionHistoryLimit`, as the API server
+    /// defaults them.
+    public var settings: DeploymentSettings
+    /// `metadata.labels` and `metadata.annotations`.
+    public var labels: [String: String]
+    public var annotations: [String: String]
     /// What promotion recorded on the stable Deployment: (revision, hash of the template as stored). See
     /// `Annotations.promotedRevision`.
     public var promoted: (revision: String, template: String)? {
@@ -41,7 +47,8 @@ public struct ObservedDeployment: Sendable, Equatable {
     public init(
         name: String, template: JSONValue, selector: [String: String] = [:], selectorExpressions: [SelectorRequirement] = [],
         replicas: Int = 1, readyReplicas: Int = 0, updatedReplicas: Int = 0, availableReplicas: Int = 0, generation: Int64 = 1,
-        observedGeneration: Int64 = 1, revisionAnnotation: String? = nil, owningRollout: String? = nil
+        observedGeneration: Int64 = 1, revisionAnnotation: String? = nil, owningRollout: String? = nil,
+        settings: DeploymentSettings = DeploymentSettings(), labels: [String: String] = [:], annotations: [String: String] = [:]
     ) {
         self.name = name
         self.template = template
@@ -55,6 +62,9 @@ public struct ObservedDeployment: Sendable, Equatable {
         self.observedGeneration = observedGeneration
         self.revisionAnnotation = revisionAnnotation
         self.owningRollout = owningRollout
+        self.settings = settings
+        self.labels = labels
+        self.annotations = annotations
     }
 
     /// Reads a Deployment object as the API server returns it.
@@ -82,6 +92,13 @@ public struct ObservedDeployment: Sendable, Equatable {
             $0["controller"]?.boolValue == true && $0["kind"]?.stringValue == Rollout.kind
                 && $0["apiVersion"]?.stringValue?.hasPrefix(Rollout.apiVersion.prefix { $0 != "/" } + "/") == true
         }?["name"]?.stringValue
+        settings = DeploymentSettings(spec: d["spec"])
+        var labels: [String: String] = [:]
+        for (k, v) in d[path: ["metadata", "labels"]]?.objectValue ?? [:] { labels[k] = v.stringValue }
+        self.labels = labels
+        var annotations: [String: String] = [:]
+        for (k, v) in d[path: ["metadata", "annotations"]]?.objectValue ?? [:] { annotations[k] = v.stringValue }
+        self.annotations = annotations
     }
 
     /// True when the Deployment's selector, `matchLabels` and `matchExpressions` both, selects pods with `labels`.
@@ -116,6 +133,72 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var readyOnLatestSpec: Int {
         observedGeneration >= generation ? min(updatedReplicas, readyReplicas) : 0
     }
+}
+
+/// The fields of a Deployment's spec, besides its pod template, that say how its pods are rolled out and kept: the
+/// canary takes them over from stable, or a canary of a stable Deployment with `minReadySeconds: 30` would take
+/// traffic before its pods had proven stable, and one with `maxUnavailable: 0` would drop pods while it scales.
+/// Absent fields are what the API server defaults them to, so a Deployment written with a default spelled out and one
+/// defaulted by the server compare equal (no write on every reconcile).
+public struct DeploymentSettings: Sendable, Equatable {
+    /// `spec.strategy`, with the API server's defaults filled in (`RollingUpdate`, 25 % surge and unavailable).
+    public var strategy: JSONValue
+    public var minReadySeconds: Int
+    public var progressDeadlineSeconds: Int
+    public var revisionHistoryLimit: Int
+
+    public init(strategy: JSONValue = ["type": "RollingUpdate"], minReadySeconds: Int = 0, progressDeadlineSeconds: Int = 600, revisionHistoryLimit: Int = 10) {
+        self.strategy = Self.defaulted(strategy)
+        self.minReadySeconds = minReadySeconds
+        self.progressDeadlineSeconds = progressDeadlineSeconds
+        self.revisionHistoryLimit = revisionHistoryLimit
+    }
+
+    /// From a Deployment's `spec`.
+    public init(spec: JSONValue?) {
+        self.init(
+            strategy: spec?["strategy"] ?? ["type": "RollingUpdate"], minReadySeconds: Int(spec?["minReadySeconds"]?.intValue ?? 0),
+            progressDeadlineSeconds: Int(spec?["progressDeadlineSeconds"]?.intValue ?? 600),
+            revisionHistoryLimit: Int(spec?["revisionHistoryLimit"]?.intValue ?? 10))
+    }
+
+    /// As the API server defaults `spec.strategy` (apps/v1 SetDefaults_Deployment).
+    static func defaulted(_ strategy: JSONValue) -> JSONValue {
+        var strategy = strategy.objectValue.map(JSONValue.object) ?? [:]
+        if strategy["type"] == nil || strategy["type"]?.isNull == true { strategy["type"] = "RollingUpdate" }
+        if strategy["type"]?.stringValue == "RollingUpdate" {
+            var rolling = strategy["rollingUpdate"]?.objectValue.map(JSONValue.object) ?? [:]
+            if rolling["maxUnavailable"] == nil || rolling["maxUnavailable"]?.isNull == true { rolling["maxUnavailable"] = "25%" }
+            if rolling["maxSurge"] == nil || rolling["maxSurge"]?.isNull == true { rolling["maxSurge"] = "25%" }
+            strategy["rollingUpdate"] = rolling
+        }
+        return strategy
+    }
+}
+
+/// The stable Deployment's labels and annotations that the canary Deployment carries too (a team or cost-centre
+/// label, a policy engine's required label, Reloader's annotations): all but those that belong to a tool and say
+/// something about the stable Deployment object itself, which would be false on the canary:
+/// - kubectl's (`kubectl.kubernetes.io/last-applied-configuration`: a later `kubectl apply` diffs against it) and the
+///   Deployment controller's (`deployment.kubernetes.io/revision`: its own ReplicaSet count);
+/// - Fledge's own (`fledge.dev/…`) and `app.kubernetes.io/managed-by` (the canary is managed by Fledge);
+/// - GitOps and Helm ownership: Argo CD (`argocd.argoproj.io/…`, its tracking id names the stable object), Flux
+///   (`….fluxcd.io/…`) and Helm (`meta.helm.sh/…`) would take the canary, which is in no Git repository or chart,
+///   for theirs.
+/// A label the stable subset selects on takes the canary subset's value (`version: v1` becomes `v2`), as in the pod
+/// template. Labels and annotations are added or updated on the canary, never removed from it.
+public func canaryMetadata(_ stable: [String: String], canaryLabels: [String: String] = [:]) -> [String: String] {
+    var out: [String: String] = [:]
+    for (key, value) in stable {
+        let prefix = key.contains("/") ? String(key.prefix { $0 != "/" }) : ""
+        if ["kubectl.kubernetes.io", "deployment.kubernetes.io", "fledge.dev", "argocd.argoproj.io", "meta.helm.sh"].contains(prefix)
+            || prefix.hasSuffix("fluxcd.io") || key == "app.kubernetes.io/managed-by"
+        {
+            continue
+        }
+        out[key] = canaryLabels[key] ?? value
+    }
+    return out
 }
 
 /// One entry of a label selector's `matchExpressions`.

@@ -77,6 +77,9 @@ public actor SandboxStore {
     struct DeploymentSimulation {
         var dueAt: Date?
         var readyOverride: Int?
+        /// Until then the pods of the latest rollout are ready but not yet available: `spec.minReadySeconds` after they
+        /// became ready, as the Deployment controller counts them.
+        var availableAt: Date?
     }
 
     // Served types: groupVersion → resource → type.
@@ -450,6 +453,11 @@ public actor SandboxStore {
                     throw SandboxError.badRequest(
                         "Deployment in version \"v1\" cannot be handled as a Deployment: spec.replicas must be an integer, got \(replicas.typeNameWithArticle)")
                 }
+            }
+            if object[path: ["spec", "strategy", "type"]]?.stringValue == "Recreate", let rolling = object[path: ["spec", "strategy", "rollingUpdate"]],
+                !rolling.isNull
+            {
+                causes.append(("spec.strategy.rollingUpdate", "Forbidden: may not be specified when strategy `type` is 'Recreate'"))
             }
             let containers = object[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
             if containers.isEmpty {
@@ -1050,10 +1058,12 @@ public actor SandboxStore {
         switch type.groupResource {
         case .deployments:
             if object[path: ["spec", "replicas"]] == nil { object[path: ["spec", "replicas"]] = 1 }
-            if object[path: ["spec", "strategy"]] == nil {
-                object[path: ["spec", "strategy"]] = [
-                    "type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"],
-                ]
+            // As apps/v1 SetDefaults_Deployment: the type, and a rolling update's two bounds each on its own.
+            if object[path: ["spec", "strategy", "type"]] == nil { object[path: ["spec", "strategy", "type"]] = "RollingUpdate" }
+            if object[path: ["spec", "strategy", "type"]]?.stringValue == "RollingUpdate" {
+                for bound in ["maxUnavailable", "maxSurge"] where object[path: ["spec", "strategy", "rollingUpdate", bound]] == nil {
+                    object[path: ["spec", "strategy", "rollingUpdate", bound]] = "25%"
+                }
             }
             if object[path: ["spec", "revisionHistoryLimit"]] == nil { object[path: ["spec", "revisionHistoryLimit"]] = 10 }
             if object[path: ["spec", "progressDeadlineSeconds"]] == nil {
@@ -1095,7 +1105,13 @@ public actor SandboxStore {
             let key = SandboxStore.key(object[path: ["metadata", "namespace"]]?.stringValue, object[path: ["metadata", "name"]]?.stringValue ?? "")
             if old == nil || old![path: ["metadata", "generation"]] != object[path: ["metadata", "generation"]] {
                 var simulation = deploymentSimulations[key] ?? DeploymentSimulation()
-                simulation.dueAt = clock.now.addingTimeInterval(SandboxStore.seconds(rolloutDelay))
+                let due = clock.now.addingTimeInterval(SandboxStore.seconds(rolloutDelay))
+                simulation.dueAt = due
+                // New pods (a new template, or from zero replicas) become available minReadySeconds after ready.
+                let minReady = object[path: ["spec", "minReadySeconds"]]?.intValue ?? 0
+                let newPods = old == nil || old![path: ["spec", "template"]] != object[path: ["spec", "template"]]
+                    || (old![path: ["spec", "replicas"]]?.intValue ?? 1) == 0
+                if minReady > 0, newPods { simulation.availableAt = due.addingTimeInterval(Double(minReady)) }
                 deploymentSimulations[key] = simulation
             } else if simulatePods, deploymentSimulations[key]?.dueAt == nil,
                 old![path: ["metadata", "annotations", "kubernetes.io/change-cause"]] != object[path: ["metadata", "annotations", "kubernetes.io/change-cause"]]
@@ -1314,10 +1330,11 @@ public actor SandboxStore {
         }
     }
 
-    /// Completes every pending Deployment rollout now, whatever the delay.
+    /// Completes every pending Deployment rollout now, whatever the delay (and minReadySeconds).
     public func settleDeployments() {
         for (key, simulation) in deploymentSimulations where simulation.dueAt != nil {
             deploymentSimulations[key]?.dueAt = nil
+            deploymentSimulations[key]?.availableAt = nil
             settle(key: key)
         }
     }
@@ -1346,10 +1363,20 @@ public actor SandboxStore {
         status["replicas"] = .int(Int64(replicas))
         status["updatedReplicas"] = .int(Int64(replicas))
         status["readyReplicas"] = .int(Int64(ready))
-        status["availableReplicas"] = .int(Int64(ready))
-        if replicas - ready > 0 { status["unavailableReplicas"] = .int(Int64(replicas - ready)) }
+        // Ready pods count as available only minReadySeconds after they became ready; settled again then.
+        var availableReplicas = ready
+        if let availableAt = deploymentSimulations[key]?.availableAt {
+            if clock.now < availableAt {
+                availableReplicas = 0
+                deploymentSimulations[key]?.dueAt = availableAt
+            } else {
+                deploymentSimulations[key]?.availableAt = nil
+            }
+        }
+        status["availableReplicas"] = .int(Int64(availableReplicas))
+        if replicas - availableReplicas > 0 { status["unavailableReplicas"] = .int(Int64(replicas - availableReplicas)) }
         let time = JSONValue.string(now())
-        let available = ready >= replicas - max(0, replicas / 4)
+        let available = availableReplicas >= replicas - max(0, replicas / 4)
         var availableCondition: JSONObject = [:]
         availableCondition["type"] = "Available"
         availableCondition["status"] = .string(available ? "True" : "False")

@@ -57,15 +57,8 @@ struct ContractController {
     mutating func execute(_ action: Action, rollout: JSONValue) async throws {
         switch action {
         case .ensureCanaryDeployment(let spec):
-            var selector = JSONObject()
-            for (key, value) in spec.selector.sorted(by: { $0.key < $1.key }) { selector[key] = .string(value) }
-            try await store.apply([
-                [
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": ["name": .string(spec.name), "namespace": .string(namespace), "annotations": [Annotations.revision: .string(spec.revision)]],
-                    "spec": ["replicas": .int(Int64(spec.replicas)), "selector": ["matchLabels": .object(selector)], "template": spec.template],
-                ]
-            ])
+            // The object ClusterWriter creates.
+            try await store.apply([spec.deployment(rollout: rollout, namespace: namespace)])
         case .setWeights(let change):
             let vsName = change.virtualService[path: ["metadata", "name"]]?.stringValue ?? name
             try await store.modify(GroupResource(group: "networking.istio.io", resource: "virtualservices"), namespace: namespace, name: vsName) {

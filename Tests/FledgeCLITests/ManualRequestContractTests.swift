@@ -318,6 +318,33 @@ struct ManualRequestContractTests {
         }
     }
 
+    /// An abort whose rollback waits for stable (no ready pod), then `trigger --force`: the revision followed ended
+    /// Aborted (its history says so), and the watch says that and exits 1, not 3 "superseded … it will not finish".
+    @Test func watchSaysHowItsRevisionEndedWhenAnotherReplacedItDuringTheRollback() async throws {
+        try await CLISandbox.with { sandbox in
+            var controller = ContractController(sandbox)
+            try await controller.reconcile()
+            _ = try await sandbox.run(["trigger", "product-service", "--image", Self.newImage])
+            let watch = try sandbox.start(["status", "product-service", "--watch", "--timeout", "10m"])
+            try await controller.run { $0.status?.phase == .progressing && ($0.status?.canaryWeight ?? 0) > 0 }
+            let followed = try #require(try await sandbox.rollout().status?.revision)
+            try await controller.store.setDeploymentReady(namespace: "shop", deployment: "product-service", false)
+            let aborted = try await sandbox.run(["abort", "product-service", "--reason", "bad build", "--no-wait"])
+            #expect(aborted.status == 0, "\(aborted)")
+            try await controller.reconcile()
+            #expect(try await sandbox.rollout().status?.phase == .rollingBack)
+            let forced = try await sandbox.run(["trigger", "product-service", "--image", "registry.example/product-service:3.0.0", "--force"])
+            #expect(forced.status == 0, "\(forced)")
+            try await controller.reconcile()
+            let other = try #require(try await sandbox.rollout().status?.revision)
+            let watched = try await watch.finish(orStopAfter: .seconds(60))
+            #expect(watched.status == 1, "\(watched)")
+            #expect(
+                watched.errLines.last?.hasPrefix(
+                    "revision \(followed) of rollout \"product-service\" ended Aborted (Aborted: aborted by request: bad build), then revision \(other) replaced it before its rollback was done (spec.canary changed; now ") == true, "\(watched)")
+        }
+    }
+
     @Test func watchExitsZeroOnSuccessAndTwoOnTimeout() async throws {
         try await CLISandbox.with { sandbox in
             var controller = ContractController(sandbox)

@@ -60,7 +60,8 @@ final class World: Sendable {
     /// Starts a controller against this world.
     func startController(
         configure: (inout ControllerConfiguration) -> Void = { _ in }, analyzer: (any MetricsProvider)? = nil,
-        writeGate: (@Sendable () -> Bool)? = nil, client: KubernetesClient? = nil, now: @escaping @Sendable () -> Date = { Date() }
+        writeGate: (@Sendable () -> Bool)? = nil, client: KubernetesClient? = nil, now: @escaping @Sendable () -> Date = { Date() },
+        logger given: Logger? = nil
     ) -> RunningController {
         var configuration = ControllerConfiguration()
         configuration.analysisBatchWindow = .milliseconds(20)
@@ -68,6 +69,7 @@ final class World: Sendable {
         configure(&configuration)
         var logger = Logger(label: "test.controller")
         logger.logLevel = ProcessInfo.processInfo.environment["FLEDGE_TEST_LOG"] != nil ? .debug : .critical
+        if let given { logger = given }
         let controller = Controller(
             client: client ?? self.client, configuration: configuration, http: CurlHTTPClient(), analyzer: analyzer, logger: logger,
             now: now, writeGate: writeGate)

@@ -3,6 +3,7 @@ import FledgeCore
 import FledgeJSON
 import FledgeKubernetes
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -84,6 +85,72 @@ import Testing
         }
         #expect(try await world.deployment("product-service")[path: ["metadata", "generation"]] == generation)
         #expect((try await world.rollout())[path: ["status", "history"]]?.arrayValue?.count == 1)
+    }
+
+    @Test func theCanaryDeploymentTakesOverStablesRolloutSettingsAndLabelsAndKeepsThemUpToDate() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        try await world.patchSpec(fastSpec)
+        // A stable Deployment whose pods must prove stable for 3 s and that never surges; a team label, and
+        // kubectl's own annotation, which must not follow.
+        _ = try await world.client.patch(
+            .deployments, namespace: "shop", name: "product-service",
+            .merge([
+                "metadata": [
+                    "labels": ["team": "shop"], "annotations": ["kubectl.kubernetes.io/last-applied-configuration": "{}", "owner": "shop-team"],
+                ],
+                "spec": ["minReadySeconds": 3, "strategy": ["rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]]],
+            ]))
+        let running = world.startController(analyzer: ScriptedMetrics())
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        // The canary's ready pods take no traffic before they are available.
+        try await world.waitFor("the canary's pods ready, not yet available") { rollout in
+            rollout[path: ["status", "conditions"]]?.arrayValue?.contains {
+                $0["type"] == "TrafficReady" && $0["message"]?.stringValue?.hasSuffix("3/3 pods ready on revision \(rollout[path: ["status", "revision"]]?.stringValue ?? "?"), 0/3 available (minReadySeconds: 3)") == true
+            } ?? false
+        }
+        #expect(weights(try await world.virtualService()).1 == 0)
+        _ = try await world.waitForPhase("Succeeded", timeout: .seconds(90))
+        var canary = try await world.deployment("product-service-canary")
+        #expect(canary[path: ["spec", "minReadySeconds"]] == 3)
+        #expect(canary[path: ["spec", "strategy"]] == ["type": "RollingUpdate", "rollingUpdate": ["maxSurge": 0, "maxUnavailable": 1]])
+        #expect(canary[path: ["metadata", "labels", "team"]] == "shop")
+        #expect(canary[path: ["metadata", "labels", "app.kubernetes.io/managed-by"]] == "fledge")
+        #expect(canary[path: ["metadata", "annotations", "owner"]] == "shop-team")
+        #expect(canary[path: ["metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"]] == nil)
+
+        // Between revisions stable changes to Recreate (which the API server refuses next to a rollingUpdate) and
+        // drops minReadySeconds: the existing canary follows with the next revision.
+        _ = try await world.client.patch(
+            .deployments, namespace: "shop", name: "product-service",
+            .merge(["spec": ["minReadySeconds": .null, "progressDeadlineSeconds": 120, "strategy": ["type": "Recreate", "rollingUpdate": .null]]]))
+        try await world.trigger(image: "registry.example/product-service:3.0.0")
+        _ = try await world.waitFor("revision 3.0.0 promoted") {
+            $0[path: ["status", "phase"]] == "Succeeded" && $0[path: ["status", "history"]]?.arrayValue?.count == 2
+        }
+        canary = try await world.deployment("product-service-canary")
+        #expect(canary[path: ["spec", "minReadySeconds"]] == nil)
+        #expect(canary[path: ["spec", "progressDeadlineSeconds"]] == 120)
+        #expect(canary[path: ["spec", "strategy"]] == ["type": "Recreate"])
+        #expect(image(try await world.deployment("product-service")) == "registry.example/product-service:3.0.0")
+        _ = running
+    }
+
+    /// The first line after a start said `canaryWeight=10 events=WeightsReset` while it moved the seed's 10 % to 0.
+    @Test func theLogLineOfADecisionThatWritesAWeightSaysTheWeightWritten() async throws {
+        let world = try await World()
+        defer { Task { await world.stop() } }
+        let logs = CapturedLogs()
+        _ = world.startController(analyzer: ScriptedMetrics(), logger: logs.logger)
+        func resetLine() -> (level: Logger.Level, message: String, metadata: Logger.Metadata)? {
+            logs.all.first { $0.message == "reconciled" && $0.metadata["events"]?.description == "WeightsReset" }
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while resetLine() == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        let line = resetLine()
+        #expect(weights(try await world.virtualService()) == (100, 0))
+        #expect(line?.metadata["canaryWeight"]?.description == "10")
+        #expect(line?.metadata["weightWritten"]?.description == "0", "\(String(describing: line))")
     }
 
     @Test func abortMidStageSendsNothingToTheCanary() async throws {

@@ -164,10 +164,11 @@ import Testing
             _ = try await world.client.update(.destinationRules, namespace: "shop", dr)
             _ = stack.startController()
             try await world.trigger(image: Self.newImage)
-            // Past CanaryNotReady (the canary's pods starting), which comes first and says nothing about subsets.
+            // Past CanaryNotReady (the canary's pods starting), which comes first and says nothing about subsets, and
+            // StableNotReady (the seed's 10 % waits on the canary while stable's loaded pods are still starting).
             let held = try await world.waitFor("TrafficReady=False on the subsets") { rollout in
                 rollout[path: ["status", "conditions"]]?.arrayValue?.contains {
-                    $0["type"] == "TrafficReady" && $0["status"] == "False" && $0["reason"] != "CanaryNotReady"
+                    $0["type"] == "TrafficReady" && $0["status"] == "False" && $0["reason"] != "CanaryNotReady" && $0["reason"] != "StableNotReady"
                 } ?? false
             }
             let condition = held[path: ["status", "conditions"]]!.arrayValue!.first { $0["type"] == "TrafficReady" }!

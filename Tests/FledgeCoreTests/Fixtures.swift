@@ -178,9 +178,12 @@ struct Sim {
         switch action {
         case .ensureCanaryDeployment(let spec):
             let ready = canaryPodsBecomeReady ? spec.replicas : 0
+            // As ClusterWriter writes it: labels and annotations added to those the canary has.
             observed.canary = ObservedDeployment(
                 name: spec.name, template: spec.template, selector: spec.selector, replicas: spec.replicas, readyReplicas: ready,
-                updatedReplicas: ready, availableReplicas: ready, revisionAnnotation: spec.revision)
+                updatedReplicas: ready, availableReplicas: ready, revisionAnnotation: spec.revision, settings: spec.settings,
+                labels: (observed.canary?.labels ?? [:]).merging(spec.labels) { $1 },
+                annotations: (observed.canary?.annotations ?? [:]).merging(spec.annotations) { $1 })
         case .setWeights(let change):
             // Written where it is named, as the API server would.
             let name = change.virtualService[path: ["metadata", "name"]]

@@ -225,4 +225,15 @@ struct JudgeScenarioTests {
         let decoded = try JSONValue(parsing: #"{"enabled": false, "falseRollbackRate": 0.02}"#).decode(JudgeSpec.self)
         #expect(decoded == JudgeSpec(enabled: false, falseRollbackRate: 0.02))
     }
+
+    /// The last measurement of a stage is judged in the same second the next stage's weight is confirmed: its "advance
+    /// to 25%" was shown under stage 2 at 25% until that stage's first measurement.
+    @Test func aNewStagesMessageDoesNotCarryThePreviousStagesJudgement() {
+        var sim = Sim()
+        sim.counts = { windowCounts(rate: 1000, canaryWeight: $0, canaryErrorRate: 0.001, stableErrorRate: 0.001) }
+        sim.run { $0.status.stage == 1 && $0.observedCanaryWeight == 25 && $0.status.stageStartedAt != nil }
+        #expect(sim.status.message == "stage 2/4 at 25%: 0/2 passing checks, hold 20s; judge: holding until counts of this stage are judged")
+        sim.run { $0.status.passedChecks == 1 }
+        #expect(sim.status.message?.contains("not enough evidence to advance to 50%") == true, "\(sim.status.message ?? "")")
+    }
 }

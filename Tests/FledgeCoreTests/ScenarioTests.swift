@@ -816,7 +816,7 @@ struct ScenarioTests {
         #expect(sim.observed.canary?.replicas ?? 0 > 0)
         let condition = sim.status.condition(ConditionType.trafficReady)
         #expect(condition?.reason == "StableNotReady")
-        #expect(condition?.message.contains("has no ready pods; the canary keeps its 25%") == true, "\(String(describing: condition))")
+        #expect(condition?.message.contains("has no ready pods (0/3 ready); the canary keeps its 25%") == true, "\(String(describing: condition))")
         // Said once, not on every reconcile.
         #expect(sim.events.filter { $0.reason == "StableNotReady" }.count == 1)
         // The outcome keeps the rollback's reason.

@@ -236,6 +236,27 @@ import Testing
         }
     }
 
+    /// As apps/v1 SetDefaults_Deployment and ValidateDeploymentStrategy: a strategy given in part gets the rest, a
+    /// Recreate one none of a rolling update's, and a rolling update next to Recreate is refused.
+    @Test func deploymentStrategiesAreDefaultedAndCheckedAsTheAPIServerDoes() async throws {
+        try await withSandbox() { h in
+        let path = "/apis/apps/v1/namespaces/default/deployments"
+        var partial = deploymentJSON
+        partial[path: ["spec", "strategy"]] = ["rollingUpdate": ["maxSurge": 0]]
+        let created = try await h.request(.post, path, body: partial)
+        #expect(created.status == 201)
+        #expect(created.json[path: ["spec", "strategy"]] == ["rollingUpdate": ["maxSurge": 0, "maxUnavailable": "25%"], "type": "RollingUpdate"])
+        var recreate = deploymentJSON
+        recreate[path: ["metadata", "name"]] = "recreate"
+        recreate[path: ["spec", "strategy"]] = ["type": "Recreate"]
+        #expect(try await h.request(.post, path, body: recreate).json[path: ["spec", "strategy"]] == ["type": "Recreate"])
+        let both = try await h.request(
+            .patch, "\(path)/product-service", body: ["spec": ["strategy": ["type": "Recreate"]]], contentType: "application/merge-patch+json")
+        #expect(both.status == 422)
+        #expect(both.json["message"]?.stringValue?.contains("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'") == true, "\(both.json)")
+        }
+    }
+
     @Test func invalidObjectsAnswer422WithFieldPaths() async throws {
         try await withSandbox() { h in
         var bad = deploymentJSON

@@ -339,6 +339,34 @@ func collect(_ lines: AsyncThrowingStream<[UInt8], any Error>, count: Int) async
         }
     }
 
+    /// As the Deployment controller counts them: new pods are available minReadySeconds after they are ready (Fledge
+    /// waits for a canary's available pods, and takes over stable's minReadySeconds for it).
+    @Test func newPodsBecomeAvailableMinReadySecondsAfterTheyAreReady() async throws {
+        let clock = ManualSandboxClock()
+        try await withSandbox(.init(clock: clock, rolloutDelay: .seconds(2))) { h in
+            let store = h.server.store
+            var slow = deploymentJSON
+            slow[path: ["spec", "minReadySeconds"]] = 30
+            try await store.apply([slow])
+            clock.advance(by: .seconds(3))
+            await store.advanceDeployments()
+            var deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "readyReplicas"]] == 3)
+            #expect(deployment[path: ["status", "availableReplicas"]] == 0)
+            #expect(deployment[path: ["status", "unavailableReplicas"]] == 3)
+            clock.advance(by: .seconds(30))
+            await store.advanceDeployments()
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "availableReplicas"]] == 3)
+            // Scaling down keeps the pods there available.
+            _ = try await h.raw(.patch, "/apis/apps/v1/namespaces/default/deployments/product-service", body: #"{"spec":{"replicas":2}}"#, contentType: "application/merge-patch+json")
+            clock.advance(by: .seconds(3))
+            await store.advanceDeployments()
+            deployment = await store.object(.deployments, namespace: "default", name: "product-service")!
+            #expect(deployment[path: ["status", "availableReplicas"]] == 2)
+        }
+    }
+
     @Test func runningServiceSettlesDeploymentsByItself() async throws {
         try await withSandbox(.init(tickInterval: .milliseconds(10))) { h in
             _ = try await h.request(.post, "/apis/apps/v1/namespaces/default/deployments", body: deploymentJSON)
