@@ -180,10 +180,12 @@ private func quietLogger() -> Logger {
         do {
             #expect(controller.caches.all.allSatisfy { $0.relistCount == 1 })
 
+            // Read before the restart: once the new server is up, the controller may already have relisted there.
+            let lastSeen = Int64(controller.caches.rollouts.resourceVersion) ?? 0
             await first.server.stop()
             let restarted = try await Cluster.start(port: first.port, directory: directory)
             second = restarted
-            #expect(await restarted.server.store.resourceVersion < Int64(controller.caches.rollouts.resourceVersion) ?? 0)
+            #expect(await restarted.server.store.resourceVersion < lastSeen)
             let settled = try await eventually {
                 let rollout = try await restarted.rollout()
                 let vs = try await restarted.client.get(.virtualServices, namespace: "shop", name: "product-service")
