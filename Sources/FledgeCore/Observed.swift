@@ -18,7 +18,7 @@ public struct ObservedDeployment: Sendable, Equatable {
     public var generation: Int64
     public var observedGeneration: Int64
     /// The `fledge.dev/revision` annotation Fledge puts on the canary Deployment.
-    public var revisionAnnotation: String?
+    public var revisionAnnotation: String? { annotations[Annotations.revision] }
     /// The name of the Rollout that controls this Deployment (its controller owner reference), if one does.
     public var owningRollout: String?
     /// `spec.strategy`, `minReadySeconds`, `progressDeadlineSeconds` and `revisionHistoryLimit`, as the API server
@@ -27,20 +27,12 @@ public struct ObservedDeployment: Sendable, Equatable {
     /// `metadata.labels` and `metadata.annotations`.
     public var labels: [String: String]
     public var annotations: [String: String]
-    /// What promotion recorded on the stable Deployment: (revision, hash of the template as stored). See
-    /// `Annotations.promotedRevision`.
-    public var promoted: (revision: String, template: String)? {
-        get { promotedRevision.flatMap { revision in promotedTemplate.map { (revision, $0) } } }
-        set { (promotedRevision, promotedTemplate) = (newValue?.revision, newValue?.template) }
-    }
-    var promotedRevision: String?
-    var promotedTemplate: String?
-
-    /// The revision this Deployment's pod template runs: the one promoted into it while the template is still as
-    /// the API server stored it then, else the hash of the template (`revision(of:)`).
+    /// The revision this Deployment's pod template runs: the one promotion recorded on it
+    /// (`Annotations.promotedRevision`) while the template still hashes as the API server stored it then
+    /// (`Annotations.promotedTemplate`), else the hash of the template (`revision(of:)`).
     public var revision: String {
         let own = FledgeCore.revision(of: template)
-        if let promoted, promoted.template == own { return promoted.revision }
+        if let promoted = annotations[Annotations.promotedRevision], annotations[Annotations.promotedTemplate] == own { return promoted }
         return own
     }
 
@@ -60,10 +52,11 @@ public struct ObservedDeployment: Sendable, Equatable {
         self.availableReplicas = availableReplicas
         self.generation = generation
         self.observedGeneration = observedGeneration
-        self.revisionAnnotation = revisionAnnotation
         self.owningRollout = owningRollout
         self.settings = settings
         self.labels = labels
+        var annotations = annotations
+        if let revisionAnnotation { annotations[Annotations.revision] = revisionAnnotation }
         self.annotations = annotations
     }
 
@@ -85,9 +78,6 @@ public struct ObservedDeployment: Sendable, Equatable {
         availableReplicas = Int(d[path: ["status", "availableReplicas"]]?.intValue ?? 0)
         generation = d[path: ["metadata", "generation"]]?.intValue ?? 1
         observedGeneration = d[path: ["status", "observedGeneration"]]?.intValue ?? 0
-        revisionAnnotation = d[path: ["metadata", "annotations", Annotations.revision]]?.stringValue
-        promotedRevision = d[path: ["metadata", "annotations", Annotations.promotedRevision]]?.stringValue
-        promotedTemplate = d[path: ["metadata", "annotations", Annotations.promotedTemplate]]?.stringValue
         owningRollout = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.first {
             $0["controller"]?.boolValue == true && $0["kind"]?.stringValue == Rollout.kind
                 && $0["apiVersion"]?.stringValue?.hasPrefix(Rollout.apiVersion.prefix { $0 != "/" } + "/") == true

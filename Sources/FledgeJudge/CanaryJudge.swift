@@ -228,7 +228,7 @@ public struct CanaryJudge: Sendable {
             // cannot win back a factor near zero — stable's first request alone gave q = ¼, and 3,000 clean canary
             // requests served meanwhile held a good canary until its progress deadline. Any q chosen before the
             // canary's outcomes are seen keeps the test valid.
-            let lowestTested = min(1, stableLower + absoluteMargin / (acceptExposures.max() ?? 1))
+            let lowestTested = min(1, stableLower + absoluteMargin)  // θ at full exposure, the promotion's
             let q = min((stableNow.events + 0.5) / (stableNow.requests + 1), max(lowestTested, Double.leastNormalMagnitude))
             next.boundLogNumerator += JudgeStatistics.xlogy(canary.events, q) + (canary.requests - canary.events) * log(1 - q)
             next.boundCanary.requests += canary.requests

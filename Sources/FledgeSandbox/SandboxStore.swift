@@ -1418,7 +1418,6 @@ public actor SandboxStore {
         guard let replicaSetType = self.type(for: .replicaSets) else { return nil }
         let namespace = deployment[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         let name = deployment[path: ["metadata", "name"]]?.stringValue ?? ""
-        let uid = deployment[path: ["metadata", "uid"]]?.stringValue ?? ""
         let hash = SandboxStore.templateHash(deployment)
         let currentName = "\(name)-\(hash)"
         let owned = dependents(of: deployment).filter { $0.0 == .replicaSets }.map(\.2)
@@ -1427,7 +1426,6 @@ public actor SandboxStore {
         }
         let newest = owned.map(revision).max() ?? 0
         let time = JSONValue.string(now())
-        var current: JSONValue?
         for replicaSet in owned {
             let replicaSetName = replicaSet[path: ["metadata", "name"]]?.stringValue ?? ""
             guard replicaSetName != currentName else { continue }
@@ -1452,18 +1450,11 @@ public actor SandboxStore {
         } else {
             // The ReplicaSet controller's creates are refused in a namespace being deleted.
             if isTerminating(namespace) { return nil }
-            var owner: JSONObject = [:]
-            owner["apiVersion"] = "apps/v1"
-            owner["kind"] = "Deployment"
-            owner["name"] = .string(name)
-            owner["uid"] = .string(uid)
-            owner["controller"] = .bool(true)
-            owner["blockOwnerDeletion"] = .bool(true)
             replicaSet = [
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": [
                     "name": .string(currentName), "namespace": .string(namespace), "uid": .string(UUID().uuidString.lowercased()),
-                    "creationTimestamp": time, "generation": 1, "ownerReferences": [.object(owner)],
+                    "creationTimestamp": time, "generation": 1, "ownerReferences": [SandboxStore.controllerReference(to: deployment, kind: "Deployment")],
                 ],
             ]
         }
@@ -1490,7 +1481,6 @@ public actor SandboxStore {
         if replicaSet != existing {
             replicaSet = store(replicaSet, .replicaSets, key: key, event: existing == nil ? "ADDED" : "MODIFIED")
         }
-        current = replicaSet
         // The oldest scaled-down ReplicaSets beyond the history limit go (with their pods, by the garbage collector).
         let limit = Int(deployment[path: ["spec", "revisionHistoryLimit"]]?.intValue ?? 10)
         let old = owned.filter { $0[path: ["metadata", "name"]]?.stringValue != currentName }.sorted { revision($0) < revision($1) }
@@ -1499,7 +1489,16 @@ public actor SandboxStore {
             guard let stored = buckets[.replicaSets]?.objects[replicaSetKey] else { continue }
             _ = remove(replicaSetType, key: replicaSetKey, old: stored)
         }
-        return current
+        return replicaSet
+    }
+
+    /// The owner reference a controller puts on what it makes (a ReplicaSet on its pods, a Deployment on its
+    /// ReplicaSets): deleting `owner` deletes them.
+    static func controllerReference(to owner: JSONValue, kind: String) -> JSONValue {
+        [
+            "apiVersion": "apps/v1", "kind": .string(kind), "name": owner[path: ["metadata", "name"]] ?? "",
+            "uid": owner[path: ["metadata", "uid"]] ?? "", "controller": true, "blockOwnerDeletion": true,
+        ]
     }
 
     /// `spec.strategy.rollingUpdate.maxSurge` in pods (25 % by default, rounded up as the Deployment controller does).
@@ -1584,13 +1583,6 @@ public actor SandboxStore {
             } else {
                 // The ReplicaSet controller's creates are refused in a namespace being deleted.
                 if isTerminating(namespace) { continue }
-                var owner: JSONObject = [:]
-                owner["apiVersion"] = "apps/v1"
-                owner["kind"] = "ReplicaSet"
-                owner["name"] = replicaSet?[path: ["metadata", "name"]] ?? .string("")
-                owner["uid"] = replicaSet?[path: ["metadata", "uid"]] ?? .string("")
-                owner["controller"] = .bool(true)
-                owner["blockOwnerDeletion"] = .bool(true)
                 var metadata: JSONObject = [:]
                 metadata["name"] = .string(podName)
                 metadata["namespace"] = .string(namespace)
@@ -1598,7 +1590,7 @@ public actor SandboxStore {
                 metadata["uid"] = .string(UUID().uuidString.lowercased())
                 metadata["creationTimestamp"] = time
                 metadata["generation"] = .int(1)
-                metadata["ownerReferences"] = .array([.object(owner)])
+                metadata["ownerReferences"] = .array(replicaSet.map { [SandboxStore.controllerReference(to: $0, kind: "ReplicaSet")] } ?? [])
                 var object: JSONObject = [:]
                 object["apiVersion"] = "v1"
                 object["kind"] = "Pod"

@@ -64,6 +64,13 @@ import Testing
         ])
     }
 
+    /// The fast spec with `stages`, the VirtualService on stable, and revision 2.0.0 triggered.
+    static func triggerFromStable(_ world: World, stages: JSONValue) async throws {
+        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": stages]))
+        try await startFromStable(world)
+        try await world.trigger(image: "registry.example/product-service:2.0.0")
+    }
+
     static func startFromStable(_ world: World) async throws {
         _ = try await world.client.update(.virtualServices, namespace: "shop", settingWeights(try await world.virtualService(), 100, 0))
     }
@@ -97,9 +104,7 @@ import Testing
     @Test func killedAfterEveryWriteStillRollsBackAFailingCanary() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
-        try await Self.startFromStable(world)
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.triggerFromStable(world, stages: [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]])
         let metrics = ScriptedMetrics()
         metrics.set(.failing)
         let lives = try await Self.killRepeatedly(world, metrics: metrics) { try await world.phase() == "Failed" }
@@ -123,9 +128,7 @@ import Testing
     @Test func killedAfterEveryWriteStillAborts() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]]]))
-        try await Self.startFromStable(world)
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.triggerFromStable(world, stages: [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]])
         let metrics = ScriptedMetrics()
         _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
         try await world.request(.abort)
@@ -145,9 +148,7 @@ import Testing
     @Test func killedAfterEveryWriteThroughANewRevisionPromotesTheNewOne() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
-        try await Self.startFromStable(world)
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.triggerFromStable(world, stages: [["weight": 20, "hold": "1s"], ["weight": 100, "hold": "1s"]])
         let metrics = ScriptedMetrics()
         _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 20 }
         try await world.trigger(image: "registry.example/product-service:3.0.0")
@@ -168,9 +169,7 @@ import Testing
     @Test func killedAfterEveryWriteADeletedRolloutMovesItsTrafficBackFirst() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]]]))
-        try await Self.startFromStable(world)
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.triggerFromStable(world, stages: [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "600s"]])
         let metrics = ScriptedMetrics()
         _ = try await Self.killRepeatedly(world, metrics: metrics) { try await world.rollout()[path: ["status", "canaryWeight"]]?.intValue == 50 }
         _ = try await world.client.delete(.rollouts, namespace: "shop", name: "product-service")
@@ -361,9 +360,7 @@ import Testing
     @Test func failedWritesNeverPutAnOlderStatusBack() async throws {
         let world = try await World()
         defer { Task { await world.stop() } }
-        try await world.patchSpec(fastSpec.applyingMergePatch(["stages": [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "1s"], ["weight": 100, "hold": "1s"]]]))
-        try await Self.startFromStable(world)
-        try await world.trigger(image: "registry.example/product-service:2.0.0")
+        try await Self.triggerFromStable(world, stages: [["weight": 20, "hold": "1s"], ["weight": 50, "hold": "1s"], ["weight": 100, "hold": "1s"]])
         await world.sandbox.store.setFaults(SandboxFaults(serverErrorRate: 0.25, seed: 4))
         _ = world.startController(analyzer: ScriptedMetrics())
         let rollouts = GroupResource(group: "fledge.dev", resource: "rollouts")
